@@ -1,0 +1,84 @@
+# Everyday targets. `make run` and `make test` work on a fresh machine: they create .venv
+# and install the pinned dependencies first (once; again only when a lock file changes).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+DATA_DIR ?= ../shared/data
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-dev run test test-fast lint format typecheck train bench \
+        bench-soak container-check validate-k8s lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements/runtime.lock pyproject.toml | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements/runtime.lock
+	$(PIP) install --quiet --no-deps --no-build-isolation -e . || $(PIP) install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: requirements/dev.lock pyproject.toml | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements/dev.lock
+	$(PIP) install --quiet --no-deps --no-build-isolation -e . || $(PIP) install --quiet --no-deps -e .
+	touch $@ $(VENV)/.runtime
+
+install: $(VENV)/.runtime  ## install the service (pinned runtime dependencies)
+
+install-dev: $(VENV)/.dev  ## install everything for tests, training and benchmarks
+
+run: install  ## serve the committed models on http://$(HOST):$(PORT) (docs at /docs)
+	SYNERGY_HOST=$(HOST) SYNERGY_PORT=$(PORT) $(PY) -m app
+
+test: install-dev  ## the whole test suite (unit, api, e2e, browser)
+	scripts/ensure-test-tools.sh
+	$(PY) -m pytest
+
+test-fast: install-dev  ## unit and api tiers only
+	$(PY) -m pytest tests/unit tests/api
+
+lint: install-dev  ## ruff + mypy
+	$(VENV)/bin/ruff check app training bench tests
+	$(VENV)/bin/ruff format --check app training bench tests
+	$(VENV)/bin/mypy
+
+format: install-dev  ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix app training bench tests
+	$(VENV)/bin/ruff format app training bench tests
+
+typecheck: install-dev
+	$(VENV)/bin/mypy
+
+train: install-dev  ## retrain all four models into models/ (next version; DATA_DIR=local data)
+	$(PY) -m training all $(if $(wildcard $(DATA_DIR)),--data-dir $(DATA_DIR),) $(TRAIN_ARGS)
+
+bench: install-dev  ## load benchmark: ours vs naive vs no-model ceiling (~12 min)
+	scripts/ensure-test-tools.sh wrk
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-soak: install-dev  ## 10-minute soak at half capacity across all models
+	scripts/ensure-test-tools.sh wrk
+	$(PY) bench/soak.py $(BENCH_ARGS)
+
+container-check:  ## build and run the Docker image with podman; wait for /health/ready
+	../shared/tools/container-check.sh . /health/ready
+
+validate-k8s: install-dev  ## validate the Kubernetes manifests against their schemas
+	$(PY) deploy/validate.py
+
+lock:  ## re-pin requirements/*.lock from pyproject.toml
+	$(PY) -m pip install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--extra dev -o requirements/dev.lock pyproject.toml
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		-c requirements/dev.lock -o requirements/runtime.lock pyproject.toml
+
+clean:  ## remove caches and test artifacts (keeps .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts bench/out
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

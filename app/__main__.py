@@ -1,0 +1,100 @@
+"""`python -m app`: run the service with uvicorn and a graceful SIGTERM drain.
+
+On SIGTERM (or Ctrl-C): readiness turns 503 at once and new predictions get 503 (with
+`Connection: close`, so load balancers and clients move on); requests already in flight finish
+within `SYNERGY_SHUTDOWN_GRACE_PERIOD_S`; then the server stops and the process exits 0.
+A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from types import FrameType
+
+import uvicorn
+
+from app.logs import configure_logging
+from app.main import create_app
+from app.middleware import ServerState
+from app.service import PredictionService
+from app.settings import Settings
+
+log = logging.getLogger("synergy.server")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server that drains in-flight requests before it stops accepting connections."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        service: PredictionService,
+        state: ServerState,
+        grace_period_s: float,
+    ) -> None:
+        super().__init__(config)
+        self.service = service
+        self.state = state
+        self.grace_period_s = grace_period_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
+
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not calling super(): it records the signal and re-raises it after shutdown, which
+        # would end the process with 128+SIGTERM instead of a clean exit 0.
+        if self._draining or self._loop is None:
+            self.should_exit = True
+            self.force_exit = self._draining
+            return
+        self._draining = True
+        self.service.begin_drain()
+        log.info(
+            "signal %d: draining %d in-flight request(s), up to %.0fs",
+            sig,
+            self.state.in_flight,
+            self.grace_period_s,
+        )
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain()))  # type: ignore[union-attr]
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.grace_period_s
+        while self.state.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.state.in_flight:
+            log.warning("grace period over with %d request(s) in flight", self.state.in_flight)
+        self.should_exit = True
+
+
+def main() -> int:
+    """Read the settings, build the app, serve until a signal; 0 on a clean shutdown."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,  # our middleware logs one JSON line per request
+        loop="auto",  # uvloop when installed
+        http="auto",  # httptools when installed
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_period_s)),
+        proxy_headers=False,
+    )
+    server = DrainingServer(
+        config, app.state.service, app.state.server_state, settings.shutdown_grace_period_s
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Model listing, model cards and evaluation metrics."""
+
+from typing import Annotated
+
+from fastapi import FastAPI, Path, Request
+from starlette.responses import Response
+
+from app.jsonutil import json_response
+from app.schemas.responses import (
+    ModelDetail,
+    ModelList,
+    ModelMetricsResponse,
+    error_responses,
+)
+
+# Swagger UI pre-fills these from examples of the models that exist (see app.main).
+ModelName = Annotated[str, Path(description="Model name")]
+ModelVersion = Annotated[int, Path(ge=1, le=2**31 - 1, description="Model version (an integer)")]
+
+
+async def list_models(request: Request) -> Response:
+    """Every model with its versions and their state (ready, loading, failed + reason)."""
+    return json_response(request.app.state.service.list_models())
+
+
+async def model_card(request: Request, name: ModelName) -> Response:
+    """The model card: inputs, labels, training data, held-out metrics, hashes, versions;
+    plus where and how it is served (device, batching)."""
+    return json_response(request.app.state.service.model_detail(name, None))
+
+
+async def model_card_version(request: Request, name: ModelName, version: ModelVersion) -> Response:
+    """The card of one version."""
+    return json_response(request.app.state.service.model_detail(name, version))
+
+
+async def model_metrics(request: Request, name: ModelName) -> Response:
+    """Held-out metrics from training (accuracy, macro precision/recall/F1, ROC AUC for binary
+    models, confusion matrix) and live stats since start (requests, errors, latency
+    percentiles, predicted-label distribution)."""
+    return json_response(request.app.state.service.model_metrics(name, None))
+
+
+async def model_metrics_version(
+    request: Request, name: ModelName, version: ModelVersion
+) -> Response:
+    """Held-out and live metrics of one version."""
+    return json_response(request.app.state.service.model_metrics(name, version))
+
+
+def add_model_routes(app: FastAPI) -> None:
+    """GET endpoints describing the models (straight on the app: an included router costs
+    every request extra matching)."""
+    errors = error_responses(401, 404, 422, 503)
+    for path, endpoint, summary, model in (
+        ("/v1/models", list_models, "List the models", ModelList),
+        ("/v1/models/{name:model}", model_card, "Model card (latest version)", ModelDetail),
+        (
+            "/v1/models/{name:model}/versions/{version}",
+            model_card_version,
+            "Model card (one version)",
+            ModelDetail,
+        ),
+        (
+            "/v1/models/{name:model}/metrics",
+            model_metrics,
+            "Evaluation and live serving metrics",
+            ModelMetricsResponse,
+        ),
+        (
+            "/v1/models/{name:model}/versions/{version}/metrics",
+            model_metrics_version,
+            "Metrics of one version",
+            ModelMetricsResponse,
+        ),
+    ):
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["GET"],
+            tags=["models"],
+            summary=summary,
+            response_model=model,
+            responses=error_responses(401) if path == "/v1/models" else errors,
+        )

@@ -1,0 +1,210 @@
+"""`:predict` routes, and their per-model documentation.
+
+Routing: three generic routes (`{name}:predict`, `{name}/versions/{version}:predict`,
+`{name}:predict-image`) are registered before every other route. FastAPI tries routes in order
+at about 6 us each, so the hot path matches first time.
+
+Documentation: Swagger UI users get one operation per model, each with that model's input
+schema and a real held-out example that works as is in "Try it out". Those operations are
+written into the OpenAPI document here; they describe exactly the paths the generic routes
+serve. Bodies are read raw and validated in one pass by pydantic from the JSON bytes (3x
+faster than FastAPI's parse-then-validate), which is why the request schemas are attached by
+hand too.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Request, UploadFile
+from starlette.responses import Response
+
+from app.errors import UnsupportedMediaType
+from app.jsonutil import json_response
+from app.schemas.card import ImageInput
+from app.schemas.predict import PredictResponse
+from app.schemas.responses import ErrorResponse, error_responses
+from app.service import PredictionService
+
+PREDICT_ERRORS = (400, 401, 404, 413, 415, 422, 500, 503, 504)
+IMAGE_ERRORS = (401, 404, 413, 422, 500, 503, 504)
+
+
+def require_json(request: Request) -> None:
+    """Predict bodies are JSON: refuse other declared content types with a clear 415."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"the body must be JSON, sent with Content-Type: application/json (got "
+            f"{media_type or 'an empty content type'}); with curl add "
+            "-H 'Content-Type: application/json'"
+        )
+
+
+def add_predict_routes(app: FastAPI, service: PredictionService) -> None:
+    """The generic predict routes; call before adding any other route."""
+
+    async def predict(request: Request) -> Response:
+        require_json(request)
+        return json_response(
+            await service.predict_json(
+                request.path_params["name"], None, await request.body(), request.scope["state"]
+            )
+        )
+
+    async def predict_version(request: Request, version: int) -> Response:
+        require_json(request)
+        return json_response(
+            await service.predict_json(
+                request.path_params["name"], version, await request.body(), request.scope["state"]
+            )
+        )
+
+    async def predict_image(
+        request: Request, file: Annotated[UploadFile, File(description="An image file.")]
+    ) -> Response:
+        return json_response(
+            await service.predict_image(
+                request.path_params["name"], None, await file.read(), request.scope["state"]
+            )
+        )
+
+    app.add_api_route(
+        "/v1/models/{name:model}:predict", predict, methods=["POST"], include_in_schema=False
+    )
+    app.add_api_route(
+        "/v1/models/{name:model}/versions/{version}:predict",
+        predict_version,
+        methods=["POST"],
+        include_in_schema=False,
+    )
+    app.add_api_route(
+        "/v1/models/{name:model}:predict-image", predict_image, methods=["POST"], include_in_schema=False
+    )
+
+
+def _responses(codes: tuple[int, ...]) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "One prediction per instance, in order.",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}
+            },
+        }
+    }
+    for code, doc in error_responses(*codes).items():
+        responses[str(code)] = {
+            "description": doc["description"],
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+            },
+        }
+    return responses
+
+
+def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(paths, component schemas): one documented operation per model and kind of call."""
+    components: dict[str, Any] = {}
+    for model in (PredictResponse, ErrorResponse):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    paths: dict[str, Any] = {}
+    for name in sorted(service.request_models):
+        entry = service.registry.find(name)
+        card = entry.card
+        assert card is not None
+        operation_name = name.replace("-", "_").replace(".", "_")
+        request_model = service.request_models[name]
+        schema = request_model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        schema.pop("examples", None)
+        components[request_model.__name__] = schema
+        body = {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{request_model.__name__}"},
+                    "examples": {
+                        f"example-{index}": {
+                            "summary": f"a real held-out example (true label: {example.label})",
+                            "value": {"instances": [example.instance]},
+                        }
+                        for index, example in enumerate(card.examples, start=1)
+                    },
+                }
+            },
+        }
+        description = (
+            f"{card.description}\n\nEach instance: {service.instance_help[name]}. "
+            "One prediction per instance comes back, in order: the label and the "
+            f"probability of every class ({', '.join(card.labels)})."
+        )
+        paths[f"/v1/models/{name}:predict"] = {
+            "post": {
+                "tags": ["predict"],
+                "summary": f"Predict with {name}",
+                "description": description,
+                "operationId": f"predict_{operation_name}",
+                "requestBody": body,
+                "responses": _responses(PREDICT_ERRORS),
+            }
+        }
+        paths[f"/v1/models/{name}/versions/{{version}}:predict"] = {
+            "post": {
+                "tags": ["predict"],
+                "summary": f"Predict with one version of {name}",
+                "description": description,
+                "operationId": f"predict_{operation_name}_version",
+                "parameters": [
+                    {
+                        "name": "version",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                        "description": "Model version (an integer)",
+                        "examples": {
+                            f"v{entry.version}": {
+                                "summary": f"version {entry.version}",
+                                "value": entry.version,
+                            }
+                        },
+                    }
+                ],
+                "requestBody": body,
+                "responses": _responses(PREDICT_ERRORS),
+            }
+        }
+        if isinstance(card.input, ImageInput):
+            paths[f"/v1/models/{name}:predict-image"] = {
+                "post": {
+                    "tags": ["predict"],
+                    "summary": f"Predict with {name} from an uploaded image file",
+                    "description": "Upload one image file (PNG, JPEG, ...) of a single digit, any "
+                    "size; it is converted the MNIST way (grey, inverted if the background is "
+                    "light, cropped, scaled into 20x20, centred by mass in 28x28).",
+                    "operationId": f"predict_image_{operation_name}",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["file"],
+                                    "properties": {
+                                        "file": {
+                                            "type": "string",
+                                            "format": "binary",
+                                            "contentMediaType": "application/octet-stream",
+                                            "description": "An image file with one digit.",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": _responses(IMAGE_ERRORS),
+                }
+            }
+    return paths, components

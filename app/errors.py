@@ -1,0 +1,150 @@
+"""Errors that carry their HTTP status, and the one handler that renders them.
+
+Every error response of the service is `{"error": "<what is wrong and how to fix it>"}`, the
+convention TF Serving, the Open Inference Protocol, KServe and MLServer share.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.jsonutil import json_response
+
+log = logging.getLogger(__name__)
+
+
+class ServingError(Exception):
+    """Base class: an error with an HTTP status and a message meant for the client."""
+
+    status_code = 500
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class BadRequest(ServingError):
+    """The request cannot be parsed (malformed JSON, wrong content type)."""
+
+    status_code = 400
+
+
+class Unauthorized(ServingError):
+    """Missing or wrong API key."""
+
+    status_code = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ServingError):
+    """Unknown model, version or path."""
+
+    status_code = 404
+
+
+class PayloadTooLarge(ServingError):
+    """Body, image or instance count over a configured limit."""
+
+    status_code = 413
+
+
+class UnsupportedMediaType(ServingError):
+    """The body is not JSON (or, for uploads, not multipart)."""
+
+    status_code = 415
+
+
+class InvalidInput(ServingError):
+    """The request parses but its content is wrong (shape, type, range, NaN)."""
+
+    status_code = 422
+
+
+class ModelFailed(ServingError):
+    """The model raised while predicting; only the requests of that batch fail."""
+
+    status_code = 500
+
+
+class Unavailable(ServingError):
+    """Overloaded, not ready or shutting down: retry later, ideally elsewhere."""
+
+    status_code = 503
+
+    def __init__(
+        self, message: str, *, retry_after_s: int = 1, close_connection: bool = False
+    ) -> None:
+        headers = {"Retry-After": str(retry_after_s)}
+        if close_connection:
+            # Shutting down: make keep-alive clients reconnect (to another replica).
+            headers["Connection"] = "close"
+        super().__init__(message, headers=headers)
+
+
+class DeadlineExceeded(ServingError):
+    """The request did not get its prediction within the configured deadline."""
+
+    status_code = 504
+
+
+def error_response(
+    status_code: int, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The one shape of every error body."""
+    return json_response({"error": message}, status_code=status_code, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(problems)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render ServingError, FastAPI validation errors and Starlette HTTP errors as `{"error"}`."""
+
+    async def serving_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServingError)
+        return error_response(exc.status_code, exc.message, exc.headers)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(422, _describe_validation(exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}; see /docs"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}; see /docs"
+        return error_response(exc.status_code, message, exc.headers)
+
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        log.error(
+            "unhandled error on %s %s (request %s)",
+            request.method,
+            request.url.path,
+            request_id,
+            exc_info=exc,
+        )
+        return error_response(
+            500, f"internal server error (request id {request_id}); the server logged the details"
+        )
+
+    app.add_exception_handler(ServingError, serving_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

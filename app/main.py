@@ -1,0 +1,184 @@
+"""`create_app(settings)`: builds the FastAPI app; models load in its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
+
+from app import __version__
+from app.api import health, metrics, models, predict
+from app.api.docs import ASSETS_URL, install_docs
+from app.errors import install_error_handlers
+from app.logs import AccessLog
+from app.metrics import Metrics
+from app.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    ObservabilityMiddleware,
+    ServerState,
+    load_key_digests,
+)
+from app.registry import ModelRegistry, discover
+from app.service import PredictionService
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Classic ML and deep learning models served side by side: scikit-learn and Keras 3.
+
+* **Predict**: one operation per model, each with a real held-out example that works as is in
+  *Try it out*. Concurrent requests are batched into one model call.
+* **Models**: the model cards (inputs, labels, training data, held-out metrics, hashes) and
+  live serving stats.
+* **Health** and **Prometheus metrics** for operators.
+
+Errors are always `{"error": "..."}` with the status that fits (400/422 bad input, 404 unknown
+model, 413 too large, 503 + `Retry-After` overloaded or not ready, 504 deadline).
+"""
+
+# Paths anyone may call when API keys are set (the rest need `Authorization: Bearer <key>`).
+OPEN_PATHS = {
+    "/",
+    "/health/live",
+    "/health/ready",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/favicon.ico",
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The whole service for these settings; models are discovered now, loaded at start-up."""
+    settings = settings or Settings()
+    registry = ModelRegistry(discover(settings.models_dir))
+    metrics_ = Metrics()
+    service = PredictionService(settings, registry, metrics_)
+    server_state = ServerState()
+    access_log = AccessLog() if settings.log_requests else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(access_log.run()) if access_log else None
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop(settings.shutdown_grace_period_s)
+            if flusher is not None:
+                flusher.cancel()
+                await asyncio.gather(flusher, return_exceptions=True)
+
+    app = FastAPI(
+        title="Synergy Serve",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        # FastAPI's OpenTelemetry bridge checks the providers on every request; Prometheus is
+        # our default export, so it is opt-in.
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+        },
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.metrics = metrics_
+    app.state.server_state = server_state
+    install_error_handlers(app)
+
+    predict.add_predict_routes(app, service)  # first: routes are matched in order
+    health.add_health_routes(app)
+    models.add_model_routes(app)
+    metrics.add_metrics_route(app)
+    install_docs(app)
+    key_digests = load_key_digests(settings.api_keys, settings.api_keys_file)
+    open_paths = set(OPEN_PATHS) | ({"/metrics"} if not settings.protect_metrics else set())
+    _install_openapi(app, service, open_paths=open_paths if key_digests else None)
+
+    # Middleware: the last added is the outermost.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if key_digests:
+        app.add_middleware(
+            ApiKeyMiddleware,
+            key_digests=key_digests,
+            open_paths=open_paths,
+            open_prefixes=(ASSETS_URL + "/",),
+        )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(
+        ObservabilityMiddleware, metrics=metrics_, state=server_state, access_log=access_log
+    )
+    return app
+
+
+def _install_openapi(
+    app: FastAPI, service: PredictionService, *, open_paths: set[str] | None
+) -> None:
+    """FastAPI's schema, plus: the per-model predict operations; path parameters pre-filled
+    with models that exist (so "Try it out" works as is); with API keys, the bearer scheme on
+    every operation except the open paths."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        paths, components = predict.predict_openapi(service)
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        # Predict operations first, as in the routing.
+        schema["paths"] = {**paths, **schema.get("paths", {})}
+        registry = service.registry
+        examples = {
+            "name": {name: {"summary": name, "value": name} for name in registry.names},
+            "version": {
+                f"{name} v{max(registry.versions(name))}": {
+                    "summary": f"{name}: version {max(registry.versions(name))}",
+                    "value": max(registry.versions(name)),
+                }
+                for name in registry.names
+            },
+        }
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                for parameter in operation.get("parameters", []):
+                    if parameter["in"] == "path" and parameter["name"] in examples:
+                        parameter.setdefault("examples", examples[parameter["name"]])
+        if open_paths is not None:
+            schema["components"]["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key, sent as 'Authorization: Bearer <key>'.",
+                }
+            }
+            schema["security"] = [{"bearer": []}]
+            for path, operations in schema["paths"].items():
+                if path in open_paths:
+                    for operation in operations.values():
+                        operation["security"] = []
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,217 @@
+"""Prometheus metrics (one registry per app, no global state) and live per-model stats."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+# Fine enough to read a p99 anywhere between 1 ms and 5 s.
+LATENCY_BUCKETS_S = (
+    0.0005,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.004,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    """Every Prometheus series the service exports, on a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        r = self.registry
+        self.requests = Counter(
+            "synergy_requests_total",
+            "HTTP requests by model, version, endpoint and status.",
+            ["model", "version", "endpoint", "status"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "synergy_request_duration_seconds",
+            "HTTP request latency, receive to response.",
+            ["model", "endpoint"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "synergy_requests_in_flight", "HTTP requests being handled now.", registry=r
+        )
+        self.batch_size = Histogram(
+            "synergy_batch_size_rows",
+            "Rows per model call.",
+            ["model", "version"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "synergy_queue_wait_seconds",
+            "Time a request waited in the batch queue.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "synergy_inference_duration_seconds",
+            "Time of one batch: featurisation and forward pass.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.batch_failures = Counter(
+            "synergy_batch_failures_total",
+            "Batches whose model call raised.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.queue_rows = Gauge(
+            "synergy_queue_rows",
+            "Rows waiting in the batch queue.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.model_ready = Gauge(
+            "synergy_model_ready",
+            "1 when the model version is loaded and warmed up.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.predictions = Counter(
+            "synergy_predictions_total",
+            "Predicted labels.",
+            ["model", "version", "label"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything above."""
+        return generate_latest(self.registry)
+
+    def batch_observer(self, model: str, version: int) -> BatcherMetrics:
+        """The observer one batcher reports to."""
+        labels = (model, str(version))
+        return BatcherMetrics(
+            self.batch_size.labels(*labels),
+            self.inference.labels(*labels),
+            self.queue_wait.labels(*labels),
+            self.batch_failures.labels(*labels),
+        )
+
+
+@dataclass
+class BatcherMetrics:
+    """`app.batching.BatchObserver` backed by Prometheus children (labels bound once)."""
+
+    batch_size: Histogram
+    inference: Histogram
+    queue_wait: Histogram
+    failures: Counter
+
+    def batch_done(self, rows: int, inference_s: float, failed: bool) -> None:
+        self.batch_size.observe(rows)
+        self.inference.observe(inference_s)
+        if failed:
+            self.failures.inc()
+
+    def rows_started(self, queue_wait_s: Sequence[float]) -> None:
+        for wait in queue_wait_s:
+            self.queue_wait.observe(wait)
+
+
+@dataclass
+class ServingStats:
+    """Live numbers for `GET /v1/models/{name}/metrics`, since the process started.
+
+    Latency percentiles come from the most recent requests (a bounded window), exact rather
+    than bucketed; Prometheus keeps the long-run histograms.
+    """
+
+    window: int = 10_000
+    requests: int = 0
+    errors: int = 0
+    errors_by_status: collections.Counter[int] = field(default_factory=collections.Counter)
+    labels: collections.Counter[str] = field(default_factory=collections.Counter)
+    _latencies_ms: collections.deque[float] = field(default_factory=collections.deque)
+    # Labels are counted on model worker threads and read on the event loop.
+    _labels_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._latencies_ms = collections.deque(maxlen=self.window)
+
+    def record_request(self, status: int, latency_s: float) -> None:
+        """Count one finished request."""
+        self.requests += 1
+        if status >= 400:
+            self.errors += 1
+            self.errors_by_status[status] += 1
+        else:
+            self._latencies_ms.append(latency_s * 1000.0)
+
+    def record_labels(self, counts: collections.Counter[str]) -> None:
+        """Add a batch's predicted-label counts (safe from any thread)."""
+        with self._labels_lock:
+            self.labels.update(counts)
+
+    def snapshot(self) -> dict[str, object]:
+        """Counts, latency percentiles (ms) and the predicted-label distribution."""
+        latencies = np.fromiter(self._latencies_ms, dtype=np.float64)
+        percentiles = (
+            dict(
+                zip(
+                    ("p50", "p90", "p99"),
+                    np.round(np.percentile(latencies, [50, 90, 99]), 3).tolist(),
+                    strict=True,
+                )
+            )
+            if latencies.size
+            else {"p50": None, "p90": None, "p99": None}
+        )
+        with self._labels_lock:
+            labels = dict(self.labels)
+        total = sum(labels.values())
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "errors_by_status": {str(k): v for k, v in sorted(self.errors_by_status.items())},
+            "latency_ms": {**percentiles, "window": int(latencies.size)},
+            "predicted_labels": {
+                label: {"count": count, "share": round(count / total, 4)}
+                for label, count in sorted(labels.items())
+            },
+        }

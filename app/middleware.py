@@ -1,0 +1,228 @@
+"""Pure ASGI middleware: observability, body-size limit, API keys.
+
+Written against raw ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a
+stream copy per request on the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PayloadTooLarge, error_response
+from app.logs import AccessLog
+from app.metrics import Metrics
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ServerState:
+    """Counts in-flight HTTP requests, for the graceful drain at shutdown."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+
+class ObservabilityMiddleware:
+    """Request id in and out, in-flight gauge, per-request metrics, one JSON log line."""
+
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, state: ServerState, access_log: AccessLog | None
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.state = state
+        self.access_log = access_log
+        # Bound Prometheus children per label set: labels() costs a lock and validation.
+        self._series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = ""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _REQUEST_ID.match(candidate):
+                    request_id = candidate
+                break
+        # Unique enough to find a request in the logs, and no syscall (uuid4 reads urandom).
+        request_id = request_id or f"{random.getrandbits(64):016x}"
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500
+        encoded_id = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", encoded_id)]
+            await send(message)
+
+        self.state.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.state.in_flight -= 1
+            self.metrics.in_flight.dec()
+            self._record(scope, state, status, time.perf_counter() - started, request_id)
+
+    def _record(
+        self, scope: Scope, state: dict[str, Any], status: int, latency_s: float, request_id: str
+    ) -> None:
+        # The endpoint function's name ("predict", "ready", ...): bounded, unlike raw paths.
+        endpoint = getattr(scope.get("endpoint"), "__name__", None) or "unmatched"
+        model = state.get("model", "")
+        version = state.get("version", "")
+        key = (model, str(version), endpoint, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                self.metrics.requests.labels(model, key[1], endpoint, str(status)),
+                self.metrics.request_latency.labels(model, endpoint),
+            )
+        series[0].inc()
+        series[1].observe(latency_s)
+        stats = state.get("stats")  # the model version's ServingStats, set by the service
+        if stats is not None:
+            stats.record_request(status, latency_s)
+        if self.access_log is not None:
+            self.access_log.write(
+                {
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "model": model or None,
+                    "version": version or None,
+                    "status": status,
+                    "rows": state.get("rows"),
+                    "latency_ms": round(latency_s * 1000.0, 3),
+                }
+            )
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit: at once from Content-Length, else while streaming."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def _too_large(self, size: str) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the body is {size} bytes, over the limit of {self.max_body_bytes}; send fewer "
+            "instances per request or smaller images"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_body_bytes:
+                    error = self._too_large(str(declared))
+                    await error_response(413, error.message, {"Connection": "close"})(
+                        scope, receive, send
+                    )
+                    return
+                break
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    # Raised inside the app's body read: the app's error handler renders 413.
+                    raise self._too_large(f"over {received}")
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def load_key_digests(keys: Iterable[str], hashed_keys_file: Any) -> list[bytes]:
+    """sha256 digests of the plain keys, plus those listed (hex, one a line) in the file."""
+    digests = [_digest(key) for key in keys if key]
+    if hashed_keys_file is not None:
+        for number, line in enumerate(hashed_keys_file.read_text().splitlines(), start=1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", line):
+                raise ValueError(f"{hashed_keys_file}:{number}: expected a sha256 hex digest")
+            digests.append(bytes.fromhex(line))
+    return digests
+
+
+class ApiKeyMiddleware:
+    """Every path needs `Authorization: Bearer <key>` except the open ones.
+
+    Deny by default: a route added later is protected unless it is listed as open here.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        key_digests: list[bytes],
+        open_paths: set[str],
+        open_prefixes: tuple[str, ...],
+    ) -> None:
+        self.app = app
+        self.key_digests = key_digests
+        self.open_paths = open_paths
+        self.open_prefixes = open_prefixes
+
+    def _authorized(self, scope: Scope) -> bool:
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer" or not token.strip():
+                    return False
+                presented = _digest(token.strip())
+                # Compare with every key, in constant time, whatever matches first.
+                matched = False
+                for digest in self.key_digests:
+                    matched |= hmac.compare_digest(presented, digest)
+                return matched
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if (
+            path in self.open_paths
+            or path.startswith(self.open_prefixes)
+            or self._authorized(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        await error_response(
+            401,
+            "missing or wrong API key: send 'Authorization: Bearer <key>' (in Swagger UI, use "
+            "the Authorize button)",
+            {"WWW-Authenticate": "Bearer"},
+        )(scope, receive, send)

@@ -1,0 +1,176 @@
+"""Keras 3 runtime: a compiled forward pass with a dynamic batch dimension, on any backend.
+
+`model.predict` per request costs tens of milliseconds (it builds a data pipeline and
+callbacks every call); a traced/jitted `model(x, training=False)` costs about a millisecond.
+Batches are padded up to a few bucket sizes so a backend that specialises on shapes (XLA, JAX)
+compiles each bucket once, at warm-up, never while serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from app.runtimes.base import Model, binary_to_two_columns
+
+log = logging.getLogger(__name__)
+
+Forward = Callable[[np.ndarray], np.ndarray]
+
+# JAX's XLA runs these small models several times faster than TensorFlow on CPU (per call
+# overhead ~30 us against ~500 us for a compiled tf.function; see bench/RESULTS.md) and the
+# .keras files are backend-agnostic, so the server uses JAX unless KERAS_BACKEND says otherwise.
+DEFAULT_BACKEND = "jax"
+
+
+def batch_buckets(max_batch_size: int) -> list[int]:
+    """Powers of two up to `max_batch_size`, plus `max_batch_size` itself."""
+    buckets = [1]
+    while buckets[-1] * 2 < max_batch_size:
+        buckets.append(buckets[-1] * 2)
+    if buckets[-1] != max_batch_size:
+        buckets.append(max_batch_size)
+    return buckets
+
+
+def configure_backend(inference_threads: int) -> str:
+    """Set up the Keras backend once per process, before any model loads; return its name.
+
+    The backend is KERAS_BACKEND if set, else JAX (if Keras was already imported, e.g. by
+    training code in the same process, its backend stays). GPU memory: TensorFlow grows it
+    instead of grabbing it all; JAX does not preallocate. TensorFlow's CPU thread pools are
+    sized from `inference_threads` (these calls fail once TensorFlow has initialised, which is
+    harmless: the first settings stay).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    import keras
+
+    backend = str(keras.backend.backend())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            for gpu in tf.config.list_physical_devices("GPU"):
+                tf.config.experimental.set_memory_growth(gpu, True)
+            tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
+            # One model call at a time per model; a second pool thread lets two models overlap.
+            tf.config.threading.set_inter_op_parallelism_threads(2)
+        except RuntimeError as exc:
+            log.debug("TensorFlow already initialised, keeping its settings: %s", exc)
+    return backend
+
+
+def describe_device(backend: str) -> str:
+    """The device the backend places computations on, for the card endpoint and logs."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(
+                tf.config.list_physical_devices("GPU")[0]
+            )
+            return f"gpu:0 ({details.get('device_name', 'GPU')}, tensorflow)"
+        return "cpu (tensorflow)"
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.platform}:{device.id} ({device.device_kind}, jax)"
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:0 ({torch.cuda.get_device_name(0)}, torch)"
+        return "cpu (torch)"
+    return f"cpu ({backend})"
+
+
+def _compile_forward(model: Any, backend: str) -> Forward:
+    """A forward pass that accepts any batch size without retracing."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
+        traced = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        return lambda batch: traced(batch).numpy()
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def jitted(x: Any) -> Any:
+            outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+            return outputs
+
+        return lambda batch: np.asarray(jitted(batch))
+    if backend == "torch":
+        import torch
+
+        def torch_forward(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(batch, training=False).cpu().numpy()  # type: ignore[no-any-return]
+
+        return torch_forward
+    return lambda batch: np.asarray(model(batch, training=False))
+
+
+class KerasModel(Model):
+    """A `.keras` file served through a compiled forward function and padded batch buckets."""
+
+    def __init__(self, *args: Any, buckets: Sequence[int] = (1,), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buckets = sorted(set(buckets))
+        self._backend = ""
+        self._forward: Forward | None = None
+        self._input_dtype: Any = np.float32
+
+    @property
+    def device(self) -> str:
+        return describe_device(self._backend) if self._backend else "not loaded"
+
+    def load(self) -> None:
+        import keras
+
+        self._backend = str(keras.backend.backend())
+        model = keras.saving.load_model(self.folder / self.card.model_file, compile=False)
+        self._input_dtype = np.dtype(str(model.inputs[0].dtype))
+        self._forward = _compile_forward(model, self._backend)
+
+    def _bucket_for(self, rows: int) -> int:
+        for size in self.buckets:
+            if size >= rows:
+                return size
+        return self.buckets[-1]
+
+    def predict(self, batch: np.ndarray) -> list[list[float]]:
+        assert self._forward is not None, "load() first"
+        batch = np.asarray(batch, dtype=self._input_dtype)
+        largest = self.buckets[-1]
+        outputs = []
+        for start in range(0, len(batch), largest):
+            chunk = batch[start : start + largest]
+            rows = len(chunk)
+            size = self._bucket_for(rows)
+            if size > rows:
+                # Pad with copies of a real row: padding must be a valid input (an all-zero
+                # text row would average over nothing) and is dropped right after.
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - rows, axis=0)])
+            outputs.append(np.asarray(self._forward(chunk))[:rows])
+        probabilities = binary_to_two_columns(np.concatenate(outputs).astype(np.float64))
+        result: list[list[float]] = probabilities.tolist()
+        return result
+
+    def warmup(self, batch: np.ndarray) -> None:
+        """Call every bucket once (each may compile on first use)."""
+        row = np.asarray(batch[:1], dtype=self._input_dtype)
+        for size in self.buckets:
+            self.predict(np.repeat(row, size, axis=0))

@@ -1,0 +1,223 @@
+"""The model card: one schema, written by `training/` and validated by `app/`.
+
+A card travels with every artifact folder (`models/<name>/<version>/card.json`). It says what
+the model is, what it expects as input, how it was trained and how well it did on held-out
+data, and pins the sha256 of every file in the folder so the server refuses tampered or
+truncated artifacts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CARD_FILENAME = "card.json"
+SCHEMA_VERSION: Final = 1
+
+# Model names end up in URLs and folder names: keep them to a safe, boring alphabet.
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+# Artifact file names are plain names inside the version folder: no separators, no "..".
+ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+ArtifactName = Annotated[str, Field(pattern=ARTIFACT_NAME_PATTERN)]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    """One named numeric input feature of a tabular model."""
+
+    name: str
+    unit: str | None = None
+    description: str | None = None
+
+
+class TabularInput(_Strict):
+    """Rows of numbers; the service accepts named features or a plain list in this order."""
+
+    kind: Literal["tabular"] = "tabular"
+    features: list[Feature] = Field(min_length=1)
+
+    @property
+    def n_features(self) -> int:
+        """Number of features one instance must have."""
+        return len(self.features)
+
+
+class ImageInput(_Strict):
+    """Grey-level images, white ink on black, values 0-255 (the MNIST convention)."""
+
+    kind: Literal["image"] = "image"
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
+    channels: Literal[1] = 1
+    max_value: float = 255.0
+    description: str | None = None
+
+
+class TextInput(_Strict):
+    """Raw text, tokenised outside the model graph with the saved vocabulary."""
+
+    kind: Literal["text"] = "text"
+    vocabulary_file: ArtifactName
+    sequence_length: int = Field(ge=1)
+    ngram_max: int = Field(ge=1, le=2)
+    lowercase: bool = True
+    description: str | None = None
+
+
+InputSpec = Annotated[TabularInput | ImageInput | TextInput, Field(discriminator="kind")]
+
+
+class TrainingData(_Strict):
+    """Where the training data came from and how it was split."""
+
+    source: str
+    sha256: Sha256 = Field(
+        description="sha256 of the data actually used (file or generated arrays)"
+    )
+    train_size: int = Field(ge=1)
+    validation_size: int = Field(ge=0)
+    test_size: int = Field(ge=1)
+    notes: str | None = None
+
+
+class Metrics(_Strict):
+    """Held-out evaluation metrics, computed once at training time."""
+
+    evaluated_on: Literal["test", "validation"] = Field(
+        description="Which held-out split these numbers come from; it was never used for fitting "
+        "or early stopping."
+    )
+    test_size: int = Field(ge=1)
+    accuracy: float = Field(ge=0, le=1)
+    precision_macro: float = Field(ge=0, le=1)
+    recall_macro: float = Field(ge=0, le=1)
+    f1_macro: float = Field(ge=0, le=1)
+    roc_auc: float | None = Field(default=None, ge=0, le=1, description="Binary models only.")
+    confusion_matrix: list[list[int]] = Field(
+        description="Rows are true labels, columns predicted labels, in the order of `labels`."
+    )
+
+
+class CardExample(_Strict):
+    """A real held-out instance, as a client would send it, with its true label."""
+
+    instance: Any
+    label: str
+    probabilities: list[float] | None = Field(
+        default=None,
+        description="What the model predicted for this instance right after training, one "
+        "probability per label. The server checks at warm-up that the loaded artifact, through "
+        "the serving preprocessing, gives the same (no train/serve skew).",
+    )
+
+
+class ModelCard(_Strict):
+    """Everything a client or operator needs to know about one model version."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
+    version: int = Field(ge=1)
+    description: str
+    framework: Literal["sklearn", "keras"]
+    task: Literal["binary-classification", "multiclass-classification"]
+    input: InputSpec
+    labels: list[str] = Field(min_length=2)
+    model_file: ArtifactName
+    artifacts: dict[ArtifactName, Sha256] = Field(
+        description="sha256 of every file the model needs, card excluded."
+    )
+    training_data: TrainingData
+    hyperparameters: dict[str, Any]
+    metrics: Metrics
+    library_versions: dict[str, str]
+    seed: int
+    created_at: datetime
+    training_seconds: float = Field(ge=0)
+    examples: list[CardExample] = Field(
+        min_length=1,
+        description="Real held-out instances (never trained on) with their true labels: the "
+        "API docs' examples and the server's warm-up input.",
+    )
+    intended_use: str | None = None
+    limitations: str | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be unique")
+        return labels
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        if self.model_file not in self.artifacts:
+            raise ValueError(f"model_file {self.model_file!r} is not listed in artifacts")
+        if CARD_FILENAME in self.artifacts:
+            raise ValueError("the card cannot list its own hash")
+        if isinstance(self.input, TextInput) and self.input.vocabulary_file not in self.artifacts:
+            raise ValueError(
+                f"vocabulary_file {self.input.vocabulary_file!r} is not listed in artifacts"
+            )
+        n = len(self.labels)
+        if self.task == "binary-classification" and n != 2:
+            raise ValueError("a binary-classification model has exactly 2 labels")
+        cm = self.metrics.confusion_matrix
+        if len(cm) != n or any(len(row) != n for row in cm):
+            raise ValueError(f"confusion_matrix must be {n}x{n}, one row/column per label")
+        if sum(map(sum, cm)) != self.metrics.test_size:
+            raise ValueError("confusion_matrix does not add up to metrics.test_size")
+        unknown = {e.label for e in self.examples} - set(self.labels)
+        if unknown:
+            raise ValueError(f"examples use labels not in labels: {sorted(unknown)}")
+        if any(e.probabilities is not None and len(e.probabilities) != n for e in self.examples):
+            raise ValueError(f"example probabilities must have {n} entries, one per label")
+        return self
+
+    @classmethod
+    def read(cls, folder: Path) -> ModelCard:
+        """Parse and validate `folder/card.json` (raises OSError or pydantic.ValidationError)."""
+        return cls.model_validate_json((folder / CARD_FILENAME).read_bytes())
+
+    def write(self, folder: Path) -> None:
+        """Write the card as indented JSON into `folder`."""
+        (folder / CARD_FILENAME).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so large files do not fill memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_artifacts(card: ModelCard, folder: Path) -> list[str]:
+    """Check every file the card lists against its sha256; return the problems found.
+
+    An empty list means every artifact exists, is a regular file inside `folder` (not a link
+    out of it), and hashes to what the card says.
+    """
+    problems: list[str] = []
+    root = folder.resolve()
+    for filename, expected in sorted(card.artifacts.items()):
+        path = folder / filename
+        if path.is_symlink() or not path.resolve().is_relative_to(root):
+            problems.append(f"{filename}: refusing a file that links outside the model folder")
+        elif not path.is_file():
+            problems.append(f"{filename}: missing")
+        elif (actual := sha256_file(path)) != expected:
+            problems.append(
+                f"{filename}: sha256 {actual[:12]}... does not match the card's {expected[:12]}..."
+            )
+    return problems

@@ -1,0 +1,148 @@
+"""Response models for the API docs (the handlers write JSON directly, with orjson)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.schemas.card import Metrics
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of the whole service."""
+
+    error: str = Field(
+        description="What is wrong and how to fix it.",
+        examples=["unknown model 'iris'; available models: iris-knn, mnist-cnn"],
+    )
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request: the body is not valid JSON.",
+    401: "Missing or wrong API key (only when API keys are configured).",
+    404: "Unknown model, version or path.",
+    413: "Too large: body, image pixels or number of instances over a limit.",
+    415: "Wrong content type.",
+    422: "Invalid input: wrong shape, type or range, NaN/Infinity, text too long.",
+    500: "The model failed on this batch; the server keeps running.",
+    503: "Overloaded, still loading, model failed to load, or shutting down: see Retry-After.",
+    504: "No prediction within the request deadline.",
+}
+
+
+_EXAMPLES = {
+    400: "the body is not valid JSON (Invalid JSON: EOF while parsing a list at line 1 column "
+         "20); send {\"instances\": [...]}",
+    401: "missing or wrong API key: send 'Authorization: Bearer <key>' (in Swagger UI, use the "
+         "Authorize button)",
+    404: "unknown model 'iris'; available models: binary-mlp, imdb-sentiment, iris-knn, mnist-cnn",
+    413: "too many instances: at most 1000 per request; split them over several requests",
+    415: "the body must be JSON, sent with Content-Type: application/json (got text/plain)",
+    422: "instances[0]: List should have at least 4 items after validation, not 3. Each "
+         "instance: an object with the 4 features {sepal_length, sepal_width, petal_length, "
+         "petal_width} or a list of 4 numbers in that order",
+    500: "model mnist-cnn/1 failed on this batch (ValueError: ...); the server is fine, the "
+         "request can be retried",
+    503: "model mnist-cnn/1 is overloaded (1024 rows queued, limit 1024); retry after 1 s",
+    504: "no prediction from model mnist-cnn/1 within the request deadline (10000 ms); the "
+         "server is overloaded, retry later",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error codes, all `{"error": "..."}`."""
+    return {
+        code: {
+            "model": ErrorResponse,
+            "description": _DESCRIPTIONS[code],
+            "content": {"application/json": {"example": {"error": _EXAMPLES[code]}}},
+        }
+        for code in codes
+    }
+
+
+class ModelVersionStatus(BaseModel):
+    """Where one model version stands."""
+
+    name: str
+    version: int
+    state: str = Field(description="loading | ready | failed | stopped")
+    reason: str | None = Field(default=None, description="Why it failed, when it failed.")
+    device: str | None = Field(default=None, description="Where its forward pass runs.")
+
+
+class ReadinessResponse(BaseModel):
+    """200 only when every model version is ready."""
+
+    status: str = Field(description="ready | loading | not ready | shutting down")
+    models: list[ModelVersionStatus]
+
+
+class ModelSummary(BaseModel):
+    """One model in the listing."""
+
+    name: str
+    latest_version: int | None
+    versions: list[ModelVersionStatus]
+    framework: str | None = None
+    task: str | None = None
+    input_kind: str | None = None
+    labels: list[str] | None = None
+    description: str | None = None
+
+
+class ModelList(BaseModel):
+    """All models the server knows."""
+
+    models: list[ModelSummary]
+
+
+class ServingInfo(BaseModel):
+    """How the server runs this model version."""
+
+    state: str
+    reason: str | None = None
+    device: str | None = None
+    load_seconds: float | None = None
+    max_batch_size: int
+    max_batch_wait_ms: float
+    max_queue_rows: int
+
+
+class ModelDetail(BaseModel):
+    """The model card plus the server's view of it."""
+
+    card: dict[str, Any] = Field(description="The model card (see card.json).")
+    serving: ServingInfo
+
+
+class LatencyStats(BaseModel):
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    window: int = Field(description="How many recent successful requests the percentiles use.")
+
+
+class LabelShare(BaseModel):
+    count: int
+    share: float
+
+
+class ServingStatsResponse(BaseModel):
+    """Live numbers since the process started."""
+
+    requests: int
+    errors: int
+    errors_by_status: dict[str, int]
+    latency_ms: LatencyStats
+    predicted_labels: dict[str, LabelShare]
+
+
+class ModelMetricsResponse(BaseModel):
+    """Held-out evaluation from training, and live serving stats."""
+
+    model: str
+    version: int
+    held_out: Metrics
+    serving: ServingStatsResponse

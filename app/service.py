@@ -1,0 +1,428 @@
+"""PredictionService: request body -> validated instances -> batcher -> predictions.
+
+Routes call this and nothing deeper. It owns the model registry, loads every model in the
+background at start-up, and drains and stops the batchers at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from app.batching import Batcher
+from app.errors import (
+    BadRequest,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    ServingError,
+    Unavailable,
+)
+from app.metrics import Metrics
+from app.preprocessing.adapters import ImageAdapter, InputAdapter, make_adapter
+from app.registry import ModelEntry, ModelRegistry, ModelState, verify
+from app.runtimes.base import Model
+from app.runtimes.keras import KerasModel, batch_buckets, configure_backend
+from app.runtimes.sklearn import SklearnModel
+from app.schemas.predict import predict_request_model
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Prediction = dict[str, Any]
+# Float noise between backends and devices (TF32 on GPUs) stays far below this; a skewed
+# preprocessing or a wrong artifact is far above it.
+WARMUP_TOLERANCE = 2e-3
+YOUNG_GC_THRESHOLD = 20_000
+
+
+def _format_location(location: Sequence[int | str]) -> str:
+    # ("instances", 0, "array", 3, 5) -> "instances[0][3][5]": the union tag is noise.
+    text = ""
+    for position, part in enumerate(location):
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif position == 2 and part in ("array", "object") and location[0] == "instances":
+            continue
+        else:
+            text += f".{part}" if text else part
+    return text or "body"
+
+
+def describe_validation_error(exc: ValidationError, instance_help: str) -> ServingError:
+    """Turn pydantic's errors on a request body into one clear client error."""
+    errors = exc.errors(include_url=False)
+    for error in errors:
+        if error["type"] == "json_invalid":
+            return BadRequest(
+                f'the body is not valid JSON ({error["msg"]}); send {{"instances": [...]}}'
+            )
+        if error["type"] == "too_long" and tuple(error["loc"]) == ("instances",):
+            return PayloadTooLarge(
+                f"too many instances: at most {error['ctx']['max_length']} per request; split "
+                "them over several requests"
+            )
+        if tuple(error["loc"]) == ("instances",) and error["type"] == "too_short":
+            return InvalidInput('"instances" is empty: send at least one instance')
+        if tuple(error["loc"]) == ("instances",) and error["type"] == "missing":
+            return InvalidInput(
+                'the body must be a JSON object {"instances": [...]}; "instances" is missing'
+            )
+        if not error["loc"] and error["type"] == "model_type":
+            return InvalidInput('the body must be a JSON object {"instances": [...]}')
+    problems = [f"{_format_location(e['loc'])}: {e['msg']}" for e in errors[:3]]
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return InvalidInput("; ".join(problems) + more + f". Each instance: {instance_help}")
+
+
+def _to_predictions(labels: Sequence[str], probabilities: list[list[float]]) -> list[Prediction]:
+    predictions = []
+    for row in probabilities:
+        best = max(range(len(row)), key=row.__getitem__)
+        predictions.append(
+            {"label": labels[best], "probabilities": dict(zip(labels, row, strict=True))}
+        )
+    return predictions
+
+
+class PredictionService:
+    """Everything between an HTTP route and a model."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics
+        self.draining = False
+        self.backend = ""
+        self._loader: asyncio.Task[None] | None = None
+        self.request_models: dict[str, type[BaseModel]] = {}
+        self.instance_help: dict[str, str] = {}
+        for entry in registry:
+            if entry.card is not None and entry.name not in self.request_models:
+                newest = max(v for v, e in registry.versions(entry.name).items() if e.card)
+                card = registry.versions(entry.name)[newest].card
+                assert card is not None
+                self.request_models[entry.name] = predict_request_model(
+                    card,
+                    max_instances=settings.max_instances,
+                    max_text_chars=settings.max_text_chars,
+                    examples=[example.instance for example in card.examples],
+                )
+                self.instance_help[entry.name] = _instance_help(card, settings)
+            metrics.model_ready.labels(entry.name, str(entry.version)).set(0)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Begin loading every model in the background; returns at once."""
+        self._loader = asyncio.create_task(self._load_all(), name="load-models")
+
+    async def wait_loaded(self) -> None:
+        """Wait until every model has finished loading (ready or failed)."""
+        if self._loader is not None:
+            await asyncio.shield(self._loader)
+
+    def begin_drain(self) -> None:
+        """Shutdown phase 1: readiness goes 503 and new predictions are refused."""
+        self.draining = True
+        for entry in self.registry:
+            if entry.batcher is not None:
+                entry.batcher.stop_accepting()
+
+    async def stop(self, drain_timeout_s: float) -> None:
+        """Shutdown phase 2: finish queued rows (up to the timeout), then stop every worker."""
+        self.begin_drain()
+        if self._loader is not None and not self._loader.done():
+            self._loader.cancel()
+        batchers = [e.batcher for e in self.registry if e.batcher is not None]
+        await asyncio.gather(*(b.stop(drain_timeout_s) for b in batchers))
+        for entry in self.registry:
+            if entry.state is ModelState.READY:
+                entry.state = ModelState.STOPPED
+            self.metrics.model_ready.labels(entry.name, str(entry.version)).set(0)
+
+    async def _load_all(self) -> None:
+        started = time.perf_counter()
+        needs_keras = any(e.card and e.card.framework == "keras" for e in self.registry)
+        if needs_keras:
+            self.backend = await asyncio.to_thread(
+                configure_backend, self.settings.resolved_inference_threads()
+            )
+        for entry in self.registry:
+            if entry.state is not ModelState.LOADING:
+                continue
+            if await asyncio.to_thread(self._load_one, entry):
+                self._start_batcher(entry)
+        ready = sum(e.state is ModelState.READY for e in self.registry)
+        log.info(
+            "loaded %d of %d model versions in %.1fs",
+            ready,
+            len(self.registry.entries),
+            time.perf_counter() - started,
+        )
+        # The frameworks leave a few hundred thousand long-lived objects; a full collection
+        # over them takes ~150 ms, a latency spike every few seconds under load. Freeze them
+        # out of the collector's view once, now that start-up allocation is done.
+        gc.collect()
+        gc.freeze()
+        # Each request allocates a few hundred containers (an image is 28 lists); at the default
+        # threshold of 700 the young generation is collected about once per request.
+        gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+
+    def _load_one(self, entry: ModelEntry) -> bool:
+        """Verify, load and warm up one version (on a worker thread); False if it failed."""
+        card = entry.card
+        assert card is not None
+        started = time.perf_counter()
+        try:
+            if not verify(entry):
+                return False
+            model: Model
+            if card.framework == "keras":
+                batching = self.settings.batching_for(entry.name)
+                model = KerasModel(
+                    card, entry.folder, buckets=batch_buckets(batching.max_batch_size)
+                )
+            else:
+                model = SklearnModel(card, entry.folder)
+            model.load()
+            adapter = make_adapter(
+                card, entry.folder, max_image_pixels=self.settings.max_image_pixels
+            )
+            if self.settings.warmup:
+                self._warm_up(model, adapter)
+        except Exception as exc:
+            log.exception("loading %s/%s failed", entry.name, entry.version)
+            entry.fail(f"loading failed: {type(exc).__name__}: {exc}")
+            return False
+        entry.model, entry.adapter = model, adapter
+        entry.load_seconds = round(time.perf_counter() - started, 3)
+        log.info(
+            "model %s version %s ready on %s in %.2fs",
+            entry.name,
+            entry.version,
+            model.device,
+            entry.load_seconds,
+        )
+        return True
+
+    def _warm_up(self, model: Model, adapter: InputAdapter) -> None:
+        """Compile every batch bucket, then replay the card's examples end to end.
+
+        The examples' recorded probabilities must come back (within float noise): a model
+        that loads but predicts differently from training (preprocessing skew, a broken
+        backend) is failed here rather than served.
+        """
+        examples = adapter.card.examples
+        # Validated like a request, but not held to the clients' size limits.
+        unlimited = predict_request_model(adapter.card, max_instances=len(examples),
+                                          max_text_chars=2**31, examples=[])
+        body = {"instances": [example.instance for example in examples]}
+        instances = unlimited.model_validate(body).instances  # type: ignore[attr-defined]
+        rows = [adapter.to_row(instance) for instance in instances]
+        model.warmup(adapter.featurize(rows[:1]))
+        predicted = model.predict(adapter.featurize(rows))
+        for example, probabilities in zip(examples, predicted, strict=True):
+            if example.probabilities is None:
+                continue
+            drift = max(
+                abs(a - b) for a, b in zip(probabilities, example.probabilities, strict=True)
+            )
+            if drift > WARMUP_TOLERANCE:
+                raise RuntimeError(
+                    f"the loaded model does not reproduce the probabilities recorded at "
+                    f"training time for a card example (off by {drift:.2g}); the artifact or "
+                    "the preprocessing differs from what was trained"
+                )
+
+    def _start_batcher(self, entry: ModelEntry) -> None:
+        assert entry.card is not None and entry.model is not None and entry.adapter is not None
+        batching = self.settings.batching_for(entry.name)
+        model, adapter, labels = entry.model, entry.adapter, entry.card.labels
+        version = str(entry.version)
+        prediction_counter = self.metrics.predictions
+        stats = entry.stats
+
+        def run_batch(rows: list[Any]) -> list[Prediction]:
+            predictions = _to_predictions(labels, model.predict(adapter.featurize(rows)))
+            tally = Counter(p["label"] for p in predictions)
+            for label, count in tally.items():
+                prediction_counter.labels(entry.name, version, label).inc(count)
+            stats.record_labels(tally)
+            return predictions
+
+        batcher = Batcher(
+            f"{entry.name}/{entry.version}",
+            run_batch,
+            max_batch_size=batching.max_batch_size,
+            max_batch_wait_ms=batching.max_batch_wait_ms,
+            max_queue_rows=batching.max_queue_rows,
+            observer=self.metrics.batch_observer(entry.name, entry.version),
+        )
+        self.metrics.queue_rows.labels(entry.name, version).set_function(
+            lambda: batcher.queued_rows
+        )
+        batcher.start()
+        entry.batcher = batcher
+        entry.state = ModelState.READY
+        self.metrics.model_ready.labels(entry.name, version).set(1)
+
+    # ------------------------------------------------------------------ predictions
+    def ready_entry(self, name: str, version: int | None) -> ModelEntry:
+        """The model version that serves this request (404 unknown, 503 not ready)."""
+        if self.draining:
+            raise Unavailable(
+                "the server is shutting down; retry on another replica", close_connection=True
+            )
+        return self.registry.get_ready(name, version)
+
+    def parse_instances(self, name: str, body: bytes) -> list[Any]:
+        """Validate a `{"instances": [...]}` body against the model's schema."""
+        request_model = self.request_models[name]
+        try:
+            parsed = request_model.model_validate_json(body)
+        except ValidationError as exc:
+            raise describe_validation_error(exc, self.instance_help[name]) from None
+        instances: list[Any] = parsed.instances  # type: ignore[attr-defined]
+        return instances
+
+    async def to_rows(self, entry: ModelEntry, instances: Sequence[Any]) -> list[Any]:
+        """Instances -> rows; image decoding runs on a thread, off the event loop."""
+        adapter = entry.adapter
+        assert adapter is not None
+        if adapter.slow_rows and any(isinstance(i, BaseModel) for i in instances):
+            return await asyncio.to_thread(lambda: [adapter.to_row(i) for i in instances])
+        return [adapter.to_row(instance) for instance in instances]
+
+    async def run(self, entry: ModelEntry, rows: Sequence[Any]) -> list[Prediction]:
+        """Send rows through the model's batcher; predictions come back in order."""
+        assert entry.batcher is not None
+        return await entry.batcher.predict(rows, self.settings.request_timeout_ms / 1000.0)
+
+    async def predict_json(
+        self, name: str, version: int | None, body: bytes, scope_state: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The whole `:predict` path for one request body."""
+        entry = self.ready_entry(name, version)
+        label_request(scope_state, entry)
+        rows = await self.to_rows(entry, self.parse_instances(entry.name, body))
+        scope_state["rows"] = len(rows)
+        predictions = await self.run(entry, rows)
+        return {"model": entry.name, "version": entry.version, "predictions": predictions}
+
+    async def predict_image(
+        self, name: str, version: int | None, data: bytes, scope_state: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One uploaded image file -> one prediction."""
+        entry = self.ready_entry(name, version)
+        label_request(scope_state, entry)
+        adapter = entry.adapter
+        if not isinstance(adapter, ImageAdapter):
+            raise NotFound(
+                f"model {name} does not take images, so it has no :predict-image; "
+                f"use :predict with {self.instance_help[entry.name]}"
+            )
+        scope_state["rows"] = 1
+        row = await asyncio.to_thread(adapter.image_to_row, data)
+        predictions = await self.run(entry, [row])
+        return {"model": entry.name, "version": entry.version, "predictions": predictions}
+
+    # ------------------------------------------------------------------ read side
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready?, body) for /health/ready."""
+        statuses = [entry.status() for entry in self.registry]
+        if self.draining:
+            return False, {"status": "shutting down", "models": statuses}
+        if self.registry.all_ready():
+            return True, {"status": "ready", "models": statuses}
+        loading = any(e.state is ModelState.LOADING for e in self.registry)
+        return False, {"status": "loading" if loading else "not ready", "models": statuses}
+
+    def list_models(self) -> dict[str, Any]:
+        """Every model, its versions and their state."""
+        summaries = []
+        for name in self.registry.names:
+            versions = self.registry.versions(name)
+            newest = self.registry.find(name)
+            card = newest.card
+            summaries.append(
+                {
+                    "name": name,
+                    "latest_version": newest.version if newest.state is ModelState.READY else None,
+                    "versions": [versions[v].status() for v in sorted(versions)],
+                    "framework": card.framework if card else None,
+                    "task": card.task if card else None,
+                    "input_kind": card.input.kind if card else None,
+                    "labels": card.labels if card else None,
+                    "description": card.description if card else None,
+                }
+            )
+        return {"models": summaries}
+
+    def _carded(self, name: str, version: int | None) -> ModelEntry:
+        entry = self.registry.find(name, version)
+        if entry.card is None:
+            raise Unavailable(
+                f"model {name} version {entry.version} has no valid card: {entry.reason}",
+                retry_after_s=30,
+            )
+        return entry
+
+    def model_detail(self, name: str, version: int | None) -> dict[str, Any]:
+        """The card plus how this server runs the model."""
+        entry = self._carded(name, version)
+        assert entry.card is not None
+        batching = self.settings.batching_for(name)
+        status = entry.status()
+        return {
+            "card": entry.card.model_dump(mode="json"),
+            "serving": {
+                "state": status["state"],
+                "reason": status.get("reason"),
+                "device": status.get("device"),
+                "load_seconds": entry.load_seconds,
+                **batching.model_dump(),
+            },
+        }
+
+    def model_metrics(self, name: str, version: int | None) -> dict[str, Any]:
+        """Held-out metrics from the card plus live serving stats."""
+        entry = self._carded(name, version)
+        assert entry.card is not None
+        return {
+            "model": entry.name,
+            "version": entry.version,
+            "held_out": entry.card.metrics.model_dump(mode="json"),
+            "serving": entry.stats.snapshot(),
+        }
+
+
+def label_request(scope_state: dict[str, Any], entry: ModelEntry) -> None:
+    """Tell the observability middleware which model version served this request."""
+    scope_state["model"] = entry.name
+    scope_state["version"] = entry.version
+    scope_state["stats"] = entry.stats
+
+
+def _instance_help(card: Any, settings: Settings) -> str:
+    from app.schemas.card import ImageInput, TabularInput
+
+    spec = card.input
+    if isinstance(spec, TabularInput):
+        names = ", ".join(f.name for f in spec.features)
+        return (
+            f"an object with the {spec.n_features} features {{{names}}} or a list of "
+            f"{spec.n_features} numbers in that order"
+        )
+    if isinstance(spec, ImageInput):
+        return (
+            f"a {spec.height}x{spec.width} list of lists of grey levels 0-{spec.max_value:g}"
+            ' (white digit on black), or {"b64": "<base64 PNG/JPEG>"}'
+        )
+    return f"a string of review text, 1 to {settings.max_text_chars} characters"

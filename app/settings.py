@@ -1,0 +1,108 @@
+"""Service settings: read once from the environment (prefix `SYNERGY_`), then passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class BatchingSettings(BaseModel):
+    """Micro-batching knobs of one model (see `app.batching`)."""
+
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    max_queue_rows: int = Field(default=1024, ge=1)
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> BatchingSettings:
+        if self.max_queue_rows < self.max_batch_size:
+            raise ValueError("max_queue_rows must be at least max_batch_size")
+        return self
+
+
+def _split_list(value: object) -> object:
+    """Accept `a,b,c` as well as a JSON list for list settings given in the environment."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All knobs of the service. Environment variables are `SYNERGY_<FIELD>` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNERGY_", extra="ignore", frozen=True)
+
+    # Where and how to serve.
+    models_dir: Path = Path("models")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_requests: bool = Field(default=True, description="One JSON log line per request.")
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's OpenTelemetry traces/metrics/logs (needs a "
+        "configured OpenTelemetry SDK); Prometheus /metrics is always on.",
+    )
+
+    # Input limits.
+    max_instances: int = Field(default=1000, ge=1, description="Instances per predict request.")
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=25_000_000, ge=784)
+    max_text_chars: int = Field(default=50_000, ge=1)
+
+    # Batching: global defaults plus per-model overrides, e.g.
+    # SYNERGY_MODEL_BATCHING='{"mnist-cnn": {"max_batch_size": 128}}'.
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    max_queue_rows: int = Field(default=1024, ge=1)
+    model_batching: dict[str, BatchingSettings] = Field(default_factory=dict)
+    request_timeout_ms: float = Field(default=10_000, gt=0, description="Deadline -> 504.")
+
+    # Compute.
+    inference_threads: int = Field(
+        default=0, ge=0, description="TensorFlow intra-op threads; 0 = one per CPU core."
+    )
+    warmup: bool = True
+
+    # Shutdown.
+    shutdown_grace_period_s: float = Field(default=30.0, ge=0)
+
+    # Access control.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    protect_metrics: bool = False
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _lists_from_env(cls, value: object) -> object:
+        return _split_list(value)
+
+    def batching_for(self, model_name: str) -> BatchingSettings:
+        """The batching knobs of one model: its override, else the global defaults."""
+        override = self.model_batching.get(model_name)
+        if override is not None:
+            return override
+        return BatchingSettings(
+            max_batch_size=self.max_batch_size,
+            max_batch_wait_ms=self.max_batch_wait_ms,
+            max_queue_rows=max(self.max_queue_rows, self.max_batch_size),
+        )
+
+    def resolved_inference_threads(self) -> int:
+        """Threads for one model's forward pass: the setting, else the cores we may use."""
+        if self.inference_threads:
+            return self.inference_threads
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1

@@ -1,0 +1,123 @@
+"""The committed artifacts: valid, untampered, small, and as accurate as their cards say.
+
+Held-out metrics are recomputed from the real data through the serving code path (runtime +
+preprocessing), not read back from the cards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, make_classification
+from sklearn.model_selection import train_test_split
+
+from app.preprocessing.adapters import make_adapter
+from app.runtimes.keras import KerasModel
+from app.runtimes.sklearn import SklearnModel
+from app.schemas.card import ModelCard, verify_artifacts
+from app.schemas.predict import predict_request_model
+from tests.conftest import COMMITTED_MODELS, MODEL_NAMES
+from training.data import load_imdb, load_mnist
+
+GOALS = {"iris-knn": 0.95, "binary-mlp": 0.85, "mnist-cnn": 0.985, "imdb-sentiment": 0.90}
+
+
+def _load(name: str) -> tuple[ModelCard, Any, Any]:
+    folder = COMMITTED_MODELS / name / "1"
+    card = ModelCard.read(folder)
+    model = (KerasModel(card, folder, buckets=(1, 64, 256)) if card.framework == "keras"
+             else SklearnModel(card, folder))
+    model.load()
+    return card, model, make_adapter(card, folder, max_image_pixels=10**8)
+
+
+def _accuracy(model: Any, adapter: Any, rows: list[Any], labels: np.ndarray) -> float:
+    predicted = np.concatenate([
+        np.argmax(model.predict(adapter.featurize(rows[i : i + 256])), axis=1)
+        for i in range(0, len(rows), 256)
+    ])
+    return float((predicted == labels).mean())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_committed_artifact_is_valid_and_untampered(name: str) -> None:
+    folder = COMMITTED_MODELS / name / "1"
+    card = ModelCard.read(folder)
+    assert verify_artifacts(card, folder) == []
+    assert card.metrics.accuracy >= GOALS[name]
+
+
+def test_committed_artifacts_are_small() -> None:
+    total = sum(p.stat().st_size for p in COMMITTED_MODELS.rglob("*") if p.is_file())
+    assert total <= 15 * 2**20, f"{total / 2**20:.1f} MB"
+
+
+def test_keras_artifacts_hold_no_optimizer_state() -> None:
+    import io
+    import json
+    import zipfile
+
+    import h5py
+
+    for name in ("binary-mlp", "mnist-cnn", "imdb-sentiment"):
+        with zipfile.ZipFile(COMMITTED_MODELS / name / "1" / "model.keras") as archive:
+            config = json.loads(archive.read("config.json"))
+            weights = io.BytesIO(archive.read("model.weights.h5"))
+        assert not config.get("compile_config"), name
+        with h5py.File(weights, "r") as h5:
+            assert "optimizer" not in h5, f"{name}: {list(h5)}"
+            assert "layers" in h5
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_committed_model_reproduces_its_card_examples(name: str) -> None:
+    card, model, adapter = _load(name)
+    request = predict_request_model(card, max_instances=10, max_text_chars=10**6, examples=[])
+    instances = request.model_validate(
+        {"instances": [e.instance for e in card.examples]}).instances  # type: ignore[attr-defined]
+    probabilities = model.predict(adapter.featurize([adapter.to_row(i) for i in instances]))
+    np.testing.assert_allclose(probabilities, [e.probabilities for e in card.examples], atol=1e-5)
+    assert [card.labels[int(np.argmax(p))] for p in probabilities] == \
+        [e.label for e in card.examples]
+
+
+def test_iris_test_accuracy_recomputed() -> None:
+    card, model, adapter = _load("iris-knn")
+    x, y = load_iris(return_X_y=True)
+    _, x_test, _, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=42)
+    rows = [adapter.to_row(list(row)) for row in x_test]
+    assert _accuracy(model, adapter, rows, y_test) == pytest.approx(card.metrics.accuracy)
+
+
+def test_binary_mlp_test_accuracy_recomputed() -> None:
+    card, model, adapter = _load("binary-mlp")
+    x, y = make_classification(n_samples=1000, n_features=20, n_classes=2, random_state=42)
+    _, x_test, _, y_test = train_test_split(x.astype(np.float32), y, test_size=0.3, stratify=y,
+                                            random_state=42)
+    rows = [adapter.to_row(list(row)) for row in x_test]
+    assert _accuracy(model, adapter, rows, y_test) == pytest.approx(card.metrics.accuracy,
+                                                                   abs=0.004)
+
+
+def test_mnist_test_accuracy_recomputed(data_dir: Path) -> None:
+    card, model, adapter = _load("mnist-cnn")
+    mnist = load_mnist(data_dir)
+    rows = [image.astype(np.float32) for image in mnist.x_test]
+    accuracy = _accuracy(model, adapter, rows, mnist.y_test)
+    assert accuracy == pytest.approx(card.metrics.accuracy, abs=0.0005)  # 5000 images
+    assert accuracy >= GOALS["mnist-cnn"]
+
+
+def test_imdb_validation_accuracy_recomputed(data_dir: Path) -> None:
+    card, model, adapter = _load("imdb-sentiment")
+    reviews = load_imdb(data_dir)
+    indices = np.arange(len(reviews.texts))
+    _, held_out = train_test_split(indices, test_size=0.2, stratify=reviews.labels,
+                                   random_state=42)
+    rows = [reviews.texts[i] for i in held_out]
+    accuracy = _accuracy(model, adapter, rows, reviews.labels[held_out])
+    assert accuracy == pytest.approx(card.metrics.accuracy, abs=0.0005)  # 5000 reviews
+    assert accuracy >= GOALS["imdb-sentiment"]

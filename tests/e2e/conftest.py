@@ -1,0 +1,72 @@
+"""A real server process (`python -m app`, as the README runs it) on a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import COMMITTED_MODELS, ROOT
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self, timeout_s: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout_s)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(log: Path, models_dir: Path = COMMITTED_MODELS, **env: str) -> Server:
+    """Start `python -m app` and wait until /health/ready answers 200."""
+    port = free_port()
+    environment = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("SYNERGY_", "KERAS_BACKEND"))  # the server's own defaults
+    }
+    environment.update({"SYNERGY_PORT": str(port), "SYNERGY_MODELS_DIR": str(models_dir),
+                        "PYTHONPATH": str(ROOT), **env})
+    handle = log.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=environment,
+                               stdout=handle, stderr=subprocess.STDOUT)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{server.url}/health/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    server.stop()
+    raise TimeoutError(f"not ready after 180 s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The service on the committed models."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    running = start_server(log)
+    yield running
+    running.stop()

@@ -1,0 +1,72 @@
+"""The service as a real process on the committed models, over real HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.schemas.card import ModelCard
+from tests.conftest import COMMITTED_MODELS, MODEL_NAMES
+from tests.e2e.conftest import Server, start_server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_each_model_predicts_its_held_out_examples(server: Server, name: str) -> None:
+    card = ModelCard.read(COMMITTED_MODELS / name / "1")
+    response = httpx.post(f"{server.url}/v1/models/{name}:predict", timeout=10,
+                          json={"instances": [e.instance for e in card.examples]})
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["label"] for p in predictions] == [e.label for e in card.examples]
+    # The server runs Keras on JAX; the card's probabilities were computed on TensorFlow
+    # right after training: the same .keras file gives the same answer on both backends.
+    served = [list(p["probabilities"].values()) for p in predictions]
+    np.testing.assert_allclose(served, [e.probabilities for e in card.examples], atol=1e-4)
+
+
+def test_png_uploads_of_real_test_digits(server: Server, data_dir: Path) -> None:
+    with np.load(data_dir / "mnist.npz") as data:
+        images, labels = data["x_test"][-30:], data["y_test"][-30:]  # not the card's examples
+    correct = 0
+    for image, label in zip(images, labels, strict=True):
+        # As a phone scan would come: dark ink on white paper, 8x larger.
+        picture = Image.fromarray(255 - image).resize((224, 224), Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        response = httpx.post(f"{server.url}/v1/models/mnist-cnn:predict-image", timeout=10,
+                              files={"file": ("digit.png", buffer.getvalue(), "image/png")})
+        assert response.status_code == 200, response.text
+        correct += response.json()["predictions"][0]["label"] == str(label)
+    assert correct >= 28, f"{correct}/30 uploaded digits read correctly"
+
+
+def test_server_reports_its_device_and_logs_json(server: Server) -> None:
+    ready = httpx.get(f"{server.url}/health/ready").json()
+    assert all("jax" in m["device"] or m["name"] == "iris-knn" for m in ready["models"])
+    httpx.get(f"{server.url}/health/live", headers={"X-Request-ID": "e2e-log-check"})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # access lines are flushed every 100 ms
+        lines = [json.loads(line) for line in server.log.read_text().splitlines()
+                 if line.startswith("{")]
+        access = [line for line in lines if line.get("request_id") == "e2e-log-check"]
+        if access:
+            break
+        time.sleep(0.1)
+    assert access and access[0]["status"] == 200 and access[0]["path"] == "/health/live"
+    assert {"ts", "level", "latency_ms", "method"} <= set(access[0])
+
+
+def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server.log")
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0

@@ -1,0 +1,232 @@
+"""The batcher with a fake model: exact splitting, limits, overload, errors, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from app.batching import Batcher
+from app.errors import DeadlineExceeded, ModelFailed, PayloadTooLarge, Unavailable
+
+
+class FakeModel:
+    """Echoes each row (tagged), records every batch it saw, optionally slow or failing."""
+
+    def __init__(self, delay_s: float = 0.0, fail_on: Any = None) -> None:
+        self.delay_s = delay_s
+        self.fail_on = fail_on
+        self.batches: list[list[Any]] = []
+        self.spans: list[tuple[float, float]] = []  # (start, end) of each batch
+        self.threads: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, rows: list[Any]) -> list[Any]:
+        started = time.perf_counter()
+        with self.lock:
+            self.batches.append(list(rows))
+        self.threads.add(threading.current_thread().name)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.spans.append((started, time.perf_counter()))
+        if self.fail_on is not None and self.fail_on in rows:
+            raise ValueError(f"poison row {self.fail_on}")
+        return [("out", row) for row in rows]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _started(model: FakeModel, **kwargs: Any) -> Batcher:
+    batcher = Batcher("fake", model, **kwargs)
+    batcher.start()
+    return batcher
+
+
+@pytest.mark.anyio
+async def test_mixed_sizes_split_back_exactly_under_200_callers() -> None:
+    model = FakeModel(delay_s=0.001)
+    batcher = await _started(model, max_batch_size=16, max_batch_wait_ms=2, max_queue_rows=10_000)
+    rng = random.Random(7)
+    requests = [
+        [(caller, i) for i in range(rng.choice([1, 1, 2, 3, 7, 16, 40]))] for caller in range(200)
+    ]
+
+    async def call(rows: list[Any]) -> list[Any]:
+        await asyncio.sleep(rng.random() * 0.01)
+        return await batcher.predict(rows)
+
+    results = await asyncio.gather(*(call(rows) for rows in requests))
+    await batcher.stop()
+    for rows, result in zip(requests, results, strict=True):
+        assert result == [("out", row) for row in rows]
+    assert sum(len(b) for b in model.batches) == sum(len(r) for r in requests)
+    assert max(len(b) for b in model.batches) <= 16
+    assert any(len(b) > 1 for b in model.batches), "nothing was batched"
+    # Large requests were split across batches and small ones merged into one batch.
+    assert any(len({row[0] for row in b}) > 1 for b in model.batches)
+
+
+@pytest.mark.anyio
+async def test_one_worker_thread_runs_every_batch_off_the_event_loop() -> None:
+    model = FakeModel()
+    batcher = await _started(model)
+    await asyncio.gather(*(batcher.predict([i]) for i in range(50)))
+    await batcher.stop()
+    assert model.threads == {"batcher-fake"}
+
+
+@pytest.mark.anyio
+async def test_idle_model_takes_a_lone_request_at_once() -> None:
+    batcher = await _started(FakeModel(), max_batch_size=64, max_batch_wait_ms=500)
+    await batcher.predict([0])  # warm the thread
+    started = time.perf_counter()
+    assert await batcher.predict([1]) == [("out", 1)]
+    elapsed = time.perf_counter() - started
+    await batcher.stop()
+    assert elapsed < 0.1, f"a lone request waited {elapsed:.3f}s for companions"
+
+
+@pytest.mark.anyio
+async def test_rows_queued_while_busy_wait_at_most_max_batch_wait() -> None:
+    model = FakeModel(delay_s=0.05)
+    batcher = await _started(model, max_batch_size=64, max_batch_wait_ms=30)
+    first = asyncio.create_task(batcher.predict(["busy"]))
+    await asyncio.sleep(0.01)  # the model is now busy with "busy"
+    second = asyncio.create_task(batcher.predict(["a"]))
+    await asyncio.gather(first, second)
+    await batcher.stop()
+    # "a" queued at ~10 ms; busy finishes at ~50 ms, past a's 30 ms window: a goes at once.
+    assert model.batches == [["busy"], ["a"]]
+    gap = model.spans[1][0] - model.spans[0][1]
+    assert gap < 0.015, f"a waited {gap * 1000:.1f} ms after the model became free"
+
+
+@pytest.mark.anyio
+async def test_rows_queued_while_busy_are_held_for_companions_up_to_the_window() -> None:
+    model = FakeModel(delay_s=0.02)
+    batcher = await _started(model, max_batch_size=64, max_batch_wait_ms=100)
+    first = asyncio.create_task(batcher.predict(["busy"]))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(batcher.predict(["a"]))  # queued while busy, at ~10 ms
+    await asyncio.sleep(0.03)  # busy is done at ~20 ms; a's window runs to ~110 ms
+    third = asyncio.create_task(batcher.predict(["b"]))
+    await asyncio.gather(first, second, third)
+    await batcher.stop()
+    assert model.batches == [["busy"], ["a", "b"]]
+    waited = model.spans[1][0] - model.spans[0][1]
+    assert 0.05 < waited < 0.2, f"a waited {waited * 1000:.0f} ms (window 100 ms)"
+
+
+@pytest.mark.anyio
+async def test_batch_goes_when_full_without_waiting_the_window() -> None:
+    model = FakeModel(delay_s=0.05)
+    batcher = await _started(model, max_batch_size=4, max_batch_wait_ms=5_000)
+    first = asyncio.create_task(batcher.predict(["busy"]))
+    await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(batcher.predict([i])) for i in range(4)]
+    started = time.perf_counter()
+    await asyncio.gather(first, *rest)
+    elapsed = time.perf_counter() - started
+    await batcher.stop()
+    assert model.batches[1] == [0, 1, 2, 3]
+    assert elapsed < 1.0, "a full batch waited for the 5 s window"
+
+
+@pytest.mark.anyio
+async def test_full_queue_rejects_at_once_with_retry_after() -> None:
+    model = FakeModel(delay_s=0.2)
+    batcher = await _started(model, max_batch_size=2, max_queue_rows=4)
+    running = asyncio.create_task(batcher.predict(["busy"]))
+    await asyncio.sleep(0.02)
+    queued = [asyncio.create_task(batcher.predict([i, i])) for i in range(2)]  # 4 rows queued
+    await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    with pytest.raises(Unavailable) as excinfo:
+        await batcher.predict(["one too many"])
+    assert time.perf_counter() - started < 0.01
+    assert excinfo.value.status_code == 503
+    assert excinfo.value.headers["Retry-After"] == "1"
+    assert "overloaded" in excinfo.value.message
+    await asyncio.gather(running, *queued)  # the accepted ones still complete
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_request_larger_than_the_queue_is_413_not_503() -> None:
+    batcher = await _started(FakeModel(), max_batch_size=2, max_queue_rows=4)
+    with pytest.raises(PayloadTooLarge):
+        await batcher.predict(list(range(5)))
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_model_error_fails_only_its_batch_and_the_worker_carries_on() -> None:
+    model = FakeModel(delay_s=0.02, fail_on="poison")
+    batcher = await _started(model, max_batch_size=8, max_batch_wait_ms=1)
+    blocker = asyncio.create_task(batcher.predict(["busy"]))
+    await asyncio.sleep(0.005)
+    same_batch = [asyncio.create_task(batcher.predict([row])) for row in ("poison", "x")]
+    outcomes = await asyncio.gather(blocker, *same_batch, return_exceptions=True)
+    assert outcomes[0] == [("out", "busy")]
+    assert all(isinstance(o, ModelFailed) for o in outcomes[1:])
+    assert "poison row" in str(outcomes[1])
+    assert await batcher.predict(["after"]) == [("out", "after")]
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_wrong_result_count_is_an_error_not_a_mis_split() -> None:
+    batcher = await _started(lambda rows: rows[:-1])  # type: ignore[arg-type]
+    with pytest.raises(ModelFailed, match="returned 1 results for 2 rows"):
+        await batcher.predict([1, 2])
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_deadline_gives_504_and_skips_the_abandoned_rows() -> None:
+    model = FakeModel(delay_s=0.2)
+    batcher = await _started(model, max_batch_size=1)
+    busy = asyncio.create_task(batcher.predict(["busy"]))
+    await asyncio.sleep(0.01)
+    with pytest.raises(DeadlineExceeded):
+        await batcher.predict(["late"], timeout_s=0.05)
+    await busy
+    await batcher.predict(["next"])
+    await batcher.stop()
+    assert ["late"] not in model.batches
+
+
+@pytest.mark.anyio
+async def test_shutdown_fails_pending_callers_and_nobody_hangs() -> None:
+    model = FakeModel(delay_s=0.1)
+    batcher = await _started(model, max_batch_size=1)
+    calls = [asyncio.create_task(batcher.predict([i])) for i in range(5)]
+    await asyncio.sleep(0.02)
+    await asyncio.wait_for(batcher.stop(drain_timeout_s=0), timeout=2)
+    outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=2)
+    assert outcomes[0] == [("out", 0)]  # the batch in progress finishes
+    assert all(isinstance(o, Unavailable) for o in outcomes[1:])
+    with pytest.raises(Unavailable):
+        await batcher.predict(["after stop"])
+
+
+@pytest.mark.anyio
+async def test_drain_lets_queued_rows_finish() -> None:
+    model = FakeModel(delay_s=0.02)
+    batcher = await _started(model, max_batch_size=1)
+    calls = [asyncio.create_task(batcher.predict([i])) for i in range(4)]
+    await asyncio.sleep(0.005)
+    await batcher.stop(drain_timeout_s=5)
+    assert await asyncio.gather(*calls) == [[("out", i)] for i in range(4)]
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError):
+        Batcher("x", lambda rows: rows, max_batch_size=8, max_queue_rows=4)

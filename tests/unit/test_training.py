@@ -1,0 +1,104 @@
+"""The training pipeline: each trainer end to end on real data slices, and the CLI's errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.preprocessing.adapters import make_adapter
+from app.runtimes.keras import KerasModel
+from app.runtimes.sklearn import SklearnModel
+from app.schemas.card import ModelCard, verify_artifacts
+from app.schemas.predict import predict_request_model
+from tests.conftest import MODEL_NAMES, ROOT
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_trainer_writes_a_valid_carded_artifact(tiny_models_dir: Path, name: str) -> None:
+    folder = tiny_models_dir / name / "1"
+    card = ModelCard.read(folder)  # validates against the shared schema
+    assert card.name == name and card.version == 1
+    assert verify_artifacts(card, folder) == []
+    assert {p.name for p in folder.iterdir()} == {*card.artifacts, "card.json"}
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], "temp left over"
+    assert card.metrics.test_size == sum(map(sum, card.metrics.confusion_matrix))
+    assert card.library_versions["python"].startswith("3.")
+    assert card.examples and all(e.probabilities for e in card.examples)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_reloaded_model_predicts_what_the_trained_one_did(tiny_models_dir: Path, name: str) -> None:
+    """Reload through the serving runtime and preprocessing; the probabilities recorded from
+    the in-memory model right after training must come back."""
+    folder = tiny_models_dir / name / "1"
+    card = ModelCard.read(folder)
+    model = (
+        KerasModel(card, folder, buckets=(1, 4))
+        if card.framework == "keras"
+        else SklearnModel(card, folder)
+    )
+    model.load()
+    adapter = make_adapter(card, folder, max_image_pixels=10_000_000)
+    request = predict_request_model(card, max_instances=10, max_text_chars=50_000, examples=[])
+    instances = request.model_validate({"instances": [e.instance for e in card.examples]}).instances  # type: ignore[attr-defined]
+    predicted = model.predict(adapter.featurize([adapter.to_row(i) for i in instances]))
+    expected = [e.probabilities for e in card.examples]
+    np.testing.assert_allclose(predicted, expected, atol=1e-5)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_cli_trains_into_the_next_version_and_prints_a_summary(tmp_path: Path) -> None:
+    result = _cli("iris-knn", "--out", str(tmp_path / "models"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "iris-knn v1: test accuracy" in result.stdout
+    assert "cross-validating" in result.stderr  # the progress display
+    again = _cli("iris-knn", "--out", str(tmp_path / "models"), "--quiet", cwd=tmp_path)
+    assert again.returncode == 0 and "iris-knn v2" in again.stdout
+    assert sorted(p.name for p in (tmp_path / "models" / "iris-knn").iterdir()) == ["1", "2"]
+    exists = _cli("iris-knn", "--out", str(tmp_path / "models"), "--version", "1", cwd=tmp_path)
+    assert exists.returncode == 2 and "already exists" in exists.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "layout", "expected"),
+    [
+        ("mnist-cnn", {}, "mnist.npz not found"),
+        ("mnist-cnn", {"mnist.npz": b"not an npz"}, "not a readable MNIST archive"),
+        ("imdb-sentiment", {"README": b"hello"}, "no IMDb data"),
+        ("imdb-sentiment", {"aclImdb_train.tar.gz": b"\x1f\x8b garbage"}, "not a readable aclImdb"),
+    ],
+)
+def test_cli_data_errors_are_one_line_and_leave_nothing_behind(
+    tmp_path: Path, model: str, layout: dict[str, bytes], expected: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for filename, content in layout.items():
+        (data / filename).write_bytes(content)
+    out = tmp_path / "models"
+    result = _cli(model, "--data-dir", str(data), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists() or list(out.rglob("*")) == [], "something was left in models/"
+
+
+def test_cli_refuses_unknown_models_and_missing_data_dirs(tmp_path: Path) -> None:
+    unknown = _cli("resnet", cwd=tmp_path)
+    assert unknown.returncode == 2 and "invalid choice: 'resnet'" in unknown.stderr
+    missing = _cli("mnist-cnn", "--data-dir", str(tmp_path / "nope"), cwd=tmp_path)
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
