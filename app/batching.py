@@ -13,7 +13,8 @@ When a batch goes:
 
 Requests larger than `max_batch_size` rows are split across batches and reassembled; small
 requests are merged. A full queue rejects at once (503 + Retry-After), never blocks. A model
-error fails the requests of that batch only; the worker carries on.
+error fails the requests of that batch only; the worker carries on. The batch function may
+also return a ServingError in place of one row's result: then only that row's request fails.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.errors import DeadlineExceeded, ModelFailed, PayloadTooLarge, ServingError, Unavailable
+from app.errors import DeadlineExceeded, ModelFailed, ServingError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -189,20 +190,16 @@ class Batcher:
     async def predict(self, rows: Sequence[Any], timeout_s: float | None = None) -> list[Any]:
         """Queue `rows`, wait for the batch(es) that carry them, return their results in order.
 
-        Raises Unavailable (queue full or stopping), PayloadTooLarge (more rows than the queue
-        can ever hold), DeadlineExceeded (no result within `timeout_s`), ModelFailed.
+        Raises Unavailable (queue full or stopping), DeadlineExceeded (no result within
+        `timeout_s`), ModelFailed. A request larger than the whole queue is admitted when the
+        queue is empty, so any request the API accepts can be served.
         """
         if not rows:
             return []
-        if len(rows) > self.max_queue_rows:
-            raise PayloadTooLarge(
-                f"{len(rows)} instances is more than model {self.name} can queue "
-                f"({self.max_queue_rows}); send at most {self.max_queue_rows} per request"
-            )
         if not self._accepting:
             raise Unavailable(f"model {self.name} is not accepting requests (shutting down)")
         queued = self.queued_rows  # the worker only ever lowers it: a stale read is safe
-        if queued + len(rows) > self.max_queue_rows:
+        if queued and queued + len(rows) > self.max_queue_rows:
             raise Unavailable(
                 f"model {self.name} is overloaded ({queued} rows queued, limit "
                 f"{self.max_queue_rows}); retry after {self._retry_after_s} s",
@@ -366,7 +363,13 @@ class Batcher:
                 if not request.future.done():
                     request.future.set_exception(outcome)
                 continue
-            request.results[segment.start : segment.stop] = outcome[offset : offset + segment.size]
+            results = outcome[offset : offset + segment.size]
+            row_error = next((r for r in results if isinstance(r, ServingError)), None)
+            if row_error is not None:  # a result can be an error for that row alone
+                if not request.future.done():
+                    request.future.set_exception(row_error)
+                continue
+            request.results[segment.start : segment.stop] = results
             request.remaining -= segment.size
             if request.remaining == 0 and not request.future.done():
                 request.future.set_result(request.results)

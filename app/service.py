@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from app.batching import Batcher
 from app.errors import (
     BadRequest,
     InvalidInput,
+    ModelFailed,
     NotFound,
     PayloadTooLarge,
     ServingError,
@@ -82,9 +84,20 @@ def describe_validation_error(exc: ValidationError, instance_help: str) -> Servi
     return InvalidInput("; ".join(problems) + more + f". Each instance: {instance_help}")
 
 
-def _to_predictions(labels: Sequence[str], probabilities: list[list[float]]) -> list[Prediction]:
-    predictions = []
+def _to_predictions(
+    labels: Sequence[str], probabilities: list[list[float]]
+) -> list[Prediction | ServingError]:
+    predictions: list[Prediction | ServingError] = []
     for row in probabilities:
+        if not all(math.isfinite(p) for p in row):
+            # Fails this row's request only; the batch's other requests get their answers.
+            predictions.append(
+                ModelFailed(
+                    "the model produced no valid probabilities for this instance (NaN/infinity); "
+                    "check that its values are in a sensible range"
+                )
+            )
+            continue
         best = max(range(len(row)), key=row.__getitem__)
         predictions.append(
             {"label": labels[best], "probabilities": dict(zip(labels, row, strict=True))}
@@ -221,8 +234,9 @@ class PredictionService:
         """
         examples = adapter.card.examples
         # Validated like a request, but not held to the clients' size limits.
-        unlimited = predict_request_model(adapter.card, max_instances=len(examples),
-                                          max_text_chars=2**31, examples=[])
+        unlimited = predict_request_model(
+            adapter.card, max_instances=len(examples), max_text_chars=2**31, examples=[]
+        )
         body = {"instances": [example.instance for example in examples]}
         instances = unlimited.model_validate(body).instances  # type: ignore[attr-defined]
         rows = [adapter.to_row(instance) for instance in instances]
@@ -249,9 +263,9 @@ class PredictionService:
         prediction_counter = self.metrics.predictions
         stats = entry.stats
 
-        def run_batch(rows: list[Any]) -> list[Prediction]:
+        def run_batch(rows: list[Any]) -> list[Prediction | ServingError]:
             predictions = _to_predictions(labels, model.predict(adapter.featurize(rows)))
-            tally = Counter(p["label"] for p in predictions)
+            tally = Counter(p["label"] for p in predictions if isinstance(p, dict))
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)
             stats.record_labels(tally)
@@ -297,8 +311,8 @@ class PredictionService:
         adapter = entry.adapter
         assert adapter is not None
         if adapter.slow_rows and any(isinstance(i, BaseModel) for i in instances):
-            return await asyncio.to_thread(lambda: [adapter.to_row(i) for i in instances])
-        return [adapter.to_row(instance) for instance in instances]
+            return await asyncio.to_thread(_rows, adapter, instances)
+        return _rows(adapter, instances)
 
     async def run(self, entry: ModelEntry, rows: Sequence[Any]) -> list[Prediction]:
         """Send rows through the model's batcher; predictions come back in order."""
@@ -311,7 +325,10 @@ class PredictionService:
         """The whole `:predict` path for one request body."""
         entry = self.ready_entry(name, version)
         label_request(scope_state, entry)
-        rows = await self.to_rows(entry, self.parse_instances(entry.name, body))
+        assert entry.adapter is not None
+        rows = entry.adapter.plain_rows(body, self.settings.max_instances)
+        if rows is None:
+            rows = await self.to_rows(entry, self.parse_instances(entry.name, body))
         scope_state["rows"] = len(rows)
         predictions = await self.run(entry, rows)
         return {"model": entry.name, "version": entry.version, "predictions": predictions}
@@ -365,7 +382,7 @@ class PredictionService:
             )
         return {"models": summaries}
 
-    def _carded(self, name: str, version: int | None) -> ModelEntry:
+    def carded_entry(self, name: str, version: int | None) -> ModelEntry:
         entry = self.registry.find(name, version)
         if entry.card is None:
             raise Unavailable(
@@ -376,7 +393,7 @@ class PredictionService:
 
     def model_detail(self, name: str, version: int | None) -> dict[str, Any]:
         """The card plus how this server runs the model."""
-        entry = self._carded(name, version)
+        entry = self.carded_entry(name, version)
         assert entry.card is not None
         batching = self.settings.batching_for(name)
         status = entry.status()
@@ -393,7 +410,7 @@ class PredictionService:
 
     def model_metrics(self, name: str, version: int | None) -> dict[str, Any]:
         """Held-out metrics from the card plus live serving stats."""
-        entry = self._carded(name, version)
+        entry = self.carded_entry(name, version)
         assert entry.card is not None
         return {
             "model": entry.name,
@@ -401,6 +418,17 @@ class PredictionService:
             "held_out": entry.card.metrics.model_dump(mode="json"),
             "serving": entry.stats.snapshot(),
         }
+
+
+def _rows(adapter: InputAdapter, instances: Sequence[Any]) -> list[Any]:
+    rows = []
+    for index, instance in enumerate(instances):
+        try:
+            rows.append(adapter.to_row(instance))
+        except ServingError as exc:
+            exc.message = f"instances[{index}]: {exc.message}"
+            raise
+    return rows
 
 
 def label_request(scope_state: dict[str, Any], entry: ModelEntry) -> None:

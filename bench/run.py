@@ -16,20 +16,26 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("iris-knn", "binary-mlp", "mnist-cnn", "imdb-sentiment")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    MODELS,
+    ROOT,
+    free_port,
+    request_bodies,
+    run_wrk,
+    start,
+    wait_ready,
+)
+
 # The issue's goals, checked at concurrency 64.
 GOALS: dict[str, dict[str, float]] = {
     "mnist-cnn": {"x_naive": 100, "x_ceiling": 0.5, "p99_ms": 100},
@@ -38,83 +44,6 @@ GOALS: dict[str, dict[str, float]] = {
     "binary-mlp": {"x_ceiling": 0.6},
 }
 IDLE_P50_GOAL_MS = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"server on port {port} not ready after {timeout_s}s")
-
-
-def start(
-    stack: ExitStack, command: list[str], env: dict[str, str], log: Path
-) -> subprocess.Popen[bytes]:
-    handle = stack.enter_context(log.open("wb"))
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-    def stop() -> None:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-    stack.callback(stop)
-    return process
-
-
-def run_wrk(port: int, model: str, body: Path, concurrency: int, seconds: float) -> dict[str, Any]:
-    """One bounded wrk run; requests/s, latency percentiles (ms) and errors."""
-    threads = 1 if concurrency < 4 else 2
-    result = subprocess.run(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{concurrency}",
-            f"-d{seconds:g}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(ROOT / "bench" / "post.lua"),
-            f"http://127.0.0.1:{port}/v1/models/{model}:predict",
-        ],
-        env={**os.environ, "BODY": str(body)},
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    )
-    line = next(x for x in result.stdout.splitlines() if x.startswith("WRK_JSON "))
-    raw = json.loads(line.removeprefix("WRK_JSON "))
-    errors = raw["non_2xx"] + raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
-    return {
-        "concurrency": concurrency,
-        "rps": raw["requests"] / raw["seconds"],
-        "p50_ms": raw["p50_us"] / 1000,
-        "p90_ms": raw["p90_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "max_ms": raw["max_us"] / 1000,
-        "requests": raw["requests"],
-        "errors": errors,
-    }
 
 
 def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,25 +61,6 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": sum(r["errors"] for r in rounds),
         "rounds": len(rounds),
     }
-
-
-def request_bodies(models_dir: Path, folder: Path) -> dict[str, Path]:
-    """A real held-out example of each model (from its card) as a one-instance body."""
-    sys.path.insert(0, str(ROOT))
-    from app.schemas.card import ModelCard
-
-    bodies = {}
-    for model in MODELS:
-        card = ModelCard.read(
-            max(
-                (p for p in (models_dir / model).iterdir() if p.name.isdigit()),
-                key=lambda p: int(p.name),
-            )
-        )
-        path = folder / f"{model}.json"
-        path.write_text(json.dumps({"instances": [card.examples[0].instance]}))
-        bodies[model] = path
-    return bodies
 
 
 def machine() -> dict[str, str]:

@@ -128,8 +128,11 @@ def model_batches(client: Any, model: str) -> float:
 
     for family in text_string_to_metric_families(client.get("/metrics").text):
         if family.name == "synergy_batch_size_rows":
-            return sum(s.value for s in family.samples
-                       if s.name.endswith("_count") and s.labels.get("model") == model)
+            return sum(
+                s.value
+                for s in family.samples
+                if s.name.endswith("_count") and s.labels.get("model") == model
+            )
     return 0.0
 
 

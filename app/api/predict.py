@@ -25,7 +25,7 @@ from app.schemas.responses import ErrorResponse, error_responses
 from app.service import PredictionService
 
 PREDICT_ERRORS = (400, 401, 404, 413, 415, 422, 500, 503, 504)
-IMAGE_ERRORS = (401, 404, 413, 422, 500, 503, 504)
+IMAGE_ERRORS = (400, 401, 404, 413, 422, 500, 503, 504)
 
 
 def require_json(request: Request) -> None:
@@ -80,7 +80,10 @@ def add_predict_routes(app: FastAPI, service: PredictionService) -> None:
         include_in_schema=False,
     )
     app.add_api_route(
-        "/v1/models/{name:model}:predict-image", predict_image, methods=["POST"], include_in_schema=False
+        "/v1/models/{name:model}:predict-image",
+        predict_image,
+        methods=["POST"],
+        include_in_schema=False,
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from pydantic import BaseModel
 
 from app.errors import InvalidInput, PayloadTooLarge
@@ -31,6 +32,44 @@ from app.schemas.card import ImageInput, ModelCard, TabularInput, TextInput
 from app.schemas.predict import B64Image
 
 
+def plain_numeric_rows(
+    body: bytes, max_instances: int, row_shape: tuple[int, ...], max_value: float | None
+) -> list[np.ndarray] | None:
+    """Rows straight from a body of the plainest kind, or None for "validate it properly".
+
+    The plainest kind: exactly `{"instances": [...]}` holding 1 to max_instances numeric
+    arrays of `row_shape`, every value a finite float32 within 0..max_value (when given), no
+    JSON booleans. Such a body is valid under the request schema and gives the same rows the
+    validating path gives, at half its cost (orjson and one NumPy conversion instead of a
+    Python float per value: 784 of them for an image). Anything else returns None, and the
+    schema then accepts it or says precisely what is wrong.
+    """
+    if b"true" in body or b"false" in body:  # booleans are not numbers, but NumPy casts them
+        return None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:  # also NaN/Infinity tokens
+        return None
+    if type(parsed) is not dict or len(parsed) != 1:
+        return None
+    instances = parsed.get("instances")
+    if type(instances) is not list or not 0 < len(instances) <= max_instances:
+        return None
+    try:
+        array = np.array(instances)
+    except (ValueError, TypeError, OverflowError):  # ragged, or ints beyond int64
+        return None
+    if array.dtype.kind not in "iuf" or array.shape[1:] != row_shape:  # no str/None/objects
+        return None
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        return None
+    if max_value is not None and (array.min() < 0 or array.max() > max_value):
+        return None
+    return list(array)
+
+
 class InputAdapter(ABC):
     """Turns instances of one input kind into rows, and rows into a model batch."""
 
@@ -40,6 +79,11 @@ class InputAdapter(ABC):
     def __init__(self, card: ModelCard, folder: Path) -> None:
         self.card = card
         self.folder = folder
+
+    def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
+        """Rows for a plainly valid body without full validation (see plain_numeric_rows);
+        None means: take the validating path."""
+        return None
 
     @abstractmethod
     def to_row(self, instance: Any) -> Any:
@@ -58,10 +102,21 @@ class TabularAdapter(InputAdapter):
         assert isinstance(card.input, TabularInput)
         self.feature_names = [feature.name for feature in card.input.features]
 
+    def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
+        return plain_numeric_rows(body, max_instances, (len(self.feature_names),), None)
+
     def to_row(self, instance: Any) -> np.ndarray:
         if isinstance(instance, BaseModel):
             instance = [getattr(instance, name) for name in self.feature_names]
-        return np.asarray(instance, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            row = np.asarray(instance, dtype=np.float32)
+        if not np.isfinite(row).all():  # finite in JSON, but beyond float32's ±3.4e38
+            column = int(np.flatnonzero(~np.isfinite(row))[0])
+            raise InvalidInput(
+                f"{self.feature_names[column]} is out of range: features must be within "
+                f"±{np.finfo(np.float32).max:.3g} (float32)"
+            )
+        return row
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.stack(rows)
@@ -76,6 +131,11 @@ class ImageAdapter(InputAdapter):
         super().__init__(card, folder)
         assert isinstance(card.input, ImageInput)
         self.max_image_pixels = max_image_pixels
+        self.max_value = card.input.max_value
+        self.shape = (card.input.height, card.input.width)
+
+    def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
+        return plain_numeric_rows(body, max_instances, self.shape, self.max_value)
 
     def to_row(self, instance: Any) -> np.ndarray:
         if isinstance(instance, B64Image):
@@ -86,7 +146,14 @@ class ImageAdapter(InputAdapter):
                     f"b64 is not valid base64 ({exc}); encode the file's bytes with standard base64"
                 ) from exc
             return self.image_to_row(data)
-        return np.asarray(instance, dtype=np.float32)
+        grid = np.asarray(instance, dtype=np.float32)
+        if grid.min() < 0 or grid.max() > self.max_value:
+            row, column = np.argwhere((grid < 0) | (grid > self.max_value))[0]
+            raise InvalidInput(
+                f"grey levels must be within 0-{self.max_value:g}; found "
+                f"{grid[row, column]:g} at row {row}, column {column}"
+            )
+        return grid
 
     def image_to_row(self, data: bytes) -> np.ndarray:
         """Encoded image bytes -> a 28x28 MNIST-style row."""

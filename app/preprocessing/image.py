@@ -53,7 +53,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     except ImageInputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"the image is too large to decode safely: {exc}") from exc
+        raise ImageTooLargeError(
+            f"the image is too large to decode safely ({exc}); scale it down"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageInputError(
             "the bytes are not an image format the server knows; send a PNG or JPEG file"

@@ -36,10 +36,16 @@ class B64Image(BaseModel):
 class Prediction(BaseModel):
     """One instance's prediction."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "label": "virginica",
-        "probabilities": {"setosa": 0.0, "versicolor": 0.0909, "virginica": 0.9091},
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "label": "virginica",
+                    "probabilities": {"setosa": 0.0, "versicolor": 0.0909, "virginica": 0.9091},
+                }
+            ]
+        }
+    )
     label: str = Field(description="The most probable class.")
     probabilities: dict[str, float] = Field(
         description="Probability of every class label; they sum to 1."
@@ -49,12 +55,26 @@ class Prediction(BaseModel):
 class PredictResponse(BaseModel):
     """Predictions in the order of the request's instances."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "model": "iris-knn", "version": 1, "predictions": [{
-            "label": "virginica",
-            "probabilities": {"setosa": 0.0, "versicolor": 0.0909, "virginica": 0.9091},
-        }],
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "iris-knn",
+                    "version": 1,
+                    "predictions": [
+                        {
+                            "label": "virginica",
+                            "probabilities": {
+                                "setosa": 0.0,
+                                "versicolor": 0.0909,
+                                "virginica": 0.9091,
+                            },
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     model: str
     version: int
@@ -93,7 +113,9 @@ def _tabular_instance(spec: TabularInput, model_title: str) -> Any:
 
 
 def _image_instance(spec: ImageInput) -> Any:
-    pixel = Annotated[Number, Field(ge=0, le=spec.max_value)]
+    # The 0..max range is documented here but checked by the adapter with one NumPy comparison:
+    # 784 per-element range checks in the validator cost a fifth of an image request's parse.
+    pixel = Annotated[Number, Field(json_schema_extra={"minimum": 0, "maximum": spec.max_value})]
     row = Annotated[list[pixel], Field(min_length=spec.width, max_length=spec.width)]
     grid = Annotated[
         list[row],

@@ -19,7 +19,7 @@ class ErrorResponse(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request: the body is not valid JSON.",
+    400: "Malformed request: the body is not valid JSON (or not valid multipart data).",
     401: "Missing or wrong API key (only when API keys are configured).",
     404: "Unknown model, version or path.",
     413: "Too large: body, image pixels or number of instances over a limit.",
@@ -33,20 +33,20 @@ _DESCRIPTIONS = {
 
 _EXAMPLES = {
     400: "the body is not valid JSON (Invalid JSON: EOF while parsing a list at line 1 column "
-         "20); send {\"instances\": [...]}",
+    '20); send {"instances": [...]}',
     401: "missing or wrong API key: send 'Authorization: Bearer <key>' (in Swagger UI, use the "
-         "Authorize button)",
+    "Authorize button)",
     404: "unknown model 'iris'; available models: binary-mlp, imdb-sentiment, iris-knn, mnist-cnn",
     413: "too many instances: at most 1000 per request; split them over several requests",
     415: "the body must be JSON, sent with Content-Type: application/json (got text/plain)",
     422: "instances[0]: List should have at least 4 items after validation, not 3. Each "
-         "instance: an object with the 4 features {sepal_length, sepal_width, petal_length, "
-         "petal_width} or a list of 4 numbers in that order",
+    "instance: an object with the 4 features {sepal_length, sepal_width, petal_length, "
+    "petal_width} or a list of 4 numbers in that order",
     500: "model mnist-cnn/1 failed on this batch (ValueError: ...); the server is fine, the "
-         "request can be retried",
+    "request can be retried",
     503: "model mnist-cnn/1 is overloaded (1024 rows queued, limit 1024); retry after 1 s",
     504: "no prediction from model mnist-cnn/1 within the request deadline (10000 ms); the "
-         "server is overloaded, retry later",
+    "server is overloaded, retry later",
 }
 
 

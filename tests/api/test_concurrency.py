@@ -45,8 +45,7 @@ def _variants(card: ModelCard, count: int, rng: random.Random) -> list[list[Any]
     return requests
 
 
-async def test_concurrent_requests_get_exactly_their_own_predictions(
-        tiny_models_dir: Path) -> None:
+async def test_concurrent_requests_get_exactly_their_own_predictions(tiny_models_dir: Path) -> None:
     app = create_app(make_settings(tiny_models_dir, max_batch_wait_ms=5))
     async with app.router.lifespan_context(app):
         await app.state.service.wait_loaded()
@@ -57,15 +56,17 @@ async def test_concurrent_requests_get_exactly_their_own_predictions(
                 bodies = _variants(card, 100, random.Random(name))
 
                 async def call(instances: list[Any], model: str = name) -> list[Any]:
-                    response = await client.post(f"/v1/models/{model}:predict",
-                                                 json={"instances": instances})
+                    response = await client.post(
+                        f"/v1/models/{model}:predict", json={"instances": instances}
+                    )
                     assert response.status_code == 200, response.text
                     predictions: list[Any] = response.json()["predictions"]
                     return predictions
 
                 def counted(suffix: str, model: str = name) -> float:
                     value = app.state.metrics.registry.get_sample_value(
-                        f"synergy_batch_size_rows_{suffix}", {"model": model, "version": "1"})
+                        f"synergy_batch_size_rows_{suffix}", {"model": model, "version": "1"}
+                    )
                     return float(value or 0.0)
 
                 alone = [await call(body) for body in bodies]

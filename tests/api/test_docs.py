@@ -30,8 +30,13 @@ def test_openapi_documents_one_predict_operation_per_model(client: Any) -> None:
             assert response.status_code == 200, (name, response.text)
         versioned = schema["paths"][f"/v1/models/{name}/versions/{{version}}:predict"]["post"]
         version = next(iter(versioned["parameters"][0]["examples"].values()))["value"]
-        assert client.post(f"/v1/models/{name}/versions/{version}:predict",
-                           json=next(iter(examples.values()))["value"]).status_code == 200
+        assert (
+            client.post(
+                f"/v1/models/{name}/versions/{version}:predict",
+                json=next(iter(examples.values()))["value"],
+            ).status_code
+            == 200
+        )
     assert "/v1/models/mnist-cnn:predict-image" in schema["paths"]
 
 
@@ -39,7 +44,9 @@ def test_every_path_parameter_is_prefilled_with_something_that_works(client: Any
     schema = client.get("/openapi.json").json()
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            parameters = {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "path"}
+            parameters = {
+                p["name"]: p for p in operation.get("parameters", []) if p["in"] == "path"
+            }
             if not parameters or method != "get":
                 continue
             values = {n: next(iter(p["examples"].values()))["value"] for n, p in parameters.items()}

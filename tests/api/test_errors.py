@@ -35,8 +35,13 @@ def _assert_error(response: Any, status: int, *fragments: str) -> None:
 @pytest.fixture(scope="module")
 def small_limits(tiny_models_dir: Path) -> Iterator[Any]:
     """An app with tight limits, so limit errors are cheap to trigger."""
-    with running_app(tiny_models_dir, max_instances=5, max_body_bytes=4096,
-                     max_image_pixels=10_000, max_text_chars=50) as client:
+    with running_app(
+        tiny_models_dir,
+        max_instances=5,
+        max_body_bytes=4096,
+        max_image_pixels=10_000,
+        max_text_chars=50,
+    ) as client:
         yield client
 
 
@@ -44,22 +49,52 @@ CASES: list[tuple[str, Any, int, tuple[str, ...]]] = [
     # model, instances, status, fragments of the message
     ("iris-knn", [[5.1, 3.5, 1.4]], 422, ("instances[0]", "at least 4", "sepal_length")),
     ("iris-knn", [[5.1, 3.5, 1.4, 0.2, 9.9]], 422, ("at most 4",)),
-    ("iris-knn", [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}], 422,
-     ("instances[0].petal_width", "Field required")),
-    ("iris-knn", [{**dict(zip(["sepal_length", "sepal_width", "petal_length", "petal_width"],
-                              IRIS, strict=True)), "colour": 1}], 422, ("colour", "Extra")),
+    (
+        "iris-knn",
+        [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}],
+        422,
+        ("instances[0].petal_width", "Field required"),
+    ),
+    (
+        "iris-knn",
+        [
+            {
+                **dict(
+                    zip(
+                        ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+                        IRIS,
+                        strict=True,
+                    )
+                ),
+                "colour": 1,
+            }
+        ],
+        422,
+        ("colour", "Extra"),
+    ),
     ("iris-knn", [["5.1", 3.5, 1.4, 0.2]], 422, ("instances[0][0]", "valid number")),
     ("iris-knn", [[True, 3.5, 1.4, 0.2]], 422, ("instances[0][0]", "valid number")),
     ("iris-knn", [None], 422, ("instances[0]",)),
     ("iris-knn", [], 422, ("empty",)),
     ("binary-mlp", [[0.1] * 19], 422, ("at least 20",)),
+    ("binary-mlp", [[0.1] * 19 + [2e148]], 422, ("x19 is out of range", "float32")),
+    ("iris-knn", [[5.1, -1e300, 1.4, 0.2]], 422, ("sepal_width is out of range",)),
     ("mnist-cnn", [GRID[:27]], 422, ("at least 28",)),
     ("mnist-cnn", [[row[:27] for row in GRID]], 422, ("instances[0][0]", "at least 28")),
-    ("mnist-cnn", [[[300] * 28] + GRID[1:]], 422, ("instances[0][0][0]", "less than or equal")),
-    ("mnist-cnn", [[[-1] * 28] + GRID[1:]], 422, ("greater than or equal",)),
-    ("mnist-cnn", [{"b64": "!!!not base64!!!"}], 422, ("base64",)),
-    ("mnist-cnn", [{"b64": base64.b64encode(b"GIF89a garbage").decode()}], 422,
-     ("image",)),
+    (
+        "mnist-cnn",
+        [[[0, 300] + [0] * 26, *GRID[1:]]],
+        422,
+        ("instances[0]: grey levels must be within 0-255", "found 300 at row 0, column 1"),
+    ),
+    (
+        "mnist-cnn",
+        [[*GRID[:5], [0] * 27 + [-1], *GRID[6:]]],
+        422,
+        ("found -1 at row 5, column 27",),
+    ),
+    ("mnist-cnn", [GRID, {"b64": "!!!not base64!!!"}], 422, ("instances[1]: b64", "base64")),
+    ("mnist-cnn", [{"b64": base64.b64encode(b"GIF89a garbage").decode()}], 422, ("image",)),
     ("mnist-cnn", [{"b64": _b64_png(40, 40, colour=255)}], 422, ("blank",)),
     ("mnist-cnn", [{"b64": "aGk=", "extra": 1}], 422, ("extra",)),
     ("imdb-sentiment", [""], 422, ("at least 1 character",)),
@@ -67,10 +102,14 @@ CASES: list[tuple[str, Any, int, tuple[str, ...]]] = [
 ]
 
 
-@pytest.mark.parametrize(("model", "instances", "status", "fragments"), CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-def test_bad_instances(client: Any, model: str, instances: Any, status: int,
-                       fragments: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("model", "instances", "status", "fragments"),
+    CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)],
+)
+def test_bad_instances(
+    client: Any, model: str, instances: Any, status: int, fragments: tuple[str, ...]
+) -> None:
     before = model_batches(client, model)
     _assert_error(predict(client, model, instances), status, *fragments)
     assert model_batches(client, model) == before, "a bad request reached the model"
@@ -78,31 +117,38 @@ def test_bad_instances(client: Any, model: str, instances: Any, status: int,
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_nan_and_infinity_are_refused(client: Any, token: str) -> None:
-    body = '{"instances": [[5.1, 3.5, 1.4, %s]]}' % token
-    response = client.post("/v1/models/iris-knn:predict", content=body,
-                           headers={"Content-Type": "application/json"})
+    body = f'{{"instances": [[5.1, 3.5, 1.4, {token}]]}}'
+    response = client.post(
+        "/v1/models/iris-knn:predict", content=body, headers={"Content-Type": "application/json"}
+    )
     _assert_error(response, 422, "finite number")
 
 
-@pytest.mark.parametrize(("body", "status", "fragment"), [
-    (b'{"instances": [[5.1, 3.5', 400, "not valid JSON"),
-    (b"", 400, "not valid JSON"),
-    (b"[[5.1, 3.5, 1.4, 0.2]]", 422, '{"instances": [...]}'),
-    (b'{"inputs": [[5.1, 3.5, 1.4, 0.2]]}', 422, '"instances" is missing'),
-    (b'{"instances": [[5.1, 3.5, 1.4, 0.2]], "signature": 1}', 422, "signature"),
-    (b'{"instances": 5}', 422, "valid array"),
-    (b"\xff\xfe\x00garbage", 400, "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b'{"instances": [[5.1, 3.5', 400, "not valid JSON"),
+        (b"", 400, "not valid JSON"),
+        (b"[[5.1, 3.5, 1.4, 0.2]]", 422, '{"instances": [...]}'),
+        (b'{"inputs": [[5.1, 3.5, 1.4, 0.2]]}', 422, '"instances" is missing'),
+        (b'{"instances": [[5.1, 3.5, 1.4, 0.2]], "signature": 1}', 422, "signature"),
+        (b'{"instances": 5}', 422, "valid array"),
+        (b"\xff\xfe\x00garbage", 400, "not valid JSON"),
+    ],
+)
 def test_malformed_bodies(client: Any, body: bytes, status: int, fragment: str) -> None:
-    response = client.post("/v1/models/iris-knn:predict", content=body,
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/v1/models/iris-knn:predict", content=body, headers={"Content-Type": "application/json"}
+    )
     _assert_error(response, status, fragment)
 
 
 def test_wrong_content_type_is_415(client: Any) -> None:
-    response = client.post("/v1/models/iris-knn:predict",
-                           content=json.dumps({"instances": [IRIS]}),
-                           headers={"Content-Type": "text/plain"})
+    response = client.post(
+        "/v1/models/iris-knn:predict",
+        content=json.dumps({"instances": [IRIS]}),
+        headers={"Content-Type": "text/plain"},
+    )
     _assert_error(response, 415, "Content-Type: application/json")
 
 
@@ -128,28 +174,36 @@ def test_unknown_paths_and_methods_use_the_error_shape(client: Any) -> None:
 
 
 def test_predict_image_on_a_model_without_images_is_404(client: Any) -> None:
-    response = client.post("/v1/models/iris-knn:predict-image",
-                           files={"file": ("x.png", base64.b64decode(_b64_png(8, 8)), "image/png")})
+    response = client.post(
+        "/v1/models/iris-knn:predict-image",
+        files={"file": ("x.png", base64.b64decode(_b64_png(8, 8)), "image/png")},
+    )
     _assert_error(response, 404, "does not take images")
 
 
 def test_predict_image_needs_a_file(client: Any) -> None:
     _assert_error(client.post("/v1/models/mnist-cnn:predict-image", data={"x": "1"}), 422, "file")
-    response = client.post("/v1/models/mnist-cnn:predict-image",
-                           files={"file": ("x.png", b"\x89PNG\r\n\x1a\n truncated", "image/png")})
+    response = client.post(
+        "/v1/models/mnist-cnn:predict-image",
+        files={"file": ("x.png", b"\x89PNG\r\n\x1a\n truncated", "image/png")},
+    )
     _assert_error(response, 422, "image")
 
 
 def test_too_many_instances_is_413(small_limits: Any) -> None:
-    _assert_error(predict(small_limits, "iris-knn", [IRIS] * 6), 413,
-                  "too many instances", "at most 5")
+    _assert_error(
+        predict(small_limits, "iris-knn", [IRIS] * 6), 413, "too many instances", "at most 5"
+    )
     assert predict(small_limits, "iris-knn", [IRIS] * 5).status_code == 200
 
 
 def test_body_over_the_limit_is_413_before_parsing(small_limits: Any) -> None:
     body = json.dumps({"instances": ["x" * 5000]})
-    response = small_limits.post("/v1/models/imdb-sentiment:predict", content=body,
-                                 headers={"Content-Type": "application/json"})
+    response = small_limits.post(
+        "/v1/models/imdb-sentiment:predict",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
     _assert_error(response, 413, "over the limit of 4096")
 
 
@@ -164,8 +218,9 @@ def test_text_over_the_limit_is_422(small_limits: Any) -> None:
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_the_server_still_serves_after_all_that(client: Any, name: str,
-                                                tiny_models_dir: Path) -> None:
+def test_the_server_still_serves_after_all_that(
+    client: Any, name: str, tiny_models_dir: Path
+) -> None:
     from app.schemas.card import ModelCard
 
     card = ModelCard.read(tiny_models_dir / name / "1")

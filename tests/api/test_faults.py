@@ -55,13 +55,19 @@ def _rewrite_card(folder: Path, change: Any) -> None:
     (folder / "card.json").write_text(json.dumps(card))
 
 
-@pytest.mark.parametrize(("damage", "reason"), [
-    ("garbage card", "card.json is invalid"),
-    ("card of another model", "the card says iris-knn version 1 but the folder is binary-mlp/1"),
-    ("artifact that loads badly", "loading failed"),
-    ("different predictions than at training", "does not reproduce the probabilities"),
-    ("empty model folder", "no version folder"),
-])
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("garbage card", "card.json is invalid"),
+        (
+            "card of another model",
+            "the card says iris-knn version 1 but the folder is binary-mlp/1",
+        ),
+        ("artifact that loads badly", "loading failed"),
+        ("different predictions than at training", "does not reproduce the probabilities"),
+        ("empty model folder", "no version folder"),
+    ],
+)
 def test_more_damage(models_copy: Path, damage: str, reason: str) -> None:
     folder = models_copy / "binary-mlp" / "1"
     if damage == "garbage card":
@@ -71,12 +77,19 @@ def test_more_damage(models_copy: Path, damage: str, reason: str) -> None:
     elif damage == "artifact that loads badly":
         # Consistent hash, unusable file: caught at load time, not by the hash check.
         (folder / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
-        _rewrite_card(folder, lambda c: c["artifacts"].update(
-            {"model.keras": sha256_file(folder / "model.keras")}))
+        _rewrite_card(
+            folder,
+            lambda c: c["artifacts"].update({"model.keras": sha256_file(folder / "model.keras")}),
+        )
     elif damage == "different predictions than at training":
-        _rewrite_card(folder, lambda c: c["examples"][0].update({"probabilities": [0.0, 1.0]}
-                                                                if c["examples"][0]["probabilities"][0] > 0.5
-                                                                else {"probabilities": [1.0, 0.0]}))
+        _rewrite_card(
+            folder,
+            lambda c: c["examples"][0].update(
+                {"probabilities": [0.0, 1.0]}
+                if c["examples"][0]["probabilities"][0] > 0.5
+                else {"probabilities": [1.0, 0.0]}
+            ),
+        )
     else:
         (models_copy / "new-model").mkdir()
     failed = "new-model" if damage == "empty model folder" else "binary-mlp"

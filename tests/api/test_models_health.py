@@ -33,8 +33,9 @@ def test_listing(client: Any) -> None:
     assert models["binary-mlp"]["latest_version"] == 1
 
 
-def test_card_endpoint_returns_the_card_and_how_it_is_served(client: Any,
-                                                              tiny_models_dir: Path) -> None:
+def test_card_endpoint_returns_the_card_and_how_it_is_served(
+    client: Any, tiny_models_dir: Path
+) -> None:
     for path in ("/v1/models/mnist-cnn", "/v1/models/mnist-cnn/versions/1"):
         body = client.get(path).json()
         on_disk = ModelCard.read(tiny_models_dir / "mnist-cnn" / "1").model_dump(mode="json")
@@ -44,8 +45,9 @@ def test_card_endpoint_returns_the_card_and_how_it_is_served(client: Any,
         assert body["serving"]["max_batch_size"] == 64
 
 
-def test_metrics_endpoint_combines_held_out_and_live_numbers(client: Any,
-                                                             tiny_models_dir: Path) -> None:
+def test_metrics_endpoint_combines_held_out_and_live_numbers(
+    client: Any, tiny_models_dir: Path
+) -> None:
     card = ModelCard.read(tiny_models_dir / "iris-knn" / "1")
     before = client.get("/v1/models/iris-knn/metrics").json()["serving"]
     flowers = [e.instance for e in card.examples]

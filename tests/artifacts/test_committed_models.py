@@ -28,17 +28,22 @@ GOALS = {"iris-knn": 0.95, "binary-mlp": 0.85, "mnist-cnn": 0.985, "imdb-sentime
 def _load(name: str) -> tuple[ModelCard, Any, Any]:
     folder = COMMITTED_MODELS / name / "1"
     card = ModelCard.read(folder)
-    model = (KerasModel(card, folder, buckets=(1, 64, 256)) if card.framework == "keras"
-             else SklearnModel(card, folder))
+    model = (
+        KerasModel(card, folder, buckets=(1, 64, 256))
+        if card.framework == "keras"
+        else SklearnModel(card, folder)
+    )
     model.load()
     return card, model, make_adapter(card, folder, max_image_pixels=10**8)
 
 
 def _accuracy(model: Any, adapter: Any, rows: list[Any], labels: np.ndarray) -> float:
-    predicted = np.concatenate([
-        np.argmax(model.predict(adapter.featurize(rows[i : i + 256])), axis=1)
-        for i in range(0, len(rows), 256)
-    ])
+    predicted = np.concatenate(
+        [
+            np.argmax(model.predict(adapter.featurize(rows[i : i + 256])), axis=1)
+            for i in range(0, len(rows), 256)
+        ]
+    )
     return float((predicted == labels).mean())
 
 
@@ -76,12 +81,12 @@ def test_keras_artifacts_hold_no_optimizer_state() -> None:
 def test_committed_model_reproduces_its_card_examples(name: str) -> None:
     card, model, adapter = _load(name)
     request = predict_request_model(card, max_instances=10, max_text_chars=10**6, examples=[])
-    instances = request.model_validate(
-        {"instances": [e.instance for e in card.examples]}).instances  # type: ignore[attr-defined]
+    instances = request.model_validate({"instances": [e.instance for e in card.examples]}).instances  # type: ignore[attr-defined]
     probabilities = model.predict(adapter.featurize([adapter.to_row(i) for i in instances]))
     np.testing.assert_allclose(probabilities, [e.probabilities for e in card.examples], atol=1e-5)
-    assert [card.labels[int(np.argmax(p))] for p in probabilities] == \
-        [e.label for e in card.examples]
+    assert [card.labels[int(np.argmax(p))] for p in probabilities] == [
+        e.label for e in card.examples
+    ]
 
 
 def test_iris_test_accuracy_recomputed() -> None:
@@ -95,11 +100,13 @@ def test_iris_test_accuracy_recomputed() -> None:
 def test_binary_mlp_test_accuracy_recomputed() -> None:
     card, model, adapter = _load("binary-mlp")
     x, y = make_classification(n_samples=1000, n_features=20, n_classes=2, random_state=42)
-    _, x_test, _, y_test = train_test_split(x.astype(np.float32), y, test_size=0.3, stratify=y,
-                                            random_state=42)
+    _, x_test, _, y_test = train_test_split(
+        x.astype(np.float32), y, test_size=0.3, stratify=y, random_state=42
+    )
     rows = [adapter.to_row(list(row)) for row in x_test]
-    assert _accuracy(model, adapter, rows, y_test) == pytest.approx(card.metrics.accuracy,
-                                                                   abs=0.004)
+    assert _accuracy(model, adapter, rows, y_test) == pytest.approx(
+        card.metrics.accuracy, abs=0.004
+    )
 
 
 def test_mnist_test_accuracy_recomputed(data_dir: Path) -> None:
@@ -115,8 +122,7 @@ def test_imdb_validation_accuracy_recomputed(data_dir: Path) -> None:
     card, model, adapter = _load("imdb-sentiment")
     reviews = load_imdb(data_dir)
     indices = np.arange(len(reviews.texts))
-    _, held_out = train_test_split(indices, test_size=0.2, stratify=reviews.labels,
-                                   random_state=42)
+    _, held_out = train_test_split(indices, test_size=0.2, stratify=reviews.labels, random_state=42)
     rows = [reviews.texts[i] for i in held_out]
     accuracy = _accuracy(model, adapter, rows, reviews.labels[held_out])
     assert accuracy == pytest.approx(card.metrics.accuracy, abs=0.0005)  # 5000 reviews

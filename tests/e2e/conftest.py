@@ -40,14 +40,26 @@ def start_server(log: Path, models_dir: Path = COMMITTED_MODELS, **env: str) -> 
     """Start `python -m app` and wait until /health/ready answers 200."""
     port = free_port()
     environment = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith(("SYNERGY_", "KERAS_BACKEND"))  # the server's own defaults
     }
-    environment.update({"SYNERGY_PORT": str(port), "SYNERGY_MODELS_DIR": str(models_dir),
-                        "PYTHONPATH": str(ROOT), **env})
+    environment.update(
+        {
+            "SYNERGY_PORT": str(port),
+            "SYNERGY_MODELS_DIR": str(models_dir),
+            "PYTHONPATH": str(ROOT),
+            **env,
+        }
+    )
     handle = log.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=environment,
-                               stdout=handle, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=environment,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
     server = Server(process, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -14,19 +13,31 @@ from tests.e2e.conftest import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def _chromium() -> str:
-    path = os.environ.get("SYNERGY_CHROMIUM") or shutil.which("chromium") or \
-        shutil.which("chromium-browser")
+    path = (
+        os.environ.get("SYNERGY_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
     if not path:
         if os.environ.get("SYNERGY_SKIP_BROWSER") == "1":
             pytest.skip("SYNERGY_SKIP_BROWSER=1 and no chromium")
-        pytest.fail("chromium not found: run scripts/ensure-test-tools.sh chromium (Debian "
-                    "package chromium), or set SYNERGY_CHROMIUM to its path")
+        pytest.fail(
+            "chromium not found: run scripts/ensure-test-tools.sh chromium (Debian "
+            "package chromium), or set SYNERGY_CHROMIUM to its path"
+        )
     return path
 
 
@@ -56,8 +67,12 @@ def test_try_it_out_on_the_mnist_example_works_offline(server: Server) -> None:
         page.wait_for_selector(".opblock", timeout=30_000)
         assert "Unable to render" not in page.content()
         summaries = page.locator(".opblock-summary-path").all_inner_texts()
-        for path in ("/v1/models/mnist-cnn:predict", "/v1/models/iris-knn:predict",
-                     "/health/ready", "/v1/models/{name}"):
+        for path in (
+            "/v1/models/mnist-cnn:predict",
+            "/v1/models/iris-knn:predict",
+            "/health/ready",
+            "/v1/models/{name}",
+        ):
             assert any(path in text.replace("\u200b", "") for text in summaries), path
 
         operation = page.locator("#operations-predict-predict_mnist_cnn")

@@ -23,8 +23,11 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_each_model_predicts_its_held_out_examples(server: Server, name: str) -> None:
     card = ModelCard.read(COMMITTED_MODELS / name / "1")
-    response = httpx.post(f"{server.url}/v1/models/{name}:predict", timeout=10,
-                          json={"instances": [e.instance for e in card.examples]})
+    response = httpx.post(
+        f"{server.url}/v1/models/{name}:predict",
+        timeout=10,
+        json={"instances": [e.instance for e in card.examples]},
+    )
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     assert [p["label"] for p in predictions] == [e.label for e in card.examples]
@@ -43,8 +46,11 @@ def test_png_uploads_of_real_test_digits(server: Server, data_dir: Path) -> None
         picture = Image.fromarray(255 - image).resize((224, 224), Image.Resampling.BILINEAR)
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
-        response = httpx.post(f"{server.url}/v1/models/mnist-cnn:predict-image", timeout=10,
-                              files={"file": ("digit.png", buffer.getvalue(), "image/png")})
+        response = httpx.post(
+            f"{server.url}/v1/models/mnist-cnn:predict-image",
+            timeout=10,
+            files={"file": ("digit.png", buffer.getvalue(), "image/png")},
+        )
         assert response.status_code == 200, response.text
         correct += response.json()["predictions"][0]["label"] == str(label)
     assert correct >= 28, f"{correct}/30 uploaded digits read correctly"
@@ -56,8 +62,9 @@ def test_server_reports_its_device_and_logs_json(server: Server) -> None:
     httpx.get(f"{server.url}/health/live", headers={"X-Request-ID": "e2e-log-check"})
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # access lines are flushed every 100 ms
-        lines = [json.loads(line) for line in server.log.read_text().splitlines()
-                 if line.startswith("{")]
+        lines = [
+            json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")
+        ]
         access = [line for line in lines if line.get("request_id") == "e2e-log-check"]
         if access:
             break

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.batching import Batcher
-from app.errors import DeadlineExceeded, ModelFailed, PayloadTooLarge, Unavailable
+from app.errors import DeadlineExceeded, ModelFailed, Unavailable
 
 
 class FakeModel:
@@ -159,10 +159,15 @@ async def test_full_queue_rejects_at_once_with_retry_after() -> None:
 
 
 @pytest.mark.anyio
-async def test_request_larger_than_the_queue_is_413_not_503() -> None:
-    batcher = await _started(FakeModel(), max_batch_size=2, max_queue_rows=4)
-    with pytest.raises(PayloadTooLarge):
-        await batcher.predict(list(range(5)))
+async def test_a_request_larger_than_the_queue_gets_in_when_the_queue_is_empty() -> None:
+    model = FakeModel(delay_s=0.05)
+    batcher = await _started(model, max_batch_size=2, max_queue_rows=4)
+    big = asyncio.create_task(batcher.predict(list(range(7))))
+    await asyncio.sleep(0.01)
+    with pytest.raises(Unavailable):  # the big one fills the queue now
+        await batcher.predict(["more"])
+    assert await big == [("out", i) for i in range(7)]
+    assert max(len(b) for b in model.batches) == 2
     await batcher.stop()
 
 
@@ -230,3 +235,19 @@ async def test_drain_lets_queued_rows_finish() -> None:
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError):
         Batcher("x", lambda rows: rows, max_batch_size=8, max_queue_rows=4)
+
+
+@pytest.mark.anyio
+async def test_an_error_for_one_row_fails_only_that_request() -> None:
+    from app.errors import InvalidInput
+
+    def model(rows: list[Any]) -> list[Any]:
+        return [InvalidInput("bad row") if row == "bad" else ("out", row) for row in rows]
+
+    batcher = await _started(model, max_batch_size=8)  # type: ignore[arg-type]
+    blocker = asyncio.create_task(batcher.predict(["first"]))
+    calls = [asyncio.create_task(batcher.predict(rows)) for rows in (["a"], ["b", "bad"], ["c"])]
+    outcomes = await asyncio.gather(blocker, *calls, return_exceptions=True)
+    assert outcomes[1] == [("out", "a")] and outcomes[3] == [("out", "c")]
+    assert isinstance(outcomes[2], InvalidInput)
+    await batcher.stop()

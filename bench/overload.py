@@ -1,0 +1,130 @@
+"""`make bench-overload`: 4x the measured capacity against mnist-cnn, then back to normal.
+
+1. Capacity: wrk at concurrency 64 against a fresh server (requests/s).
+2. Burst: hey, rate-limited to 4x that capacity (1024 workers: close to an open loop), for
+   30 s. Every response must be 200 or 503; 503s must come fast (p99 < 10 ms as the server
+   measured them, from its access log; the client's view, which includes time in the kernel's
+   socket queues on a saturated 2-core machine, is printed too); the process must stay up and
+   its RSS must grow by less than 100 MB.
+3. Recovery: wrk at concurrency 64 again: back to (>= 90% of) the capacity of step 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    ROOT,
+    access_log,
+    percentile,
+    request_bodies,
+    rss_mb,
+    run_hey,
+    run_wrk,
+    start_ours,
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mnist-cnn")
+    parser.add_argument("--seconds", type=float, default=30.0, help="burst length")
+    parser.add_argument("--factor", type=float, default=4.0, help="x measured capacity")
+    parser.add_argument("--workers", type=int, default=1024)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    body = request_bodies(ROOT / "models", Path(tempfile.mkdtemp()))[args.model]
+    log = args.out / "overload-server.log"
+    with ExitStack() as stack:
+        process, port = start_ours(stack, log)
+        run_wrk(port, args.model, body, 64, 3)  # warm-up
+        capacity = run_wrk(port, args.model, body, 64, 10)
+        rss_before = rss_mb(process.pid)
+        offered = args.factor * capacity["rps"]
+        print(
+            f"capacity {capacity['rps']:.0f} req/s; offering {offered:.0f} req/s for "
+            f"{args.seconds:g} s",
+            file=sys.stderr,
+        )
+        peak = [rss_before]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.5):
+                peak[0] = max(peak[0], rss_mb(process.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        log_lines_before = len(access_log(log))
+        burst_started = time.monotonic()
+        rows = run_hey(
+            port,
+            args.model,
+            body,
+            workers=args.workers,
+            rate_per_worker=offered / args.workers,
+            seconds=args.seconds,
+        )
+        burst_seconds = time.monotonic() - burst_started
+        stop.set()
+        sampler.join()
+        alive = process.poll() is None
+        time.sleep(2)
+        recovery = run_wrk(port, args.model, body, 64, 10)
+        rss_after = rss_mb(process.pid)
+        time.sleep(0.3)  # access lines are flushed every 100 ms
+        server_side = access_log(log)[log_lines_before:]
+
+    statuses: dict[int, int] = {}
+    for _, status in rows:
+        statuses[status] = statuses.get(status, 0) + 1
+    rejected_client = [latency * 1000 for latency, status in rows if status == 503]
+    rejected_server = [line["latency_ms"] for line in server_side if line["status"] == 503]
+    accepted_server = [line["latency_ms"] for line in server_side if line["status"] == 200]
+    result: dict[str, Any] = {
+        "model": args.model,
+        "capacity_rps": capacity["rps"],
+        "offered_rps": offered,
+        "burst_seconds": round(burst_seconds, 1),
+        "answered_rps": len(rows) / burst_seconds,
+        "statuses": statuses,
+        "process_alive": alive,
+        "rss_mb": {
+            "before": round(rss_before, 1),
+            "peak": round(peak[0], 1),
+            "after": round(rss_after, 1),
+        },
+        "p99_503_ms_server": round(percentile(rejected_server, 99), 3),
+        "p99_503_ms_client": round(percentile(rejected_client, 99), 1),
+        "p99_200_ms_server": round(percentile(accepted_server, 99), 1),
+        "recovery_rps": recovery["rps"],
+        "recovery_p99_ms": recovery["p99_ms"],
+    }
+    checks = [
+        ("process alive after the burst", alive),
+        ("every response 200 or 503", set(statuses) <= {200, 503}),
+        ("some requests were shed with 503", statuses.get(503, 0) > 0),
+        ("503 answered in < 10 ms at p99 (server side)", result["p99_503_ms_server"] < 10),
+        ("RSS growth < 100 MB", peak[0] - rss_before < 100),
+        ("back to >= 90% of capacity after the burst", recovery["rps"] >= 0.9 * capacity["rps"]),
+    ]
+    print(json.dumps(result, indent=2))
+    for name, ok in checks:
+        print(f"- [{'x' if ok else ' '}] {name}")
+    (args.out / "overload.json").write_text(json.dumps({**result, "checks": checks}, indent=2))
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
