@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import health, metrics, models, predict
+from app.api import health, metrics, models, predict, v2
 from app.api.docs import ASSETS_URL, install_docs
 from app.errors import install_error_handlers
 from app.logs import AccessLog
@@ -28,6 +28,7 @@ from app.middleware import (
 from app.registry import ModelRegistry, discover
 from app.service import PredictionService
 from app.settings import Settings
+from app.v2 import V2Protocol
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ Classic ML and deep learning models served side by side: scikit-learn and Keras 
 * **Models**: the model cards (inputs, labels, training data, held-out metrics, hashes) and
   live serving stats.
 * **Health** and **Prometheus metrics** for operators.
+* **Open Inference Protocol (V2)** under `/v2`, for KServe/Triton tooling such as
+  `tritonclient` (JSON or binary tensors), through the same batchers.
 
 Errors are always `{"error": "..."}` with the status that fits (400/422 bad input, 404 unknown
 model, 413 too large, 503 + `Retry-After` overloaded or not ready, 504 deadline).
@@ -98,9 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     app.state.metrics = metrics_
     app.state.server_state = server_state
+    app.state.v2 = V2Protocol(service)
     install_error_handlers(app)
 
     predict.add_predict_routes(app, service)  # first: routes are matched in order
+    v2.add_v2_routes(app, service)
     health.add_health_routes(app)
     models.add_model_routes(app)
     metrics.add_metrics_route(app)

@@ -1,0 +1,212 @@
+"""Open Inference Protocol (V2) routes: a few lines each; the logic is in `app.v2`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Request
+from starlette.responses import Response
+
+from app.jsonutil import json_response
+from app.schemas.card import ImageInput, ModelCard, TabularInput
+from app.schemas.responses import error_responses
+from app.schemas.v2 import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ModelReady,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
+from app.service import PredictionService
+from app.v2 import HEADER_LENGTH, V2Protocol, input_spec
+
+ModelName = Annotated[str, Path(description="Model name")]
+Endpoint = Callable[..., Coroutine[Any, Any, Response]]
+Version = Annotated[str, Path(description="Model version (an integer, as a string in V2)")]
+
+
+def _protocol(request: Request) -> V2Protocol:
+    protocol: V2Protocol = request.app.state.v2
+    return protocol
+
+
+async def server_metadata(request: Request) -> Response:
+    """Server name, version and the protocol extensions it supports."""
+    return json_response(_protocol(request).server_metadata())
+
+
+async def server_live() -> Response:
+    """200 while the process answers."""
+    return json_response({"live": True})
+
+
+async def server_ready(request: Request) -> Response:
+    """200 when every model is loaded and warm; 503 otherwise (see /health/ready for why)."""
+    ready = _protocol(request).server_ready()
+    return json_response({"ready": ready}, status_code=200 if ready else 503)
+
+
+async def model_metadata(request: Request, name: ModelName) -> Response:
+    """Inputs, outputs (name, datatype, shape; -1 = any size) and class labels."""
+    return json_response(_protocol(request).model_metadata(name, None))
+
+
+async def model_metadata_version(request: Request, name: ModelName, version: Version) -> Response:
+    """Metadata of one version."""
+    return json_response(_protocol(request).model_metadata(name, version))
+
+
+async def model_ready(request: Request, name: ModelName) -> Response:
+    """200 when the model can serve; 503 while loading, failed or shutting down."""
+    ready, body = _protocol(request).model_ready(name, None)
+    return json_response(body, status_code=200 if ready else 503)
+
+
+async def model_ready_version(request: Request, name: ModelName, version: Version) -> Response:
+    """Readiness of one version."""
+    ready, body = _protocol(request).model_ready(name, version)
+    return json_response(body, status_code=200 if ready else 503)
+
+
+async def _infer(request: Request, version: str | None) -> Response:
+    headers = {
+        "content-encoding": request.headers.get("content-encoding"),
+        HEADER_LENGTH.lower(): request.headers.get(HEADER_LENGTH),
+    }
+    body, extra_headers, media_type = await _protocol(request).infer(
+        request.path_params["name"], version, await request.body(), headers, request.scope["state"]
+    )
+    return Response(body, headers=extra_headers, media_type=media_type)
+
+
+async def infer(request: Request, name: ModelName) -> Response:
+    """Named typed tensors in, `label` and `probabilities` out (JSON, or Triton's binary
+    tensor format with `Inference-Header-Content-Length`)."""
+    return await _infer(request, None)
+
+
+async def infer_version(request: Request, name: ModelName, version: Version) -> Response:
+    """Inference with one version."""
+    return await _infer(request, version)
+
+
+def example_request(card: ModelCard) -> dict[str, Any]:
+    """A V2 infer request for the card's first example (a real held-out instance)."""
+    instance = card.examples[0].instance
+    spec = input_spec(card)
+    if isinstance(card.input, TabularInput):
+        if isinstance(instance, dict):
+            instance = [instance[f.name] for f in card.input.features]
+        tensor = {"datatype": "FP32", "shape": [1, len(instance)], "data": [instance]}
+    elif isinstance(card.input, ImageInput):
+        tensor = {
+            "datatype": "UINT8",
+            "shape": [1, card.input.height, card.input.width],
+            "data": [instance],
+        }
+    else:
+        tensor = {"datatype": "BYTES", "shape": [1], "data": [instance]}
+    return {"id": "example-1", "inputs": [{"name": spec.name, **tensor}]}
+
+
+def _infer_docs(service: PredictionService) -> dict[str, Any]:
+    examples = {}
+    for name in service.registry.names:  # sorted, like the name parameter's examples
+        card = service.registry.find(name).card
+        if card is not None and card.examples:
+            examples[name] = {
+                "summary": f"{name}: a real held-out example (true label: "
+                f"{card.examples[0].label})",
+                "value": example_request(card),
+            }
+    schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "Pick the example of the model named in the path.",
+            "content": {
+                "application/json": {"schema": schema, "examples": examples},
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "description": f"Binary tensor extension: a JSON header of "
+                    f"{HEADER_LENGTH} bytes, then the raw tensors.",
+                },
+            },
+        }
+    }
+
+
+def add_v2_routes(app: FastAPI, service: PredictionService) -> None:
+    """The V2 endpoints; infer first among them (routes are matched in order)."""
+    tags: list[str | Enum] = ["open inference protocol (v2)"]
+    infer_responses: dict[int | str, dict[str, Any]] = {
+        200: {
+            "model": InferenceResponse,
+            "description": "The outputs asked for; binary outputs follow the JSON header.",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 404, 413, 415, 500, 503, 504),
+        400: {
+            "description": "Wrong input name, datatype, shape or data; malformed request.",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                    "example": {
+                        "error": "input features of model iris-knn must have shape [N, 4] for "
+                        "FP32, got [1, 3]"
+                    },
+                }
+            },
+        },
+    }
+    infer_docs = _infer_docs(service)
+    for path, endpoint in (
+        ("/v2/models/{name:model}/infer", infer),
+        ("/v2/models/{name:model}/versions/{version}/infer", infer_version),
+    ):
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            tags=tags,
+            summary="Infer" if endpoint is infer else "Infer with one version",
+            responses=infer_responses,
+            openapi_extra=infer_docs,
+        )
+    get_routes: list[tuple[str, Endpoint, Any, tuple[int, ...]]]
+    get_routes = [
+        ("/v2", server_metadata, ServerMetadata, (401,)),
+        ("/v2/health/live", server_live, ServerLive, ()),
+        ("/v2/health/ready", server_ready, ServerReady, ()),
+        ("/v2/models/{name:model}", model_metadata, ModelMetadata, (401, 404, 503)),
+        (
+            "/v2/models/{name:model}/versions/{version}",
+            model_metadata_version,
+            ModelMetadata,
+            (401, 404, 503),
+        ),
+        ("/v2/models/{name:model}/ready", model_ready, ModelReady, (401, 404)),
+        (
+            "/v2/models/{name:model}/versions/{version}/ready",
+            model_ready_version,
+            ModelReady,
+            (401, 404),
+        ),
+    ]
+    for path, endpoint, model, errors in get_routes:
+        responses: dict[int | str, dict[str, Any]] = {**error_responses(*errors)}
+        if endpoint in (server_ready, model_ready, model_ready_version):
+            responses[503] = {"model": model, "description": "Not ready."}
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["GET"],
+            tags=tags,
+            summary=(endpoint.__doc__ or "").split("\n")[0].rstrip("."),
+            response_model=model,
+            responses=responses,
+        )
