@@ -11,7 +11,7 @@ PORT ?= 8000
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-dev run test test-fast lint format typecheck train bench \
-        bench-soak container-check validate-k8s lock clean
+        bench-soak bench-overload container-check image image-gpu validate-k8s lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,13 +44,13 @@ test-fast: install-dev  ## unit and api tiers only
 	$(PY) -m pytest tests/unit tests/api
 
 lint: install-dev  ## ruff + mypy
-	$(VENV)/bin/ruff check app training bench tests
-	$(VENV)/bin/ruff format --check app training bench tests
+	$(VENV)/bin/ruff check app training bench tests scripts deploy
+	$(VENV)/bin/ruff format --check app training bench tests scripts deploy
 	$(VENV)/bin/mypy
 
 format: install-dev  ## apply ruff's formatting and safe fixes
-	$(VENV)/bin/ruff check --fix app training bench tests
-	$(VENV)/bin/ruff format app training bench tests
+	$(VENV)/bin/ruff check --fix app training bench tests scripts deploy
+	$(VENV)/bin/ruff format app training bench tests scripts deploy
 
 typecheck: install-dev
 	$(VENV)/bin/mypy
@@ -66,8 +66,22 @@ bench-soak: install-dev  ## 10-minute soak at half capacity across all models
 	scripts/ensure-test-tools.sh wrk
 	$(PY) bench/soak.py $(BENCH_ARGS)
 
-container-check:  ## build and run the Docker image with podman; wait for /health/ready
-	../shared/tools/container-check.sh . /health/ready
+bench-overload: install-dev  ## 30 s at 4x capacity against mnist-cnn: 503s fast, no growth
+	scripts/ensure-test-tools.sh hey
+	$(PY) bench/overload.py $(BENCH_ARGS)
+
+CONTAINER_CHECK ?= ../shared/tools/container-check.sh
+
+container-check: install-dev  ## build the image with podman, run it, predict with each model
+	$(CONTAINER_CHECK) . /health/ready
+	$(PY) scripts/container_smoke.py .
+
+image:  ## docker build the CPU image (synergy-serve:0.1.0)
+	docker build -t synergy-serve:0.1.0 .
+
+image-gpu:  ## docker build the GPU image (TensorFlow + CUDA; run with --gpus all)
+	docker build -t synergy-serve:0.1.0-gpu --build-arg VARIANT=gpu \
+		--build-arg KERAS_BACKEND=tensorflow .
 
 validate-k8s: install-dev  ## validate the Kubernetes manifests against their schemas
 	$(PY) deploy/validate.py

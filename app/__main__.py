@@ -87,6 +87,7 @@ def main() -> int:
         http="auto",  # httptools when installed
         lifespan="on",
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_period_s)),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
         proxy_headers=False,
     )
     server = DrainingServer(

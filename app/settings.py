@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     )
     warmup: bool = True
 
+    # Connections. Longer than the idle timeout of common load balancers (60 s), so the
+    # balancer, not the server, closes idle keep-alive connections: otherwise a request sent
+    # just as the server closes one fails with a 502 at the balancer.
+    keep_alive_timeout_s: int = Field(default=75, ge=1)
+
     # Shutdown.
     shutdown_grace_period_s: float = Field(default=30.0, ge=0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import sys
@@ -190,6 +191,10 @@ def train_and_save(
     created_model_dir = not model_dir.exists()
     model_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=model_dir))
+    # mkdtemp makes the folder private (0700); the artifact is for any user that serves it.
+    umask = os.umask(0)
+    os.umask(umask)
+    work.chmod(0o777 & ~umask)
     try:
         started = time.perf_counter()
         result = trainer(work, options)

@@ -77,3 +77,20 @@ def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
     server = start_server(tmp_path / "server.log")
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0
+
+
+def test_container_healthcheck_command(server: Server) -> None:
+    """The image's HEALTHCHECK (`python -m app.healthcheck`): 0 when ready, 1 when nothing
+    answers."""
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import free_port
+
+    def healthcheck(port: str) -> int:
+        env = {"SYNERGY_PORT": port, "PATH": "/usr/bin:/bin"}
+        command = [sys.executable, "-m", "app.healthcheck"]
+        return subprocess.run(command, env=env, cwd=COMMITTED_MODELS.parent, check=False).returncode
+
+    assert healthcheck(server.url.rsplit(":", 1)[1]) == 0
+    assert healthcheck(str(free_port())) == 1

@@ -25,6 +25,8 @@ def test_trainer_writes_a_valid_carded_artifact(tiny_models_dir: Path, name: str
     assert verify_artifacts(card, folder) == []
     assert {p.name for p in folder.iterdir()} == {*card.artifacts, "card.json"}
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], "temp left over"
+    # Readable by other users (a container's non-root service user), not private like a tempdir.
+    assert folder.stat().st_mode & 0o005 == 0o005
     assert card.metrics.test_size == sum(map(sum, card.metrics.confusion_matrix))
     assert card.library_versions["python"].startswith("3.")
     assert card.examples and all(e.probabilities for e in card.examples)
