@@ -17,6 +17,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,21 @@ from bench.common import (
 )
 
 
+def probe_health(port: int, stop: threading.Event, latencies_ms: list[float]) -> None:
+    """As a kubelet probes: a new connection each time, alternating live and ready, 5 a
+    second, until stop is set; a timeout (5 s) counts as infinitely slow."""
+    paths = ("/health/live", "/health/ready")
+    while not stop.wait(0.2):
+        started = time.perf_counter()
+        try:
+            url = f"http://127.0.0.1:{port}{paths[len(latencies_ms) % 2]}"
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                answer.read()
+            latencies_ms.append((time.perf_counter() - started) * 1000)
+        except (OSError, urllib.error.URLError):
+            latencies_ms.append(float("inf"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mnist-cnn")
@@ -49,7 +66,16 @@ def main() -> int:
     with ExitStack() as stack:
         process, port = start_ours(stack, log)
         run_wrk(port, args.model, body, 64, 3)  # warm-up
+        # Saturated (concurrency 64, every model call full): health must stay fast.
+        saturated_health_ms: list[float] = []
+        probing = threading.Event()
+        saturated_prober = threading.Thread(
+            target=probe_health, args=(port, probing, saturated_health_ms), daemon=True
+        )
+        saturated_prober.start()
         capacity = run_wrk(port, args.model, body, 64, 10)
+        probing.set()
+        saturated_prober.join()
         rss_before = rss_mb(process.pid)
         offered = args.factor * capacity["rps"]
         print(
@@ -64,8 +90,11 @@ def main() -> int:
             while not stop.wait(0.5):
                 peak[0] = max(peak[0], rss_mb(process.pid))
 
+        health_ms: list[float] = []
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        prober = threading.Thread(target=probe_health, args=(port, stop, health_ms), daemon=True)
+        prober.start()
         log_lines_before = len(access_log(log))
         burst_started = time.monotonic()
         rows = run_hey(
@@ -79,6 +108,7 @@ def main() -> int:
         burst_seconds = time.monotonic() - burst_started
         stop.set()
         sampler.join()
+        prober.join()
         alive = process.poll() is None
         time.sleep(2)
         recovery = run_wrk(port, args.model, body, 64, 10)
@@ -90,8 +120,9 @@ def main() -> int:
     for _, status in rows:
         statuses[status] = statuses.get(status, 0) + 1
     rejected_client = [latency * 1000 for latency, status in rows if status == 503]
-    rejected_server = [line["latency_ms"] for line in server_side if line["status"] == 503]
-    accepted_server = [line["latency_ms"] for line in server_side if line["status"] == 200]
+    predictions = [line for line in server_side if line["path"].endswith(":predict")]
+    rejected_server = [line["latency_ms"] for line in predictions if line["status"] == 503]
+    accepted_server = [line["latency_ms"] for line in predictions if line["status"] == 200]
     result: dict[str, Any] = {
         "model": args.model,
         "capacity_rps": capacity["rps"],
@@ -108,6 +139,19 @@ def main() -> int:
         "p99_503_ms_server": round(percentile(rejected_server, 99), 3),
         "p99_503_ms_client": round(percentile(rejected_client, 99), 1),
         "p99_200_ms_server": round(percentile(accepted_server, 99), 1),
+        "health_saturated_probes": len(saturated_health_ms),
+        "health_saturated_p50_ms": round(percentile(saturated_health_ms, 50), 1),
+        "health_saturated_max_ms": round(max(saturated_health_ms), 1),
+        "health_burst_probes": len(health_ms),
+        "health_burst_p50_ms": round(percentile(health_ms, 50), 1),
+        "health_burst_max_ms": round(max(health_ms), 1),
+        "health_burst_server_p99_ms": round(
+            percentile(
+                [line["latency_ms"] for line in server_side if line["path"].startswith("/health")],
+                99,
+            ),
+            2,
+        ),
         "recovery_rps": recovery["rps"],
         "recovery_p99_ms": recovery["p99_ms"],
     }
@@ -117,6 +161,10 @@ def main() -> int:
         ("some requests were shed with 503", statuses.get(503, 0) > 0),
         ("503 answered in < 10 ms at p99 (server side)", result["p99_503_ms_server"] < 10),
         ("RSS growth < 100 MB", peak[0] - rss_before < 100),
+        (
+            "/health/live and /health/ready within 50 ms while saturated (c64)",
+            max(saturated_health_ms) < 50,
+        ),
         ("back to >= 90% of capacity after the burst", recovery["rps"] >= 0.9 * capacity["rps"]),
     ]
     print(json.dumps(result, indent=2))

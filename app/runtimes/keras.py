@@ -141,7 +141,9 @@ class KerasModel(Model):
         import keras
 
         self._backend = str(keras.backend.backend())
-        model = keras.saving.load_model(self.folder / self.card.model_file, compile=False)
+        model = keras.saving.load_model(
+            self.folder / self.card.model_file, compile=False, safe_mode=True
+        )
         self._input_dtype = np.dtype(str(model.inputs[0].dtype))
         self._forward = _compile_forward(model, self._backend)
 

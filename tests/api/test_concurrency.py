@@ -77,3 +77,37 @@ async def test_concurrent_requests_get_exactly_their_own_predictions(tiny_models
                 # Every row was computed once, and in far fewer model calls than requests.
                 assert counted("sum") - rows_before == sum(len(body) for body in bodies)
                 assert counted("count") - batches_before < len(bodies) / 2
+
+
+def test_health_answers_while_the_model_is_busy(tiny_models_dir: Path) -> None:
+    """Inference runs on the model's worker thread: the event loop keeps answering."""
+    import threading
+    import time
+
+    from tests.conftest import predict, running_app
+
+    with running_app(tiny_models_dir) as client:
+        entry = client.app.state.service.registry.find("iris-knn")
+        real_predict = entry.model.predict
+        started = threading.Event()
+
+        def slow_predict(batch: Any) -> Any:
+            started.set()
+            time.sleep(1.5)  # a long model call (the GIL is released while sleeping, as in
+            return real_predict(batch)  # the numeric kernels of a real forward pass)
+
+        entry.model.predict = slow_predict
+        answers: list[int] = []
+        caller = threading.Thread(
+            target=lambda: answers.append(
+                predict(client, "iris-knn", [[5.1, 3.5, 1.4, 0.2]]).status_code
+            )
+        )
+        caller.start()
+        assert started.wait(5)
+        for path in ("/health/live", "/health/ready", "/v2/health/ready"):
+            began = time.perf_counter()
+            assert client.get(path).status_code == 200
+            assert time.perf_counter() - began < 0.5, f"{path} waited for the model"
+        caller.join(10)
+        assert answers == [200]
