@@ -103,6 +103,17 @@ def error_response(
     return json_response({"error": message}, status_code=status_code, headers=headers)
 
 
+def unexpected_error_response(
+    method: str, path: str, request_id: str, exc: BaseException
+) -> Response:
+    """A 500 for an exception nobody expected: logged with its traceback, the client gets the
+    request id to quote."""
+    log.error("unhandled error on %s %s (request %s)", method, path, request_id, exc_info=exc)
+    return error_response(
+        500, f"internal server error (request id {request_id}); the server logged the details"
+    )
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
     problems = []
     for error in exc.errors()[:5]:
@@ -133,16 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         request_id = request.scope.get("state", {}).get("request_id", "")
-        log.error(
-            "unhandled error on %s %s (request %s)",
-            request.method,
-            request.url.path,
-            request_id,
-            exc_info=exc,
-        )
-        return error_response(
-            500, f"internal server error (request id {request_id}); the server logged the details"
-        )
+        return unexpected_error_response(request.method, request.url.path, request_id, exc)
 
     app.add_exception_handler(ServingError, serving_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_openapi(app, service, open_paths=open_paths if key_digests else None)
 
     # Middleware: the last added is the outermost.
+    app.add_middleware(predict.PredictFastPath, service=service)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if key_digests:
         app.add_middleware(
@@ -128,8 +129,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Content-Encoding",
+                "X-Request-ID",
+                "Inference-Header-Content-Length",
+            ],
+            expose_headers=["X-Request-ID", "Retry-After", "Inference-Header-Content-Length"],
         )
     app.add_middleware(
         ObservabilityMiddleware, metrics=metrics_, state=server_state, access_log=access_log
@@ -152,6 +159,7 @@ def _install_openapi(
         )
         paths, components = predict.predict_openapi(service)
         schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        schema["components"]["schemas"].update(v2.openapi_components())
         # Predict operations first, as in the routing.
         schema["paths"] = {**paths, **schema.get("paths", {})}
         registry = service.registry

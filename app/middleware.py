@@ -59,6 +59,7 @@ class ObservabilityMiddleware:
         request_id = request_id or f"{random.getrandbits(64):016x}"
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
+        state["arrived"] = started  # requests that arrived before a SIGTERM still finish
         status = 500
         encoded_id = request_id.encode()
 

@@ -113,6 +113,7 @@ class PredictionService:
         self.registry = registry
         self.metrics = metrics
         self.draining = False
+        self.drain_started = math.inf
         self.backend = ""
         self._loader: asyncio.Task[None] | None = None
         self.request_models: dict[str, type[BaseModel]] = {}
@@ -142,11 +143,11 @@ class PredictionService:
             await asyncio.shield(self._loader)
 
     def begin_drain(self) -> None:
-        """Shutdown phase 1: readiness goes 503 and new predictions are refused."""
-        self.draining = True
-        for entry in self.registry:
-            if entry.batcher is not None:
-                entry.batcher.stop_accepting()
+        """Shutdown phase 1: readiness goes 503 and predictions that arrive from now on are
+        refused. Requests already received (even those still uploading their body) finish."""
+        if not self.draining:
+            self.draining = True
+            self.drain_started = time.perf_counter()
 
     async def stop(self, drain_timeout_s: float) -> None:
         """Shutdown phase 2: finish queued rows (up to the timeout), then stop every worker."""
@@ -288,9 +289,12 @@ class PredictionService:
         self.metrics.model_ready.labels(entry.name, version).set(1)
 
     # ------------------------------------------------------------------ predictions
-    def ready_entry(self, name: str, version: int | None) -> ModelEntry:
-        """The model version that serves this request (404 unknown, 503 not ready)."""
-        if self.draining:
+    def ready_entry(
+        self, name: str, version: int | None, scope_state: dict[str, Any]
+    ) -> ModelEntry:
+        """The model version that serves this request (404 unknown, 503 not ready, 503 when
+        the request arrived after shutdown began)."""
+        if self.draining and scope_state.get("arrived", math.inf) >= self.drain_started:
             raise Unavailable(
                 "the server is shutting down; retry on another replica", close_connection=True
             )
@@ -323,7 +327,7 @@ class PredictionService:
         self, name: str, version: int | None, body: bytes, scope_state: dict[str, Any]
     ) -> dict[str, Any]:
         """The whole `:predict` path for one request body."""
-        entry = self.ready_entry(name, version)
+        entry = self.ready_entry(name, version, scope_state)
         label_request(scope_state, entry)
         assert entry.adapter is not None
         rows = entry.adapter.plain_rows(body, self.settings.max_instances)
@@ -337,7 +341,7 @@ class PredictionService:
         self, name: str, version: int | None, data: bytes, scope_state: dict[str, Any]
     ) -> dict[str, Any]:
         """One uploaded image file -> one prediction."""
-        entry = self.ready_entry(name, version)
+        entry = self.ready_entry(name, version, scope_state)
         label_request(scope_state, entry)
         adapter = entry.adapter
         if not isinstance(adapter, ImageAdapter):

@@ -131,6 +131,11 @@ def decompress_body(body: bytes, content_encoding: str | None, limit_bytes: int)
         )
     if not decompressor.eof:
         raise BadRequest(f"the {encoding} body is truncated; send the complete compressed data")
+    if decompressor.unused_data:
+        raise BadRequest(
+            f"the body has data after the end of the {encoding} stream (several members, or "
+            "trailing bytes); send one compressed stream"
+        )
     return data
 
 
@@ -321,7 +326,7 @@ class V2Protocol:
     def __init__(self, service: PredictionService) -> None:
         self.service = service
         self.registry = service.registry
-        self._specs: dict[str, InputSpec] = {}
+        self._specs: dict[tuple[str, int], InputSpec] = {}
 
     # ------------------------------------------------------------------ metadata and health
     def server_metadata(self) -> dict[str, Any]:
@@ -344,10 +349,12 @@ class V2Protocol:
         return int(version)
 
     def spec(self, card: ModelCard) -> InputSpec:
-        """The input spec of a model (cached: cards do not change while serving)."""
-        if card.name not in self._specs:
-            self._specs[card.name] = input_spec(card)
-        return self._specs[card.name]
+        """The input spec of a model version (cached: cards do not change while serving;
+        versions of one model may take different inputs)."""
+        key = (card.name, card.version)
+        if key not in self._specs:
+            self._specs[key] = input_spec(card)
+        return self._specs[key]
 
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         """`GET /v2/models/{name}[/versions/{version}]`."""
@@ -391,7 +398,7 @@ class V2Protocol:
         scope_state: dict[str, Any],
     ) -> tuple[bytes, dict[str, str], str]:
         """One infer request -> (response body, extra headers, media type)."""
-        entry = self.service.ready_entry(name, self._version(name, version))
+        entry = self.service.ready_entry(name, self._version(name, version), scope_state)
         label_request(scope_state, entry)
         adapter = entry.adapter
         assert adapter is not None
@@ -487,6 +494,11 @@ class V2Protocol:
             if any(name == output.name for name, _ in outputs):
                 raise BadRequest(f"output {output.name!r} is asked for twice")
             output_parameters = output.parameters or {}
+            if any(key.startswith("shared_memory") for key in output_parameters):
+                raise BadRequest(
+                    "shared memory outputs are not supported over HTTP here; omit "
+                    "shared_memory_region and get the data in the response"
+                )
             if "classification" in output_parameters:
                 raise BadRequest(
                     "the classification extension is not supported; the label output holds the "

@@ -91,7 +91,7 @@ def run_wrk(port: int, model: str, body: Path, concurrency: int, seconds: float)
             "wrk",
             f"-t{threads}",
             f"-c{concurrency}",
-            f"-d{seconds:g}s",
+            f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds only
             "--timeout",
             "10s",
             "-s",

@@ -123,13 +123,15 @@ def _infer_docs(service: PredictionService) -> dict[str, Any]:
                 f"{card.examples[0].label})",
                 "value": example_request(card),
             }
-    schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     return {
         "requestBody": {
             "required": True,
             "description": "Pick the example of the model named in the path.",
             "content": {
-                "application/json": {"schema": schema, "examples": examples},
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/InferenceRequest"},
+                    "examples": examples,
+                },
                 "application/octet-stream": {
                     "schema": {"type": "string", "format": "binary"},
                     "description": f"Binary tensor extension: a JSON header of "
@@ -138,6 +140,14 @@ def _infer_docs(service: PredictionService) -> dict[str, Any]:
             },
         }
     }
+
+
+def openapi_components() -> dict[str, Any]:
+    """Schemas the infer request body refers to, for the OpenAPI document's components."""
+    schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components: dict[str, Any] = schema.pop("$defs", {})
+    components["InferenceRequest"] = schema
+    return components
 
 
 def add_v2_routes(app: FastAPI, service: PredictionService) -> None:

@@ -225,3 +225,18 @@ def test_the_server_still_serves_after_all_that(
 
     card = ModelCard.read(tiny_models_dir / name / "1")
     assert predict(client, name, [card.examples[0].instance]).status_code == 200
+
+
+def test_an_unexpected_exception_is_a_500_json_with_the_request_id(tiny_models_dir: Path) -> None:
+    with running_app(tiny_models_dir) as app_client:
+        service = app_client.app.state.service
+
+        async def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        service.predict_json = broken
+        response = predict(app_client, "iris-knn", [[5.1, 3.5, 1.4, 0.2]])
+        assert response.status_code == 500
+        request_id = response.headers["x-request-id"]
+        assert request_id in response.json()["error"]
+        assert "a bug" not in response.json()["error"]  # details stay in the server log

@@ -440,3 +440,52 @@ def test_unsupported_extensions_are_refused_not_ignored(client: Any) -> None:
     assert_error(infer(client, "imdb-sentiment", sequence), 400, "sequence")
     classification = {**body, "outputs": [{"name": "label", "parameters": {"classification": 2}}]}
     assert_error(infer(client, "imdb-sentiment", classification), 400, "classification")
+
+
+def test_versions_of_one_model_keep_their_own_inputs(models_copy: Path) -> None:
+    """Two versions with different inputs: each answers with its own metadata and shapes."""
+    import shutil
+
+    from tests.conftest import running_app
+
+    for version, source in ((1, "iris-knn"), (2, "binary-mlp")):
+        target = models_copy / "combo" / str(version)
+        shutil.copytree(models_copy / source / "1", target)
+        card = json.loads((target / "card.json").read_text())
+        card.update(name="combo", version=version)
+        (target / "card.json").write_text(json.dumps(card))
+    with running_app(models_copy) as app_client:
+        for version, width in ((2, 20), (1, 4), (2, 20)):
+            path = f"/v2/models/combo/versions/{version}"
+            assert app_client.get(path).json()["inputs"][0]["shape"] == [-1, width]
+            body = _tensor("features", "FP32", [1, width], [0.5] * width)
+            answer = app_client.post(f"{path}/infer", json=body)
+            assert answer.status_code == 200, answer.text
+            wrong = _tensor("features", "FP32", [1, 24 - width], [0.5] * (24 - width))
+            assert_error(app_client.post(f"{path}/infer", json=wrong), 400, f"[N, {width}]")
+
+
+def test_gzip_with_trailing_data_and_shared_memory_outputs_are_refused(client: Any) -> None:
+    body = json.dumps(_tensor("text", "BYTES", [1], ["fine"])).encode()
+    response = client.post(
+        "/v2/models/imdb-sentiment/infer",
+        content=gzip.compress(body) + b"junk",
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert_error(response, 400, "after the end of the gzip stream")
+    shared = {
+        **_tensor("text", "BYTES", [1], ["fine"]),
+        "outputs": [{"name": "label", "parameters": {"shared_memory_region": "out0"}}],
+    }
+    assert_error(infer(client, "imdb-sentiment", shared), 400, "shared memory")
+
+
+def test_openapi_infer_body_refers_to_registered_schemas(client: Any) -> None:
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/v2/models/{name}/infer"]["post"]
+    reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    components = schema["components"]["schemas"]
+    assert reference.rsplit("/", 1)[1] in components
+    text = json.dumps(components["InferenceRequest"])
+    for name in ("RequestInput", "RequestOutput"):
+        assert f"#/components/schemas/{name}" in text and name in components
