@@ -16,8 +16,6 @@ API's 422.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import math
 import struct
 import zlib
@@ -38,7 +36,7 @@ from app.errors import (
     ServingError,
     UnsupportedMediaType,
 )
-from app.preprocessing.adapters import InputAdapter
+from app.preprocessing.adapters import InputAdapter, decode_b64
 from app.registry import ModelEntry, ModelState
 from app.schemas.card import ImageInput, ModelCard, TabularInput
 from app.schemas.v2 import InferenceRequest, RequestOutput
@@ -326,7 +324,6 @@ class V2Protocol:
     def __init__(self, service: PredictionService) -> None:
         self.service = service
         self.registry = service.registry
-        self._specs: dict[tuple[str, int], InputSpec] = {}
 
     # ------------------------------------------------------------------ metadata and health
     def server_metadata(self) -> dict[str, Any]:
@@ -348,20 +345,12 @@ class V2Protocol:
             )
         return int(version)
 
-    def spec(self, card: ModelCard) -> InputSpec:
-        """The input spec of a model version (cached: cards do not change while serving;
-        versions of one model may take different inputs)."""
-        key = (card.name, card.version)
-        if key not in self._specs:
-            self._specs[key] = input_spec(card)
-        return self._specs[key]
-
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         """`GET /v2/models/{name}[/versions/{version}]`."""
         entry = self.service.carded_entry(name, self._version(name, version))
         card = entry.card
         assert card is not None
-        spec = self.spec(card)
+        spec = input_spec(card)
         accepted = ", ".join(spec.datatypes)
         return {
             "name": card.name,
@@ -423,7 +412,7 @@ class V2Protocol:
         header, binary = split_body(body, headers.get(HEADER_LENGTH.lower()))
         request = parse_request(header)
         outputs = self._outputs(request)
-        spec = self.spec(entry.card)
+        spec = input_spec(entry.card)
         if len(request.inputs) != 1 or request.inputs[0].name != spec.name:
             given = ", ".join(repr(tensor.name) for tensor in request.inputs)
             raise BadRequest(
@@ -551,7 +540,7 @@ class V2Protocol:
         if isinstance(adapter.card.input, ImageInput):
             image_to_row = adapter.image_to_row  # type: ignore[attr-defined]
             return [
-                self._row(image_to_row, spec, index, _image_bytes(element, spec.name, index))
+                self._row(lambda e: image_to_row(_image_bytes(e)), spec, index, element)
                 for index, element in enumerate(elements)
             ]
         return [
@@ -630,13 +619,10 @@ class V2Protocol:
         )
 
 
-def _image_bytes(element: Any, name: str, index: int) -> bytes:
+def _image_bytes(element: Any) -> bytes:
+    # Raw bytes from binary data; in JSON a string, which holds the file as base64.
     if isinstance(element, bytes):
         return element
-    try:
-        return base64.b64decode(element, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest(
-            f"input {name}[{index}]: in JSON an image is a base64 string of the file's bytes "
-            f"({exc}); or send the raw bytes as binary data"
-        ) from None
+    return decode_b64(
+        element, "the string (in JSON an image file is base64; raw bytes go as binary data)"
+    )

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from contextlib import ExitStack
@@ -163,6 +164,40 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class RssSampler:
+    """Samples a process's RSS every interval_s in a background thread while in the `with`
+    block: `samples` holds (seconds since the start, MB)."""
+
+    def __init__(self, pid: int, interval_s: float) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(self.interval_s):
+            self.samples.append((time.monotonic() - started, rss_mb(self.pid)))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def report(result: dict[str, Any], checks: list[tuple[str, bool]], path: Path) -> int:
+    """Print the result and its checklist, save both as JSON; the exit status (0: all pass)."""
+    print(json.dumps(result, indent=2))
+    for name, ok in checks:
+        print(f"- [{'x' if ok else ' '}] {name}")
+    path.write_text(json.dumps({**result, "checks": checks}, indent=2))
+    return 0 if all(ok for _, ok in checks) else 1
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import threading
@@ -27,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     ROOT,
+    RssSampler,
     access_log,
     percentile,
+    report,
     request_bodies,
     rss_mb,
     run_hey,
@@ -83,32 +84,25 @@ def main() -> int:
             f"{args.seconds:g} s",
             file=sys.stderr,
         )
-        peak = [rss_before]
         stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.wait(0.5):
-                peak[0] = max(peak[0], rss_mb(process.pid))
-
         health_ms: list[float] = []
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
         prober = threading.Thread(target=probe_health, args=(port, stop, health_ms), daemon=True)
         prober.start()
         log_lines_before = len(access_log(log))
         burst_started = time.monotonic()
-        rows = run_hey(
-            port,
-            args.model,
-            body,
-            workers=args.workers,
-            rate_per_worker=offered / args.workers,
-            seconds=args.seconds,
-        )
+        with RssSampler(process.pid, 0.5) as rss:
+            rows = run_hey(
+                port,
+                args.model,
+                body,
+                workers=args.workers,
+                rate_per_worker=offered / args.workers,
+                seconds=args.seconds,
+            )
         burst_seconds = time.monotonic() - burst_started
         stop.set()
-        sampler.join()
         prober.join()
+        peak = max([rss_before, *(mb for _, mb in rss.samples)])
         alive = process.poll() is None
         time.sleep(2)
         recovery = run_wrk(port, args.model, body, 64, 10)
@@ -133,7 +127,7 @@ def main() -> int:
         "process_alive": alive,
         "rss_mb": {
             "before": round(rss_before, 1),
-            "peak": round(peak[0], 1),
+            "peak": round(peak, 1),
             "after": round(rss_after, 1),
         },
         "p99_503_ms_server": round(percentile(rejected_server, 99), 3),
@@ -160,18 +154,14 @@ def main() -> int:
         ("every response 200 or 503", set(statuses) <= {200, 503}),
         ("some requests were shed with 503", statuses.get(503, 0) > 0),
         ("503 answered in < 10 ms at p99 (server side)", result["p99_503_ms_server"] < 10),
-        ("RSS growth < 100 MB", peak[0] - rss_before < 100),
+        ("RSS growth < 100 MB", peak - rss_before < 100),
         (
             "/health/live and /health/ready within 50 ms while saturated (c64)",
             max(saturated_health_ms) < 50,
         ),
         ("back to >= 90% of capacity after the burst", recovery["rps"] >= 0.9 * capacity["rps"]),
     ]
-    print(json.dumps(result, indent=2))
-    for name, ok in checks:
-        print(f"- [{'x' if ok else ' '}] {name}")
-    (args.out / "overload.json").write_text(json.dumps({**result, "checks": checks}, indent=2))
-    return 0 if all(ok for _, ok in checks) else 1
+    return report(result, checks, args.out / "overload.json")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,8 @@ flat memory: after a warm-up minute, RSS grows by less than 5%.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     MODELS,
     ROOT,
+    RssSampler,
     percentile,
+    report,
     request_bodies,
-    rss_mb,
     run_hey,
     run_wrk,
     start_ours,
@@ -52,17 +50,7 @@ def main() -> int:
         print(
             f"capacity {capacity}; soaking at {rates} req/s for {args.seconds:g} s", file=sys.stderr
         )
-        samples: list[tuple[float, float]] = []
-        stop = threading.Event()
-        started = time.monotonic()
-
-        def sample() -> None:
-            while not stop.wait(5):
-                samples.append((time.monotonic() - started, rss_mb(process.pid)))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        with ThreadPoolExecutor(len(MODELS)) as pool:
+        with RssSampler(process.pid, 5.0) as rss, ThreadPoolExecutor(len(MODELS)) as pool:
             # 16 workers per model keep each rate-limited stream close to an open loop.
             futures = {
                 m: pool.submit(
@@ -77,11 +65,10 @@ def main() -> int:
                 for m in MODELS
             }
             rows = {m: f.result() for m, f in futures.items()}
-        stop.set()
-        sampler.join()
+        samples = rss.samples
         alive = process.poll() is None
 
-    after_warmup = [rss for t, rss in samples if t >= args.warmup_seconds]
+    after_warmup = [mb for t, mb in samples if t >= args.warmup_seconds]
     growth = (after_warmup[-1] - after_warmup[0]) / after_warmup[0] if after_warmup else 0.0
     per_model: dict[str, Any] = {}
     for model, results in rows.items():
@@ -110,11 +97,7 @@ def main() -> int:
         ("0 errors", all(m["errors"] == 0 for m in per_model.values())),
         ("RSS growth < 5% after warm-up", growth < 0.05),
     ]
-    print(json.dumps(result, indent=2))
-    for name, ok in checks:
-        print(f"- [{'x' if ok else ' '}] {name}")
-    (args.out / "soak.json").write_text(json.dumps({**result, "checks": checks}, indent=2))
-    return 0 if all(ok for _, ok in checks) else 1
+    return report(result, checks, args.out / "soak.json")
 
 
 if __name__ == "__main__":

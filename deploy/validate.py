@@ -118,7 +118,8 @@ def check_promises(objects: list[dict[str, Any]]) -> list[str]:
     (container,) = pod["containers"]
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
     grace = float(env.get("SYNERGY_SHUTDOWN_GRACE_PERIOD_S") or 30)
-    pre_stop = 5
+    pre_stop_command = container.get("lifecycle", {}).get("preStop", {}).get("exec", {})
+    pre_stop = float(pre_stop_command.get("command", ["sleep", "0"])[-1])  # ["sleep", "5"]
     if pod.get("terminationGracePeriodSeconds", 30) < grace + pre_stop:
         problems.append("terminationGracePeriodSeconds is shorter than the drain + preStop")
     for probe, path in (

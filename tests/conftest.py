@@ -122,6 +122,15 @@ def predict(client: Any, model: str, instances: list[Any], **kwargs: Any) -> Any
     return client.post(f"/v1/models/{model}:predict", json={"instances": instances}, **kwargs)
 
 
+def assert_error(response: Any, status: int, *fragments: str) -> None:
+    """The response is `{"error": "..."}` with this status, and the message says each fragment."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str)
+    for fragment in fragments:
+        assert fragment in body["error"], body["error"]
+
+
 def model_batches(client: Any, model: str) -> float:
     """How many batches the model has computed (from /metrics)."""
     from prometheus_client.parser import text_string_to_metric_families

@@ -60,8 +60,9 @@ PREDICT_SUFFIX = ":predict"
 class PredictFastPath:
     """`POST /v1/models/{name}:predict`, the hot path, answered below FastAPI's routing.
 
-    The same service call, errors and metrics as the `predict` route (which stays registered,
-    for the docs and as the fallback); what it skips is the exception and exit-stack
+    The same service call, errors and metrics as the `predict` route, which stays registered
+    so the routing table lists the path (the API-key test enumerates routes from it) and serves
+    the path in an app without this middleware; what it skips is the exception and exit-stack
     middleware, the router's matching and FastAPI's request/dependency machinery: per request,
     more event-loop time than the prediction's own request handling (py-spy, concurrency 64).
     Installed as the innermost middleware, so API keys, CORS, the body limit and the

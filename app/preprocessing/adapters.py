@@ -70,6 +70,16 @@ def plain_numeric_rows(
     return list(array)
 
 
+def decode_b64(text: str, name: str = "b64") -> bytes:
+    """Standard base64 -> bytes (InvalidInput naming the field, and how to encode, if not)."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(
+            f"{name} is not valid base64 ({exc}); encode the file's bytes with standard base64"
+        ) from exc
+
+
 class InputAdapter(ABC):
     """Turns instances of one input kind into rows, and rows into a model batch."""
 
@@ -139,13 +149,7 @@ class ImageAdapter(InputAdapter):
 
     def to_row(self, instance: Any) -> np.ndarray:
         if isinstance(instance, B64Image):
-            try:
-                data = base64.b64decode(instance.b64, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidInput(
-                    f"b64 is not valid base64 ({exc}); encode the file's bytes with standard base64"
-                ) from exc
-            return self.image_to_row(data)
+            return self.image_to_row(decode_b64(instance.b64))
         grid = np.asarray(instance, dtype=np.float32)
         if grid.min() < 0 or grid.max() > self.max_value:
             row, column = np.argwhere((grid < 0) | (grid > self.max_value))[0]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import MODEL_NAMES, model_batches, predict, running_app
+from tests.conftest import MODEL_NAMES, assert_error, model_batches, predict, running_app
 
 IRIS = [5.1, 3.5, 1.4, 0.2]
 GRID = [[0] * 28 for _ in range(28)]
@@ -22,14 +22,6 @@ def _b64_png(width: int, height: int, colour: int = 0) -> str:
     buffer = io.BytesIO()
     Image.new("L", (width, height), colour).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _assert_error(response: Any, status: int, *fragments: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and isinstance(body["error"], str)
-    for fragment in fragments:
-        assert fragment in body["error"], body["error"]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +103,7 @@ def test_bad_instances(
     client: Any, model: str, instances: Any, status: int, fragments: tuple[str, ...]
 ) -> None:
     before = model_batches(client, model)
-    _assert_error(predict(client, model, instances), status, *fragments)
+    assert_error(predict(client, model, instances), status, *fragments)
     assert model_batches(client, model) == before, "a bad request reached the model"
 
 
@@ -121,7 +113,7 @@ def test_nan_and_infinity_are_refused(client: Any, token: str) -> None:
     response = client.post(
         "/v1/models/iris-knn:predict", content=body, headers={"Content-Type": "application/json"}
     )
-    _assert_error(response, 422, "finite number")
+    assert_error(response, 422, "finite number")
 
 
 @pytest.mark.parametrize(
@@ -140,7 +132,7 @@ def test_malformed_bodies(client: Any, body: bytes, status: int, fragment: str) 
     response = client.post(
         "/v1/models/iris-knn:predict", content=body, headers={"Content-Type": "application/json"}
     )
-    _assert_error(response, status, fragment)
+    assert_error(response, status, fragment)
 
 
 def test_wrong_content_type_is_415(client: Any) -> None:
@@ -149,16 +141,16 @@ def test_wrong_content_type_is_415(client: Any) -> None:
         content=json.dumps({"instances": [IRIS]}),
         headers={"Content-Type": "text/plain"},
     )
-    _assert_error(response, 415, "Content-Type: application/json")
+    assert_error(response, 415, "Content-Type: application/json")
 
 
 def test_unknown_model_and_version_are_404_with_what_exists(client: Any) -> None:
-    _assert_error(predict(client, "resnet", [IRIS]), 404, "unknown model 'resnet'", "iris-knn")
+    assert_error(predict(client, "resnet", [IRIS]), 404, "unknown model 'resnet'", "iris-knn")
     response = client.post("/v1/models/iris-knn/versions/7:predict", json={"instances": [IRIS]})
-    _assert_error(response, 404, "no version 7", "available versions: 1")
+    assert_error(response, 404, "no version 7", "available versions: 1")
     response = client.post("/v1/models/iris-knn/versions/x:predict", json={"instances": [IRIS]})
-    _assert_error(response, 422, "version")
-    _assert_error(client.get("/v1/models/resnet"), 404, "unknown model")
+    assert_error(response, 422, "version")
+    assert_error(client.get("/v1/models/resnet"), 404, "unknown model")
 
 
 def test_path_traversal_in_model_names_is_just_an_unknown_model(client: Any) -> None:
@@ -169,8 +161,8 @@ def test_path_traversal_in_model_names_is_just_an_unknown_model(client: Any) -> 
 
 
 def test_unknown_paths_and_methods_use_the_error_shape(client: Any) -> None:
-    _assert_error(client.get("/v1/nothing"), 404, "no such endpoint")
-    _assert_error(client.get("/v1/models/iris-knn:predict"), 405, "not allowed")
+    assert_error(client.get("/v1/nothing"), 404, "no such endpoint")
+    assert_error(client.get("/v1/models/iris-knn:predict"), 405, "not allowed")
 
 
 def test_predict_image_on_a_model_without_images_is_404(client: Any) -> None:
@@ -178,20 +170,20 @@ def test_predict_image_on_a_model_without_images_is_404(client: Any) -> None:
         "/v1/models/iris-knn:predict-image",
         files={"file": ("x.png", base64.b64decode(_b64_png(8, 8)), "image/png")},
     )
-    _assert_error(response, 404, "does not take images")
+    assert_error(response, 404, "does not take images")
 
 
 def test_predict_image_needs_a_file(client: Any) -> None:
-    _assert_error(client.post("/v1/models/mnist-cnn:predict-image", data={"x": "1"}), 422, "file")
+    assert_error(client.post("/v1/models/mnist-cnn:predict-image", data={"x": "1"}), 422, "file")
     response = client.post(
         "/v1/models/mnist-cnn:predict-image",
         files={"file": ("x.png", b"\x89PNG\r\n\x1a\n truncated", "image/png")},
     )
-    _assert_error(response, 422, "image")
+    assert_error(response, 422, "image")
 
 
 def test_too_many_instances_is_413(small_limits: Any) -> None:
-    _assert_error(
+    assert_error(
         predict(small_limits, "iris-knn", [IRIS] * 6), 413, "too many instances", "at most 5"
     )
     assert predict(small_limits, "iris-knn", [IRIS] * 5).status_code == 200
@@ -204,16 +196,16 @@ def test_body_over_the_limit_is_413_before_parsing(small_limits: Any) -> None:
         content=body,
         headers={"Content-Type": "application/json"},
     )
-    _assert_error(response, 413, "over the limit of 4096")
+    assert_error(response, 413, "over the limit of 4096")
 
 
 def test_image_with_too_many_pixels_is_413(small_limits: Any) -> None:
     response = predict(small_limits, "mnist-cnn", [{"b64": _b64_png(200, 200)}])
-    _assert_error(response, 413, "over the limit of 10000")
+    assert_error(response, 413, "over the limit of 10000")
 
 
 def test_text_over_the_limit_is_422(small_limits: Any) -> None:
-    _assert_error(predict(small_limits, "imdb-sentiment", ["a" * 51]), 422, "at most 50")
+    assert_error(predict(small_limits, "imdb-sentiment", ["a" * 51]), 422, "at most 50")
     assert predict(small_limits, "imdb-sentiment", ["a" * 50]).status_code == 200
 
 

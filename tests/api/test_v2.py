@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.conftest import (
     MODEL_NAMES,
+    assert_error,
     assert_same_predictions,
     card_examples,
     model_batches,
@@ -59,13 +60,6 @@ def as_predictions(response_body: dict[str, Any], labels: list[str]) -> list[dic
         {"label": label, "probabilities": dict(zip(labels, row.tolist(), strict=True))}
         for label, row in zip(outputs["label"]["data"], probabilities, strict=True)
     ]
-
-
-def assert_error(response: Any, status: int, *fragments: str) -> None:
-    assert response.status_code == status, response.text
-    message = response.json()["error"]
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 # ---------------------------------------------------------------- metadata and health
@@ -186,6 +180,13 @@ def test_outputs_are_honoured_and_id_is_optional(client: Any) -> None:
     assert abs(sum(output["data"][:3]) - 1) < 1e-5
 
 
+def _binary_input(name: str, datatype: str, shape: list[int], blob: bytes) -> dict[str, Any]:
+    """A request header whose one input's data is `blob`, sent after the JSON."""
+    parameters = {"binary_data_size": len(blob)}
+    tensor = {"name": name, "datatype": datatype, "shape": shape, "parameters": parameters}
+    return {"inputs": [tensor]}
+
+
 def _binary_body(header: dict[str, Any], *blobs: bytes) -> tuple[bytes, dict[str, str]]:
     head = json.dumps(header).encode()
     return head + b"".join(blobs), {"Inference-Header-Content-Length": str(len(head))}
@@ -200,14 +201,7 @@ def test_binary_tensors_in_and_out(client: Any, tiny_models_dir: Path) -> None:
     grids = [instance for instance, _ in card_examples(tiny_models_dir, "mnist-cnn")]
     raw = np.array(grids, dtype=np.uint8).tobytes()
     header = {
-        "inputs": [
-            {
-                "name": "image",
-                "datatype": "UINT8",
-                "shape": [len(grids), 28, 28],
-                "parameters": {"binary_data_size": len(raw)},
-            }
-        ],
+        **_binary_input("image", "UINT8", [len(grids), 28, 28], raw),
         "parameters": {"binary_data_output": True},
     }
     body, headers = _binary_body(header, raw)
@@ -249,17 +243,7 @@ def test_images_as_bytes_binary_and_base64(client: Any, tiny_models_dir: Path) -
     json_answer = infer(client, "mnist-cnn", as_json)
     assert json_answer.status_code == 200, json_answer.text
     raw = struct.pack("<I", len(png)) + png
-    header = {
-        "inputs": [
-            {
-                "name": "image",
-                "datatype": "BYTES",
-                "shape": [1, 1],
-                "parameters": {"binary_data_size": len(raw)},
-            }
-        ]
-    }
-    body, headers = _binary_body(header, raw)
+    body, headers = _binary_body(_binary_input("image", "BYTES", [1, 1], raw), raw)
     binary_answer = client.post("/v2/models/mnist-cnn/infer", content=body, headers=headers)
     assert binary_answer.status_code == 200, binary_answer.text
     assert binary_answer.json()["outputs"] == json_answer.json()["outputs"]
@@ -353,13 +337,13 @@ ERROR_CASES = [
         400,
         ("outputs is empty",),
     ),
-    ({"model": "iris-knn"}, {"inputs": []}, 400, ("inputs",)),
+    ("iris-knn", {"inputs": []}, 400, ("inputs",)),
 ]
 
 
 @pytest.mark.parametrize(
     ("model", "body", "status", "fragments"),
-    [(c[0] if isinstance(c[0], str) else c[0]["model"], *c[1:]) for c in ERROR_CASES],
+    ERROR_CASES,
     ids=[f"case-{i}" for i in range(len(ERROR_CASES))],
 )
 def test_bad_infer_requests(
@@ -402,7 +386,7 @@ def test_binary_data_mismatches_are_400(client: Any) -> None:
         return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], **extra}]}
 
     good = struct.pack("<I", 4) + b"fine"
-    ok = send(text_input(parameters={"binary_data_size": len(good)}), good)
+    ok = send(_binary_input("text", "BYTES", [1], good), good)
     assert ok.status_code == 200, ok.text
     assert_error(
         send(text_input(parameters={"binary_data_size": 3}), good), 400, "binary_data_size"
@@ -410,26 +394,14 @@ def test_binary_data_mismatches_are_400(client: Any) -> None:
     assert_error(send(text_input(data=["x"]), good), 400, "no input declares")
     truncated = struct.pack("<I", 40) + b"fine"
     assert_error(
-        send(text_input(parameters={"binary_data_size": len(truncated)}), truncated),
+        send(_binary_input("text", "BYTES", [1], truncated), truncated),
         400,
         "claims 40 bytes",
     )
     latin1 = struct.pack("<I", 4) + "caf\xe9".encode("latin-1")
-    assert_error(
-        send(text_input(parameters={"binary_data_size": len(latin1)}), latin1), 400, "UTF-8"
-    )
+    assert_error(send(_binary_input("text", "BYTES", [1], latin1), latin1), 400, "UTF-8")
     floats = np.zeros(3, dtype="<f4").tobytes()
-    header = {
-        "inputs": [
-            {
-                "name": "features",
-                "datatype": "FP32",
-                "shape": [1, 4],
-                "parameters": {"binary_data_size": len(floats)},
-            }
-        ]
-    }
-    body, headers = _binary_body(header, floats)
+    body, headers = _binary_body(_binary_input("features", "FP32", [1, 4], floats), floats)
     response = client.post("/v2/models/iris-knn/infer", content=body, headers=headers)
     assert_error(response, 400, "needs 16 bytes")
 
