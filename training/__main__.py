@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from training.backend import MissingTrainingDependency, import_training_backend
 from training.common import TrainOptions, train_and_save
 from training.data import DataError
 
@@ -78,11 +78,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Train the requested models; print one summary line each; exit 0 on success."""
     args = parse_args(argv)
-    # tf.data logs harmless graph-version notices at ERROR level; failures surface as exceptions.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # The trainers feed Keras through tf.data pipelines, so training runs on TensorFlow; the
-    # saved .keras files are backend-agnostic and serve on any backend.
-    os.environ["KERAS_BACKEND"] = "tensorflow"
     # SIGTERM becomes SystemExit, so the temporary folder is removed on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.data_dir is not None and not args.data_dir.is_dir():
@@ -91,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             "holding mnist.npz and aclImdb_train.tar.gz",
             file=sys.stderr,
         )
+        return 2
+    try:
+        import_training_backend()
+    except MissingTrainingDependency as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     options = TrainOptions(
         data_dir=args.data_dir,

@@ -52,15 +52,60 @@ def test_reloaded_model_predicts_what_the_trained_one_did(tiny_models_dir: Path,
     np.testing.assert_allclose(predicted, expected, atol=1e-5)
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, cwd: Path, path_first: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the training CLI; `path_first` is put before the project on the import path."""
+    python_path = [str(path_first)] if path_first else []
     return subprocess.run(
         [sys.executable, "-m", "training", *args],
         cwd=cwd,
         text=True,
         capture_output=True,
         timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": ":".join([*python_path, str(ROOT)]), "PATH": "/usr/bin:/bin"},
     )
+
+
+def _fake_package(folder: Path, name: str, body: str) -> Path:
+    (folder / name).mkdir(parents=True)
+    (folder / name / "__init__.py").write_text(body)
+    return folder
+
+
+# What native libraries print while they load varies by CPU and build; this stands in for any
+# of it (absl, oneDNN, CPU-feature notices), written to the descriptor as C code does.
+NOISY_IMPORT = """
+import os
+os.write(2, b"I0000 port.cc:153] a native start-up notice\\nWARNING: absl pre-init line\\n")
+"""
+
+
+def test_backend_import_drops_what_native_code_prints_while_loading(tmp_path: Path) -> None:
+    fakes = _fake_package(tmp_path / "fakes", "tensorflow", NOISY_IMPORT)
+    _fake_package(fakes, "keras", NOISY_IMPORT)
+    script = (
+        "import sys; from training.backend import import_training_backend; "
+        "import_training_backend(); print('error: only this', file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        env={"PYTHONPATH": f"{fakes}:{ROOT}", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "error: only this\n"
+
+
+def test_cli_says_in_one_line_what_to_install_when_the_backend_is_missing(tmp_path: Path) -> None:
+    fakes = _fake_package(
+        tmp_path / "fakes", "tensorflow", "raise ModuleNotFoundError(name='tensorflow')"
+    )
+    result = _cli("mnist-cnn", cwd=tmp_path, path_first=fakes)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "training needs tensorflow" in result.stderr and "make install-dev" in result.stderr
 
 
 def test_cli_trains_into_the_next_version_and_prints_a_summary(tmp_path: Path) -> None:
