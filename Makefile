@@ -6,27 +6,29 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 DATA_DIR ?= ../shared/data
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# The service's own variables win, so `SYNERGY_PORT=8001 make run` works as documented;
+# `make run PORT=8001` too.
+HOST ?= $(or $(SYNERGY_HOST),127.0.0.1)
+PORT ?= $(or $(SYNERGY_PORT),8000)
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-dev run test test-fast lint format typecheck train bench \
         bench-soak bench-overload container-check image image-gpu validate-k8s lock clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.runtime: requirements/runtime.lock pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet -r requirements/runtime.lock
-	$(PIP) install --quiet --no-deps --no-build-isolation -e . || $(PIP) install --quiet --no-deps -e .
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: requirements/dev.lock pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet -r requirements/dev.lock
-	$(PIP) install --quiet --no-deps --no-build-isolation -e . || $(PIP) install --quiet --no-deps -e .
+	$(PIP) install --quiet --no-deps -e .
 	touch $@ $(VENV)/.runtime
 
 install: $(VENV)/.runtime  ## install the service (pinned runtime dependencies)
@@ -37,7 +39,7 @@ run: install  ## serve the committed models on http://$(HOST):$(PORT) (docs at /
 	SYNERGY_HOST=$(HOST) SYNERGY_PORT=$(PORT) $(PY) -m app
 
 test: install-dev  ## the whole test suite (unit, api, e2e, browser)
-	scripts/ensure-test-tools.sh
+	scripts/ensure-test-tools.sh chromium
 	$(PY) -m pytest
 
 test-fast: install-dev  ## unit and api tiers only
@@ -52,7 +54,7 @@ format: install-dev  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix app training bench tests scripts deploy
 	$(VENV)/bin/ruff format app training bench tests scripts deploy
 
-typecheck: install-dev
+typecheck: install-dev  ## mypy --strict only
 	$(VENV)/bin/mypy
 
 train: install-dev  ## retrain all four models into models/ (next version; DATA_DIR=local data)

@@ -41,8 +41,9 @@ def configure_logging(level: str) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
-    # TensorFlow/absl are chatty at INFO.
-    for name in ("tensorflow", "absl", "h5py", "PIL"):
+    # Libraries that are chatty at INFO. JAX logs "Unable to initialize backend 'tpu'" at INFO
+    # on every start without a TPU: expected on CPU and GPU machines, but it reads like an error.
+    for name in ("tensorflow", "absl", "h5py", "PIL", "jax"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
