@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app import __version__
 from app.api import health, metrics, models, predict, v2
 from app.api.docs import ASSETS_URL, install_docs
+from app.api.openapi import conform_error_responses, unknown_model_message
 from app.errors import install_error_handlers
 from app.logs import AccessLog
 from app.metrics import Metrics
@@ -163,6 +164,7 @@ def _install_openapi(
         # Predict operations first, as in the routing.
         schema["paths"] = {**paths, **schema.get("paths", {})}
         registry = service.registry
+        conform_error_responses(schema, unknown_model_message(registry))
         examples = {
             "name": {name: {"summary": name, "value": name} for name in registry.names},
             "version": {

@@ -1,6 +1,6 @@
 """Model listing, model cards and evaluation metrics."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
 from starlette.responses import Response
@@ -51,7 +51,6 @@ async def model_metrics_version(
 def add_model_routes(app: FastAPI) -> None:
     """GET endpoints describing the models (straight on the app: an included router costs
     every request extra matching)."""
-    errors = error_responses(401, 404, 422, 503)
     for path, endpoint, summary, model in (
         ("/v1/models", list_models, "List the models", ModelList),
         ("/v1/models/{name:model}", model_card, "Model card (latest version)", ModelDetail),
@@ -81,5 +80,14 @@ def add_model_routes(app: FastAPI) -> None:
             tags=["models"],
             summary=summary,
             response_model=model,
-            responses=error_responses(401) if path == "/v1/models" else errors,
+            responses=_documented_errors(path),
         )
+
+
+def _documented_errors(path: str) -> dict[int | str, dict[str, Any]]:
+    """The errors a model route can give: 422 only where a version must parse as an integer."""
+    if path == "/v1/models":
+        return error_responses(401)
+    if "{version}" in path:
+        return error_responses(401, 404, 422, 503)
+    return error_responses(401, 404, 503)

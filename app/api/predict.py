@@ -18,6 +18,7 @@ from fastapi import FastAPI, File, Request, UploadFile
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.openapi import predict_response_example
 from app.errors import (
     BadRequest,
     ServingError,
@@ -26,6 +27,7 @@ from app.errors import (
     unexpected_error_response,
 )
 from app.jsonutil import json_response
+from app.preprocessing.image import MNIST_SIDE, ImageInputError, image_bytes_to_mnist
 from app.schemas.card import ImageInput
 from app.schemas.predict import PredictResponse
 from app.schemas.responses import ErrorResponse, error_responses
@@ -167,23 +169,53 @@ def add_predict_routes(app: FastAPI, service: PredictionService) -> None:
     )
 
 
-def _responses(codes: tuple[int, ...]) -> dict[str, Any]:
+def _responses(
+    codes: tuple[int, ...], example: dict[str, Any], invalid_input: str
+) -> dict[str, Any]:
+    """This model's responses: its own real 200 and 422 examples, the shared error ones."""
     responses: dict[str, Any] = {
         "200": {
             "description": "One prediction per instance, in order.",
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/PredictResponse"},
+                    "example": example,
+                }
             },
         }
     }
     for code, doc in error_responses(*codes).items():
+        error_example = doc["content"]["application/json"]["example"]
+        if code == 422:
+            error_example = {"error": invalid_input}
         responses[str(code)] = {
             "description": doc["description"],
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                    "example": error_example,
+                }
             },
         }
     return responses
+
+
+def _undecodable_image_message() -> str:
+    """What `:predict-image` really answers to bytes that are not an image."""
+    try:
+        image_bytes_to_mnist(b"not an image", max_pixels=MNIST_SIDE * MNIST_SIDE)
+    except ImageInputError as exc:
+        return str(exc)
+    raise AssertionError("text bytes decoded as an image")
+
+
+def _invalid_input_message(service: PredictionService, name: str) -> str:
+    """What this model's `:predict` really answers to an instance of the wrong kind."""
+    try:
+        service.parse_instances(name, b'{"instances": [null]}')
+    except ServingError as exc:
+        return exc.message
+    raise AssertionError(f"{name} accepted a null instance")
 
 
 def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -204,6 +236,9 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
         components.update(schema.pop("$defs", {}))
         schema.pop("examples", None)
         components[request_model.__name__] = schema
+        responses = _responses(
+            PREDICT_ERRORS, predict_response_example(card), _invalid_input_message(service, name)
+        )
         body = {
             "required": True,
             "content": {
@@ -231,7 +266,7 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
                 "description": description,
                 "operationId": f"predict_{operation_name}",
                 "requestBody": body,
-                "responses": _responses(PREDICT_ERRORS),
+                "responses": responses,
             }
         }
         paths[f"/v1/models/{name}/versions/{{version}}:predict"] = {
@@ -256,7 +291,7 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
                     }
                 ],
                 "requestBody": body,
-                "responses": _responses(PREDICT_ERRORS),
+                "responses": responses,
             }
         }
         if isinstance(card.input, ImageInput):
@@ -287,7 +322,11 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
                             }
                         },
                     },
-                    "responses": _responses(IMAGE_ERRORS),
+                    "responses": _responses(
+                        IMAGE_ERRORS,
+                        predict_response_example(card),
+                        _undecodable_image_message(),
+                    ),
                 }
             }
     return paths, components

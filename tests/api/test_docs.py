@@ -52,3 +52,57 @@ def test_every_path_parameter_is_prefilled_with_something_that_works(client: Any
             values = {n: next(iter(p["examples"].values()))["value"] for n, p in parameters.items()}
             response = client.get(path.format(**values))
             assert response.status_code == 200, (path, values, response.text)
+
+
+def _responses(schema: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    return [
+        (path, method, status, response)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+    ]
+
+
+def test_each_predict_operation_shows_a_real_response_of_its_own_model(client: Any) -> None:
+    schema = client.get("/openapi.json").json()
+    for name in MODEL_NAMES:
+        operation = schema["paths"][f"/v1/models/{name}:predict"]["post"]
+        shown = operation["responses"]["200"]["content"]["application/json"]["example"]
+        request = next(iter(operation["requestBody"]["content"]["application/json"]["examples"]))
+        assert shown["model"] == name and shown["predictions"], name
+        # What the model really answers to the first documented request is what is shown.
+        body = operation["requestBody"]["content"]["application/json"]["examples"][request]
+        real = client.post(f"/v1/models/{name}:predict", json=body["value"]).json()
+        assert real["predictions"][0]["label"] == shown["predictions"][0]["label"], name
+        invalid = operation["responses"]["422"]["content"]["application/json"]["example"]
+        answered = client.post(f"/v1/models/{name}:predict", json={"instances": [None]})
+        assert answered.status_code == 422 and answered.json() == invalid, name
+
+
+def test_the_docs_describe_only_responses_the_service_gives(client: Any) -> None:
+    schema = client.get("/openapi.json").json()
+    text = str(schema)
+    assert "HTTPValidationError" not in text and "'detail'" not in text
+    for path, method, status, response in _responses(schema):
+        if int(status) < 400 or path.endswith("ready"):  # readiness 503s carry the states
+            continue
+        content = response["content"]["application/json"]
+        assert content["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}, (path, status)
+        if path.startswith("/v2"):
+            assert status != "422", f"{method} {path}: V2 answers bad input with 400"
+        if "example" in content:
+            assert set(content["example"]) == {"error"}, (path, status)
+
+
+def test_not_found_examples_name_the_models_that_exist(client: Any) -> None:
+    schema = client.get("/openapi.json").json()
+    real = client.get("/v1/models/iris").json()["error"]
+    examples = [
+        response["content"]["application/json"].get("example")
+        for _, _, status, response in _responses(schema)
+        if status == "404"
+    ]
+    assert examples and all(example == {"error": real} for example in examples if example)
+    error_schema = schema["components"]["schemas"]["ErrorResponse"]["properties"]["error"]
+    assert error_schema["examples"] == [real]
+    assert all(name in real for name in MODEL_NAMES)

@@ -1,0 +1,89 @@
+"""Make the OpenAPI document say only what the service really does.
+
+FastAPI documents a 422 `{"detail": [...]}` on every operation that takes parameters; the
+service answers every error as `{"error": "..."}`, and V2 answers input errors with 400. The
+error and 200 examples are produced here from the served models (their cards' recorded
+held-out predictions, the registry's real not-found message), so the docs cannot drift from
+the repository they describe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.errors import ServingError
+from app.registry import ModelRegistry
+from app.schemas.card import ModelCard
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def predict_response_example(card: ModelCard) -> dict[str, Any]:
+    """A real `:predict` response of this model: its card's held-out examples, with the
+    probabilities recorded right after training (the same the server replays at start-up)."""
+    predictions = []
+    for example in card.examples:
+        if example.probabilities is None:
+            continue
+        probabilities = dict(zip(card.labels, example.probabilities, strict=True))
+        label = max(probabilities, key=probabilities.__getitem__)
+        predictions.append({"label": label, "probabilities": probabilities})
+    return {"model": card.name, "version": card.version, "predictions": predictions}
+
+
+def unknown_model_message(registry: ModelRegistry) -> str:
+    """The 404 the service gives for a model it does not have, as it gives it."""
+    try:
+        registry.versions("iris")
+    except ServingError as exc:
+        return exc.message
+    return "unknown model"  # only if a model is really called "iris"
+
+
+def conform_error_responses(schema: dict[str, Any], unknown_model: str) -> None:
+    """Rewrite FastAPI's generated error responses into the service's real ones, in place.
+
+    - FastAPI's generated 422 is kept, in the `{"error"}` shape, only where FastAPI does
+      validate something (a non-string parameter such as an integer version, or a body it
+      parses); V2 operations validate their own inputs and answer 400 (documented per route).
+    - Every 404 example names a model the way the service does, listing the real models.
+    """
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            generated = responses.get("422")
+            if generated is not None and _is_fastapi_validation(generated):
+                del responses["422"]
+                if not path.startswith("/v2") and _fastapi_validates(operation):
+                    responses["422"] = {
+                        "description": "A parameter does not validate; the message says "
+                        "which and how to fix it.",
+                        "content": {"application/json": {"schema": ERROR_REF}},
+                    }
+            not_found = responses.get("404", {}).get("content", {}).get("application/json")
+            if not_found is not None and "example" in not_found:
+                not_found["example"] = {"error": unknown_model}
+    components = schema.get("components", {}).get("schemas", {})
+    for name in FASTAPI_VALIDATION_SCHEMAS:
+        components.pop(name, None)
+    error_field = components.get("ErrorResponse", {}).get("properties", {}).get("error")
+    if error_field is not None:
+        error_field["examples"] = [unknown_model]
+
+
+def _fastapi_validates(operation: dict[str, Any]) -> bool:
+    """Whether FastAPI itself can refuse a request to this operation (422)."""
+    if "requestBody" in operation:
+        return True
+    return any(
+        set(parameter.get("schema", {})) - {"type", "title", "description"}
+        or parameter.get("schema", {}).get("type") != "string"
+        for parameter in operation.get("parameters", [])
+    )
+
+
+def _is_fastapi_validation(response: dict[str, Any]) -> bool:
+    content = response.get("content", {}).get("application/json", {})
+    reference = str(content.get("schema", {}).get("$ref", ""))
+    return reference.endswith("/HTTPValidationError")
