@@ -309,39 +309,46 @@ def broken_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-def test_retries_on_a_model_that_stays_unavailable_are_bounded(broken_server: Server) -> None:
+def test_a_model_that_failed_to_load_is_not_waited_for_by_default(broken_server: Server) -> None:
     transport = CountingTransport()
-    client = SynergyClient(
-        broken_server.url,
-        api_key=API_KEY,
-        max_retries=2,
-        max_retry_wait_s=0.2,
-        transport=transport,
-    )
-    waits: list[float] = []
-
-    def sleep(delay_s: float) -> None:
-        waits.append(delay_s)
-        time.sleep(delay_s)
-
-    client._sleep = sleep
-    with client, pytest.raises(Unavailable) as raised:
+    with (
+        SynergyClient(broken_server.url, api_key=API_KEY, transport=transport) as client,
+        pytest.raises(Unavailable) as raised,
+    ):
         client.predict("iris-knn", [IRIS_SETOSA])
     assert raised.value.status == 503
     assert "failed to load" in raised.value.message and "sha256" in raised.value.message
-    assert raised.value.retry_after_s == 30
-    assert waits == [0.2, 0.2] and transport.posts == 3  # capped, and 1 + max_retries sends
+    assert raised.value.retry_after_s == 30  # over the default 10 s: raised, not waited for
+    assert transport.posts == 1
+
+
+def test_retries_on_a_model_that_stays_unavailable_are_bounded(broken_server: Server) -> None:
+    transport = CountingTransport()
+    client = SynergyClient(
+        broken_server.url, api_key=API_KEY, max_retries=2, max_retry_wait_s=60, transport=transport
+    )
+    waits: list[float] = []
+    client._sleep = waits.append  # the server's answer does not depend on the time waited
+    with client, pytest.raises(Unavailable, match="failed to load"):
+        client.predict("iris-knn", [IRIS_SETOSA])
+    assert waits == [30.0, 30.0] and transport.posts == 3  # the header's wait, 1 + 2 sends
 
 
 @pytest.mark.anyio
 async def test_async_retries_are_bounded(broken_server: Server) -> None:
     transport = AsyncCountingTransport()
+    waits: list[float] = []
+
+    async def record(delay_s: float) -> None:
+        waits.append(delay_s)
+
     async with AsyncSynergyClient(
-        broken_server.url, api_key=API_KEY, max_retries=1, max_retry_wait_s=0.1, transport=transport
+        broken_server.url, api_key=API_KEY, max_retries=1, max_retry_wait_s=30, transport=transport
     ) as client:
+        client._sleep = record
         with pytest.raises(Unavailable, match="failed to load"):
             await client.predict("iris-knn", [IRIS_SETOSA])
-    assert transport.posts == 2
+    assert waits == [30.0] and transport.posts == 2
 
 
 def test_api_keys(broken_server: Server) -> None:

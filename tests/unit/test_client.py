@@ -349,12 +349,22 @@ def test_retries_are_bounded_and_the_last_503_is_raised() -> None:
     assert len(recorder.requests) == 3 and sleeps == [1.0, 1.0]
 
 
-def test_the_wait_is_capped_and_http_dates_are_understood() -> None:
-    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
-    recorder = Recorder(unavailable("30"), unavailable(later), ok())
-    client, sleeps = sync_client(recorder, max_retry_wait_s=5)
+@pytest.mark.parametrize("retry_after", ["30", "10.5", "later"])
+def test_a_longer_wait_than_allowed_is_raised_at_once_not_shortened(retry_after: str) -> None:
+    if retry_after == "later":
+        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    recorder = Recorder(unavailable(retry_after, "model iris-knn version 1 failed to load"), ok())
+    client, sleeps = sync_client(recorder)  # waits up to 10 s by default
+    with pytest.raises(Unavailable, match="failed to load") as raised:
+        client.predict("iris-knn", [[1, 2, 3, 4]])
+    assert raised.value.retry_after_s is not None and raised.value.retry_after_s > 10
+    assert len(recorder.requests) == 1 and sleeps == []
+    client, sleeps = sync_client(Recorder(unavailable("10"), ok()))
     client.predict("iris-knn", [[1, 2, 3, 4]])
-    assert sleeps == [5.0, 5.0]
+    assert sleeps == [10.0]
+
+
+def test_http_dates_are_understood() -> None:
     soon = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
     client, sleeps = sync_client(Recorder(unavailable(soon), ok()), max_retry_wait_s=100)
     client.predict("iris-knn", [[1, 2, 3, 4]])

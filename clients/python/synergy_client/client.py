@@ -6,8 +6,10 @@ module functions here, so the two cannot drift apart.
 Retries: only a 503 that carries `Retry-After` is retried, for every call including predict.
 The server answers 503 when a model's queue is full, while it is still loading, when it failed
 to load, or when the server is shutting down, always before any work on the request, so
-sending it again cannot predict twice. Nothing else is retried: after a timeout or a dropped
-connection the server may have done the work.
+sending it again cannot predict twice. The client waits as long as the header asks, never
+less; when it asks for more than `max_retry_wait_s` (a model that failed to load says 30 s),
+the error is raised at once, carrying `retry_after_s`, rather than blocking the caller. Nothing
+else is retried: after a timeout or a dropped connection the server may have done the work.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ T = TypeVar("T")
 DEFAULT_BASE_URL: Final = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S: Final = 30.0
 DEFAULT_MAX_RETRIES: Final = 3
-DEFAULT_MAX_RETRY_WAIT_S: Final = 30.0
+DEFAULT_MAX_RETRY_WAIT_S: Final = 10.0
 
 
 # ---------------------------------------------------------------------- shared, no I/O
@@ -180,13 +182,15 @@ class _Settings:
         self.timeout = timeout
 
     def retry_delay_s(self, response: httpx.Response, retries_done: int) -> float | None:
-        """How long to wait before sending again, or None to not retry."""
+        """How long to wait before sending again (the server's Retry-After), or None to not
+        retry: not a 503, no usable Retry-After, retries used up, or a longer wait than
+        `max_retry_wait_s`."""
         if response.status_code != 503 or retries_done >= self.max_retries:
             return None
         retry_after = _retry_after_s(response)
-        if retry_after is None:
+        if retry_after is None or retry_after > self.max_retry_wait_s:
             return None
-        return min(retry_after, self.max_retry_wait_s)
+        return retry_after
 
 
 _JSON = {"Content-Type": "application/json"}
@@ -203,8 +207,8 @@ class SynergyClient:
         timeout: seconds per request (connect, read, write and pool each), an
             `httpx.Timeout`, or None for no limit.
         max_retries: how many times a 503 with `Retry-After` is sent again (0: never).
-        max_retry_wait_s: cap on one wait between retries; the server's `Retry-After` is used
-            up to this.
+        max_retry_wait_s: the longest wait before a retry, in seconds: the client waits as
+            long as `Retry-After` says, and raises at once when it says more.
         headers: extra headers on every request.
         transport: an httpx transport (tests, or `httpx.HTTPTransport(retries=2)` to retry
             failed connection attempts, which never reached the server).
