@@ -531,3 +531,24 @@ print(len(seen), seen[2]["instances"][0]["b64"])
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["4", base64.b64encode(b"not really a png").decode()]
+
+
+def test_an_array_without_pillow_goes_as_a_grid_or_says_what_to_install() -> None:
+    script = """
+import sys
+sys.modules["PIL"] = None
+import numpy as np
+from synergy_client.inputs import image_instance
+assert image_instance(np.zeros((28, 28), dtype=np.uint8)) == [[0] * 28] * 28
+try:
+    image_instance(np.zeros((30, 40), dtype=np.uint8))
+except ImportError as error:
+    print(error)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "encoding a (30, 40) array to PNG needs Pillow: pip install 'synergy-serve-client[images]'"
+    )
