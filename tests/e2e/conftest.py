@@ -36,8 +36,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(log: Path, models_dir: Path = COMMITTED_MODELS, **env: str) -> Server:
-    """Start `python -m app` and wait until /health/ready answers 200."""
+def start_server(
+    log: Path, models_dir: Path = COMMITTED_MODELS, *, wait_path: str = "/health/ready", **env: str
+) -> Server:
+    """Start `python -m app` and wait until `wait_path` answers 200 (readiness by default;
+    /health/live for a server whose models are meant to be still loading or failed)."""
     port = free_port()
     environment = {
         key: value
@@ -66,7 +69,7 @@ def start_server(log: Path, models_dir: Path = COMMITTED_MODELS, **env: str) -> 
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{server.url}/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}{wait_path}", timeout=2).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
