@@ -26,9 +26,9 @@ $(VENV)/.runtime: requirements/runtime.lock pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: requirements/dev.lock pyproject.toml | $(VENV)/bin/python
+$(VENV)/.dev: requirements/dev.lock pyproject.toml clients/python/pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet -r requirements/dev.lock
-	$(PIP) install --quiet --no-deps -e .
+	$(PIP) install --quiet --no-deps -e . -e ./clients/python
 	touch $@ $(VENV)/.runtime
 
 install: $(VENV)/.runtime  ## install the service (pinned runtime dependencies)
@@ -46,13 +46,13 @@ test-fast: install-dev  ## unit and api tiers only
 	$(PY) -m pytest tests/unit tests/api
 
 lint: install-dev  ## ruff + mypy
-	$(VENV)/bin/ruff check app training bench tests scripts deploy
-	$(VENV)/bin/ruff format --check app training bench tests scripts deploy
+	$(VENV)/bin/ruff check app training bench tests scripts deploy clients
+	$(VENV)/bin/ruff format --check app training bench tests scripts deploy clients
 	$(VENV)/bin/mypy
 
 format: install-dev  ## apply ruff's formatting and safe fixes
-	$(VENV)/bin/ruff check --fix app training bench tests scripts deploy
-	$(VENV)/bin/ruff format app training bench tests scripts deploy
+	$(VENV)/bin/ruff check --fix app training bench tests scripts deploy clients
+	$(VENV)/bin/ruff format app training bench tests scripts deploy clients
 
 typecheck: install-dev  ## mypy --strict only
 	$(VENV)/bin/mypy

@@ -5,10 +5,7 @@ loading state by a gate the test opens, and a model that failed to load)."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +27,7 @@ from synergy_client import (
 )
 
 from app.schemas.card import ModelCard, sha256_file
-from tests.conftest import COMMITTED_MODELS, MODEL_NAMES, ROOT
+from tests.conftest import COMMITTED_MODELS, MODEL_NAMES
 from tests.e2e.conftest import Server, start_server
 from tests.e2e.loading_gate import gated_artifact
 
@@ -365,55 +362,4 @@ def test_api_keys(broken_server: Server) -> None:
     assert model.versions[0].state == "failed" and "sha256" in (model.versions[0].reason or "")
 
 
-# ---------------------------------------------------------------------- the README example
-def _readme_example() -> str:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Python client\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
-    assert len(blocks) == 1, "the Python client section has one runnable example"
-    return str(blocks[0])
-
-
-def _samples(target: Path, data_dir: Path) -> None:
-    """The repository's samples/, or equivalents: a scanned 7 and a positive review."""
-    if (ROOT / "samples" / "digit.png").is_file() and (ROOT / "samples" / "review.txt").is_file():
-        shutil.copytree(ROOT / "samples", target)
-        return
-    target.mkdir()
-    with np.load(data_dir / "mnist.npz") as data:
-        seven = data["x_test"][int(np.flatnonzero(data["y_test"] == 7)[0])]
-    _scan(seven).save(target / "digit.png")
-    (target / "review.txt").write_text(
-        "A moving, beautifully acted film. The story stayed with me for days; I would gladly "
-        "watch it again.\n",
-        encoding="utf-8",
-    )
-
-
-def test_the_readme_example_runs_as_written_and_prints_what_it_shows(
-    server: Server, data_dir: Path, tmp_path: Path
-) -> None:
-    code = _readme_example()
-    assert 'SynergyClient("http://127.0.0.1:8000")' in code  # what `make run` serves
-    _samples(tmp_path / "samples", data_dir)
-    result = subprocess.run(
-        [sys.executable, "-c", code.replace("http://127.0.0.1:8000", server.url)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    # Each print(...) in the example ends with a comment showing what it prints.
-    shown = [
-        line.split("  # ", 1)[1].strip()
-        for line in code.splitlines()
-        if line.lstrip().startswith("print(")
-    ]
-    printed = result.stdout.splitlines()
-    assert len(printed) == len(shown), result.stdout
-    for got, want in zip(printed, shown, strict=True):
-        assert got.startswith(want.removesuffix("...")), (got, want)
-    # The image bytes and text came from samples/ (relative paths, as in the README).
-    assert "samples/digit.png" in code and "samples/review.txt" in code
+# The README's client example runs as written in tests/e2e/test_readme.py, with the others.

@@ -1,5 +1,7 @@
-"""Every command block of the README that calls the service runs as written and prints what
-the README shows: the labels in its `# ...` output lines, in order, and no error."""
+"""Every command block of the README that calls the service runs as written, from the
+repository's root with its samples/, and prints what the README shows: for shell blocks, the
+labels in the `# ...` output lines, in order, and no error; for Python blocks, each
+`print(...)  # shown` line prints a line that starts with what is shown (up to a final `...`)."""
 
 from __future__ import annotations
 
@@ -59,6 +61,17 @@ def test_readme_block_runs_as_written(server: Server, kind: str, code: str) -> N
     )
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    if kind == "python":
+        shown = [
+            line.split("  # ", 1)[1].strip()
+            for line in code.splitlines()
+            if line.lstrip().startswith("print(")
+        ]
+        printed = result.stdout.splitlines()
+        assert shown and len(printed) == len(shown), result.stdout
+        for got, want in zip(printed, shown, strict=True):
+            assert got.startswith(want.removesuffix("...")), (got, want)
+        return
     assert '"error"' not in result.stdout, result.stdout
     expected = _expected_labels(code)
     assert expected, "the block shows no output to check"
