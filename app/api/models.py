@@ -55,7 +55,7 @@ def add_model_routes(app: FastAPI) -> None:
         ("/v1/models", list_models, "List the models", ModelList),
         ("/v1/models/{name:model}", model_card, "Model card (latest version)", ModelDetail),
         (
-            "/v1/models/{name:model}/versions/{version}",
+            "/v1/models/{name:model}/versions/{version:version}",
             model_card_version,
             "Model card (one version)",
             ModelDetail,
@@ -67,7 +67,7 @@ def add_model_routes(app: FastAPI) -> None:
             ModelMetricsResponse,
         ),
         (
-            "/v1/models/{name:model}/versions/{version}/metrics",
+            "/v1/models/{name:model}/versions/{version:version}/metrics",
             model_metrics_version,
             "Metrics of one version",
             ModelMetricsResponse,
@@ -88,6 +88,6 @@ def _documented_errors(path: str) -> dict[int | str, dict[str, Any]]:
     """The errors a model route can give: 422 only where a version must parse as an integer."""
     if path == "/v1/models":
         return error_responses(401)
-    if "{version}" in path:
+    if "{version" in path:
         return error_responses(401, 404, 422, 503)
     return error_responses(401, 404, 503)

@@ -156,7 +156,7 @@ def add_predict_routes(app: FastAPI, service: PredictionService) -> None:
         "/v1/models/{name:model}:predict", predict, methods=["POST"], include_in_schema=False
     )
     app.add_api_route(
-        "/v1/models/{name:model}/versions/{version}:predict",
+        "/v1/models/{name:model}/versions/{version:version}:predict",
         predict_version,
         methods=["POST"],
         include_in_schema=False,

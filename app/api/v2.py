@@ -176,7 +176,7 @@ def add_v2_routes(app: FastAPI, service: PredictionService) -> None:
     infer_docs = _infer_docs(service)
     for path, endpoint in (
         ("/v2/models/{name:model}/infer", infer),
-        ("/v2/models/{name:model}/versions/{version}/infer", infer_version),
+        ("/v2/models/{name:model}/versions/{version:version}/infer", infer_version),
     ):
         app.add_api_route(
             path,
@@ -194,14 +194,14 @@ def add_v2_routes(app: FastAPI, service: PredictionService) -> None:
         ("/v2/health/ready", server_ready, ServerReady, ()),
         ("/v2/models/{name:model}", model_metadata, ModelMetadata, (401, 404, 503)),
         (
-            "/v2/models/{name:model}/versions/{version}",
+            "/v2/models/{name:model}/versions/{version:version}",
             model_metadata_version,
             ModelMetadata,
             (401, 404, 503),
         ),
         ("/v2/models/{name:model}/ready", model_ready, ModelReady, (401, 404)),
         (
-            "/v2/models/{name:model}/versions/{version}/ready",
+            "/v2/models/{name:model}/versions/{version:version}/ready",
             model_ready_version,
             ModelReady,
             (401, 404),

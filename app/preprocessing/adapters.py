@@ -29,7 +29,7 @@ from app.preprocessing.image import (
 )
 from app.preprocessing.text import TextVectorizer
 from app.schemas.card import ImageInput, ModelCard, TabularInput, TextInput
-from app.schemas.predict import B64Image
+from app.schemas.predict import FLOAT32_MAX, B64Image
 
 
 def plain_numeric_rows(
@@ -61,10 +61,10 @@ def plain_numeric_rows(
         return None
     if array.dtype.kind not in "iuf" or array.shape[1:] != row_shape:  # no str/None/objects
         return None
-    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
-        array = array.astype(np.float32)
-    if not np.isfinite(array).all():
+    # Checked in float64: a value just past float32's largest would round to it, not to inf.
+    if not np.isfinite(array).all() or np.abs(array).max() > FLOAT32_MAX:
         return None
+    array = array.astype(np.float32)
     if max_value is not None and (array.min() < 0 or array.max() > max_value):
         return None
     return list(array)
@@ -118,15 +118,15 @@ class TabularAdapter(InputAdapter):
     def to_row(self, instance: Any) -> np.ndarray:
         if isinstance(instance, BaseModel):
             instance = [getattr(instance, name) for name in self.feature_names]
-        with np.errstate(over="ignore"):
-            row = np.asarray(instance, dtype=np.float32)
-        if not np.isfinite(row).all():  # finite in JSON, but beyond float32's ±3.4e38
-            column = int(np.flatnonzero(~np.isfinite(row))[0])
+        row = np.asarray(instance, dtype=np.float64)
+        outside = ~(np.abs(row) <= FLOAT32_MAX)  # finite in JSON, but beyond float32's ±3.4e38
+        if outside.any():
+            column = int(np.flatnonzero(outside)[0])
             raise InvalidInput(
                 f"{self.feature_names[column]} is out of range: features must be within "
-                f"±{np.finfo(np.float32).max:.3g} (float32)"
+                f"±{FLOAT32_MAX:.3g} (float32)"
             )
-        return row
+        return row.astype(np.float32)
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.stack(rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import numpy as np
 from pydantic import (
     AllowInfNan,
     BaseModel,
@@ -85,20 +86,28 @@ def _json_kind(value: Any) -> str:
     return "object" if isinstance(value, dict) else "array"
 
 
+# Features are computed in float32: the adapter refuses what float32 cannot hold, and the
+# schema says so (checked there, with one NumPy comparison, not per value here).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+Feature = Annotated[
+    Number, Field(json_schema_extra={"minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX})
+]
+
+
 def _tabular_instance(spec: TabularInput, model_title: str) -> Any:
     named = create_model(  # type: ignore[call-overload]
         f"{model_title}Features",
         __config__=ConfigDict(extra="forbid"),
         **{
             feature.name: (
-                Number,
+                Feature,
                 Field(description=" ".join(filter(None, [feature.description, feature.unit]))),
             )
             for feature in spec.features
         },
     )
     listed = Annotated[
-        list[Number],
+        list[Feature],
         Field(
             min_length=spec.n_features,
             max_length=spec.n_features,

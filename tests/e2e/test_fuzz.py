@@ -1,5 +1,6 @@
 """Schemathesis against the live OpenAPI schema of a real server: every operation, over a
-thousand generated requests, no 5xx, every response as documented."""
+thousand generated requests, no 5xx, every response as documented (status, content type,
+headers, shape), schema-violating requests refused, undeclared methods answered 405."""
 
 from __future__ import annotations
 
@@ -15,10 +16,7 @@ from tests.conftest import ROOT
 from tests.e2e.conftest import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CHECKS = (
-    "not_a_server_error,status_code_conformance,content_type_conformance,"
-    "response_schema_conformance,response_headers_conformance"
-)
+CONFIG = Path(__file__).with_name("schemathesis.toml")  # every check, two exceptions explained
 
 
 def test_schemathesis_finds_nothing(server: Server, tmp_path: Path) -> None:
@@ -27,10 +25,17 @@ def test_schemathesis_finds_nothing(server: Server, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             command,
+            "--config-file",
+            str(CONFIG),
             "run",
             f"{server.url}/openapi.json",
             "--checks",
-            CHECKS,
+            "all",
+            # A request can be schema-valid and still not answerable, and the service says so
+            # with a 422 instead of guessing: a blank image, a review with no known word, an
+            # input the model cannot compute in float32. JSON Schema cannot express those.
+            "--exclude-checks",
+            "positive_data_acceptance",
             "--max-examples",
             "60",
             "--seed",
