@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 from app.batching import Batcher
 from app.errors import (
     BadRequest,
+    DeadlineExceeded,
     InvalidInput,
-    ModelFailed,
     NotFound,
     PayloadTooLarge,
     ServingError,
@@ -85,22 +85,25 @@ def describe_validation_error(exc: ValidationError, instance_help: str) -> Servi
 
 
 def _to_predictions(
-    labels: Sequence[str], probabilities: list[list[float]]
+    labels: Sequence[str],
+    probabilities: list[list[float]],
+    rows: Sequence[Any],
+    adapter: InputAdapter,
 ) -> list[Prediction | ServingError]:
     predictions: list[Prediction | ServingError] = []
-    for row in probabilities:
-        if not all(math.isfinite(p) for p in row):
-            # Fails this row's request only; the batch's other requests get their answers.
-            predictions.append(
-                ModelFailed(
-                    "the model produced no valid probabilities for this instance (NaN/infinity); "
-                    "check that its values are in a sensible range"
-                )
-            )
+    for row, row_probabilities in zip(rows, probabilities, strict=True):
+        if not all(math.isfinite(p) for p in row_probabilities):
+            # NaN/infinity out of a model that is fine on other rows: this input is outside
+            # what its float32 arithmetic can compute. A client error for this row's request
+            # only; the batch's other requests get their answers.
+            predictions.append(adapter.uncomputable(row))
             continue
-        best = max(range(len(row)), key=row.__getitem__)
+        best = max(range(len(row_probabilities)), key=row_probabilities.__getitem__)
         predictions.append(
-            {"label": labels[best], "probabilities": dict(zip(labels, row, strict=True))}
+            {
+                "label": labels[best],
+                "probabilities": dict(zip(labels, row_probabilities, strict=True)),
+            }
         )
     return predictions
 
@@ -265,7 +268,9 @@ class PredictionService:
         stats = entry.stats
 
         def run_batch(rows: list[Any]) -> list[Prediction | ServingError]:
-            predictions = _to_predictions(labels, model.predict(adapter.featurize(rows)))
+            predictions = _to_predictions(
+                labels, model.predict(adapter.featurize(rows)), rows, adapter
+            )
             tally = Counter(p["label"] for p in predictions if isinstance(p, dict))
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)
@@ -278,6 +283,7 @@ class PredictionService:
             max_batch_size=batching.max_batch_size,
             max_batch_wait_ms=batching.max_batch_wait_ms,
             max_queue_rows=batching.max_queue_rows,
+            max_queue_wait_ms=batching.max_queue_wait_ms,
             observer=self.metrics.batch_observer(entry.name, entry.version),
         )
         self.metrics.queue_rows.labels(entry.name, version).set_function(
@@ -318,10 +324,40 @@ class PredictionService:
             return await asyncio.to_thread(_rows, adapter, instances)
         return _rows(adapter, instances)
 
-    async def run(self, entry: ModelEntry, rows: Sequence[Any]) -> list[Prediction]:
-        """Send rows through the model's batcher; predictions come back in order."""
+    async def run(
+        self,
+        entry: ModelEntry,
+        rows: Sequence[Any],
+        scope_state: dict[str, Any],
+        where: str = "instances[{}]",
+    ) -> list[Prediction]:
+        """Send rows through the model's batcher; predictions come back in order.
+
+        The deadline (SYNERGY_REQUEST_TIMEOUT_MS) runs from when the request arrived, so time
+        spent reading and decoding the body counts. An error about one row names it with
+        `where` (the protocol's way to point at an instance).
+        """
         assert entry.batcher is not None
-        return await entry.batcher.predict(rows, self.settings.request_timeout_ms / 1000.0)
+        remaining_s = self.remaining_s(scope_state)
+        if remaining_s <= 0:
+            raise self.deadline_exceeded()
+        try:
+            return await entry.batcher.predict(rows, remaining_s)
+        except ServingError as exc:
+            if exc.instance is not None:
+                exc.message = f"{where.format(exc.instance)}: {exc.message}"
+            raise
+
+    def remaining_s(self, scope_state: dict[str, Any]) -> float:
+        """Seconds left of this request's deadline (counted from its arrival)."""
+        arrived: float = scope_state.get("arrived", time.perf_counter())
+        return self.settings.request_timeout_ms / 1000.0 - (time.perf_counter() - arrived)
+
+    def deadline_exceeded(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"the request took longer than its deadline ({self.settings.request_timeout_ms:g} ms);"
+            " send fewer or smaller instances, or retry later"
+        )
 
     async def predict_json(
         self, name: str, version: int | None, body: bytes, scope_state: dict[str, Any]
@@ -334,7 +370,7 @@ class PredictionService:
         if rows is None:
             rows = await self.to_rows(entry, self.parse_instances(entry.name, body))
         scope_state["rows"] = len(rows)
-        predictions = await self.run(entry, rows)
+        predictions = await self.run(entry, rows, scope_state)
         return {"model": entry.name, "version": entry.version, "predictions": predictions}
 
     async def predict_image(
@@ -351,7 +387,7 @@ class PredictionService:
             )
         scope_state["rows"] = 1
         row = await asyncio.to_thread(adapter.image_to_row, data)
-        predictions = await self.run(entry, [row])
+        predictions = await self.run(entry, [row], scope_state)
         return {"model": entry.name, "version": entry.version, "predictions": predictions}
 
     # ------------------------------------------------------------------ read side

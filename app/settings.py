@@ -15,7 +15,8 @@ class BatchingSettings(BaseModel):
 
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
-    max_queue_rows: int = Field(default=256, ge=1)
+    max_queue_rows: int = Field(default=4096, ge=1)
+    max_queue_wait_ms: float = Field(default=50.0, ge=0)
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> BatchingSettings:
@@ -63,8 +64,12 @@ class Settings(BaseSettings):
     # SYNERGY_MODEL_BATCHING='{"mnist-cnn": {"max_batch_size": 128}}'.
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
-    # 256 rows is ~170 ms of MNIST work on 2 cores: past that, a fast 503 beats a slow answer.
-    max_queue_rows: int = Field(default=256, ge=1)
+    # Admission follows the wait a request can expect (rows ahead over the model's measured
+    # throughput, see app.batching): up to max_queue_wait_ms for the rows of others (or its
+    # own compute time, when longer), within its deadline; past that, a fast 503 beats a slow
+    # answer. max_queue_rows only bounds the memory queued rows take (4096 MNIST rows: 13 MB).
+    max_queue_rows: int = Field(default=4096, ge=1)
+    max_queue_wait_ms: float = Field(default=50.0, ge=0)
     model_batching: dict[str, BatchingSettings] = Field(default_factory=dict)
     request_timeout_ms: float = Field(default=10_000, gt=0, description="Deadline -> 504.")
 
@@ -102,6 +107,7 @@ class Settings(BaseSettings):
             max_batch_size=self.max_batch_size,
             max_batch_wait_ms=self.max_batch_wait_ms,
             max_queue_rows=max(self.max_queue_rows, self.max_batch_size),
+            max_queue_wait_ms=self.max_queue_wait_ms,
         )
 
     def resolved_inference_threads(self) -> int:

@@ -399,7 +399,13 @@ class V2Protocol:
         except InvalidInput as exc:
             raise BadRequest(exc.message) from None
         scope_state["rows"] = len(decoded.rows)
-        predictions = await self.service.run(entry, decoded.rows)
+        assert entry.card is not None
+        try:
+            predictions = await self.service.run(
+                entry, decoded.rows, scope_state, f"input {input_spec(entry.card).name}[{{}}]"
+            )
+        except InvalidInput as exc:
+            raise BadRequest(exc.message) from None
         return self._encode(entry, decoded, predictions)
 
     def _decode(

@@ -103,6 +103,14 @@ class InputAdapter(ABC):
     def featurize(self, rows: list[Any]) -> np.ndarray:
         """Rows -> the array the model's forward pass takes."""
 
+    def uncomputable(self, row: Any) -> InvalidInput:
+        """The client error for a row the model gave no finite output for (its float32
+        arithmetic overflowed): the input is outside what the model can compute, a 422."""
+        return InvalidInput(
+            "the model cannot compute a prediction for this instance (its arithmetic "
+            "overflowed); send values in the range the model was trained on"
+        )
+
 
 class TabularAdapter(InputAdapter):
     """Named features (any order) or a list in the card's feature order."""
@@ -130,6 +138,15 @@ class TabularAdapter(InputAdapter):
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.stack(rows)
+
+    def uncomputable(self, row: Any) -> InvalidInput:
+        magnitudes = np.abs(np.asarray(row, dtype=np.float64))
+        column = int(np.argmax(magnitudes))
+        return InvalidInput(
+            f"{self.feature_names[column]} = {float(row[column]):.3g} is out of the range the "
+            "model can compute (its arithmetic overflowed float32 on this instance); send "
+            "values in the range the model was trained on"
+        )
 
 
 class ImageAdapter(InputAdapter):
