@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     # Input limits.
     max_instances: int = Field(default=1000, ge=1, description="Instances per predict request.")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(default=25_000_000, ge=784)
+    # Decoded pixels of one image. A digit needs 28x28; 4 MP is a 2000x2000 PNG, and a JPEG of
+    # any size up to 16000x16000 decodes at reduced size (1/8 a side at most) within it.
+    max_image_pixels: int = Field(default=4_000_000, ge=784)
+    # Decoded pixels of all the images of one request (a V2 request can carry hundreds).
+    max_request_image_pixels: int = Field(default=32_000_000, ge=784)
     max_text_chars: int = Field(default=50_000, ge=1)
 
     # Batching: global defaults plus per-model overrides, e.g.
@@ -78,6 +82,9 @@ class Settings(BaseSettings):
         default=0, ge=0, description="TensorFlow intra-op threads; 0 = one per CPU core."
     )
     warmup: bool = True
+    # Threads that decode images and parse large bodies, off the event loop. A bounded pool:
+    # concurrent uploads queue rather than all decoding (and holding memory) at once.
+    decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core, at most 4.")
 
     # Connections. Longer than the idle timeout of common load balancers (60 s), so the
     # balancer, not the server, closes idle keep-alive connections: otherwise a request sent
@@ -109,6 +116,16 @@ class Settings(BaseSettings):
             max_queue_rows=max(self.max_queue_rows, self.max_batch_size),
             max_queue_wait_ms=self.max_queue_wait_ms,
         )
+
+    def resolved_decode_threads(self) -> int:
+        """Decoding threads: the setting, else one per core this process may use (at most 4)."""
+        if self.decode_threads:
+            return self.decode_threads
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        return min(cores, 4)
 
     def resolved_inference_threads(self) -> int:
         """Threads for one model's forward pass: the setting, else the cores we may use."""

@@ -15,7 +15,6 @@ API's 422.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import struct
 import zlib
@@ -26,8 +25,10 @@ from typing import Any
 import numpy as np
 import orjson
 from pydantic import ValidationError
+from starlette.types import Receive
 
 from app import __version__
+from app.budget import RequestBudget
 from app.errors import (
     BadRequest,
     InvalidInput,
@@ -40,14 +41,12 @@ from app.preprocessing.adapters import InputAdapter, decode_b64
 from app.registry import ModelEntry, ModelState
 from app.schemas.card import ImageInput, ModelCard, TabularInput
 from app.schemas.v2 import InferenceRequest, RequestOutput
-from app.service import PredictionService, label_request
+from app.service import LARGE_BODY_BYTES, PredictionService, label_request
 
 SERVER_NAME = "synergy-serve"
 EXTENSIONS = ["binary_tensor_data"]
 OUTPUT_NAMES = ("label", "probabilities")
 HEADER_LENGTH = "Inference-Header-Content-Length"
-# Decoding a body this large (a thousand 28x28 images as JSON) takes milliseconds: off the loop.
-LARGE_BODY_BYTES = 64 * 1024
 
 NUMPY_TYPES: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -385,17 +384,21 @@ class V2Protocol:
         body: bytes,
         headers: dict[str, str | None],
         scope_state: dict[str, Any],
+        receive: Receive | None = None,
     ) -> tuple[bytes, dict[str, str], str]:
         """One infer request -> (response body, extra headers, media type)."""
         entry = self.service.ready_entry(name, self._version(name, version), scope_state)
         label_request(scope_state, entry)
         adapter = entry.adapter
         assert adapter is not None
+        compressed = (headers.get("content-encoding") or "identity").strip().lower() != "identity"
         try:
-            if adapter.slow_rows or len(body) > LARGE_BODY_BYTES:
-                decoded = await asyncio.to_thread(self._decode, entry, body, headers)
+            if adapter.slow_rows or compressed or len(body) > LARGE_BODY_BYTES:
+                decoded = await self.service.off_loop(
+                    lambda budget: self._decode(entry, body, headers, budget), scope_state, receive
+                )
             else:
-                decoded = self._decode(entry, body, headers)
+                decoded = self._decode(entry, body, headers, None)
         except InvalidInput as exc:
             raise BadRequest(exc.message) from None
         scope_state["rows"] = len(decoded.rows)
@@ -409,13 +412,19 @@ class V2Protocol:
         return self._encode(entry, decoded, predictions)
 
     def _decode(
-        self, entry: ModelEntry, body: bytes, headers: dict[str, str | None]
+        self,
+        entry: ModelEntry,
+        body: bytes,
+        headers: dict[str, str | None],
+        budget: RequestBudget | None,
     ) -> DecodedRequest:
         assert entry.card is not None and entry.adapter is not None
         body = decompress_body(
             body, headers.get("content-encoding"), self.service.settings.max_body_bytes
         )
         header, binary = split_body(body, headers.get(HEADER_LENGTH.lower()))
+        if len(header) > LARGE_BODY_BYTES:
+            self.service.check_value_count(entry, header)
         request = parse_request(header)
         outputs = self._outputs(request)
         spec = input_spec(entry.card)
@@ -467,7 +476,7 @@ class V2Protocol:
                     "declared by parameters.binary_data_size"
                 )
             values = tensor_from_json(tensor.data, datatype, shape, spec.name)
-        rows = self._rows(entry.adapter, spec, datatype, values)
+        rows = self._rows(entry.adapter, spec, datatype, values, budget)
         return DecodedRequest(request, rows, outputs)
 
     def _outputs(self, request: InferenceRequest) -> list[tuple[str, bool]]:
@@ -535,7 +544,12 @@ class V2Protocol:
             )
 
     def _rows(
-        self, adapter: InputAdapter, spec: InputSpec, datatype: str, values: np.ndarray
+        self,
+        adapter: InputAdapter,
+        spec: InputSpec,
+        datatype: str,
+        values: np.ndarray,
+        budget: RequestBudget | None,
     ) -> list[Any]:
         if datatype != "BYTES":
             as_rows = values.astype(np.float32, copy=False) if datatype != "FP64" else values
@@ -546,7 +560,7 @@ class V2Protocol:
         if isinstance(adapter.card.input, ImageInput):
             image_to_row = adapter.image_to_row  # type: ignore[attr-defined]
             return [
-                self._row(lambda e: image_to_row(_image_bytes(e)), spec, index, element)
+                self._row(lambda e: image_to_row(_image_bytes(e), budget), spec, index, element)
                 for index, element in enumerate(elements)
             ]
         return [
