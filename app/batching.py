@@ -12,9 +12,18 @@ When a batch goes:
   themselves without waiting.
 
 Requests larger than `max_batch_size` rows are split across batches and reassembled; small
-requests are merged. A full queue rejects at once (503 + Retry-After), never blocks. A model
-error fails the requests of that batch only; the worker carries on. The batch function may
-also return a ServingError in place of one row's result: then only that row's request fails.
+requests are merged. When more rows wait than fit in a batch, each waiting request gets a fair
+share of the batch (water-filling: small requests whole, the rest split evenly among the large
+ones) and requests that still have rows go to the back of the line, so a single row is never
+stuck behind a 1,000-row request.
+
+Admission follows what a client would actually wait: the rows ahead of it (with that fair
+interleaving) over the model's measured throughput. A request whose expected wait is too long
+(see `Batcher.predict`) is refused at once with 503 and a Retry-After from that wait, never
+blocks; `max_queue_rows` only caps the memory queued rows take. A model error fails the
+requests of that batch only; the worker carries on. The batch function may also return a
+ServingError in place of one row's result: then only that row's request fails (and the error
+says which row).
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ from app.errors import DeadlineExceeded, ModelFailed, ServingError, Unavailable
 log = logging.getLogger(__name__)
 
 BatchFunction = Callable[[list[Any]], Sequence[Any]]
+# A request may wait for others' rows up to this many times its own compute time (when that
+# is longer than max_queue_wait_ms): two or three bulk clients share the model, a fourth waits.
+BULK_SHARE = 2.0
 # Weight of the newest batch in the throughput estimate: about the last 20 batches count.
 EWMA_WEIGHT = 0.1
 
@@ -244,9 +256,9 @@ class Batcher:
         """Queue `rows`, wait for the batch(es) that carry them, return their results in order.
 
         Admission: the request gets in when the expected wait for the rows ahead of it (see
-        `expected_wait_s`) is at most `max_queue_wait_ms`, or its own compute time when that is
-        longer (a bulk request shares the model with other bulk requests), and when that wait
-        plus its own compute time fits `timeout_s`. `max_queue_rows` bounds the memory queued
+        `expected_wait_s`) is at most `max_queue_wait_ms`, or twice its own compute time when
+        that is longer (a bulk request shares the model with other bulk requests), and when
+        that wait plus its own compute time fits `timeout_s`. `max_queue_rows` bounds the memory queued
         rows take; a request larger than it still gets in on an empty queue, so any request
         the API accepts can be served. Rows of different requests are interleaved fairly, so a
         small request is never stuck behind a large one.
@@ -310,7 +322,7 @@ class Batcher:
         if rate is not None:
             wait_s, own_s = ahead / rate, size / rate
             fits_deadline = timeout_s is None or wait_s + own_s <= timeout_s
-            if not fits_deadline or wait_s > max(self.max_queue_wait_s, own_s):
+            if not fits_deadline or wait_s > max(self.max_queue_wait_s, BULK_SHARE * own_s):
                 raise Unavailable(
                     f"model {self.name} is overloaded (a request of {size} rows would wait about "
                     f"{wait_s * 1000:.0f} ms for the rows ahead of it); retry after "
