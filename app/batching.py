@@ -258,10 +258,10 @@ class Batcher:
         Admission: the request gets in when the expected wait for the rows ahead of it (see
         `expected_wait_s`) is at most `max_queue_wait_ms`, or twice its own compute time when
         that is longer (a bulk request shares the model with other bulk requests), and when
-        that wait plus its own compute time fits `timeout_s`. `max_queue_rows` bounds the memory queued
-        rows take; a request larger than it still gets in on an empty queue, so any request
-        the API accepts can be served. Rows of different requests are interleaved fairly, so a
-        small request is never stuck behind a large one.
+        that wait plus its own compute time fits `timeout_s`. `max_queue_rows` bounds the
+        memory queued rows take; a request larger than it still gets in on an empty queue, so
+        any request the API accepts can be served. Rows of different requests are interleaved
+        fairly, so a small request is never stuck behind a large one.
 
         Raises Unavailable (overloaded: 503 with Retry-After from the expected wait; stopping),
         DeadlineExceeded (no result within `timeout_s`), ModelFailed, or the ServingError the

@@ -407,26 +407,23 @@ class PredictionService:
         """A `{"instances": [...]}` body -> rows (on a decoding thread)."""
         adapter = entry.adapter
         assert adapter is not None
-        self.check_value_count(entry, body)
+        self.check_value_count(entry, body.count(b",") + 1)
         plain = adapter.plain_rows(body, self.settings.max_instances)
         if plain is not None:
             return plain
         return _rows(adapter, self.parse_instances(entry.name, body), budget)
 
-    def check_value_count(self, entry: ModelEntry, json_text: bytes) -> None:
-        """413 before parsing when the JSON holds more values than the largest valid request
-        can (counted by its commas: a few milliseconds for 8 MB, where parsing would take a
-        few hundred), so a body of a million zeros costs nothing to refuse."""
+    def check_value_count(self, entry: ModelEntry, values: int) -> None:
+        """413 before parsing when a JSON body holds more values than the largest valid
+        request can (counted by its commas: a few milliseconds for 8 MB, where parsing would
+        take a few hundred), so a body of a million zeros costs nothing to refuse."""
         assert entry.adapter is not None
         limit = entry.adapter.max_values(self.settings.max_instances)
-        if limit is None:
-            return
-        values = json_text.count(b",") + 1
-        if values > limit + VALUE_COUNT_SLACK:
+        if limit is not None and values > limit + VALUE_COUNT_SLACK:
             raise PayloadTooLarge(
-                f"the body holds about {values} values, more than {self.settings.max_instances} "
-                f"instances of model {entry.name} can have ({limit}); send at most "
-                f"{self.settings.max_instances} instances per request"
+                f"the body holds {values} values or more, more than "
+                f"{self.settings.max_instances} instances of model {entry.name} can have "
+                f"({limit}); send at most {self.settings.max_instances} instances per request"
             )
 
     async def predict_image(

@@ -47,6 +47,7 @@ SERVER_NAME = "synergy-serve"
 EXTENSIONS = ["binary_tensor_data"]
 OUTPUT_NAMES = ("label", "probabilities")
 HEADER_LENGTH = "Inference-Header-Content-Length"
+INFLATE_CHUNK_BYTES = 1024 * 1024
 
 NUMPY_TYPES: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -106,8 +107,18 @@ def input_spec(card: ModelCard) -> InputSpec:
     return InputSpec("text", ("BYTES",), (), "BYTES [N] of UTF-8 review text")
 
 
-def decompress_body(body: bytes, content_encoding: str | None, limit_bytes: int) -> bytes:
-    """The request body without its Content-Encoding (gzip or deflate), at most limit bytes."""
+def decompress_body(
+    body: bytes,
+    content_encoding: str | None,
+    limit_bytes: int,
+    count_values: Callable[[int], None] | None = None,
+) -> bytes:
+    """The request body without its Content-Encoding (gzip or deflate), at most limit bytes.
+
+    Inflated a megabyte at a time; `count_values`, when given, is called with the number of
+    JSON values seen so far (commas + 1) after each, and may raise to stop early: a few KB
+    that inflate to millions of values are refused after the first megabytes, not all eight.
+    """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "identity":
         return body
@@ -118,14 +129,27 @@ def decompress_body(body: bytes, content_encoding: str | None, limit_bytes: int)
         )
     window = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
     decompressor = zlib.decompressobj(window)
+    chunks: list[bytes] = []
+    size = commas = 0
+    pending = body
     try:
-        data = decompressor.decompress(body, limit_bytes + 1)
+        while True:
+            chunk = decompressor.decompress(pending, INFLATE_CHUNK_BYTES)
+            pending = decompressor.unconsumed_tail
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit_bytes:
+                raise PayloadTooLarge(
+                    f"the decompressed body is over the limit of {limit_bytes} bytes; split the "
+                    "request"
+                )
+            if count_values is not None:
+                commas += chunk.count(b",")
+                count_values(commas + 1)
+            if not pending and len(chunk) < INFLATE_CHUNK_BYTES:
+                break
     except zlib.error as exc:
         raise BadRequest(f"the body is not valid {encoding} data ({exc})") from exc
-    if len(data) > limit_bytes:
-        raise PayloadTooLarge(
-            f"the decompressed body is over the limit of {limit_bytes} bytes; split the request"
-        )
     if not decompressor.eof:
         raise BadRequest(f"the {encoding} body is truncated; send the complete compressed data")
     if decompressor.unused_data:
@@ -133,7 +157,7 @@ def decompress_body(body: bytes, content_encoding: str | None, limit_bytes: int)
             f"the body has data after the end of the {encoding} stream (several members, or "
             "trailing bytes); send one compressed stream"
         )
-    return data
+    return b"".join(chunks)
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -419,12 +443,20 @@ class V2Protocol:
         budget: RequestBudget | None,
     ) -> DecodedRequest:
         assert entry.card is not None and entry.adapter is not None
+        header_length = headers.get(HEADER_LENGTH.lower())
+        limit = entry.adapter.max_values(self.service.settings.max_instances)
         body = decompress_body(
-            body, headers.get("content-encoding"), self.service.settings.max_body_bytes
+            body,
+            headers.get("content-encoding"),
+            self.service.settings.max_body_bytes,
+            # Only an all-JSON body's commas are values; binary tensor data has any bytes.
+            None
+            if header_length is not None or limit is None
+            else lambda values: self.service.check_value_count(entry, values),
         )
-        header, binary = split_body(body, headers.get(HEADER_LENGTH.lower()))
+        header, binary = split_body(body, header_length)
         if len(header) > LARGE_BODY_BYTES:
-            self.service.check_value_count(entry, header)
+            self.service.check_value_count(entry, header.count(b",") + 1)
         request = parse_request(header)
         outputs = self._outputs(request)
         spec = input_spec(entry.card)
