@@ -28,6 +28,8 @@ class ServingError(Exception):
         super().__init__(message)
         self.message = message
         self.headers = dict(headers or {})
+        # For an error about one row of a request: its index, for the protocol to name it.
+        self.instance: int | None = None
 
 
 class BadRequest(ServingError):

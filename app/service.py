@@ -12,16 +12,19 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.types import Receive
 
 from app.batching import Batcher
+from app.budget import ClientDisconnected, RequestBudget, release_free_memory
 from app.errors import (
     BadRequest,
+    DeadlineExceeded,
     InvalidInput,
-    ModelFailed,
     NotFound,
     PayloadTooLarge,
     ServingError,
@@ -43,6 +46,15 @@ Prediction = dict[str, Any]
 # preprocessing or a wrong artifact is far above it.
 WARMUP_TOLERANCE = 2e-3
 YOUNG_GC_THRESHOLD = 20_000
+# Bodies over this are parsed on a decoding thread: parsing ~1,000 28x28 images as JSON takes
+# milliseconds, too long for the event loop that answers every other request meanwhile.
+LARGE_BODY_BYTES = 64 * 1024
+# Commas beyond the values of the largest valid request (keys and metadata of the JSON).
+VALUE_COUNT_SLACK = 256
+# After a request decoded this many pixels, hand the freed memory back to the OS (glibc keeps
+# it in per-thread arenas otherwise: six 25 MP decodes left the process 2 GB larger).
+TRIM_AFTER_PIXELS = 1_000_000
+T = TypeVar("T")
 
 
 def _format_location(location: Sequence[int | str]) -> str:
@@ -85,22 +97,25 @@ def describe_validation_error(exc: ValidationError, instance_help: str) -> Servi
 
 
 def _to_predictions(
-    labels: Sequence[str], probabilities: list[list[float]]
+    labels: Sequence[str],
+    probabilities: list[list[float]],
+    rows: Sequence[Any],
+    adapter: InputAdapter,
 ) -> list[Prediction | ServingError]:
     predictions: list[Prediction | ServingError] = []
-    for row in probabilities:
-        if not all(math.isfinite(p) for p in row):
-            # Fails this row's request only; the batch's other requests get their answers.
-            predictions.append(
-                ModelFailed(
-                    "the model produced no valid probabilities for this instance (NaN/infinity); "
-                    "check that its values are in a sensible range"
-                )
-            )
+    for row, row_probabilities in zip(rows, probabilities, strict=True):
+        if not all(math.isfinite(p) for p in row_probabilities):
+            # NaN/infinity out of a model that is fine on other rows: this input is outside
+            # what its float32 arithmetic can compute. A client error for this row's request
+            # only; the batch's other requests get their answers.
+            predictions.append(adapter.uncomputable(row))
             continue
-        best = max(range(len(row)), key=row.__getitem__)
+        best = max(range(len(row_probabilities)), key=row_probabilities.__getitem__)
         predictions.append(
-            {"label": labels[best], "probabilities": dict(zip(labels, row, strict=True))}
+            {
+                "label": labels[best],
+                "probabilities": dict(zip(labels, row_probabilities, strict=True)),
+            }
         )
     return predictions
 
@@ -116,6 +131,9 @@ class PredictionService:
         self.drain_started = math.inf
         self.backend = ""
         self._loader: asyncio.Task[None] | None = None
+        self._decoder = ThreadPoolExecutor(
+            settings.resolved_decode_threads(), thread_name_prefix="decode"
+        )
         self.request_models: dict[str, type[BaseModel]] = {}
         self.instance_help: dict[str, str] = {}
         for entry in registry:
@@ -156,6 +174,7 @@ class PredictionService:
             self._loader.cancel()
         batchers = [e.batcher for e in self.registry if e.batcher is not None]
         await asyncio.gather(*(b.stop(drain_timeout_s) for b in batchers))
+        self._decoder.shutdown(wait=False, cancel_futures=True)
         for entry in self.registry:
             if entry.state is ModelState.READY:
                 entry.state = ModelState.STOPPED
@@ -265,7 +284,9 @@ class PredictionService:
         stats = entry.stats
 
         def run_batch(rows: list[Any]) -> list[Prediction | ServingError]:
-            predictions = _to_predictions(labels, model.predict(adapter.featurize(rows)))
+            predictions = _to_predictions(
+                labels, model.predict(adapter.featurize(rows)), rows, adapter
+            )
             tally = Counter(p["label"] for p in predictions if isinstance(p, dict))
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)
@@ -278,6 +299,7 @@ class PredictionService:
             max_batch_size=batching.max_batch_size,
             max_batch_wait_ms=batching.max_batch_wait_ms,
             max_queue_rows=batching.max_queue_rows,
+            max_queue_wait_ms=batching.max_queue_wait_ms,
             observer=self.metrics.batch_observer(entry.name, entry.version),
         )
         self.metrics.queue_rows.labels(entry.name, version).set_function(
@@ -310,35 +332,107 @@ class PredictionService:
         instances: list[Any] = parsed.instances  # type: ignore[attr-defined]
         return instances
 
-    async def to_rows(self, entry: ModelEntry, instances: Sequence[Any]) -> list[Any]:
-        """Instances -> rows; image decoding runs on a thread, off the event loop."""
-        adapter = entry.adapter
-        assert adapter is not None
-        if adapter.slow_rows and any(isinstance(i, BaseModel) for i in instances):
-            return await asyncio.to_thread(_rows, adapter, instances)
-        return _rows(adapter, instances)
+    async def run(
+        self,
+        entry: ModelEntry,
+        rows: Sequence[Any],
+        scope_state: dict[str, Any],
+        where: str = "instances[{}]",
+    ) -> list[Prediction]:
+        """Send rows through the model's batcher; predictions come back in order.
 
-    async def run(self, entry: ModelEntry, rows: Sequence[Any]) -> list[Prediction]:
-        """Send rows through the model's batcher; predictions come back in order."""
+        The deadline (SYNERGY_REQUEST_TIMEOUT_MS) runs from when the request arrived, so time
+        spent reading and decoding the body counts. An error about one row names it with
+        `where` (the protocol's way to point at an instance).
+        """
         assert entry.batcher is not None
-        return await entry.batcher.predict(rows, self.settings.request_timeout_ms / 1000.0)
+        remaining_s = self.remaining_s(scope_state)
+        if remaining_s <= 0:
+            raise self.deadline_exceeded()
+        try:
+            return await entry.batcher.predict(rows, remaining_s)
+        except ServingError as exc:
+            if exc.instance is not None:
+                exc.message = f"{where.format(exc.instance)}: {exc.message}"
+            raise
+
+    def remaining_s(self, scope_state: dict[str, Any]) -> float:
+        """Seconds left of this request's deadline (counted from its arrival)."""
+        arrived: float = scope_state.get("arrived", time.perf_counter())
+        return self.settings.request_timeout_ms / 1000.0 - (time.perf_counter() - arrived)
+
+    def deadline_exceeded(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"the request took longer than its deadline ({self.settings.request_timeout_ms:g} ms);"
+            " send fewer or smaller instances, or retry later"
+        )
 
     async def predict_json(
-        self, name: str, version: int | None, body: bytes, scope_state: dict[str, Any]
+        self,
+        name: str,
+        version: int | None,
+        body: bytes,
+        scope_state: dict[str, Any],
+        receive: Receive | None = None,
     ) -> dict[str, Any]:
-        """The whole `:predict` path for one request body."""
+        """The whole `:predict` path for one request body.
+
+        A small body is parsed on the event loop (microseconds); a large one, and images to
+        decode, on a decoding thread (see `off_loop`), so the loop stays free for everyone.
+        """
         entry = self.ready_entry(name, version, scope_state)
         label_request(scope_state, entry)
-        assert entry.adapter is not None
-        rows = entry.adapter.plain_rows(body, self.settings.max_instances)
-        if rows is None:
-            rows = await self.to_rows(entry, self.parse_instances(entry.name, body))
+        adapter = entry.adapter
+        assert adapter is not None
+        rows: list[Any] | None
+        if len(body) > LARGE_BODY_BYTES:
+            rows = await self.off_loop(
+                lambda budget: self.json_rows(entry, body, budget), scope_state, receive
+            )
+        else:
+            rows = adapter.plain_rows(body, self.settings.max_instances)
+            if rows is None:
+                instances = self.parse_instances(entry.name, body)
+                if adapter.slow_rows and any(isinstance(i, BaseModel) for i in instances):
+                    rows = await self.off_loop(
+                        lambda budget: _rows(adapter, instances, budget), scope_state, receive
+                    )
+                else:
+                    rows = _rows(adapter, instances, None)
         scope_state["rows"] = len(rows)
-        predictions = await self.run(entry, rows)
+        predictions = await self.run(entry, rows, scope_state)
         return {"model": entry.name, "version": entry.version, "predictions": predictions}
 
+    def json_rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
+        """A `{"instances": [...]}` body -> rows (on a decoding thread)."""
+        adapter = entry.adapter
+        assert adapter is not None
+        self.check_value_count(entry, body.count(b",") + 1)
+        plain = adapter.plain_rows(body, self.settings.max_instances)
+        if plain is not None:
+            return plain
+        return _rows(adapter, self.parse_instances(entry.name, body), budget)
+
+    def check_value_count(self, entry: ModelEntry, values: int) -> None:
+        """413 before parsing when a JSON body holds more values than the largest valid
+        request can (counted by its commas: a few milliseconds for 8 MB, where parsing would
+        take a few hundred), so a body of a million zeros costs nothing to refuse."""
+        assert entry.adapter is not None
+        limit = entry.adapter.max_values(self.settings.max_instances)
+        if limit is not None and values > limit + VALUE_COUNT_SLACK:
+            raise PayloadTooLarge(
+                f"the body holds {values} values or more, more than "
+                f"{self.settings.max_instances} instances of model {entry.name} can have "
+                f"({limit}); send at most {self.settings.max_instances} instances per request"
+            )
+
     async def predict_image(
-        self, name: str, version: int | None, data: bytes, scope_state: dict[str, Any]
+        self,
+        name: str,
+        version: int | None,
+        data: bytes,
+        scope_state: dict[str, Any],
+        receive: Receive | None = None,
     ) -> dict[str, Any]:
         """One uploaded image file -> one prediction."""
         entry = self.ready_entry(name, version, scope_state)
@@ -350,9 +444,55 @@ class PredictionService:
                 f"use :predict with {self.instance_help[entry.name]}"
             )
         scope_state["rows"] = 1
-        row = await asyncio.to_thread(adapter.image_to_row, data)
-        predictions = await self.run(entry, [row])
+        row = await self.off_loop(
+            lambda budget: adapter.image_to_row(data, budget), scope_state, receive
+        )
+        predictions = await self.run(entry, [row], scope_state)
         return {"model": entry.name, "version": entry.version, "predictions": predictions}
+
+    async def off_loop(
+        self,
+        job: Callable[[RequestBudget], T],
+        scope_state: dict[str, Any],
+        receive: Receive | None = None,
+    ) -> T:
+        """Run `job(budget)` on a decoding thread, within the request's deadline.
+
+        The decoding threads are a bounded pool (SYNERGY_DECODE_THREADS), so concurrent
+        uploads queue instead of decoding all at once (memory). The job gets the request's
+        budget (deadline, decoded pixels) and checks it between steps. When the deadline
+        passes (504) or the client disconnects (`receive` says so; 499 in the logs), this
+        returns at once and the job stops at its next check.
+        """
+        remaining_s = self.remaining_s(scope_state)
+        if remaining_s <= 0:
+            raise self.deadline_exceeded()
+        budget = RequestBudget(
+            time.perf_counter() + remaining_s, self.settings.max_request_image_pixels
+        )
+        work = asyncio.get_running_loop().run_in_executor(self._decoder, _run_job, job, budget)
+        work.add_done_callback(_consume)
+        watcher = asyncio.ensure_future(_disconnect(receive)) if receive is not None else None
+        try:
+            waiting: set[asyncio.Future[Any]] = {work} if watcher is None else {work, watcher}
+            done, _ = await asyncio.wait(
+                waiting, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if work in done:
+                return work.result()
+            reason: ServingError = (
+                ClientDisconnected("the client disconnected before the answer")
+                if watcher is not None and watcher in done
+                else self.deadline_exceeded()
+            )
+            budget.stop(reason)
+            raise reason
+        except asyncio.CancelledError:
+            budget.stop(ClientDisconnected("the request was cancelled"))
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     # ------------------------------------------------------------------ read side
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -424,15 +564,42 @@ class PredictionService:
         }
 
 
-def _rows(adapter: InputAdapter, instances: Sequence[Any]) -> list[Any]:
+def _rows(
+    adapter: InputAdapter, instances: Sequence[Any], budget: RequestBudget | None
+) -> list[Any]:
     rows = []
     for index, instance in enumerate(instances):
         try:
-            rows.append(adapter.to_row(instance))
+            if budget is not None:
+                budget.check()
+            rows.append(adapter.to_row(instance, budget))
         except ServingError as exc:
             exc.message = f"instances[{index}]: {exc.message}"
             raise
     return rows
+
+
+def _run_job(job: Callable[[RequestBudget], T], budget: RequestBudget) -> T:
+    """A decoding job on its thread; afterwards, large decodes' memory goes back to the OS."""
+    try:
+        budget.check()  # it may have waited for a thread past its deadline
+        return job(budget)
+    finally:
+        if budget.pixels >= TRIM_AFTER_PIXELS:
+            release_free_memory()
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    # A job abandoned at its deadline still ends with a result or an error: nobody reads it.
+    if not future.cancelled():
+        future.exception()
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Returns when the client has closed the connection (the body was read already, so
+    the server's next message is the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def label_request(scope_state: dict[str, Any], entry: ModelEntry) -> None:

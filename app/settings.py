@@ -15,7 +15,8 @@ class BatchingSettings(BaseModel):
 
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
-    max_queue_rows: int = Field(default=256, ge=1)
+    max_queue_rows: int = Field(default=4096, ge=1)
+    max_queue_wait_ms: float = Field(default=50.0, ge=0)
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> BatchingSettings:
@@ -56,15 +57,23 @@ class Settings(BaseSettings):
     # Input limits.
     max_instances: int = Field(default=1000, ge=1, description="Instances per predict request.")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(default=25_000_000, ge=784)
+    # Decoded pixels of one image. A digit needs 28x28; 4 MP is a 2000x2000 PNG, and a JPEG of
+    # any size up to 16000x16000 decodes at reduced size (1/8 a side at most) within it.
+    max_image_pixels: int = Field(default=4_000_000, ge=784)
+    # Decoded pixels of all the images of one request (a V2 request can carry hundreds).
+    max_request_image_pixels: int = Field(default=32_000_000, ge=784)
     max_text_chars: int = Field(default=50_000, ge=1)
 
     # Batching: global defaults plus per-model overrides, e.g.
     # SYNERGY_MODEL_BATCHING='{"mnist-cnn": {"max_batch_size": 128}}'.
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
-    # 256 rows is ~170 ms of MNIST work on 2 cores: past that, a fast 503 beats a slow answer.
-    max_queue_rows: int = Field(default=256, ge=1)
+    # Admission follows the wait a request can expect (rows ahead over the model's measured
+    # throughput, see app.batching): up to max_queue_wait_ms for the rows of others (or its
+    # own compute time, when longer), within its deadline; past that, a fast 503 beats a slow
+    # answer. max_queue_rows only bounds the memory queued rows take (4096 MNIST rows: 13 MB).
+    max_queue_rows: int = Field(default=4096, ge=1)
+    max_queue_wait_ms: float = Field(default=50.0, ge=0)
     model_batching: dict[str, BatchingSettings] = Field(default_factory=dict)
     request_timeout_ms: float = Field(default=10_000, gt=0, description="Deadline -> 504.")
 
@@ -73,6 +82,9 @@ class Settings(BaseSettings):
         default=0, ge=0, description="TensorFlow intra-op threads; 0 = one per CPU core."
     )
     warmup: bool = True
+    # Threads that decode images and parse large bodies, off the event loop. A bounded pool:
+    # concurrent uploads queue rather than all decoding (and holding memory) at once.
+    decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core, at most 4.")
 
     # Connections. Longer than the idle timeout of common load balancers (60 s), so the
     # balancer, not the server, closes idle keep-alive connections: otherwise a request sent
@@ -102,7 +114,18 @@ class Settings(BaseSettings):
             max_batch_size=self.max_batch_size,
             max_batch_wait_ms=self.max_batch_wait_ms,
             max_queue_rows=max(self.max_queue_rows, self.max_batch_size),
+            max_queue_wait_ms=self.max_queue_wait_ms,
         )
+
+    def resolved_decode_threads(self) -> int:
+        """Decoding threads: the setting, else one per core this process may use (at most 4)."""
+        if self.decode_threads:
+            return self.decode_threads
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        return min(cores, 4)
 
     def resolved_inference_threads(self) -> int:
         """Threads for one model's forward pass: the setting, else the cores we may use."""

@@ -15,7 +15,6 @@ API's 422.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import struct
 import zlib
@@ -26,8 +25,10 @@ from typing import Any
 import numpy as np
 import orjson
 from pydantic import ValidationError
+from starlette.types import Receive
 
 from app import __version__
+from app.budget import RequestBudget
 from app.errors import (
     BadRequest,
     InvalidInput,
@@ -40,14 +41,13 @@ from app.preprocessing.adapters import InputAdapter, decode_b64
 from app.registry import ModelEntry, ModelState
 from app.schemas.card import ImageInput, ModelCard, TabularInput
 from app.schemas.v2 import InferenceRequest, RequestOutput
-from app.service import PredictionService, label_request
+from app.service import LARGE_BODY_BYTES, PredictionService, label_request
 
 SERVER_NAME = "synergy-serve"
 EXTENSIONS = ["binary_tensor_data"]
 OUTPUT_NAMES = ("label", "probabilities")
 HEADER_LENGTH = "Inference-Header-Content-Length"
-# Decoding a body this large (a thousand 28x28 images as JSON) takes milliseconds: off the loop.
-LARGE_BODY_BYTES = 64 * 1024
+INFLATE_CHUNK_BYTES = 1024 * 1024
 
 NUMPY_TYPES: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -107,8 +107,18 @@ def input_spec(card: ModelCard) -> InputSpec:
     return InputSpec("text", ("BYTES",), (), "BYTES [N] of UTF-8 review text")
 
 
-def decompress_body(body: bytes, content_encoding: str | None, limit_bytes: int) -> bytes:
-    """The request body without its Content-Encoding (gzip or deflate), at most limit bytes."""
+def decompress_body(
+    body: bytes,
+    content_encoding: str | None,
+    limit_bytes: int,
+    count_values: Callable[[int], None] | None = None,
+) -> bytes:
+    """The request body without its Content-Encoding (gzip or deflate), at most limit bytes.
+
+    Inflated a megabyte at a time; `count_values`, when given, is called with the number of
+    JSON values seen so far (commas + 1) after each, and may raise to stop early: a few KB
+    that inflate to millions of values are refused after the first megabytes, not all eight.
+    """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "identity":
         return body
@@ -119,14 +129,27 @@ def decompress_body(body: bytes, content_encoding: str | None, limit_bytes: int)
         )
     window = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
     decompressor = zlib.decompressobj(window)
+    chunks: list[bytes] = []
+    size = commas = 0
+    pending = body
     try:
-        data = decompressor.decompress(body, limit_bytes + 1)
+        while True:
+            chunk = decompressor.decompress(pending, INFLATE_CHUNK_BYTES)
+            pending = decompressor.unconsumed_tail
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit_bytes:
+                raise PayloadTooLarge(
+                    f"the decompressed body is over the limit of {limit_bytes} bytes; split the "
+                    "request"
+                )
+            if count_values is not None:
+                commas += chunk.count(b",")
+                count_values(commas + 1)
+            if not pending and len(chunk) < INFLATE_CHUNK_BYTES:
+                break
     except zlib.error as exc:
         raise BadRequest(f"the body is not valid {encoding} data ({exc})") from exc
-    if len(data) > limit_bytes:
-        raise PayloadTooLarge(
-            f"the decompressed body is over the limit of {limit_bytes} bytes; split the request"
-        )
     if not decompressor.eof:
         raise BadRequest(f"the {encoding} body is truncated; send the complete compressed data")
     if decompressor.unused_data:
@@ -134,7 +157,7 @@ def decompress_body(body: bytes, content_encoding: str | None, limit_bytes: int)
             f"the body has data after the end of the {encoding} stream (several members, or "
             "trailing bytes); send one compressed stream"
         )
-    return data
+    return b"".join(chunks)
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -385,31 +408,55 @@ class V2Protocol:
         body: bytes,
         headers: dict[str, str | None],
         scope_state: dict[str, Any],
+        receive: Receive | None = None,
     ) -> tuple[bytes, dict[str, str], str]:
         """One infer request -> (response body, extra headers, media type)."""
         entry = self.service.ready_entry(name, self._version(name, version), scope_state)
         label_request(scope_state, entry)
         adapter = entry.adapter
         assert adapter is not None
+        compressed = (headers.get("content-encoding") or "identity").strip().lower() != "identity"
         try:
-            if adapter.slow_rows or len(body) > LARGE_BODY_BYTES:
-                decoded = await asyncio.to_thread(self._decode, entry, body, headers)
+            if adapter.slow_rows or compressed or len(body) > LARGE_BODY_BYTES:
+                decoded = await self.service.off_loop(
+                    lambda budget: self._decode(entry, body, headers, budget), scope_state, receive
+                )
             else:
-                decoded = self._decode(entry, body, headers)
+                decoded = self._decode(entry, body, headers, None)
         except InvalidInput as exc:
             raise BadRequest(exc.message) from None
         scope_state["rows"] = len(decoded.rows)
-        predictions = await self.service.run(entry, decoded.rows)
+        assert entry.card is not None
+        try:
+            predictions = await self.service.run(
+                entry, decoded.rows, scope_state, f"input {input_spec(entry.card).name}[{{}}]"
+            )
+        except InvalidInput as exc:
+            raise BadRequest(exc.message) from None
         return self._encode(entry, decoded, predictions)
 
     def _decode(
-        self, entry: ModelEntry, body: bytes, headers: dict[str, str | None]
+        self,
+        entry: ModelEntry,
+        body: bytes,
+        headers: dict[str, str | None],
+        budget: RequestBudget | None,
     ) -> DecodedRequest:
         assert entry.card is not None and entry.adapter is not None
+        header_length = headers.get(HEADER_LENGTH.lower())
+        limit = entry.adapter.max_values(self.service.settings.max_instances)
         body = decompress_body(
-            body, headers.get("content-encoding"), self.service.settings.max_body_bytes
+            body,
+            headers.get("content-encoding"),
+            self.service.settings.max_body_bytes,
+            # Only an all-JSON body's commas are values; binary tensor data has any bytes.
+            None
+            if header_length is not None or limit is None
+            else lambda values: self.service.check_value_count(entry, values),
         )
-        header, binary = split_body(body, headers.get(HEADER_LENGTH.lower()))
+        header, binary = split_body(body, header_length)
+        if len(header) > LARGE_BODY_BYTES:
+            self.service.check_value_count(entry, header.count(b",") + 1)
         request = parse_request(header)
         outputs = self._outputs(request)
         spec = input_spec(entry.card)
@@ -461,7 +508,7 @@ class V2Protocol:
                     "declared by parameters.binary_data_size"
                 )
             values = tensor_from_json(tensor.data, datatype, shape, spec.name)
-        rows = self._rows(entry.adapter, spec, datatype, values)
+        rows = self._rows(entry.adapter, spec, datatype, values, budget)
         return DecodedRequest(request, rows, outputs)
 
     def _outputs(self, request: InferenceRequest) -> list[tuple[str, bool]]:
@@ -529,7 +576,12 @@ class V2Protocol:
             )
 
     def _rows(
-        self, adapter: InputAdapter, spec: InputSpec, datatype: str, values: np.ndarray
+        self,
+        adapter: InputAdapter,
+        spec: InputSpec,
+        datatype: str,
+        values: np.ndarray,
+        budget: RequestBudget | None,
     ) -> list[Any]:
         if datatype != "BYTES":
             as_rows = values.astype(np.float32, copy=False) if datatype != "FP64" else values
@@ -540,7 +592,7 @@ class V2Protocol:
         if isinstance(adapter.card.input, ImageInput):
             image_to_row = adapter.image_to_row  # type: ignore[attr-defined]
             return [
-                self._row(lambda e: image_to_row(_image_bytes(e)), spec, index, element)
+                self._row(lambda e: image_to_row(_image_bytes(e), budget), spec, index, element)
                 for index, element in enumerate(elements)
             ]
         return [

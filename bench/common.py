@@ -47,12 +47,13 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 1
 
 
 def start(
-    stack: ExitStack, command: list[str], env: dict[str, str], log: Path
+    stack: ExitStack, command: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
 ) -> subprocess.Popen[bytes]:
-    """Start a server process; the stack stops it (SIGTERM, then SIGKILL) on exit."""
+    """Start a server process (from `cwd`, whose `app` it runs); the stack stops it (SIGTERM,
+    then SIGKILL) on exit."""
     handle = stack.enter_context(log.open("wb"))
     process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
     )
 
     def stop() -> None:
@@ -68,18 +69,22 @@ def start(
 
 
 def start_ours(
-    stack: ExitStack, log: Path, models_dir: Path = ROOT / "models", **settings: str
+    stack: ExitStack,
+    log: Path,
+    models_dir: Path = ROOT / "models",
+    root: Path = ROOT,
+    **settings: str,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m app` on a free port, ready; returns (process, port)."""
+    """`python -m app` of the checkout at `root` on a free port, ready; (process, port)."""
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(root),
         "SYNERGY_MODELS_DIR": str(models_dir),
         "SYNERGY_PORT": str(port),
         **settings,
     }
-    process = start(stack, [sys.executable, "-m", "app"], env, log)
+    process = start(stack, [sys.executable, "-m", "app"], env, log, cwd=root)
     wait_ready(port, process)
     return process, port
 

@@ -97,7 +97,7 @@ class PredictFastPath:
                     break
             check_json_content_type(content_type)
             body = await _read_body(receive)
-            return json_response(await self.service.predict_json(name, None, body, state))
+            return json_response(await self.service.predict_json(name, None, body, state, receive))
         except ServingError as exc:
             return error_response(exc.status_code, exc.message, exc.headers)
         except Exception as exc:  # noqa: BLE001 - as the app's catch-all: logged, a 500 JSON
@@ -131,7 +131,11 @@ def add_predict_routes(app: FastAPI, service: PredictionService) -> None:
         require_json(request)
         return json_response(
             await service.predict_json(
-                request.path_params["name"], None, await request.body(), request.scope["state"]
+                request.path_params["name"],
+                None,
+                await request.body(),
+                request.scope["state"],
+                request.receive,
             )
         )
 
@@ -139,7 +143,11 @@ def add_predict_routes(app: FastAPI, service: PredictionService) -> None:
         require_json(request)
         return json_response(
             await service.predict_json(
-                request.path_params["name"], version, await request.body(), request.scope["state"]
+                request.path_params["name"],
+                version,
+                await request.body(),
+                request.scope["state"],
+                request.receive,
             )
         )
 
@@ -148,7 +156,11 @@ def add_predict_routes(app: FastAPI, service: PredictionService) -> None:
     ) -> Response:
         return json_response(
             await service.predict_image(
-                request.path_params["name"], None, await file.read(), request.scope["state"]
+                request.path_params["name"],
+                None,
+                await file.read(),
+                request.scope["state"],
+                request.receive,
             )
         )
 
@@ -299,7 +311,7 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
                 "post": {
                     "tags": ["predict"],
                     "summary": f"Predict with {name} from an uploaded image file",
-                    "description": "Upload one image file (PNG, JPEG, ...) of a single digit, any "
+                    "description": "Upload one image file (PNG or JPEG) of a single digit, any "
                     "size; it is converted the MNIST way (grey, inverted if the background is "
                     "light, cropped, scaled into 20x20, centred by mass in 28x28).",
                     "operationId": f"predict_image_{operation_name}",

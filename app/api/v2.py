@@ -78,7 +78,12 @@ async def _infer(request: Request, version: str | None) -> Response:
         HEADER_LENGTH.lower(): request.headers.get(HEADER_LENGTH),
     }
     body, extra_headers, media_type = await _protocol(request).infer(
-        request.path_params["name"], version, await request.body(), headers, request.scope["state"]
+        request.path_params["name"],
+        version,
+        await request.body(),
+        headers,
+        request.scope["state"],
+        request.receive,
     )
     return Response(body, headers=extra_headers, media_type=media_type)
 

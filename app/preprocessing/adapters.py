@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel
 
+from app.budget import RequestBudget
 from app.errors import InvalidInput, PayloadTooLarge
 from app.preprocessing.image import (
     ImageInputError,
@@ -95,13 +96,27 @@ class InputAdapter(ABC):
         None means: take the validating path."""
         return None
 
+    def max_values(self, max_instances: int) -> int | None:
+        """The most JSON values `max_instances` instances can hold (None: no such bound, as
+        text, whose commas are not separators)."""
+        return None
+
     @abstractmethod
-    def to_row(self, instance: Any) -> Any:
-        """One validated instance -> one row (raises InvalidInput / PayloadTooLarge)."""
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> Any:
+        """One validated instance -> one row (raises InvalidInput / PayloadTooLarge). Work
+        that is costly (decoding an image) is charged to the request's budget."""
 
     @abstractmethod
     def featurize(self, rows: list[Any]) -> np.ndarray:
         """Rows -> the array the model's forward pass takes."""
+
+    def uncomputable(self, row: Any) -> InvalidInput:
+        """The client error for a row the model gave no finite output for (its float32
+        arithmetic overflowed): the input is outside what the model can compute, a 422."""
+        return InvalidInput(
+            "the model cannot compute a prediction for this instance (its arithmetic "
+            "overflowed); send values in the range the model was trained on"
+        )
 
 
 class TabularAdapter(InputAdapter):
@@ -115,7 +130,10 @@ class TabularAdapter(InputAdapter):
     def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
         return plain_numeric_rows(body, max_instances, (len(self.feature_names),), None)
 
-    def to_row(self, instance: Any) -> np.ndarray:
+    def max_values(self, max_instances: int) -> int | None:
+        return max_instances * len(self.feature_names)
+
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
         if isinstance(instance, BaseModel):
             instance = [getattr(instance, name) for name in self.feature_names]
         row = np.asarray(instance, dtype=np.float64)
@@ -130,6 +148,15 @@ class TabularAdapter(InputAdapter):
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.stack(rows)
+
+    def uncomputable(self, row: Any) -> InvalidInput:
+        magnitudes = np.abs(np.asarray(row, dtype=np.float64))
+        column = int(np.argmax(magnitudes))
+        return InvalidInput(
+            f"{self.feature_names[column]} = {float(row[column]):.3g} is out of the range the "
+            "model can compute (its arithmetic overflowed float32 on this instance); send "
+            "values in the range the model was trained on"
+        )
 
 
 class ImageAdapter(InputAdapter):
@@ -147,9 +174,12 @@ class ImageAdapter(InputAdapter):
     def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
         return plain_numeric_rows(body, max_instances, self.shape, self.max_value)
 
-    def to_row(self, instance: Any) -> np.ndarray:
+    def max_values(self, max_instances: int) -> int | None:
+        return max_instances * self.shape[0] * self.shape[1]  # grids; base64 has no commas
+
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
         if isinstance(instance, B64Image):
-            return self.image_to_row(decode_b64(instance.b64))
+            return self.image_to_row(decode_b64(instance.b64), budget)
         grid = np.asarray(instance, dtype=np.float32)
         if grid.min() < 0 or grid.max() > self.max_value:
             row, column = np.argwhere((grid < 0) | (grid > self.max_value))[0]
@@ -159,10 +189,10 @@ class ImageAdapter(InputAdapter):
             )
         return grid
 
-    def image_to_row(self, data: bytes) -> np.ndarray:
-        """Encoded image bytes -> a 28x28 MNIST-style row."""
+    def image_to_row(self, data: bytes, budget: RequestBudget | None = None) -> np.ndarray:
+        """Encoded image bytes -> a 28x28 MNIST-style row (its decoding charged to `budget`)."""
         try:
-            return image_bytes_to_mnist(data, self.max_image_pixels)
+            return image_bytes_to_mnist(data, self.max_image_pixels, budget)
         except ImageTooLargeError as exc:
             raise PayloadTooLarge(str(exc)) from exc
         except ImageInputError as exc:
@@ -181,7 +211,7 @@ class TextAdapter(InputAdapter):
         assert isinstance(spec, TextInput)
         self.vectorizer = TextVectorizer.load(folder / spec.vocabulary_file, spec.sequence_length)
 
-    def to_row(self, instance: Any) -> str:
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> str:
         return str(instance)
 
     def featurize(self, rows: list[Any]) -> np.ndarray:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from app.budget import RequestBudget
 
 MNIST_SIDE = 28
 MNIST_BOX = 20
@@ -29,11 +33,43 @@ class ImageTooLargeError(ImageInputError):
     """The image has more pixels than allowed (protects against decompression bombs)."""
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode PNG/JPEG/... bytes into a PIL image, refusing images over `max_pixels`.
+# The formats the README documents. Every other decoder Pillow has (BMP, TIFF, TGA, PCX, SGI,
+# ICO, JPEG 2000, EPS through Ghostscript, ...) is attack surface a digit does not need.
+FORMATS = ("PNG", "JPEG")
+# JPEGs are decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, nearly free) as long as
+# the shorter side keeps at least this many pixels: to_mnist shrinks the digit to 20x20 anyway.
+JPEG_DRAFT_SIDE = 512
+# First bytes of formats people send by mistake, to name them in the refusal.
+_OTHER_FORMATS = (
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"GIF8", "GIF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"\x01\xda", "SGI"),
+)
 
-    The size is read from the header before any pixel is decoded, so a small file that
-    claims 20000x20000 pixels costs nothing.
+
+def _format_name(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _OTHER_FORMATS if data.startswith(magic)), None)
+
+
+def decode_image(data: bytes, max_pixels: int, budget: RequestBudget | None = None) -> Image.Image:
+    """Decode PNG or JPEG bytes into a PIL image of at most `max_pixels` decoded pixels.
+
+    The size is read from the header before any pixel is decoded, so a small file that claims
+    20000x20000 pixels costs nothing. A JPEG larger than needed is decoded at reduced size
+    (1/2 to 1/8 a side, into grey when it is in colour), so a 5000x5000 JPEG costs what a
+    625x625 one does; `max_pixels` applies to what is decoded. The decoded pixels are charged
+    to the request's `budget` (PayloadTooLarge past its allowance; DeadlineExceeded or
+    ClientDisconnected when its work should stop) before decoding. Other formats raise
+    ImageInputError naming them.
     """
     if not data:
         raise ImageInputError("the image is empty (0 bytes); send a PNG or JPEG file")
@@ -41,14 +77,19 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # PIL warns on large images; our own limit below is the one that decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = image.size
-            if width * height > max_pixels:
+            if image.format == "JPEG" and min(width, height) >= 2 * JPEG_DRAFT_SIDE:
+                image.draft("L" if image.mode == "RGB" else image.mode, (JPEG_DRAFT_SIDE,) * 2)
+            decoded_width, decoded_height = image.size
+            if decoded_width * decoded_height > max_pixels:
                 raise ImageTooLargeError(
                     f"the image is {width}x{height} = {width * height} pixels, over the limit of "
                     f"{max_pixels}; scale it down (a digit needs no more than a few hundred "
                     "pixels a side)"
                 )
+            if budget is not None:
+                budget.charge_pixels(decoded_width * decoded_height)
             image.load()
     except ImageInputError:
         raise
@@ -57,9 +98,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             f"the image is too large to decode safely ({exc}); scale it down"
         ) from exc
     except UnidentifiedImageError as exc:
-        raise ImageInputError(
-            "the bytes are not an image format the server knows; send a PNG or JPEG file"
-        ) from exc
+        name = _format_name(data)
+        what = f"{name} images are not accepted" if name else "the bytes are not a PNG or JPEG"
+        raise ImageInputError(f"{what}; send a PNG or JPEG file") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageInputError(
             f"the image could not be decoded ({exc}); send a complete PNG or JPEG file"
@@ -122,9 +163,11 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     return canvas
 
 
-def image_bytes_to_mnist(data: bytes, max_pixels: int) -> np.ndarray:
+def image_bytes_to_mnist(
+    data: bytes, max_pixels: int, budget: RequestBudget | None = None
+) -> np.ndarray:
     """Decode image bytes and convert them the MNIST way (see `to_mnist`)."""
-    return to_mnist(decode_image(data, max_pixels))
+    return to_mnist(decode_image(data, max_pixels, budget))
 
 
 def images_to_model_input(images: npt.ArrayLike) -> np.ndarray:

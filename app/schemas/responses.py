@@ -108,6 +108,7 @@ class ServingInfo(BaseModel):
     max_batch_size: int
     max_batch_wait_ms: float
     max_queue_rows: int
+    max_queue_wait_ms: float
 
 
 class ModelDetail(BaseModel):

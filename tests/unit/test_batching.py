@@ -52,7 +52,13 @@ async def _started(model: FakeModel, **kwargs: Any) -> Batcher:
 @pytest.mark.anyio
 async def test_mixed_sizes_split_back_exactly_under_200_callers() -> None:
     model = FakeModel(delay_s=0.001)
-    batcher = await _started(model, max_batch_size=16, max_batch_wait_ms=2, max_queue_rows=10_000)
+    batcher = await _started(
+        model,
+        max_batch_size=16,
+        max_batch_wait_ms=2,
+        max_queue_rows=10_000,
+        max_queue_wait_ms=60_000,
+    )
     rng = random.Random(7)
     requests = [
         [(caller, i) for i in range(rng.choice([1, 1, 2, 3, 7, 16, 40]))] for caller in range(200)
@@ -250,4 +256,117 @@ async def test_an_error_for_one_row_fails_only_that_request() -> None:
     outcomes = await asyncio.gather(blocker, *calls, return_exceptions=True)
     assert outcomes[1] == [("out", "a")] and outcomes[3] == [("out", "c")]
     assert isinstance(outcomes[2], InvalidInput)
+    await batcher.stop()
+
+
+def test_fair_shares_give_small_requests_all_they_want_and_split_the_rest() -> None:
+    from app.batching import fair_shares
+
+    assert fair_shares([1000, 1, 1000, 3], 64) == [30, 1, 30, 3]
+    assert fair_shares([5, 5], 64) == [5, 5]
+    assert fair_shares([1] * 5, 3) == [1, 1, 1, 0, 0]
+    assert sum(fair_shares([7, 100, 2, 40], 16)) == 16
+
+
+@pytest.mark.anyio
+async def test_a_small_request_is_interleaved_with_a_large_one_not_queued_behind_it() -> None:
+    model = FakeModel(delay_s=0.005)
+    batcher = await _started(model, max_batch_size=8, max_queue_wait_ms=60_000)
+    big = asyncio.create_task(batcher.predict([("big", i) for i in range(200)]))
+    await asyncio.sleep(0.002)  # the big one's first batch is being computed
+    small = asyncio.create_task(batcher.predict([("small", 0)]))
+    assert await small == [("out", ("small", 0))]
+    assert not big.done(), "the small request waited for the whole large one"
+    assert await big == [("out", ("big", i)) for i in range(200)]
+    await batcher.stop()
+    carrying = [i for i, batch in enumerate(model.batches) if ("small", 0) in batch]
+    assert carrying and carrying[0] <= 2, carrying
+    assert all(len(batch) <= 8 for batch in model.batches)
+
+
+@pytest.mark.anyio
+async def test_two_bulk_requests_share_the_model_and_both_get_in() -> None:
+    model = FakeModel(delay_s=0.002)
+    batcher = await _started(model, max_batch_size=16)
+    await batcher.predict(list(range(16)))  # the throughput is measured from here on
+    results = await asyncio.gather(
+        *(batcher.predict([(caller, i) for i in range(300)], timeout_s=10) for caller in range(2)),
+        *(batcher.predict([("one", i)], timeout_s=10) for i in range(5)),
+    )
+    await batcher.stop()
+    assert results[0] == [("out", (0, i)) for i in range(300)]
+    # Both bulk requests' rows went through the same batches, not one after the other.
+    shared = [b for b in model.batches if {r[0] for r in b if isinstance(r, tuple)} >= {0, 1}]
+    assert len(shared) >= 10, f"only {len(shared)} batches carried rows of both"
+
+
+class GatedModel:
+    """Sleeps a fixed time per batch while the gate is open; holds the batch while closed."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, rows: list[Any]) -> list[Any]:
+        self.gate.wait(10)
+        time.sleep(self.delay_s)
+        return [("out", row) for row in rows]
+
+
+@pytest.mark.anyio
+async def test_admission_follows_the_expected_wait_and_503s_say_when_to_retry() -> None:
+    model = GatedModel(delay_s=0.01)
+    batcher = await _started(model, max_batch_size=8, max_queue_wait_ms=50)
+    await batcher.predict(list(range(8)))  # 8 rows per ~10 ms: ~800 rows/s at most
+    rate = batcher.throughput_rows_per_s
+    assert rate is not None and 100 < rate <= 800
+
+    model.gate.clear()  # the model is busy from now on: the queue only grows
+    blocker = asyncio.create_task(batcher.predict(["busy"]))
+    await asyncio.sleep(0.02)
+    accepted, rejected = [], []
+    for i in range(200):
+        try:
+            accepted.append(asyncio.create_task(batcher.predict([i])))
+            await asyncio.sleep(0)  # let the request get in line
+            if accepted[-1].done():
+                accepted[-1].result()
+        except Unavailable as exc:
+            rejected.append(exc)
+            accepted.pop()
+    # Single rows get in while the rows ahead take at most 50 ms at the measured rate.
+    assert 0 < len(accepted) <= 0.05 * rate + 2, (len(accepted), rate)
+    assert rejected and all(int(e.headers["Retry-After"]) >= 1 for e in rejected)
+    assert "would wait about" in rejected[0].message
+
+    # A request that cannot finish within its deadline is refused at once, not answered late.
+    started = time.perf_counter()
+    with pytest.raises(Unavailable):
+        await batcher.predict(list(range(2000)), timeout_s=0.5)
+    assert time.perf_counter() - started < 0.1
+    model.gate.set()
+    await asyncio.gather(blocker, *accepted)
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_a_request_is_released_as_soon_as_it_is_answered() -> None:
+    import gc
+    import weakref
+
+    class Row:
+        pass
+
+    batcher = await _started(lambda rows: [0] * len(rows), max_batch_size=4)  # type: ignore[arg-type]
+    row = Row()
+    alive = weakref.ref(row)
+    assert await batcher.predict([row, Row(), Row()], timeout_s=30) == [0, 0, 0]
+    del row
+    for _ in range(100):  # the worker thread lets go of its batch within microseconds
+        gc.collect()
+        if alive() is None:
+            break
+        await asyncio.sleep(0.01)
+    assert alive() is None, "the batcher still holds a finished request (and its rows)"
     await batcher.stop()

@@ -1,0 +1,78 @@
+"""A/B of the hot path: this checkout against another (an older commit), in one window.
+
+    git archive <commit> | tar -x -C /tmp/old && python bench/ab.py --old /tmp/old
+
+For each model, starts both servers (each `python -m app` of its checkout, defaults,
+the committed models of this checkout) and runs wrk at concurrency 64 with a real held-out
+example, alternating old and new for --rounds rounds of --seconds each, so both share the
+machine's drift. Prints requests/s and p99 per round and the new/old ratio of the totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ROOT, report, request_bodies, run_wrk, start_ours
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", type=Path, required=True, help="the other checkout's root")
+    parser.add_argument("--models", default="mnist-cnn,iris-knn")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    bodies = request_bodies(ROOT / "models", Path(tempfile.mkdtemp()))
+    result: dict[str, dict[str, Any]] = {}
+    print("| model | round | old req/s | new req/s | old p99 ms | new p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for model in args.models.split(","):
+        with ExitStack() as stack:
+            servers = {
+                name: start_ours(stack, args.out / f"ab-{name}.log", root=root)[1]
+                for name, root in (("old", args.old.resolve()), ("new", ROOT))
+            }
+            for port in servers.values():
+                run_wrk(port, model, bodies[model], args.concurrency, 2)  # warm-up
+            runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+            for round_ in range(args.rounds):
+                order = ("old", "new") if round_ % 2 == 0 else ("new", "old")
+                for name in order:
+                    runs[name].append(
+                        run_wrk(servers[name], model, bodies[model], args.concurrency, args.seconds)
+                    )
+                old, new = runs["old"][-1], runs["new"][-1]
+                print(
+                    f"| {model} | {round_ + 1} | {old['rps']:,.0f} | {new['rps']:,.0f} | "
+                    f"{old['p99_ms']:.1f} | {new['p99_ms']:.1f} |"
+                )
+        totals = {name: sum(r["requests"] for r in rs) for name, rs in runs.items()}
+        errors = {name: sum(r["errors"] for r in rs) for name, rs in runs.items()}
+        result[model] = {
+            "old_rps": sum(r["rps"] for r in runs["old"]) / args.rounds,
+            "new_rps": sum(r["rps"] for r in runs["new"]) / args.rounds,
+            "ratio": totals["new"] / totals["old"],
+            "errors": errors,
+        }
+    print("\n| model | old req/s (mean) | new req/s (mean) | new/old |")
+    print("|---|---:|---:|---:|")
+    for model, row in result.items():
+        print(f"| {model} | {row['old_rps']:,.0f} | {row['new_rps']:,.0f} | {row['ratio']:.3f} |")
+    checks = [
+        (f"{model}: new >= 0.95 x old", row["ratio"] >= 0.95) for model, row in result.items()
+    ]
+    return report(result, checks, args.out / "ab.json")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
