@@ -15,12 +15,13 @@ import time
 from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
 
 from app.logs import configure_logging
 from app.main import create_app
 from app.middleware import ServerState
 from app.service import PredictionService
-from app.settings import Settings
+from app.settings import ConfigError, Settings
 
 log = logging.getLogger("synergy.server")
 
@@ -72,11 +73,59 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def main() -> int:
-    """Read the settings, build the app, serve until a signal; 0 on a clean shutdown."""
-    settings = Settings()
+def settings_help() -> str:
+    """`python -m app --help`: what it does and every setting with its variable and default."""
+    lines = [
+        "usage: python -m app [--help]",
+        "",
+        "Serve the models of SYNERGY_MODELS_DIR over HTTP until SIGTERM or Ctrl-C.",
+        "Every setting is an environment variable (see README.md, Settings):",
+        "",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "(none)" if default in (None, [], {}) else str(default)
+        text = f"  SYNERGY_{name.upper()}  [default: {shown}]"
+        if field.description:
+            text += f"\n      {field.description}"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def _load_settings() -> Settings:
+    """The settings, or SystemExit(2) with one line per invalid setting (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            variable = f"SYNERGY_{where.upper()}: " if where else ""
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"error: invalid setting {variable}{message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Read the settings, build the app, serve until a signal; 0 on a clean shutdown, 2 on
+    a setting that cannot work (one line on stderr)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["--help"], ["-h"]):
+        print(settings_help())
+        return 0
+    if args:
+        print(
+            f"error: unexpected argument {args[0]!r}; settings are environment variables, "
+            "see python -m app --help",
+            file=sys.stderr,
+        )
+        return 2
+    settings = _load_settings()
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(
         app,
         host=settings.host,

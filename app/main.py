@@ -21,6 +21,7 @@ from app.metrics import Metrics
 from app.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    HeadMiddleware,
     ObservabilityMiddleware,
     ServerState,
     load_key_digests,
@@ -64,6 +65,8 @@ OPEN_PATHS = {
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The whole service for these settings; models are discovered now, loaded at start-up."""
     settings = settings or Settings()
+    # First: a keys setting that cannot work refuses the start before anything else happens.
+    key_digests = load_key_digests(settings.api_keys, settings.api_keys_file)
     registry = ModelRegistry(discover(settings.models_dir))
     metrics_ = Metrics()
     service = PredictionService(settings, registry, metrics_)
@@ -110,7 +113,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     models.add_model_routes(app)
     metrics.add_metrics_route(app)
     install_docs(app)
-    key_digests = load_key_digests(settings.api_keys, settings.api_keys_file)
     open_paths = set(OPEN_PATHS) | ({"/metrics"} if not settings.protect_metrics else set())
     _install_openapi(app, service, open_paths=open_paths if key_digests else None)
 
@@ -138,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
             expose_headers=["X-Request-ID", "Retry-After", "Inference-Header-Content-Length"],
         )
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(
         ObservabilityMiddleware, metrics=metrics_, state=server_state, access_log=access_log
     )
