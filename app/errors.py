@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from app.jsonutil import json_response
@@ -146,7 +147,13 @@ def install_error_handlers(app: FastAPI) -> None:
         request_id = request.scope.get("state", {}).get("request_id", "")
         return unexpected_error_response(request.method, request.url.path, request_id, exc)
 
+    async def client_disconnect(_: Request, exc: Exception) -> Response:
+        # Nobody reads this answer: the client hung up (or was cut off) mid-body. Not an error
+        # of the server, so no traceback in its log.
+        return error_response(400, "the client disconnected before sending the whole body")
+
     app.add_exception_handler(ServingError, serving_error)
+    app.add_exception_handler(ClientDisconnect, client_disconnect)
     app.add_exception_handler(Exception, unexpected_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await service.stop(settings.shutdown_grace_period_s)
+            await service.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
             if flusher is not None:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)

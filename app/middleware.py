@@ -6,6 +6,7 @@ stream copy per request on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import random
@@ -25,11 +26,35 @@ from app.settings import ConfigError
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+SHUT_DOWN_MESSAGE = (
+    "the server shut down before this request finished (grace period over); retry on "
+    "another replica"
+)
+
+
 class ServerState:
-    """Counts in-flight HTTP requests, for the graceful drain at shutdown."""
+    """In-flight HTTP requests, for the graceful drain at shutdown and its hard deadline."""
 
     def __init__(self) -> None:
         self.in_flight = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.cutting_off = False
+        self.shutdown_deadline: float | None = None  # time.monotonic() when the grace ends
+
+    def time_left_s(self, default_s: float) -> float:
+        """Seconds left of the shutdown grace period (`default_s` when no signal came)."""
+        if self.shutdown_deadline is None:
+            return default_s
+        return max(0.0, self.shutdown_deadline - time.monotonic())
+
+    def cut_off(self) -> int:
+        """Grace period over: stop every request still in flight; each answers a JSON 503
+        (see ObservabilityMiddleware). Returns how many were stopped."""
+        self.cutting_off = True
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
 
 
 class ObservabilityMiddleware:
@@ -63,20 +88,36 @@ class ObservabilityMiddleware:
         state["request_id"] = request_id
         state["arrived"] = started  # requests that arrived before a SIGTERM still finish
         status = 500
+        started_response = False
         encoded_id = request_id.encode()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", encoded_id)]
             await send(message)
 
+        task = asyncio.current_task()
+        if task is not None:
+            self.state.tasks.add(task)
         self.state.in_flight += 1
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if not self.state.cutting_off or task is None:
+                raise
+            task.uncancel()
+            # Cut off at the end of the shutdown grace period: the documented JSON 503, not
+            # the server's plain-text 500 and a traceback per request.
+            if not started_response:
+                await error_response(
+                    503, SHUT_DOWN_MESSAGE, {"Retry-After": "1", "Connection": "close"}
+                )(scope, receive, send_with_id)
         finally:
+            self.state.tasks.discard(task)
             self.state.in_flight -= 1
             self.metrics.in_flight.dec()
             self._record(scope, state, status, time.perf_counter() - started, request_id)
