@@ -7,7 +7,9 @@ convention TF Serving, the Open Inference Protocol, KServe and MLServer share.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -115,11 +117,22 @@ def unexpected_error_response(
     )
 
 
+_CLASS_REPR = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
+
+
+def _validation_message(error: Mapping[str, Any]) -> str:
+    """One FastAPI/pydantic validation problem in the project's words: no class reprs."""
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if "UploadFile" in message:
+        return "must be a file upload (a multipart/form-data part with a filename)"
+    return _CLASS_REPR.sub(r"\1", message)
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
     problems = []
     for error in exc.errors()[:5]:
         location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-        problems.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
+        problems.append(f"{location or 'body'}: {_validation_message(error)}")
     return "; ".join(problems)
 
 

@@ -26,7 +26,7 @@ from app.middleware import (
     ServerState,
     load_key_digests,
 )
-from app.registry import ModelRegistry, discover
+from app.registry import ModelRegistry, VersionPolicy, discover
 from app.service import PredictionService
 from app.settings import Settings
 from app.v2 import V2Protocol
@@ -67,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # First: a keys setting that cannot work refuses the start before anything else happens.
     key_digests = load_key_digests(settings.api_keys, settings.api_keys_file)
-    registry = ModelRegistry(discover(settings.models_dir))
+    policy = VersionPolicy(num_versions=settings.max_versions_per_model)
+    registry = ModelRegistry(discover(settings.models_dir, policy), policy)
     metrics_ = Metrics()
     service = PredictionService(settings, registry, metrics_)
     server_state = ServerState()

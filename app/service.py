@@ -31,7 +31,14 @@ from app.errors import (
 )
 from app.metrics import Metrics
 from app.preprocessing.adapters import ImageAdapter, InputAdapter, make_adapter
-from app.registry import ModelEntry, ModelRegistry, ModelState, verify
+from app.registry import (
+    ArtifactMismatch,
+    ModelEntry,
+    ModelRegistry,
+    ModelState,
+    load_failure_reason,
+    verify,
+)
 from app.runtimes.base import Model
 from app.runtimes.keras import KerasModel, batch_buckets, configure_backend
 from app.runtimes.sklearn import SklearnModel
@@ -218,7 +225,7 @@ class PredictionService:
                 return False
         except Exception as exc:
             log.exception("loading %s/%s failed", entry.name, entry.version)
-            entry.fail(f"loading failed: {type(exc).__name__}: {exc}")
+            entry.fail(load_failure_reason(card, exc))
             return False
         entry.model, entry.adapter = model, adapter
         entry.load_seconds = round(time.perf_counter() - started, 3)
@@ -255,7 +262,7 @@ class PredictionService:
                 abs(a - b) for a, b in zip(probabilities, example.probabilities, strict=True)
             )
             if drift > WARMUP_TOLERANCE:
-                raise RuntimeError(
+                raise ArtifactMismatch(
                     f"the loaded model does not reproduce the probabilities recorded at "
                     f"training time for a card example (off by {drift:.2g}); the artifact or "
                     "the preprocessing differs from what was trained"

@@ -122,7 +122,9 @@ def decompress_body(body: bytes, content_encoding: str | None, limit_bytes: int)
     try:
         data = decompressor.decompress(body, limit_bytes + 1)
     except zlib.error as exc:
-        raise BadRequest(f"the body is not valid {encoding} data ({exc})") from exc
+        raise BadRequest(
+            f"the body is not valid {encoding} data (corrupt or truncated); compress it again"
+        ) from exc
     if len(data) > limit_bytes:
         raise PayloadTooLarge(
             f"the decompressed body is over the limit of {limit_bytes} bytes; split the request"

@@ -54,7 +54,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
-            f"the image is too large to decode safely ({exc}); scale it down"
+            f"the image is too large to decode safely (over {max_pixels} pixels); scale it down"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageInputError(
@@ -62,7 +62,8 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageInputError(
-            f"the image could not be decoded ({exc}); send a complete PNG or JPEG file"
+            "the image could not be decoded (corrupt, truncated or with oversized metadata); "
+            "send a complete PNG or JPEG file"
         ) from exc
     return image
 

@@ -36,8 +36,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(log: Path, models_dir: Path = COMMITTED_MODELS, **env: str) -> Server:
-    """Start `python -m app` and wait until /health/ready answers 200."""
+def start_server(
+    log: Path, models_dir: Path = COMMITTED_MODELS, *, wait_ready: bool = True, **env: str
+) -> Server:
+    """Start `python -m app` and wait until /health/ready answers 200 (unless not asked to)."""
     port = free_port()
     environment = {
         key: value
@@ -61,6 +63,8 @@ def start_server(log: Path, models_dir: Path = COMMITTED_MODELS, **env: str) -> 
         stderr=subprocess.STDOUT,
     )
     server = Server(process, f"http://127.0.0.1:{port}", log)
+    if not wait_ready:
+        return server
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
