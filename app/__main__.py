@@ -2,8 +2,9 @@
 
 On SIGTERM (or Ctrl-C): readiness turns 503 at once and new predictions get 503 (with
 `Connection: close`, so load balancers and clients move on); requests already in flight finish
-within `SYNERGY_SHUTDOWN_GRACE_PERIOD_S`; then the server stops and the process exits 0.
-A second signal stops at once.
+within `SYNERGY_SHUTDOWN_GRACE_PERIOD_S`. Requests still running then (a slow upload, a long
+queue) get a JSON 503 and their connections close; the server stops and the process exits 0,
+about a second after the grace period at most. A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ import time
 from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
 
 from app.logs import configure_logging
 from app.main import create_app
 from app.middleware import ServerState
+from app.server import ConnectionLimits, bounded_protocol
 from app.service import PredictionService
-from app.settings import Settings
+from app.settings import ConfigError, Settings
 
 log = logging.getLogger("synergy.server")
+
+# After the grace period: how long cut-off requests get to send their 503, and then how long
+# uvicorn waits for connections to close. Together they keep the exit within grace + 2 s.
+CUT_OFF_WAIT_S = 0.5
+CLOSE_WAIT_S = 1
 
 
 class DrainingServer(uvicorn.Server):
@@ -54,6 +62,9 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = self._draining
             return
         self._draining = True
+        # One deadline for the whole shutdown: the drain here, then the batchers' drain in the
+        # lifespan get what is left of it, never a grace period each.
+        self.state.shutdown_deadline = time.monotonic() + self.grace_period_s
         self.service.begin_drain()
         log.info(
             "signal %d: draining %d in-flight request(s), up to %.0fs",
@@ -64,19 +75,71 @@ class DrainingServer(uvicorn.Server):
         self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain()))  # type: ignore[union-attr]
 
     async def _drain(self) -> None:
-        deadline = time.monotonic() + self.grace_period_s
-        while self.state.in_flight and time.monotonic() < deadline:
+        while self.state.in_flight and self.state.time_left_s(0.0) > 0:
             await asyncio.sleep(0.02)
         if self.state.in_flight:
-            log.warning("grace period over with %d request(s) in flight", self.state.in_flight)
+            stopped = self.state.cut_off()
+            log.warning("grace period over: %d request(s) still in flight got 503", stopped)
+            # Their 503s are a few bytes each; a bound in case a client does not read them.
+            deadline = time.monotonic() + CUT_OFF_WAIT_S
+            while self.state.in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
         self.should_exit = True
 
 
-def main() -> int:
-    """Read the settings, build the app, serve until a signal; 0 on a clean shutdown."""
-    settings = Settings()
+def settings_help() -> str:
+    """`python -m app --help`: what it does and every setting with its variable and default."""
+    lines = [
+        "usage: python -m app [--help]",
+        "",
+        "Serve the models of SYNERGY_MODELS_DIR over HTTP until SIGTERM or Ctrl-C.",
+        "Every setting is an environment variable (see README.md, Settings):",
+        "",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "(none)" if default in (None, [], {}) else str(default)
+        text = f"  SYNERGY_{name.upper()}  [default: {shown}]"
+        if field.description:
+            text += f"\n      {field.description}"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def _load_settings() -> Settings:
+    """The settings, or SystemExit(2) with one line per invalid setting (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            variable = f"SYNERGY_{where.upper()}: " if where else ""
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"error: invalid setting {variable}{message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Read the settings, build the app, serve until a signal; 0 on a clean shutdown, 2 on
+    a setting that cannot work (one line on stderr)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["--help"], ["-h"]):
+        print(settings_help())
+        return 0
+    if args:
+        print(
+            f"error: unexpected argument {args[0]!r}; settings are environment variables, "
+            "see python -m app --help",
+            file=sys.stderr,
+        )
+        return 2
+    settings = _load_settings()
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -84,9 +147,19 @@ def main() -> int:
         log_config=None,
         access_log=False,  # our middleware logs one JSON line per request
         loop="auto",  # uvloop when installed
-        http="auto",  # httptools when installed
+        http=bounded_protocol(
+            ConnectionLimits(
+                max_connections=settings.max_connections,
+                max_header_bytes=settings.max_header_bytes,
+                max_header_count=settings.max_header_count,
+                header_timeout_s=settings.header_timeout_s,
+                body_timeout_s=settings.body_timeout_s,
+            )
+        ),
         lifespan="on",
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_period_s)),
+        # Our drain (above) spends the grace period; what uvicorn waits for after it is the
+        # connections closing, which the cut-off has already answered.
+        timeout_graceful_shutdown=CLOSE_WAIT_S,
         timeout_keep_alive=settings.keep_alive_timeout_s,
         proxy_headers=False,
     )

@@ -479,10 +479,11 @@ class Batcher:
             outcome = self._batch_function(rows)
             if len(outcome) != len(rows):
                 raise RuntimeError(f"returned {len(outcome)} results for {len(rows)} rows")
-        except Exception as exc:
+        except Exception:
             log.exception("model %s failed on a batch of %d rows", self.name, len(rows))
+            # The exception's text stays in the log: it can hold paths and library internals.
             outcome = ModelFailed(
-                f"model {self.name} failed on this batch ({type(exc).__name__}: {exc}); "
+                f"model {self.name} failed on this batch (the server logged the details); "
                 "the server is fine, the request can be retried"
             )
         elapsed = time.perf_counter() - started

@@ -7,11 +7,14 @@ convention TF Serving, the Open Inference Protocol, KServe and MLServer share.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from app.jsonutil import json_response
@@ -116,11 +119,22 @@ def unexpected_error_response(
     )
 
 
+_CLASS_REPR = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
+
+
+def _validation_message(error: Mapping[str, Any]) -> str:
+    """One FastAPI/pydantic validation problem in the project's words: no class reprs."""
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if "UploadFile" in message:
+        return "must be a file upload (a multipart/form-data part with a filename)"
+    return _CLASS_REPR.sub(r"\1", message)
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
     problems = []
     for error in exc.errors()[:5]:
         location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-        problems.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
+        problems.append(f"{location or 'body'}: {_validation_message(error)}")
     return "; ".join(problems)
 
 
@@ -148,7 +162,13 @@ def install_error_handlers(app: FastAPI) -> None:
         request_id = request.scope.get("state", {}).get("request_id", "")
         return unexpected_error_response(request.method, request.url.path, request_id, exc)
 
+    async def client_disconnect(_: Request, exc: Exception) -> Response:
+        # Nobody reads this answer: the client hung up (or was cut off) mid-body. Not an error
+        # of the server, so no traceback in its log.
+        return error_response(400, "the client disconnected before sending the whole body")
+
     app.add_exception_handler(ServingError, serving_error)
+    app.add_exception_handler(ClientDisconnect, client_disconnect)
     app.add_exception_handler(Exception, unexpected_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -22,11 +22,12 @@ from app.metrics import Metrics
 from app.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    HeadMiddleware,
     ObservabilityMiddleware,
     ServerState,
     load_key_digests,
 )
-from app.registry import ModelRegistry, discover
+from app.registry import ModelRegistry, VersionPolicy, discover
 from app.service import PredictionService
 from app.settings import Settings
 from app.v2 import V2Protocol
@@ -65,7 +66,10 @@ OPEN_PATHS = {
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The whole service for these settings; models are discovered now, loaded at start-up."""
     settings = settings or Settings()
-    registry = ModelRegistry(discover(settings.models_dir))
+    # First: a keys setting that cannot work refuses the start before anything else happens.
+    key_digests = load_key_digests(settings.api_keys, settings.api_keys_file)
+    policy = VersionPolicy(num_versions=settings.max_versions_per_model)
+    registry = ModelRegistry(discover(settings.models_dir, policy), policy)
     metrics_ = Metrics()
     service = PredictionService(settings, registry, metrics_)
     server_state = ServerState()
@@ -78,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await service.stop(settings.shutdown_grace_period_s)
+            await service.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
             if flusher is not None:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
@@ -111,7 +115,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     models.add_model_routes(app)
     metrics.add_metrics_route(app)
     install_docs(app)
-    key_digests = load_key_digests(settings.api_keys, settings.api_keys_file)
     open_paths = set(OPEN_PATHS) | ({"/metrics"} if not settings.protect_metrics else set())
     _install_openapi(app, service, open_paths=open_paths if key_digests else None)
 
@@ -139,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
             expose_headers=["X-Request-ID", "Retry-After", "Inference-Header-Content-Length"],
         )
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(
         ObservabilityMiddleware, metrics=metrics_, state=server_state, access_log=access_log
     )

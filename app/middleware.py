@@ -6,12 +6,14 @@ stream copy per request on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import random
 import re
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,15 +21,40 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import PayloadTooLarge, error_response
 from app.logs import AccessLog
 from app.metrics import Metrics
+from app.settings import ConfigError
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+SHUT_DOWN_MESSAGE = (
+    "the server shut down before this request finished (grace period over); retry on "
+    "another replica"
+)
+
+
 class ServerState:
-    """Counts in-flight HTTP requests, for the graceful drain at shutdown."""
+    """In-flight HTTP requests, for the graceful drain at shutdown and its hard deadline."""
 
     def __init__(self) -> None:
         self.in_flight = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.cutting_off = False
+        self.shutdown_deadline: float | None = None  # time.monotonic() when the grace ends
+
+    def time_left_s(self, default_s: float) -> float:
+        """Seconds left of the shutdown grace period (`default_s` when no signal came)."""
+        if self.shutdown_deadline is None:
+            return default_s
+        return max(0.0, self.shutdown_deadline - time.monotonic())
+
+    def cut_off(self) -> int:
+        """Grace period over: stop every request still in flight; each answers a JSON 503
+        (see ObservabilityMiddleware). Returns how many were stopped."""
+        self.cutting_off = True
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
 
 
 class ObservabilityMiddleware:
@@ -61,20 +88,36 @@ class ObservabilityMiddleware:
         state["request_id"] = request_id
         state["arrived"] = started  # requests that arrived before a SIGTERM still finish
         status = 500
+        started_response = False
         encoded_id = request_id.encode()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", encoded_id)]
             await send(message)
 
+        task = asyncio.current_task()
+        if task is not None:
+            self.state.tasks.add(task)
         self.state.in_flight += 1
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if not self.state.cutting_off or task is None:
+                raise
+            task.uncancel()
+            # Cut off at the end of the shutdown grace period: the documented JSON 503, not
+            # the server's plain-text 500 and a traceback per request.
+            if not started_response:
+                await error_response(
+                    503, SHUT_DOWN_MESSAGE, {"Retry-After": "1", "Connection": "close"}
+                )(scope, receive, send_with_id)
         finally:
+            self.state.tasks.discard(task)
             self.state.in_flight -= 1
             self.metrics.in_flight.dec()
             self._record(scope, state, status, time.perf_counter() - started, request_id)
@@ -162,17 +205,35 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def load_key_digests(keys: Iterable[str], hashed_keys_file: Any) -> list[bytes]:
-    """sha256 digests of the plain keys, plus those listed (hex, one a line) in the file."""
+def load_key_digests(keys: Iterable[str], hashed_keys_file: Path | None) -> list[bytes]:
+    """sha256 digests of the plain keys, plus those listed (hex, one a line) in the file.
+
+    Raises ConfigError when the file cannot be read, has a line that is not a digest, or
+    holds no digest at all: setting a keys file means "require a key", never "open to all".
+    """
     digests = [_digest(key) for key in keys if key]
     if hashed_keys_file is not None:
-        for number, line in enumerate(hashed_keys_file.read_text().splitlines(), start=1):
+        try:
+            text = hashed_keys_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"SYNERGY_API_KEYS_FILE {hashed_keys_file} cannot be read "
+                f"({exc.strerror if isinstance(exc, OSError) else 'not text'})"
+            ) from exc
+        found = 0
+        for number, line in enumerate(text.splitlines(), start=1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
             if not re.fullmatch(r"[0-9a-fA-F]{64}", line):
-                raise ValueError(f"{hashed_keys_file}:{number}: expected a sha256 hex digest")
+                raise ConfigError(f"{hashed_keys_file}:{number}: expected a sha256 hex digest")
             digests.append(bytes.fromhex(line))
+            found += 1
+        if not found:
+            raise ConfigError(
+                f"SYNERGY_API_KEYS_FILE {hashed_keys_file} holds no key digest; add one "
+                '(printf %s "$KEY" | sha256sum), or unset it to serve without authentication'
+            )
     return digests
 
 
@@ -227,3 +288,30 @@ class ApiKeyMiddleware:
             "the Authorize button)",
             {"WWW-Authenticate": "Bearer"},
         )(scope, receive, send)
+
+
+class HeadMiddleware:
+    """`HEAD` on every GET endpoint: the GET response without its body (RFC 9110 9.3.2).
+
+    Generic, so a GET route added later answers HEAD too (uptime monitors and `curl -I`).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        inner = {**scope, "method": "GET"}
+        try:
+            await self.app(inner, receive, send_headers_only)
+        finally:
+            if "endpoint" in inner:  # the route's name labels the request's metrics
+                scope["endpoint"] = inner["endpoint"]

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -79,71 +81,203 @@ def _version_of(folder: Path) -> int | None:
     return int(text) if text.isdigit() and int(text) > 0 and not text.startswith("0") else None
 
 
-def discover(models_dir: Path) -> list[ModelEntry]:
+@dataclass(frozen=True)
+class VersionPolicy:
+    """Which versions of a model the server loads and serves (TF Serving's term).
+
+    Only "latest N" today: the N highest version numbers among the model's version folders.
+    A per-model policy (all, specific versions) slots in as another `kind` of this type.
+    """
+
+    kind: Literal["latest"] = "latest"
+    num_versions: int = 1
+
+    def select(self, versions: list[int]) -> list[int]:
+        """The versions to serve, ascending, out of the candidates."""
+        return sorted(versions)[-self.num_versions :]
+
+    def describe(self) -> str:
+        """For messages: what the policy serves."""
+        return f"the latest {self.num_versions} version(s)"
+
+
+class RepositoryFileError(Exception):
+    """A file of the repository that the server refuses to read; the message is safe to show
+    (the file's name inside its model folder, the kind of problem; no paths)."""
+
+
+def read_repository_file(path: Path, root: Path) -> bytes:
+    """The bytes of a regular file inside `root` (the resolved models dir).
+
+    Refuses a link that leaves `root`, anything but a regular file (a FIFO would block the
+    read forever, a device could be endless) and files that cannot be read, with a
+    RepositoryFileError that names only `path.name`.
+    """
+    name = path.name
+    try:
+        inside = path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise RepositoryFileError(f"{name} is a link that cannot be followed") from exc
+    if not inside:
+        raise RepositoryFileError(f"{name} links outside the models dir; refusing it")
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RepositoryFileError(f"{name} cannot be read ({_os_problem(exc)})") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise RepositoryFileError(f"{name} is not a regular file; refusing it")
+        chunks = []
+        while chunk := os.read(descriptor, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise RepositoryFileError(f"{name} cannot be read ({_os_problem(exc)})") from exc
+    finally:
+        os.close(descriptor)
+
+
+def _os_problem(exc: OSError) -> str:
+    """The kind of an OS error in words, without the path that str(exc) would carry."""
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def _list_dir(folder: Path) -> list[Path] | str:
+    """The entries of a folder, sorted; or what is wrong with it, in words."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        return _os_problem(exc)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _is_empty_dir(path: Path) -> bool:
+    try:
+        return next(path.iterdir(), None) is None
+    except OSError:
+        return False
+
+
+def discover(models_dir: Path, policy: VersionPolicy | None = None) -> list[ModelEntry]:
     """Find `<models_dir>/<name>/<version>/` folders and read their cards (no model loading).
 
     Folders that look like model versions but cannot be served come back FAILED with the
-    reason, so readiness reports them instead of silently ignoring them.
+    reason, so readiness reports them instead of silently ignoring them. An entry that
+    cannot be read (a `lost+found` with mode 000) fails alone: the rest serve. Empty version
+    folders (a copy not started yet) are skipped. Of the remaining versions, only those the
+    `policy` selects are entries at all: not loaded, not served.
     """
     import re
 
+    policy = policy or VersionPolicy()
     entries: list[ModelEntry] = []
     if not models_dir.is_dir():
         log.error("models dir %s does not exist", models_dir)
         return entries
     root = models_dir.resolve()
-    for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-        if model_dir.name.startswith("."):
+    listing = _list_dir(models_dir)
+    if isinstance(listing, str):
+        log.error("models dir %s cannot be read (%s)", models_dir, listing)
+        return entries
+    for model_dir in listing:
+        if model_dir.name.startswith(".") or not _is_dir(model_dir):
             continue
         name = model_dir.name
-        versions = [
-            (v, p)
-            for p in sorted(model_dir.iterdir())
-            if p.is_dir() and (v := _version_of(p)) is not None
-        ]
         if not re.fullmatch(MODEL_NAME_PATTERN, name):
             log.warning("skipping %s: not a valid model name (%s)", model_dir, MODEL_NAME_PATTERN)
             continue
-        if not versions:
+        children = _list_dir(model_dir)
+        if isinstance(children, str):
+            entry = ModelEntry(name, 0, model_dir, None)
+            entry.fail(f"the model folder {name}/ cannot be read ({children})")
+            entries.append(entry)
+            continue
+        candidates = {
+            v: p
+            for p in children
+            if _is_dir(p) and (v := _version_of(p)) is not None and not _is_empty_dir(p)
+        }
+        if not candidates:
             entry = ModelEntry(name, 0, model_dir, None)
             entry.fail(f"no version folder (models/{name}/<integer>/) with a {CARD_FILENAME}")
             entries.append(entry)
             continue
-        for version, folder in versions:
-            entry = ModelEntry(name, version, folder, None)
-            entries.append(entry)
-            if not folder.resolve().is_relative_to(root):
-                entry.fail("the version folder links outside the models dir; refusing it")
-                continue
-            try:
-                entry.card = ModelCard.read(folder)
-            except FileNotFoundError:
-                entry.fail(f"{CARD_FILENAME} is missing; every model version needs its card")
-                continue
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "card"
-                entry.fail(
-                    f"{CARD_FILENAME} is invalid: {where}: {first['msg']} "
-                    f"({exc.error_count()} problem(s))"
-                )
-                continue
-            except (OSError, UnicodeDecodeError) as exc:
-                entry.fail(f"{CARD_FILENAME} cannot be read: {exc}")
-                continue
-            if entry.card.name != name or entry.card.version != version:
-                entry.fail(
-                    f"the card says {entry.card.name} version {entry.card.version} but the folder "
-                    f"is {name}/{version}"
-                )
+        served = policy.select(list(candidates))
+        if len(served) < len(candidates):
+            log.info(
+                "model %s: serving versions %s of %d (version policy: %s)",
+                name,
+                served,
+                len(candidates),
+                policy.describe(),
+            )
+        for version in served:
+            entries.append(_read_version(name, version, candidates[version], root))
     return entries
+
+
+def _read_version(name: str, version: int, folder: Path, root: Path) -> ModelEntry:
+    entry = ModelEntry(name, version, folder, None)
+    if not folder.resolve().is_relative_to(root):
+        entry.fail("the version folder links outside the models dir; refusing it")
+        return entry
+    try:
+        entry.card = ModelCard.model_validate_json(
+            read_repository_file(folder / CARD_FILENAME, root)
+        )
+    except FileNotFoundError:
+        entry.fail(f"{CARD_FILENAME} is missing; every model version needs its card")
+        return entry
+    except RepositoryFileError as exc:
+        entry.fail(str(exc))
+        return entry
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "card"
+        entry.fail(
+            f"{CARD_FILENAME} is invalid: {where}: {first['msg']} ({exc.error_count()} problem(s))"
+        )
+        return entry
+    if entry.card.name != name or entry.card.version != version:
+        entry.fail(
+            f"the card says {entry.card.name} version {entry.card.version} but the folder "
+            f"is {name}/{version}"
+        )
+    return entry
+
+
+def load_failure_reason(card: ModelCard, exc: BaseException) -> str:
+    """Why a model version failed to load, in the project's words: the server's own checks
+    say what they found; a framework's exception (its text can hold paths and internals)
+    becomes the files it was loading, with the details in the server log."""
+    if isinstance(exc, ArtifactMismatch):
+        return f"loading failed: {exc}"
+    files = ", ".join(sorted(card.artifacts)) or "its files"
+    return (
+        f"loading failed: {card.framework} could not load the model from {files}; the "
+        "server log has the details"
+    )
+
+
+class ArtifactMismatch(RuntimeError):
+    """The artifact loads but does not behave as the card says (message safe to show)."""
 
 
 class ModelRegistry:
     """All model versions of the server, by name and version."""
 
-    def __init__(self, entries: list[ModelEntry]) -> None:
+    def __init__(self, entries: list[ModelEntry], policy: VersionPolicy | None = None) -> None:
         self.entries = entries
+        self.policy = policy or VersionPolicy()
         self._by_name: dict[str, dict[int, ModelEntry]] = {}
         for entry in entries:
             self._by_name.setdefault(entry.name, {})[entry.version] = entry
@@ -178,8 +312,9 @@ class ModelRegistry:
             return versions[version]
         except KeyError:
             raise NotFound(
-                f"model {name!r} has no version {version}; available versions: "
-                f"{', '.join(str(v) for v in sorted(versions))}"
+                f"model {name!r} has no version {version} served; served versions: "
+                f"{', '.join(str(v) for v in sorted(versions))} (this server serves "
+                f"{self.policy.describe()} of each model)"
             ) from None
 
     def get_ready(self, name: str, version: int | None = None) -> ModelEntry:

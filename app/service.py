@@ -7,9 +7,11 @@ background at start-up, and drains and stops the batchers at shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,7 +34,14 @@ from app.errors import (
 )
 from app.metrics import Metrics
 from app.preprocessing.adapters import ImageAdapter, InputAdapter, make_adapter
-from app.registry import ModelEntry, ModelRegistry, ModelState, verify
+from app.registry import (
+    ArtifactMismatch,
+    ModelEntry,
+    ModelRegistry,
+    ModelState,
+    load_failure_reason,
+    verify,
+)
 from app.runtimes.base import Model
 from app.runtimes.keras import KerasModel, batch_buckets, configure_backend
 from app.runtimes.sklearn import SklearnModel
@@ -42,6 +51,7 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 Prediction = dict[str, Any]
+T = TypeVar("T")
 # Float noise between backends and devices (TF32 on GPUs) stays far below this; a skewed
 # preprocessing or a wrong artifact is far above it.
 WARMUP_TOLERANCE = 2e-3
@@ -54,7 +64,6 @@ VALUE_COUNT_SLACK = 256
 # After a request decoded this many pixels, hand the freed memory back to the OS (glibc keeps
 # it in per-thread arenas otherwise: six 25 MP decodes left the process 2 GB larger).
 TRIM_AFTER_PIXELS = 1_000_000
-T = TypeVar("T")
 
 
 def _format_location(location: Sequence[int | str]) -> str:
@@ -184,13 +193,13 @@ class PredictionService:
         started = time.perf_counter()
         needs_keras = any(e.card and e.card.framework == "keras" for e in self.registry)
         if needs_keras:
-            self.backend = await asyncio.to_thread(
+            self.backend = await _in_daemon_thread(
                 configure_backend, self.settings.resolved_inference_threads()
             )
         for entry in self.registry:
             if entry.state is not ModelState.LOADING:
                 continue
-            if await asyncio.to_thread(self._load_one, entry):
+            if await _in_daemon_thread(self._load_one, entry) and not self.draining:
                 self._start_batcher(entry)
         ready = sum(e.state is ModelState.READY for e in self.registry)
         log.info(
@@ -230,9 +239,11 @@ class PredictionService:
             )
             if self.settings.warmup:
                 self._warm_up(model, adapter)
+            if self.draining:  # stopped while it loaded: it never served
+                return False
         except Exception as exc:
             log.exception("loading %s/%s failed", entry.name, entry.version)
-            entry.fail(f"loading failed: {type(exc).__name__}: {exc}")
+            entry.fail(load_failure_reason(card, exc))
             return False
         entry.model, entry.adapter = model, adapter
         entry.load_seconds = round(time.perf_counter() - started, 3)
@@ -269,7 +280,7 @@ class PredictionService:
                 abs(a - b) for a, b in zip(probabilities, example.probabilities, strict=True)
             )
             if drift > WARMUP_TOLERANCE:
-                raise RuntimeError(
+                raise ArtifactMismatch(
                     f"the loaded model does not reproduce the probabilities recorded at "
                     f"training time for a card example (off by {drift:.2g}); the artifact or "
                     "the preprocessing differs from what was trained"
@@ -562,6 +573,34 @@ class PredictionService:
             "held_out": entry.card.metrics.model_dump(mode="json"),
             "serving": entry.stats.snapshot(),
         }
+
+
+async def _in_daemon_thread(function: Callable[..., T], *args: Any) -> T:
+    """`asyncio.to_thread`, on a daemon thread: loading a model cannot be interrupted, and a
+    stop while it runs (Ctrl-C during start-up) must not wait for it; the default executor
+    is joined at exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result, error = function(*args), None
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting task
+            result, error = None, exc
+        # RuntimeError: the loop is closed, nobody waits any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="load-models", daemon=True).start()
+    return await future
 
 
 def _rows(

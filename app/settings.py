@@ -25,15 +25,29 @@ class BatchingSettings(BaseModel):
         return self
 
 
+class ConfigError(ValueError):
+    """A setting that cannot work; `python -m app` prints it as one line and exits 2."""
+
+
 def _split_list(value: object) -> object:
-    """Accept `a,b,c` as well as a JSON list for list settings given in the environment."""
+    """Accept `a,b,c` as well as a JSON list for list settings given in the environment.
+
+    Items are stripped and blank ones dropped in both forms, so `[" k1 "]` means `k1`.
+    """
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
             import json
 
-            return json.loads(text)
-        return [item.strip() for item in text.split(",") if item.strip()]
+            value = json.loads(text)
+        else:
+            return [item.strip() for item in text.split(",") if item.strip()]
+    if isinstance(value, list | tuple):
+        return [
+            item.strip() if isinstance(item, str) else item
+            for item in value
+            if not (isinstance(item, str) and not item.strip())
+        ]
     return value
 
 
@@ -86,13 +100,56 @@ class Settings(BaseSettings):
     # concurrent uploads queue rather than all decoding (and holding memory) at once.
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core, at most 4.")
 
-    # Connections. Longer than the idle timeout of common load balancers (60 s), so the
+    # Connections (enforced by `app.server.BoundedHttpProtocol`). Production HTTP servers bound
+    # these too (nginx: client_header_timeout, large_client_header_buffers, worker_connections).
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open client connections; more are closed at once (load balancers retry "
+        "them on another replica).",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Request line plus headers of one request; 431 above.",
+    )
+    max_header_count: int = Field(
+        default=100, ge=8, description="Headers in one request; 431 above."
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="From a new connection (or the first byte of the next request on a "
+        "kept-alive one) to the end of the request's headers; 408 and close after.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="From the end of the headers to the end of the body (8 MiB in 30 s is "
+        "2.2 Mbit/s); 408 and close after.",
+    )
+    # Longer than the idle timeout of common load balancers (60 s), so the
     # balancer, not the server, closes idle keep-alive connections: otherwise a request sent
     # just as the server closes one fails with a 502 at the balancer.
     keep_alive_timeout_s: int = Field(default=75, ge=1)
 
     # Shutdown.
-    shutdown_grace_period_s: float = Field(default=30.0, ge=0)
+    shutdown_grace_period_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="After SIGTERM, requests in flight may finish this long; then the rest get "
+        "503 and the process exits (within about 1 s more).",
+    )
+
+    # Model repository. TF Serving's default policy serves the latest 1 version; 2 keeps the
+    # previous version answering clients that pin it (and a fallback if the newest fails to
+    # load) through a rollout, while a folder of hundreds of versions costs two runtimes.
+    max_versions_per_model: int = Field(
+        default=2,
+        ge=1,
+        description="Version policy 'latest N': only the N highest versions of a model are "
+        "loaded and served.",
+    )
 
     # Access control.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -104,6 +161,17 @@ class Settings(BaseSettings):
     @classmethod
     def _lists_from_env(cls, value: object) -> object:
         return _split_list(value)
+
+    @model_validator(mode="after")
+    def _keys_set_means_keys_required(self) -> Settings:
+        # A keys setting that is present but empty (a templating slip, an empty Secret) must
+        # not silently turn authentication off.
+        if "api_keys" in self.model_fields_set and not self.api_keys:
+            raise ValueError(
+                "SYNERGY_API_KEYS is set but holds no key; give at least one key, or unset it "
+                "to serve without authentication"
+            )
+        return self
 
     def batching_for(self, model_name: str) -> BatchingSettings:
         """The batching knobs of one model: its override, else the global defaults."""

@@ -149,7 +149,9 @@ def decompress_body(
             if not pending and len(chunk) < INFLATE_CHUNK_BYTES:
                 break
     except zlib.error as exc:
-        raise BadRequest(f"the body is not valid {encoding} data ({exc})") from exc
+        raise BadRequest(
+            f"the body is not valid {encoding} data (corrupt or truncated); compress it again"
+        ) from exc
     if not decompressor.eof:
         raise BadRequest(f"the {encoding} body is truncated; send the complete compressed data")
     if decompressor.unused_data:

@@ -77,7 +77,8 @@ def decode_b64(text: str, name: str = "b64") -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(
-            f"{name} is not valid base64 ({exc}); encode the file's bytes with standard base64"
+            f"{name} is not valid base64 (wrong characters or length); encode the file's bytes "
+            "with standard base64"
         ) from exc
 
 

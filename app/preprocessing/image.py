@@ -95,7 +95,7 @@ def decode_image(data: bytes, max_pixels: int, budget: RequestBudget | None = No
         raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
-            f"the image is too large to decode safely ({exc}); scale it down"
+            f"the image is too large to decode safely (over {max_pixels} pixels); scale it down"
         ) from exc
     except UnidentifiedImageError as exc:
         name = _format_name(data)
@@ -103,7 +103,8 @@ def decode_image(data: bytes, max_pixels: int, budget: RequestBudget | None = No
         raise ImageInputError(f"{what}; send a PNG or JPEG file") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageInputError(
-            f"the image could not be decoded ({exc}); send a complete PNG or JPEG file"
+            "the image could not be decoded (corrupt, truncated or with oversized metadata); "
+            "send a complete PNG or JPEG file"
         ) from exc
     return image
 

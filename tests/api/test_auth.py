@@ -136,3 +136,26 @@ def test_cors_is_closed_by_default_and_opens_per_setting(
             "/v1/models/iris-knn:predict", headers={**preflight, "Origin": "https://evil.example"}
         )
         assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n", "# only a comment\n"])
+def test_a_key_file_without_keys_is_refused_at_start(
+    tiny_models_dir: Path, tmp_path: Path, content: str
+) -> None:
+    from app.main import create_app
+    from app.settings import ConfigError
+    from tests.conftest import make_settings
+
+    key_file = tmp_path / "keys.sha256"
+    key_file.write_text(content)
+    with pytest.raises(ConfigError, match="holds no key digest"):
+        create_app(make_settings(tiny_models_dir, api_keys_file=key_file))
+
+
+def test_a_json_list_key_with_spaces_matches_the_stripped_key(tiny_models_dir: Path) -> None:
+    from app.settings import Settings
+
+    settings_keys = Settings.model_validate({"api_keys": '[" k1 "]'}).api_keys
+    with running_app(tiny_models_dir, api_keys=settings_keys) as client:
+        assert client.get("/v1/models", headers={"Authorization": "Bearer k1"}).status_code == 200
+        assert client.get("/v1/models").status_code == 401

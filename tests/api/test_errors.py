@@ -147,7 +147,7 @@ def test_wrong_content_type_is_415(client: Any) -> None:
 def test_unknown_model_and_version_are_404_with_what_exists(client: Any) -> None:
     assert_error(predict(client, "resnet", [IRIS]), 404, "unknown model 'resnet'", "iris-knn")
     response = client.post("/v1/models/iris-knn/versions/7:predict", json={"instances": [IRIS]})
-    assert_error(response, 404, "no version 7", "available versions: 1")
+    assert_error(response, 404, "no version 7", "served versions: 1")
     response = client.post("/v1/models/iris-knn/versions/x:predict", json={"instances": [IRIS]})
     assert_error(response, 422, "version")
     assert_error(client.get("/v1/models/resnet"), 404, "unknown model")

@@ -50,7 +50,8 @@ def test_a_20000x20000_png_is_refused_before_decoding(client: Any) -> None:
     bomb = _huge_png(20000, 20000)
     assert len(bomb) < 10_000
     message = _error(predict(client, "mnist-cnn", [{"b64": base64.b64encode(bomb).decode()}]), 413)
-    assert "too large" in message and "400000000 pixels" in message
+    assert "too large" in message
+    assert "decompression bomb" not in message  # Pillow's words stay in the log
     upload = client.post(
         "/v1/models/mnist-cnn:predict-image", files={"file": ("bomb.png", bomb, "image/png")}
     )

@@ -37,10 +37,15 @@ def free_port() -> int:
 
 
 def start_server(
-    log: Path, models_dir: Path = COMMITTED_MODELS, *, wait_path: str = "/health/ready", **env: str
+    log: Path,
+    models_dir: Path = COMMITTED_MODELS,
+    *,
+    wait_path: str | None = "/health/ready",
+    **env: str,
 ) -> Server:
     """Start `python -m app` and wait until `wait_path` answers 200 (readiness by default;
-    /health/live for a server whose models are meant to be still loading or failed)."""
+    /health/live for a server whose models are meant to be still loading or failed; None to
+    return at once, for tests of start-up itself)."""
     port = free_port()
     environment = {
         key: value
@@ -64,6 +69,8 @@ def start_server(
         stderr=subprocess.STDOUT,
     )
     server = Server(process, f"http://127.0.0.1:{port}", log)
+    if wait_path is None:
+        return server
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import pytest
 
 from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS
-from tests.e2e.conftest import start_server
+from tests.e2e.conftest import Server, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -93,3 +95,84 @@ def _in_flight(url: str) -> float:
         if family.name == "synergy_requests_in_flight":
             return sum(sample.value for sample in family.samples)
     return 0.0
+
+
+def _wait_exit(server: Server, signal_number: int) -> tuple[int, float]:
+    started = time.monotonic()
+    server.process.send_signal(signal_number)
+    code = server.process.wait(timeout=120)
+    return code, time.monotonic() - started
+
+
+def test_a_slow_upload_at_sigterm_gets_json_503_and_the_exit_keeps_the_grace_period(
+    tmp_path: Path,
+) -> None:
+    """A client still sending its body when the grace period ends is answered with the
+    documented JSON 503, and the process exits within grace + 2 s, with no traceback."""
+    grace_s = 5.0
+    models = tmp_path / "models"
+    shutil.copytree(COMMITTED_MODELS / "iris-knn", models / "iris-knn")
+    server = start_server(
+        tmp_path / "server.log",
+        models_dir=models,
+        SYNERGY_SHUTDOWN_GRACE_PERIOD_S=str(grace_s),
+        SYNERGY_BODY_TIMEOUT_S="600",
+    )
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=120) as sock:
+        sock.sendall(
+            b"POST /v1/models/iris-knn:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+        )
+        stop = threading.Event()
+
+        def trickle() -> None:
+            while not stop.wait(0.2):
+                try:
+                    sock.sendall(b" ")
+                except OSError:
+                    return
+
+        threading.Thread(target=trickle, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while _in_flight(server.url) < 2:  # the upload + the /metrics request itself
+            assert time.monotonic() < deadline, "the upload never reached the server"
+            time.sleep(0.05)
+        code, took_s = _wait_exit(server, signal.SIGTERM)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        stop.set()
+    log = server.log.read_text()
+    assert code == 0, log[-3000:]
+    assert took_s < grace_s + 2, f"exit took {took_s:.1f} s with a {grace_s:g} s grace period"
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503"), (answer[:300], log[-3000:])
+    assert b"content-type: application/json" in head.lower()
+    assert "shut down" in json.loads(body)["error"]
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
+
+
+def test_ctrl_c_while_models_load_stops_at_once(tmp_path: Path) -> None:
+    """Ctrl-C during start-up does not wait for the models to load, and no model reports
+    ready after the server process finished."""
+    server = start_server(tmp_path / "server.log", wait_path=None)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{server.url}/health/live", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "never live"
+        time.sleep(0.05)
+    ready = httpx.get(f"{server.url}/health/ready", timeout=5).json()
+    if ready["status"] != "loading":
+        pytest.skip("the models loaded before the test could interrupt them")
+    code, took_s = _wait_exit(server, signal.SIGINT)
+    assert code == 0
+    # Loading the four models takes many seconds; stopping must not wait for them.
+    lines = server.log.read_text().splitlines()
+    finished = next(i for i, line in enumerate(lines) if "Finished server process" in line)
+    assert not [line for line in lines[finished:] if "ready on" in line], lines[finished:]
+    assert took_s < 10, f"Ctrl-C took {took_s:.1f} s"

@@ -46,3 +46,17 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, valu
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize("value", ["", "   ", ",", "[]", '[" "]'])
+def test_api_keys_set_but_empty_refuse_to_start(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SYNERGY_API_KEYS", value)
+    with pytest.raises(ValidationError, match="holds no key"):
+        Settings()
+
+
+def test_api_keys_in_a_json_list_are_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNERGY_API_KEYS", '[" k1 ", "k2"]')
+    assert Settings().api_keys == ["k1", "k2"]

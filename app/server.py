@@ -1,0 +1,260 @@
+"""Connection-level limits for uvicorn's httptools protocol.
+
+uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) and nothing else that a
+client controls before the app runs: with httptools, a request's headers may be any size and
+count and take any time, its body may trickle forever, and connections are unlimited
+(`limit_concurrency` still accepts every connection, reads its request and answers a
+plain-text 503). h11 has `h11_max_incomplete_event_size` but no timeouts either, and is
+slower on the hot path. So this subclass of uvicorn's httptools protocol adds what
+production HTTP servers (nginx, Node) enforce, at the cost of one comparison per read:
+
+* at most `max_connections` open connections: more are closed as soon as they are accepted
+  (a load balancer retries them on another replica), with a rate-limited warning;
+* request line + headers over `max_header_bytes`, or more than `max_header_count` headers:
+  431, counted on the raw bytes before the parser buffers them;
+* headers not complete `header_timeout_s` after the connection opened (or after the next
+  request's first byte on a kept-alive connection): 408 (or a plain close when nothing
+  was sent) - this closes slowloris connections and ones that never send a byte;
+* a body not complete `body_timeout_s` after its headers: 408; the app's read of the body
+  sees a disconnect.
+
+Every refusal is `{"error": "..."}` with `Connection: close`, like the app's own errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from asyncio import TimerHandle, Transport
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("synergy.server")
+
+REFUSED_WARNING_INTERVAL_S = 10.0
+# After a refusal, the client may still be sending (a 20 MB header): read and drop its bytes
+# this long before closing, as nginx's lingering_close does, so that the close does not reset
+# the connection before the client has read the answer.
+LINGER_S = 2.0
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client connection may cost (see `app.settings.Settings` for each default)."""
+
+    max_connections: int
+    max_header_bytes: int
+    max_header_count: int
+    header_timeout_s: float
+    body_timeout_s: float
+
+
+def error_bytes(status: int, message: str) -> bytes:
+    """A whole `{"error": message}` HTTP/1.1 response that closes the connection."""
+    body = json.dumps({"error": message}).encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class _TooManyHeaders(Exception):
+    """Raised in the parser's header callback: stops parsing at once."""
+
+
+class _RefusedConnections:
+    """Counts connections closed for the limit; warns at most every few seconds."""
+
+    count = 0
+    warned_at = -REFUSED_WARNING_INTERVAL_S
+
+    @classmethod
+    def record(cls, limit: int) -> None:
+        cls.count += 1
+        now = time.monotonic()
+        if now - cls.warned_at >= REFUSED_WARNING_INTERVAL_S:
+            log.warning(
+                "%d connection(s) closed at once so far: over the limit of %d open "
+                "connections (SYNERGY_MAX_CONNECTIONS)",
+                cls.count,
+                limit,
+            )
+            cls.warned_at = now
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above; see `bounded_protocol`."""
+
+    limits: ClassVar[ConnectionLimits]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading_headers = True
+        self._header_bytes = 0
+        self._header_count = 0
+        self._headers_done = 0  # messages whose headers completed, to tell them apart
+        self._message_begun = False
+        self._read_timer: TimerHandle | None = None
+        self._discarding = False
+
+    # ------------------------------------------------------------------ connection
+    def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            _RefusedConnections.record(self.limits.max_connections)
+            transport.close()
+            return
+        self._arm(self.limits.header_timeout_s, self._header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's own 400 is plain text; every error of this service is JSON.
+        self._refuse(400, "the request is not valid HTTP/1.1")
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._disarm()
+        if self.transport.is_closing() or self._discarding:
+            return
+        self.transport.write(error_bytes(status, message))
+        if self.transport.can_write_eof():
+            self._discarding = True
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
+
+    # ------------------------------------------------------------------ reading
+    def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        self._unset_keepalive_if_required()
+        if self._reading_headers:
+            room = self.limits.max_header_bytes - self._header_bytes
+            if len(data) > room:
+                # Feed only what fits: if the headers end in it, the rest (body, next
+                # request) follows; if not, the headers are too large, and the parser has
+                # buffered no more than the limit.
+                done_before = self._headers_done
+                if room > 0 and not self._feed(data[:room]):
+                    return
+                if self._headers_done == done_before:
+                    self._refuse(
+                        431,
+                        f"the request line and headers are over the limit of "
+                        f"{self.limits.max_header_bytes} bytes; send fewer or smaller headers",
+                    )
+                    return
+                data = data[room:]
+            else:
+                self._header_bytes += len(data)
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse `data`; False when the connection was refused or upgraded."""
+        if self.transport.is_closing() or self._discarding or self.parser is None:
+            return False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            if self._header_count > self.limits.max_header_count:
+                self._refuse(
+                    431,
+                    f"the request has more than {self.limits.max_header_count} headers; send fewer",
+                )
+            else:
+                log.warning("invalid HTTP request received", exc_info=True)
+                self.send_400_response("")
+            return False
+        except httptools.HttpParserError:
+            self.send_400_response("")
+            return False
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return False
+        return True
+
+    # ------------------------------------------------------------------ parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_headers = True
+        self._message_begun = True
+        self._header_count = 0
+        if self._read_timer is None:  # the first request's deadline runs from the accept
+            self._arm(self.limits.header_timeout_s, self._header_timeout)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_header_count:
+            raise _TooManyHeaders
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._header_bytes = 0
+        self._headers_done += 1
+        self._arm(self.limits.body_timeout_s, self._body_timeout)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._message_begun = False
+        super().on_message_complete()
+
+    # ------------------------------------------------------------------ timers
+    def _arm(self, delay_s: float, callback: Any) -> None:
+        self._disarm()
+        self._read_timer = self.loop.call_later(delay_s, callback)
+
+    def _disarm(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _header_timeout(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        if self._message_begun:
+            self._refuse(
+                408,
+                f"the request's headers did not arrive within {self.limits.header_timeout_s:g} s",
+            )
+        else:  # nothing was asked: nothing to answer
+            self.transport.close()
+
+    def _body_timeout(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_started:
+            self.transport.close()
+            return
+        # The app's pending read gets a disconnect and its answer goes nowhere; the client
+        # gets this one.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self._refuse(
+            408,
+            f"the request's body did not arrive within {self.limits.body_timeout_s:g} s; "
+            "send it faster or in smaller requests",
+        )
+
+
+def bounded_protocol(limits: ConnectionLimits) -> type[BoundedHttpProtocol]:
+    """The protocol class to give uvicorn (`uvicorn.Config(http=...)`) for these limits."""
+    return type("BoundedHttpProtocol", (BoundedHttpProtocol,), {"limits": limits})
