@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from app.jsonutil import json_response
+from app.context import request_context
+from app.jsonutil import dumps
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,23 @@ class DeadlineExceeded(ServingError):
     status_code = 504
 
 
+def error_body(message: str) -> bytes:
+    """The one shape of every error body: `{"error": message}` as JSON bytes."""
+    return dumps({"error": message})
+
+
 def error_response(
     status_code: int, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """The one shape of every error body."""
-    return json_response({"error": message}, status_code=status_code, headers=headers)
+    """An error response: `error_body(message)` with its status and headers."""
+    return Response(
+        error_body(message), status_code, headers=headers, media_type="application/json"
+    )
+
+
+def render_error(exc: ServingError) -> Response:
+    """The response for a ServingError (every route, middleware and the fast path)."""
+    return error_response(exc.status_code, exc.message, exc.headers)
 
 
 def unexpected_error_response(
@@ -143,7 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def serving_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServingError)
-        return error_response(exc.status_code, exc.message, exc.headers)
+        return render_error(exc)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -159,8 +172,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, message, exc.headers)
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
-        request_id = request.scope.get("state", {}).get("request_id", "")
-        return unexpected_error_response(request.method, request.url.path, request_id, exc)
+        context = request_context(request.scope)
+        return unexpected_error_response(request.method, request.url.path, context.request_id, exc)
 
     async def client_disconnect(_: Request, exc: Exception) -> Response:
         # Nobody reads this answer: the client hung up (or was cut off) mid-body. Not an error

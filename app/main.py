@@ -27,10 +27,9 @@ from app.middleware import (
     ServerState,
     load_key_digests,
 )
-from app.registry import ModelRegistry, VersionPolicy, discover
+from app.repository import ModelRegistry, VersionPolicy, discover
 from app.service import PredictionService
 from app.settings import Settings
-from app.v2 import V2Protocol
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +105,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     app.state.metrics = metrics_
     app.state.server_state = server_state
-    app.state.v2 = V2Protocol(service)
+    app.state.v2 = service.v2
     install_error_handlers(app)
 
-    predict.add_predict_routes(app, service)  # first: routes are matched in order
+    predict_endpoint = predict.add_predict_routes(app, service)  # first: matched in order
     v2.add_v2_routes(app, service)
     health.add_health_routes(app)
     models.add_model_routes(app)
@@ -119,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_openapi(app, service, open_paths=open_paths if key_digests else None)
 
     # Middleware: the last added is the outermost.
-    app.add_middleware(predict.PredictFastPath, service=service)
+    app.add_middleware(predict.PredictFastPath, endpoint=predict_endpoint)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if key_digests:
         app.add_middleware(

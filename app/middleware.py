@@ -18,7 +18,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PayloadTooLarge, error_response
+from app.context import SCOPE_KEY, RequestContext
+from app.errors import PayloadTooLarge, Unauthorized, Unavailable, render_error
 from app.logs import AccessLog
 from app.metrics import Metrics
 from app.settings import ConfigError
@@ -84,9 +85,9 @@ class ObservabilityMiddleware:
                 break
         # Unique enough to find a request in the logs, and no syscall (uuid4 reads urandom).
         request_id = request_id or f"{random.getrandbits(64):016x}"
-        state: dict[str, Any] = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        state["arrived"] = started  # requests that arrived before a SIGTERM still finish
+        # Arrival time: the deadline counts from it, and requests that arrived before a
+        # SIGTERM still finish.
+        context = scope[SCOPE_KEY] = RequestContext(request_id=request_id, arrived=started)
         status = 500
         started_response = False
         encoded_id = request_id.encode()
@@ -113,23 +114,25 @@ class ObservabilityMiddleware:
             # Cut off at the end of the shutdown grace period: the documented JSON 503, not
             # the server's plain-text 500 and a traceback per request.
             if not started_response:
-                await error_response(
-                    503, SHUT_DOWN_MESSAGE, {"Retry-After": "1", "Connection": "close"}
-                )(scope, receive, send_with_id)
+                await render_error(Unavailable(SHUT_DOWN_MESSAGE, close_connection=True))(
+                    scope, receive, send_with_id
+                )
         finally:
             self.state.tasks.discard(task)
             self.state.in_flight -= 1
             self.metrics.in_flight.dec()
-            self._record(scope, state, status, time.perf_counter() - started, request_id)
+            context.status = status
+            self._record(scope, context, time.perf_counter() - started)
 
-    def _record(
-        self, scope: Scope, state: dict[str, Any], status: int, latency_s: float, request_id: str
-    ) -> None:
-        # The endpoint function's name ("predict", "ready", ...): bounded, unlike raw paths.
-        endpoint = getattr(scope.get("endpoint"), "__name__", None) or "unmatched"
-        model = state.get("model", "")
-        version = state.get("version", "")
-        key = (model, str(version), endpoint, status)
+    def _record(self, scope: Scope, context: RequestContext, latency_s: float) -> None:
+        # The endpoint's name ("predict", "ready", ...): bounded, unlike raw paths. The
+        # protocol names it, or the route's function does.
+        endpoint = context.endpoint or (
+            getattr(scope.get("endpoint"), "__name__", None) or "unmatched"
+        )
+        model, status = context.model, context.status
+        version = "" if context.version is None else str(context.version)
+        key = (model, version, endpoint, status)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = (
@@ -138,19 +141,18 @@ class ObservabilityMiddleware:
             )
         series[0].inc()
         series[1].observe(latency_s)
-        stats = state.get("stats")  # the model version's ServingStats, set by the service
-        if stats is not None:
-            stats.record_request(status, latency_s)
+        if context.stats is not None:  # the serving model version's
+            context.stats.record_request(status, latency_s)
         if self.access_log is not None:
             self.access_log.write(
                 {
-                    "request_id": request_id,
+                    "request_id": context.request_id,
                     "method": scope["method"],
                     "path": scope["path"],
                     "model": model or None,
-                    "version": version or None,
+                    "version": context.version,
                     "status": status,
-                    "rows": state.get("rows"),
+                    "rows": context.rows,
                     "latency_ms": round(latency_s * 1000.0, 3),
                 }
             )
@@ -181,9 +183,8 @@ class BodyLimitMiddleware:
                     declared = 0
                 if declared > self.max_body_bytes:
                     error = self._too_large(str(declared))
-                    await error_response(413, error.message, {"Connection": "close"})(
-                        scope, receive, send
-                    )
+                    error.headers["Connection"] = "close"
+                    await render_error(error)(scope, receive, send)
                     return
                 break
         received = 0
@@ -282,11 +283,11 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        await error_response(
-            401,
-            "missing or wrong API key: send 'Authorization: Bearer <key>' (in Swagger UI, use "
-            "the Authorize button)",
-            {"WWW-Authenticate": "Bearer"},
+        await render_error(
+            Unauthorized(
+                "missing or wrong API key: send 'Authorization: Bearer <key>' (in Swagger UI, "
+                "use the Authorize button)"
+            )
         )(scope, receive, send)
 
 

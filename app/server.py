@@ -23,7 +23,6 @@ Every refusal is `{"error": "..."}` with `Connection: close`, like the app's own
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from asyncio import TimerHandle, Transport
@@ -33,6 +32,8 @@ from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.errors import error_body
 
 log = logging.getLogger("synergy.server")
 
@@ -56,7 +57,7 @@ class ConnectionLimits:
 
 def error_bytes(status: int, message: str) -> bytes:
     """A whole `{"error": message}` HTTP/1.1 response that closes the connection."""
-    body = json.dumps({"error": message}).encode()
+    body = error_body(message)
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         "content-type: application/json\r\n"

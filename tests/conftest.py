@@ -79,7 +79,7 @@ def make_settings(models_dir: Path, **overrides: Any) -> Any:
         "shutdown_grace_period_s": 2.0,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def wait_ready(client: Any, timeout_s: float = 120.0) -> dict[str, Any]:

@@ -20,32 +20,32 @@ ModelVersion = Annotated[int, Path(ge=1, le=2**31 - 1, description="Model versio
 
 async def list_models(request: Request) -> Response:
     """Every model with its versions and their state (ready, loading, failed + reason)."""
-    return json_response(request.app.state.service.list_models())
+    return json_response(request.app.state.service.v1.list_models())
 
 
 async def model_card(request: Request, name: ModelName) -> Response:
     """The model card: inputs, labels, training data, held-out metrics, hashes, versions;
     plus where and how it is served (device, batching)."""
-    return json_response(request.app.state.service.model_detail(name, None))
+    return json_response(request.app.state.service.v1.model_detail(name, None))
 
 
 async def model_card_version(request: Request, name: ModelName, version: ModelVersion) -> Response:
     """The card of one version."""
-    return json_response(request.app.state.service.model_detail(name, version))
+    return json_response(request.app.state.service.v1.model_detail(name, version))
 
 
 async def model_metrics(request: Request, name: ModelName) -> Response:
     """Held-out metrics from training (accuracy, macro precision/recall/F1, ROC AUC for binary
     models, confusion matrix) and live stats since start (requests, errors, latency
     percentiles, predicted-label distribution)."""
-    return json_response(request.app.state.service.model_metrics(name, None))
+    return json_response(request.app.state.service.v1.model_metrics(name, None))
 
 
 async def model_metrics_version(
     request: Request, name: ModelName, version: ModelVersion
 ) -> Response:
     """Held-out and live metrics of one version."""
-    return json_response(request.app.state.service.model_metrics(name, version))
+    return json_response(request.app.state.service.v1.model_metrics(name, version))
 
 
 def add_model_routes(app: FastAPI) -> None:

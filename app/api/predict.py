@@ -15,31 +15,33 @@ hand too.
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Request, UploadFile
+from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.adapters import InputAdapter
 from app.api.openapi import predict_response_example
+from app.context import request_context
 from app.errors import (
     BadRequest,
+    InvalidInput,
     ServingError,
     UnsupportedMediaType,
-    error_response,
+    render_error,
     unexpected_error_response,
 )
 from app.jsonutil import json_response
 from app.preprocessing.image import MNIST_SIDE, ImageInputError, image_bytes_to_mnist
-from app.schemas.card import ImageInput
+from app.protocols.v1 import V1Protocol, parse_instances
+from app.repository import ModelEntry
 from app.schemas.predict import PredictResponse
 from app.schemas.responses import ErrorResponse, error_responses
 from app.service import PredictionService
 
 PREDICT_ERRORS = (400, 401, 404, 413, 415, 422, 500, 503, 504)
 IMAGE_ERRORS = (400, 401, 404, 413, 422, 500, 503, 504)
-
-
-def require_json(request: Request) -> None:
-    """Predict bodies are JSON: refuse other declared content types with a clear 415."""
-    check_json_content_type(request.headers.get("content-type"))
+_VERSION = TypeAdapter(int)
 
 
 def check_json_content_type(content_type: str | None) -> None:
@@ -55,41 +57,43 @@ def check_json_content_type(content_type: str | None) -> None:
         )
 
 
+def parse_version(text: str) -> int:
+    """A version path segment -> an integer (422 as FastAPI words it otherwise)."""
+    try:
+        return _VERSION.validate_python(text)
+    except ValidationError as exc:
+        raise InvalidInput(f"path.version: {exc.errors()[0]['msg']}") from None
+
+
 PREDICT_PREFIX = "/v1/models/"
 PREDICT_SUFFIX = ":predict"
+VERSIONS_SEGMENT = "/versions/"
 
 
-class PredictFastPath:
-    """`POST /v1/models/{name}:predict`, the hot path, answered below FastAPI's routing.
+class PredictEndpoint:
+    """`POST /v1/models/{name}[/versions/{version}]:predict`: the one implementation.
 
-    The same service call, errors and metrics as the `predict` route, which stays registered
-    so the routing table lists the path (the API-key test enumerates routes from it) and serves
-    the path in an app without this middleware; what it skips is the exception and exit-stack
-    middleware, the router's matching and FastAPI's request/dependency machinery: per request,
-    more event-loop time than the prediction's own request handling (py-spy, concurrency 64).
-    Installed as the innermost middleware, so API keys, CORS, the body limit and the
-    observability middleware still wrap it.
+    An ASGI app, not a FastAPI endpoint: the routes serve it (so the routing table lists the
+    paths, and an app without the fast path still answers them), and `PredictFastPath` calls
+    it before FastAPI's routing, which on the hot path costs more event-loop time than the
+    prediction's own request handling (py-spy, concurrency 64).
     """
 
-    def __init__(self, app: ASGIApp, *, service: PredictionService) -> None:
-        self.app = app
-        self.service = service
+    def __init__(self, v1: V1Protocol) -> None:
+        self.v1 = v1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            if path.startswith(PREDICT_PREFIX) and path.endswith(PREDICT_SUFFIX):
-                name = path[len(PREDICT_PREFIX) : -len(PREDICT_SUFFIX)]
-                if name and "/" not in name and ":" not in name:
-                    scope["endpoint"] = predict_endpoint  # the metrics' endpoint label
-                    response = await self._predict(scope, receive, name)
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        """As a route: the name and version come from the path parameters."""
+        parameters = scope.get("path_params", {})
+        await self.serve(scope, receive, send, parameters["name"], parameters.get("version"))
 
-    async def _predict(self, scope: Scope, receive: Receive, name: str) -> Response:
-        state = scope.setdefault("state", {})
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
+    ) -> None:
+        context = request_context(scope)
+        context.endpoint = "predict" if version is None else "predict_version"
         try:
+            number = None if version is None else parse_version(version)
             content_type = None
             for key, value in scope["headers"]:
                 if key == b"content-type":
@@ -97,13 +101,43 @@ class PredictFastPath:
                     break
             check_json_content_type(content_type)
             body = await _read_body(receive)
-            return json_response(await self.service.predict_json(name, None, body, state, receive))
+            response = json_response(await self.v1.predict(name, number, body, context, receive))
         except ServingError as exc:
-            return error_response(exc.status_code, exc.message, exc.headers)
+            response = render_error(exc)
         except Exception as exc:  # noqa: BLE001 - as the app's catch-all: logged, a 500 JSON
-            return unexpected_error_response(
-                scope["method"], scope["path"], state.get("request_id", ""), exc
+            response = unexpected_error_response(
+                scope["method"], scope["path"], context.request_id, exc
             )
+        await response(scope, receive, send)
+
+
+class PredictFastPath:
+    """Sends `POST .../{name}[/versions/{v}]:predict` straight to `PredictEndpoint`, below
+    FastAPI's routing: it skips the exception and exit-stack middleware, the router's matching
+    and the request machinery. Installed as the innermost middleware, so API keys, CORS, the
+    body limit and the observability middleware still wrap it."""
+
+    def __init__(self, app: ASGIApp, *, endpoint: PredictEndpoint) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path.startswith(PREDICT_PREFIX) and path.endswith(PREDICT_SUFFIX):
+                name = path[len(PREDICT_PREFIX) : -len(PREDICT_SUFFIX)]
+                version = None
+                if VERSIONS_SEGMENT in name:
+                    name, _, version = name.partition(VERSIONS_SEGMENT)
+                if _segment(name) and (version is None or _segment(version)):
+                    await self.endpoint.serve(scope, receive, send, name, version)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _segment(text: str) -> bool:
+    # What the routes' `model` and `version` convertors match: no "/" and no ":".
+    return bool(text) and "/" not in text and ":" not in text
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -117,68 +151,33 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def predict_endpoint() -> None:
-    """Stands for the fast path in the metrics' endpoint label (the route's name)."""
-
-
-predict_endpoint.__name__ = "predict"
-
-
-def add_predict_routes(app: FastAPI, service: PredictionService) -> None:
-    """The generic predict routes; call before adding any other route."""
-
-    async def predict(request: Request) -> Response:
-        require_json(request)
-        return json_response(
-            await service.predict_json(
-                request.path_params["name"],
-                None,
-                await request.body(),
-                request.scope["state"],
-                request.receive,
-            )
-        )
-
-    async def predict_version(request: Request, version: int) -> Response:
-        require_json(request)
-        return json_response(
-            await service.predict_json(
-                request.path_params["name"],
-                version,
-                await request.body(),
-                request.scope["state"],
-                request.receive,
-            )
-        )
+def add_predict_routes(app: FastAPI, service: PredictionService) -> PredictEndpoint:
+    """The predict routes; call before adding any other route. Returns the `:predict`
+    endpoint, for the fast path."""
+    endpoint = PredictEndpoint(service.v1)
 
     async def predict_image(
         request: Request, file: Annotated[UploadFile, File(description="An image file.")]
     ) -> Response:
+        context = request_context(request.scope)
         return json_response(
-            await service.predict_image(
-                request.path_params["name"],
-                None,
-                await file.read(),
-                request.scope["state"],
-                request.receive,
+            await service.v1.predict_image(
+                request.path_params["name"], None, await file.read(), context, request.receive
             )
         )
 
-    app.add_api_route(
-        "/v1/models/{name:model}:predict", predict, methods=["POST"], include_in_schema=False
-    )
-    app.add_api_route(
+    for path in (
+        "/v1/models/{name:model}:predict",
         "/v1/models/{name:model}/versions/{version:version}:predict",
-        predict_version,
-        methods=["POST"],
-        include_in_schema=False,
-    )
+    ):
+        app.router.routes.append(Route(path, endpoint, methods=["POST"], include_in_schema=False))
     app.add_api_route(
         "/v1/models/{name:model}:predict-image",
         predict_image,
         methods=["POST"],
         include_in_schema=False,
     )
+    return endpoint
 
 
 def _responses(
@@ -221,13 +220,24 @@ def _undecodable_image_message() -> str:
     raise AssertionError("text bytes decoded as an image")
 
 
-def _invalid_input_message(service: PredictionService, name: str) -> str:
-    """What this model's `:predict` really answers to an instance of the wrong kind."""
+def _invalid_input_message(adapter: InputAdapter) -> str:
+    """What this version's `:predict` really answers to an instance of the wrong kind."""
     try:
-        service.parse_instances(name, b'{"instances": [null]}')
+        parse_instances(adapter, b'{"instances": [null]}')
     except ServingError as exc:
         return exc.message
-    raise AssertionError(f"{name} accepted a null instance")
+    raise AssertionError(f"{adapter.card.name} accepted a null instance")
+
+
+def documented_versions(service: PredictionService) -> list[tuple[str, ModelEntry]]:
+    """(name, version) per model for the docs: the newest version with a valid card."""
+    documented = []
+    for name in service.registry.names:
+        versions = service.registry.versions(name)
+        carded = [v for v, entry in versions.items() if entry.card is not None]
+        if carded:
+            documented.append((name, versions[max(carded)]))
+    return documented
 
 
 def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -238,18 +248,17 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
     paths: dict[str, Any] = {}
-    for name in sorted(service.request_models):
-        entry = service.registry.find(name)
-        card = entry.card
-        assert card is not None
+    for name, entry in documented_versions(service):
+        card, adapter = entry.card, entry.adapter
+        assert card is not None and adapter is not None
         operation_name = name.replace("-", "_").replace(".", "_")
-        request_model = service.request_models[name]
+        request_model = adapter.request_model
         schema = request_model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
         schema.pop("examples", None)
         components[request_model.__name__] = schema
         responses = _responses(
-            PREDICT_ERRORS, predict_response_example(card), _invalid_input_message(service, name)
+            PREDICT_ERRORS, predict_response_example(card), _invalid_input_message(adapter)
         )
         body = {
             "required": True,
@@ -267,7 +276,7 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
             },
         }
         description = (
-            f"{card.description}\n\nEach instance: {service.instance_help[name]}. "
+            f"{card.description}\n\nEach instance: {adapter.instance_help}. "
             "One prediction per instance comes back, in order: the label and the "
             f"probability of every class ({', '.join(card.labels)})."
         )
@@ -306,7 +315,7 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
                 "responses": responses,
             }
         }
-        if isinstance(card.input, ImageInput):
+        if adapter.takes_image_files:
             paths[f"/v1/models/{name}:predict-image"] = {
                 "post": {
                     "tags": ["predict"],

@@ -1,4 +1,5 @@
-"""Open Inference Protocol (V2) routes: a few lines each; the logic is in `app.v2`."""
+"""Open Inference Protocol (V2) routes: a few lines each; the logic is in `app.protocols.v2`
+(and the tensor codec in `app.codecs.v2`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Request
 from starlette.responses import Response
 
+from app.codecs.v2 import HEADER_LENGTH
+from app.context import request_context
 from app.jsonutil import json_response
-from app.schemas.card import ImageInput, ModelCard, TabularInput
+from app.protocols.v2 import V2Protocol
+from app.repository import ModelEntry
 from app.schemas.responses import error_responses
 from app.schemas.v2 import (
     InferenceRequest,
@@ -22,7 +26,6 @@ from app.schemas.v2 import (
     ServerReady,
 )
 from app.service import PredictionService
-from app.v2 import HEADER_LENGTH, V2Protocol, input_spec
 
 ModelName = Annotated[str, Path(description="Model name")]
 Endpoint = Callable[..., Coroutine[Any, Any, Response]]
@@ -77,12 +80,14 @@ async def _infer(request: Request, version: str | None) -> Response:
         "content-encoding": request.headers.get("content-encoding"),
         HEADER_LENGTH.lower(): request.headers.get(HEADER_LENGTH),
     }
+    context = request_context(request.scope)
+    context.endpoint = "infer" if version is None else "infer_version"
     body, extra_headers, media_type = await _protocol(request).infer(
         request.path_params["name"],
         version,
         await request.body(),
         headers,
-        request.scope["state"],
+        context,
         request.receive,
     )
     return Response(body, headers=extra_headers, media_type=media_type)
@@ -99,34 +104,24 @@ async def infer_version(request: Request, name: ModelName, version: Version) -> 
     return await _infer(request, version)
 
 
-def example_request(card: ModelCard) -> dict[str, Any]:
-    """A V2 infer request for the card's first example (a real held-out instance)."""
-    instance = card.examples[0].instance
-    spec = input_spec(card)
-    if isinstance(card.input, TabularInput):
-        if isinstance(instance, dict):
-            instance = [instance[f.name] for f in card.input.features]
-        tensor = {"datatype": "FP32", "shape": [1, len(instance)], "data": [instance]}
-    elif isinstance(card.input, ImageInput):
-        tensor = {
-            "datatype": "UINT8",
-            "shape": [1, card.input.height, card.input.width],
-            "data": [instance],
-        }
-    else:
-        tensor = {"datatype": "BYTES", "shape": [1], "data": [instance]}
-    return {"id": "example-1", "inputs": [{"name": spec.name, **tensor}]}
+def example_request(entry: ModelEntry) -> dict[str, Any]:
+    """A V2 infer request for the version's first card example (a real held-out instance)."""
+    card, adapter = entry.card, entry.adapter
+    assert card is not None and adapter is not None
+    tensor = adapter.tensor_example(card.examples[0].instance)
+    return {"id": "example-1", "inputs": [{"name": adapter.tensor_spec.name, **tensor}]}
 
 
 def _infer_docs(service: PredictionService) -> dict[str, Any]:
     examples = {}
     for name in service.registry.names:  # sorted, like the name parameter's examples
-        card = service.registry.find(name).card
+        entry = service.registry.find(name)
+        card = entry.card
         if card is not None and card.examples:
             examples[name] = {
                 "summary": f"{name}: a real held-out example (true label: "
                 f"{card.examples[0].label})",
-                "value": example_request(card),
+                "value": example_request(entry),
             }
     return {
         "requestBody": {

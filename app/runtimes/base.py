@@ -1,7 +1,7 @@
 """The one model abstraction every framework runtime implements.
 
 A runtime turns a batch of model inputs (already featurised: numbers, pixels or token ids) into
-one probability vector per row. It knows nothing of HTTP, batching or JSON.
+an `(N, C)` array of class probabilities. It knows nothing of HTTP, batching or JSON.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ class Model(ABC):
         """Read the artifact from `folder` (its hashes were verified before)."""
 
     @abstractmethod
-    def predict(self, batch: np.ndarray) -> list[list[float]]:
-        """Class probabilities for each row of `batch`: same length, same order, one entry
-        per label of the card."""
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities `(N, C)` float64 for the N rows of `batch`, in order, one
+        column per label of the card."""
 
     def warmup(self, batch: np.ndarray) -> None:
         """Run every shape the server will use once, so no request pays for compilation.

@@ -153,7 +153,7 @@ class KerasModel(Model):
                 return size
         return self.buckets[-1]
 
-    def predict(self, batch: np.ndarray) -> list[list[float]]:
+    def predict(self, batch: np.ndarray) -> np.ndarray:
         assert self._forward is not None, "load() first"
         batch = np.asarray(batch, dtype=self._input_dtype)
         largest = self.buckets[-1]
@@ -167,9 +167,7 @@ class KerasModel(Model):
                 # text row would average over nothing) and is dropped right after.
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - rows, axis=0)])
             outputs.append(np.asarray(self._forward(chunk))[:rows])
-        probabilities = binary_to_two_columns(np.concatenate(outputs).astype(np.float64))
-        result: list[list[float]] = probabilities.tolist()
-        return result
+        return binary_to_two_columns(np.concatenate(outputs).astype(np.float64))
 
     def warmup(self, batch: np.ndarray) -> None:
         """Call every bucket once (each may compile on first use)."""

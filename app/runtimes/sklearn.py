@@ -31,8 +31,5 @@ class SklearnModel(Model):
             )
         self._estimator = estimator
 
-    def predict(self, batch: np.ndarray) -> list[list[float]]:
-        probabilities: list[list[float]] = np.asarray(
-            self._estimator.predict_proba(batch), dtype=np.float64
-        ).tolist()
-        return probabilities
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)

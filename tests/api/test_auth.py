@@ -39,7 +39,7 @@ def _routes(client: Any) -> list[tuple[str, str]]:
     """(method, concrete path) of every route the app serves."""
     routes = []
     for context in iter_route_contexts(client.app.routes):
-        path = context.path_format.format(**VALUES)
+        path = (context.path_format or "").format(**VALUES)
         for method in sorted(context.methods or {"GET"}):
             if method != "HEAD":
                 routes.append((method, path))

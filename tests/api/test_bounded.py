@@ -87,11 +87,11 @@ def test_a_request_may_decode_only_so_many_pixels(tiny_models_dir: Path) -> None
 def test_large_bodies_are_parsed_on_a_decoding_thread(
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import app.v2
+    from app.codecs.v2 import decompress_body
 
-    service = client.app.state.service
+    v1 = client.app.state.service.v1
     threads: list[str] = []
-    json_rows, decompress = service.json_rows, app.v2.decompress_body
+    json_rows, decompress = v1.json_rows, decompress_body
 
     def recording_json_rows(*args: Any) -> Any:
         threads.append(threading.current_thread().name)
@@ -101,8 +101,8 @@ def test_large_bodies_are_parsed_on_a_decoding_thread(
         threads.append(threading.current_thread().name)
         return decompress(*args)
 
-    monkeypatch.setattr(service, "json_rows", recording_json_rows)
-    monkeypatch.setattr(app.v2, "decompress_body", recording_decompress)
+    monkeypatch.setattr(v1, "json_rows", recording_json_rows)
+    monkeypatch.setattr("app.protocols.v2.decompress_body", recording_decompress)
     grids = [[[float(v) for v in range(28)]] * 28] * 40  # ~130 KB of JSON
     assert predict(client, "mnist-cnn", grids).status_code == 200
     tensor = {"name": "image", "datatype": "FP32", "shape": [40, 28, 28], "data": grids}

@@ -226,7 +226,7 @@ def test_an_unexpected_exception_is_a_500_json_with_the_request_id(tiny_models_d
         async def broken(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("a bug")
 
-        service.predict_json = broken
+        service.v1.predict = broken
         response = predict(app_client, "iris-knn", [[5.1, 3.5, 1.4, 0.2]])
         assert response.status_code == 500
         request_id = response.headers["x-request-id"]

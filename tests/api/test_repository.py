@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.registry import VersionPolicy, discover
+from app.repository import VersionPolicy, discover
 from app.schemas.card import sha256_file
 from tests.conftest import running_app
 

@@ -33,7 +33,7 @@ def _input_array(card: ModelCard) -> tuple[str, np.ndarray]:
     """The card's real examples as the tensor each model's metadata asks for."""
     instances = [example.instance for example in card.examples]
     if card.input.kind == "tabular":
-        names = [feature.name for feature in card.input.features]  # type: ignore[union-attr]
+        names = [feature.name for feature in card.input.features]
         rows = [[i[n] for n in names] if isinstance(i, dict) else i for i in instances]
         return "FP32", np.array(rows, dtype=np.float32)
     if card.input.kind == "image":

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.batching import Batcher
+from app.batching import Batcher, BatchFunction
 from app.errors import DeadlineExceeded, ModelFailed, Unavailable
 
 
@@ -43,7 +43,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def _started(model: FakeModel, **kwargs: Any) -> Batcher:
+async def _started(model: BatchFunction, **kwargs: Any) -> Batcher:
     batcher = Batcher("fake", model, **kwargs)
     batcher.start()
     return batcher
@@ -194,7 +194,7 @@ async def test_model_error_fails_only_its_batch_and_the_worker_carries_on() -> N
 
 @pytest.mark.anyio
 async def test_wrong_result_count_is_an_error_not_a_mis_split() -> None:
-    batcher = await _started(lambda rows: rows[:-1])  # type: ignore[arg-type]
+    batcher = await _started(lambda rows: rows[:-1])
     with pytest.raises(ModelFailed, match="returned 1 results for 2 rows"):
         await batcher.predict([1, 2])
     await batcher.stop()
@@ -250,7 +250,7 @@ async def test_an_error_for_one_row_fails_only_that_request() -> None:
     def model(rows: list[Any]) -> list[Any]:
         return [InvalidInput("bad row") if row == "bad" else ("out", row) for row in rows]
 
-    batcher = await _started(model, max_batch_size=8)  # type: ignore[arg-type]
+    batcher = await _started(model, max_batch_size=8)
     blocker = asyncio.create_task(batcher.predict(["first"]))
     calls = [asyncio.create_task(batcher.predict(rows)) for rows in (["a"], ["b", "bad"], ["c"])]
     outcomes = await asyncio.gather(blocker, *calls, return_exceptions=True)
@@ -358,7 +358,7 @@ async def test_a_request_is_released_as_soon_as_it_is_answered() -> None:
     class Row:
         pass
 
-    batcher = await _started(lambda rows: [0] * len(rows), max_batch_size=4)  # type: ignore[arg-type]
+    batcher = await _started(lambda rows: [0] * len(rows), max_batch_size=4)
     row = Row()
     alive = weakref.ref(row)
     assert await batcher.predict([row, Row(), Row()], timeout_s=30) == [0, 0, 0]

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from app.budget import ClientDisconnected, RequestBudget
+from app.context import RequestContext
 from app.errors import DeadlineExceeded
 from app.metrics import Metrics
-from app.registry import ModelRegistry, discover
+from app.repository import ModelRegistry, discover
 from app.service import PredictionService
 from tests.conftest import make_settings
 
@@ -58,8 +59,8 @@ async def test_a_client_that_hangs_up_stops_the_decoding(tmp_path: Path) -> None
         return {"type": "http.disconnect"}
 
     job = EndlessDecode()
-    state = {"arrived": time.perf_counter()}
-    call = asyncio.create_task(service.off_loop(job, state, receive))
+    context = RequestContext(arrived=time.perf_counter())
+    call = asyncio.create_task(service.core.off_loop(job, context, receive))
     await asyncio.sleep(0.05)
     hung_up.set()
     with pytest.raises(ClientDisconnected):
@@ -73,11 +74,11 @@ async def test_the_deadline_counts_from_arrival_and_stops_the_decoding(tmp_path:
     service = _service(tmp_path, request_timeout_ms=1000)
     job = EndlessDecode()
     # The request arrived 0.9 s ago (its body was slow to come): 0.1 s of its deadline is left.
-    state = {"arrived": time.perf_counter() - 0.9}
+    context = RequestContext(arrived=time.perf_counter() - 0.9)
     with pytest.raises(DeadlineExceeded):
-        await asyncio.wait_for(service.off_loop(job, state), timeout=5)
+        await asyncio.wait_for(service.core.off_loop(job, context), timeout=5)
     assert await asyncio.to_thread(job.stopped.wait, 5), "the decoding went on"
     assert job.steps < 10_000
     with pytest.raises(DeadlineExceeded):  # past its deadline already: nothing starts
-        await service.off_loop(job, {"arrived": time.perf_counter() - 2})
+        await service.core.off_loop(job, RequestContext(arrived=time.perf_counter() - 2))
     await service.stop(0)

@@ -9,7 +9,7 @@ from app.settings import Settings
 
 
 def test_defaults() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.port == 8000 and settings.max_instances == 1000
     assert settings.max_body_bytes == 8 * 1024 * 1024
     assert settings.batching_for("any").max_batch_size == 64

@@ -1,0 +1,54 @@
+"""Input adapters, one per input kind (tabular, image, text); see `app.adapters.base`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.adapters.base import (
+    InputAdapter,
+    InputLimits,
+    decode_b64,
+    named_rows,
+    plain_numeric_rows,
+)
+from app.adapters.image import ImageAdapter
+from app.adapters.tabular import TabularAdapter
+from app.adapters.text import TextAdapter
+from app.schemas.card import ImageInput, ModelCard, TabularInput
+
+__all__ = [
+    "ImageAdapter",
+    "InputAdapter",
+    "InputLimits",
+    "TabularAdapter",
+    "TextAdapter",
+    "decode_b64",
+    "make_adapter",
+    "named_rows",
+    "plain_numeric_rows",
+]
+
+
+def make_adapter(
+    card: ModelCard,
+    folder: Path,
+    limits: InputLimits | None = None,
+    *,
+    max_image_pixels: int | None = None,
+    load: bool = True,
+) -> InputAdapter:
+    """The adapter for the card's input kind (the one place that switches on it); loaded
+    unless `load=False` (the repository loads it after verifying the files)."""
+    limits = limits or InputLimits()
+    if max_image_pixels is not None:
+        limits = InputLimits(limits.max_instances, limits.max_text_chars, max_image_pixels)
+    adapter: InputAdapter
+    if isinstance(card.input, TabularInput):
+        adapter = TabularAdapter(card, folder, limits)
+    elif isinstance(card.input, ImageInput):
+        adapter = ImageAdapter(card, folder, limits)
+    else:
+        adapter = TextAdapter(card, folder, limits)
+    if load:
+        adapter.load()
+    return adapter

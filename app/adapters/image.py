@@ -1,0 +1,104 @@
+"""Image input: a grid of grey levels as is, or an encoded PNG/JPEG converted the MNIST way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.adapters.base import InputAdapter, InputLimits, decode_b64, named_rows, plain_numeric_rows
+from app.budget import RequestBudget
+from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
+from app.errors import InvalidInput, PayloadTooLarge
+from app.preprocessing.image import (
+    ImageInputError,
+    ImageTooLargeError,
+    image_bytes_to_mnist,
+    images_to_model_input,
+)
+from app.schemas.card import ImageInput, ModelCard
+from app.schemas.predict import B64Image
+
+
+class ImageAdapter(InputAdapter):
+    """A grid of grey levels as is, or a base64 PNG/JPEG converted the MNIST way; V2: `image`,
+    numbers [N, H, W] or BYTES [N] of files; uploads through `:predict-image`."""
+
+    slow_rows = True
+    takes_image_files = True
+
+    def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
+        super().__init__(card, folder, limits)
+        assert isinstance(card.input, ImageInput)
+        self.spec = card.input
+        self.max_image_pixels = limits.max_image_pixels
+        self.max_value = card.input.max_value
+        self.shape = (card.input.height, card.input.width)
+
+    @property
+    def instance_help(self) -> str:
+        spec = self.spec
+        return (
+            f"a {spec.height}x{spec.width} list of lists of grey levels 0-{spec.max_value:g}"
+            ' (white digit on black), or {"b64": "<base64 PNG/JPEG>"}'
+        )
+
+    @property
+    def tensor_spec(self) -> TensorSpec:
+        spec = self.spec
+        return TensorSpec(
+            "image",
+            (*NUMERIC_TYPES, "BYTES"),
+            (spec.height, spec.width),
+            f"UINT8 or FP32 [N, {spec.height}, {spec.width}] of grey levels "
+            f"0-{spec.max_value:g} (white digit on black), or BYTES [N] of PNG/JPEG files "
+            "(base64 strings in JSON, raw bytes as binary data)",
+        )
+
+    def tensor_example(self, instance: Any) -> dict[str, Any]:
+        return {"datatype": "UINT8", "shape": [1, *self.shape], "data": [instance]}
+
+    def bytes_rows(
+        self, elements: np.ndarray, where: str, budget: RequestBudget | None
+    ) -> list[Any]:
+        return named_rows(lambda e: self.image_to_row(_image_bytes(e), budget), elements, where)
+
+    def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
+        return plain_numeric_rows(body, max_instances, self.shape, self.max_value)
+
+    def max_values(self, max_instances: int) -> int | None:
+        return max_instances * self.shape[0] * self.shape[1]  # grids; base64 has no commas
+
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
+        if isinstance(instance, B64Image):
+            return self.image_to_row(decode_b64(instance.b64), budget)
+        grid = np.asarray(instance, dtype=np.float32)
+        if grid.min() < 0 or grid.max() > self.max_value:
+            row, column = np.argwhere((grid < 0) | (grid > self.max_value))[0]
+            raise InvalidInput(
+                f"grey levels must be within 0-{self.max_value:g}; found "
+                f"{grid[row, column]:g} at row {row}, column {column}"
+            )
+        return grid
+
+    def image_to_row(self, data: bytes, budget: RequestBudget | None = None) -> np.ndarray:
+        """Encoded image bytes -> a 28x28 MNIST-style row (its decoding charged to `budget`)."""
+        try:
+            return image_bytes_to_mnist(data, self.max_image_pixels, budget)
+        except ImageTooLargeError as exc:
+            raise PayloadTooLarge(str(exc)) from exc
+        except ImageInputError as exc:
+            raise InvalidInput(str(exc)) from exc
+
+    def featurize(self, rows: list[Any]) -> np.ndarray:
+        return images_to_model_input(rows)
+
+
+def _image_bytes(element: Any) -> bytes:
+    # Raw bytes from binary data; in JSON a string, which holds the file as base64.
+    if isinstance(element, bytes):
+        return element
+    return decode_b64(
+        element, "the string (in JSON an image file is base64; raw bytes go as binary data)"
+    )

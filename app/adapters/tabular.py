@@ -1,0 +1,82 @@
+"""Tabular input: named features (any order) or a list in the card's feature order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from app.adapters.base import InputAdapter, InputLimits, plain_numeric_rows
+from app.budget import RequestBudget
+from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
+from app.errors import InvalidInput
+from app.schemas.card import ModelCard, TabularInput
+from app.schemas.predict import FLOAT32_MAX
+
+
+class TabularAdapter(InputAdapter):
+    """Named features (any order) or a list in the card's feature order; V2: `features`,
+    any numeric datatype, [N, n_features]."""
+
+    def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
+        super().__init__(card, folder, limits)
+        assert isinstance(card.input, TabularInput)
+        self.spec = card.input
+        self.feature_names = [feature.name for feature in card.input.features]
+
+    @property
+    def instance_help(self) -> str:
+        names = ", ".join(self.feature_names)
+        count = self.spec.n_features
+        return (
+            f"an object with the {count} features {{{names}}} or a list of "
+            f"{count} numbers in that order"
+        )
+
+    @property
+    def tensor_spec(self) -> TensorSpec:
+        count = self.spec.n_features
+        return TensorSpec(
+            "features",
+            NUMERIC_TYPES,
+            (count,),
+            f"FP32 [N, {count}], features in the order " + ", ".join(self.feature_names),
+        )
+
+    def tensor_example(self, instance: Any) -> dict[str, Any]:
+        if isinstance(instance, dict):
+            instance = [instance[name] for name in self.feature_names]
+        return {"datatype": "FP32", "shape": [1, len(instance)], "data": [instance]}
+
+    def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
+        return plain_numeric_rows(body, max_instances, (len(self.feature_names),), None)
+
+    def max_values(self, max_instances: int) -> int | None:
+        return max_instances * len(self.feature_names)
+
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
+        if isinstance(instance, BaseModel):
+            instance = [getattr(instance, name) for name in self.feature_names]
+        row = np.asarray(instance, dtype=np.float64)
+        outside = ~(np.abs(row) <= FLOAT32_MAX)  # finite in JSON, but beyond float32's ±3.4e38
+        if outside.any():
+            column = int(np.flatnonzero(outside)[0])
+            raise InvalidInput(
+                f"{self.feature_names[column]} is out of range: features must be within "
+                f"±{FLOAT32_MAX:.3g} (float32)"
+            )
+        return row.astype(np.float32)
+
+    def featurize(self, rows: list[Any]) -> np.ndarray:
+        return np.stack(rows)
+
+    def uncomputable(self, row: Any) -> InvalidInput:
+        magnitudes = np.abs(np.asarray(row, dtype=np.float64))
+        column = int(np.argmax(magnitudes))
+        return InvalidInput(
+            f"{self.feature_names[column]} = {float(row[column]):.3g} is out of the range the "
+            "model can compute (its arithmetic overflowed float32 on this instance); send "
+            "values in the range the model was trained on"
+        )

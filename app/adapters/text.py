@@ -1,0 +1,78 @@
+"""Text input: raw review text, tokenised per batch with the version's saved vocabulary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.adapters.base import InputAdapter, InputLimits, named_rows
+from app.budget import RequestBudget
+from app.codecs.v2 import TensorSpec
+from app.errors import BadRequest
+from app.preprocessing.text import TextVectorizer
+from app.schemas.card import ModelCard, TextInput
+
+
+class TextAdapter(InputAdapter):
+    """Raw review text; V2: `text`, BYTES [N] (or [N, 1]) of UTF-8."""
+
+    def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
+        super().__init__(card, folder, limits)
+        assert isinstance(card.input, TextInput)
+        self.spec = card.input
+        self._vectorizer: TextVectorizer | None = None
+
+    def load(self) -> None:
+        self._vectorizer = TextVectorizer.load(
+            self.folder / self.spec.vocabulary_file, self.spec.sequence_length
+        )
+
+    @property
+    def vectorizer(self) -> TextVectorizer:
+        """The saved vocabulary (after `load()`)."""
+        assert self._vectorizer is not None, "load() first"
+        return self._vectorizer
+
+    @property
+    def instance_help(self) -> str:
+        return f"a string of review text, 1 to {self.limits.max_text_chars} characters"
+
+    @property
+    def tensor_spec(self) -> TensorSpec:
+        return TensorSpec("text", ("BYTES",), (), "BYTES [N] of UTF-8 review text")
+
+    def tensor_example(self, instance: Any) -> dict[str, Any]:
+        return {"datatype": "BYTES", "shape": [1], "data": [instance]}
+
+    def bytes_rows(
+        self, elements: np.ndarray, where: str, budget: RequestBudget | None
+    ) -> list[Any]:
+        texts = [self._text(element, where.format(i)) for i, element in enumerate(elements)]
+        return named_rows(self.to_row, texts, where)
+
+    def _text(self, element: Any, where: str) -> str:
+        if isinstance(element, bytes):
+            try:
+                element = element.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadRequest(
+                    f"{where} is not valid UTF-8 ({exc.reason} at byte {exc.start}); send the "
+                    "text encoded as UTF-8"
+                ) from None
+        limit = self.limits.max_text_chars
+        if not element:
+            raise BadRequest(f"{where} is empty; send at least 1 character")
+        if len(element) > limit:
+            raise BadRequest(
+                f"{where} has {len(element)} characters, over the limit of {limit}; "
+                "shorten the text"
+            )
+        return str(element)
+
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> str:
+        return str(instance)
+
+    def featurize(self, rows: list[Any]) -> np.ndarray:
+        return self.vectorizer.transform(rows)

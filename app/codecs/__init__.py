@@ -1,0 +1,1 @@
+"""Codecs: pure translations between wire formats and arrays (no model, no HTTP)."""

@@ -1,0 +1,286 @@
+"""The protocol-neutral core: pick a model version, run rows through it, get probabilities.
+
+Every protocol (the friendly V1 API, V2, later gRPC, explanations) is a peer over these calls:
+
+- `select(name, version)` -> the model version that serves a request (404 unknown, 503 not
+  ready or shutting down). One function, so a version (and later a label or a traffic split)
+  means the same on every protocol; every decision about a model's inputs is then made by
+  that version's adapter (`entry.adapter`).
+- `infer(entry, rows)` -> an `(N, C)` float64 array of class probabilities (columns in the
+  order of `entry.card.labels`), rows already made by the version's adapter, through the
+  version's batcher, within the request's deadline.
+- `subscribe(listener)`: called on the event loop after every completed inference with a
+  `PredictionEvent` (request id, model, version, rows, probabilities) -- a monitoring store
+  or a payload log hangs here, not inside a protocol.
+- `off_loop(job)`: decoding work (images, large bodies) on the bounded decoding pool, with the
+  request's deadline and client disconnects.
+
+The core knows no HTTP and no JSON: protocols decode requests into rows and encode the
+probabilities back. Model loading belongs to the repository (`app.repository`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from starlette.types import Receive
+
+from app.batching import Batcher
+from app.budget import ClientDisconnected, RequestBudget, release_free_memory
+from app.context import RequestContext
+from app.errors import DeadlineExceeded, ServingError, Unavailable
+from app.metrics import Metrics
+from app.repository import ModelEntry, ModelRegistry
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# After a request decoded this many pixels, hand the freed memory back to the OS (glibc keeps
+# it in per-thread arenas otherwise: six 25 MP decodes left the process 2 GB larger).
+TRIM_AFTER_PIXELS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionEvent:
+    """One completed inference, for listeners (monitoring, payload logging)."""
+
+    request_id: str
+    model: str
+    version: int
+    labels: Sequence[str]
+    rows: Sequence[Any]  # as the version's adapter made them (before featurisation)
+    probabilities: np.ndarray  # (N, C) float64, columns in the order of `labels`
+    endpoint: str | None
+
+
+PredictionListener = Callable[[PredictionEvent], None]
+
+
+class InferenceCore:
+    """Model selection and inference, shared by every protocol."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics
+        self.draining = False
+        self.drain_started = math.inf
+        self._listeners: list[PredictionListener] = []
+        self._decoder = ThreadPoolExecutor(
+            settings.resolved_decode_threads(), thread_name_prefix="decode"
+        )
+
+    # ------------------------------------------------------------------ selection
+    def select(
+        self, name: str, version: int | None = None, context: RequestContext | None = None
+    ) -> ModelEntry:
+        """The model version that serves a request: `version`, or the newest ready one.
+
+        Raises NotFound (unknown model or version), Unavailable (loading, failed, or the
+        request arrived after shutdown began). Records the version on `context`.
+        """
+        arrived = context.arrived if context is not None else math.inf
+        if self.draining and arrived >= self.drain_started:
+            raise Unavailable(
+                "the server is shutting down; retry on another replica", close_connection=True
+            )
+        entry = self.registry.get_ready(name, version)
+        if context is not None:
+            context.serve(entry.name, entry.version, entry.stats)
+        return entry
+
+    # ------------------------------------------------------------------ inference
+    async def infer(
+        self,
+        entry: ModelEntry,
+        rows: Sequence[Any],
+        context: RequestContext,
+        where: str = "instances[{}]",
+    ) -> np.ndarray:
+        """Probabilities `(N, C)` for `rows` (made by `entry.adapter`), in order.
+
+        The deadline (SYNERGY_REQUEST_TIMEOUT_MS) runs from when the request arrived, so time
+        spent reading and decoding the body counts. An error about one row (an input the
+        model cannot compute) names it with `where` (the protocol's way to point at an
+        instance). Raises Unavailable (overloaded, stopping), DeadlineExceeded, ModelFailed,
+        InvalidInput.
+        """
+        assert entry.batcher is not None
+        context.rows = len(rows)
+        remaining_s = self.remaining_s(context)
+        if remaining_s <= 0:
+            raise self.deadline_exceeded()
+        try:
+            results = await entry.batcher.predict(rows, remaining_s)
+        except ServingError as exc:
+            if exc.instance is not None:
+                exc.message = f"{where.format(exc.instance)}: {exc.message}"
+            raise
+        probabilities = np.stack(results)
+        if self._listeners:
+            assert entry.card is not None
+            event = PredictionEvent(
+                context.request_id,
+                entry.name,
+                entry.version,
+                entry.card.labels,
+                rows,
+                probabilities,
+                context.endpoint,
+            )
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:  # a listener's failure never fails the prediction
+                    log.exception("prediction listener %r failed", listener)
+        return probabilities
+
+    def subscribe(self, listener: PredictionListener) -> None:
+        """Call `listener(event)` on the event loop after each completed inference; it must
+        be quick (hand slow work to a queue of its own)."""
+        self._listeners.append(listener)
+
+    def serve(self, entry: ModelEntry) -> Batcher:
+        """Start the batcher of a loaded version (its runtime and adapter are set)."""
+        assert entry.card is not None and entry.model is not None and entry.adapter is not None
+        batching = self.settings.batching_for(entry.name)
+        model, adapter, labels = entry.model, entry.adapter, entry.card.labels
+        version = str(entry.version)
+        prediction_counter = self.metrics.predictions
+        stats = entry.stats
+
+        def run_batch(rows: list[Any]) -> list[np.ndarray | ServingError]:
+            probabilities = model.predict(adapter.featurize(rows))
+            results: list[np.ndarray | ServingError] = list(probabilities)
+            finite = np.isfinite(probabilities).all(axis=1)
+            best = np.argmax(probabilities, axis=1)
+            if not finite.all():
+                # NaN/infinity out of a model that is fine on other rows: this input is
+                # outside what its float32 arithmetic can compute. A client error for this
+                # row's request only; the batch's other requests get their answers.
+                for index in np.flatnonzero(~finite).tolist():
+                    results[index] = adapter.uncomputable(rows[index])
+            tally = Counter(labels[i] for i in best[finite].tolist())
+            for label, count in tally.items():
+                prediction_counter.labels(entry.name, version, label).inc(count)
+            stats.record_labels(tally)
+            return results
+
+        batcher = Batcher(
+            f"{entry.name}/{entry.version}",
+            run_batch,
+            max_batch_size=batching.max_batch_size,
+            max_batch_wait_ms=batching.max_batch_wait_ms,
+            max_queue_rows=batching.max_queue_rows,
+            max_queue_wait_ms=batching.max_queue_wait_ms,
+            observer=self.metrics.batch_observer(entry.name, entry.version),
+        )
+        self.metrics.queue_rows.labels(entry.name, version).set_function(
+            lambda: batcher.queued_rows
+        )
+        batcher.start()
+        entry.batcher = batcher
+        return batcher
+
+    # ------------------------------------------------------------------ deadlines, decoding
+    def remaining_s(self, context: RequestContext) -> float:
+        """Seconds left of this request's deadline (counted from its arrival)."""
+        return self.settings.request_timeout_ms / 1000.0 - (time.perf_counter() - context.arrived)
+
+    def deadline_exceeded(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"the request took longer than its deadline ({self.settings.request_timeout_ms:g} ms);"
+            " send fewer or smaller instances, or retry later"
+        )
+
+    async def off_loop(
+        self,
+        job: Callable[[RequestBudget], T],
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> T:
+        """Run `job(budget)` on a decoding thread, within the request's deadline.
+
+        The decoding threads are a bounded pool (SYNERGY_DECODE_THREADS), so concurrent
+        uploads queue instead of decoding all at once (memory). The job gets the request's
+        budget (deadline, decoded pixels) and checks it between steps. When the deadline
+        passes (504) or the client disconnects (`receive` says so; 499 in the logs), this
+        returns at once and the job stops at its next check.
+        """
+        remaining_s = self.remaining_s(context)
+        if remaining_s <= 0:
+            raise self.deadline_exceeded()
+        budget = RequestBudget(
+            time.perf_counter() + remaining_s, self.settings.max_request_image_pixels
+        )
+        work = asyncio.get_running_loop().run_in_executor(self._decoder, _run_job, job, budget)
+        work.add_done_callback(_consume)
+        watcher = asyncio.ensure_future(_disconnect(receive)) if receive is not None else None
+        try:
+            waiting: set[asyncio.Future[Any]] = {work} if watcher is None else {work, watcher}
+            done, _ = await asyncio.wait(
+                waiting, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if work in done:
+                return work.result()
+            reason: ServingError = (
+                ClientDisconnected("the client disconnected before the answer")
+                if watcher is not None and watcher in done
+                else self.deadline_exceeded()
+            )
+            budget.stop(reason)
+            raise reason
+        except asyncio.CancelledError:
+            budget.stop(ClientDisconnected("the request was cancelled"))
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    # ------------------------------------------------------------------ shutdown
+    def begin_drain(self) -> None:
+        """Shutdown phase 1: readiness goes 503 and predictions that arrive from now on are
+        refused. Requests already received (even those still uploading their body) finish."""
+        if not self.draining:
+            self.draining = True
+            self.drain_started = time.perf_counter()
+
+    async def stop(self, drain_timeout_s: float) -> None:
+        """Shutdown phase 2: finish queued rows (up to the timeout), then stop every worker."""
+        self.begin_drain()
+        batchers = [e.batcher for e in self.registry if e.batcher is not None]
+        await asyncio.gather(*(b.stop(drain_timeout_s) for b in batchers))
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_job(job: Callable[[RequestBudget], T], budget: RequestBudget) -> T:
+    """A decoding job on its thread; afterwards, large decodes' memory goes back to the OS."""
+    try:
+        budget.check()  # it may have waited for a thread past its deadline
+        return job(budget)
+    finally:
+        if budget.pixels >= TRIM_AFTER_PIXELS:
+            release_free_memory()
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    # A job abandoned at its deadline still ends with a result or an error: nobody reads it.
+    if not future.cancelled():
+        future.exception()
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Returns when the client has closed the connection (the body was read already, so
+    the server's next message is the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

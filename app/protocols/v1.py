@@ -1,0 +1,258 @@
+"""The friendly REST API (TF-Serving-like rows): `{"instances": [...]}` in, one prediction
+per instance out, `{"label", "probabilities": {label: p}}` each; and its read side (the
+listing, the cards, the metrics).
+
+Decoding is the selected version's: its adapter's request schema, plain-row fast path and
+rows, so a model whose versions take different inputs is decoded right for each version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+from starlette.types import Receive
+
+from app.adapters import InputAdapter, named_rows
+from app.budget import RequestBudget
+from app.context import RequestContext
+from app.core import InferenceCore
+from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, ServingError
+from app.repository import ModelEntry, ModelState
+
+# Bodies over this are parsed on a decoding thread: parsing ~1,000 28x28 images as JSON takes
+# milliseconds, too long for the event loop that answers every other request meanwhile.
+LARGE_BODY_BYTES = 64 * 1024
+# Commas beyond the values of the largest valid request (keys and metadata of the JSON).
+VALUE_COUNT_SLACK = 256
+
+
+def _format_location(location: Sequence[int | str]) -> str:
+    # ("instances", 0, "array", 3, 5) -> "instances[0][3][5]": the union tag is noise.
+    text = ""
+    for position, part in enumerate(location):
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif position == 2 and part in ("array", "object") and location[0] == "instances":
+            continue
+        else:
+            text += f".{part}" if text else part
+    return text or "body"
+
+
+def describe_validation_error(exc: ValidationError, instance_help: str) -> ServingError:
+    """Turn pydantic's errors on a request body into one clear client error."""
+    errors = exc.errors(include_url=False)
+    for error in errors:
+        if error["type"] == "json_invalid":
+            return BadRequest(
+                f'the body is not valid JSON ({error["msg"]}); send {{"instances": [...]}}'
+            )
+        if error["type"] == "too_long" and tuple(error["loc"]) == ("instances",):
+            return PayloadTooLarge(
+                f"too many instances: at most {error['ctx']['max_length']} per request; split "
+                "them over several requests"
+            )
+        if tuple(error["loc"]) == ("instances",) and error["type"] == "too_short":
+            return InvalidInput('"instances" is empty: send at least one instance')
+        if tuple(error["loc"]) == ("instances",) and error["type"] == "missing":
+            return InvalidInput(
+                'the body must be a JSON object {"instances": [...]}; "instances" is missing'
+            )
+        if not error["loc"] and error["type"] == "model_type":
+            return InvalidInput('the body must be a JSON object {"instances": [...]}')
+    problems = [f"{_format_location(e['loc'])}: {e['msg']}" for e in errors[:3]]
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return InvalidInput("; ".join(problems) + more + f". Each instance: {instance_help}")
+
+
+def parse_instances(adapter: InputAdapter, body: bytes) -> list[Any]:
+    """Validate a `{"instances": [...]}` body against the version's schema."""
+    try:
+        parsed = adapter.request_model.model_validate_json(body)
+    except ValidationError as exc:
+        raise describe_validation_error(exc, adapter.instance_help) from None
+    instances: list[Any] = parsed.instances  # type: ignore[attr-defined]
+    return instances
+
+
+def encode_predictions(labels: Sequence[str], probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """`(N, C)` probabilities -> one `{"label", "probabilities"}` per row."""
+    best = np.argmax(probabilities, axis=1).tolist()
+    return [
+        {"label": labels[index], "probabilities": dict(zip(labels, row, strict=True))}
+        for index, row in zip(best, probabilities.tolist(), strict=True)
+    ]
+
+
+def _rows(
+    adapter: InputAdapter, instances: Sequence[Any], budget: RequestBudget | None
+) -> list[Any]:
+    if budget is None:
+        return named_rows(adapter.to_row, instances)
+
+    def to_row(instance: Any) -> Any:
+        budget.check()
+        return adapter.to_row(instance, budget)
+
+    return named_rows(to_row, instances)
+
+
+class V1Protocol:
+    """`:predict`, `:predict-image` and the model listing, over the core."""
+
+    def __init__(self, core: InferenceCore) -> None:
+        self.core = core
+        self.registry = core.registry
+        self.settings = core.settings
+
+    # ------------------------------------------------------------------ predictions
+    async def predict(
+        self,
+        name: str,
+        version: int | None,
+        body: bytes,
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> dict[str, Any]:
+        """The whole `:predict` path for one request body.
+
+        A small body is parsed on the event loop (microseconds); a large one, and images to
+        decode, on a decoding thread (see `InferenceCore.off_loop`), so the loop stays free.
+        """
+        entry = self.core.select(name, version, context)
+        rows = await self.decode(entry, body, context, receive)
+        probabilities = await self.core.infer(entry, rows, context)
+        return self.encode(entry, probabilities)
+
+    async def decode(
+        self,
+        entry: ModelEntry,
+        body: bytes,
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> list[Any]:
+        """A `{"instances": [...]}` body -> the version's rows (an explainer reuses this)."""
+        adapter = entry.adapter
+        assert adapter is not None
+        if len(body) > LARGE_BODY_BYTES:
+            return await self.core.off_loop(
+                lambda budget: self.json_rows(entry, body, budget), context, receive
+            )
+        rows = adapter.plain_rows(body, self.settings.max_instances)
+        if rows is not None:
+            return rows
+        instances = parse_instances(adapter, body)
+        if adapter.slow_rows and any(isinstance(i, BaseModel) for i in instances):
+            return await self.core.off_loop(
+                lambda budget: _rows(adapter, instances, budget), context, receive
+            )
+        return _rows(adapter, instances, None)
+
+    def encode(self, entry: ModelEntry, probabilities: np.ndarray) -> dict[str, Any]:
+        """The `:predict` response for a version's probabilities."""
+        assert entry.card is not None
+        return {
+            "model": entry.name,
+            "version": entry.version,
+            "predictions": encode_predictions(entry.card.labels, probabilities),
+        }
+
+    def json_rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
+        """A `{"instances": [...]}` body -> rows (on a decoding thread)."""
+        adapter = entry.adapter
+        assert adapter is not None
+        self.check_value_count(entry, body.count(b",") + 1)
+        plain = adapter.plain_rows(body, self.settings.max_instances)
+        if plain is not None:
+            return plain
+        return _rows(adapter, parse_instances(adapter, body), budget)
+
+    def check_value_count(self, entry: ModelEntry, values: int) -> None:
+        """413 before parsing when a JSON body holds more values than the largest valid
+        request can (counted by its commas: a few milliseconds for 8 MB, where parsing would
+        take a few hundred), so a body of a million zeros costs nothing to refuse."""
+        assert entry.adapter is not None
+        limit = entry.adapter.max_values(self.settings.max_instances)
+        if limit is not None and values > limit + VALUE_COUNT_SLACK:
+            raise PayloadTooLarge(
+                f"the body holds {values} values or more, more than "
+                f"{self.settings.max_instances} instances of model {entry.name} can have "
+                f"({limit}); send at most {self.settings.max_instances} instances per request"
+            )
+
+    async def predict_image(
+        self,
+        name: str,
+        version: int | None,
+        data: bytes,
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> dict[str, Any]:
+        """One uploaded image file -> one prediction."""
+        entry = self.core.select(name, version, context)
+        adapter = entry.adapter
+        assert adapter is not None
+        if not adapter.takes_image_files:
+            raise NotFound(
+                f"model {name} does not take images, so it has no :predict-image; "
+                f"use :predict with {adapter.instance_help}"
+            )
+        context.rows = 1
+        row = await self.core.off_loop(
+            lambda budget: adapter.image_to_row(data, budget), context, receive
+        )
+        probabilities = await self.core.infer(entry, [row], context)
+        return self.encode(entry, probabilities)
+
+    # ------------------------------------------------------------------ read side
+    def list_models(self) -> dict[str, Any]:
+        """Every model, its versions and their state."""
+        summaries = []
+        for name in self.registry.names:
+            versions = self.registry.versions(name)
+            newest = self.registry.find(name)
+            card = newest.card
+            summaries.append(
+                {
+                    "name": name,
+                    "latest_version": newest.version if newest.state is ModelState.READY else None,
+                    "versions": [versions[v].status() for v in sorted(versions)],
+                    "framework": card.framework if card else None,
+                    "task": card.task if card else None,
+                    "input_kind": card.input.kind if card else None,
+                    "labels": card.labels if card else None,
+                    "description": card.description if card else None,
+                }
+            )
+        return {"models": summaries}
+
+    def model_detail(self, name: str, version: int | None) -> dict[str, Any]:
+        """The card plus how this server runs the model."""
+        entry = self.registry.carded(name, version)
+        assert entry.card is not None
+        batching = self.settings.batching_for(name)
+        status = entry.status()
+        return {
+            "card": entry.card.model_dump(mode="json"),
+            "serving": {
+                "state": status["state"],
+                "reason": status.get("reason"),
+                "device": status.get("device"),
+                "load_seconds": entry.load_seconds,
+                **batching.model_dump(),
+            },
+        }
+
+    def model_metrics(self, name: str, version: int | None) -> dict[str, Any]:
+        """Held-out metrics from the card plus live serving stats."""
+        entry = self.registry.carded(name, version)
+        assert entry.card is not None
+        return {
+            "model": entry.name,
+            "version": entry.version,
+            "held_out": entry.card.metrics.model_dump(mode="json"),
+            "serving": entry.stats.snapshot(),
+        }

@@ -1,0 +1,201 @@
+"""Open Inference Protocol (V2): typed tensors in, the same core, tensors out.
+
+Decoding: the pure codec (`app.codecs.v2`) reads the body (gzip/deflate, Triton's binary
+extension, the JSON document, the tensor), against the V2 input the selected version's adapter
+declares (`adapter.tensor_spec`); the adapter makes the rows, with the same checks as on every
+other route. The core computes the probabilities; the codec encodes `label` (BYTES [N]) and
+`probabilities` (FP32 [N, C]) as asked for.
+
+Every error the client can fix is a 400 here (the protocol's convention), not the friendly
+API's 422.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from starlette.types import Receive
+
+from app import __version__
+from app.budget import RequestBudget
+from app.codecs.v2 import (
+    EXTENSIONS,
+    HEADER_LENGTH,
+    SERVER_NAME,
+    decode_input,
+    decompress_body,
+    encode_response,
+    parse_request,
+    requested_outputs,
+    split_body,
+)
+from app.context import RequestContext
+from app.core import InferenceCore
+from app.errors import BadRequest, InvalidInput, NotFound
+from app.protocols.v1 import LARGE_BODY_BYTES, V1Protocol
+from app.repository import ModelEntry, ModelState
+from app.schemas.v2 import InferenceRequest
+
+
+@dataclass
+class DecodedRequest:
+    """What an infer request asks for, ready for the core."""
+
+    request: InferenceRequest
+    rows: list[Any]
+    # (output name, as binary?) in the order asked for.
+    outputs: list[tuple[str, bool]]
+
+
+class V2Protocol:
+    """The V2 endpoints' logic, over the core."""
+
+    def __init__(self, core: InferenceCore, v1: V1Protocol, ready: Any) -> None:
+        self.core = core
+        self.registry = core.registry
+        self.settings = core.settings
+        # Value counting before parsing is shared with the friendly API.
+        self._v1 = v1
+        self._server_ready = ready
+
+    # ------------------------------------------------------------------ metadata and health
+    def server_metadata(self) -> dict[str, Any]:
+        """`GET /v2`."""
+        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+
+    def server_ready(self) -> bool:
+        """Every model loaded and warm, and not shutting down."""
+        return bool(self._server_ready())
+
+    def _version(self, name: str, version: str | None) -> int | None:
+        if version is None:
+            return None
+        if not (version.isascii() and version.isdigit()):
+            versions = ", ".join(str(v) for v in sorted(self.registry.versions(name)))
+            raise NotFound(
+                f"model {name!r} has no version {version!r}; versions are integers, available: "
+                f"{versions}"
+            )
+        return int(version)
+
+    def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        """`GET /v2/models/{name}[/versions/{version}]`."""
+        entry = self.registry.carded(name, self._version(name, version))
+        card, adapter = entry.card, entry.adapter
+        assert card is not None and adapter is not None
+        spec = adapter.tensor_spec
+        accepted = ", ".join(spec.datatypes)
+        return {
+            "name": card.name,
+            "versions": [str(v) for v in sorted(self.registry.versions(name))],
+            "platform": card.framework,
+            "inputs": [
+                {
+                    "name": spec.name,
+                    "datatype": spec.metadata_datatype,
+                    "shape": [-1, *spec.row_shape],
+                    "parameters": {"accepted_datatypes": accepted, "description": spec.help},
+                }
+            ],
+            "outputs": [
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(card.labels)]},
+            ],
+            "labels": card.labels,
+        }
+
+    def model_ready(self, name: str, version: str | None) -> tuple[bool, dict[str, Any]]:
+        """(ready?, body) for `GET /v2/models/{name}[/versions/{version}]/ready`."""
+        entry = self.registry.find(name, self._version(name, version))
+        ready = entry.state is ModelState.READY and not self.core.draining
+        return ready, {"name": name, "version": str(entry.version), "ready": ready}
+
+    # ------------------------------------------------------------------ inference
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        body: bytes,
+        headers: dict[str, str | None],
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> tuple[bytes, dict[str, str], str]:
+        """One infer request -> (response body, extra headers, media type)."""
+        entry = self.core.select(name, self._version(name, version), context)
+        decoded = await self.decode(entry, body, headers, context, receive)
+        assert entry.adapter is not None
+        try:
+            probabilities = await self.core.infer(
+                entry, decoded.rows, context, f"input {entry.adapter.tensor_spec.name}[{{}}]"
+            )
+        except InvalidInput as exc:
+            raise BadRequest(exc.message) from None
+        return self.encode(entry, decoded, probabilities)
+
+    async def decode(
+        self,
+        entry: ModelEntry,
+        body: bytes,
+        headers: dict[str, str | None],
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> DecodedRequest:
+        """An infer request body -> the version's rows and the outputs asked for (on a
+        decoding thread when it is large, compressed or holds images)."""
+        adapter = entry.adapter
+        assert adapter is not None
+        compressed = (headers.get("content-encoding") or "identity").strip().lower() != "identity"
+        try:
+            if adapter.slow_rows or compressed or len(body) > LARGE_BODY_BYTES:
+                return await self.core.off_loop(
+                    lambda budget: self._decode(entry, body, headers, budget), context, receive
+                )
+            return self._decode(entry, body, headers, None)
+        except InvalidInput as exc:
+            raise BadRequest(exc.message) from None
+
+    def _decode(
+        self,
+        entry: ModelEntry,
+        body: bytes,
+        headers: dict[str, str | None],
+        budget: RequestBudget | None,
+    ) -> DecodedRequest:
+        adapter = entry.adapter
+        assert adapter is not None
+        header_length = headers.get(HEADER_LENGTH.lower())
+        limit = adapter.max_values(self.settings.max_instances)
+        body = decompress_body(
+            body,
+            headers.get("content-encoding"),
+            self.settings.max_body_bytes,
+            # Only an all-JSON body's commas are values; binary tensor data has any bytes.
+            None
+            if header_length is not None or limit is None
+            else lambda values: self._v1.check_value_count(entry, values),
+        )
+        header, binary = split_body(body, header_length)
+        if len(header) > LARGE_BODY_BYTES:
+            self._v1.check_value_count(entry, header.count(b",") + 1)
+        request = parse_request(header)
+        outputs = requested_outputs(request)
+        datatype, values = decode_input(
+            request, binary, adapter.tensor_spec, entry.name, self.settings.max_instances
+        )
+        return DecodedRequest(request, adapter.tensor_rows(datatype, values, budget), outputs)
+
+    def encode(
+        self, entry: ModelEntry, decoded: DecodedRequest, probabilities: np.ndarray
+    ) -> tuple[bytes, dict[str, str], str]:
+        """(body, extra headers, media type) of the infer response."""
+        assert entry.card is not None
+        return encode_response(
+            entry.name,
+            entry.version,
+            decoded.request.id,
+            entry.card.labels,
+            probabilities,
+            decoded.outputs,
+        )
