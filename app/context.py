@@ -29,6 +29,8 @@ class RequestContext:
     arrived: float = 0.0
     # The endpoint's name for the metrics ("predict", "infer", ...); None: the route's name.
     endpoint: str | None = None
+    # The protocol that decoded it ("v1", "v2"), for monitoring's route column.
+    protocol: str | None = None
     model: str = ""
     version: int | None = None
     rows: int | None = None

@@ -61,6 +61,7 @@ class PredictionEvent:
     rows: Sequence[Any]  # as the version's adapter made them (before featurisation)
     probabilities: np.ndarray  # (N, C) float64, columns in the order of `labels`
     endpoint: str | None
+    protocol: str | None
 
 
 PredictionListener = Callable[[PredictionEvent], None]
@@ -137,6 +138,7 @@ class InferenceCore:
                 rows,
                 probabilities,
                 context.endpoint,
+                context.protocol,
             )
             for listener in self._listeners:
                 try:

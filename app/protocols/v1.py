@@ -122,6 +122,7 @@ class V1Protocol:
         A small body is parsed on the event loop (microseconds); a large one, and images to
         decode, on a decoding thread (see `InferenceCore.off_loop`), so the loop stays free.
         """
+        context.protocol = "v1"
         entry = self.core.select(name, version, context)
         rows = await self.decode(entry, body, context, receive)
         probabilities = await self.core.infer(entry, rows, context)
@@ -192,6 +193,7 @@ class V1Protocol:
         receive: Receive | None = None,
     ) -> dict[str, Any]:
         """One uploaded image file -> one prediction."""
+        context.protocol = "v1"
         entry = self.core.select(name, version, context)
         adapter = entry.adapter
         assert adapter is not None

@@ -123,6 +123,7 @@ class V2Protocol:
         receive: Receive | None = None,
     ) -> tuple[bytes, dict[str, str], str]:
         """One infer request -> (response body, extra headers, media type)."""
+        context.protocol = "v2"
         entry = self.core.select(name, self._version(name, version), context)
         decoded = await self.decode(entry, body, headers, context, receive)
         assert entry.adapter is not None

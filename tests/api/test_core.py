@@ -22,6 +22,7 @@ def test_every_protocol_announces_its_completed_predictions(client: Any) -> None
     v2 = client.post("/v2/models/iris-knn/versions/1/infer", json={"inputs": [tensor]})
     assert v1.status_code == v2.status_code == 200
     assert [e.endpoint for e in events] == ["predict", "infer_version"]
+    assert [e.protocol for e in events] == ["v1", "v2"]
     for event, response in zip(events, (v1, v2), strict=True):
         assert event.request_id == response.headers["x-request-id"]
         assert (event.model, event.version) == ("iris-knn", 1)
@@ -40,3 +41,24 @@ def test_a_failing_subscriber_never_fails_the_prediction(client: Any) -> None:
 
     client.app.state.service.core.subscribe(broken)
     assert predict(client, "iris-knn", IRIS[:1]).status_code == 200
+
+
+def test_predict_has_one_implementation_behind_both_paths(client: Any) -> None:
+    from app.api.predict import PredictEndpoint
+
+    endpoints = {
+        id(route.endpoint): route.endpoint
+        for route in client.app.routes
+        if getattr(route, "path", "").endswith(":predict")
+    }
+    assert len(endpoints) == 1
+    assert isinstance(next(iter(endpoints.values())), PredictEndpoint)
+    versioned = client.post("/v1/models/iris-knn/versions/1:predict", json={"instances": IRIS[:1]})
+    assert versioned.status_code == 200 and versioned.json()["version"] == 1
+    # The metrics still name the versioned path's endpoint as its route did.
+    counted = [
+        line
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("synergy_requests_total{") and 'endpoint="predict_version"' in line
+    ]
+    assert counted and 'model="iris-knn"' in counted[0]
