@@ -127,7 +127,8 @@ class InferenceCore:
             if exc.instance is not None:
                 exc.message = f"{where.format(exc.instance)}: {exc.message}"
             raise
-        probabilities = np.stack(results)
+        # One row (the common request): a view, not a copy.
+        probabilities = results[0][None, :] if len(results) == 1 else np.stack(results)
         if self._listeners:
             assert entry.card is not None
             event = PredictionEvent(

@@ -1,15 +1,16 @@
 """`:predict` routes, and their per-model documentation.
 
-Routing: three generic routes (`{name}:predict`, `{name}/versions/{version}:predict`,
-`{name}:predict-image`) are registered before every other route. FastAPI tries routes in order
-at about 6 us each, so the hot path matches first time.
+Routing: `{name}:predict` and `{name}/versions/{version}:predict` are one ASGI endpoint
+(`PredictEndpoint`, over `app.protocols.v1`), registered before every other route and also
+called directly by `PredictFastPath` below FastAPI's routing (the hot path); `{name}:predict-
+image` is a FastAPI route (multipart upload).
 
 Documentation: Swagger UI users get one operation per model, each with that model's input
-schema and a real held-out example that works as is in "Try it out". Those operations are
-written into the OpenAPI document here; they describe exactly the paths the generic routes
-serve. Bodies are read raw and validated in one pass by pydantic from the JSON bytes (3x
-faster than FastAPI's parse-then-validate), which is why the request schemas are attached by
-hand too.
+schema (its newest version's adapter's) and a real held-out example that works as is in "Try
+it out". Those operations are written into the OpenAPI document here; they describe exactly
+the paths the generic routes serve. Bodies are read raw and validated in one pass by pydantic
+from the JSON bytes (3x faster than FastAPI's parse-then-validate), which is why the request
+schemas are attached by hand too.
 """
 
 from typing import Annotated, Any
