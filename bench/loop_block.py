@@ -59,6 +59,7 @@ def client(
     interval_s: float,
 ) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    stop.wait(random.random() * interval_s)  # paced clients spread out, not in lockstep
     while not stop.wait(interval_s):
         try:
             connection.request("POST", path, body, headers)
