@@ -397,6 +397,14 @@ class PredictionService:
         assert adapter is not None
         rows: list[Any] | None
         if len(body) > LARGE_BODY_BYTES:
+            per_row = adapter.max_values(1)
+            if per_row is not None:
+                # Refuse what cannot be served before paying for the parse: too many values,
+                # or at least values // per_row rows that the model has no room for now.
+                values = await self.off_loop(lambda _: body.count(b",") + 1, scope_state, receive)
+                self.check_value_count(entry, values)
+                assert entry.batcher is not None
+                entry.batcher.admit(max(1, values // per_row), self.remaining_s(scope_state))
             rows = await self.off_loop(
                 lambda budget: self.json_rows(entry, body, budget), scope_state, receive
             )
@@ -415,10 +423,10 @@ class PredictionService:
         return {"model": entry.name, "version": entry.version, "predictions": predictions}
 
     def json_rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
-        """A `{"instances": [...]}` body -> rows (on a decoding thread)."""
+        """A `{"instances": [...]}` body -> rows (on a decoding thread; its values were
+        counted already)."""
         adapter = entry.adapter
         assert adapter is not None
-        self.check_value_count(entry, body.count(b",") + 1)
         plain = adapter.plain_rows(body, self.settings.max_instances)
         if plain is not None:
             return plain
