@@ -27,6 +27,9 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> Non
         tmp_path / "server.log",
         SYNERGY_MAX_BATCH_SIZE="2",
         SYNERGY_MAX_QUEUE_ROWS="8192",
+        # Admit all 16 however long they wait (admission follows the expected wait).
+        SYNERGY_MAX_QUEUE_WAIT_MS="600000",
+        SYNERGY_REQUEST_TIMEOUT_MS="120000",
         SYNERGY_SHUTDOWN_GRACE_PERIOD_S="60",
     )
     card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / "1")
