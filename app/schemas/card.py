@@ -214,8 +214,10 @@ def verify_artifacts(card: ModelCard, folder: Path) -> list[str]:
         path = folder / filename
         if path.is_symlink() or not path.resolve().is_relative_to(root):
             problems.append(f"{filename}: refusing a file that links outside the model folder")
-        elif not path.is_file():
+        elif not path.exists():
             problems.append(f"{filename}: missing")
+        elif not path.is_file():  # a FIFO would block the hash forever, a device never end
+            problems.append(f"{filename}: not a regular file; refusing it")
         elif (actual := sha256_file(path)) != expected:
             problems.append(
                 f"{filename}: sha256 {actual[:12]}... does not match the card's {expected[:12]}..."

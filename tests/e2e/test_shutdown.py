@@ -98,6 +98,13 @@ def _in_flight(url: str) -> float:
     return 0.0
 
 
+def _kill(server: Server) -> None:
+    """A failed test leaves no server behind."""
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.wait(timeout=60)
+
+
 def _wait_exit(server: Server, signal_number: int) -> tuple[int, float]:
     started = time.monotonic()
     server.process.send_signal(signal_number)
@@ -106,7 +113,7 @@ def _wait_exit(server: Server, signal_number: int) -> tuple[int, float]:
 
 
 def test_a_slow_upload_at_sigterm_gets_json_503_and_the_exit_keeps_the_grace_period(
-    tmp_path: Path,
+    tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """A client still sending its body when the grace period ends is answered with the
     documented JSON 503, and the process exits within grace + 2 s, with no traceback."""
@@ -119,6 +126,7 @@ def test_a_slow_upload_at_sigterm_gets_json_503_and_the_exit_keeps_the_grace_per
         SYNERGY_SHUTDOWN_GRACE_PERIOD_S=str(grace_s),
         SYNERGY_BODY_TIMEOUT_S="600",
     )
+    request.addfinalizer(lambda: _kill(server))
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=120) as sock:
         sock.sendall(
@@ -154,10 +162,13 @@ def test_a_slow_upload_at_sigterm_gets_json_503_and_the_exit_keeps_the_grace_per
     assert "Traceback" not in log and "Exception in ASGI application" not in log
 
 
-def test_ctrl_c_while_models_load_stops_at_once(tmp_path: Path) -> None:
+def test_ctrl_c_while_models_load_stops_at_once(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Ctrl-C during start-up does not wait for the models to load, and no model reports
     ready after the server process finished."""
     server = start_server(tmp_path / "server.log", wait_path=None)
+    request.addfinalizer(lambda: _kill(server))
     deadline = time.monotonic() + 120
     while True:
         try:
