@@ -135,9 +135,7 @@ def calibration_table(models_dir: Path, data_dir: Path) -> None:
         rows = [adapter.to_row(instance) for instance in instances]
         probabilities = probabilities_of(model, adapter, rows)
         ece, table = reliability(labels, probabilities)
-        accuracy = float((np.asarray(probabilities).argmax(axis=1) == labels).mean())
-        if probabilities.shape[1] == 1:
-            accuracy = float(((probabilities[:, 0] > 0.5) == labels).mean())
+        accuracy = float((probabilities.argmax(axis=1) == labels).mean())
         calibration = card.calibration
         before = f"{calibration.ece_before:.4f}" if calibration else f"{ece:.4f}"
         method = calibration.method if calibration else "none"

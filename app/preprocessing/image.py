@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MNIST_SIDE = 28
 MNIST_BOX = 20
+MNIST_MARGIN = (MNIST_SIDE - MNIST_BOX) // 2 - 2  # 2 px of slack for the centring by mass
 # A pixel counts as ink when it is this bright after background removal (0-255 scale).
 INK_THRESHOLD = 32.0
 # The digit is searched for at most this many pixels a side (a phone photo is 4000): enough
@@ -255,16 +256,43 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     return np.isin(weak_labels, keep_labels[keep_labels > 0])
 
 
+def _already_mnist(grey: np.ndarray) -> np.ndarray | None:
+    """A 28x28 image that is already an MNIST grid (a flat background, a digit clear of a
+    4 px margin, as MNIST centres it), with its polarity and background level normalised; or
+    None when it needs the full conversion. Converting such a grid again (crop, rescale to
+    20 px, recentre) could only lose detail, and the grid sent as numbers is used as is."""
+    median = float(np.median(grey))
+    if median > 127.5:
+        grey = np.float32(255.0) - grey
+        median = 255.0 - median
+    ink = np.clip(grey - np.float32(median), 0.0, None)
+    peak = float(ink.max())
+    if peak < INK_THRESHOLD:
+        raise ImageInputError(BLANK_MESSAGE)
+    margin = MNIST_MARGIN
+    inner = np.zeros(ink.shape, dtype=bool)
+    inner[margin:-margin, margin:-margin] = True
+    if float(ink[~inner].max(initial=0.0)) >= INK_THRESHOLD:
+        return None
+    stretched: np.ndarray = ink * np.float32(255.0 / peak)
+    return stretched
+
+
 def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
     """Grey levels (H, W) 0-255 of one digit -> a (28, 28) float32 array, MNIST-style.
 
-    Steps: work at most WORK_SIDE px a side; turn the ink light on dark and remove the
+    A 28x28 image that already is an MNIST grid is only normalised (`_already_mnist`).
+    Otherwise: work at most WORK_SIDE px a side; turn the ink light on dark and remove the
     lighting (`_ink_map`); find the digit's pixels (`_digit_mask`); stretch its ink so the
     strokes' core is 255; crop to it; scale the longest side to 20 px (aspect kept,
     antialiased); paste into 28x28 with the centre of mass at the centre. Training builds its
     photo-like examples through this same function.
     """
     grey = np.asarray(grey, dtype=np.float32)
+    if grey.shape == (MNIST_SIDE, MNIST_SIDE):
+        as_is = _already_mnist(grey)
+        if as_is is not None:
+            return as_is
     height, width = grey.shape
     shrink = min(1.0, WORK_SIDE / max(height, width))
     if shrink < 1.0:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from app.schemas.card import ModelCard
-from tests.conftest import COMMITTED_MODELS
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 from tests.e2e.conftest import start_server
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +29,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> Non
         SYNERGY_MAX_QUEUE_ROWS="8192",
         SYNERGY_SHUTDOWN_GRACE_PERIOD_S="60",
     )
-    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / "1")
+    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / COMMITTED_VERSION)
     digit = card.examples[0].instance
     body = json.dumps({"instances": [digit] * 300}).encode()
     results: list[Any] = []

@@ -207,3 +207,17 @@ def test_grids_in_0_1_are_scaled_and_blank_ones_refused(
     for blank in (np.zeros((28, 28)), np.ones((28, 28)), np.full((28, 28), 200.0)):
         with pytest.raises(ImageInputError, match="blank"):
             grid_to_mnist_scale(blank.astype(np.float32))
+
+
+def test_a_28x28_mnist_grid_as_an_image_is_used_as_is_in_either_polarity() -> None:
+    grid = np.zeros((28, 28), np.float32)
+    grid[6:22, 12:15] = 255.0
+    grid[6:9, 9:18] = 180.0
+    for image in (
+        Image.fromarray(grid.astype(np.uint8)),
+        Image.fromarray((255 - grid).astype(np.uint8)),
+    ):
+        np.testing.assert_array_equal(to_mnist(image), grid)
+    # Ink within 2 px of the edge: not an MNIST grid, so it is converted in full.
+    off = np.roll(grid, 10, axis=1)
+    assert not np.array_equal(to_mnist(Image.fromarray(off.astype(np.uint8))), off)
