@@ -25,10 +25,11 @@ from app.errors import InvalidInput, PayloadTooLarge
 from app.preprocessing.image import (
     ImageInputError,
     ImageTooLargeError,
+    grid_to_mnist_scale,
     image_bytes_to_mnist,
     images_to_model_input,
 )
-from app.preprocessing.text import TextVectorizer
+from app.preprocessing.text import NoKnownWordError, TextVectorizer
 from app.schemas.card import ImageInput, ModelCard, TabularInput, TextInput
 from app.schemas.predict import FLOAT32_MAX, B64Image
 
@@ -173,7 +174,13 @@ class ImageAdapter(InputAdapter):
         self.shape = (card.input.height, card.input.width)
 
     def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
-        return plain_numeric_rows(body, max_instances, self.shape, self.max_value)
+        rows = plain_numeric_rows(body, max_instances, self.shape, self.max_value)
+        if rows is None:
+            return None
+        try:
+            return [grid_to_mnist_scale(grid) for grid in rows]
+        except ImageInputError:
+            return None  # the validating path names the blank instance
 
     def max_values(self, max_instances: int) -> int | None:
         return max_instances * self.shape[0] * self.shape[1]  # grids; base64 has no commas
@@ -188,7 +195,10 @@ class ImageAdapter(InputAdapter):
                 f"grey levels must be within 0-{self.max_value:g}; found "
                 f"{grid[row, column]:g} at row {row}, column {column}"
             )
-        return grid
+        try:
+            return grid_to_mnist_scale(grid)
+        except ImageInputError as exc:
+            raise InvalidInput(str(exc)) from exc
 
     def image_to_row(self, data: bytes, budget: RequestBudget | None = None) -> np.ndarray:
         """Encoded image bytes -> a 28x28 MNIST-style row (its decoding charged to `budget`)."""
@@ -204,19 +214,34 @@ class ImageAdapter(InputAdapter):
 
 
 class TextAdapter(InputAdapter):
-    """Raw review text; tokenised per batch with the model's saved vocabulary."""
+    """Raw review text, encoded per instance with the model's saved vocabulary.
+
+    Encoding happens in `to_row` because only then can one request be refused on its own:
+    a text with no word the model knows would otherwise reach the model as an empty bag, and
+    the model's bias would answer it with confidence.
+    """
 
     def __init__(self, card: ModelCard, folder: Path) -> None:
         super().__init__(card, folder)
         spec = card.input
         assert isinstance(spec, TextInput)
         self.vectorizer = TextVectorizer.load(folder / spec.vocabulary_file, spec.sequence_length)
+        self.language = spec.language
 
-    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> str:
-        return str(instance)
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
+        try:
+            return self.vectorizer.encode_known(str(instance))
+        except NoKnownWordError as exc:
+            language = f"{self.language} " if self.language else ""
+            raise InvalidInput(
+                "no known word was found in the text, so the model cannot read it: it knows "
+                f"the {self.vectorizer.word_count:,} most frequent {language}words of its "
+                "training reviews (and pairs of them); markup, punctuation and other words carry "
+                "nothing. Send the review's words"
+            ) from exc
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
-        return self.vectorizer.transform(rows)
+        return self.vectorizer.pad(rows)
 
 
 def make_adapter(card: ModelCard, folder: Path, *, max_image_pixels: int) -> InputAdapter:

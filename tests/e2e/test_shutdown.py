@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from app.schemas.card import ModelCard
-from tests.conftest import COMMITTED_MODELS
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 from tests.e2e.conftest import Server, start_server
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> Non
         SYNERGY_REQUEST_TIMEOUT_MS="60000",
         SYNERGY_MAX_QUEUE_WAIT_MS="600000",
     )
-    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / "1")
+    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / COMMITTED_VERSION)
     digit = card.examples[0].instance
     body = json.dumps({"instances": [digit] * 50}).encode()
     release = threading.Event()
