@@ -17,6 +17,7 @@ from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from app.logs import configure_logging
 from app.main import create_app
@@ -116,6 +117,9 @@ def _load_settings() -> Settings:
             variable = f"SYNERGY_{where.upper()}: " if where else ""
             message = str(error["msg"]).removeprefix("Value error, ")
             print(f"error: invalid setting {variable}{message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SettingsError as exc:  # a value that is not even JSON, e.g. SYNERGY_MODEL_BATCHING
+        print(f"error: invalid setting: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -317,6 +317,11 @@ class Batcher:
                     ahead += sum(min(r.untaken, size) for r in self._queue)
         return ahead, rate, queued
 
+    def admit(self, size: int, timeout_s: float | None) -> None:
+        """Raise Unavailable now if a request of `size` rows would not be admitted (see
+        `predict`): lets a caller refuse a large request before paying for its parsing."""
+        self._admit(size, timeout_s)
+
     def _admit(self, size: int, timeout_s: float | None) -> None:
         ahead, rate, queued = self._ahead(size)
         if rate is not None:

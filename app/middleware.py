@@ -7,6 +7,7 @@ stream copy per request on the hot path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import random
@@ -114,9 +115,12 @@ class ObservabilityMiddleware:
             # Cut off at the end of the shutdown grace period: the documented JSON 503, not
             # the server's plain-text 500 and a traceback per request.
             if not started_response:
-                await render_error(Unavailable(SHUT_DOWN_MESSAGE, close_connection=True))(
-                    scope, receive, send_with_id
-                )
+                # A second cancel (uvicorn's own deadline on a very slow machine) only closes
+                # the connection; it must not turn into uvicorn's plain-text 500.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await render_error(Unavailable(SHUT_DOWN_MESSAGE, close_connection=True))(
+                        scope, receive, send_with_id
+                    )
         finally:
             self.state.tasks.discard(task)
             self.state.in_flight -= 1

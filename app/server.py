@@ -167,14 +167,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError:
+        except httptools.HttpParserCallbackError as exc:
             if self._header_count > self.limits.max_header_count:
                 self._refuse(
                     431,
                     f"the request has more than {self.limits.max_header_count} headers; send fewer",
                 )
             else:
-                log.warning("invalid HTTP request received", exc_info=True)
+                log.warning("invalid HTTP request received (%s)", exc.__cause__ or exc)
                 self.send_400_response("")
             return False
         except httptools.HttpParserError:

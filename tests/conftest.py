@@ -20,6 +20,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_MODELS = ROOT / "models"
+COMMITTED_VERSION = "2"  # the one version of each model committed in models/
 MODEL_NAMES = ("iris-knn", "binary-mlp", "mnist-cnn", "imdb-sentiment")
 
 

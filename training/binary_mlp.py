@@ -15,6 +15,7 @@ from training.common import (
     Progress,
     TrainOptions,
     TrainResult,
+    calibrate_keras,
     evaluate,
     predicted_examples,
     save_keras,
@@ -81,6 +82,9 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
         verbose=0,
         callbacks=[stop, progress.keras_callback(epochs)],
     )
+    calibration = calibrate_keras(
+        model, x_val, y_val, x_test, y_test, "test", "the validation slice (20% of the 70%)"
+    )
     save_keras(model, work / MODEL_FILE)
 
     metrics = evaluate(y_test, model(x_test, training=False), LABELS, "test")
@@ -125,6 +129,8 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
         },
         metrics=metrics,
         examples=examples,
+        calibration=calibration,
+        history=history.history,
         libraries=("numpy", "scikit-learn", "keras", "tensorflow", "tensorflow-cpu"),
         intended_use="Demonstration of a small Keras model on tabular data.",
         limitations="Synthetic data: the features mean nothing outside this dataset.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.metrics import (
@@ -26,7 +27,18 @@ from sklearn.metrics import (
 )
 
 from app.runtimes.base import binary_to_two_columns
-from app.schemas.card import CardExample, InputSpec, Metrics, ModelCard, TrainingData, sha256_file
+from app.schemas.card import (
+    Calibration,
+    CardExample,
+    InputSpec,
+    Metrics,
+    ModelCard,
+    TrainingData,
+    sha256_file,
+)
+from training.calibration import ECE_BINS, fit_temperature, reliability
+
+HISTORY_FILE = "history.json"
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,9 @@ class TrainResult:
     libraries: Sequence[str] = ("numpy", "scikit-learn")
     intended_use: str | None = None
     limitations: str | None = None
+    calibration: Calibration | None = None
+    # Keras' History.history: metric name -> one value per epoch (written as history.json).
+    history: dict[str, list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -199,6 +214,12 @@ def train_and_save(
         started = time.perf_counter()
         result = trainer(work, options)
         seconds = time.perf_counter() - started
+        if result.history is not None:
+            history = {
+                key: [round(float(value), 6) for value in values]
+                for key, values in result.history.items()
+            }
+            (work / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", "utf-8")
         artifacts = {p.name: sha256_file(p) for p in sorted(work.iterdir()) if p.is_file()}
         card = ModelCard(
             name=name,
@@ -218,6 +239,8 @@ def train_and_save(
             created_at=datetime.now(UTC).replace(microsecond=0),
             training_seconds=round(seconds, 1),
             examples=result.examples,
+            calibration=result.calibration,
+            history_file=HISTORY_FILE if result.history is not None else None,
             intended_use=result.intended_use,
             limitations=result.limitations,
         )
@@ -232,6 +255,55 @@ def train_and_save(
         if created_model_dir and model_dir.exists() and not any(model_dir.iterdir()):
             model_dir.rmdir()
     return card, target
+
+
+def calibrate_keras(
+    model: Any,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    evaluated_on: Literal["test", "validation"],
+    fitted_on: str,
+) -> Calibration:
+    """Temperature scaling, baked into the model's last Dense layer (softmax or sigmoid).
+
+    T is fitted on the validation split (`fit_temperature`); then the layer's kernel and bias
+    are divided by T, which divides its logits by T: the saved `.keras` file holds no new
+    layer, every backend and protocol serves the calibrated probabilities, and the argmax (so
+    accuracy) is unchanged. The ECE before and after is measured on (x_eval, y_eval), the
+    held-out split of the card's metrics.
+    """
+    import keras
+
+    last = model.layers[-1]
+    features = keras.Model(model.inputs, last.input)
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in last.get_weights())
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        hidden = np.asarray(features.predict(x, batch_size=512, verbose=0), dtype=np.float64)
+        return hidden @ kernel + bias
+
+    before = np.asarray(model.predict(x_eval, batch_size=512, verbose=0))
+    temperature = fit_temperature(logits(x_val), np.asarray(y_val))
+    last.set_weights([(w / temperature).astype(np.float32) for w in (kernel, bias)])
+    after = np.asarray(model.predict(x_eval, batch_size=512, verbose=0))
+    ece_before, _ = reliability(y_eval, before)
+    ece_after, table = reliability(y_eval, after)
+    accuracy_before = float(
+        (binary_to_two_columns(before.astype(np.float64)).argmax(axis=1) == y_eval).mean()
+    )
+    return Calibration(
+        method="temperature scaling (last layer's logits divided by T inside the saved model)",
+        fitted_on=fitted_on,
+        temperature=round(temperature, 6),
+        evaluated_on=evaluated_on,
+        bins=ECE_BINS,
+        ece_before=ece_before,
+        ece_after=ece_after,
+        accuracy_before=round(accuracy_before, 6),
+        reliability=table,
+    )
 
 
 def set_seeds(seed: int) -> None:

@@ -180,3 +180,40 @@ def load_imdb(data_dir: Path | None) -> Reviews:
             digest,
         ),
     )
+
+
+def held_out_sets(data_dir: Path | None) -> dict[str, tuple[list[object], np.ndarray, str]]:
+    """Each model's held-out split as clients would send it: (instances, labels, split name).
+
+    The same splits the trainers report their metrics on (see each trainer); for the eval
+    scripts and the artifact tests.
+    """
+    from sklearn.datasets import load_iris, make_classification
+    from sklearn.model_selection import train_test_split
+
+    iris_x, iris_y = load_iris(return_X_y=True)
+    _, iris_test, _, iris_labels = train_test_split(
+        iris_x, iris_y, test_size=0.2, stratify=iris_y, random_state=42
+    )
+    mlp_x, mlp_y = make_classification(n_samples=1000, n_features=20, n_classes=2, random_state=42)
+    _, mlp_test, _, mlp_labels = train_test_split(
+        mlp_x.astype(np.float32), mlp_y, test_size=0.3, stratify=mlp_y, random_state=42
+    )
+    mnist = load_mnist(data_dir)
+    reviews = load_imdb(data_dir)
+    indices = np.arange(len(reviews.texts))
+    _, held_out = train_test_split(indices, test_size=0.2, stratify=reviews.labels, random_state=42)
+    return {
+        "iris-knn": ([list(row) for row in iris_test], np.asarray(iris_labels), "test"),
+        "binary-mlp": ([list(row) for row in mlp_test], np.asarray(mlp_labels), "test"),
+        "mnist-cnn": (
+            [image.astype(np.float32) for image in mnist.x_test],
+            np.asarray(mnist.y_test),
+            "test",
+        ),
+        "imdb-sentiment": (
+            [reviews.texts[i] for i in held_out],
+            np.asarray(reviews.labels[held_out]),
+            "validation",
+        ),
+    }

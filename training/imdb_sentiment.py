@@ -21,6 +21,7 @@ from training.common import (
     Progress,
     TrainOptions,
     TrainResult,
+    calibrate_keras,
     evaluate,
     predicted_examples,
     save_keras,
@@ -119,6 +120,15 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
         shuffle=False,  # the tf.data pipeline already shuffles
         callbacks=[stop, progress.keras_callback(epochs)],
     )
+    calibration = calibrate_keras(
+        model,
+        x_stop,
+        y_stop,
+        x_held,
+        y_held,
+        "validation",
+        "the early-stopping slice (10% of the 80%)",
+    )
     save_keras(model, work / MODEL_FILE)
 
     probabilities = model.predict(x_held, batch_size=512, verbose=0)
@@ -146,6 +156,8 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
             vocabulary_file=VOCABULARY_FILE,
             sequence_length=SEQUENCE_LENGTH,
             ngram_max=2,
+            language="English",
+            vocabulary_size=len(vectorizer.vocabulary),
             description="raw review text; lower-cased, HTML tags and "
             "punctuation removed, words and word pairs looked up in the vocabulary",
         ),
@@ -177,6 +189,8 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
         },
         metrics=metrics,
         examples=examples,
+        calibration=calibration,
+        history=history.history,
         libraries=("numpy", "scikit-learn", "keras", "tensorflow", "tensorflow-cpu"),
         intended_use="Sentiment of English movie reviews.",
         limitations="Movie reviews only (IMDb, 2011); sarcasm, mixed reviews and other domains "

@@ -14,6 +14,7 @@ from app.errors import InvalidInput, PayloadTooLarge
 from app.preprocessing.image import (
     ImageInputError,
     ImageTooLargeError,
+    grid_to_mnist_scale,
     image_bytes_to_mnist,
     images_to_model_input,
 )
@@ -65,7 +66,13 @@ class ImageAdapter(InputAdapter):
         return named_rows(lambda e: self.image_to_row(_image_bytes(e), budget), elements, where)
 
     def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
-        return plain_numeric_rows(body, max_instances, self.shape, self.max_value)
+        rows = plain_numeric_rows(body, max_instances, self.shape, self.max_value)
+        if rows is None:
+            return None
+        try:
+            return [grid_to_mnist_scale(grid) for grid in rows]
+        except ImageInputError:
+            return None  # the validating path names the blank instance
 
     def max_values(self, max_instances: int) -> int | None:
         return max_instances * self.shape[0] * self.shape[1]  # grids; base64 has no commas
@@ -80,7 +87,10 @@ class ImageAdapter(InputAdapter):
                 f"grey levels must be within 0-{self.max_value:g}; found "
                 f"{grid[row, column]:g} at row {row}, column {column}"
             )
-        return grid
+        try:
+            return grid_to_mnist_scale(grid)
+        except ImageInputError as exc:
+            raise InvalidInput(str(exc)) from exc
 
     def image_to_row(self, data: bytes, budget: RequestBudget | None = None) -> np.ndarray:
         """Encoded image bytes -> a 28x28 MNIST-style row (its decoding charged to `budget`)."""

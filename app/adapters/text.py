@@ -10,18 +10,25 @@ import numpy as np
 from app.adapters.base import InputAdapter, InputLimits, named_rows
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
-from app.errors import BadRequest
-from app.preprocessing.text import TextVectorizer
+from app.errors import BadRequest, InvalidInput
+from app.preprocessing.text import NoKnownWordError, TextVectorizer
 from app.schemas.card import ModelCard, TextInput
 
 
 class TextAdapter(InputAdapter):
-    """Raw review text; V2: `text`, BYTES [N] (or [N, 1]) of UTF-8."""
+    """Raw review text, encoded per instance with the version's saved vocabulary; V2: `text`,
+    BYTES [N] (or [N, 1]) of UTF-8.
+
+    Encoding happens in `to_row` because only then can one request be refused on its own:
+    a text with no word the model knows would otherwise reach the model as an empty bag, and
+    the model's bias would answer it with confidence.
+    """
 
     def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
         super().__init__(card, folder, limits)
         assert isinstance(card.input, TextInput)
         self.spec = card.input
+        self.language = card.input.language
         self._vectorizer: TextVectorizer | None = None
 
     def load(self) -> None:
@@ -71,8 +78,17 @@ class TextAdapter(InputAdapter):
             )
         return str(element)
 
-    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> str:
-        return str(instance)
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
+        try:
+            return self.vectorizer.encode_known(str(instance))
+        except NoKnownWordError as exc:
+            language = f"{self.language} " if self.language else ""
+            raise InvalidInput(
+                "no known word was found in the text, so the model cannot read it: it knows "
+                f"the {self.vectorizer.word_count:,} most frequent {language}words of its "
+                "training reviews (and pairs of them); markup, punctuation and other words carry "
+                "nothing. Send the review's words"
+            ) from exc
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
-        return self.vectorizer.transform(rows)
+        return self.vectorizer.pad(rows)

@@ -12,6 +12,7 @@ import io
 import warnings
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,8 +22,35 @@ if TYPE_CHECKING:
 
 MNIST_SIDE = 28
 MNIST_BOX = 20
+MNIST_MARGIN = (MNIST_SIDE - MNIST_BOX) // 2 - 2  # 2 px of slack for the centring by mass
 # A pixel counts as ink when it is this bright after background removal (0-255 scale).
 INK_THRESHOLD = 32.0
+# The digit is searched for at most this many pixels a side (a phone photo is 4000): enough
+# for a digit a tenth of the frame high to keep more detail than MNIST's 20 px.
+WORK_SIDE = 640
+# Lighting is estimated at most this many pixels a side, with an opening window this fraction
+# of the short side (wider than any stroke of a digit that fills the frame).
+BACKGROUND_SIDE = 160
+BACKGROUND_WINDOW = 0.3
+# Ink must stand this many noise deviations (median absolute deviation) above the paper, and
+# at least this many grey levels.
+NOISE_SIGMAS = 4.0
+MIN_INK_LEVEL = 8.0
+# Hysteresis: the rim of a stroke down to this fraction of the strong threshold is kept.
+HYSTERESIS = 0.5
+# Components: the digit has at least this many pixels and this fraction of the frame (at the
+# working size); pieces within this many digit sizes of the digit, with at least this fraction
+# of its ink, belong to it.
+MIN_DIGIT_AREA = 12
+MIN_DIGIT_FRACTION = 0.0002
+PIECE_REACH = 0.3
+PIECE_MIN_MASS = 0.03
+# The strokes' core (this percentile of the digit's ink) becomes full white, 255.
+CORE_PERCENTILE = 90.0
+BLANK_MESSAGE = (
+    "the image looks blank: no digit stands out from the background; send a picture "
+    "of one dark digit on light paper, or a light digit on black"
+)
 
 
 class ImageInputError(ValueError):
@@ -110,44 +138,227 @@ def decode_image(data: bytes, max_pixels: int, budget: RequestBudget | None = No
 
 
 def _to_grey(image: Image.Image) -> np.ndarray:
+    """Grey levels 0-255 (float32) by what the pixels mean, whatever the mode.
+
+    Pillow's `convert("L")` clips 16- and 32-bit values instead of scaling them (a 16-bit
+    photo of paper becomes all white) and drops alpha without looking at it. So: 16-bit grey
+    is scaled by 65535/255; 32-bit integer grey likewise when it exceeds 8 bits; float grey
+    is read as 0-1 when it stays within [0, 1]; palettes, CMYK, YCbCr and the rest go through
+    RGB (ITU-R 601 luma); transparency is flattened onto a canvas that contrasts with the
+    opaque strokes (white for dark ink, black for light ink), so a digit drawn in white on a
+    transparent canvas stays visible.
+    """
     image = ImageOps.exif_transpose(image) or image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Drawings often come as ink on a transparent canvas: put them on white paper.
+    mode = image.mode
+    if mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.float32) / np.float32(257.0)
+    if mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        high = float(values.max(initial=0.0))
+        if high > 65535.0:
+            values = values * (255.0 / high)
+        elif high > 255.0:
+            values = values / 257.0
+        return np.clip(values, 0.0, 255.0).astype(np.float32)
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0)
+        low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+        if low >= 0.0 and high <= 1.0:
+            values = values * np.float32(255.0)
+        elif high > 255.0 or low < 0.0:
+            values = (values - low) * np.float32(255.0 / max(high - low, 1e-12))
+        return np.clip(values, 0.0, 255.0).astype(np.float32)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
         rgba = image.convert("RGBA")
-        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(paper, rgba)
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / np.float32(255.0)
+        grey = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32)
+        if float(alpha.min()) >= 1.0:
+            return grey
+        weight = float(alpha.sum())
+        strokes = float((grey * alpha).sum() / weight) if weight else 0.0
+        canvas = 0.0 if strokes > 127.5 else 255.0
+        flattened: np.ndarray = grey * alpha + np.float32(canvas) * (1.0 - alpha)
+        return flattened
+    if mode not in ("L", "RGB", "1"):
+        image = image.convert("RGB")
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
 def to_mnist(image: Image.Image) -> np.ndarray:
     """Convert any image of one digit into a (28, 28) float32 array, 0-255, MNIST-style.
 
-    Steps: grey; invert when the background (border median) is light; subtract the background
-    and stretch the ink to 0-255; crop to the ink; scale the longest side to 20 px (aspect
-    kept, antialiased); paste into 28x28 with the centre of mass at the centre.
+    Raises ImageInputError when no digit stands out. See `grey_to_mnist` for the steps.
     """
-    grey = _to_grey(image)
-    border = np.concatenate([grey[0, :], grey[-1, :], grey[:, 0], grey[:, -1]])
-    background = float(np.median(border))
-    if background > 127.5:
-        grey = 255.0 - grey
-        background = 255.0 - background
-    ink = np.clip(grey - background, 0.0, None)
+    return grey_to_mnist(_to_grey(image))
+
+
+def _odd(value: float) -> int:
+    return max(3, int(value) | 1)
+
+
+def _ink_map(grey: np.ndarray) -> np.ndarray:
+    """Grey levels -> ink strength (0 = paper), light ink on dark, lighting removed.
+
+    Polarity: the ink is the side of the median that reaches furthest (a few strokes on a
+    sheet of paper), measured on a median-filtered copy so sensor noise does not vote.
+    Lighting: a grey-level opening with a window wider than any stroke keeps the paper
+    (gradients, vignettes, the flat parts of a shadow) and drops the strokes; subtracting it
+    leaves the ink. The opening runs on a copy at most BACKGROUND_SIDE px a side: lighting
+    varies slowly, so the low resolution costs nothing and keeps the window cheap.
+    """
+    smooth = cv2.medianBlur(grey, 3) if min(grey.shape) >= 3 else grey
+    median = float(np.median(smooth))
+    if median - float(smooth.min()) > float(smooth.max()) - median:
+        grey = np.float32(255.0) - grey
+    height, width = grey.shape
+    shrink = min(1.0, BACKGROUND_SIDE / max(height, width))
+    small = (
+        cv2.resize(
+            grey,
+            (max(1, round(width * shrink)), max(1, round(height * shrink))),
+            interpolation=cv2.INTER_AREA,
+        )
+        if shrink < 1.0
+        else grey
+    )
+    window = _odd(min(small.shape) * BACKGROUND_WINDOW)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (window, window))
+    background = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
+    if shrink < 1.0:
+        background = cv2.GaussianBlur(background, (0, 0), 1.0)
+        background = cv2.resize(background, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(grey - background, 0.0, None)
+
+
+def _digit_mask(ink: np.ndarray) -> np.ndarray:
+    """The pixels of the digit: hysteresis thresholding, then the connected components that
+    make up one digit (the strongest one plus the pieces close to it; specks, the paper's
+    edges and shadows' rims are dropped). Raises ImageInputError when nothing stands out."""
+    blurred = cv2.GaussianBlur(ink, (0, 0), 1.0) if min(ink.shape) >= 8 else ink
+    level = float(np.median(blurred))
+    spread = 1.4826 * float(np.median(np.abs(blurred - level)))
+    floor = max(level + NOISE_SIGMAS * spread, MIN_INK_LEVEL)
+    peak = float(blurred.max())
+    if peak - level < INK_THRESHOLD:
+        raise ImageInputError(BLANK_MESSAGE)
+    scaled = np.clip(blurred * (255.0 / peak), 0, 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    high = max(float(otsu) * peak / 255.0, floor)
+    strong = (blurred > high).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8)
+    if count <= 1:
+        raise ImageInputError(BLANK_MESSAGE)
+    height, width = ink.shape
+    boxes = stats[1:, :4].astype(np.float64)  # x, y, w, h per component
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+    masses = np.bincount(labels.ravel(), weights=blurred.ravel(), minlength=count)[1:]
+    touches = (
+        (boxes[:, 0] == 0)
+        | (boxes[:, 1] == 0)
+        | (boxes[:, 0] + boxes[:, 2] >= width)
+        | (boxes[:, 1] + boxes[:, 3] >= height)
+    )
+    # Something cut by the frame is more likely a table, the sheet's edge or a shadow's rim
+    # than the digit: the digit is the strongest component clear of the frame, unless there
+    # is none of a size to be one (a digit cropped tight); specks lose on ink mass.
+    clear = ~touches & (areas >= max(MIN_DIGIT_AREA, MIN_DIGIT_FRACTION * height * width))
+    score = np.where(clear, masses, 0.0) if clear.any() else masses
+    main = int(np.argmax(score))
+    if float(blurred[labels == main + 1].max()) - level < INK_THRESHOLD:
+        raise ImageInputError(BLANK_MESSAGE)
+    chosen = {main}
+    left, top = boxes[main, 0], boxes[main, 1]
+    right, bottom = left + boxes[main, 2], top + boxes[main, 3]
+    for _ in range(3):  # pieces may chain: a "5" whose bar is near the bowl, a dot beyond it
+        reach = PIECE_REACH * max(right - left, bottom - top)
+        grew = False
+        for index in np.argsort(-score):
+            index = int(index)
+            if index in chosen or masses[index] < PIECE_MIN_MASS * masses[main]:
+                continue
+            x, y, w, h = boxes[index]
+            gap_x = max(left - (x + w), x - right, 0.0)
+            gap_y = max(top - (y + h), y - bottom, 0.0)
+            if max(gap_x, gap_y) <= reach and (not touches[index] or touches[main]):
+                chosen.add(index)
+                left, top = min(left, x), min(top, y)
+                right, bottom = max(right, x + w), max(bottom, y + h)
+                grew = True
+        if not grew:
+            break
+    selected = np.isin(labels, [index + 1 for index in chosen])
+    # Hysteresis: keep the fainter rim of the chosen strokes (anti-aliasing, thin joins),
+    # never faint pixels that are not attached to them.
+    weak = (blurred > max(high * HYSTERESIS, floor)).astype(np.uint8)
+    _, weak_labels = cv2.connectedComponents(weak, connectivity=8)
+    keep_labels = np.unique(weak_labels[selected])
+    return np.isin(weak_labels, keep_labels[keep_labels > 0])
+
+
+def _already_mnist(grey: np.ndarray) -> np.ndarray | None:
+    """A 28x28 image that is already an MNIST grid (a flat background, a digit clear of a
+    4 px margin, as MNIST centres it), with its polarity and background level normalised; or
+    None when it needs the full conversion. Converting such a grid again (crop, rescale to
+    20 px, recentre) could only lose detail, and the grid sent as numbers is used as is."""
+    median = float(np.median(grey))
+    if median > 127.5:
+        grey = np.float32(255.0) - grey
+        median = 255.0 - median
+    ink = np.clip(grey - np.float32(median), 0.0, None)
     peak = float(ink.max())
     if peak < INK_THRESHOLD:
-        raise ImageInputError(
-            "the image looks blank: no digit stands out from the background; send a picture "
-            "of one dark digit on light paper, or a light digit on black"
-        )
-    ink *= 255.0 / peak
-    rows = np.flatnonzero((ink > INK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((ink > INK_THRESHOLD).any(axis=0))
+        raise ImageInputError(BLANK_MESSAGE)
+    margin = MNIST_MARGIN
+    inner = np.zeros(ink.shape, dtype=bool)
+    inner[margin:-margin, margin:-margin] = True
+    if float(ink[~inner].max(initial=0.0)) >= INK_THRESHOLD:
+        return None
+    stretched: np.ndarray = ink * np.float32(255.0 / peak)
+    return stretched
+
+
+def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
+    """Grey levels (H, W) 0-255 of one digit -> a (28, 28) float32 array, MNIST-style.
+
+    A 28x28 image that already is an MNIST grid is only normalised (`_already_mnist`).
+    Otherwise: work at most WORK_SIDE px a side; turn the ink light on dark and remove the
+    lighting (`_ink_map`); find the digit's pixels (`_digit_mask`); stretch its ink so the
+    strokes' core is 255; crop to it; scale the longest side to 20 px (aspect kept,
+    antialiased); paste into 28x28 with the centre of mass at the centre. Training builds its
+    photo-like examples through this same function.
+    """
+    grey = np.asarray(grey, dtype=np.float32)
+    if grey.shape == (MNIST_SIDE, MNIST_SIDE):
+        as_is = _already_mnist(grey)
+        if as_is is not None:
+            return as_is
+    height, width = grey.shape
+    shrink = min(1.0, WORK_SIDE / max(height, width))
+    if shrink < 1.0:
+        size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    ink = _ink_map(grey)
+    mask = _digit_mask(ink)
+    strokes = ink[mask]
+    core = float(np.percentile(strokes, CORE_PERCENTILE))
+    ink = np.where(mask, np.clip(ink * (255.0 / max(core, 1e-6)), 0.0, 255.0), 0.0)
+    # Crop to the ink itself (as MNIST did), not to the mask's blurred rim.
+    inked = ink > INK_THRESHOLD
+    if not inked.any():
+        raise ImageInputError(BLANK_MESSAGE)
+    rows = np.flatnonzero(inked.any(axis=1))
+    cols = np.flatnonzero(inked.any(axis=0))
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     height, width = ink.shape
     scale = MNIST_BOX / max(height, width)
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    boxed = Image.fromarray(ink.astype(np.uint8)).resize(new_size, Image.Resampling.LANCZOS)
+    boxed = Image.fromarray(np.rint(ink).astype(np.uint8)).resize(
+        new_size, Image.Resampling.LANCZOS
+    )
     digit = np.asarray(boxed, dtype=np.float32)
 
     total = float(digit.sum())
@@ -169,6 +380,25 @@ def image_bytes_to_mnist(
 ) -> np.ndarray:
     """Decode image bytes and convert them the MNIST way (see `to_mnist`)."""
     return to_mnist(decode_image(data, max_pixels, budget))
+
+
+def grid_to_mnist_scale(grid: np.ndarray) -> np.ndarray:
+    """A client's grid of grey levels (white ink on black) on the 0-255 scale the model takes.
+
+    A grid whose values all lie within [0, 1] is read as 0-1 scaled (`x / 255.0`, as the Keras
+    tutorials do) and multiplied by 255: on the 0-255 scale such a grid would be blank (at most
+    one grey level of ink), so this reading is never ambiguous for a real digit. Raises
+    ImageInputError (the same blank message as an image file) when no ink stands out: every
+    value equal, or less than INK_THRESHOLD grey levels between the darkest and the brightest.
+    Values must already be within 0-255 (the adapters check that first).
+    """
+    low, high = float(grid.min()), float(grid.max())
+    if high <= 1.0:
+        grid = grid * np.float32(255.0)
+        low, high = low * 255.0, high * 255.0
+    if high - low < INK_THRESHOLD:
+        raise ImageInputError(BLANK_MESSAGE)
+    return grid
 
 
 def images_to_model_input(images: npt.ArrayLike) -> np.ndarray:

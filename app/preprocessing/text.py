@@ -68,6 +68,10 @@ def tokenize(text: str) -> list[str]:
     return [token.decode("utf-8", "replace") for token in tokenize_bytes(text)]
 
 
+class NoKnownWordError(ValueError):
+    """The text has no word in the vocabulary: the model would see an empty bag."""
+
+
 class TextVectorizer:
     """Maps texts to fixed-length rows of vocabulary ids (0-padded), ready for an Embedding."""
 
@@ -104,6 +108,11 @@ class TextVectorizer:
         order = np.argsort(np.asarray(keys, dtype=np.int64), kind="stable")
         self._bigram_keys = np.asarray(keys, dtype=np.int64)[order]
         self._bigram_ids = np.asarray(ids, dtype=np.int32)[order]
+
+    @property
+    def word_count(self) -> int:
+        """Single words in the vocabulary (the rest are word pairs and [UNK])."""
+        return len(self._word_ids)
 
     @property
     def input_dim(self) -> int:
@@ -165,13 +174,27 @@ class TextVectorizer:
             return np.array([UNKNOWN_ID], dtype=np.int32)
         return np.unique(ids)[: self.sequence_length].astype(np.int32)
 
+    def encode_known(self, text: str) -> np.ndarray:
+        """`encode`, refusing a text with no word in the vocabulary (NoKnownWordError).
+
+        Whitespace, markup, punctuation or words the model never saw all encode to the
+        unknown id alone; a model given that answers from its bias, not from the text.
+        """
+        ids = self.encode(text)
+        if ids.size == 1 and ids[0] == UNKNOWN_ID:
+            raise NoKnownWordError("no word of the text is in the vocabulary")
+        return ids
+
+    def pad(self, encoded: Sequence[np.ndarray]) -> np.ndarray:
+        """Rows from `encode` -> an (N, sequence_length) int32 array, 0-padded."""
+        batch = np.zeros((len(encoded), self.sequence_length), dtype=np.int32)
+        for row, ids in enumerate(encoded):
+            batch[row, : ids.size] = ids
+        return batch
+
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         """Encode a batch of texts into an (N, sequence_length) int32 array."""
-        batch = np.zeros((len(texts), self.sequence_length), dtype=np.int32)
-        for row, text in enumerate(texts):
-            encoded = self.encode(text)
-            batch[row, : encoded.size] = encoded
-        return batch
+        return self.pad([self.encode(text) for text in texts])
 
     def save(self, path: Path) -> None:
         """Write the vocabulary, one n-gram a line (line k holds id k + 1)."""

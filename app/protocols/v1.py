@@ -143,6 +143,14 @@ class V1Protocol:
         adapter = entry.adapter
         assert adapter is not None
         if len(body) > LARGE_BODY_BYTES:
+            per_row = adapter.max_values(1)
+            if per_row is not None:
+                # Refuse what cannot be served before paying for the parse: too many values,
+                # or at least values // per_row rows that the model has no room for now.
+                values = await self.core.off_loop(lambda _: body.count(b",") + 1, context, receive)
+                self.check_value_count(entry, values)
+                assert entry.batcher is not None
+                entry.batcher.admit(max(1, values // per_row), self.core.remaining_s(context))
             return await self.core.off_loop(
                 lambda budget: self.json_rows(entry, body, budget), context, receive
             )
@@ -166,10 +174,10 @@ class V1Protocol:
         }
 
     def json_rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
-        """A `{"instances": [...]}` body -> rows (on a decoding thread)."""
+        """A `{"instances": [...]}` body -> rows (on a decoding thread; its values were
+        counted already)."""
         adapter = entry.adapter
         assert adapter is not None
-        self.check_value_count(entry, body.count(b",") + 1)
         plain = adapter.plain_rows(body, self.settings.max_instances)
         if plain is not None:
             return plain

@@ -71,6 +71,15 @@ class TextInput(_Strict):
     sequence_length: int = Field(ge=1)
     ngram_max: int = Field(ge=1, le=2)
     lowercase: bool = True
+    language: str | None = Field(
+        default=None, description="The language of the training texts, e.g. English."
+    )
+    vocabulary_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Entries in the vocabulary file (words and word pairs); a text with none "
+        "of its words in it is refused.",
+    )
     description: str | None = None
 
 
@@ -105,6 +114,37 @@ class Metrics(_Strict):
     roc_auc: float | None = Field(default=None, ge=0, le=1, description="Binary models only.")
     confusion_matrix: list[list[int]] = Field(
         description="Rows are true labels, columns predicted labels, in the order of `labels`."
+    )
+
+
+class ReliabilityBin(_Strict):
+    """One bin of a reliability table: predictions whose top probability is in (low, high]."""
+
+    low: float = Field(ge=0, le=1)
+    high: float = Field(ge=0, le=1)
+    count: int = Field(ge=0)
+    mean_confidence: float = Field(ge=0, le=1)
+    accuracy: float = Field(ge=0, le=1)
+
+
+class Calibration(_Strict):
+    """How the served probabilities were calibrated, and how well they match reality."""
+
+    method: str = Field(
+        description="e.g. temperature scaling (Keras; the logits are divided by T inside the "
+        "saved model) or sigmoid/isotonic calibration (scikit-learn's CalibratedClassifierCV)"
+    )
+    fitted_on: str = Field(description="the data the calibration was fitted on")
+    temperature: float | None = Field(default=None, gt=0, description="Temperature scaling only.")
+    evaluated_on: Literal["test", "validation"] = Field(
+        description="The held-out split of `metrics`, where the ECE figures come from."
+    )
+    bins: int = Field(ge=1, description="Equal-width bins over the top probability.")
+    ece_before: float = Field(ge=0, le=1, description="Expected calibration error, uncalibrated.")
+    ece_after: float = Field(ge=0, le=1, description="Expected calibration error, as served.")
+    accuracy_before: float = Field(ge=0, le=1)
+    reliability: list[ReliabilityBin] = Field(
+        description="The served model's reliability table on the held-out split."
     )
 
 
@@ -143,6 +183,14 @@ class ModelCard(_Strict):
     seed: int
     created_at: datetime
     training_seconds: float = Field(ge=0)
+    calibration: Calibration | None = Field(
+        default=None, description="How the probabilities were calibrated (version 2 on)."
+    )
+    history_file: ArtifactName | None = Field(
+        default=None,
+        description="Per-epoch training history (JSON: metric name -> one value per epoch), "
+        "listed in artifacts; Keras models only.",
+    )
     examples: list[CardExample] = Field(
         min_length=1,
         description="Real held-out instances (never trained on) with their true labels: the "
@@ -164,6 +212,8 @@ class ModelCard(_Strict):
             raise ValueError(f"model_file {self.model_file!r} is not listed in artifacts")
         if CARD_FILENAME in self.artifacts:
             raise ValueError("the card cannot list its own hash")
+        if self.history_file is not None and self.history_file not in self.artifacts:
+            raise ValueError(f"history_file {self.history_file!r} is not listed in artifacts")
         if isinstance(self.input, TextInput) and self.input.vocabulary_file not in self.artifacts:
             raise ValueError(
                 f"vocabulary_file {self.input.vocabulary_file!r} is not listed in artifacts"
@@ -214,8 +264,10 @@ def verify_artifacts(card: ModelCard, folder: Path) -> list[str]:
         path = folder / filename
         if path.is_symlink() or not path.resolve().is_relative_to(root):
             problems.append(f"{filename}: refusing a file that links outside the model folder")
-        elif not path.is_file():
+        elif not path.exists():
             problems.append(f"{filename}: missing")
+        elif not path.is_file():  # a FIFO would block the hash forever, a device never end
+            problems.append(f"{filename}: not a regular file; refusing it")
         elif (actual := sha256_file(path)) != expected:
             problems.append(
                 f"{filename}: sha256 {actual[:12]}... does not match the card's {expected[:12]}..."

@@ -105,9 +105,8 @@ def test_mnist_multipart_upload(client: Any, tiny_models_dir: Path) -> None:
 
 
 def test_imdb_takes_raw_text_with_markup(client: Any) -> None:
-    response = predict(
-        client, "imdb-sentiment", ["A <i>wonderful</i> film.<br /><br />Loved it!", "zzzz qqqq"]
-    )
+    texts = ["A <i>wonderful</i> film.<br /><br />Loved it!", "zzzz qqqq film"]
+    response = predict(client, "imdb-sentiment", texts)
     assert response.status_code == 200
     assert all(
         set(p["probabilities"]) == {"negative", "positive"} for p in response.json()["predictions"]

@@ -179,3 +179,20 @@ def test_thousands_of_empty_version_folders_do_not_keep_the_server_not_ready(
 def test_the_version_policy_picks_the_highest_versions() -> None:
     assert VersionPolicy(num_versions=2).select([3, 10, 1, 7]) == [7, 10]
     assert VersionPolicy(num_versions=5).select([2, 1]) == [1, 2]
+
+
+def test_an_artifact_that_is_a_fifo_is_refused_without_hanging(models_copy: Path) -> None:
+    from app.schemas.card import ModelCard, verify_artifacts
+
+    folder = models_copy / "iris-knn" / "1"
+    card = ModelCard.read(folder)
+    (folder / "model.joblib").unlink()
+    os.mkfifo(folder / "model.joblib")
+    problems: list[str] = []
+    checker = threading.Thread(
+        target=lambda: problems.extend(verify_artifacts(card, folder)), daemon=True
+    )
+    checker.start()
+    checker.join(timeout=60)
+    assert not checker.is_alive(), "the artifact check hangs on a FIFO"
+    assert problems == ["model.joblib: not a regular file; refusing it"]

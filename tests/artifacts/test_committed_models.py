@@ -19,14 +19,24 @@ from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard, verify_artifacts
 from app.schemas.predict import predict_request_model
-from tests.conftest import COMMITTED_MODELS, MODEL_NAMES
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
+from training.calibration import expected_calibration_error
 from training.data import load_imdb, load_mnist
 
 GOALS = {"iris-knn": 0.95, "binary-mlp": 0.85, "mnist-cnn": 0.985, "imdb-sentiment": 0.90}
+# Calibrated (issue 12): expected calibration error on the held-out split, 15 bins.
+ECE_GOALS = {"mnist-cnn": 0.02, "imdb-sentiment": 0.02}
+VERSION = COMMITTED_VERSION
+
+
+def test_only_the_current_versions_are_committed() -> None:
+    for name in MODEL_NAMES:
+        folders = sorted(p.name for p in (COMMITTED_MODELS / name).iterdir() if p.is_dir())
+        assert folders == [VERSION], name
 
 
 def _load(name: str) -> tuple[ModelCard, Any, Any]:
-    folder = COMMITTED_MODELS / name / "1"
+    folder = COMMITTED_MODELS / name / VERSION
     card = ModelCard.read(folder)
     model = (
         KerasModel(card, folder, buckets=(1, 64, 256))
@@ -49,7 +59,7 @@ def _accuracy(model: Any, adapter: Any, rows: list[Any], labels: np.ndarray) -> 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_committed_artifact_is_valid_and_untampered(name: str) -> None:
-    folder = COMMITTED_MODELS / name / "1"
+    folder = COMMITTED_MODELS / name / VERSION
     card = ModelCard.read(folder)
     assert verify_artifacts(card, folder) == []
     assert card.metrics.accuracy >= GOALS[name]
@@ -68,7 +78,7 @@ def test_keras_artifacts_hold_no_optimizer_state() -> None:
     import h5py
 
     for name in ("binary-mlp", "mnist-cnn", "imdb-sentiment"):
-        with zipfile.ZipFile(COMMITTED_MODELS / name / "1" / "model.keras") as archive:
+        with zipfile.ZipFile(COMMITTED_MODELS / name / VERSION / "model.keras") as archive:
             config = json.loads(archive.read("config.json"))
             weights = io.BytesIO(archive.read("model.weights.h5"))
         assert not config.get("compile_config"), name
@@ -111,13 +121,28 @@ def test_binary_mlp_test_accuracy_recomputed() -> None:
     )
 
 
+def _probabilities(model: Any, adapter: Any, rows: list[Any]) -> np.ndarray:
+    return np.concatenate(
+        [
+            np.asarray(model.predict(adapter.featurize(rows[i : i + 256])))
+            for i in range(0, len(rows), 256)
+        ]
+    )
+
+
 def test_mnist_test_accuracy_recomputed(data_dir: Path) -> None:
     card, model, adapter = _load("mnist-cnn")
     mnist = load_mnist(data_dir)
-    rows = [image.astype(np.float32) for image in mnist.x_test]
-    accuracy = _accuracy(model, adapter, rows, mnist.y_test)
+    rows = [adapter.to_row(image.astype(np.float32)) for image in mnist.x_test]
+    probabilities = _probabilities(model, adapter, rows)
+    accuracy = float((probabilities.argmax(axis=1) == mnist.y_test).mean())
     assert accuracy == pytest.approx(card.metrics.accuracy, abs=0.0005)  # 5000 images
     assert accuracy >= GOALS["mnist-cnn"]
+    ece = expected_calibration_error(mnist.y_test, probabilities)
+    assert card.calibration is not None
+    assert ece == pytest.approx(card.calibration.ece_after, abs=0.002)
+    assert ece <= ECE_GOALS["mnist-cnn"]
+    assert accuracy == pytest.approx(card.calibration.accuracy_before, abs=0.0005)
 
 
 def test_imdb_validation_accuracy_recomputed(data_dir: Path) -> None:
@@ -125,7 +150,40 @@ def test_imdb_validation_accuracy_recomputed(data_dir: Path) -> None:
     reviews = load_imdb(data_dir)
     indices = np.arange(len(reviews.texts))
     _, held_out = train_test_split(indices, test_size=0.2, stratify=reviews.labels, random_state=42)
-    rows = [reviews.texts[i] for i in held_out]
-    accuracy = _accuracy(model, adapter, rows, reviews.labels[held_out])
+    rows = [adapter.vectorizer.encode(reviews.texts[i]) for i in held_out]
+    probabilities = _probabilities(model, adapter, rows)
+    labels = reviews.labels[held_out]
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
     assert accuracy == pytest.approx(card.metrics.accuracy, abs=0.0005)  # 5000 reviews
     assert accuracy >= GOALS["imdb-sentiment"]
+    ece = expected_calibration_error(labels, probabilities)
+    assert card.calibration is not None
+    assert ece == pytest.approx(card.calibration.ece_after, abs=0.002)
+    assert ece <= ECE_GOALS["imdb-sentiment"]
+    assert accuracy == pytest.approx(card.calibration.accuracy_before, abs=0.0005)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_card_says_how_it_was_calibrated(name: str) -> None:
+    card = ModelCard.read(COMMITTED_MODELS / name / VERSION)
+    calibration = card.calibration
+    assert calibration is not None
+    assert calibration.bins == 15 == len(calibration.reliability)
+    assert sum(row.count for row in calibration.reliability) == card.metrics.test_size
+    assert calibration.accuracy_before == pytest.approx(card.metrics.accuracy, abs=0.004)
+    if name in ECE_GOALS:
+        assert calibration.ece_after <= ECE_GOALS[name]
+    assert calibration.ece_after <= calibration.ece_before + 0.01
+
+
+@pytest.mark.parametrize("name", ["binary-mlp", "mnist-cnn", "imdb-sentiment"])
+def test_keras_cards_list_the_training_history(name: str) -> None:
+    import json
+
+    folder = COMMITTED_MODELS / name / VERSION
+    card = ModelCard.read(folder)
+    assert card.history_file == "history.json" and "history.json" in card.artifacts
+    history = json.loads((folder / "history.json").read_text())
+    epochs = card.hyperparameters["epochs_run"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert len(history[key]) == epochs, key

@@ -70,3 +70,18 @@ def test_an_empty_key_file_refuses_to_start_in_one_line(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no key digest" in lines[0], lines
     assert "Traceback" not in done.stderr and "Started server" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SYNERGY_MODEL_BATCHING", "{not json"),
+        ("SYNERGY_PORT", "eighty"),
+        ("SYNERGY_API_KEYS", "[x"),
+    ],
+)
+def test_a_setting_that_cannot_work_is_one_line_not_a_traceback(name: str, value: str) -> None:
+    done = _run("app", **{name: value})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: invalid setting"), lines

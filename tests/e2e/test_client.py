@@ -206,7 +206,11 @@ def test_errors_carry_the_status_and_the_servers_message(server: Server) -> None
     assert unknown.value.message == (
         "unknown model 'iris'; available models: binary-mlp, imdb-sentiment, iris-knn, mnist-cnn"
     )
-    assert no_version.value.message == "model 'iris-knn' has no version 9; available versions: 1"
+    # Exactly what the server says to a plain HTTP call.
+    direct = httpx.post(
+        f"{server.url}/v1/models/iris-knn/versions/9:predict", json={"instances": [IRIS_SETOSA]}
+    )
+    assert no_version.value.message == direct.json()["error"] and "version 9" in direct.text
     assert short.value.status == 422 and "at least 4 items" in short.value.message
     assert not_image.value.status == 422
     assert too_many.value.status == 413 and "at most 1000" in too_many.value.message

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from app.schemas.card import ModelCard
-from tests.conftest import COMMITTED_MODELS, MODEL_NAMES
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
 from tests.e2e.conftest import Server, start_server
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_each_model_predicts_its_held_out_examples(server: Server, name: str) -> None:
-    card = ModelCard.read(COMMITTED_MODELS / name / "1")
+    card = ModelCard.read(COMMITTED_MODELS / name / COMMITTED_VERSION)
     response = httpx.post(
         f"{server.url}/v1/models/{name}:predict",
         timeout=10,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from app.schemas.card import ModelCard
-from tests.conftest import COMMITTED_MODELS
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 from tests.e2e.conftest import Server, start_server
 
 pytestmark = pytest.mark.e2e
@@ -28,13 +28,14 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> Non
     so they are in flight at the signal on any machine, however busy: no timer is raced."""
     server = start_server(
         tmp_path / "server.log",
-        SYNERGY_MAX_BATCH_SIZE="2",
-        SYNERGY_MAX_QUEUE_ROWS="8192",
         SYNERGY_SHUTDOWN_GRACE_PERIOD_S="60",
+        # The drain is under test, not the deadline or admission: all 16 are admitted.
+        SYNERGY_REQUEST_TIMEOUT_MS="60000",
+        SYNERGY_MAX_QUEUE_WAIT_MS="600000",
     )
-    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / "1")
+    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / COMMITTED_VERSION)
     digit = card.examples[0].instance
-    body = json.dumps({"instances": [digit] * 300}).encode()
+    body = json.dumps({"instances": [digit] * 50}).encode()
     release = threading.Event()
     results: list[Any] = []
 
@@ -97,6 +98,13 @@ def _in_flight(url: str) -> float:
     return 0.0
 
 
+def _kill(server: Server) -> None:
+    """A failed test leaves no server behind."""
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.wait(timeout=60)
+
+
 def _wait_exit(server: Server, signal_number: int) -> tuple[int, float]:
     started = time.monotonic()
     server.process.send_signal(signal_number)
@@ -105,7 +113,7 @@ def _wait_exit(server: Server, signal_number: int) -> tuple[int, float]:
 
 
 def test_a_slow_upload_at_sigterm_gets_json_503_and_the_exit_keeps_the_grace_period(
-    tmp_path: Path,
+    tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """A client still sending its body when the grace period ends is answered with the
     documented JSON 503, and the process exits within grace + 2 s, with no traceback."""
@@ -118,6 +126,7 @@ def test_a_slow_upload_at_sigterm_gets_json_503_and_the_exit_keeps_the_grace_per
         SYNERGY_SHUTDOWN_GRACE_PERIOD_S=str(grace_s),
         SYNERGY_BODY_TIMEOUT_S="600",
     )
+    request.addfinalizer(lambda: _kill(server))
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=120) as sock:
         sock.sendall(
@@ -153,10 +162,13 @@ def test_a_slow_upload_at_sigterm_gets_json_503_and_the_exit_keeps_the_grace_per
     assert "Traceback" not in log and "Exception in ASGI application" not in log
 
 
-def test_ctrl_c_while_models_load_stops_at_once(tmp_path: Path) -> None:
+def test_ctrl_c_while_models_load_stops_at_once(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Ctrl-C during start-up does not wait for the models to load, and no model reports
     ready after the server process finished."""
     server = start_server(tmp_path / "server.log", wait_path=None)
+    request.addfinalizer(lambda: _kill(server))
     deadline = time.monotonic() + 120
     while True:
         try:

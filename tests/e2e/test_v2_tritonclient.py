@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from app.schemas.card import ModelCard
-from tests.conftest import COMMITTED_MODELS, MODEL_NAMES, assert_same_predictions
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES, assert_same_predictions
 from tests.e2e.conftest import Server
 
 httpclient = pytest.importorskip("tritonclient.http")
@@ -69,7 +69,7 @@ def test_health_and_server_metadata(triton: Any) -> None:
     assert triton.get_server_metadata()["name"] == "synergy-serve"
     for name in MODEL_NAMES:
         assert triton.is_model_ready(name)
-        assert triton.is_model_ready(name, "1")
+        assert triton.is_model_ready(name, COMMITTED_VERSION)
     assert not triton.is_model_ready("no-such-model")
 
 
@@ -78,7 +78,7 @@ def test_health_and_server_metadata(triton: Any) -> None:
 def test_infer_matches_the_friendly_api(
     server: Server, triton: Any, name: str, binary: bool
 ) -> None:
-    card = ModelCard.read(COMMITTED_MODELS / name / "1")
+    card = ModelCard.read(COMMITTED_MODELS / name / COMMITTED_VERSION)
     metadata = triton.get_model_metadata(name)
     (input_metadata,) = metadata["inputs"]
     datatype, array = _input_array(card)
@@ -97,11 +97,11 @@ def test_infer_matches_the_friendly_api(
 
 
 def test_default_outputs_and_a_single_requested_output(server: Server, triton: Any) -> None:
-    card = ModelCard.read(COMMITTED_MODELS / "iris-knn" / "1")
+    card = ModelCard.read(COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION)
     datatype, array = _input_array(card)
     tensor = httpclient.InferInput("features", list(array.shape), datatype)
     tensor.set_data_from_numpy(array)  # the client's defaults: binary in, binary out
-    everything = triton.infer("iris-knn", [tensor], model_version="1")
+    everything = triton.infer("iris-knn", [tensor], model_version=COMMITTED_VERSION)
     assert everything.as_numpy("label").shape == (len(array),)
     assert everything.as_numpy("probabilities").shape == (len(array), 3)
     only = triton.infer(
@@ -114,7 +114,7 @@ def test_default_outputs_and_a_single_requested_output(server: Server, triton: A
 
 
 def test_png_bytes_through_tritonclient(server: Server, triton: Any) -> None:
-    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / "1")
+    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / COMMITTED_VERSION)
     pngs = []
     for example in card.examples:
         buffer = io.BytesIO()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from app.preprocessing.image import (
     ImageInputError,
     ImageTooLargeError,
     decode_image,
+    grid_to_mnist_scale,
     image_bytes_to_mnist,
     images_to_model_input,
     to_mnist,
@@ -81,3 +83,141 @@ def test_model_input_layout() -> None:
     assert batch.shape == (2, 28, 28, 1) and batch.dtype == np.float32
     with pytest.raises(ValueError):
         images_to_model_input(np.zeros((28, 28)))
+
+
+# ---------------------------------------------------------------- photos and image modes
+def _paper_with_digit(
+    *, low: float = 170, high: float = 230, size: tuple[int, int] = (2000, 1500), noise: float = 4
+) -> np.ndarray:
+    """A dark "7"-like shape (bar + slanted stroke) on paper lit from grey `low` to `high`."""
+    width, height = size
+    paper = np.tile(np.linspace(low, high, width, dtype=np.float32), (height, 1))
+    paper += np.random.default_rng(0).normal(0, noise, paper.shape).astype(np.float32)
+    image = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.line([(1300, 900), (1420, 900), (1340, 1180)], fill=40, width=22)
+    return np.asarray(image, dtype=np.float32)
+
+
+def _reference_seven() -> np.ndarray:
+    image = Image.new("L", (400, 400), 255)
+    ImageDraw.Draw(image).line([(140, 60), (260, 60), (180, 340)], fill=0, width=22)
+    return to_mnist(image)
+
+
+def test_uneven_lighting_is_not_taken_for_ink() -> None:
+    # The issue's example: paper from grey 170 to 230 across a 2000x1500 frame, a small digit
+    # off-centre. The global background estimate took the darker half of the page as ink.
+    digit = to_mnist(Image.fromarray(_paper_with_digit().astype(np.uint8)))
+    assert np.abs(digit - _reference_seven()).mean() < 15
+    ys, xs = np.indices(digit.shape)
+    assert ((ys * digit).sum() / digit.sum(), (xs * digit).sum() / digit.sum()) == pytest.approx(
+        (14, 14), abs=1.0
+    )
+
+
+def test_specks_and_a_dark_table_edge_are_ignored() -> None:
+    grey = _paper_with_digit(low=200, high=200)
+    grey[:, :120] = 30  # the table beside the sheet, cut by the frame
+    grey[200:206, 400:406] = 20  # a speck of dirt
+    grey[1400:1404, 300:303] = 20
+    digit = to_mnist(Image.fromarray(grey.astype(np.uint8)))
+    assert np.abs(digit - _reference_seven()).mean() < 15
+
+
+def _sixteen_bit(grey: np.ndarray) -> Image.Image:
+    image = Image.fromarray(np.rint(grey * 257).astype(np.uint16))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def test_a_16_bit_png_is_scaled_not_clipped() -> None:
+    canvas = Image.fromarray(np.full((450, 600), 215, np.uint8))
+    ImageDraw.Draw(canvas).line([(240, 60), (360, 60), (280, 340)], fill=40, width=22)
+    eight_bit = np.asarray(canvas, dtype=np.float32)
+    sixteen = _sixteen_bit(eight_bit)
+    assert sixteen.mode.startswith("I")
+    np.testing.assert_allclose(to_mnist(sixteen), to_mnist(canvas), atol=1.0)
+
+
+def _dark_seven_rgba(ink: tuple[int, int, int, int]) -> Image.Image:
+    image = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(image).line([(100, 40), (200, 40), (130, 260)], fill=ink, width=18)
+    return image
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda im: im.convert("L"),
+        lambda im: im.convert("RGB"),
+        lambda im: im.convert("P", palette=Image.Palette.ADAPTIVE),
+        lambda im: im.convert("CMYK"),
+        lambda im: im.convert("1"),
+        lambda im: im.convert("I"),
+        lambda im: Image.fromarray(np.asarray(im.convert("L"), np.float32) / 255.0, mode="F"),
+        lambda im: im.convert("LA"),
+        lambda im: im.convert("YCbCr"),
+    ],
+    ids=["L", "RGB", "P", "CMYK", "1", "I", "F 0-1", "LA", "YCbCr"],
+)
+def test_every_mode_gives_the_same_digit(convert: Any) -> None:
+    canvas = Image.new("L", (300, 300), 230)
+    ImageDraw.Draw(canvas).line([(100, 40), (200, 40), (130, 260)], fill=20, width=18)
+    reference = to_mnist(canvas)
+    assert np.abs(to_mnist(convert(canvas.convert("RGB"))) - reference).mean() < 6
+
+
+@pytest.mark.parametrize("ink", [(255, 255, 255, 255), (0, 0, 0, 255), (20, 40, 200, 255)])
+def test_strokes_on_a_transparent_canvas_are_read_whatever_their_colour(
+    ink: tuple[int, int, int, int],
+) -> None:
+    # White strokes on a transparent canvas were flattened onto white paper: blank.
+    digit = image_bytes_to_mnist(_png(_dark_seven_rgba(ink)), max_pixels=10**6)
+    reference = to_mnist(_dark_seven_rgba((0, 0, 0, 255)).convert("LA"))
+    assert np.abs(digit - reference).mean() < 6
+
+
+def test_photo_like_generator_digits_come_out_centred_and_clear() -> None:
+    from training.photo_like import photo_like
+
+    rng = np.random.default_rng(3)
+    seven = _reference_seven()
+    for _ in range(3):
+        photo = photo_like(seven, rng)
+        digit = image_bytes_to_mnist(photo.data, max_pixels=10**8)
+        # Rotation, blur and JPEG change details; the digit stays a 7 in the same place.
+        assert np.abs(digit - to_mnist(Image.fromarray(seven.astype(np.uint8)))).mean() < 25
+
+
+@pytest.mark.parametrize(
+    ("grid", "expected_peak"),
+    [(np.eye(28) * 255, 255), (np.eye(28), 255), (np.eye(28) * 0.5, 127.5), (np.eye(28) * 2, None)],
+    ids=["0-255", "0-1", "0-1 half", "0-255 faint"],
+)
+def test_grids_in_0_1_are_scaled_and_blank_ones_refused(
+    grid: np.ndarray, expected_peak: float | None
+) -> None:
+    if expected_peak is None:
+        with pytest.raises(ImageInputError, match="blank"):
+            grid_to_mnist_scale(grid.astype(np.float32))
+    else:
+        assert grid_to_mnist_scale(grid.astype(np.float32)).max() == pytest.approx(expected_peak)
+    for blank in (np.zeros((28, 28)), np.ones((28, 28)), np.full((28, 28), 200.0)):
+        with pytest.raises(ImageInputError, match="blank"):
+            grid_to_mnist_scale(blank.astype(np.float32))
+
+
+def test_a_28x28_mnist_grid_as_an_image_is_used_as_is_in_either_polarity() -> None:
+    grid = np.zeros((28, 28), np.float32)
+    grid[6:22, 12:15] = 255.0
+    grid[6:9, 9:18] = 180.0
+    for image in (
+        Image.fromarray(grid.astype(np.uint8)),
+        Image.fromarray((255 - grid).astype(np.uint8)),
+    ):
+        np.testing.assert_array_equal(to_mnist(image), grid)
+    # Ink within 2 px of the edge: not an MNIST grid, so it is converted in full.
+    off = np.roll(grid, 10, axis=1)
+    assert not np.array_equal(to_mnist(Image.fromarray(off.astype(np.uint8))), off)

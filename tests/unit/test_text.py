@@ -85,3 +85,23 @@ def test_a_broken_vocabulary_is_refused() -> None:
         TextVectorizer([UNKNOWN, "good", "good"], 8)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         TextVectorizer([UNKNOWN, "good", "not good"], 8)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   \n\t", "<br /><br />", "!!! ... ???", "asdf qwerty", "<p>zzz</p>"]
+)
+def test_a_text_with_no_known_word_is_refused(text: str) -> None:
+    from app.preprocessing.text import NoKnownWordError
+
+    vectorizer = TextVectorizer.fit(REVIEWS, max_tokens=50, sequence_length=8)
+    with pytest.raises(NoKnownWordError):
+        vectorizer.encode_known(text)
+    assert vectorizer.encode(text).tolist() == [UNKNOWN_ID]  # what the model used to get
+
+
+def test_encode_known_and_pad_give_what_transform_gives() -> None:
+    vectorizer = TextVectorizer.fit(REVIEWS, max_tokens=50, sequence_length=8)
+    texts = ["asdf good movie", "not bad, qwerty"]
+    rows = [vectorizer.encode_known(text) for text in texts]
+    np.testing.assert_array_equal(vectorizer.pad(rows), vectorizer.transform(texts))
+    assert vectorizer.word_count == sum(" " not in g for g in vectorizer.vocabulary[1:])
