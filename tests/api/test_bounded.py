@@ -103,7 +103,7 @@ def test_large_bodies_are_parsed_on_a_decoding_thread(
 
     monkeypatch.setattr(service, "json_rows", recording_json_rows)
     monkeypatch.setattr(app.v2, "decompress_body", recording_decompress)
-    grids = [[[float(v) for v in range(28)]] * 28] * 40  # ~130 KB of JSON
+    grids = [[[float(9 * v) for v in range(28)]] * 28] * 40  # ~150 KB of JSON, not blank
     assert predict(client, "mnist-cnn", grids).status_code == 200
     tensor = {"name": "image", "datatype": "FP32", "shape": [40, 28, 28], "data": grids}
     compressed = gzip.compress(json.dumps({"inputs": [tensor]}).encode())
