@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         le=19,
         description="OS nice value of the explanation thread, so predictions win the CPU.",
     )
+    explain_max_yield_ms: float = Field(
+        default=20,
+        ge=0,
+        description="Between chunks of an explanation, how long it waits while predictions "
+        "are queued or computing (0 = never).",
+    )
     explain_exact_max_features: int = Field(
         default=10, ge=1, le=14, description="Exact Shapley values up to this many features."
     )

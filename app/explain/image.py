@@ -21,7 +21,7 @@ from app.explain.base import Check, Explainer, Predict, completeness, prediction
 from app.explain.gradients import Gradient
 from app.schemas.card import ModelCard
 
-CHUNK_ROWS = 32  # gradient rows per call: one compiled shape
+CHUNK_ROWS = 16  # gradient rows per call: one compiled shape, small enough to yield often
 OVERLAY_SCALE = 8  # a 28x28 map becomes a 224x224 PNG
 
 

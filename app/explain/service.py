@@ -65,8 +65,14 @@ class ExplanationService:
         self.settings = settings
         self.service = service
         self.metrics = ExplainMetrics(service.metrics.registry)
+        registry = service.registry
         self.worker = ExplainWorker(
-            max_queue=settings.explain_max_queue, niceness=settings.explain_niceness
+            max_queue=settings.explain_max_queue,
+            niceness=settings.explain_niceness,
+            pressure=lambda: any(
+                entry.batcher is not None and entry.batcher.in_flight_rows > 0 for entry in registry
+            ),
+            max_yield_s=settings.explain_max_yield_ms / 1000.0,
         )
         # (name, version) -> (the runtime it was built for, its explainer); built on first use
         # on the worker thread (the gradient function compiles then).

@@ -21,6 +21,8 @@ from app.explain.shapley import permutation_shapley
 from app.preprocessing.text import PADDING_ID, UNKNOWN, UNKNOWN_ID, TextVectorizer, tokenize
 from app.schemas.card import ModelCard
 
+VALUE_CHUNK_ROWS = 256  # model rows between deadline checks (and chances to yield)
+
 
 class TextShapley(Explainer):
     """Permutation-sampled Shapley values over a review's n-grams (see the module docstring)."""
@@ -56,10 +58,12 @@ class TextShapley(Explainer):
         players = features[0][features[0] != PADDING_ID]
 
         def value(masks: np.ndarray) -> np.ndarray:
-            values = [
-                np.asarray(self.predict(self._rows(players, masks[i : i + 1024])))[:, target]
-                for i in range(0, len(masks), 1024)
-            ]
+            values = []
+            for start in range(0, len(masks), VALUE_CHUNK_ROWS):
+                if start:
+                    check()
+                rows = self._rows(players, masks[start : start + VALUE_CHUNK_ROWS])
+                values.append(np.asarray(self.predict(rows))[:, target])
             return np.concatenate(values).astype(np.float64)
 
         phi, f_baseline, f_x = permutation_shapley(
@@ -67,7 +71,7 @@ class TextShapley(Explainer):
             len(players),
             permutations=self.permutations,
             check=check,
-            chunk_permutations=2,
+            chunk_permutations=1,
         )
         words = tokenize(text)
         unknown_words = list(dict.fromkeys(w for w in words if w not in self.known))

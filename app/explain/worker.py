@@ -1,10 +1,13 @@
 """The explanation worker: one thread, a bounded queue, a deadline per job.
 
 Explanations cost hundreds of model rows each (a prediction costs one), so they never share
-the predictions' batchers: they run here, one at a time, on a thread of lower OS priority
-(nice) that yields between chunks of work, while the batchers' threads keep the model's
-compiled function for predictions. A full queue answers 503 + Retry-After at once; a job past
-its deadline stops at its next check and its request gets a 504.
+the predictions' batchers: they run here, one at a time, in chunks. Between chunks the worker
+gives way to predictions: while any model has rows queued or computing (`pressure`), it waits
+(up to `max_yield_s` per chunk, so explanations still progress under constant load). The
+thread also runs at a lower OS priority (nice), which helps where the backend computes on the
+calling thread (TensorFlow eager, scikit-learn); XLA computes on its own threads, hence the
+yielding. A full queue answers 503 + Retry-After at once; a job past its deadline stops at its
+next check and its request gets a 504.
 """
 
 from __future__ import annotations
@@ -31,26 +34,45 @@ class JobStopped(Exception):
     """Raised inside a job by `check()` once its deadline passed or its request left."""
 
 
+YIELD_POLL_S = 0.001
+
+
 @dataclass
 class _Job:
     work: Callable[[Check], Any]
     deadline: float  # time.perf_counter() seconds
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    pressure: Callable[[], bool] | None = None
+    max_yield_s: float = 0.0
     stopped: threading.Event = field(default_factory=threading.Event)
 
     def check(self) -> None:
         if self.stopped.is_set() or time.perf_counter() > self.deadline:
             raise JobStopped
-        time.sleep(0)  # let the batchers' threads have the interpreter between chunks
+        if self.pressure is None:
+            time.sleep(0)  # let the batchers' threads have the interpreter between chunks
+            return
+        until = min(time.perf_counter() + self.max_yield_s, self.deadline)
+        while self.pressure() and time.perf_counter() < until:
+            time.sleep(YIELD_POLL_S)
 
 
 class ExplainWorker:
     """Runs explanation jobs one at a time on its own thread (see the module docstring)."""
 
-    def __init__(self, *, max_queue: int, niceness: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_queue: int,
+        niceness: int,
+        pressure: Callable[[], bool] | None = None,
+        max_yield_s: float = 0.0,
+    ) -> None:
         self.max_queue = max_queue
         self.niceness = niceness
+        self.pressure = pressure
+        self.max_yield_s = max_yield_s
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -72,7 +94,7 @@ class ExplainWorker:
         `deadline`, a time.perf_counter() value; `what` names the limit in the message)."""
         self._ensure_started()
         loop = asyncio.get_running_loop()
-        job = _Job(work, deadline, loop, loop.create_future())
+        job = _Job(work, deadline, loop, loop.create_future(), self.pressure, self.max_yield_s)
         try:
             self._queue.put_nowait(job)
         except queue.Full:

@@ -242,3 +242,32 @@ def test_both_backends_draw_the_same_pixel_maps(reports: dict[str, dict[str, Any
         b = np.asarray(tf_record["attribution_map"]).ravel()
         assert a.shape == (784,)
         assert np.corrcoef(a, b)[0, 1] > 0.99
+
+
+def test_between_chunks_the_worker_gives_way_while_predictions_are_queued() -> None:
+    queued = [True]
+    polls: list[float] = []
+
+    def pressure() -> bool:
+        polls.append(time.perf_counter())
+        return queued[0]
+
+    def three_chunks(check: Any) -> float:
+        started = time.perf_counter()
+        for _ in range(3):
+            check()
+        return time.perf_counter() - started
+
+    async def scenario() -> tuple[float, float]:
+        worker = ExplainWorker(max_queue=2, niceness=0, pressure=pressure, max_yield_s=0.05)
+        deadline = time.perf_counter() + 30
+        yielding = await worker.run(three_chunks, deadline, "x")
+        queued[0] = False
+        free = await worker.run(three_chunks, deadline, "x")
+        worker.stop()
+        return yielding, free
+
+    yielding, free = asyncio.run(scenario())
+    assert yielding >= 3 * 0.05  # waited out its bound at every check, predictions queued
+    assert len(polls) > 3 * 3  # and kept looking whether they were done
+    assert free < yielding
