@@ -8,6 +8,7 @@ from fastapi import FastAPI, File, Request, UploadFile
 from starlette.responses import Response
 
 from app.api.predict import require_json
+from app.errors import ServingError
 from app.explain.service import ExplanationService
 from app.jsonutil import json_response
 from app.schemas.card import ImageInput
@@ -83,7 +84,7 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
     )
 
 
-def _responses(codes: tuple[int, ...]) -> dict[str, Any]:
+def _responses(codes: tuple[int, ...], invalid_input: str | None = None) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {
             "description": "One explanation per instance, in order.",
@@ -96,6 +97,8 @@ def _responses(codes: tuple[int, ...]) -> dict[str, Any]:
         example = doc["content"]["application/json"]["example"]
         if code in ERROR_EXAMPLES:
             example = {"error": ERROR_EXAMPLES[int(code)]}
+        if code == 422 and invalid_input is not None:
+            example = {"error": invalid_input}
         responses[str(code)] = {
             "description": doc["description"],
             "content": {
@@ -117,6 +120,15 @@ METHODS = {
     "text": "Shapley values (antithetic permutation sampling) of the words and word pairs the "
     "model looked up; unknown words share the [UNK] token.",
 }
+
+
+def _invalid_input_message(explainer: ExplanationService, name: str) -> str | None:
+    """What this model's `:explain` really answers to an instance of the wrong kind."""
+    try:
+        explainer.service.parse_instances(name, b'{"instances": [null]}')
+    except ServingError as exc:
+        return exc.message
+    return None
 
 
 def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -162,7 +174,7 @@ def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict
             "`completeness` field reports the error). Explanations run on a worker of their "
             f"own, within {settings.explain_timeout_ms:g} ms."
         )
-        responses = _responses(ERROR_CODES)
+        responses = _responses(ERROR_CODES, _invalid_input_message(explainer, name))
         paths[f"/v1/models/{name}:explain"] = {
             "post": {
                 "tags": ["explain"],

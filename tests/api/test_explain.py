@@ -177,6 +177,9 @@ def test_every_documented_explain_example_works(client: Any) -> None:
             version = 1
             for parameter in operation.get("parameters", []):
                 version = next(iter(parameter["examples"].values()))["value"]
+            invalid = operation["responses"]["422"]["content"]["application/json"]["example"]
+            refused = client.post(path.format(version=version), json={"instances": [None]})
+            assert refused.status_code == 422 and refused.json() == invalid, path
             examples = operation["requestBody"]["content"]["application/json"]["examples"]
             for example in examples.values():
                 response = client.post(path.format(version=version), json=example["value"])
