@@ -271,3 +271,27 @@ def test_between_chunks_the_worker_gives_way_while_predictions_are_queued() -> N
     assert yielding >= 3 * 0.05  # waited out its bound at every check, predictions queued
     assert len(polls) > 3 * 3  # and kept looking whether they were done
     assert free < yielding
+
+
+def test_a_calibrated_knn_artifact_is_explained_with_its_neighbours() -> None:
+    # Version 2 of iris-knn may wrap the KNN in a calibrator: the explainer still finds it.
+    from app.explain.tabular import TabularExplainer
+    from app.schemas.card import ModelCard
+
+    card = ModelCard.read(max((COMMITTED_MODELS / "iris-knn").iterdir()))
+    estimator = _wrapped_knns()["calibrated"]
+
+    def predict(batch: np.ndarray) -> list[list[float]]:
+        return np.asarray(estimator.predict_proba(batch), dtype=np.float64).tolist()  # type: ignore[no-any-return]
+
+    explainer = TabularExplainer(card, predict, estimator=estimator)
+    x, _ = _iris()
+    result = explainer.explain(x[120].astype(np.float32), lambda: None)
+    completeness = result["completeness"]
+    assert completeness["error"] <= completeness["tolerance"]
+    assert result["method"]["name"] == "exact Shapley values"
+    assert "training data" in result["baseline"]["kind"]
+    neighbours = result["neighbors"]
+    assert neighbours["k"] == 5 and len(neighbours["neighbors"]) == 5
+    assert all(n["label"] in card.labels for n in neighbours["neighbors"])
+    assert "of 3" in neighbours["source"]
