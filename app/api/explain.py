@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import base64
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Query, Request, UploadFile
 from starlette.responses import Response
 
 from app.api.predict import require_json
@@ -55,17 +56,22 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
         )
 
     async def explain_image(
-        request: Request, file: Annotated[UploadFile, File(description="An image file.")]
+        request: Request,
+        file: Annotated[UploadFile, File(description="An image file.")],
+        output: Annotated[Literal["json", "png"], Query(alias="format")] = "json",
     ) -> Response:
-        return json_response(
-            await explainer.explain_image(
-                request.path_params["name"],
-                None,
-                await file.read(),
-                request.scope["state"],
-                request.receive,
-            )
+        result = await explainer.explain_image(
+            request.path_params["name"],
+            None,
+            await file.read(),
+            request.scope["state"],
+            request.receive,
         )
+        if output == "png":
+            # The overlay alone, so Swagger UI's "Try it out" shows the picture itself.
+            overlay = base64.b64decode(result["explanations"][0]["overlay_png"])
+            return Response(overlay, media_type="image/png")
+        return json_response(result)
 
     app.add_api_route(
         "/v1/models/{name:model}:explain", explain, methods=["POST"], include_in_schema=False
@@ -84,13 +90,19 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
     )
 
 
-def _responses(codes: tuple[int, ...], invalid_input: str | None = None) -> dict[str, Any]:
+def _responses(
+    codes: tuple[int, ...], invalid_input: str | None = None, *, png: bool = False
+) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ExplainResponse"}}
+    }
+    if png:
+        content["image/png"] = {"schema": {"type": "string", "format": "binary"}}
     responses: dict[str, Any] = {
         "200": {
-            "description": "One explanation per instance, in order.",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ExplainResponse"}}
-            },
+            "description": "One explanation per instance, in order"
+            + (" (with format=png: the overlay image alone)." if png else "."),
+            "content": content,
         }
     }
     for code, doc in error_responses(*codes).items():
@@ -218,6 +230,25 @@ def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict
                     "description": "Upload one image file (PNG or JPEG) of a single digit, any "
                     "size; it is converted as for `:predict-image`. " + METHODS["image"],
                     "operationId": f"explain_image_{operation_name}",
+                    "parameters": [
+                        {
+                            "name": "format",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "string",
+                                "enum": ["json", "png"],
+                                "default": "json",
+                            },
+                            "description": "json: the explanation (as `:explain`); png: only "
+                            "the overlay image (red for the predicted digit, blue against), "
+                            "which Swagger UI displays.",
+                            "examples": {
+                                "png": {"summary": "the overlay image", "value": "png"},
+                                "json": {"summary": "the explanation", "value": "json"},
+                            },
+                        }
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -237,7 +268,7 @@ def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict
                             }
                         },
                     },
-                    "responses": _responses(IMAGE_ERROR_CODES),
+                    "responses": _responses(IMAGE_ERROR_CODES, png=True),
                 }
             }
     return paths, components

@@ -105,6 +105,12 @@ def test_an_uploaded_image_is_explained_like_its_predict_image(client: Any) -> N
     explanation = explained.json()["explanations"][0]
     _same_prediction(explanation, predicted["predictions"][0])
     _complete(explanation)
+    picture = client.post("/v1/models/mnist-cnn:explain-image?format=png", files=files)
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+    assert picture.content == base64.b64decode(explanation["overlay_png"])
+    assert_error(
+        client.post("/v1/models/mnist-cnn:explain-image?format=gif", files=files), 422, "format"
+    )
     assert_error(
         client.post("/v1/models/iris-knn:explain-image", files=files), 404, ":explain with"
     )
