@@ -5,7 +5,8 @@ CSS = """
   --bad: #a4161a; --good: #1e6b35; --warn: #8a4b00; --panel: #f6f7f9; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans",
-  sans-serif; color: var(--ink); background: #fff; }
+  sans-serif; color: var(--ink); background: #fff; overflow-wrap: break-word; }
+p, blockquote, figcaption, dd { overflow-wrap: anywhere; }
 header, main, footer { max-width: 1100px; margin: 0 auto; padding: 0 16px; }
 header { padding-top: 20px; border-bottom: 1px solid var(--line); }
 h1 { font-size: 1.6rem; margin: 0 0 4px; overflow-wrap: anywhere; }
@@ -22,18 +23,22 @@ section { padding: 18px 0; border-bottom: 1px solid var(--line); }
 .tile { background: var(--panel); border: 1px solid var(--line); border-radius: 6px;
   padding: 8px 10px; }
 .tile .label { display: block; font-size: .8rem; color: var(--muted); }
-.tile .value { display: block; font-size: 1.35rem; font-weight: 600; }
+.tile .value { display: block; font-size: 1.35rem; font-weight: 600;
+  overflow-wrap: anywhere; }
 .tile .value.bad { color: var(--bad); } .tile .value.good { color: var(--good); }
 .grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr));
   gap: 18px; align-items: start; }
+.grid2 > * { min-width: 0; }
 figure { margin: 0; }
 figcaption { font-size: .85rem; color: var(--muted); }
 svg.chart { width: 100%; height: auto; max-width: 620px; display: block; }
+svg.chart.square { max-width: 440px; } svg.chart.wide { max-width: 980px; }
 .table-wrap { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: .9rem; margin: 4px 0 10px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left;
   vertical-align: top; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td > code { white-space: nowrap; }
 code, .hash { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .85rem;
   overflow-wrap: anywhere; }
 .missing { background: #fff8e6; border-left: 4px solid var(--warn); padding: 8px 12px;
@@ -131,9 +136,10 @@ JS = r"""
   }
 
   function labelChart(labels, shares) {
-    var rowH = 22, labelW = 110, barW = 300, width = labelW + barW + 90;
-    var svg = svgEl("svg", {"class": "chart", "role": "img", "viewBox": "0 0 " + width + " " +
-      (rowH * labels.length + 30)});
+    var longest = labels.reduce(function (m, l) { return Math.max(m, l.length); }, 1);
+    var rowH = 22, labelW = 14 + 7.5 * longest, barW = 220, width = labelW + barW + 90;
+    var svg = svgEl("svg", {"class": "chart square", "role": "img",
+      "viewBox": "0 0 " + width + " " + (rowH * labels.length + 30)});
     var described = labels.map(function (l) {
       var s = shares[l]; return l + " " + (s ? s.count : 0);
     }).join(", ");
@@ -156,7 +162,7 @@ JS = r"""
     });
     var axis = svgEl("text", {x: labelW, y: rowH * labels.length + 24, "font-size": "12",
       fill: "#4a4a4a"});
-    axis.textContent = "Share of predicted rows (%), bar length 0-100%";
+    axis.textContent = "Bar: share of predicted rows (0-100%)";
     svg.appendChild(axis);
     return svg;
   }

@@ -47,7 +47,7 @@ _STYLE: Any = {
 }
 
 
-def _svg(figure: Figure, label: str) -> str:
+def _svg(figure: Figure, label: str, shape: str = "") -> str:
     """The figure as an inline `<svg>` that scales with its container, labelled for
     assistive technology."""
     buffer = io.StringIO()
@@ -58,7 +58,7 @@ def _svg(figure: Figure, label: str) -> str:
     opening = svg[: svg.index(">") + 1]
     cleaned = re.sub(r'\s(width|height)="[^"]*"', "", opening)
     cleaned = cleaned.replace(
-        "<svg ", f'<svg class="chart" role="img" aria-label="{escape(label)}" ', 1
+        "<svg ", f'<svg class="chart{shape}" role="img" aria-label="{escape(label)}" ', 1
     )
     return cleaned + f"<title>{escape(label)}</title>" + svg[len(opening) :]
 
@@ -86,7 +86,7 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str]) ->
                     ha="center",
                     va="center",
                     fontsize=9 if n <= 10 else 7,
-                    color="white" if shares[i][j] > 55 else "#111111",
+                    color="white" if shares[i][j] > 65 else "#111111",
                 )
         axes.set_xticks(range(n), labels, rotation=45 if max(map(len, labels)) > 3 else 0)
         axes.set_yticks(range(n), labels)
@@ -119,7 +119,7 @@ def roc_curve(points: Sequence[Sequence[float]], auc: float | None) -> str:
         axes.set_xlabel("False positive rate (share of negatives)")
         axes.set_ylabel("True positive rate (share of positives)")
         axes.legend(loc="lower right", frameon=False)
-        return _svg(figure, f"ROC curve on held-out data; {name}")
+        return _svg(figure, f"ROC curve on held-out data; {name}", " square")
 
 
 def reliability_diagram(bins: Sequence[dict[str, float]]) -> str:
@@ -155,6 +155,7 @@ def reliability_diagram(bins: Sequence[dict[str, float]]) -> str:
             figure,
             f"Reliability diagram over {len(filled)} non-empty confidence bins: accuracy "
             "against confidence, the diagonal is perfect calibration",
+            " square",
         )
 
 
@@ -188,6 +189,7 @@ def training_curves(history: dict[str, list[float]]) -> str:
         return _svg(
             figure,
             f"Training curves over {epochs} epochs: {', '.join(metrics)}, training and validation",
+            " wide",
         )
 
 

@@ -225,7 +225,7 @@ def _glance(card: ModelCard, folder: Path) -> str:
     )
     tiles = "".join(
         (
-            _tile("Task", card.task),
+            _tile("Task", card.task.replace("-", " ")),
             _tile("Framework", card.framework),
             _tile("Input", card.input.kind),
             _tile("Labels", str(len(card.labels))),
@@ -372,7 +372,14 @@ def _training(card: ModelCard, folder: Path) -> str:
     )
     facts_html = f"<p>{escape(facts)}.</p>" if facts else ""
     if history.missing is not None:
-        body = _missing(f"Training curves: {history.missing}.")
+        body = _missing(
+            f"Training curves: {history.missing}"
+            + (
+                " (its card lists no per-epoch history artifact)."
+                if history.missing.startswith("not recorded")
+                else "."
+            )
+        )
     else:
         data = history.data
         epochs = max(len(v) for v in data.values())

@@ -20,7 +20,7 @@ KEY = "report-key-0123456789"
 
 
 def _charts(html: str) -> list[str]:
-    return re.findall(r'<svg class="chart" role="img" aria-label="([^"]+)"', html)
+    return re.findall(r'<svg class="chart[^"]*" role="img" aria-label="([^"]+)"', html)
 
 
 def _config(html: str) -> dict[str, Any]:
@@ -180,5 +180,5 @@ def test_recorded_history_and_mistakes_are_drawn(models_copy: Path, data_dir: Pa
     _cache.clear()
     with running_app(models_copy, expect_ready=False) as client:
         html = client.get("/v1/models/mnist-cnn/versions/1/report").text
-        assert "history.json does not match the card's sha256; not shown" in html
+        assert "history.json does not match the card&#x27;s sha256; not shown" in html
         assert "Served state: <strong>failed</strong>" in html

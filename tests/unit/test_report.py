@@ -88,3 +88,40 @@ def test_digit_png_draws_grids_and_refuses_the_rest() -> None:
     assert image.size == (6, 6) and image.getpixel((3, 0)) == 255
     assert digit_png("a review") is None
     assert digit_png([1, 2, 3]) is None
+
+
+def test_calibration_lights_up_when_the_card_has_it() -> None:
+    """The shape the calibration work adds to the card (ECE before/after, a reliability table
+    per bin); a card without it says so."""
+    from app.report.page import _calibration
+    from app.schemas.card import ModelCard
+    from tests.conftest import COMMITTED_MODELS
+
+    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / "1")
+    assert "Calibration: not recorded for this version" in _calibration(card)
+    bins = [
+        {
+            "low": i / 10,
+            "high": (i + 1) / 10,
+            "count": 10 * i,
+            "mean_confidence": i / 10 + 0.05,
+            "accuracy": i / 10,
+        }
+        for i in range(10)
+    ]
+    calibration = {
+        "method": "temperature scaling",
+        "fitted_on": "the validation split",
+        "temperature": 1.5,
+        "evaluated_on": "test",
+        "bins": 10,
+        "ece_before": 0.0412,
+        "ece_after": 0.0081,
+        "accuracy_before": 0.99,
+        "reliability": bins,
+    }
+    html = _calibration(card.model_copy(update={"calibration": calibration}))
+    assert "not recorded" not in html
+    assert '<span class="value">0.0412</span>' in html and "0.0081" in html
+    assert 'aria-label="Reliability diagram over 9 non-empty confidence bins' in html
+    assert "<td>0.90 to 1.00</td><td class=num>90</td>" in html
