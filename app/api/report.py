@@ -51,14 +51,21 @@ def report_path(root_path: str, name: str, version: int | None = None) -> str:
     return f"{root_path}/v1/models/{name}{middle}/report"
 
 
-def _has_route(request: Request, suffix: str) -> bool:
-    """Whether this app serves `/v1/models/{name}/versions/{version}<suffix>` (monitoring and
-    explanations come from other modules; the page only calls what exists)."""
-    wanted = "/v1/models/{name}/versions/{version}" + suffix
-    for route in request.app.routes:
-        if isinstance(route, Route) and re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path) == wanted:
-            return True
-    return False
+def _endpoint(request: Request, name: str, version: int, suffix: str) -> str | None:
+    """The URL of `/v1/models/{name}[/versions/{version}]<suffix>` if this app serves it (the
+    version's own route first), else None. Monitoring and explanations come from other
+    modules: the page only calls what exists, through HTTP, so it needs none of their code."""
+    paths = {
+        re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+        for route in request.app.routes
+        if isinstance(route, Route)
+    }
+    root = request.scope.get("root_path", "")
+    if "/v1/models/{name}/versions/{version}" + suffix in paths:
+        return f"{root}/v1/models/{name}/versions/{version}{suffix}"
+    if "/v1/models/{name}" + suffix in paths:
+        return f"{root}/v1/models/{name}{suffix}"
+    return None
 
 
 async def _page(request: Request, name: str, version: int | None) -> HTMLResponse:
@@ -78,8 +85,8 @@ async def _page(request: Request, name: str, version: int | None) -> HTMLRespons
         base_path=f"{root}/v1/models/{entry.name}/versions/{entry.version}",
         state=entry.state.value,
         serving=entry.stats.snapshot(),
-        monitoring=_has_route(request, "/monitoring"),
-        explain=_has_route(request, ":explain"),
+        monitoring_url=_endpoint(request, entry.name, entry.version, "/monitoring"),
+        explain_url=_endpoint(request, entry.name, entry.version, ":explain"),
         nonce=nonce,
         docs_path=f"{root}/docs",
     )

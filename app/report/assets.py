@@ -48,6 +48,7 @@ code, .hash { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-siz
 .examples figure { border: 1px solid var(--line); border-radius: 6px; padding: 8px;
   text-align: center; }
 .examples img, .sample img { width: 112px; height: 112px; image-rendering: pixelated; }
+.overlay img { width: 224px; height: 224px; max-width: 100%; image-rendering: pixelated; }
 blockquote { margin: 6px 0 12px; padding: 8px 12px; background: var(--panel);
   border-left: 4px solid var(--line); }
 .verdict { font-size: .9rem; }
@@ -264,7 +265,7 @@ JS = r"""
       "; explained label ", el("strong", {}, [String(item.explained_label || item.label)]),
       item.method && item.method.name ? " (" + item.method.name + ")." : "."])];
     if (item.overlay_png) {
-      nodes.push(el("figure", {"class": "sample"}, [
+      nodes.push(el("figure", {"class": "overlay"}, [
         el("img", {src: "data:image/png;base64," + item.overlay_png, width: "224", height: "224",
           alt: "Attribution overlay on the sample digit: red pixels pushed towards " +
             (item.explained_label || item.label) + ", blue pixels away from it"}),

@@ -40,8 +40,9 @@ class PageRequest:
     """Everything one page needs.
 
     `base_path`: the version's URL prefix as the browser sees it
-    (`<root_path>/v1/models/<name>/versions/<v>`); `monitoring`/`explain`: whether this server
-    has those routes (the script only calls endpoints that exist); `serving`: the live stats
+    (`<root_path>/v1/models/<name>/versions/<v>`); `monitoring_url`/`explain_url`: those
+    endpoints where this server has them, else None (the script only calls endpoints that
+    exist); `serving`: the live stats
     snapshot (`ServingStats.snapshot()`), shown at once and then refreshed; `nonce`: the CSP
     nonce of the inline script and style.
     """
@@ -51,8 +52,8 @@ class PageRequest:
     base_path: str
     state: str
     serving: dict[str, Any]
-    monitoring: bool
-    explain: bool
+    monitoring_url: str | None
+    explain_url: str | None
     nonce: str
     docs_path: str = "/docs"
 
@@ -71,8 +72,8 @@ def render(page: PageRequest) -> str:
         "sample": card.examples[0].instance if card.examples else None,
         "urls": {
             "metrics": f"{page.base_path}/metrics",
-            "monitoring": f"{page.base_path}/monitoring" if page.monitoring else None,
-            "explain": f"{page.base_path}:explain" if page.explain else None,
+            "monitoring": page.monitoring_url,
+            "explain": page.explain_url,
         },
     }
     # "</" cannot end the script element early: JSON allows "<\/".
@@ -480,7 +481,7 @@ def _rendered_examples(card: ModelCard, examples: list[dict[str, Any]]) -> str:
 def _live_section(page: PageRequest) -> str:
     monitoring = (
         ""
-        if page.monitoring
+        if page.monitoring_url
         else _missing(
             "Live accuracy and drift: not available on this server (it has no monitoring endpoint)."
         )
@@ -529,7 +530,7 @@ def _explanation_section(page: PageRequest) -> str:
             )
     result = (
         '<div id="explanation-result" aria-live="polite"></div>'
-        if page.explain
+        if page.explain_url
         else '<div id="explanation-result">'
         + _missing("Explanations: not available on this server (it has no :explain endpoint).")
         + "</div>"

@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 import pytest
+from fastapi import Request
+from starlette.responses import JSONResponse
 
 from tests.conftest import COMMITTED_MODELS, MODEL_NAMES, ROOT
 from tests.e2e.conftest import Server, start_server
@@ -153,3 +155,159 @@ def test_every_report_page_renders_offline_with_its_charts(report_server: Server
         browser.close()
     assert not problems, problems
     assert not blocked, blocked
+
+
+MONITORING = {
+    "model": "mnist-cnn",
+    "versions": [
+        {
+            "version": 1,
+            "rows_predicted": 900,
+            "rows_with_feedback": 400,
+            "held_out_accuracy": 0.9894,
+            "accuracy": {
+                "all_time": {
+                    "rows": 400,
+                    "correct": 372,
+                    "accuracy": 0.93,
+                    "interval_95": [0.9, 0.95],
+                    "below_held_out": True,
+                },
+                "recent": {
+                    "rows": 200,
+                    "correct": 180,
+                    "accuracy": 0.9,
+                    "interval_95": [0.85, 0.935],
+                    "below_held_out": True,
+                    "window_rows": 200,
+                },
+            },
+            "confusion_matrix": {"labels": [], "matrix": []},
+            "drift": {
+                "window_rows": 500,
+                "rows": 500,
+                "profile": True,
+                "flagged": True,
+                "statistics": [
+                    {
+                        "statistic": "mean_intensity",
+                        "kind": "continuous",
+                        "test": "ks",
+                        "score": 0.31,
+                        "p_value": 1e-9,
+                        "window_rows": 500,
+                        "flag": True,
+                    },
+                    {
+                        "statistic": "predicted_label",
+                        "kind": "categorical",
+                        "test": "chi2",
+                        "score": 0.02,
+                        "p_value": 0.4,
+                        "window_rows": 500,
+                        "flag": False,
+                    },
+                ],
+            },
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def app_with_optional_routes() -> Iterator[str]:
+    """The service in-process, plus stand-ins for the monitoring and explanation routes in the
+    shapes those modules answer: the page must find them and draw what they return. (Request
+    is imported at module level: FastAPI resolves the handlers' string annotations there.)"""
+    import threading
+
+    import uvicorn
+
+    from app.main import create_app
+    from app.report.content import digit_png
+    from tests.conftest import make_settings
+    from tests.e2e.conftest import free_port
+
+    app = create_app(make_settings(COMMITTED_MODELS))
+
+    async def monitoring(request: Request, name: str, version: str) -> JSONResponse:
+        return JSONResponse({**MONITORING, "model": name})
+
+    async def explain(request: Request, name: str, version: str) -> JSONResponse:
+        instance = (await request.json())["instances"][0]
+        if name == "mnist-cnn":
+            item: dict[str, Any] = {
+                "label": "7",
+                "explained_label": "7",
+                "overlay_png": digit_png(instance, scale=8),
+            }
+        else:
+            item = {
+                "label": "positive",
+                "explained_label": "positive",
+                "tokens": [
+                    {"token": "star", "attribution": 0.2, "unknown": False},
+                    {
+                        "token": "<unknown>",
+                        "attribution": -0.05,
+                        "unknown": True,
+                        "stands_for": ["mores"],
+                    },
+                ],
+                "unknown_words": ["mores"],
+            }
+        item["method"] = {"name": "stand-in"}
+        return JSONResponse({"model": name, "version": 1, "explanations": [item]})
+
+    prefix = "/v1/models/{name:model}/versions/{version:version}"
+    app.add_api_route(prefix + "/monitoring", monitoring, methods=["GET"])
+    app.add_api_route(prefix + ":explain", explain, methods=["POST"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_monitoring_and_explanations_are_drawn_where_the_server_has_them(
+    app_with_optional_routes: str,
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(f"{app_with_optional_routes}/v1/models/mnist-cnn/report")
+        try:
+            page.wait_for_selector("#live-monitoring table", timeout=30_000)
+        except Exception as exc:
+            raise AssertionError((problems, page.inner_html("#live"))) from exc
+        monitoring = page.locator("#live-monitoring").inner_text()
+        assert "90.0%" in monitoring and "98.9%" in monitoring  # live against held-out
+        assert "below the held-out figure" in monitoring and "flagged" in monitoring
+        assert page.locator("#live-monitoring .flag.on").count() == 2  # overall + one statistic
+        overlay = page.wait_for_selector("#explanation-result img", timeout=30_000)
+        assert overlay.get_attribute("alt") and (overlay.get_attribute("src") or "").startswith(
+            "data:image/png;base64,"
+        )
+        page.screenshot(path=str(SHOTS / "mnist-cnn-with-monitoring.png"), full_page=True)
+        page.goto(f"{app_with_optional_routes}/v1/models/imdb-sentiment/report")
+        page.wait_for_selector("#explanation-result .tokens span", timeout=30_000)
+        unknown = page.locator("#explanation-result .tokens span.unknown")
+        assert unknown.count() == 1 and "mores" in (unknown.get_attribute("title") or "")
+        browser.close()
+    assert not problems, problems
