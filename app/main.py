@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import explain, health, metrics, models, predict, v2
+from app.api import explain, health, metrics, models, predict, report, v2
 from app.api.docs import ASSETS_URL, install_docs
 from app.api.openapi import conform_error_responses, unknown_model_message
 from app.errors import install_error_handlers
@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health.add_health_routes(app)
     models.add_model_routes(app)
     metrics.add_metrics_route(app)
+    report.add_report_routes(app, registry.names)
     install_docs(app)
     open_paths = set(OPEN_PATHS) | ({"/metrics"} if not settings.protect_metrics else set())
     _install_openapi(app, service, explainer, open_paths=open_paths if key_digests else None)
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             key_digests=key_digests,
             open_paths=open_paths,
             open_prefixes=(ASSETS_URL + "/",),
+            browser_paths=report.REPORT_PATH,
         )
     if settings.cors_origins:
         app.add_middleware(
