@@ -40,7 +40,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     SYNERGY_HOST=0.0.0.0 \
     SYNERGY_PORT=8000 \
     SYNERGY_MODELS_DIR=/srv/models \
-    KERAS_BACKEND=${KERAS_BACKEND}
+    KERAS_BACKEND=${KERAS_BACKEND} \
+    MPLCONFIGDIR=/opt/matplotlib
 RUN groupadd --system --gid 10001 synergy \
     && useradd --system --uid 10001 --gid synergy --home-dir /nonexistent --no-create-home \
        --shell /usr/sbin/nologin synergy
@@ -51,6 +52,9 @@ COPY models/ models/
 # Readable by the service user whatever the build context's permissions were; bytecode
 # compiled now (that user cannot write here), for a faster start.
 RUN chmod -R a+rX app models && python -m compileall -q app
+# matplotlib's font cache (report charts), built now: the service user has no home and the
+# root filesystem may be read-only, where matplotlib would rebuild it in /tmp at every start.
+RUN python -c "import matplotlib.font_manager" && chmod -R a+rX /opt/matplotlib
 USER 10001:10001
 EXPOSE 8000
 # No curl in the slim image: the check is Python's standard library.

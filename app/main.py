@@ -13,10 +13,11 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import health, metrics, models, predict, v2
+from app.api import explain, health, metrics, models, predict, report, v2
 from app.api.docs import ASSETS_URL, install_docs
 from app.api.openapi import conform_error_responses, unknown_model_message
 from app.errors import install_error_handlers
+from app.explain.service import ExplanationService
 from app.logs import AccessLog
 from app.metrics import Metrics
 from app.middleware import (
@@ -38,6 +39,8 @@ Classic ML and deep learning models served side by side: scikit-learn and Keras 
 
 * **Predict**: one operation per model, each with a real held-out example that works as is in
   *Try it out*. Concurrent requests are batched into one model call.
+* **Explain**: why a model predicts what it does, in the terms of its input (feature
+  attributions, a pixel map with an overlay, word attributions), checked for completeness.
 * **Models**: the model cards (inputs, labels, training data, held-out metrics, hashes) and
   live serving stats.
 * **Health** and **Prometheus metrics** for operators.
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = ModelRegistry(discover(settings.models_dir, policy), policy)
     metrics_ = Metrics()
     service = PredictionService(settings, registry, metrics_)
+    explainer = ExplanationService(settings, service)
     server_state = ServerState()
     access_log = AccessLog() if settings.log_requests else None
 
@@ -82,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await service.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
+            explainer.stop()
             if flusher is not None:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
@@ -103,19 +108,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.service = service
+    app.state.explainer = explainer
     app.state.metrics = metrics_
     app.state.server_state = server_state
     app.state.v2 = service.v2
     install_error_handlers(app)
 
     predict_endpoint = predict.add_predict_routes(app, service)  # first: matched in order
+    explain.add_explain_routes(app, explainer)
     v2.add_v2_routes(app, service)
     health.add_health_routes(app)
     models.add_model_routes(app)
     metrics.add_metrics_route(app)
+    report.add_report_routes(app, registry.names)
     install_docs(app)
     open_paths = set(OPEN_PATHS) | ({"/metrics"} if not settings.protect_metrics else set())
-    _install_openapi(app, service, open_paths=open_paths if key_digests else None)
+    _install_openapi(app, service, explainer, open_paths=open_paths if key_digests else None)
 
     # Middleware: the last added is the outermost.
     app.add_middleware(predict.PredictFastPath, endpoint=predict_endpoint)
@@ -126,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             key_digests=key_digests,
             open_paths=open_paths,
             open_prefixes=(ASSETS_URL + "/",),
+            browser_paths=report.REPORT_PATH,
         )
     if settings.cors_origins:
         app.add_middleware(
@@ -149,7 +158,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_openapi(
-    app: FastAPI, service: PredictionService, *, open_paths: set[str] | None
+    app: FastAPI,
+    service: PredictionService,
+    explainer: ExplanationService,
+    *,
+    open_paths: set[str] | None,
 ) -> None:
     """FastAPI's schema, plus: the per-model predict operations; path parameters pre-filled
     with models that exist (so "Try it out" works as is); with API keys, the bearer scheme on
@@ -165,7 +178,9 @@ def _install_openapi(
         schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
         schema["components"]["schemas"].update(v2.openapi_components())
         # Predict operations first, as in the routing.
-        schema["paths"] = {**paths, **schema.get("paths", {})}
+        explain_paths, explain_components = explain.explain_openapi(explainer)
+        schema["components"]["schemas"].update(explain_components)
+        schema["paths"] = {**paths, **explain_paths, **schema.get("paths", {})}
         registry = service.registry
         conform_error_responses(schema, unknown_model_message(registry))
         examples = {

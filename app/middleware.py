@@ -12,11 +12,14 @@ import hashlib
 import hmac
 import random
 import re
+import secrets
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from starlette.datastructures import QueryParams
+from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.context import SCOPE_KEY, RequestContext
@@ -255,11 +258,30 @@ class ApiKeyMiddleware:
         key_digests: list[bytes],
         open_paths: set[str],
         open_prefixes: tuple[str, ...],
+        browser_paths: re.Pattern[str] | None = None,
     ) -> None:
         self.app = app
         self.key_digests = key_digests
         self.open_paths = open_paths
         self.open_prefixes = open_prefixes
+        # Pages people open in a browser (the model reports): GET/HEAD there may present the
+        # key as `?key=`, and a browser without one gets a form asking for it.
+        self.browser_paths = browser_paths
+
+    def _matches(self, token: str) -> bool:
+        presented = _digest(token)
+        # Compare with every key, in constant time, whatever matches first.
+        matched = False
+        for digest in self.key_digests:
+            matched |= hmac.compare_digest(presented, digest)
+        return matched
+
+    def _is_browser_page(self, scope: Scope) -> bool:
+        return (
+            self.browser_paths is not None
+            and scope["method"] in ("GET", "HEAD")
+            and self.browser_paths.match(scope["path"]) is not None
+        )
 
     def _authorized(self, scope: Scope) -> bool:
         for key, value in scope["headers"]:
@@ -267,12 +289,10 @@ class ApiKeyMiddleware:
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer" or not token.strip():
                     return False
-                presented = _digest(token.strip())
-                # Compare with every key, in constant time, whatever matches first.
-                matched = False
-                for digest in self.key_digests:
-                    matched |= hmac.compare_digest(presented, digest)
-                return matched
+                return self._matches(token.strip())
+        if self._is_browser_page(scope):
+            token = QueryParams(scope.get("query_string", b"").decode("latin-1")).get("key")
+            return token is not None and bool(token.strip()) and self._matches(token.strip())
         return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -287,12 +307,37 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        if self._is_browser_page(scope) and _accepts_html(scope):
+            from app.report import login_page  # the page module only where it is needed
+
+            nonce = secrets.token_urlsafe(18)
+            await HTMLResponse(
+                login_page(scope.get("root_path", "") + scope["path"], nonce),
+                status_code=401,
+                headers={
+                    "WWW-Authenticate": "Bearer",
+                    "Content-Security-Policy": "default-src 'none'; style-src 'nonce-"
+                    f"{nonce}'; form-action 'self'; frame-ancestors 'none'",
+                    "Referrer-Policy": "no-referrer",
+                    "Cache-Control": "no-store",
+                },
+            )(scope, receive, send)
+            return
         await render_error(
             Unauthorized(
                 "missing or wrong API key: send 'Authorization: Bearer <key>' (in Swagger UI, "
                 "use the Authorize button)"
             )
         )(scope, receive, send)
+
+
+def _accepts_html(scope: Scope) -> bool:
+    """Whether the client asked for HTML by name (a browser navigating; API clients and
+    `*/*` get the JSON error)."""
+    for key, value in scope["headers"]:
+        if key == b"accept":
+            return b"text/html" in value
+    return False
 
 
 class HeadMiddleware:

@@ -91,6 +91,45 @@ class Settings(BaseSettings):
     model_batching: dict[str, BatchingSettings] = Field(default_factory=dict)
     request_timeout_ms: float = Field(default=10_000, gt=0, description="Deadline -> 504.")
 
+    # Explanations (`:explain`, see app.explain): one worker thread of their own, so they never
+    # take the predictions' batchers; each explanation costs hundreds of model rows.
+    explain_max_instances: int = Field(
+        default=16, ge=1, description="Instances per explain request; 413 above."
+    )
+    explain_timeout_ms: float = Field(
+        default=30_000, gt=0, description="Deadline of an explain request (from arrival) -> 504."
+    )
+    explain_max_queue: int = Field(
+        default=4, ge=1, description="Explain requests waiting for the worker; 503 above."
+    )
+    explain_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="OS nice value of the explanation thread, so predictions win the CPU.",
+    )
+    explain_max_yield_ms: float = Field(
+        default=20,
+        ge=0,
+        description="Between chunks of an explanation, how long it waits while predictions "
+        "are queued or computing (0 = never).",
+    )
+    explain_exact_max_features: int = Field(
+        default=10, ge=1, le=14, description="Exact Shapley values up to this many features."
+    )
+    explain_permutations: int = Field(
+        default=32, ge=1, description="Tabular sampled Shapley: permutations (each + reverse)."
+    )
+    explain_text_permutations: int = Field(
+        default=8, ge=1, description="Text sampled Shapley: permutations (each + reverse)."
+    )
+    explain_ig_steps: int = Field(
+        default=32, ge=2, description="Integrated gradients: first trapezoid grid."
+    )
+    explain_ig_max_steps: int = Field(
+        default=1024, ge=2, description="Integrated gradients: finest grid when refining."
+    )
+
     # Compute.
     inference_threads: int = Field(
         default=0, ge=0, description="TensorFlow intra-op threads; 0 = one per CPU core."

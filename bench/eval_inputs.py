@@ -2,6 +2,7 @@
 calibration (ECE) of every served model. Prints tables; quality, not speed.
 
     python bench/eval_inputs.py [--photos 1000] [--seed 12] [--models-dir models]
+                                [--skip-clean] [--skip-calibration]
 
 Photo-like images come from `training/photo_like.py` applied to the MNIST *test* digits (the
 training augmentation draws from the train digits) and go through the server's own path:
@@ -84,7 +85,9 @@ def image_rows(adapter: Any, files: list[bytes]) -> tuple[list[Any], list[int], 
     return rows, refused, (time.perf_counter() - started) * 1000 / max(1, len(files))
 
 
-def mnist_tables(models_dir: Path, data_dir: Path, photos: int, seed: int) -> None:
+def mnist_tables(
+    models_dir: Path, data_dir: Path, photos: int, seed: int, clean: bool = True
+) -> None:
     card, model, adapter = load(models_dir, "mnist-cnn")
     data = np.load(data_dir / "mnist.npz")
     x_test, y_test = data["x_test"], data["y_test"]
@@ -99,16 +102,19 @@ def mnist_tables(models_dir: Path, data_dir: Path, photos: int, seed: int) -> No
         print(f"| {route} | {len(rows)} | {accuracy:.4f} | {len(refused)} | {ms:.1f} |")
         return predicted
 
-    started = time.perf_counter()
-    grids = [adapter.to_row(image.astype(np.float32)) for image in x_test]
-    ms = (time.perf_counter() - started) * 1000 / len(grids)
-    report("plain 0-255 arrays", grids, y_test, [], ms)
-    scaled = [adapter.to_row((image / 255.0).astype(np.float32)) for image in x_test]
-    report("0-1 scaled arrays", scaled, y_test, [], ms)
-    rows, refused, ms = image_rows(adapter, [_png(image) for image in x_test])
-    report("clean PNG 28x28, white on black", rows, y_test, refused, ms)
-    rows, refused, ms = image_rows(adapter, [_png(255 - image, 4) for image in x_test])
-    report("clean PNG 112x112, black on white", rows, y_test, refused, ms)
+    if clean:
+        started = time.perf_counter()
+        grids = [adapter.to_row(image.astype(np.float32)) for image in x_test]
+        ms = (time.perf_counter() - started) * 1000 / len(grids)
+        report("plain 0-255 arrays", grids, y_test, [], ms)
+        scaled = [adapter.to_row((image / 255.0).astype(np.float32)) for image in x_test]
+        report("0-1 scaled arrays", scaled, y_test, [], ms)
+        rows, refused, ms = image_rows(adapter, [_png(image) for image in x_test])
+        report("clean PNG 28x28, white on black", rows, y_test, refused, ms)
+        rows, refused, ms = image_rows(adapter, [_png(255 - image, 4) for image in x_test])
+        report("clean PNG 112x112, black on white", rows, y_test, refused, ms)
+    if photos <= 0:
+        return
 
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(x_test), size=min(photos, len(x_test)), replace=False)
@@ -162,9 +168,10 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--skip-calibration", action="store_true")
+    parser.add_argument("--skip-clean", action="store_true", help="only the photo-like images")
     args = parser.parse_args()
     configure_backend(len(os.sched_getaffinity(0)))
-    mnist_tables(args.models_dir, args.data_dir, args.photos, args.seed)
+    mnist_tables(args.models_dir, args.data_dir, args.photos, args.seed, not args.skip_clean)
     if not args.skip_calibration:
         calibration_table(args.models_dir, args.data_dir)
 

@@ -24,6 +24,7 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
     roc_auc_score,
+    roc_curve,
 )
 
 from app.runtimes.base import binary_to_two_columns
@@ -113,7 +114,77 @@ def evaluate(
             else None
         ),
         confusion_matrix=confusion_matrix(y_true, predicted, labels=classes).tolist(),
+        roc_curve=(
+            roc_points(y_true, probabilities[:, 1])
+            if binary and len(set(y_true.tolist())) == 2
+            else None
+        ),
     )
+
+
+# The report page's optional evaluation artifacts: the ROC curve's points (in the card's
+# metrics) and the misclassified held-out rows (errors.json).
+ROC_MAX_POINTS = 101
+ERRORS_FILE = "errors.json"
+ERRORS_LIMIT = 12
+
+
+def roc_points(
+    y_true: np.ndarray, scores: np.ndarray, max_points: int = ROC_MAX_POINTS
+) -> list[list[float]]:
+    """The ROC curve as [false positive rate, true positive rate] points from (0, 0) to (1, 1),
+    thinned to at most `max_points` (evenly over the thresholds, ends kept) so the card stays
+    small; 4 decimals, enough for a chart."""
+    fpr, tpr, _ = roc_curve(np.asarray(y_true), np.asarray(scores, dtype=np.float64))
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), max_points)).round().astype(int))
+    return [[round(float(fpr[i]), 4), round(float(tpr[i]), 4)] for i in keep]
+
+
+def misclassified_examples(
+    instances: Sequence[Any],
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    evaluated_on: str,
+    limit: int = ERRORS_LIMIT,
+) -> dict[str, Any]:
+    """The held-out rows the model gets wrong, most confident mistakes first, for the report
+    page (`errors.json`; write it with `write_errors_artifact` into the artifact folder, and
+    `train_and_save` lists and hashes it in the card).
+
+    `instances`: the held-out rows as a client sends them (pixel grids, review texts, feature
+    objects), aligned with `y_true` (class indices) and `probabilities` (N, C), or (N, 1) for
+    a sigmoid output. Returns `{"evaluated_on", "rows", "wrong", "examples": [{"index",
+    "instance", "label", "predicted", "confidence"}]}` with at most `limit` examples.
+    """
+    probabilities = binary_to_two_columns(np.asarray(probabilities, dtype=np.float64))
+    y_true = np.asarray(y_true)
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y_true)
+    confidence = probabilities.max(axis=1)
+    # Most confident first; ties by row index, so the selection is deterministic.
+    order = wrong[np.lexsort((wrong, -confidence[wrong]))][:limit]
+    return {
+        "evaluated_on": evaluated_on,
+        "rows": len(y_true),
+        "wrong": len(wrong),
+        "examples": [
+            {
+                "index": int(i),
+                "instance": instances[i],
+                "label": labels[int(y_true[i])],
+                "predicted": labels[int(predicted[i])],
+                "confidence": round(float(confidence[i]), 4),
+            }
+            for i in order
+        ],
+    }
+
+
+def write_errors_artifact(folder: Path, errors: dict[str, Any]) -> str:
+    """Write `misclassified_examples(...)` as `folder/errors.json`; returns the file name."""
+    (folder / ERRORS_FILE).write_text(json.dumps(errors, separators=(",", ":")) + "\n", "utf-8")
+    return ERRORS_FILE
 
 
 def predicted_examples(
@@ -243,6 +314,7 @@ def train_and_save(
             history_file=HISTORY_FILE if result.history is not None else None,
             intended_use=result.intended_use,
             limitations=result.limitations,
+            errors_file=ERRORS_FILE if ERRORS_FILE in artifacts else None,
         )
         card.write(work)
         if target.exists():

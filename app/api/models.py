@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Request
 from starlette.responses import Response
 
+from app.api.report import report_path
 from app.jsonutil import json_response
 from app.schemas.responses import (
     ModelDetail,
@@ -19,19 +20,33 @@ ModelVersion = Annotated[int, Path(ge=1, le=2**31 - 1, description="Model versio
 
 
 async def list_models(request: Request) -> Response:
-    """Every model with its versions and their state (ready, loading, failed + reason)."""
-    return json_response(request.app.state.service.v1.list_models())
+    """Every model with its versions and their state (ready, loading, failed + reason), and
+    the URL of its report page."""
+    listing = request.app.state.service.v1.list_models()
+    root = request.scope.get("root_path", "")
+    for summary in listing["models"]:
+        summary["report"] = report_path(root, summary["name"])
+    return json_response(listing)
+
+
+def _with_report(request: Request, detail: dict[str, Any]) -> dict[str, Any]:
+    card = detail["card"]
+    root = request.scope.get("root_path", "")
+    return {**detail, "report": report_path(root, card["name"], card["version"])}
 
 
 async def model_card(request: Request, name: ModelName) -> Response:
     """The model card: inputs, labels, training data, held-out metrics, hashes, versions;
-    plus where and how it is served (device, batching)."""
-    return json_response(request.app.state.service.v1.model_detail(name, None))
+    plus where and how it is served (device, batching) and the URL of its report page."""
+    return json_response(
+        _with_report(request, request.app.state.service.v1.model_detail(name, None))
+    )
 
 
 async def model_card_version(request: Request, name: ModelName, version: ModelVersion) -> Response:
     """The card of one version."""
-    return json_response(request.app.state.service.v1.model_detail(name, version))
+    detail = request.app.state.service.v1.model_detail(name, version)
+    return json_response(_with_report(request, detail))
 
 
 async def model_metrics(request: Request, name: ModelName) -> Response:

@@ -45,6 +45,11 @@ IMAGE_ERRORS = (400, 401, 404, 413, 422, 500, 503, 504)
 _VERSION = TypeAdapter(int)
 
 
+def require_json(request: Request) -> None:
+    """JSON bodies only: refuse other declared content types with a clear 415."""
+    check_json_content_type(request.headers.get("content-type"))
+
+
 def check_json_content_type(content_type: str | None) -> None:
     """415 unless the declared content type is JSON (no declaration is accepted)."""
     if content_type is None:

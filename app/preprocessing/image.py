@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 MNIST_SIDE = 28
 MNIST_BOX = 20
-MNIST_MARGIN = (MNIST_SIDE - MNIST_BOX) // 2 - 2  # 2 px of slack for the centring by mass
+# A 28x28 image whose ink stays clear of this many edge pixels is taken for an MNIST grid (1%
+# of the MNIST test digits reach into the outer ring; a digit drawn to the edge does).
+MNIST_MARGIN = 1
 # A pixel counts as ink when it is this bright after background removal (0-255 scale).
 INK_THRESHOLD = 32.0
 # The digit is searched for at most this many pixels a side (a phone photo is 4000): enough
@@ -299,8 +301,8 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
 
 
 def _already_mnist(grey: np.ndarray) -> np.ndarray | None:
-    """A 28x28 image that is already an MNIST grid (a flat background, a digit clear of a
-    4 px margin, as MNIST centres it), with its polarity and background level normalised; or
+    """A 28x28 image that is already an MNIST grid (its ink clear of the outer pixel ring),
+    with its polarity and background level normalised; or
     None when it needs the full conversion. Converting such a grid again (crop, rescale to
     20 px, recentre) could only lose detail, and the grid sent as numbers is used as is."""
     median = float(np.median(grey))

@@ -132,6 +132,13 @@ class KerasModel(Model):
         self._backend = ""
         self._forward: Forward | None = None
         self._input_dtype: Any = np.float32
+        # The loaded Keras model, for explanations (gradients, layers); None until load().
+        self.network: Any = None
+
+    @property
+    def backend(self) -> str:
+        """The Keras backend the model was loaded on ("" before load())."""
+        return self._backend
 
     @property
     def device(self) -> str:
@@ -146,6 +153,7 @@ class KerasModel(Model):
         )
         self._input_dtype = np.dtype(str(model.inputs[0].dtype))
         self._forward = _compile_forward(model, self._backend)
+        self.network = model
 
     def _bucket_for(self, rows: int) -> int:
         for size in self.buckets:

@@ -31,5 +31,10 @@ class SklearnModel(Model):
             )
         self._estimator = estimator
 
+    @property
+    def estimator(self) -> Any:
+        """The fitted estimator as loaded (explanations look inside it); None before load()."""
+        return self._estimator
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)

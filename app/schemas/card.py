@@ -115,6 +115,11 @@ class Metrics(_Strict):
     confusion_matrix: list[list[int]] = Field(
         description="Rows are true labels, columns predicted labels, in the order of `labels`."
     )
+    roc_curve: list[Annotated[list[float], Field(min_length=2, max_length=2)]] | None = Field(
+        default=None,
+        description="Binary models: [false positive rate, true positive rate] points of the ROC "
+        "curve, from (0, 0) to (1, 1), thinned to about 100.",
+    )
 
 
 class ReliabilityBin(_Strict):
@@ -198,6 +203,11 @@ class ModelCard(_Strict):
     )
     intended_use: str | None = None
     limitations: str | None = None
+    errors_file: ArtifactName | None = Field(
+        default=None,
+        description="Held-out rows the model gets wrong, recorded at training time (JSON, "
+        "listed in artifacts; see training.common.misclassified_examples).",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -231,6 +241,8 @@ class ModelCard(_Strict):
             raise ValueError(f"examples use labels not in labels: {sorted(unknown)}")
         if any(e.probabilities is not None and len(e.probabilities) != n for e in self.examples):
             raise ValueError(f"example probabilities must have {n} entries, one per label")
+        if self.errors_file is not None and self.errors_file not in self.artifacts:
+            raise ValueError(f"errors_file {self.errors_file!r} is not listed in artifacts")
         return self
 
     @classmethod

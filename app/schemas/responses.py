@@ -90,6 +90,7 @@ class ModelSummary(BaseModel):
     input_kind: str | None = None
     labels: list[str] | None = None
     description: str | None = None
+    report: str = Field(description="URL path of the model's report page (HTML).")
 
 
 class ModelList(BaseModel):
@@ -116,6 +117,7 @@ class ModelDetail(BaseModel):
 
     card: dict[str, Any] = Field(description="The model card (see card.json).")
     serving: ServingInfo
+    report: str = Field(description="URL path of this version's report page (HTML).")
 
 
 class LatencyStats(BaseModel):

@@ -218,6 +218,6 @@ def test_a_28x28_mnist_grid_as_an_image_is_used_as_is_in_either_polarity() -> No
         Image.fromarray((255 - grid).astype(np.uint8)),
     ):
         np.testing.assert_array_equal(to_mnist(image), grid)
-    # Ink within 2 px of the edge: not an MNIST grid, so it is converted in full.
-    off = np.roll(grid, 10, axis=1)
+    # Ink at the edge: not an MNIST grid, so it is converted in full.
+    off = np.roll(grid, 13, axis=1)
     assert not np.array_equal(to_mnist(Image.fromarray(off.astype(np.uint8))), off)

@@ -1,0 +1,1 @@
+"""Explanations: attribution methods per input kind (no HTTP); see app.explain.service."""

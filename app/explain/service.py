@@ -1,0 +1,245 @@
+"""ExplanationService: `:explain` bodies -> rows (as `:predict` parses them) -> explanations.
+
+Protocol-neutral: the routes in app.api.explain only read bodies and write JSON. Rows come
+from the same adapters and parsing as predictions (named features, arrays, base64 images,
+uploads, raw text), so an input `:predict` accepts is explained as it is predicted.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import Receive
+
+from app.adapters import InputAdapter, TextAdapter, named_rows
+from app.budget import RequestBudget
+from app.context import RequestContext
+from app.errors import NotFound, PayloadTooLarge, ServingError
+from app.explain.base import Explainer
+from app.explain.gradients import UnsupportedBackend, make_gradient
+from app.explain.image import IntegratedGradients
+from app.explain.tabular import TabularExplainer
+from app.explain.text import TextShapley
+from app.explain.worker import Check, ExplainWorker
+from app.protocols.v1 import parse_instances
+from app.repository import ModelEntry
+from app.runtimes.keras import KerasModel
+from app.runtimes.sklearn import SklearnModel
+from app.schemas.card import ImageInput, TabularInput
+from app.service import PredictionService
+from app.settings import Settings
+
+EXPLAIN_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class NotExplainable(ServingError):
+    """This model cannot be explained on this server (a Keras backend without gradients)."""
+
+    status_code = 501
+
+
+class ExplainMetrics:
+    """Prometheus series of explanations, on the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "synergy_explanations_total",
+            "Explanation requests by model, version and status (ok or the HTTP status).",
+            ["model", "version", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "synergy_explanation_duration_seconds",
+            "Time to explain one request on the explanation worker (queueing excluded).",
+            ["model"],
+            buckets=EXPLAIN_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+
+
+class ExplanationService:
+    """Everything between an `:explain` route and the explainers."""
+
+    def __init__(self, settings: Settings, service: PredictionService) -> None:
+        self.settings = settings
+        self.service = service
+        self.metrics = ExplainMetrics(service.metrics.registry)
+        registry = service.registry
+        self.worker = ExplainWorker(
+            max_queue=settings.explain_max_queue,
+            niceness=settings.explain_niceness,
+            pressure=lambda: any(
+                entry.batcher is not None and entry.batcher.in_flight_rows > 0 for entry in registry
+            ),
+            max_yield_s=settings.explain_max_yield_ms / 1000.0,
+        )
+        # (name, version) -> (the runtime it was built for, its explainer); built on first use
+        # on the worker thread (the gradient function compiles then).
+        self._explainers: dict[tuple[str, int], tuple[Any, Explainer]] = {}
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        """Shutdown: the worker ends after its current job."""
+        self.worker.stop()
+
+    # ------------------------------------------------------------------ requests
+    async def explain_json(
+        self,
+        name: str,
+        version: int | None,
+        body: bytes,
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> dict[str, Any]:
+        """The whole `:explain` path for one `{"instances": [...]}` body."""
+        entry = self.service.core.select(name, version, context)
+        try:
+            # Always parsed on a decoding thread: explanations are never on the hot path, and
+            # the same call handles every input form (and images to decode) within a budget.
+            rows = await self.service.core.off_loop(
+                lambda budget: self._rows(entry, body, budget), context, receive
+            )
+            return await self._explain(entry, rows, context)
+        except ServingError as exc:
+            self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
+            raise
+
+    def _rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
+        """The rows to explain: `:predict`'s, except that texts stay texts (the explainer
+        names their words), refused as `:predict` refuses them."""
+        adapter = entry.adapter
+        if not isinstance(adapter, TextAdapter):
+            return self.service.v1.json_rows(entry, body, budget)
+        texts = [str(text) for text in parse_instances(adapter, body)]
+        named_rows(adapter.to_row, texts)  # a text with no known word is a 422 here too
+        return texts
+
+    async def explain_image(
+        self,
+        name: str,
+        version: int | None,
+        data: bytes,
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> dict[str, Any]:
+        """One uploaded image file -> one explanation."""
+        entry = self.service.core.select(name, version, context)
+        adapter = entry.adapter
+        assert adapter is not None
+        if not adapter.takes_image_files:
+            raise NotFound(
+                f"model {name} does not take images, so it has no :explain-image; use "
+                f":explain with {adapter.instance_help}"
+            )
+        try:
+            row = await self.service.core.off_loop(
+                lambda budget: adapter.image_to_row(data, budget), context, receive
+            )
+            return await self._explain(entry, [row], context)
+        except ServingError as exc:
+            self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
+            raise
+
+    async def _explain(
+        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+    ) -> dict[str, Any]:
+        limit = self.settings.explain_max_instances
+        if len(rows) > limit:
+            raise PayloadTooLarge(
+                f"too many instances to explain: at most {limit} per request (explaining one "
+                "costs hundreds of model calls); split them over several requests"
+            )
+        context.rows = len(rows)
+        deadline = context.arrived + self.settings.explain_timeout_ms / 1000.0
+        started: list[float] = []
+
+        def work(check: Check) -> list[dict[str, Any]]:
+            started.append(time.perf_counter())
+            try:
+                return self.explain_rows(entry, rows, check)
+            finally:
+                self.metrics.duration.labels(entry.name).observe(time.perf_counter() - started[0])
+
+        explanations = await self.worker.run(
+            work, deadline, f"{self.settings.explain_timeout_ms:g} ms"
+        )
+        self.metrics.requests.labels(entry.name, str(entry.version), "ok").inc()
+        return {"model": entry.name, "version": entry.version, "explanations": explanations}
+
+    # ------------------------------------------------------------------ worker side
+    def explain_rows(self, entry: ModelEntry, rows: list[Any], check: Check) -> list[Any]:
+        """Explain every row (on the worker thread); a row the model cannot compute is a 422
+        naming it, as in `:predict`."""
+        model, adapter = entry.model, entry.adapter
+        assert model is not None and adapter is not None
+        explainer = self.explainer_for(entry)
+        features = (
+            adapter.vectorizer.transform(rows)
+            if isinstance(adapter, TextAdapter)
+            else adapter.featurize(rows)
+        )
+        probabilities = model.predict(features)
+        results = []
+        for index, (row, row_probabilities) in enumerate(zip(rows, probabilities, strict=True)):
+            if not all(math.isfinite(p) for p in row_probabilities):
+                error = adapter.uncomputable(row)
+                error.message = f"instances[{index}]: {error.message}"
+                raise error
+            check()
+            results.append(explainer.explain(row, check))
+        return results
+
+    def explainer_for(self, entry: ModelEntry) -> Explainer:
+        """The explainer of this loaded version (built once, on first use)."""
+        key = (entry.name, entry.version)
+        with self._lock:
+            cached = self._explainers.get(key)
+            if cached is not None and cached[0] is entry.model:
+                return cached[1]
+        explainer = build_explainer(entry, self.settings)
+        with self._lock:
+            self._explainers[key] = (entry.model, explainer)
+        return explainer
+
+
+def build_explainer(entry: ModelEntry, settings: Settings) -> Explainer:
+    """The explainer for a loaded version's input kind and runtime."""
+    card, model, adapter = entry.card, entry.model, entry.adapter
+    assert card is not None and model is not None and adapter is not None
+    return make_explainer(card, model, adapter, settings)
+
+
+def make_explainer(card: Any, model: Any, adapter: InputAdapter, settings: Settings) -> Explainer:
+    """The explainer for (card, loaded runtime, adapter): see app.explain's modules."""
+    if isinstance(card.input, TabularInput):
+        return TabularExplainer(
+            card,
+            model.predict,
+            estimator=model.estimator if isinstance(model, SklearnModel) else None,
+            network=model.network if isinstance(model, KerasModel) else None,
+            exact_max_features=settings.explain_exact_max_features,
+            permutations=settings.explain_permutations,
+        )
+    if isinstance(card.input, ImageInput):
+        if not isinstance(model, KerasModel):
+            raise NotExplainable(f"model {card.name}: image explanations need a Keras model")
+        try:
+            gradient = make_gradient(model.network, model.backend)
+        except UnsupportedBackend as exc:
+            raise NotExplainable(str(exc)) from None
+        return IntegratedGradients(
+            card,
+            model.predict,
+            gradient,
+            featurize=adapter.featurize,
+            initial_steps=settings.explain_ig_steps,
+            max_steps=settings.explain_ig_max_steps,
+        )
+    assert isinstance(adapter, TextAdapter)
+    return TextShapley(
+        card, model.predict, adapter.vectorizer, permutations=settings.explain_text_permutations
+    )
