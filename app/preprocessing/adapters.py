@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,15 @@ class ImageAdapter(InputAdapter):
         return images_to_model_input(rows)
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedText:
+    """One review as the model reads it: its n-gram ids (see TextVectorizer.encode), with the
+    text they came from, for what works on words rather than ids (explanations)."""
+
+    text: str
+    ids: np.ndarray
+
+
 class TextAdapter(InputAdapter):
     """Raw review text, encoded per instance with the model's saved vocabulary.
 
@@ -228,9 +238,10 @@ class TextAdapter(InputAdapter):
         self.vectorizer = TextVectorizer.load(folder / spec.vocabulary_file, spec.sequence_length)
         self.language = spec.language
 
-    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> EncodedText:
+        text = str(instance)
         try:
-            return self.vectorizer.encode_known(str(instance))
+            return EncodedText(text, self.vectorizer.encode_known(text))
         except NoKnownWordError as exc:
             language = f"{self.language} " if self.language else ""
             raise InvalidInput(
@@ -241,7 +252,7 @@ class TextAdapter(InputAdapter):
             ) from exc
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
-        return self.vectorizer.pad(rows)
+        return self.vectorizer.pad([row.ids for row in rows])
 
 
 def make_adapter(card: ModelCard, folder: Path, *, max_image_pixels: int) -> InputAdapter:
