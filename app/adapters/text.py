@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,15 @@ from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput
 from app.preprocessing.text import NoKnownWordError, TextVectorizer
 from app.schemas.card import ModelCard, TextInput
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedText:
+    """One review as the model reads it: its n-gram ids (see TextVectorizer.encode), with the
+    text they came from, for what works on words rather than ids (explanations)."""
+
+    text: str
+    ids: np.ndarray
 
 
 class TextAdapter(InputAdapter):
@@ -78,9 +88,10 @@ class TextAdapter(InputAdapter):
             )
         return str(element)
 
-    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> EncodedText:
+        text = str(instance)
         try:
-            return self.vectorizer.encode_known(str(instance))
+            return EncodedText(text, self.vectorizer.encode_known(text))
         except NoKnownWordError as exc:
             language = f"{self.language} " if self.language else ""
             raise InvalidInput(
@@ -91,4 +102,4 @@ class TextAdapter(InputAdapter):
             ) from exc
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
-        return self.vectorizer.pad(rows)
+        return self.vectorizer.pad([row.ids for row in rows])

@@ -15,8 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import Receive
 
-from app.adapters import InputAdapter, TextAdapter, named_rows
-from app.budget import RequestBudget
+from app.adapters import InputAdapter, TextAdapter
 from app.context import RequestContext
 from app.errors import NotFound, PayloadTooLarge, ServingError
 from app.explain.base import Explainer
@@ -25,7 +24,6 @@ from app.explain.image import IntegratedGradients
 from app.explain.tabular import TabularExplainer
 from app.explain.text import TextShapley
 from app.explain.worker import Check, ExplainWorker
-from app.protocols.v1 import parse_instances
 from app.repository import ModelEntry
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
@@ -101,22 +99,12 @@ class ExplanationService:
             # Always parsed on a decoding thread: explanations are never on the hot path, and
             # the same call handles every input form (and images to decode) within a budget.
             rows = await self.service.core.off_loop(
-                lambda budget: self._rows(entry, body, budget), context, receive
+                lambda budget: self.service.v1.json_rows(entry, body, budget), context, receive
             )
             return await self._explain(entry, rows, context)
         except ServingError as exc:
             self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
             raise
-
-    def _rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
-        """The rows to explain: `:predict`'s, except that texts stay texts (the explainer
-        names their words), refused as `:predict` refuses them."""
-        adapter = entry.adapter
-        if not isinstance(adapter, TextAdapter):
-            return self.service.v1.json_rows(entry, body, budget)
-        texts = [str(text) for text in parse_instances(adapter, body)]
-        named_rows(adapter.to_row, texts)  # a text with no known word is a 422 here too
-        return texts
 
     async def explain_image(
         self,
@@ -177,12 +165,7 @@ class ExplanationService:
         model, adapter = entry.model, entry.adapter
         assert model is not None and adapter is not None
         explainer = self.explainer_for(entry)
-        features = (
-            adapter.vectorizer.transform(rows)
-            if isinstance(adapter, TextAdapter)
-            else adapter.featurize(rows)
-        )
-        probabilities = model.predict(features)
+        probabilities = model.predict(adapter.featurize(rows))
         results = []
         for index, (row, row_probabilities) in enumerate(zip(rows, probabilities, strict=True)):
             if not all(math.isfinite(p) for p in row_probabilities):

@@ -51,8 +51,10 @@ class TextShapley(Explainer):
         return rows
 
     def explain(self, row: Any, check: Check) -> dict[str, Any]:
-        text = str(row)
-        features = self.vectorizer.transform([text])
+        """`row`: an EncodedText from the text adapter (ids as the model reads them, and the
+        words they came from, to name the unknown ones)."""
+        text = row.text
+        features = self.vectorizer.pad([row.ids])
         probabilities = self.predict(features)[0]
         target, result = prediction(self.card, probabilities)
         players = features[0][features[0] != PADDING_ID]

@@ -1,6 +1,7 @@
 """Moved to `app.adapters` (one module per input kind); kept so older imports still work."""
 
 from app.adapters import (
+    EncodedText,
     ImageAdapter,
     InputAdapter,
     InputLimits,
@@ -12,6 +13,7 @@ from app.adapters import (
 )
 
 __all__ = [
+    "EncodedText",
     "ImageAdapter",
     "InputAdapter",
     "InputLimits",
