@@ -17,9 +17,11 @@ from training.common import (
     TrainResult,
     calibrate_keras,
     evaluate,
+    misclassified_examples,
     predicted_examples,
     save_keras,
     set_seeds,
+    write_errors_artifact,
 )
 from training.data import sha256_arrays
 
@@ -48,6 +50,11 @@ def build_model(x_train: np.ndarray) -> Any:
     x = layers.Dropout(0.2)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="p_class_1")(x)
     return keras.Model(inputs, outputs, name="binary_mlp")
+
+
+def client_instances(x: np.ndarray) -> list[list[float]]:
+    """Rows (N, 20) as a client sends them: feature lists, 4 decimals."""
+    return [row.round(4).tolist() for row in x]
 
 
 def train(work: Path, options: TrainOptions) -> TrainResult:
@@ -87,7 +94,12 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
     )
     save_keras(model, work / MODEL_FILE)
 
-    metrics = evaluate(y_test, model(x_test, training=False), LABELS, "test")
+    probabilities = np.asarray(model(x_test, training=False))
+    metrics = evaluate(y_test, probabilities, LABELS, "test")
+    write_errors_artifact(
+        work,
+        misclassified_examples(client_instances(x_test), y_test, probabilities, LABELS, "test"),
+    )
     firsts = [int(np.flatnonzero(y_test == c)[0]) for c in (0, 1)]
     examples = predicted_examples(
         [x_test[i].round(4).tolist() for i in firsts],

@@ -23,9 +23,11 @@ from training.common import (
     TrainResult,
     calibrate_keras,
     evaluate,
+    misclassified_examples,
     predicted_examples,
     save_keras,
     set_seeds,
+    write_errors_artifact,
 )
 from training.data import IMDB_LABELS, load_imdb
 
@@ -133,6 +135,10 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
 
     probabilities = model.predict(x_held, batch_size=512, verbose=0)
     metrics = evaluate(y_held, probabilities, LABELS, "validation")
+    write_errors_artifact(
+        work,
+        misclassified_examples(texts(held_out_idx), y_held, probabilities, LABELS, "validation"),
+    )
     # Short, real held-out reviews make readable examples in the API docs.
     firsts = [
         next(

@@ -15,7 +15,15 @@ from sklearn.preprocessing import StandardScaler
 
 from app.schemas.card import Calibration, Feature, TabularInput, TrainingData
 from training.calibration import ECE_BINS, reliability
-from training.common import Progress, TrainOptions, TrainResult, evaluate, predicted_examples
+from training.common import (
+    Progress,
+    TrainOptions,
+    TrainResult,
+    evaluate,
+    misclassified_examples,
+    predicted_examples,
+    write_errors_artifact,
+)
 from training.data import sha256_arrays
 
 NAME = "iris-knn"
@@ -23,6 +31,11 @@ FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 LABELS = ["setosa", "versicolor", "virginica"]
 MODEL_FILE = "model.joblib"
 CV_REPEATS = 10
+
+
+def client_instances(x: np.ndarray) -> list[dict[str, float]]:
+    """Rows (N, 4) in cm as a client sends them: named features, 2 decimals."""
+    return [dict(zip(FEATURES, row.round(2).tolist(), strict=True)) for row in x]
 
 
 def train(work: Path, options: TrainOptions) -> TrainResult:
@@ -80,6 +93,12 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
     )
 
     metrics = evaluate(y_test, model.predict_proba(x_test), LABELS, "test")
+    write_errors_artifact(
+        work,
+        misclassified_examples(
+            client_instances(x_test), y_test, model.predict_proba(x_test), LABELS, "test"
+        ),
+    )
     firsts = [int(np.flatnonzero(y_test == c)[0]) for c in range(len(LABELS))]
     examples = predicted_examples(
         [dict(zip(FEATURES, x_test[i].round(2).tolist(), strict=True)) for i in firsts],

@@ -23,9 +23,11 @@ from training.common import (
     TrainResult,
     calibrate_keras,
     evaluate,
+    misclassified_examples,
     predicted_examples,
     save_keras,
     set_seeds,
+    write_errors_artifact,
 )
 from training.data import load_mnist
 
@@ -121,6 +123,11 @@ def augmentation(seed: int) -> Any:
     )
 
 
+def client_instances(images: np.ndarray) -> list[list[list[int]]]:
+    """Images (N, 28, 28) 0-255 as a client sends them: integer grey-level grids."""
+    return [image.astype(int).tolist() for image in images]
+
+
 def train(work: Path, options: TrainOptions) -> TrainResult:
     """Train on the train images (10% kept for validation), report on the test images."""
     import keras
@@ -186,6 +193,12 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
 
     probabilities = model.predict(x_test, batch_size=256, verbose=0)
     metrics = evaluate(data.y_test, probabilities, LABELS, "test")
+    write_errors_artifact(
+        work,
+        misclassified_examples(
+            client_instances(data.x_test), data.y_test, probabilities, LABELS, "test"
+        ),
+    )
     firsts = [int(np.flatnonzero(data.y_test == digit)[0]) for digit in (7, 2, 1, 0)]
     examples = predicted_examples(
         [data.x_test[i].astype(int).tolist() for i in firsts],

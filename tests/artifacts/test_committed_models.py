@@ -150,7 +150,7 @@ def test_imdb_validation_accuracy_recomputed(data_dir: Path) -> None:
     reviews = load_imdb(data_dir)
     indices = np.arange(len(reviews.texts))
     _, held_out = train_test_split(indices, test_size=0.2, stratify=reviews.labels, random_state=42)
-    rows = [adapter.vectorizer.encode(reviews.texts[i]) for i in held_out]
+    rows = [adapter.to_row(reviews.texts[i]) for i in held_out]
     probabilities = _probabilities(model, adapter, rows)
     labels = reviews.labels[held_out]
     accuracy = float((probabilities.argmax(axis=1) == labels).mean())

@@ -95,10 +95,11 @@ def test_calibration_lights_up_when_the_card_has_it() -> None:
     per bin); a card without it says so."""
     from app.report.page import _calibration
     from app.schemas.card import ModelCard
-    from tests.conftest import COMMITTED_MODELS
+    from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 
-    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / "1")
-    assert "Calibration: not recorded for this version" in _calibration(card)
+    card = ModelCard.read(COMMITTED_MODELS / "mnist-cnn" / COMMITTED_VERSION)
+    uncalibrated = card.model_copy(update={"calibration": None})
+    assert "Calibration: not recorded for this version" in _calibration(uncalibrated)
     bins = [
         {
             "low": i / 10,
