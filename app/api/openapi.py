@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.errors import ServingError
-from app.registry import ModelRegistry
+from app.repository import ModelRegistry
 from app.schemas.card import ModelCard
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from app.registry import RepositoryFileError, read_repository_file
+from app.repository import RepositoryFileError, read_repository_file
 from app.schemas.card import ModelCard
 
 MAX_ARTIFACT_BYTES = 8 << 20
