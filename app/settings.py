@@ -194,7 +194,10 @@ class Settings(BaseSettings):
         default=50, ge=10, description="Fewer rows than this: drift is not tested yet."
     )
     drift_alpha: float = Field(
-        default=0.01, gt=0, lt=1, description="Family-wise significance over a model's statistics."
+        default=0.001,
+        gt=0,
+        lt=1,
+        description="Family-wise significance over a model's statistics (Bonferroni).",
     )
     drift_psi_threshold: float = Field(
         default=0.25, ge=0, description="PSI from which a significant shift is flagged."

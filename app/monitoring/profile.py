@@ -170,9 +170,9 @@ def continuous_reference(values: np.ndarray) -> ContinuousReference:
     else:
         sample = values
     return ContinuousReference(
-        bin_edges=[float(v) for v in inner],
+        bin_edges=[float(f"{v:.6g}") for v in inner],
         bin_shares=[float(v) for v in shares / len(values)],
-        sample=[float(v) for v in sample],
+        sample=[float(f"{v:.6g}") for v in sample],
         mean=float(values.mean()),
         std=float(values.std()),
     )
