@@ -40,6 +40,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     SYNERGY_HOST=0.0.0.0 \
     SYNERGY_PORT=8000 \
     SYNERGY_MODELS_DIR=/srv/models \
+    SYNERGY_STORE_DIR=/data \
     KERAS_BACKEND=${KERAS_BACKEND}
 RUN groupadd --system --gid 10001 synergy \
     && useradd --system --uid 10001 --gid synergy --home-dir /nonexistent --no-create-home \
@@ -50,7 +51,13 @@ COPY app/ app/
 COPY models/ models/
 # Readable by the service user whatever the build context's permissions were; bytecode
 # compiled now (that user cannot write here), for a faster start.
-RUN chmod -R a+rX app models && python -m compileall -q app
+RUN chmod -R a+rX app models && python -m compileall -q app \
+    && mkdir /data && chown 10001:10001 /data
+# The prediction store (SQLite, monitoring.sqlite3) lives here, the one writable path besides
+# /tmp. Mount a named volume (docker run -v synergy-data:/data) to keep it across containers;
+# without one, Docker/Podman create an anonymous volume, owned by the synergy user. Several
+# replicas share PostgreSQL instead: SYNERGY_DATABASE_URL.
+VOLUME ["/data"]
 USER 10001:10001
 EXPOSE 8000
 # No curl in the slim image: the check is Python's standard library.
