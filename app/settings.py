@@ -174,7 +174,10 @@ class Settings(BaseSettings):
         "feedback, live accuracy and drift; false = none of that, nothing written.",
     )
     store_queue_rows: int = Field(
-        default=20_000, ge=1, description="Rows waiting for the writer; more are dropped."
+        default=10_000,
+        ge=1,
+        description="Rows waiting for the writer (memory: an MNIST row is ~3 KB); more are "
+        "dropped and counted.",
     )
     store_batch_rows: int = Field(default=1000, ge=1, description="Rows per insert.")
     store_flush_interval_ms: float = Field(default=200.0, gt=0, le=60_000)
