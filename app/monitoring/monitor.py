@@ -185,13 +185,13 @@ class Monitor:
                     version=version,
                     route=scope_state.get("route") or scope_state.get("protocol", "v1"),
                     created_at=time.time(),
-                    rows=list(rows),
+                    rows=rows,
                     predictions=predictions,
                     computer=lambda: self.computer(entry),
                 )
             )
         if self.payload_log is not None and random.random() < self.settings.payload_log_sample:  # noqa: S311
-            self.payload_log.submit(request_id, entry.name, version, list(rows), predictions)
+            self.payload_log.submit(request_id, entry.name, version, rows, predictions)
 
     def computer(self, entry: ModelEntry) -> StatisticsComputer:
         """The statistics computer of a version (built once, on first use)."""
@@ -349,7 +349,8 @@ class Monitor:
             return out
         computer = self.computer(entry)
         names = computer.names
-        stats = np.asarray([row[0] for row in window], dtype=np.float64)
+        stats = np.frombuffer(b"".join(row[0] for row in window), dtype=np.float64)
+        stats = stats.reshape(len(window), -1)
         tests = len(profile.statistics)
         alpha = settings.drift_alpha / max(1, tests)
         results: list[DriftResult] = []

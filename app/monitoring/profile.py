@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from app.preprocessing.text import TextVectorizer, tokenize_bytes
+from app.preprocessing.text import UNKNOWN_ID, TextVectorizer, tokenize_bytes
 from app.schemas.card import ImageInput, ModelCard, TabularInput, TextInput
 
 PROFILE_FILE = "profile.json"
@@ -88,9 +88,12 @@ class StatisticsComputer:
             self.vectorizer = TextVectorizer.load(
                 folder / spec.vocabulary_file, spec.sequence_length
             )
-            # Words the vocabulary knows (unigrams; bigrams are pairs of known words).
-            self._known = {
-                gram.encode() for gram in self.vectorizer.vocabulary[1:] if " " not in gram
+            # Word -> id (unigrams; a bigram counts only when both its words are known, so the
+            # model's n-gram input follows from the word ids: they are its compact form).
+            self._word_ids = {
+                gram.encode(): index
+                for index, gram in enumerate(self.vectorizer.vocabulary[1:], start=UNKNOWN_ID + 1)
+                if " " not in gram
             }
 
     @property
@@ -105,20 +108,30 @@ class StatisticsComputer:
 
     def compact(self, rows: Sequence[Any]) -> list[bytes]:
         """The featurised rows in compact form, for the store: tabular float32 values, image
-        grey levels as uint8 (28x28 = 784 bytes), text the model's n-gram ids as int32."""
+        grey levels as uint8 (28x28 = 784 bytes), text the vocabulary ids of its words as int32
+        (1 = unknown; the model's n-gram input follows from them)."""
         spec = self.card.input
         if isinstance(spec, TabularInput):
             return [np.asarray(r, dtype=np.float32).tobytes() for r in rows]
         if isinstance(spec, ImageInput):
-            scale = 255.0 / spec.max_value
-            return [
-                np.clip(np.rint(np.asarray(r, dtype=np.float32) * scale), 0, 255)
-                .astype(np.uint8)
-                .tobytes()
-                for r in rows
-            ]
-        assert self.vectorizer is not None
-        return [self.vectorizer.encode(str(text)).astype(np.int32).tobytes() for text in rows]
+            grids = np.stack([np.asarray(r, dtype=np.float32) for r in rows])
+            levels = np.clip(np.rint(grids * (255.0 / spec.max_value)), 0, 255).astype(np.uint8)
+            return [grid.tobytes() for grid in levels]
+        return self.measure(rows)[1]
+
+    def measure(self, rows: Sequence[Any]) -> tuple[np.ndarray, list[bytes]]:
+        """`compute` and `compact` together (a text is tokenised once for both)."""
+        if not isinstance(self.card.input, TextInput):
+            return self.compute(rows), self.compact(rows)
+        stats = np.empty((len(rows), 2))
+        compact = []
+        get = self._word_ids.get
+        for index, text in enumerate(rows):
+            ids = [get(word, UNKNOWN_ID) for word in tokenize_bytes(str(text))]
+            stats[index, 0] = len(ids)
+            stats[index, 1] = ids.count(UNKNOWN_ID) / len(ids) if ids else 0.0
+            compact.append(np.array(ids, dtype=np.int32).tobytes())
+        return stats, compact
 
     def compute(self, rows: Sequence[Any]) -> np.ndarray:
         """Rows -> an (N, len(names)) float64 array of statistics."""
@@ -126,34 +139,32 @@ class StatisticsComputer:
         if isinstance(spec, TabularInput):
             return np.asarray(np.stack([np.asarray(r, dtype=np.float64) for r in rows]))
         if isinstance(spec, ImageInput):
-            return image_statistics(
-                np.stack([np.asarray(r, dtype=np.float64) for r in rows]), spec.max_value
-            )
-        out = np.empty((len(rows), 2))
-        for index, text in enumerate(rows):
-            words = tokenize_bytes(str(text))
-            out[index, 0] = len(words)
-            out[index, 1] = (
-                sum(word not in self._known for word in words) / len(words) if words else 0.0
-            )
-        return out
+            return image_statistics(np.stack([np.asarray(r) for r in rows]), spec.max_value)
+        return self.measure(rows)[0]
 
 
 def image_statistics(grids: np.ndarray, max_value: float) -> np.ndarray:
-    """(N, H, W) grey levels 0..max_value -> (N, 3): ink mass, mean level, spread (pixels)."""
-    scaled = grids / max_value
+    """(N, H, W) grey levels 0..max_value -> (N, 3): ink mass, mean level, spread (pixels).
+
+    Spread is the radius of gyration of the grey levels, sqrt(var(row) + var(column)) with
+    the levels as weights, from the row and column sums (no (N, H, W) temporaries)."""
+    scaled = np.asarray(grids, dtype=np.float32) / np.float32(max_value)
     n, height, width = scaled.shape
-    ink_mass = (scaled > 0.5).reshape(n, -1).mean(axis=1)
-    mean_level = scaled.reshape(n, -1).mean(axis=1)
-    mass = scaled.reshape(n, -1).sum(axis=1)
-    rows, cols = np.mgrid[0:height, 0:width]
+    flat = scaled.reshape(n, -1)
+    ink_mass = (flat > 0.5).mean(axis=1, dtype=np.float64)
+    mean_level = flat.mean(axis=1, dtype=np.float64)
+    by_row = scaled.sum(axis=2, dtype=np.float64)  # (N, H)
+    by_column = scaled.sum(axis=1, dtype=np.float64)  # (N, W)
+    mass = by_row.sum(axis=1)
     safe = np.where(mass > 0, mass, 1.0)
-    centre_r = (scaled * rows).reshape(n, -1).sum(axis=1) / safe
-    centre_c = (scaled * cols).reshape(n, -1).sum(axis=1) / safe
-    dist2 = (rows[None] - centre_r[:, None, None]) ** 2 + (
-        cols[None] - centre_c[:, None, None]
-    ) ** 2
-    spread = np.sqrt((scaled * dist2).reshape(n, -1).sum(axis=1) / safe)
+    rows, columns = np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64)
+    variance = (
+        by_row @ rows**2 / safe
+        - (by_row @ rows / safe) ** 2
+        + by_column @ columns**2 / safe
+        - (by_column @ columns / safe) ** 2
+    )
+    spread = np.sqrt(np.clip(variance, 0.0, None))
     spread[mass == 0] = 0.0
     return np.stack([ink_mass, mean_level, spread], axis=1)
 
@@ -170,7 +181,7 @@ def continuous_reference(values: np.ndarray) -> ContinuousReference:
     else:
         sample = values
     return ContinuousReference(
-        bin_edges=[float(f"{v:.6g}") for v in inner],
+        bin_edges=[float(v) for v in inner],  # exact: values on an edge must not flip bins
         bin_shares=[float(v) for v in shares / len(values)],
         sample=[float(f"{v:.6g}") for v in sample],
         mean=float(values.mean()),

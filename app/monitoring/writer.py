@@ -166,27 +166,42 @@ class Writer:
                     log.exception("monitoring housekeeping failed")
 
 
-def _to_rows(records: list[Record]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _to_rows(records: list[Record]) -> list[tuple[Any, ...]]:
+    """Records -> store rows (see `Store.insert_rows`): the statistics and compact forms are
+    computed once per model version over all its rows of the batch (vectorised)."""
+    groups: dict[tuple[str, int], list[Record]] = {}
     for record in records:
-        computer = record.computer()
-        stats = np.round(computer.compute(record.rows), 6).tolist()
-        features = computer.compact(record.rows)
-        for index, prediction in enumerate(record.predictions):
-            rows.append(
-                {
-                    "request_id": record.request_id,
-                    "model": record.model,
-                    "version": record.version,
-                    "route": record.route,
-                    "row_index": index,
-                    "created_at": record.created_at,
-                    "features": features[index],
-                    "stats": stats[index],
-                    "probabilities": [round(p, 6) for p in prediction["probabilities"].values()],
-                    "predicted": prediction["label"],
-                    "true_label": None,
-                    "feedback_at": None,
-                }
-            )
+        groups.setdefault((record.model, record.version), []).append(record)
+    rows: list[tuple[Any, ...]] = []
+    for group in groups.values():
+        computer = group[0].computer()
+        inputs = [row for record in group for row in record.rows]
+        measured, features = computer.measure(inputs)
+        stats = np.asarray(measured, dtype=np.float64)
+        probabilities = np.array(
+            [
+                list(prediction["probabilities"].values())
+                for record in group
+                for prediction in record.predictions
+            ],
+            dtype=np.float32,
+        )
+        position = 0
+        for record in group:
+            for index, prediction in enumerate(record.predictions):
+                rows.append(
+                    (
+                        record.request_id,
+                        record.model,
+                        record.version,
+                        record.route,
+                        index,
+                        record.created_at,
+                        features[position],
+                        stats[position].tobytes(),
+                        probabilities[position].tobytes(),
+                        prediction["label"],
+                    )
+                )
+                position += 1
     return rows

@@ -110,22 +110,13 @@ def test_card_must_list_its_profile(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- store
-def _row(request_id: str, index: int, predicted: str = "a", **extra: Any) -> dict[str, Any]:
-    return {
-        "request_id": request_id,
-        "model": "m",
-        "version": 1,
-        "route": "v1",
-        "row_index": index,
-        "created_at": extra.pop("created_at", 1000.0),
-        "features": b"\x00",
-        "stats": [1.0],
-        "probabilities": [0.9, 0.1],
-        "predicted": predicted,
-        "true_label": None,
-        "feedback_at": None,
-        **extra,
-    }
+def _row(
+    request_id: str, index: int, predicted: str = "a", created_at: float = 1000.0
+) -> tuple[Any, ...]:
+    # INSERT_COLUMNS order.
+    stats = np.array([1.0]).tobytes()
+    probabilities = np.array([0.9, 0.1], dtype=np.float32).tobytes()
+    return (request_id, "m", 1, "v1", index, created_at, b"\x00", stats, probabilities, predicted)
 
 
 @pytest.fixture
@@ -176,6 +167,9 @@ class _Computer:
 
     def compact(self, rows: list[Any]) -> list[bytes]:
         return [b"" for _ in rows]
+
+    def measure(self, rows: list[Any]) -> tuple[np.ndarray, list[bytes]]:
+        return self.compute(rows), self.compact(rows)
 
 
 def _record(request_id: str, rows: int) -> Record:
