@@ -180,14 +180,14 @@ class Monitor:
         if self.writer is not None:
             self.writer.submit(
                 Record(
-                    request_id=request_id,
-                    model=entry.name,
-                    version=version,
-                    route=scope_state.get("route") or scope_state.get("protocol", "v1"),
-                    created_at=time.time(),
-                    rows=rows,
-                    predictions=predictions,
-                    computer=lambda: self.computer(entry),
+                    request_id,
+                    entry.name,
+                    version,
+                    scope_state.get("protocol", "v1"),
+                    time.time(),
+                    rows,
+                    predictions,
+                    lambda: self.computer(entry),
                 )
             )
         if self.payload_log is not None and random.random() < self.settings.payload_log_sample:  # noqa: S311
