@@ -194,7 +194,7 @@ class Settings(BaseSettings):
         default=200, ge=10, description="Newest predicted rows compared with the profile."
     )
     drift_min_rows: int = Field(
-        default=50, ge=10, description="Fewer rows than this: drift is not tested yet."
+        default=20, ge=10, description="Fewer distinct rows than this: drift is not tested yet."
     )
     drift_alpha: float = Field(
         default=0.001,

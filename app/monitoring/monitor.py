@@ -332,6 +332,7 @@ class Monitor:
         out: dict[str, Any] = {
             "window_rows": settings.drift_window_rows,
             "rows": len(window),
+            "distinct_rows": 0,
             "profile": profile is not None,
             "flagged": False,
             "statistics": [],
@@ -342,15 +343,23 @@ class Monitor:
                 "python -m training profile on it to enable drift detection"
             )
             return out
-        if len(window) < settings.drift_min_rows:
-            out["note"] = (
-                f"drift is tested from {settings.drift_min_rows} stored rows; {len(window)} so far"
-            )
-            return out
         computer = self.computer(entry)
         names = computer.names
         stats = np.frombuffer(b"".join(row[0] for row in window), dtype=np.float64)
         stats = stats.reshape(len(window), -1)
+        # Identical inputs count once: a client re-sending the same rows (retries, a popular
+        # item) repeats one observation, and counting it again would make the tests as sure
+        # as if it were many independent ones.
+        keep = np.sort(np.unique(stats, axis=0, return_index=True)[1])
+        stats = stats[keep]
+        labels = [window[i][1] for i in keep]
+        out["distinct_rows"] = len(keep)
+        if len(keep) < settings.drift_min_rows:
+            out["note"] = (
+                f"drift is tested from {settings.drift_min_rows} distinct stored rows; "
+                f"{len(keep)} so far"
+            )
+            return out
         tests = len(profile.statistics)
         alpha = settings.drift_alpha / max(1, tests)
         results: list[DriftResult] = []
@@ -371,7 +380,7 @@ class Monitor:
             results.append(
                 categorical_drift(
                     PREDICTED_LABEL,
-                    [row[1] for row in window],
+                    labels,
                     label_reference,
                     alpha=alpha,
                     psi_threshold=settings.drift_psi_threshold,

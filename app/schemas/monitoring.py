@@ -78,6 +78,10 @@ class DriftStatistic(BaseModel):
 class Drift(BaseModel):
     window_rows: int = Field(description="Newest predicted rows compared (the setting).")
     rows: int = Field(description="Rows in the window now.")
+    distinct_rows: int = Field(
+        description="Of those, distinct inputs: the rows the tests count (identical inputs "
+        "count once)."
+    )
     profile: bool = Field(description="Whether the version has a reference profile.")
     flagged: bool
     statistics: list[DriftStatistic]
