@@ -179,8 +179,10 @@ class Settings(BaseSettings):
         description="Rows waiting for the writer (memory: an MNIST row is ~3 KB); more are "
         "dropped and counted.",
     )
-    store_batch_rows: int = Field(default=1000, ge=1, description="Rows per insert.")
-    store_flush_interval_ms: float = Field(default=200.0, gt=0, le=60_000)
+    store_batch_rows: int = Field(default=2000, ge=1, description="Rows per insert.")
+    # Rows wait up to this for their batch (fewer, larger commits cost less CPU); feedback
+    # does not wait for it (it makes the writer write its request's rows at once).
+    store_flush_interval_ms: float = Field(default=1000.0, gt=0, le=60_000)
     store_retention_days: float | None = Field(
         default=30.0, gt=0, description="Rows older than this are deleted; unset = kept."
     )

@@ -79,10 +79,11 @@ prediction_rows = Table(
     Column("predicted", String(128), nullable=False),
     Column("true_label", String(128), nullable=True),
     Column("feedback_at", Float, nullable=True),
+    # Two indexes only: every index is one more B-tree insert per predicted row, on the
+    # writer thread. Feedback finds its rows by request id; reports and retention walk
+    # (model, version, id) and the primary key (ids grow with time).
     Index("ix_prediction_rows_request", "request_id", "model"),
     Index("ix_prediction_rows_model_version_id", "model", "version", "id"),
-    Index("ix_prediction_rows_feedback", "model", "version", "feedback_at"),
-    Index("ix_prediction_rows_created", "created_at"),
 )
 
 
@@ -208,12 +209,16 @@ class Store:
         deleted = 0
         with self.engine.begin() as connection:
             if max_age_s is not None:
-                deleted += (
-                    connection.execute(
-                        delete(t).where(t.c.created_at < time.time() - max_age_s)
-                    ).rowcount
-                    or 0
-                )
+                # Ids grow with time: the first row young enough, walking the primary key
+                # from the oldest, bounds what to delete (no index on created_at to keep up).
+                first_kept = connection.execute(
+                    select(t.c.id)
+                    .where(t.c.created_at >= time.time() - max_age_s)
+                    .order_by(t.c.id)
+                    .limit(1)
+                ).scalar()
+                expired = t.c.id < first_kept if first_kept is not None else t.c.id.is_not(None)
+                deleted += connection.execute(delete(t).where(expired)).rowcount or 0
             if max_rows is not None:
                 cutoff = connection.execute(
                     select(t.c.id).order_by(t.c.id.desc()).offset(max_rows).limit(1)
@@ -248,13 +253,13 @@ class Store:
         return int(row[0]), int(row[1]), int(row[2])
 
     def recent_feedback(self, model: str, version: int, limit: int) -> list[tuple[str, str]]:
-        """(true label, predicted) of the newest `limit` rows with feedback."""
+        """(true label, predicted) of the newest `limit` predicted rows that have feedback."""
         t = prediction_rows
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(t.c.true_label, t.c.predicted)
                 .where(t.c.model == model, t.c.version == version, t.c.true_label.is_not(None))
-                .order_by(t.c.feedback_at.desc(), t.c.id.desc())
+                .order_by(t.c.id.desc())
                 .limit(limit)
             ).all()
         return [(row[0], row[1]) for row in rows]

@@ -40,10 +40,6 @@ def upgrade() -> None:
     op.create_index(
         "ix_prediction_rows_model_version_id", "prediction_rows", ["model", "version", "id"]
     )
-    op.create_index(
-        "ix_prediction_rows_feedback", "prediction_rows", ["model", "version", "feedback_at"]
-    )
-    op.create_index("ix_prediction_rows_created", "prediction_rows", ["created_at"])
 
 
 def downgrade() -> None:
