@@ -346,7 +346,7 @@ class Monitor:
         computer = self.computer(entry)
         names = computer.names
         stats = np.frombuffer(b"".join(row[0] for row in window), dtype=np.float64)
-        stats = stats.reshape(len(window), -1)
+        stats = stats.reshape(len(window), len(names))
         # Identical inputs count once: a client re-sending the same rows (retries, a popular
         # item) repeats one observation, and counting it again would make the tests as sure
         # as if it were many independent ones.
