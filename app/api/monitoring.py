@@ -40,7 +40,8 @@ def add_monitoring_routes(app: FastAPI) -> None:
         tags=["monitoring"],
         summary="Send the true labels of a prediction",
         response_model=FeedbackResponse,
-        responses=error_responses(401, 404, 422, 503),
+        # 400: a body that is not JSON (FastAPI parses it); 413: over SYNERGY_MAX_BODY_BYTES.
+        responses=error_responses(400, 401, 404, 413, 422, 503),
     )
     app.add_api_route(
         "/v1/models/{name:model}/monitoring",
