@@ -33,6 +33,7 @@ from app.errors import (
     Unavailable,
 )
 from app.metrics import Metrics
+from app.monitoring import Monitor
 from app.preprocessing.adapters import ImageAdapter, InputAdapter, make_adapter
 from app.registry import (
     ArtifactMismatch,
@@ -140,6 +141,8 @@ class PredictionService:
         self.drain_started = math.inf
         self.backend = ""
         self._loader: asyncio.Task[None] | None = None
+        # Set by create_app when the monitoring store or payload log is on.
+        self.monitor: Monitor | None = None
         self._decoder = ThreadPoolExecutor(
             settings.resolved_decode_threads(), thread_name_prefix="decode"
         )
@@ -361,11 +364,15 @@ class PredictionService:
         if remaining_s <= 0:
             raise self.deadline_exceeded()
         try:
-            return await entry.batcher.predict(rows, remaining_s)
+            predictions = await entry.batcher.predict(rows, remaining_s)
         except ServingError as exc:
             if exc.instance is not None:
                 exc.message = f"{where.format(exc.instance)}: {exc.message}"
             raise
+        # Every protocol and input route passes here: one place records for monitoring.
+        if self.monitor is not None:
+            self.monitor.record(entry, list(rows), predictions, scope_state)
+        return predictions
 
     def remaining_s(self, scope_state: dict[str, Any]) -> float:
         """Seconds left of this request's deadline (counted from its arrival)."""

@@ -428,6 +428,7 @@ class V2Protocol:
         except InvalidInput as exc:
             raise BadRequest(exc.message) from None
         scope_state["rows"] = len(decoded.rows)
+        scope_state["protocol"] = "v2"  # the monitoring store's route column
         assert entry.card is not None
         try:
             predictions = await self.service.run(
