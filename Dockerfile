@@ -40,6 +40,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     SYNERGY_HOST=0.0.0.0 \
     SYNERGY_PORT=8000 \
     SYNERGY_MODELS_DIR=/srv/models \
+    SYNERGY_STORE_DIR=/data \
     KERAS_BACKEND=${KERAS_BACKEND} \
     MPLCONFIGDIR=/opt/matplotlib
 RUN groupadd --system --gid 10001 synergy \
@@ -51,7 +52,13 @@ COPY app/ app/
 COPY models/ models/
 # Readable by the service user whatever the build context's permissions were; bytecode
 # compiled now (that user cannot write here), for a faster start.
-RUN chmod -R a+rX app models && python -m compileall -q app
+RUN chmod -R a+rX app models && python -m compileall -q app \
+    && mkdir /data && chown 10001:10001 /data
+# The prediction store (SQLite, monitoring.sqlite3) lives here, the one writable path besides
+# /tmp. Mount a named volume (docker run -v synergy-data:/data) to keep it across containers;
+# without one, Docker/Podman create an anonymous volume, owned by the synergy user. Several
+# replicas share PostgreSQL instead: SYNERGY_DATABASE_URL.
+VOLUME ["/data"]
 # matplotlib's font cache (report charts), built now: the service user has no home and the
 # root filesystem may be read-only, where matplotlib would rebuild it in /tmp at every start.
 RUN python -c "import matplotlib.font_manager" && chmod -R a+rX /opt/matplotlib

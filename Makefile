@@ -39,7 +39,7 @@ run: install  ## serve the committed models on http://$(HOST):$(PORT) (docs at /
 	SYNERGY_HOST=$(HOST) SYNERGY_PORT=$(PORT) $(PY) -m app
 
 test: install-dev  ## the whole test suite (unit, api, e2e, browser)
-	scripts/ensure-test-tools.sh chromium
+	scripts/ensure-test-tools.sh chromium postgresql
 	$(PY) -m pytest
 
 test-fast: install-dev  ## unit and api tiers only

@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import explain, health, metrics, models, predict, report, v2
+from app.api import explain, health, metrics, models, monitoring, predict, report, v2
 from app.api.docs import ASSETS_URL, install_docs
 from app.api.openapi import conform_error_responses, unknown_model_message
 from app.errors import install_error_handlers
@@ -28,6 +28,7 @@ from app.middleware import (
     ServerState,
     load_key_digests,
 )
+from app.monitoring import Monitor
 from app.repository import ModelRegistry, VersionPolicy, discover
 from app.service import PredictionService
 from app.settings import Settings
@@ -75,18 +76,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics_ = Metrics()
     service = PredictionService(settings, registry, metrics_)
     explainer = ExplanationService(settings, service)
+    monitor = Monitor(settings, registry, metrics_.registry)
+    service.attach_monitor(monitor)
     server_state = ServerState()
     access_log = AccessLog() if settings.log_requests else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         flusher = asyncio.create_task(access_log.run()) if access_log else None
+        await monitor.start()
         await service.start()
         try:
             yield
         finally:
             await service.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
             explainer.stop()
+            await monitor.stop()  # after the batchers: the last predictions are written
             if flusher is not None:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
@@ -111,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.explainer = explainer
     app.state.metrics = metrics_
     app.state.server_state = server_state
+    app.state.monitor = monitor
     app.state.v2 = service.v2
     install_error_handlers(app)
 
@@ -119,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v2.add_v2_routes(app, service)
     health.add_health_routes(app)
     models.add_model_routes(app)
+    monitoring.add_monitoring_routes(app)
     metrics.add_metrics_route(app)
     report.add_report_routes(app, registry.names)
     install_docs(app)

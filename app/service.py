@@ -13,7 +13,8 @@ from typing import Any
 
 from app.core import InferenceCore, PredictionEvent, PredictionListener
 from app.metrics import Metrics
-from app.protocols.v1 import V1Protocol
+from app.monitoring import Monitor
+from app.protocols.v1 import V1Protocol, encode_predictions
 from app.protocols.v2 import V2Protocol
 from app.repository import ModelRegistry, ModelState
 from app.repository.lifecycle import Lifecycle
@@ -33,6 +34,21 @@ class PredictionService:
         self.lifecycle = Lifecycle(settings, registry, metrics, self.core.serve)
         self.v1 = V1Protocol(self.core)
         self.v2 = V2Protocol(self.core, self.v1, lambda: self.readiness()[0])
+        self.monitor: Monitor | None = None
+
+    def attach_monitor(self, monitor: Monitor) -> None:
+        """Record every completed prediction (every protocol and input route) in `monitor`:
+        a subscriber of the core, so no protocol knows about monitoring."""
+        self.monitor = monitor
+        registry = self.registry
+
+        def record(event: PredictionEvent) -> None:
+            entry = registry.versions(event.model)[event.version]
+            predictions = encode_predictions(event.labels, event.probabilities)
+            context = {"request_id": event.request_id, "protocol": event.protocol or "v1"}
+            monitor.record(entry, list(event.rows), predictions, context)
+
+        self.core.subscribe(record)
 
     @property
     def draining(self) -> bool:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -195,6 +195,67 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     protect_metrics: bool = False
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Monitoring (app.monitoring): prediction store, feedback, live accuracy, drift, payload log.
+    store_dir: Path = Field(
+        default=Path("var"),
+        description="Writable folder for the SQLite prediction store (monitoring.sqlite3); in "
+        "the container a mounted volume (/data).",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:5432/db: the prediction store on "
+        "PostgreSQL (needed for several replicas); unset = SQLite in store_dir.",
+    )
+    store_predictions: bool = Field(
+        default=True,
+        description="Remember predictions (input statistics, compact inputs, probabilities) for "
+        "feedback, live accuracy and drift; false = none of that, nothing written.",
+    )
+    store_queue_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="Rows waiting for the writer (memory: an MNIST row is ~3 KB); more are "
+        "dropped and counted.",
+    )
+    store_batch_rows: int = Field(default=2000, ge=1, description="Rows per insert.")
+    # Rows wait up to this for their batch (fewer, larger commits cost less CPU); feedback
+    # does not wait for it (it makes the writer write its request's rows at once).
+    store_flush_interval_ms: float = Field(default=1000.0, gt=0, le=60_000)
+    store_retention_days: float | None = Field(
+        default=30.0, gt=0, description="Rows older than this are deleted; unset = kept."
+    )
+    store_max_rows: int | None = Field(
+        default=5_000_000, ge=1, description="The newest rows kept; unset = no row limit."
+    )
+    accuracy_window_rows: int = Field(
+        default=500, ge=1, description="Newest rows with feedback in the recent accuracy."
+    )
+    drift_window_rows: int = Field(
+        default=200, ge=10, description="Newest predicted rows compared with the profile."
+    )
+    drift_min_rows: int = Field(
+        default=20, ge=10, description="Fewer distinct rows than this: drift is not tested yet."
+    )
+    drift_alpha: float = Field(
+        default=0.001,
+        gt=0,
+        lt=1,
+        description="Family-wise significance over a model's statistics (Bonferroni).",
+    )
+    drift_psi_threshold: float = Field(
+        default=0.25, ge=0, description="PSI from which a significant shift is flagged."
+    )
+    monitoring_interval_s: float = Field(
+        default=60.0, gt=0, description="Prometheus monitoring gauges and retention, refreshed."
+    )
+    payload_log: str = Field(
+        default="off",
+        description="off | stdout | a file path | an http(s) URL: CloudEvents 1.0 JSON of "
+        "each sampled request and response.",
+    )
+    payload_log_sample: float = Field(default=1.0, ge=0, le=1)
+    payload_log_queue_events: int = Field(default=10_000, ge=1)
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import threading
@@ -65,7 +66,9 @@ def main() -> int:
     body = request_bodies(ROOT / "models", Path(tempfile.mkdtemp()))[args.model]
     log = args.out / "overload-server.log"
     with ExitStack() as stack:
-        process, port = start_ours(stack, log)
+        process, port = start_ours(
+            stack, log, SYNERGY_STORE_DIR=tempfile.mkdtemp(prefix="overload-store-")
+        )
         run_wrk(port, args.model, body, 64, 3)  # warm-up
         # Saturated (concurrency 64, every model call full): health must stay fast.
         saturated_health_ms: list[float] = []
@@ -108,6 +111,7 @@ def main() -> int:
         recovery = run_wrk(port, args.model, body, 64, 10)
         rss_after = rss_mb(process.pid)
         time.sleep(0.3)  # access lines are flushed every 100 ms
+        store = store_figures(port, args.model)
         server_side = access_log(log)[log_lines_before:]
 
     statuses: dict[int, int] = {}
@@ -148,6 +152,8 @@ def main() -> int:
         ),
         "recovery_rps": recovery["rps"],
         "recovery_p99_ms": recovery["p99_ms"],
+        # The prediction store (on by default): rows stored, rows dropped from its full queue.
+        "store": store,
     }
     checks = [
         ("process alive after the burst", alive),
@@ -160,8 +166,24 @@ def main() -> int:
             max(saturated_health_ms) < 50,
         ),
         ("back to >= 90% of capacity after the burst", recovery["rps"] >= 0.9 * capacity["rps"]),
+        ("prediction store kept recording (drops counted)", store["rows_stored"] > 0),
     ]
     return report(result, checks, args.out / "overload.json")
+
+
+def store_figures(port: int, model: str) -> dict[str, Any]:
+    """Rows the prediction store holds for the model, and rows it dropped (from /metrics)."""
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/v1/models/{model}/monitoring", timeout=60
+    ) as response:
+        stored = sum(v["rows_predicted"] for v in json.loads(response.read())["versions"])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        metrics = response.read().decode()
+    dropped = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("synergy_monitoring_dropped_rows_total{"):
+            dropped += float(line.rsplit(" ", 1)[1])
+    return {"rows_stored": stored, "rows_dropped": int(dropped)}
 
 
 if __name__ == "__main__":

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests and benchmarks drive, from Debian's packages, when they
-# are missing: chromium (the real-browser test of Swagger UI) and wrk (load tests).
-# Usage: scripts/ensure-test-tools.sh [chromium] [wrk]   (default: both)
+# are missing: chromium (the real-browser test of Swagger UI), wrk (load tests) and postgresql
+# (the prediction store's e2e tests start a throwaway PostgreSQL server of their own).
+# Usage: scripts/ensure-test-tools.sh [chromium] [wrk] [postgresql]   (default: all three)
 set -euo pipefail
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(chromium wrk)
+[ ${#wanted[@]} -gt 0 ] || wanted=(chromium wrk postgresql)
 missing=()
 for tool in "${wanted[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  if [ "$tool" = postgresql ]; then
+    # Debian keeps the server binaries off PATH, in /usr/lib/postgresql/<major>/bin.
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=("$tool")
+  else
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,6 +79,8 @@ def make_settings(models_dir: Path, **overrides: Any) -> Any:
         "models_dir": models_dir,
         "log_requests": False,
         "shutdown_grace_period_s": 2.0,
+        # Each app its own prediction store: no state from an earlier test or run.
+        "store_dir": Path(tempfile.mkdtemp(prefix="synergy-store-")),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -1,4 +1,5 @@
 """python -m training {iris-knn|binary-mlp|mnist-cnn|imdb-sentiment|all} [options]
+   python -m training profile models/<name>/<version>... [--data-dir DIR]  (see training.profile)
 
 Trains on real data and writes `models/<name>/<version>/` with the model files and card.json.
 """
@@ -77,6 +78,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Train the requested models; print one summary line each; exit 0 on success."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["profile"]:
+        from training.profile import main as profile_main
+
+        return profile_main(arguments[1:])
     args = parse_args(argv)
     # SIGTERM becomes SystemExit, so the temporary folder is removed on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

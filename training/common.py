@@ -317,6 +317,10 @@ def train_and_save(
             errors_file=ERRORS_FILE if ERRORS_FILE in artifacts else None,
         )
         card.write(work)
+        # The drift reference profile (profile.json), listed and hashed in the card.
+        from training.profile import add_profile
+
+        card = add_profile(work, options.data_dir, options.max_rows)
         if target.exists():
             shutil.rmtree(target)
         work.rename(target)

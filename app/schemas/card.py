@@ -208,6 +208,11 @@ class ModelCard(_Strict):
         description="Held-out rows the model gets wrong, recorded at training time (JSON, "
         "listed in artifacts; see training.common.misclassified_examples).",
     )
+    profile_file: ArtifactName | None = Field(
+        default=None,
+        description="The reference profile of the training data (input statistics, "
+        "predicted-label shares) that drift detection compares live traffic with.",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -228,6 +233,8 @@ class ModelCard(_Strict):
             raise ValueError(
                 f"vocabulary_file {self.input.vocabulary_file!r} is not listed in artifacts"
             )
+        if self.profile_file is not None and self.profile_file not in self.artifacts:
+            raise ValueError(f"profile_file {self.profile_file!r} is not listed in artifacts")
         n = len(self.labels)
         if self.task == "binary-classification" and n != 2:
             raise ValueError("a binary-classification model has exactly 2 labels")

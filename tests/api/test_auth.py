@@ -57,6 +57,8 @@ def test_every_protected_route_needs_a_key(keyed: Any) -> None:
         (m, p) for m, p in _routes(keyed) if p not in OPEN and not p.startswith("/static/docs/")
     ]
     assert any("predict" in p for _, p in protected)
+    assert any(p.endswith(":feedback") for _, p in protected)
+    assert any(p.endswith("/monitoring") for _, p in protected)
     for method, path in protected:
         for headers in (
             {},

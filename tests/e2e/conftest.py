@@ -57,6 +57,8 @@ def start_server(
             "SYNERGY_PORT": str(port),
             "SYNERGY_MODELS_DIR": str(models_dir),
             "PYTHONPATH": str(ROOT),
+            # The prediction store next to the log: fresh for every server of every run.
+            "SYNERGY_STORE_DIR": str(log.parent / f"store-{port}"),
             **env,
         }
     )

@@ -552,3 +552,35 @@ except ImportError as error:
     assert result.stdout.strip() == (
         "encoding a (30, 40) array to PNG needs Pillow: pip install 'synergy-serve-client[images]'"
     )
+
+
+# ---------------------------------------------------------------------- monitoring
+def test_feedback_quotes_the_prediction_request_id() -> None:
+    stored = {"model": "iris-knn", "version": 1, "request_id": "r-1", "rows": 2, "labelled": 1}
+    recorder = Recorder(httpx.Response(200, json=IRIS, headers={"X-Request-ID": "r-1"}))
+    client, _ = sync_client(recorder)
+    with client:
+        answer = client.predict("iris-knn", [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+        assert answer.request_id == "r-1"
+        recorder.responses = [httpx.Response(200, json=stored)]
+        assert client.feedback("iris-knn", answer, ["setosa", None]) == stored
+        recorder.responses = [httpx.Response(404, json={"error": "no stored prediction"})]
+        with pytest.raises(NotFound):
+            client.feedback("iris-knn", "other", ["setosa"])
+        recorder.responses = [httpx.Response(200, json={"model": "iris-knn", "versions": []})]
+        assert client.monitoring("iris-knn", 1)["versions"] == []
+    feedback_request = recorder.requests[1]
+    assert str(feedback_request.url) == "http://serve.test/prefix/v1/models/iris-knn:feedback"
+    assert json.loads(feedback_request.content) == {"request_id": "r-1", "labels": ["setosa", None]}
+    assert str(recorder.requests[3].url).endswith("/v1/models/iris-knn/versions/1/monitoring")
+
+
+@pytest.mark.anyio
+async def test_async_feedback_and_monitoring() -> None:
+    recorder = Recorder(httpx.Response(200, json={"model": "iris-knn", "versions": []}))
+    client, _ = async_client(recorder)
+    async with client:
+        await client.feedback("iris-knn", "r-2", [None])
+        await client.monitoring("iris-knn")
+    assert json.loads(recorder.requests[0].content) == {"request_id": "r-2", "labels": [None]}
+    assert str(recorder.requests[1].url).endswith("/v1/models/iris-knn/monitoring")

@@ -15,6 +15,7 @@ else is retried: after a timeout or a dropped connection the server may have don
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import math
@@ -67,6 +68,18 @@ def _predict_body(instances: list[Any]) -> bytes:
         raise ValueError(
             "instances contain NaN or Infinity, which JSON cannot carry; replace them with numbers"
         ) from exc
+
+
+def _with_request_id(predictions: Predictions, response: httpx.Response) -> Predictions:
+    return dataclasses.replace(predictions, request_id=response.headers.get("x-request-id"))
+
+
+def _feedback_body(request_id: str | Predictions, labels: Sequence[str | None]) -> bytes:
+    if isinstance(request_id, Predictions):
+        if request_id.request_id is None:
+            raise ValueError("these predictions carry no request id (X-Request-ID)")
+        request_id = request_id.request_id
+    return json.dumps({"request_id": request_id, "labels": list(labels)}).encode()
 
 
 def _retry_after_s(response: httpx.Response) -> float | None:
@@ -297,7 +310,7 @@ class SynergyClient:
         """
         body = _predict_body(json_instances(instances))
         response = self._send("POST", _model_path(model, version) + ":predict", content=body)
-        return _parse(Predictions.from_json, response)
+        return _with_request_id(_parse(Predictions.from_json, response), response)
 
     def predict_image(
         self, model: str, image: ImageLike | Sequence[ImageLike], version: int | None = None
@@ -326,6 +339,22 @@ class SynergyClient:
         """Held-out metrics from training and live serving stats since the server started."""
         path = _model_path(model, version) + "/metrics"
         return _parse(ModelMetrics.from_json, self._send("GET", path))
+
+    # -- monitoring
+    def feedback(
+        self, model: str, request_id: str | Predictions, labels: Sequence[str | None]
+    ) -> dict[str, Any]:
+        """The true labels of an earlier prediction (its `Predictions`, or its request id):
+        one label or None per instance, in order. Returns once the server stored them.
+        Raises NotFound (no such prediction), InvalidInput (wrong count, unknown label)."""
+        body = _feedback_body(request_id, labels)
+        response = self._send("POST", _model_path(model, None) + ":feedback", content=body)
+        return dict(_json(response))
+
+    def monitoring(self, model: str, version: int | None = None) -> dict[str, Any]:
+        """Live accuracy against the card and drift, per version (see the server's docs)."""
+        path = _model_path(model, version) + "/monitoring"
+        return dict(_json(self._send("GET", path)))
 
     # -- health
     def live(self) -> bool:
@@ -411,7 +440,7 @@ class AsyncSynergyClient:
         """See `SynergyClient.predict`."""
         body = _predict_body(json_instances(instances))
         response = await self._send("POST", _model_path(model, version) + ":predict", content=body)
-        return _parse(Predictions.from_json, response)
+        return _with_request_id(_parse(Predictions.from_json, response), response)
 
     async def predict_image(
         self, model: str, image: ImageLike | Sequence[ImageLike], version: int | None = None
@@ -438,6 +467,19 @@ class AsyncSynergyClient:
         """See `SynergyClient.model_metrics`."""
         path = _model_path(model, version) + "/metrics"
         return _parse(ModelMetrics.from_json, await self._send("GET", path))
+
+    async def feedback(
+        self, model: str, request_id: str | Predictions, labels: Sequence[str | None]
+    ) -> dict[str, Any]:
+        """See `SynergyClient.feedback`."""
+        body = _feedback_body(request_id, labels)
+        response = await self._send("POST", _model_path(model, None) + ":feedback", content=body)
+        return dict(_json(response))
+
+    async def monitoring(self, model: str, version: int | None = None) -> dict[str, Any]:
+        """See `SynergyClient.monitoring`."""
+        path = _model_path(model, version) + "/monitoring"
+        return dict(_json(await self._send("GET", path)))
 
     async def live(self) -> bool:
         """See `SynergyClient.live`."""

@@ -45,6 +45,7 @@ class Predictions(Sequence[Prediction]):
     model: str
     version: int
     predictions: tuple[Prediction, ...]
+    request_id: str | None = None  # the X-Request-ID to quote in feedback
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Predictions:

@@ -1,0 +1,63 @@
+"""Feedback and monitoring routes: thin, over `app.monitoring.Monitor`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from app.api.models import ModelName, ModelVersion
+from app.jsonutil import json_response
+from app.schemas.monitoring import FeedbackRequest, FeedbackResponse, MonitoringResponse
+from app.schemas.responses import error_responses
+
+
+async def feedback(request: Request, name: ModelName, body: FeedbackRequest) -> Response:
+    """The true labels of an earlier prediction, by its request id (the `X-Request-ID` header
+    of its response). 200 once they are committed to the store; sending the same feedback
+    again changes nothing; new labels for the same request replace the old ones."""
+    monitor = request.app.state.monitor
+    return json_response(await monitor.feedback(name, body.request_id, body.labels))
+
+
+async def monitoring(request: Request, name: ModelName) -> Response:
+    """Per version: rows predicted and with feedback, live accuracy (all time and recent)
+    against the card's held-out accuracy (Wilson 95% interval), confusion matrix from
+    feedback, and drift of each input statistic against the training profile."""
+    return json_response(await request.app.state.monitor.report(name, None))
+
+
+async def monitoring_version(request: Request, name: ModelName, version: ModelVersion) -> Response:
+    """The monitoring report of one version."""
+    return json_response(await request.app.state.monitor.report(name, version))
+
+
+def add_monitoring_routes(app: FastAPI) -> None:
+    """POST :feedback, GET .../monitoring."""
+    app.add_api_route(
+        "/v1/models/{name:model}:feedback",
+        feedback,
+        methods=["POST"],
+        tags=["monitoring"],
+        summary="Send the true labels of a prediction",
+        response_model=FeedbackResponse,
+        # 400: a body that is not JSON (FastAPI parses it); 413: over SYNERGY_MAX_BODY_BYTES.
+        responses=error_responses(400, 401, 404, 413, 422, 503),
+    )
+    app.add_api_route(
+        "/v1/models/{name:model}/monitoring",
+        monitoring,
+        methods=["GET"],
+        tags=["monitoring"],
+        summary="Live accuracy and drift",
+        response_model=MonitoringResponse,
+        responses=error_responses(401, 404, 503),
+    )
+    app.add_api_route(
+        "/v1/models/{name:model}/versions/{version:version}/monitoring",
+        monitoring_version,
+        methods=["GET"],
+        tags=["monitoring"],
+        summary="Live accuracy and drift of one version",
+        response_model=MonitoringResponse,
+        responses=error_responses(401, 404, 422, 503),
+    )

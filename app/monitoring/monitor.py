@@ -1,0 +1,480 @@
+"""The monitoring facade the app holds: record predictions, take feedback, build reports.
+
+Request path cost: `record` builds one small record and appends it to the writer's bounded
+queue (and, when the payload log samples this request, to its queue). Everything else runs on
+the writer thread or on this module's small pool of database threads, never the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from app.errors import InvalidInput, NotFound, Unavailable
+from app.monitoring.payload_log import PayloadLogger
+from app.monitoring.profile import (
+    PREDICTED_LABEL,
+    CategoricalReference,
+    ContinuousReference,
+    Profile,
+    StatisticsComputer,
+)
+from app.monitoring.stats import (
+    DriftResult,
+    categorical_drift,
+    continuous_drift,
+    wilson_interval,
+)
+from app.monitoring.store import Store, database_url
+from app.monitoring.writer import Record, Writer
+from app.registry import ModelEntry, ModelRegistry
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Feedback for a request whose rows are still queued on this replica waits for them this long.
+FEEDBACK_FLUSH_WAIT_S = 10.0
+DATABASE_THREADS = 4
+
+
+class Monitor:
+    """Prediction store, feedback, live accuracy, drift and payload log of one server."""
+
+    def __init__(
+        self, settings: Settings, registry: ModelRegistry, metrics: CollectorRegistry
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.enabled = settings.store_predictions
+        self.store: Store | None = None
+        self.writer: Writer | None = None
+        self.payload_log: PayloadLogger | None = None
+        self.started = False
+        self._computers: dict[tuple[str, int], StatisticsComputer] = {}
+        self._profiles: dict[tuple[str, int], Profile | None] = {}
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="monitoring-db")
+        self.dropped = Counter(
+            "synergy_monitoring_dropped_rows_total",
+            "Predicted rows not stored (queue full or database error) or not payload-logged.",
+            ["sink"],
+            registry=metrics,
+        )
+        self.feedback_rows = Gauge(
+            "synergy_feedback_rows",
+            "Stored rows with a true label from feedback.",
+            ["model", "version"],
+            registry=metrics,
+        )
+        self.stored_rows = Gauge(
+            "synergy_monitoring_rows",
+            "Stored predicted rows (within retention).",
+            ["model", "version"],
+            registry=metrics,
+        )
+        self.live_accuracy = Gauge(
+            "synergy_live_accuracy",
+            "Accuracy on rows with feedback (window: all or recent).",
+            ["model", "version", "window"],
+            registry=metrics,
+        )
+        self.below_held_out = Gauge(
+            "synergy_live_accuracy_below_held_out",
+            "1 when the recent live accuracy's Wilson 95% interval lies below the card's "
+            "held-out accuracy.",
+            ["model", "version"],
+            registry=metrics,
+        )
+        self.drift_score = Gauge(
+            "synergy_drift_score",
+            "PSI of the recent window against the training profile.",
+            ["model", "version", "statistic"],
+            registry=metrics,
+        )
+        self.drift_p_value = Gauge(
+            "synergy_drift_p_value",
+            "KS (continuous) or chi-squared (categorical) p-value of the recent window.",
+            ["model", "version", "statistic"],
+            registry=metrics,
+        )
+        self.drift_flag = Gauge(
+            "synergy_drift_flag",
+            "1 when the statistic drifted (p-value and PSI past their thresholds).",
+            ["model", "version", "statistic"],
+            registry=metrics,
+        )
+        if settings.payload_log.strip().lower() not in ("", "off"):
+            self.payload_log = PayloadLogger(
+                settings.payload_log.strip(),
+                max_events=settings.payload_log_queue_events,
+                on_drop=self.dropped.labels("payload_log").inc,
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Connect, migrate and start the writer (on a thread). A database that cannot be
+        reached is logged and leaves the store off: predictions keep serving; feedback and
+        monitoring answer 503."""
+        if self.payload_log is not None:
+            self.payload_log.start()
+        if not self.enabled:
+            return
+        settings = self.settings
+        url = database_url(
+            settings.database_url.get_secret_value() if settings.database_url else None,
+            settings.store_dir,
+        )
+        try:
+            store = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _open_store, url
+            )
+        except Exception as exc:  # noqa: BLE001 - reported, serving goes on
+            log.error("the prediction store is off: %s", _describe(exc))
+            return
+        self.store = store
+        self.writer = Writer(
+            store,
+            max_rows=settings.store_queue_rows,
+            batch_rows=settings.store_batch_rows,
+            flush_interval_s=settings.store_flush_interval_ms / 1000,
+            on_drop=self.dropped.labels("store").inc,
+            on_tick=self.housekeeping,
+            tick_interval_s=settings.monitoring_interval_s,
+        )
+        self.writer.start()
+        self.started = True
+        log.info("prediction store on %s", store.dialect)
+
+    async def stop(self) -> None:
+        """Write what is queued, then close."""
+        loop = asyncio.get_running_loop()
+        if self.writer is not None:
+            await loop.run_in_executor(None, self.writer.stop)
+        if self.payload_log is not None:
+            await loop.run_in_executor(None, self.payload_log.stop)
+        if self.store is not None:
+            self.store.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ request path
+    def record(
+        self,
+        entry: ModelEntry,
+        rows: list[Any],
+        predictions: list[dict[str, Any]],
+        scope_state: dict[str, Any],
+    ) -> None:
+        """Queue one finished prediction (never blocks, never raises for a full queue)."""
+        request_id: str = scope_state.get("request_id", "")
+        version = entry.version
+        if self.writer is not None:
+            self.writer.submit(
+                Record(
+                    request_id,
+                    entry.name,
+                    version,
+                    scope_state.get("protocol", "v1"),
+                    time.time(),
+                    rows,
+                    predictions,
+                    lambda: self.computer(entry),
+                )
+            )
+        if self.payload_log is not None and random.random() < self.settings.payload_log_sample:  # noqa: S311
+            self.payload_log.submit(request_id, entry.name, version, rows, predictions)
+
+    def computer(self, entry: ModelEntry) -> StatisticsComputer:
+        """The statistics computer of a version (built once, on first use)."""
+        key = (entry.name, entry.version)
+        with self._lock:
+            computer = self._computers.get(key)
+            if computer is None:
+                assert entry.card is not None
+                computer = StatisticsComputer(entry.card, entry.folder)
+                self._computers[key] = computer
+            return computer
+
+    # ------------------------------------------------------------------ feedback
+    async def feedback(
+        self, name: str, request_id: str, labels: list[str | None]
+    ) -> dict[str, Any]:
+        """Store the true labels of one prediction; returns once committed (see README)."""
+        self.registry.versions(name)  # 404 for an unknown model
+        self._require_store()
+        return await self._in_thread(self._feedback, name, request_id, labels)
+
+    def _feedback(self, name: str, request_id: str, labels: list[str | None]) -> dict[str, Any]:
+        store = self.store
+        assert store is not None
+        if self.writer is not None:
+            self.writer.wait_written(request_id, FEEDBACK_FLUSH_WAIT_S)
+        rows = store.prediction(name, request_id)
+        if not rows and store.dialect != "sqlite":
+            # Another replica may have made the prediction and still hold its rows in its
+            # queue: they reach the shared database within one flush interval.
+            deadline = time.monotonic() + 2 * self.settings.store_flush_interval_ms / 1000 + 1
+            while not rows and time.monotonic() < deadline:
+                time.sleep(0.1)
+                rows = store.prediction(name, request_id)
+        if not rows:
+            raise NotFound(
+                f"model {name} has no stored prediction with request id {request_id!r}; send "
+                "the X-Request-ID of a prediction response of this model (predictions are kept "
+                "for the retention period, and not at all when the store was full or off)"
+            )
+        if len(labels) != len(rows):
+            raise InvalidInput(
+                f"request {request_id} predicted {len(rows)} instance(s) but {len(labels)} "
+                f"label(s) were sent; send one label (or null) per instance, in order"
+            )
+        version = rows[0][1]
+        known = self._labels(name, version)
+        for index, label in enumerate(labels):
+            if label is not None and label not in known:
+                raise InvalidInput(
+                    f"labels[{index}]: {label!r} is not a label of model {name} version "
+                    f"{version}; use one of {known} or null"
+                )
+        given = {
+            row_id: label
+            for (row_id, _, _), label in zip(rows, labels, strict=True)
+            if label is not None
+        }
+        store.set_feedback(given)
+        return {
+            "model": name,
+            "version": version,
+            "request_id": request_id,
+            "rows": len(rows),
+            "labelled": len(given),
+        }
+
+    def _labels(self, name: str, version: int) -> list[str]:
+        versions = self.registry.versions(name)
+        entry = versions.get(version)
+        if entry is None or entry.card is None:
+            entry = next(e for e in versions.values() if e.card is not None)
+        assert entry.card is not None
+        return list(entry.card.labels)
+
+    # ------------------------------------------------------------------ reports
+    async def report(self, name: str, version: int | None) -> dict[str, Any]:
+        """Live accuracy and drift of every version of a model (or of one)."""
+        if version is None:
+            entries = [e for e in self.registry.versions(name).values() if e.card is not None]
+        else:
+            entries = [self.registry.find(name, version)]
+            if entries[0].card is None:
+                raise Unavailable(
+                    f"model {name} version {version} has no valid card: {entries[0].reason}",
+                    retry_after_s=30,
+                )
+        self._require_store()
+        reports = await self._in_thread(
+            lambda: [self.version_report(e) for e in sorted(entries, key=lambda e: e.version)]
+        )
+        return {"model": name, "versions": reports}
+
+    def version_report(self, entry: ModelEntry) -> dict[str, Any]:
+        """The monitoring report of one version (blocking); updates its Prometheus gauges."""
+        store = self.store
+        card = entry.card
+        assert store is not None and card is not None
+        name, version, labels = entry.name, entry.version, list(card.labels)
+        predicted_rows, feedback_rows, correct = store.counts(name, version)
+        recent = store.recent_feedback(name, version, self.settings.accuracy_window_rows)
+        recent_correct = sum(true == predicted for true, predicted in recent)
+        held_out = card.metrics.accuracy
+        all_time = _accuracy(correct, feedback_rows, held_out)
+        recent_accuracy = _accuracy(recent_correct, len(recent), held_out)
+        cells = store.confusion(name, version)
+        matrix = [[cells.get((t, p), 0) for p in labels] for t in labels]
+        drift = self._drift(entry, store)
+        v = str(version)
+        self.stored_rows.labels(name, v).set(predicted_rows)
+        self.feedback_rows.labels(name, v).set(feedback_rows)
+        for window, figures in (("all", all_time), ("recent", recent_accuracy)):
+            if figures["accuracy"] is not None:
+                self.live_accuracy.labels(name, v, window).set(figures["accuracy"])
+        self.below_held_out.labels(name, v).set(int(recent_accuracy["below_held_out"]))
+        for result in drift["statistics"]:
+            stat = result["statistic"]
+            self.drift_score.labels(name, v, stat).set(result["score"])
+            self.drift_p_value.labels(name, v, stat).set(result["p_value"])
+            self.drift_flag.labels(name, v, stat).set(int(result["flag"]))
+        return {
+            "version": version,
+            "rows_predicted": predicted_rows,
+            "rows_with_feedback": feedback_rows,
+            "held_out_accuracy": held_out,
+            "accuracy": {
+                "all_time": all_time,
+                "recent": {**recent_accuracy, "window_rows": self.settings.accuracy_window_rows},
+            },
+            "confusion_matrix": {"labels": labels, "matrix": matrix},
+            "drift": drift,
+        }
+
+    def _drift(self, entry: ModelEntry, store: Store) -> dict[str, Any]:
+        settings = self.settings
+        profile = self.profile(entry)
+        window = store.recent_rows(entry.name, entry.version, settings.drift_window_rows)
+        out: dict[str, Any] = {
+            "window_rows": settings.drift_window_rows,
+            "rows": len(window),
+            "distinct_rows": 0,
+            "profile": profile is not None,
+            "flagged": False,
+            "statistics": [],
+        }
+        if profile is None:
+            out["note"] = (
+                "this version's artifact has no reference profile (profile.json): run "
+                "python -m training profile on it to enable drift detection"
+            )
+            return out
+        computer = self.computer(entry)
+        names = computer.names
+        stats = np.frombuffer(b"".join(row[0] for row in window), dtype=np.float64)
+        stats = stats.reshape(len(window), len(names))
+        # Identical inputs count once: a client re-sending the same rows (retries, a popular
+        # item) repeats one observation, and counting it again would make the tests as sure
+        # as if it were many independent ones.
+        keep = np.sort(np.unique(stats, axis=0, return_index=True)[1])
+        stats = stats[keep]
+        labels = [window[i][1] for i in keep]
+        out["distinct_rows"] = len(keep)
+        if len(keep) < settings.drift_min_rows:
+            out["note"] = (
+                f"drift is tested from {settings.drift_min_rows} distinct stored rows; "
+                f"{len(keep)} so far"
+            )
+            return out
+        tests = len(profile.statistics)
+        alpha = settings.drift_alpha / max(1, tests)
+        results: list[DriftResult] = []
+        for index, stat in enumerate(names):
+            reference = profile.statistics.get(stat)
+            if isinstance(reference, ContinuousReference):
+                results.append(
+                    continuous_drift(
+                        stat,
+                        stats[:, index],
+                        reference,
+                        alpha=alpha,
+                        psi_threshold=settings.drift_psi_threshold,
+                    )
+                )
+        label_reference = profile.statistics.get(PREDICTED_LABEL)
+        if isinstance(label_reference, CategoricalReference):
+            results.append(
+                categorical_drift(
+                    PREDICTED_LABEL,
+                    labels,
+                    label_reference,
+                    alpha=alpha,
+                    psi_threshold=settings.drift_psi_threshold,
+                )
+            )
+        out["statistics"] = [
+            {
+                "statistic": r.statistic,
+                "kind": r.kind,
+                "test": r.test,
+                "score": round(r.score, 6),
+                "p_value": float(f"{r.p_value:.6g}"),
+                "window_rows": r.window_rows,
+                "flag": r.flag,
+            }
+            for r in results
+        ]
+        out["flagged"] = any(r.flag for r in results)
+        return out
+
+    def profile(self, entry: ModelEntry) -> Profile | None:
+        """The version's reference profile (read once), None when its card names none."""
+        key = (entry.name, entry.version)
+        with self._lock:
+            if key in self._profiles:
+                return self._profiles[key]
+        card = entry.card
+        profile: Profile | None = None
+        profile_file = getattr(card, "profile_file", None)
+        if card is not None and profile_file:
+            try:
+                profile = Profile.model_validate_json((entry.folder / profile_file).read_bytes())
+            except Exception as exc:  # noqa: BLE001 - drift off for this version, logged
+                log.error(
+                    "%s/%s: the reference profile is unreadable: %s",
+                    entry.name,
+                    entry.version,
+                    _describe(exc),
+                )
+        with self._lock:
+            self._profiles[key] = profile
+        return profile
+
+    def housekeeping(self) -> None:
+        """Retention, then refresh the Prometheus gauges of every version (writer thread)."""
+        store = self.store
+        if store is None:
+            return
+        settings = self.settings
+        deleted = store.prune(
+            settings.store_retention_days * 86400 if settings.store_retention_days else None,
+            settings.store_max_rows,
+        )
+        if deleted:
+            log.info("prediction store: %d rows past retention deleted", deleted)
+        for entry in self.registry:
+            if entry.card is not None:
+                self.version_report(entry)
+
+    # ------------------------------------------------------------------ helpers
+    def _require_store(self) -> None:
+        if not self.enabled:
+            raise NotFound(
+                "the prediction store is off on this server (SYNERGY_STORE_PREDICTIONS=false), "
+                "so there is no feedback or live monitoring"
+            )
+        if self.store is None:
+            raise Unavailable(
+                "the prediction store is not available (the database could not be reached at "
+                "start-up; see the server log)",
+                retry_after_s=30,
+            )
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def _open_store(url: str) -> Store:
+    store = Store(url)
+    store.migrate()
+    return store
+
+
+def _accuracy(correct: int, total: int, held_out: float) -> dict[str, Any]:
+    low, high = wilson_interval(correct, total)
+    return {
+        "rows": total,
+        "correct": correct,
+        "accuracy": round(correct / total, 6) if total else None,
+        "interval_95": [round(low, 6), round(high, 6)],
+        "below_held_out": bool(total and high < held_out),
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    # The database URL may hold a password: name the failure, not the connection string.
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"

@@ -1,0 +1,254 @@
+"""Monitoring internals: drift statistics, the Wilson interval, input statistics, the store,
+the writer's bounds and the payload log's events."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from app.monitoring.payload_log import PayloadLogger
+from app.monitoring.profile import (
+    CategoricalReference,
+    continuous_reference,
+    image_statistics,
+)
+from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilson_interval
+from app.monitoring.store import Store, database_url
+from app.monitoring.writer import Record, Writer
+from app.schemas.card import ModelCard
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------------- statistics
+def test_wilson_interval_known_values() -> None:
+    # Wilson 95% for 8/10: (0.4902, 0.9433) (Newcombe 1998, method 3).
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4)
+    assert high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert wilson_interval(0, 10)[0] == pytest.approx(0.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    # More evidence, a narrower interval around the same proportion.
+    wide, narrow = wilson_interval(90, 100), wilson_interval(900, 1000)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+
+
+def test_psi_is_zero_for_equal_shares_and_large_for_a_shift() -> None:
+    shares = np.full(10, 0.1)
+    assert psi(shares, shares) == pytest.approx(0.0)
+    shifted = np.array([0, 0, 0, 0, 0, 0.1, 0.1, 0.2, 0.3, 0.3])
+    assert psi(shifted, shares) > 1.0
+
+
+def test_continuous_drift_flags_a_shift_and_not_the_same_distribution() -> None:
+    rng = np.random.default_rng(0)
+    reference = continuous_reference(rng.normal(0, 1, 5000))
+    same = continuous_drift("x", rng.normal(0, 1, 200), reference, alpha=0.001, psi_threshold=0.25)
+    assert not same.flag and same.p_value > 0.001 and same.window_rows == 200
+    moved = continuous_drift(
+        "x", rng.normal(1.5, 1, 200), reference, alpha=0.001, psi_threshold=0.25
+    )
+    assert moved.flag and moved.p_value < 1e-10 and moved.score > 0.25
+    assert moved.test == "ks"
+
+
+def test_drift_flag_needs_both_significance_and_size() -> None:
+    rng = np.random.default_rng(1)
+    reference = continuous_reference(rng.normal(0, 1, 5000))
+    # A tiny shift over a huge window: significant, but PSI says it is harmless.
+    small = continuous_drift(
+        "x", rng.normal(0.1, 1, 50_000), reference, alpha=0.001, psi_threshold=0.25
+    )
+    assert small.p_value < 0.001 and not small.flag
+
+
+def test_categorical_drift_uses_chi_squared() -> None:
+    reference = CategoricalReference(categories=["a", "b"], shares=[0.5, 0.5])
+    even = categorical_drift("label", ["a", "b"] * 100, reference, alpha=0.001, psi_threshold=0.25)
+    assert even.p_value == pytest.approx(1.0) and not even.flag
+    skewed = categorical_drift(
+        "label", ["a"] * 190 + ["b"] * 10, reference, alpha=0.001, psi_threshold=0.25
+    )
+    assert skewed.flag and skewed.test == "chi-squared"
+
+
+def test_image_statistics() -> None:
+    blank = np.zeros((1, 28, 28))
+    assert image_statistics(blank, 255).tolist() == [[0.0, 0.0, 0.0]]
+    dot = np.zeros((1, 28, 28))
+    dot[0, 14, 14] = 255
+    ink, mean, spread = image_statistics(dot, 255)[0]
+    assert ink == pytest.approx(1 / 784) and mean == pytest.approx(1 / 784)
+    assert spread == pytest.approx(0.0)
+    ring = np.zeros((1, 28, 28))
+    ring[0, 4, 14] = ring[0, 24, 14] = 255  # two dots 10 pixels from their centre
+    assert image_statistics(ring, 255)[0, 2] == pytest.approx(10.0)
+
+
+def test_text_statistics_count_tokens_and_unknown_words() -> None:
+    from app.monitoring.profile import StatisticsComputer
+
+    folder = ROOT / "models" / "imdb-sentiment" / "1"
+    computer = StatisticsComputer(ModelCard.read(folder), folder)
+    stats = computer.compute(["a great film", "zzqqxx wwvvyy great"])
+    assert stats[0].tolist() == [3.0, 0.0]
+    assert stats[1, 0] == 3.0 and stats[1, 1] == pytest.approx(2 / 3)
+
+
+def test_card_must_list_its_profile(tmp_path: Path) -> None:
+    folder = ROOT / "models" / "iris-knn" / "1"
+    card = json.loads((folder / "card.json").read_text())
+    card["profile_file"] = "missing.json"
+    with pytest.raises(ValueError, match="profile_file"):
+        ModelCard.model_validate(card)
+
+
+# ---------------------------------------------------------------------- store
+def _row(
+    request_id: str, index: int, predicted: str = "a", created_at: float = 1000.0
+) -> tuple[Any, ...]:
+    # INSERT_COLUMNS order.
+    stats = np.array([1.0]).tobytes()
+    probabilities = np.array([0.9, 0.1], dtype=np.float32).tobytes()
+    return (request_id, "m", 1, "v1", index, created_at, b"\x00", stats, probabilities, predicted)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(database_url(None, tmp_path / "store"))
+    store.migrate()
+    store.migrate()  # idempotent: a restart migrates again
+    return store
+
+
+def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
+    store.insert_rows([_row("r1", 0, "a"), _row("r1", 1, "b"), _row("r2", 0, "a")])
+    rows = store.prediction("m", "r1")
+    assert [(version, label) for _, version, label in rows] == [(1, "a"), (1, "b")]
+    assert store.prediction("m", "unknown") == []
+    assert store.prediction("other-model", "r1") == []
+    store.set_feedback({rows[0][0]: "a", rows[1][0]: "a"})
+    assert store.counts("m", 1) == (3, 2, 1)
+    first = store.recent_feedback("m", 1, 10)
+    store.set_feedback({rows[0][0]: "a", rows[1][0]: "a"})  # the same again
+    assert store.counts("m", 1) == (3, 2, 1)
+    assert store.recent_feedback("m", 1, 10) == first
+    assert store.confusion("m", 1) == {("a", "a"): 1, ("a", "b"): 1}
+
+
+def test_store_newest_prediction_wins_for_a_reused_request_id(store: Store) -> None:
+    store.insert_rows([_row("dup", 0, "a", created_at=1.0)])
+    store.insert_rows([_row("dup", 0, "b", created_at=2.0), _row("dup", 1, "b", created_at=2.0)])
+    assert [label for _, _, label in store.prediction("m", "dup")] == ["b", "b"]
+
+
+def test_store_retention_by_age_and_rows(store: Store) -> None:
+    now = time.time()
+    store.insert_rows([_row(f"old{i}", 0, created_at=now - 3600) for i in range(3)])
+    store.insert_rows([_row(f"new{i}", 0, created_at=now) for i in range(5)])
+    assert store.prune(max_age_s=60, max_rows=None) == 3
+    assert store.prune(max_age_s=None, max_rows=2) == 3
+    assert store.counts("m", 1)[0] == 2
+    assert store.prediction("m", "new4") and not store.prediction("m", "new0")
+
+
+# ---------------------------------------------------------------------- writer
+class _Computer:
+    names: ClassVar[list[str]] = ["x"]
+
+    def compute(self, rows: list[Any]) -> np.ndarray:
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), 1)
+
+    def compact(self, rows: list[Any]) -> list[bytes]:
+        return [b"" for _ in rows]
+
+    def measure(self, rows: list[Any]) -> tuple[np.ndarray, list[bytes]]:
+        return self.compute(rows), self.compact(rows)
+
+
+def _record(request_id: str, rows: int) -> Record:
+    return Record(
+        request_id=request_id,
+        model="m",
+        version=1,
+        route="v1",
+        created_at=time.time(),
+        rows=[1.0] * rows,
+        predictions=[{"label": "a", "probabilities": {"a": 1.0, "b": 0.0}}] * rows,
+        computer=lambda: _Computer(),  # type: ignore[arg-type,return-value]
+    )
+
+
+def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store) -> None:
+    dropped: list[int] = []
+    # Never started: nothing drains the queue.
+    writer = Writer(store, max_rows=5, batch_rows=100, flush_interval_s=60, on_drop=dropped.append)
+    assert writer.submit(_record("a", 3))
+    assert writer.submit(_record("b", 2))
+    started = time.perf_counter()
+    assert not writer.submit(_record("c", 1))
+    assert time.perf_counter() - started < 0.1
+    assert dropped == [1] and writer.queued_rows == 5
+
+
+def test_feedback_wait_flushes_at_once(store: Store) -> None:
+    writer = Writer(store, max_rows=100, batch_rows=100, flush_interval_s=60, on_drop=print)
+    writer.start()
+    try:
+        writer.submit(_record("now", 2))
+        started = time.perf_counter()
+        # The writer would wait 60 s for more rows; a feedback wait makes it write now.
+        assert writer.wait_written("now", timeout_s=30)
+        assert time.perf_counter() - started < 20
+        assert len(store.prediction("m", "now")) == 2
+    finally:
+        writer.stop()
+
+
+def test_writer_stop_writes_what_is_queued(store: Store) -> None:
+    writer = Writer(store, max_rows=100, batch_rows=100, flush_interval_s=60, on_drop=print)
+    writer.start()
+    writer.submit(_record("last", 1))
+    writer.stop()
+    assert store.prediction("m", "last")
+
+
+# ---------------------------------------------------------------------- payload log
+def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
+    path = tmp_path / "events" / "payloads.jsonl"
+    logger = PayloadLogger(str(path), max_events=10, on_drop=print)
+    logger.start()
+    logger.submit(
+        "req-1",
+        "iris-knn",
+        1,
+        [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)],
+        [{"label": "setosa", "probabilities": {"setosa": 1.0}}],
+    )
+    logger.stop()
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["type"] for e in events] == [
+        "io.synergy.inference.request",
+        "io.synergy.inference.response",
+    ]
+    for event in events:
+        assert event["specversion"] == "1.0" and event["id"] == "req-1"
+        assert event["source"] == "/synergy-serve/models/iris-knn/versions/1"
+    assert events[0]["data"]["instances"] == [[5.099999904632568, 3.5, 1.399999976158142, 0.2]] or (
+        np.allclose(events[0]["data"]["instances"], [[5.1, 3.5, 1.4, 0.2]])
+    )
+    assert events[1]["data"]["predictions"][0]["label"] == "setosa"
+
+
+def test_payload_log_drops_when_full() -> None:
+    dropped: list[int] = []
+    logger = PayloadLogger("stdout", max_events=1, on_drop=dropped.append)  # not started
+    logger.submit("a", "m", 1, [[1]], [{}])
+    logger.submit("b", "m", 1, [[1], [2]], [{}, {}])
+    assert dropped == [2]
