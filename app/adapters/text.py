@@ -102,4 +102,11 @@ class TextAdapter(InputAdapter):
             ) from exc
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
-        return self.vectorizer.pad([row.ids for row in rows])
+        # Rows from to_row; plain texts too (training's profile and backfill featurise raw
+        # reviews, where a review without a known word is data, not an error).
+        return self.vectorizer.pad(
+            [
+                row.ids if isinstance(row, EncodedText) else self.vectorizer.encode(str(row))
+                for row in rows
+            ]
+        )
