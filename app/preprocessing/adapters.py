@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from app.preprocessing.image import (
     image_bytes_to_mnist,
     images_to_model_input,
 )
-from app.preprocessing.text import NoKnownWordError, TextVectorizer
+from app.preprocessing.text import EncodedText, NoKnownWordError, TextVectorizer
 from app.schemas.card import ImageInput, ModelCard, TabularInput, TextInput
 from app.schemas.predict import FLOAT32_MAX, B64Image
 
@@ -212,15 +211,6 @@ class ImageAdapter(InputAdapter):
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return images_to_model_input(rows)
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedText:
-    """One review as the model reads it: its n-gram ids (see TextVectorizer.encode), with the
-    text they came from, for what works on words rather than ids (explanations)."""
-
-    text: str
-    ids: np.ndarray
 
 
 class TextAdapter(InputAdapter):
