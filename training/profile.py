@@ -26,6 +26,7 @@ import numpy as np
 
 from app.monitoring.profile import PROFILE_FILE, StatisticsComputer, build_profile
 from app.schemas.card import ModelCard, sha256_file
+from training.backend import MissingTrainingDependency, import_training_backend
 
 PROFILE_MAX_ROWS = 10_000
 PREDICT_CHUNK_ROWS = 256
@@ -103,7 +104,8 @@ def load_split(name: str, data_dir: Path | None, max_rows: int | None = None) ->
 
 def predict_labels(card: ModelCard, folder: Path, rows: Sequence[Any]) -> list[str]:
     """The labels the version in `folder` predicts for serving-form rows."""
-    from app.preprocessing.adapters import make_adapter
+    from app.preprocessing.adapters import TextAdapter, make_adapter
+    from app.preprocessing.text import EncodedText
     from app.runtimes.base import Model
     from app.runtimes.keras import KerasModel
     from app.runtimes.sklearn import SklearnModel
@@ -118,6 +120,10 @@ def predict_labels(card: ModelCard, folder: Path, rows: Sequence[Any]) -> list[s
     labels: list[str] = []
     for start in range(0, len(rows), PREDICT_CHUNK_ROWS):
         chunk = list(rows[start : start + PREDICT_CHUNK_ROWS])
+        if isinstance(adapter, TextAdapter):
+            # Texts as the adapter's rows; `encode`, not `to_row`: a training review with no
+            # known word is still part of the training distribution.
+            chunk = [EncodedText(text, adapter.vectorizer.encode(text)) for text in chunk]
         probabilities = np.asarray(model.predict(adapter.featurize(chunk)))
         labels.extend(card.labels[int(i)] for i in probabilities.argmax(axis=1))
     return labels
@@ -157,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with mnist.npz and aclImdb_train.tar.gz (omit to download)",
     )
     args = parser.parse_args(argv)
+    try:
+        import_training_backend()  # quietly: one line per folder, whatever the CPU
+    except MissingTrainingDependency as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for folder in args.folders:
         try:
             card = add_profile(folder, args.data_dir)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +11,8 @@ from app.adapters.base import InputAdapter, InputLimits, named_rows
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput
-from app.preprocessing.text import NoKnownWordError, TextVectorizer
+from app.preprocessing.text import EncodedText, NoKnownWordError, TextVectorizer
 from app.schemas.card import ModelCard, TextInput
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedText:
-    """One review as the model reads it: its n-gram ids (see TextVectorizer.encode), with the
-    text they came from, for what works on words rather than ids (explanations)."""
-
-    text: str
-    ids: np.ndarray
 
 
 class TextAdapter(InputAdapter):

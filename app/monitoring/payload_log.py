@@ -28,6 +28,8 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from app.preprocessing.text import EncodedText
+
 log = logging.getLogger(__name__)
 
 REQUEST_TYPE = "io.synergy.inference.request"
@@ -36,6 +38,8 @@ HTTP_TIMEOUT_S = 5.0
 
 
 def _default(value: Any) -> Any:
+    if isinstance(value, EncodedText):  # a review, logged as the text the client sent
+        return value.text
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from app.preprocessing.text import UNKNOWN_ID, TextVectorizer, tokenize_bytes
+from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer, tokenize_bytes
 from app.schemas.card import ImageInput, ModelCard, TabularInput, TextInput
 
 PROFILE_FILE = "profile.json"
@@ -126,8 +126,10 @@ class StatisticsComputer:
         stats = np.empty((len(rows), 2))
         compact = []
         get = self._word_ids.get
-        for index, text in enumerate(rows):
-            ids = [get(word, UNKNOWN_ID) for word in tokenize_bytes(str(text))]
+        for index, row in enumerate(rows):
+            # Served rows are EncodedText (the adapter's); training passes the texts themselves.
+            text = row.text if isinstance(row, EncodedText) else str(row)
+            ids = [get(word, UNKNOWN_ID) for word in tokenize_bytes(text)]
             stats[index, 0] = len(ids)
             stats[index, 1] = ids.count(UNKNOWN_ID) / len(ids) if ids else 0.0
             compact.append(np.array(ids, dtype=np.int32).tobytes())

@@ -20,6 +20,7 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,15 @@ def tokenize_bytes(text: str) -> list[bytes]:
 def tokenize(text: str) -> list[str]:
     """The words of a text: lower-case, no HTML tags, no punctuation."""
     return [token.decode("utf-8", "replace") for token in tokenize_bytes(text)]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedText:
+    """One review as the model reads it: its n-gram ids (see TextVectorizer.encode), with the
+    text they came from, for what works on words rather than ids (explanations, monitoring)."""
+
+    text: str
+    ids: np.ndarray
 
 
 class NoKnownWordError(ValueError):
