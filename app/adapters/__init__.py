@@ -13,7 +13,8 @@ from app.adapters.base import (
 )
 from app.adapters.image import ImageAdapter
 from app.adapters.tabular import TabularAdapter
-from app.adapters.text import EncodedText, TextAdapter
+from app.adapters.text import TextAdapter
+from app.preprocessing.text import EncodedText
 from app.schemas.card import ImageInput, ModelCard, TabularInput
 
 __all__ = [
