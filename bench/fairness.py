@@ -28,7 +28,9 @@ from bench.common import ROOT, percentile, report, start_ours
 
 def body_of(rows: int) -> bytes:
     """`rows` real MNIST test digits (the card's examples, repeated) as a :predict body."""
-    card = ModelCard.read(ROOT / "models" / "mnist-cnn" / "1")
+    folder = ROOT / "models" / "mnist-cnn"
+    newest = max((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    card = ModelCard.read(newest)
     examples = [example.instance for example in card.examples]
     return json.dumps({"instances": [examples[i % len(examples)] for i in range(rows)]}).encode()
 
