@@ -21,6 +21,7 @@ from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilso
 from app.monitoring.store import Store, database_url
 from app.monitoring.writer import Record, Writer
 from app.schemas.card import ModelCard
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,7 +95,7 @@ def test_image_statistics() -> None:
 def test_text_statistics_count_tokens_and_unknown_words() -> None:
     from app.monitoring.profile import StatisticsComputer
 
-    folder = ROOT / "models" / "imdb-sentiment" / "1"
+    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
     computer = StatisticsComputer(ModelCard.read(folder), folder)
     stats = computer.compute(["a great film", "zzqqxx wwvvyy great"])
     assert stats[0].tolist() == [3.0, 0.0]
@@ -102,7 +103,7 @@ def test_text_statistics_count_tokens_and_unknown_words() -> None:
 
 
 def test_card_must_list_its_profile(tmp_path: Path) -> None:
-    folder = ROOT / "models" / "iris-knn" / "1"
+    folder = COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION
     card = json.loads((folder / "card.json").read_text())
     card["profile_file"] = "missing.json"
     with pytest.raises(ValueError, match="profile_file"):
