@@ -43,7 +43,9 @@ def configure_logging(level: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # Libraries that are chatty at INFO. JAX logs "Unable to initialize backend 'tpu'" at INFO
     # on every start without a TPU: expected on CPU and GPU machines, but it reads like an error.
-    for name in ("tensorflow", "absl", "h5py", "PIL", "jax"):
+    # Alembic announces each of its plugins at INFO at every start (the migration itself is
+    # logged by the store at INFO, and Alembic's warnings still pass).
+    for name in ("tensorflow", "absl", "h5py", "PIL", "jax", "alembic.runtime.plugins"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
