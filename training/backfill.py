@@ -24,7 +24,13 @@ import numpy as np
 from pydantic import ValidationError
 
 from app.schemas.card import ModelCard, sha256_file, verify_artifacts
-from training.common import ERRORS_FILE, misclassified_examples, write_errors_artifact
+from training.backend import MissingTrainingDependency, import_training_backend
+from training.common import (
+    ERRORS_FILE,
+    misclassified_examples,
+    roc_points,
+    write_errors_artifact,
+)
 from training.data import DataError
 
 PREDICT_BATCH = 256
@@ -121,7 +127,8 @@ def _load(card: ModelCard, folder: Path) -> tuple[Any, Any]:
 
 def backfill_errors(folder: Path, data_dir: Path | None) -> ModelCard:
     """Write `folder/errors.json` from the model's held-out predictions and list it (with its
-    sha256) in the card as `errors_file`; returns the new card.
+    sha256) in the card as `errors_file`; for a binary model whose card has no ROC curve, also
+    record the curve's points from the same predictions; returns the new card.
 
     Raises BackfillError when the artifact is not intact, its model has no known held-out
     split, or the data differs from what it was trained on (sha256 or held-out size);
@@ -164,9 +171,14 @@ def backfill_errors(folder: Path, data_dir: Path | None) -> ModelCard:
         held.instances, held.labels, probabilities, card.labels, held.evaluated_on
     )
     name = write_errors_artifact(folder, errors)
+    metrics = card.metrics.model_dump()
+    if len(card.labels) == 2 and metrics.get("roc_curve") is None:
+        # Cards from before training recorded the curve's points: the same held-out scores.
+        metrics["roc_curve"] = roc_points(held.labels, probabilities[:, 1])
     updated = ModelCard.model_validate(
         {
             **card.model_dump(),
+            "metrics": metrics,
             "errors_file": name,
             "artifacts": dict(sorted({**card.artifacts, name: sha256_file(folder / name)}.items())),
         }
@@ -212,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if not (args.folder / "card.json").is_file():
         print(f"error: {args.folder} holds no card.json; pass a version folder", file=sys.stderr)
+        return 2
+    try:
+        import_training_backend()  # quietly: the one line below is the whole output
+    except MissingTrainingDependency as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         print(SUBCOMMANDS[args.command](args), flush=True)

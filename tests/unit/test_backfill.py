@@ -96,3 +96,23 @@ def test_backfill_refuses_a_model_evaluated_on_another_split(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "retrain instead" in err
     assert not (folder / ERRORS_FILE).exists()
+
+
+def test_backfill_records_the_roc_curve_of_a_binary_model_trained_before_it(
+    models_copy: Path, data_dir: Path
+) -> None:
+    folder = models_copy / "binary-mlp" / "1"
+    trained = ModelCard.read(folder)
+    assert trained.metrics.roc_curve
+    _strip_errors(folder)
+    stripped = ModelCard.read(folder)
+    stripped.model_copy(
+        update={"metrics": stripped.metrics.model_copy(update={"roc_curve": None})}
+    ).write(folder)
+
+    assert main(["errors", str(folder), "--data-dir", str(data_dir)]) == 0
+
+    card = ModelCard.read(folder)
+    assert verify_artifacts(card, folder) == []
+    # The same held-out scores the trainer used: the same points.
+    assert card.metrics.roc_curve == trained.metrics.roc_curve
