@@ -27,7 +27,7 @@ from synergy_client import (
 )
 
 from app.schemas.card import ModelCard, sha256_file
-from tests.conftest import COMMITTED_MODELS, MODEL_NAMES
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
 from tests.e2e.conftest import Server, start_server
 from tests.e2e.loading_gate import gated_artifact
 
@@ -43,7 +43,7 @@ def anyio_backend() -> str:
 
 
 def _committed_card(name: str) -> ModelCard:
-    return ModelCard.read(COMMITTED_MODELS / name / "1")
+    return ModelCard.read(COMMITTED_MODELS / name / COMMITTED_VERSION)
 
 
 def _assert_card_predictions(name: str, result: Any) -> None:
@@ -232,10 +232,12 @@ def gated_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     """A server whose iris-knn stays "loading" (503 + Retry-After: 1) until `gate` exists."""
     models = tmp_path / "models"
     shutil.copytree(COMMITTED_MODELS / "iris-knn", models / "iris-knn")
-    folder = models / "iris-knn" / "1"
+    folder = models / "iris-knn" / COMMITTED_VERSION
     gate = tmp_path / "gate"
     gated_artifact(
-        folder / "model.joblib", gate, COMMITTED_MODELS / "iris-knn" / "1" / "model.joblib"
+        folder / "model.joblib",
+        gate,
+        COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION / "model.joblib",
     )
     card = json.loads((folder / "card.json").read_text())
     card["artifacts"]["model.joblib"] = sha256_file(folder / "model.joblib")
@@ -297,7 +299,7 @@ def broken_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with API keys whose only model failed to load (503 + Retry-After: 30)."""
     tmp = tmp_path_factory.mktemp("broken")
     shutil.copytree(COMMITTED_MODELS / "iris-knn", tmp / "models" / "iris-knn")
-    artifact = tmp / "models" / "iris-knn" / "1" / "model.joblib"
+    artifact = tmp / "models" / "iris-knn" / COMMITTED_VERSION / "model.joblib"
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
