@@ -105,8 +105,10 @@ async def test_async_client_predicts_each_models_held_out_examples(
     server: Server, name: str
 ) -> None:
     async with AsyncSynergyClient(server.url) as client:
-        examples = (await client.card(name, version=1)).examples
-        result = await client.predict(name, [example.instance for example in examples], version=1)
+        examples = (await client.card(name, version=int(COMMITTED_VERSION))).examples
+        result = await client.predict(
+            name, [example.instance for example in examples], version=int(COMMITTED_VERSION)
+        )
     _assert_card_predictions(name, result)
 
 
@@ -129,7 +131,7 @@ def test_image_helpers_send_arrays_as_grids_and_files_as_the_server_reads_them(
         files = client.predict_image("mnist-cnn", paths)
         pil = client.predict_image("mnist-cnn", [Image.open(path) for path in paths])
         raw = client.predict_image("mnist-cnn", [path.read_bytes() for path in paths])
-        one = client.predict_image("mnist-cnn", str(paths[0]), version=1)
+        one = client.predict_image("mnist-cnn", str(paths[0]), version=int(COMMITTED_VERSION))
     truth = [str(label) for label in labels]
     assert sum(a == b for a, b in zip(grids.labels, truth, strict=True)) >= 9, grids.labels
     assert sum(a == b for a, b in zip(files.labels, truth, strict=True)) >= 9, files.labels
@@ -173,7 +175,7 @@ def test_models_cards_metrics_and_health(server: Server) -> None:
             committed = _committed_card(name)
             assert models[name].labels == tuple(committed.labels)
             assert [v.state for v in models[name].versions] == ["ready"]
-            card = client.card(name, version=1)
+            card = client.card(name, version=int(COMMITTED_VERSION))
             assert (card.name, card.labels) == (name, tuple(committed.labels))
             assert card.input["kind"] == committed.input.kind
             assert card.metrics.accuracy == committed.metrics.accuracy
@@ -181,7 +183,7 @@ def test_models_cards_metrics_and_health(server: Server) -> None:
             assert card.raw["artifacts"] == committed.artifacts
         before = client.model_metrics("iris-knn").serving.requests
         client.predict("iris-knn", [IRIS_SETOSA])
-        metrics = client.model_metrics("iris-knn", version=1)
+        metrics = client.model_metrics("iris-knn", version=int(COMMITTED_VERSION))
     assert metrics.serving.requests == before + 1
     assert metrics.serving.predicted_labels["setosa"].count >= 1
     assert metrics.held_out.accuracy == _committed_card("iris-knn").metrics.accuracy

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import COMMITTED_VERSION
 from tests.e2e.conftest import Server, free_port, start_server
 
 pytestmark = pytest.mark.e2e
@@ -152,7 +153,9 @@ def _feedback(server: Server, request_id: str, labels: list[Any]) -> httpx.Respo
 
 
 def _feedback_rows(server: Server) -> int:
-    response = httpx.get(f"{server.url}/v1/models/iris-knn/versions/1/monitoring", timeout=60)
+    response = httpx.get(
+        f"{server.url}/v1/models/iris-knn/versions/{COMMITTED_VERSION}/monitoring", timeout=60
+    )
     assert response.status_code == 200, response.text
     rows: int = response.json()["versions"][0]["rows_with_feedback"]
     return rows
