@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from starlette.responses import Response
 
+from app.api.openapi import predict_request_body
 from app.api.predict import documented_versions, require_json
 from app.context import request_context
 from app.errors import ServingError
@@ -162,25 +163,7 @@ def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict
         assert card is not None and adapter is not None
         operation_name = name.replace("-", "_").replace(".", "_")
         request_model = adapter.request_model
-        schema = request_model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(schema.pop("$defs", {}))
-        schema.pop("examples", None)
-        components[request_model.__name__] = schema
-        body = {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{request_model.__name__}"},
-                    "examples": {
-                        f"example-{index}": {
-                            "summary": f"a real held-out example (true label: {example.label})",
-                            "value": {"instances": [example.instance]},
-                        }
-                        for index, example in enumerate(card.examples, start=1)
-                    },
-                }
-            },
-        }
+        body = predict_request_body(card, request_model, components)
         description = (
             f"Why {name} predicts what it does. The body is the same as `:predict`'s (each "
             f"instance: {adapter.instance_help}), at most "

@@ -87,3 +87,29 @@ def _is_fastapi_validation(response: dict[str, Any]) -> bool:
     content = response.get("content", {}).get("application/json", {})
     reference = str(content.get("schema", {}).get("$ref", ""))
     return reference.endswith("/HTTPValidationError")
+
+
+def predict_request_body(
+    card: Any, request_model: Any, components: dict[str, Any]
+) -> dict[str, Any]:
+    """The request body of a model's `:predict`-shaped operation (`:predict`, `:explain`): its
+    schema, added to `components`, and the card's held-out examples as working examples."""
+    schema = request_model.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(schema.pop("$defs", {}))
+    schema.pop("examples", None)
+    components[request_model.__name__] = schema
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": f"#/components/schemas/{request_model.__name__}"},
+                "examples": {
+                    f"example-{index}": {
+                        "summary": f"a real held-out example (true label: {example.label})",
+                        "value": {"instances": [example.instance]},
+                    }
+                    for index, example in enumerate(card.examples, start=1)
+                },
+            }
+        },
+    }

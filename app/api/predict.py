@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.adapters import InputAdapter
-from app.api.openapi import predict_response_example
+from app.api.openapi import predict_request_body, predict_response_example
 from app.context import request_context
 from app.errors import (
     BadRequest,
@@ -259,28 +259,10 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
         assert card is not None and adapter is not None
         operation_name = name.replace("-", "_").replace(".", "_")
         request_model = adapter.request_model
-        schema = request_model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(schema.pop("$defs", {}))
-        schema.pop("examples", None)
-        components[request_model.__name__] = schema
         responses = _responses(
             PREDICT_ERRORS, predict_response_example(card), _invalid_input_message(adapter)
         )
-        body = {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{request_model.__name__}"},
-                    "examples": {
-                        f"example-{index}": {
-                            "summary": f"a real held-out example (true label: {example.label})",
-                            "value": {"instances": [example.instance]},
-                        }
-                        for index, example in enumerate(card.examples, start=1)
-                    },
-                }
-            },
-        }
+        body = predict_request_body(card, request_model, components)
         description = (
             f"{card.description}\n\nEach instance: {adapter.instance_help}. "
             "One prediction per instance comes back, in order: the label and the "
