@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.metrics import ServingStats
+    from app.repository import ModelEntry
 
 SCOPE_KEY = "synergy.context"
+# Request headers that choose a model version on every protocol and route (see
+# `RequestContext.route_headers`).
+PIN_VERSION_HEADER = b"x-model-version"
+PIN_LABEL_HEADER = b"x-model-label"
+ROUTING_KEY_HEADER = b"x-routing-key"
+ROUTING_HEADERS = frozenset((PIN_VERSION_HEADER, PIN_LABEL_HEADER, ROUTING_KEY_HEADER))
 
 
 @dataclass(slots=True, eq=False)
@@ -37,10 +44,43 @@ class RequestContext:
     # The serving model version's live stats, fed when the request completes.
     stats: ServingStats | None = None
     status: int = 500
+    # The config label or traffic key that chose the version ("" when none did).
+    label: str = ""
+    # Routing headers: X-Model-Version / X-Model-Label pin the version of a request that does
+    # not name one in its path; X-Routing-Key keeps a caller on one side of a traffic split.
+    pin_version: str | None = None
+    pin_label: str | None = None
+    routing_key: str | None = None
+    # The version serving the request holds a lease until the request ends (so a retired
+    # version is unloaded only when nothing uses it).
+    entry: ModelEntry | None = None
+    # The version that gets a copy of this request (the model's shadow), or None.
+    shadow: ModelEntry | None = None
 
-    def serve(self, name: str, version: int, stats: ServingStats) -> None:
-        """Record which model version serves this request."""
-        self.model, self.version, self.stats = name, version, stats
+    def serve(self, entry: ModelEntry, label: str = "") -> None:
+        """Record which model version serves this request (and lease it until `release`)."""
+        if self.entry is not None:
+            self.entry.release()
+        entry.acquire()
+        self.entry, self.label = entry, label
+        self.model, self.version, self.stats = entry.name, entry.version, entry.stats
+
+    def release(self) -> None:
+        """The request has ended: give back the version's lease."""
+        if self.entry is not None:
+            self.entry.release()
+            self.entry = None
+
+    def route_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Take the routing headers (raw name, value pairs) of the request."""
+        for key, value in headers:
+            text = value.decode("latin-1").strip()
+            if key == PIN_VERSION_HEADER:
+                self.pin_version = text
+            elif key == PIN_LABEL_HEADER:
+                self.pin_label = text
+            else:
+                self.routing_key = text
 
 
 def request_context(scope: dict[str, Any] | Any) -> RequestContext:

@@ -37,7 +37,7 @@ from starlette.types import Receive
 from app.batching import Batcher
 from app.budget import ClientDisconnected, RequestBudget, release_free_memory
 from app.context import RequestContext
-from app.errors import DeadlineExceeded, ServingError, Unavailable
+from app.errors import BadRequest, DeadlineExceeded, ServingError, Unavailable
 from app.metrics import Metrics
 from app.repository import ModelEntry, ModelRegistry
 from app.settings import Settings
@@ -48,6 +48,9 @@ T = TypeVar("T")
 # After a request decoded this many pixels, hand the freed memory back to the OS (glibc keeps
 # it in per-thread arenas otherwise: six 25 MP decodes left the process 2 GB larger).
 TRIM_AFTER_PIXELS = 1_000_000
+# Shadow copies in flight at once, over every model: beyond it copies are dropped (counted),
+# so a slow shadow cannot pile up tasks and memory.
+MAX_SHADOW_REQUESTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,27 +80,58 @@ class InferenceCore:
         self.draining = False
         self.drain_started = math.inf
         self._listeners: list[PredictionListener] = []
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._decoder = ThreadPoolExecutor(
             settings.resolved_decode_threads(), thread_name_prefix="decode"
         )
 
     # ------------------------------------------------------------------ selection
     def select(
-        self, name: str, version: int | None = None, context: RequestContext | None = None
+        self,
+        name: str,
+        version: int | None = None,
+        context: RequestContext | None = None,
+        label: str | None = None,
     ) -> ModelEntry:
-        """The model version that serves a request: `version`, or the newest ready one.
+        """The model version that serves a request.
 
-        Raises NotFound (unknown model or version), Unavailable (loading, failed, or the
-        request arrived after shutdown began). Records the version on `context`.
+        In order: the path's `version`, the path's `label`, the request's X-Model-Version or
+        X-Model-Label header, else the model's router (its traffic split by the
+        X-Routing-Key header, or the newest ready version). Only routed requests (none of the
+        above named a version) are copied to the model's shadow.
+
+        Raises NotFound (unknown model, version or label), Unavailable (loading, failed, or
+        the request arrived after shutdown began), BadRequest (400: a malformed version header).
+        Records the version and its route label on `context`, which leases it until the
+        request ends.
         """
         arrived = context.arrived if context is not None else math.inf
         if self.draining and arrived >= self.drain_started:
             raise Unavailable(
                 "the server is shutting down; retry on another replica", close_connection=True
             )
-        entry = self.registry.get_ready(name, version)
+        registry = self.registry
+        route = ""
+        shadow = None
+        if version is None and label is None and context is not None:
+            if context.pin_version is not None:
+                version = _pinned_version(context.pin_version)
+            elif context.pin_label is not None:
+                label = context.pin_label
+        if version is not None:
+            entry = registry.get_ready(name, version)
+        elif label is not None:
+            entry = registry.check_ready(registry.by_label(name, label))
+            route = label
+        else:
+            entry, route = registry.route(name, context.routing_key if context else None)
+            model = registry.models[name]
+            shadow = model.router.shadow
+            if shadow is entry:
+                shadow = None
         if context is not None:
-            context.serve(entry.name, entry.version, entry.stats)
+            context.serve(entry, route)
+            context.shadow = shadow
         return entry
 
     # ------------------------------------------------------------------ inference
@@ -129,6 +163,8 @@ class InferenceCore:
             raise
         # One row (the common request): a view, not a copy.
         probabilities = results[0][None, :] if len(results) == 1 else np.stack(results)
+        if context.shadow is not None:
+            self._copy_to_shadow(context.shadow, entry, rows, probabilities)
         if self._listeners:
             assert entry.card is not None
             event = PredictionEvent(
@@ -147,6 +183,48 @@ class InferenceCore:
                 except Exception:  # a listener's failure never fails the prediction
                     log.exception("prediction listener %r failed", listener)
         return probabilities
+
+    def _copy_to_shadow(
+        self, shadow: ModelEntry, primary: ModelEntry, rows: Sequence[Any], answer: np.ndarray
+    ) -> None:
+        """Predict `rows` on the shadow version in the background; count its disagreements
+        with the primary's `answer`. Never waits and never fails the primary request: when
+        the shadow's queue is full (its own admission control) or it fails, the copy is
+        dropped and counted."""
+        labels = (shadow.name, str(shadow.version))
+        if len(self._shadow_tasks) >= MAX_SHADOW_REQUESTS or shadow.batcher is None:
+            self.metrics.shadow_dropped.labels(*labels).inc(len(rows))
+            return
+        shadow.acquire()
+        task = asyncio.get_running_loop().create_task(
+            self._shadow(shadow, primary, list(rows), np.argmax(answer, axis=1))
+        )
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(
+        self, shadow: ModelEntry, primary: ModelEntry, rows: list[Any], primary_best: np.ndarray
+    ) -> None:
+        labels = (shadow.name, str(shadow.version))
+        try:
+            assert shadow.batcher is not None and shadow.card is not None
+            assert primary.card is not None and shadow.adapter is not None
+            results = await shadow.batcher.predict(
+                shadow.adapter.rows_from(rows), self.settings.request_timeout_ms / 1000.0
+            )
+            shadow_labels = [
+                shadow.card.labels[int(np.argmax(r))] if isinstance(r, np.ndarray) else None
+                for r in results
+            ]
+            primary_labels = [primary.card.labels[i] for i in primary_best.tolist()]
+            differ = sum(a != b for a, b in zip(shadow_labels, primary_labels, strict=True))
+            self.metrics.shadow_rows.labels(*labels).inc(len(rows))
+            self.metrics.shadow_disagreements.labels(*labels).inc(differ)
+        except Exception as exc:  # noqa: BLE001 - a shadow's failure is counted, never raised
+            log.debug("shadow %s/%s dropped a copy: %s", *labels, exc)
+            self.metrics.shadow_dropped.labels(*labels).inc(len(rows))
+        finally:
+            shadow.release()
 
     def subscribe(self, listener: PredictionListener) -> None:
         """Call `listener(event)` on the event loop after each completed inference; it must
@@ -264,6 +342,15 @@ class InferenceCore:
         batchers = [e.batcher for e in self.registry if e.batcher is not None]
         await asyncio.gather(*(b.stop(drain_timeout_s) for b in batchers))
         self._decoder.shutdown(wait=False, cancel_futures=True)
+
+
+def _pinned_version(text: str) -> int:
+    """The X-Model-Version header -> a version number (BadRequest otherwise)."""
+    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 10):
+        raise BadRequest(
+            f"the X-Model-Version header must be a version number (an integer), got {text!r}"
+        )
+    return int(text)
 
 
 def _run_job(job: Callable[[RequestBudget], T], budget: RequestBudget) -> T:

@@ -13,7 +13,17 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import explain, health, metrics, models, monitoring, predict, report, v2
+from app.api import (
+    explain,
+    health,
+    metrics,
+    models,
+    monitoring,
+    predict,
+    report,
+    repository,
+    v2,
+)
 from app.api.docs import ASSETS_URL, install_docs
 from app.api.openapi import conform_error_responses, unknown_model_message
 from app.errors import install_error_handlers
@@ -29,7 +39,8 @@ from app.middleware import (
     load_key_digests,
 )
 from app.monitoring import Monitor
-from app.repository import ModelRegistry, VersionPolicy, discover
+from app.repository import ModelRegistry, VersionPolicy
+from app.repository.control import RepositoryControl
 from app.service import PredictionService
 from app.settings import Settings
 
@@ -72,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # First: a keys setting that cannot work refuses the start before anything else happens.
     key_digests = load_key_digests(settings.api_keys, settings.api_keys_file)
     policy = VersionPolicy(num_versions=settings.max_versions_per_model)
-    registry = ModelRegistry(discover(settings.models_dir, policy), policy)
+    registry = ModelRegistry.scan(settings.models_dir, policy)
     metrics_ = Metrics()
     service = PredictionService(settings, registry, metrics_)
     explainer = ExplanationService(settings, service)
@@ -118,17 +129,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.server_state = server_state
     app.state.monitor = monitor
     app.state.v2 = service.v2
+    app.state.repository = RepositoryControl(registry, service.lifecycle)
     install_error_handlers(app)
 
     predict_endpoint = predict.add_predict_routes(app, service)  # first: matched in order
     explain.add_explain_routes(app, explainer)
     v2.add_v2_routes(app, service)
+    repository.add_repository_routes(app)
     health.add_health_routes(app)
     models.add_model_routes(app)
     monitoring.add_monitoring_routes(app)
     metrics.add_metrics_route(app)
-    report.add_report_routes(app, registry.names)
+    report.add_report_routes(app)
     install_docs(app)
+    # The document lists the models and their examples: rebuilt after the repository changes.
+    registry.listeners.append(lambda: setattr(app, "openapi_schema", None))
     open_paths = set(OPEN_PATHS) | ({"/metrics"} if not settings.protect_metrics else set())
     _install_openapi(app, service, explainer, open_paths=open_paths if key_digests else None)
 
@@ -178,8 +193,12 @@ def _install_openapi(
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
+        registry = service.registry
+        description = app.description.replace(
+            report.REPORT_LINKS, report.report_links(registry.names)
+        )
         schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+            title=app.title, version=app.version, description=description, routes=app.routes
         )
         paths, components = predict.predict_openapi(service)
         schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
@@ -188,7 +207,6 @@ def _install_openapi(
         explain_paths, explain_components = explain.explain_openapi(explainer)
         schema["components"]["schemas"].update(explain_components)
         schema["paths"] = {**paths, **explain_paths, **schema.get("paths", {})}
-        registry = service.registry
         conform_error_responses(schema, unknown_model_message(registry))
         examples = {
             "name": {name: {"summary": name, "value": name} for name in registry.names},

@@ -59,14 +59,15 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "synergy_requests_total",
-            "HTTP requests by model, version, endpoint and status.",
-            ["model", "version", "endpoint", "status"],
+            "HTTP requests by model, version, route label (the config label or traffic key "
+            "that chose the version; empty when none did), endpoint and status.",
+            ["model", "version", "label", "endpoint", "status"],
             registry=r,
         )
         self.request_latency = Histogram(
             "synergy_request_duration_seconds",
-            "HTTP request latency, receive to response.",
-            ["model", "endpoint"],
+            "HTTP request latency, receive to response, by model, version and route label.",
+            ["model", "version", "label", "endpoint"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
@@ -109,6 +110,50 @@ class Metrics:
         self.model_ready = Gauge(
             "synergy_model_ready",
             "1 when the model version is loaded and warmed up.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "synergy_model_load_failures_total",
+            "Model versions that failed verification, loading, warm-up or the card replay "
+            "(the reason is in the model listing and the log).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.config_valid = Gauge(
+            "synergy_model_config_valid",
+            "0 while the model's config.json is invalid (the previous config stays in force).",
+            ["model"],
+            registry=r,
+        )
+        self.config_errors = Counter(
+            "synergy_model_config_errors_total",
+            "Times a changed config.json of the model was refused.",
+            ["model"],
+            registry=r,
+        )
+        self.repository_scan = Histogram(
+            "synergy_repository_scan_seconds",
+            "Time of one scan of the models dir.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+            registry=r,
+        )
+        self.shadow_rows = Counter(
+            "synergy_shadow_rows_total",
+            "Rows a shadow version predicted from copies of its model's traffic.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.shadow_disagreements = Counter(
+            "synergy_shadow_disagreements_total",
+            "Shadow rows whose label differs from the primary's answer (the disagreement "
+            "rate is this over synergy_shadow_rows_total).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "synergy_shadow_dropped_total",
+            "Copies of requests the shadow version did not predict (busy, failed, too late).",
             ["model", "version"],
             registry=r,
         )

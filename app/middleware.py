@@ -22,7 +22,7 @@ from starlette.datastructures import QueryParams
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.context import SCOPE_KEY, RequestContext
+from app.context import ROUTING_HEADERS, SCOPE_KEY, RequestContext
 from app.errors import PayloadTooLarge, Unauthorized, Unavailable, render_error
 from app.logs import AccessLog
 from app.metrics import Metrics
@@ -73,7 +73,7 @@ class ObservabilityMiddleware:
         self.state = state
         self.access_log = access_log
         # Bound Prometheus children per label set: labels() costs a lock and validation.
-        self._series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._series: dict[tuple[str, str, str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,17 +81,21 @@ class ObservabilityMiddleware:
             return
         started = time.perf_counter()
         request_id = ""
+        routing: list[tuple[bytes, bytes]] | None = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 candidate = value.decode("latin-1")
                 if _REQUEST_ID.match(candidate):
                     request_id = candidate
-                break
+            elif key in ROUTING_HEADERS:
+                routing = [*(routing or ()), (key, value)]
         # Unique enough to find a request in the logs, and no syscall (uuid4 reads urandom).
         request_id = request_id or f"{random.getrandbits(64):016x}"
         # Arrival time: the deadline counts from it, and requests that arrived before a
         # SIGTERM still finish.
         context = scope[SCOPE_KEY] = RequestContext(request_id=request_id, arrived=started)
+        if routing is not None:
+            context.route_headers(routing)
         status = 500
         started_response = False
         encoded_id = request_id.encode()
@@ -129,6 +133,7 @@ class ObservabilityMiddleware:
             self.state.in_flight -= 1
             self.metrics.in_flight.dec()
             context.status = status
+            context.release()
             self._record(scope, context, time.perf_counter() - started)
 
     def _record(self, scope: Scope, context: RequestContext, latency_s: float) -> None:
@@ -137,14 +142,14 @@ class ObservabilityMiddleware:
         endpoint = context.endpoint or (
             getattr(scope.get("endpoint"), "__name__", None) or "unmatched"
         )
-        model, status = context.model, context.status
+        model, status, label = context.model, context.status, context.label
         version = "" if context.version is None else str(context.version)
-        key = (model, version, endpoint, status)
+        key = (model, version, label, endpoint, status)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = (
-                self.metrics.requests.labels(model, key[1], endpoint, str(status)),
-                self.metrics.request_latency.labels(model, endpoint),
+                self.metrics.requests.labels(model, version, label, endpoint, str(status)),
+                self.metrics.request_latency.labels(model, version, label, endpoint),
             )
         series[0].inc()
         series[1].observe(latency_s)

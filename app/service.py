@@ -81,7 +81,9 @@ class PredictionService:
         statuses = [entry.status() for entry in self.registry]
         if self.core.draining:
             return False, {"status": "shutting down", "models": statuses}
-        if self.registry.all_ready():
+        if self.lifecycle.started_up and self.registry.serving():
+            # Every model has a serving version: a new version that is loading or failed
+            # (the previous one serves) does not take the replica out of service.
             return True, {"status": "ready", "models": statuses}
         loading = any(e.state is ModelState.LOADING for e in self.registry)
         return False, {"status": "loading" if loading else "not ready", "models": statuses}

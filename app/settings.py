@@ -189,6 +189,16 @@ class Settings(BaseSettings):
         description="Version policy 'latest N': only the N highest versions of a model are "
         "loaded and served.",
     )
+    # A scan stats each model's version folders and reads config.json and new cards only
+    # (about a millisecond for this repository), so 10 s costs nothing measurable, and a new
+    # version starts loading within 10 s of its folder appearing; loading it takes longer.
+    # TF Serving polls every 1 s, Triton's poll mode every 15 s.
+    model_poll_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Rescan the models dir every this many seconds for new, changed and "
+        "removed models and versions (0: never; the repository API still loads).",
+    )
 
     # Access control.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)

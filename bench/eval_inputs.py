@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from app.errors import ServingError
-from app.preprocessing.adapters import InputAdapter, make_adapter
+from app.adapters import InputAdapter, make_adapter
 from app.runtimes.keras import KerasModel, configure_backend
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard

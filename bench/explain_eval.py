@@ -47,7 +47,7 @@ async def http_figures(models_dir: Path, latency_n: int, load_requests: int) -> 
     import httpx
 
     from app.main import create_app
-    from app.registry import discover
+    from app.repository import discover
     from app.settings import Settings
 
     settings = Settings(_env_file=None, models_dir=models_dir, log_requests=False)  # type: ignore[call-arg]
@@ -123,8 +123,8 @@ async def http_figures(models_dir: Path, latency_n: int, load_requests: int) -> 
 
 def load_models(models_dir: Path) -> dict[str, Any]:
     from app.explain.service import make_explainer
-    from app.preprocessing.adapters import make_adapter
-    from app.registry import discover
+    from app.adapters import make_adapter
+    from app.repository import discover
     from app.runtimes.keras import KerasModel, configure_backend
     from app.runtimes.sklearn import SklearnModel
     from app.settings import Settings

@@ -18,9 +18,9 @@ MNIST_TEST_IMAGES = 12
 
 
 def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
+    from app.adapters import make_adapter
     from app.explain.service import make_explainer
-    from app.preprocessing.adapters import make_adapter
-    from app.registry import discover
+    from app.repository import discover
     from app.runtimes.keras import KerasModel, configure_backend
     from app.runtimes.sklearn import SklearnModel
     from app.schemas.predict import predict_request_model

@@ -190,6 +190,12 @@ class InputAdapter(ABC):
         """An uploaded image file -> one row (only where `takes_image_files`)."""
         raise AssertionError(f"{type(self).__name__} takes no image files")
 
+    def rows_from(self, rows: list[Any]) -> list[Any]:
+        """Rows that another version of the model (its own adapter) made, as this version's
+        featurize takes them: a shadow version predicts copies of the primary's rows. Numeric
+        rows of the same input spec are taken as they are."""
+        return rows
+
     @abstractmethod
     def featurize(self, rows: list[Any]) -> np.ndarray:
         """Rows -> the array the model's forward pass takes."""

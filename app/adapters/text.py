@@ -91,6 +91,10 @@ class TextAdapter(InputAdapter):
                 "nothing. Send the review's words"
             ) from exc
 
+    def rows_from(self, rows: list[Any]) -> list[Any]:
+        # Another version's ids index its own vocabulary: re-read the texts with this one.
+        return [row.text if isinstance(row, EncodedText) else row for row in rows]
+
     def featurize(self, rows: list[Any]) -> np.ndarray:
         # Rows from to_row; plain texts too (training's profile and backfill featurise raw
         # reviews, where a review without a known word is data, not an error).

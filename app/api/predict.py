@@ -74,6 +74,7 @@ def parse_version(text: str) -> int:
 PREDICT_PREFIX = "/v1/models/"
 PREDICT_SUFFIX = ":predict"
 VERSIONS_SEGMENT = "/versions/"
+LABELS_SEGMENT = "/labels/"
 
 
 class PredictEndpoint:
@@ -91,13 +92,30 @@ class PredictEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As a route: the name and version come from the path parameters."""
         parameters = scope.get("path_params", {})
-        await self.serve(scope, receive, send, parameters["name"], parameters.get("version"))
+        await self.serve(
+            scope,
+            receive,
+            send,
+            parameters["name"],
+            parameters.get("version"),
+            parameters.get("label"),
+        )
 
     async def serve(
-        self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str,
+        version: str | None,
+        label: str | None = None,
     ) -> None:
         context = request_context(scope)
-        context.endpoint = "predict" if version is None else "predict_version"
+        context.endpoint = (
+            ("predict" if version is None else "predict_version")
+            if label is None
+            else "predict_label"
+        )
         try:
             number = None if version is None else parse_version(version)
             content_type = None
@@ -107,7 +125,9 @@ class PredictEndpoint:
                     break
             check_json_content_type(content_type)
             body = await _read_body(receive)
-            response = json_response(await self.v1.predict(name, number, body, context, receive))
+            response = json_response(
+                await self.v1.predict(name, number, body, context, receive, label)
+            )
         except ServingError as exc:
             response = render_error(exc)
         except Exception as exc:  # noqa: BLE001 - as the app's catch-all: logged, a 500 JSON
@@ -132,11 +152,17 @@ class PredictFastPath:
             path: str = scope["path"]
             if path.startswith(PREDICT_PREFIX) and path.endswith(PREDICT_SUFFIX):
                 name = path[len(PREDICT_PREFIX) : -len(PREDICT_SUFFIX)]
-                version = None
+                version = label = None
                 if VERSIONS_SEGMENT in name:
                     name, _, version = name.partition(VERSIONS_SEGMENT)
-                if _segment(name) and (version is None or _segment(version)):
-                    await self.endpoint.serve(scope, receive, send, name, version)
+                elif LABELS_SEGMENT in name:
+                    name, _, label = name.partition(LABELS_SEGMENT)
+                if (
+                    _segment(name)
+                    and (version is None or _segment(version))
+                    and (label is None or _segment(label))
+                ):
+                    await self.endpoint.serve(scope, receive, send, name, version, label)
                     return
         await self.app(scope, receive, send)
 
@@ -175,6 +201,7 @@ def add_predict_routes(app: FastAPI, service: PredictionService) -> PredictEndpo
     for path in (
         "/v1/models/{name:model}:predict",
         "/v1/models/{name:model}/versions/{version:version}:predict",
+        "/v1/models/{name:model}/labels/{label:version}:predict",
     ):
         app.router.routes.append(Route(path, endpoint, methods=["POST"], include_in_schema=False))
     app.add_api_route(

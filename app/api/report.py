@@ -125,9 +125,9 @@ def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return documented
 
 
-def add_report_routes(app: FastAPI, names: list[str]) -> None:
-    """The two report routes, and a link to every model's report (`names`) in the API
-    description."""
+def add_report_routes(app: FastAPI) -> None:
+    """The two report routes, and a place for links to every model's report in the API
+    description (`REPORT_LINKS`, filled by `report_links`)."""
     for path, endpoint, summary in (
         ("/v1/models/{name:model}/report", model_report, "Model report page (HTML)"),
         (
@@ -150,7 +150,16 @@ def add_report_routes(app: FastAPI, names: list[str]) -> None:
         "\n* **Reports**: an HTML page per model, for people: held-out quality with charts, "
         "calibration, training curves, mistakes, live health and an explanation: "
         "`GET /v1/models/{name}/report` (with API keys, open it as `...?key=<key>`): "
-        # Relative to /docs, so they hold behind a proxy's path prefix too.
-        + ", ".join(f"[{name}](v1/models/{name}/report)" for name in names)
+        + REPORT_LINKS
         + "."
     )
+
+
+# Replaced by `report_links` when the OpenAPI document is built (the models change live).
+REPORT_LINKS = "{report_links}"
+
+
+def report_links(names: list[str]) -> str:
+    """Markdown links to every model's report page."""
+    # Relative to /docs, so they hold behind a proxy's path prefix too.
+    return ", ".join(f"[{name}](v1/models/{name}/report)" for name in names)

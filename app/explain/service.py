@@ -78,6 +78,7 @@ class ExplanationService:
         # (name, version) -> (the runtime it was built for, its explainer); built on first use
         # on the worker thread (the gradient function compiles then).
         self._explainers: dict[tuple[str, int], tuple[Any, Explainer]] = {}
+        registry.listeners.append(self._forget_unloaded)
         self._lock = threading.Lock()
 
     def stop(self) -> None:
@@ -175,6 +176,14 @@ class ExplanationService:
             check()
             results.append(explainer.explain(row, check))
         return results
+
+    def _forget_unloaded(self) -> None:
+        """Drop the explainers of versions that were unloaded (they hold the runtime)."""
+        live = {(e.name, e.version): e.model for e in self.service.registry}
+        with self._lock:
+            for key, (model, _) in list(self._explainers.items()):
+                if live.get(key) is not model:
+                    del self._explainers[key]
 
     def explainer_for(self, entry: ModelEntry) -> Explainer:
         """The explainer of this loaded version (built once, on first use)."""

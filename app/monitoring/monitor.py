@@ -36,7 +36,7 @@ from app.monitoring.stats import (
 )
 from app.monitoring.store import Store, database_url
 from app.monitoring.writer import Record, Writer
-from app.registry import ModelEntry, ModelRegistry
+from app.repository import ModelEntry, ModelRegistry
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

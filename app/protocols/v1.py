@@ -120,14 +120,15 @@ class V1Protocol:
         body: bytes,
         context: RequestContext,
         receive: Receive | None = None,
+        label: str | None = None,
     ) -> dict[str, Any]:
-        """The whole `:predict` path for one request body.
+        """The whole `:predict` path for one request body (`label`: the label route's).
 
         A small body is parsed on the event loop (microseconds); a large one, and images to
         decode, on a decoding thread (see `InferenceCore.off_loop`), so the loop stays free.
         """
         context.protocol = "v1"
-        entry = self.core.select(name, version, context)
+        entry = self.core.select(name, version, context, label)
         rows = await self.decode(entry, body, context, receive)
         probabilities = await self.core.infer(entry, rows, context)
         return self.encode(entry, probabilities)
@@ -203,10 +204,11 @@ class V1Protocol:
         data: bytes,
         context: RequestContext,
         receive: Receive | None = None,
+        label: str | None = None,
     ) -> dict[str, Any]:
         """One uploaded image file -> one prediction."""
         context.protocol = "v1"
-        entry = self.core.select(name, version, context)
+        entry = self.core.select(name, version, context, label)
         adapter = entry.adapter
         assert adapter is not None
         if not adapter.takes_image_files:
@@ -239,6 +241,7 @@ class V1Protocol:
                     "input_kind": card.input.kind if card else None,
                     "labels": card.labels if card else None,
                     "description": card.description if card else None,
+                    **self.registry.model(name).status(),
                 }
             )
         return {"models": summaries}
@@ -256,6 +259,7 @@ class V1Protocol:
                 "reason": status.get("reason"),
                 "device": status.get("device"),
                 "load_seconds": entry.load_seconds,
+                **self.registry.model(name).status(),
                 **batching.model_dump(),
             },
         }

@@ -1,13 +1,16 @@
-"""The model repository: what versions exist (`registry`) and how one comes to serve
-(`lifecycle`: discover, verify, load, warm up, replay the card's examples, state)."""
+"""The model repository: what versions exist (`registry`), each model's serving config
+(`config`) and how one comes to serve and stops (`lifecycle`: scan, verify, load, warm up,
+replay the card's examples, retire)."""
 
+from app.repository.config import ConfigError, ModelConfig, VersionPolicy
 from app.repository.registry import (
     ArtifactMismatch,
     ModelEntry,
     ModelRegistry,
     ModelState,
     RepositoryFileError,
-    VersionPolicy,
+    Router,
+    ServedModel,
     discover,
     load_failure_reason,
     read_repository_file,
@@ -16,10 +19,14 @@ from app.repository.registry import (
 
 __all__ = [
     "ArtifactMismatch",
+    "ConfigError",
+    "ModelConfig",
     "ModelEntry",
     "ModelRegistry",
     "ModelState",
     "RepositoryFileError",
+    "Router",
+    "ServedModel",
     "VersionPolicy",
     "discover",
     "load_failure_reason",

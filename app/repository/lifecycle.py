@@ -3,11 +3,20 @@
     discovered (card read, adapter made)  -> verify the files' sha256 against the card
     -> load the runtime (and the adapter's files: a vocabulary) -> warm up every batch bucket
     -> replay the card's examples end to end (their recorded probabilities must come back)
-    -> serve (the core starts its batcher)  -> READY ... STOPPED at shutdown
+    -> serve (the core starts its batcher)  -> READY
+    -> retired (out of the policy, folder removed, unloaded): UNLOADING, takes no new
+       requests, finishes those in flight -> batcher stopped, runtime dropped, memory freed
+    ... STOPPED at shutdown
 
 Any step that fails marks the version FAILED with a reason in the project's words (readiness
 and the listing show it); the other versions serve. Loading runs on a daemon thread in the
 background, so health endpoints answer meanwhile and a stop during start-up is immediate.
+
+With SYNERGY_MODEL_POLL_S > 0 the repository is scanned again every that many seconds (and on
+`rescan`, the repository API's load): new models and versions are admitted and loaded, changed
+configs are applied, versions the policy no longer selects are retired once a version it
+selects is ready (TF Serving's availability-preserving order: a new version that fails never
+costs the model its serving version), and models whose folder is gone are retired.
 """
 
 from __future__ import annotations
@@ -22,13 +31,19 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from app.adapters import InputAdapter, InputLimits, make_adapter
+from app.budget import release_free_memory
 from app.metrics import Metrics
+from app.repository.config import ModelConfig
 from app.repository.registry import (
     ArtifactMismatch,
     ModelEntry,
     ModelRegistry,
+    ModelScan,
     ModelState,
+    ServedModel,
     load_failure_reason,
+    scan_entries,
+    scan_repository,
     verify,
 )
 from app.runtimes.base import Model
@@ -74,17 +89,29 @@ class Lifecycle:
         self._serve = serve
         self.backend = ""
         self.stopping = False
+        self.started_up = False  # the start-up loading has finished
         self._loader: asyncio.Task[None] | None = None
-        limits = input_limits(settings)
+        self._poller: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._scan_lock = asyncio.Lock()
+        self._limits = input_limits(settings)
         for entry in registry:
-            if entry.card is not None:
-                # Per version, from its card alone: its schema and V2 spec exist at once.
-                entry.adapter = make_adapter(entry.card, entry.folder, limits, load=False)
-            metrics.model_ready.labels(entry.name, str(entry.version)).set(0)
+            self._admit(entry)
+            if entry.state is ModelState.FAILED:
+                metrics.model_load_failures.labels(entry.name, str(entry.version)).inc()
+
+    def _admit(self, entry: ModelEntry) -> None:
+        if entry.card is not None and entry.adapter is None:
+            # Per version, from its card alone: its schema and V2 spec exist at once.
+            entry.adapter = make_adapter(entry.card, entry.folder, self._limits, load=False)
+        self.metrics.model_ready.labels(entry.name, str(entry.version)).set(0)
 
     async def start(self) -> None:
-        """Begin loading every version in the background; returns at once."""
+        """Begin loading every version in the background, then poll the repository (when
+        SYNERGY_MODEL_POLL_S > 0); returns at once."""
         self._loader = asyncio.create_task(self._load_all(), name="load-models")
+        if self.settings.model_poll_s > 0:
+            self._poller = asyncio.create_task(self._poll(), name="poll-models")
 
     async def wait_loaded(self) -> None:
         """Wait until every version has finished loading (ready or failed)."""
@@ -94,8 +121,9 @@ class Lifecycle:
     def stop_loading(self) -> None:
         """No version starts serving from now on (shutdown)."""
         self.stopping = True
-        if self._loader is not None and not self._loader.done():
-            self._loader.cancel()
+        for task in (self._loader, self._poller):
+            if task is not None and not task.done():
+                task.cancel()
 
     def mark_stopped(self) -> None:
         """After shutdown: every served version is STOPPED."""
@@ -114,10 +142,8 @@ class Lifecycle:
         for entry in self.registry:
             if entry.state is not ModelState.LOADING:
                 continue
-            if await _in_daemon_thread(self.load, entry) and not self.stopping:
-                self._serve(entry)
-                entry.ready()
-                self.metrics.model_ready.labels(entry.name, str(entry.version)).set(1)
+            await self._load_one(entry)
+        self.started_up = True
         ready = sum(e.state is ModelState.READY for e in self.registry)
         log.info(
             "loaded %d of %d model versions in %.1fs",
@@ -133,6 +159,241 @@ class Lifecycle:
         # Each request allocates a few hundred containers (an image is 28 lists); at the default
         # threshold of 700 the young generation is collected about once per request.
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+
+    async def _load_one(self, entry: ModelEntry) -> None:
+        """Load one admitted version and, if it passes every check, put it into service."""
+        labels = (entry.name, str(entry.version))
+        loaded = await _in_daemon_thread(self.load, entry)
+        if entry.state is ModelState.UNLOADING:  # retired (unloaded) while it loaded
+            entry.model = None
+            return
+        if loaded and not self.stopping:
+            self._serve(entry)
+            entry.ready()
+            self.metrics.model_ready.labels(*labels).set(1)
+        elif entry.state is ModelState.FAILED:
+            self.metrics.model_load_failures.labels(*labels).inc()
+        self.registry.refresh(entry.name)
+        self.registry.changed()
+
+    # ------------------------------------------------------------------ live repository
+    async def _poll(self) -> None:
+        """Rescan every SYNERGY_MODEL_POLL_S seconds, after the start-up loading."""
+        await self.wait_loaded()
+        while not self.stopping:
+            await asyncio.sleep(self.settings.model_poll_s)
+            try:
+                await self.rescan()
+            except Exception:  # a scan's failure must not end polling
+                log.exception("scanning the models dir failed")
+
+    async def rescan(self, only: str | None = None, *, load: bool = False) -> list[ModelEntry]:
+        """Scan the repository (or one model) and apply it: admit and load new versions,
+        apply configs, retire what left. Returns the versions it loaded (ready or failed).
+
+        `load`: the repository API's load of `only`, which also lifts an unload.
+        """
+        async with self._scan_lock:
+            if only is not None and load and only in self.registry.models:
+                self.registry.models[only].unloaded = False
+            started = time.perf_counter()
+            configs: dict[str, ModelConfig | None] = {
+                name: model.config for name, model in self.registry.models.items()
+            }
+            scans = await asyncio.to_thread(
+                scan_repository,
+                self.settings.models_dir,
+                self.registry.policy,
+                configs,
+                self.registry.known(),
+                only,
+            )
+            self.metrics.repository_scan.observe(time.perf_counter() - started)
+            if scans is None:
+                return []
+            admitted = self._apply(scans, only)
+            if admitted:
+                self.registry.changed()
+            for entry in admitted:
+                if self.stopping:
+                    break
+                if entry.card is not None and entry.state is ModelState.LOADING:
+                    await self._load_one(entry)
+            self._retire_superseded()
+            return admitted
+
+    def _apply(self, scans: dict[str, ModelScan], only: str | None) -> list[ModelEntry]:
+        """Apply a scan on the event loop; returns the admitted versions to load."""
+        registry = self.registry
+        admitted: list[ModelEntry] = []
+        if only is None:
+            for name in [n for n in registry.models if n not in scans]:
+                log.info("model %s: its folder is gone; retiring it", name)
+                self._retire_model(registry.models[name])
+        for name, scan in scans.items():
+            model = registry.models.get(name)
+            if model is not None and model.unloaded:
+                continue
+            if model is None:
+                for entry in scan_entries(scan):
+                    self._log_new(entry)
+                    model = registry.add(entry, scan.config)
+                    model.required = False
+                    self._admit(entry)
+                    admitted.append(entry)
+                if model is not None:
+                    self._take_config(model, scan)
+                continue
+            self._take_config(model, scan)
+            if scan.problem is not None:
+                held = model.versions.get(0)
+                if not [v for v in model.versions if v != 0] and (
+                    held is None or held.reason != scan.problem
+                ):
+                    for entry in scan_entries(scan):
+                        self._log_new(entry)
+                        registry.add(entry)
+                        self._admit(entry)
+                if scan.candidates or "cannot be read" in scan.problem:
+                    continue  # unreadable for now: what serves keeps serving
+            if scan.candidates and 0 in model.versions:
+                registry.remove(model.versions[0])
+            for version, entry in scan.entries.items():
+                held = model.versions.get(version)
+                if held is not None and held.state is not ModelState.FAILED:
+                    continue
+                if held is not None:
+                    registry.remove(held)
+                    log.info("model %s version %s changed on disk; trying it again", name, version)
+                self._log_new(entry)
+                registry.add(entry)
+                self._admit(entry)
+                admitted.append(entry)
+            for version, entry in list(model.versions.items()):
+                if version == 0 or version in scan.served:
+                    continue
+                if entry.state is ModelState.FAILED:
+                    registry.remove(entry)
+                elif entry.state is ModelState.READY and version not in scan.candidates:
+                    log.info("model %s version %s: its folder is gone; retiring it", name, version)
+                    self._retire(entry)
+            registry.refresh(name)
+        return admitted
+
+    def _take_config(self, model: ServedModel, scan: ModelScan) -> None:
+        if scan.config is not None and scan.config is not model.config:
+            if scan.config != model.config:
+                log.info("model %s: serving config %s", model.name, scan.config.model_dump())
+            model.config = scan.config
+        model.policy = scan.policy
+        if scan.config_error != model.config_error:
+            if scan.config_error is not None:
+                log.error(
+                    "model %s: %s; the previous config stays in force",
+                    model.name,
+                    scan.config_error,
+                )
+                self.metrics.config_errors.labels(model.name).inc()
+            model.config_error = scan.config_error
+        self.metrics.config_valid.labels(model.name).set(0 if model.config_error else 1)
+
+    def _log_new(self, entry: ModelEntry) -> None:
+        if entry.state is ModelState.FAILED:
+            log.error("model %s version %s failed: %s", entry.name, entry.version, entry.reason)
+        else:
+            log.info("model %s version %s found; loading it", entry.name, entry.version)
+
+    def _retire_superseded(self) -> None:
+        """Retire ready versions the policy no longer selects, once one it selects is ready."""
+        for model in list(self.registry.models.values()):
+            served = self._served_versions(model)
+            if not any(
+                e.state is ModelState.READY for v, e in model.versions.items() if v in served
+            ):
+                continue
+            for version, entry in list(model.versions.items()):
+                if version not in served and entry.state is ModelState.READY:
+                    log.info(
+                        "model %s version %s: no longer selected by the version policy (%s); "
+                        "retiring it",
+                        model.name,
+                        version,
+                        model.policy.describe(),
+                    )
+                    self._retire(entry)
+
+    @staticmethod
+    def _served_versions(model: ServedModel) -> set[int]:
+        """The versions the model's policy selects among its live (not retired) versions."""
+        live = [
+            v
+            for v, e in model.versions.items()
+            if v != 0 and e.state in (ModelState.READY, ModelState.LOADING, ModelState.FAILED)
+        ]
+        return set(model.policy.select(live))
+
+    def _retire_model(self, model: ServedModel) -> None:
+        for entry in list(model.versions.values()):
+            if entry.state in (ModelState.READY, ModelState.LOADING):
+                self._retire(entry)
+            elif entry.state is ModelState.FAILED:
+                self.registry.remove(entry)
+        self.registry.refresh(model.name)
+        self.registry.changed()
+
+    async def unload(self, name: str) -> None:
+        """The repository API's unload: retire every version of `name` and keep it unloaded
+        until `rescan(name, load=True)`; returns when its versions are unloaded."""
+        async with self._scan_lock:
+            held = self.registry.models.get(name)
+            if held is not None and held.unloaded:
+                return  # already unloaded: Triton answers success too
+            model = self.registry.model(name)
+            model.unloaded = True
+            tasks = [self._retire(e) for e in list(model.versions.values())]
+            self.registry.refresh(name)
+            self.registry.changed()
+        await asyncio.gather(*tasks)
+
+    def _retire(self, entry: ModelEntry) -> asyncio.Task[None]:
+        """Stop routing to `entry` now; unload it when its requests have finished."""
+        entry.state = ModelState.UNLOADING
+        self.metrics.model_ready.labels(entry.name, str(entry.version)).set(0)
+        self.registry.refresh(entry.name)
+        task = asyncio.create_task(self._unload(entry), name=f"retire-{entry.name}-{entry.version}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return task
+
+    async def _unload(self, entry: ModelEntry) -> None:
+        settings = self.settings
+        longest_s = max(settings.request_timeout_ms, settings.explain_timeout_ms) / 1000.0
+        if not await entry.wait_idle(longest_s + 1.0):
+            log.warning(
+                "model %s version %s: %d request(s) still hold it after their deadline; "
+                "unloading it anyway",
+                entry.name,
+                entry.version,
+                entry.leases,
+            )
+        if entry.batcher is not None:
+            await entry.batcher.stop(settings.shutdown_grace_period_s)
+        labels = (entry.name, str(entry.version))
+        for gauge in (self.metrics.model_ready, self.metrics.queue_rows):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+        entry.model = None
+        entry.batcher = None
+        self.registry.remove(entry)
+        self.registry.refresh(entry.name)
+        self.registry.changed()  # listeners drop what they cached of the version
+        await asyncio.to_thread(_collect)
+        log.info("model %s version %s unloaded", entry.name, entry.version)
+
+    async def wait_retired(self) -> None:
+        """Wait for the retirements in progress (tests, the repository API)."""
+        while self._retiring:
+            await asyncio.gather(*list(self._retiring), return_exceptions=True)
 
     def load(self, entry: ModelEntry) -> bool:
         """Verify, load, warm up and replay one version (on a worker thread); False if it
@@ -171,6 +432,13 @@ class Lifecycle:
             entry.load_seconds,
         )
         return True
+
+
+def _collect() -> None:
+    """Free an unloaded version's memory: the runtime's objects, the compiled functions
+    that only it referenced, and glibc's freed arenas."""
+    gc.collect()
+    release_free_memory()
 
 
 def warm_up(model: Model, adapter: InputAdapter) -> None:

@@ -1,23 +1,31 @@
-"""The model repository: discovers `models/<name>/<version>/` and holds every version's state.
+"""The model repository: scans `models/<name>/<version>/` and holds every version's state.
 
-Discovery only reads cards, so it is cheap and happens when the app is built (the API and its
-docs list every model). Loading (`app.repository.lifecycle`) happens in the lifespan, in the
-background: health endpoints answer meanwhile, and readiness says which model is loading,
-ready or failed, and why. A model whose card is missing or invalid, or whose files do not
-match the card's sha256, is failed; the others serve.
+A scan only reads cards and each model's `config.json`, so it is cheap: it happens when the app
+is built (the API and its docs list every model) and then every SYNERGY_MODEL_POLL_S seconds.
+Loading (`app.repository.lifecycle`) happens in the background: health endpoints answer
+meanwhile, and readiness says which model is loading, ready or failed, and why. A version whose
+card is missing or invalid, or whose files do not match the card's sha256, is failed; the
+others serve.
+
+Per model (`ServedModel`): the config in force, its version policy, the versions, and a
+`Router` rebuilt whenever a version's state or the config changes, so that choosing the
+version of a request is a lookup (labels, the traffic split, the shadow).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import hashlib
 import logging
 import os
+import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -25,6 +33,14 @@ from app.adapters import InputAdapter
 from app.batching import Batcher
 from app.errors import NotFound, Unavailable
 from app.metrics import ServingStats
+from app.repository.config import (
+    CONFIG_FILENAME,
+    ConfigError,
+    ModelConfig,
+    VersionPolicy,
+    check_against_policy,
+    parse_config,
+)
 from app.runtimes.base import Model
 from app.schemas.card import CARD_FILENAME, MODEL_NAME_PATTERN, ModelCard, verify_artifacts
 
@@ -37,6 +53,9 @@ class ModelState(enum.StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+    # Retired (out of the policy, removed, unloaded): takes no new requests, finishes the
+    # ones in flight, then is unloaded and leaves the registry.
+    UNLOADING = "unloading"
     STOPPED = "stopped"
 
 
@@ -55,6 +74,34 @@ class ModelEntry:
     batcher: Batcher | None = None
     load_seconds: float | None = None
     stats: ServingStats = field(default_factory=ServingStats)
+    # What the folder held when the card was read (names, sizes, mtimes): a failed version is
+    # tried again only when its files change.
+    fingerprint: str = ""
+    # Requests that selected this version and have not finished: a retired version is
+    # unloaded only when none is left.
+    leases: int = 0
+    _idle: asyncio.Event | None = None
+
+    def acquire(self) -> None:
+        """A request (or a shadow copy) uses this version until `release`."""
+        self.leases += 1
+
+    def release(self) -> None:
+        """The request that acquired this version has finished."""
+        self.leases -= 1
+        if self.leases <= 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request uses this version (at most `timeout_s`); False on timeout."""
+        if self.leases <= 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def ready(self) -> None:
         """Mark the version serving (loaded, warm, its batcher running)."""
@@ -83,26 +130,6 @@ class ModelEntry:
 def _version_of(folder: Path) -> int | None:
     text = folder.name
     return int(text) if text.isdigit() and int(text) > 0 and not text.startswith("0") else None
-
-
-@dataclass(frozen=True)
-class VersionPolicy:
-    """Which versions of a model the server loads and serves (TF Serving's term).
-
-    Only "latest N" today: the N highest version numbers among the model's version folders.
-    A per-model policy (all, specific versions) slots in as another `kind` of this type.
-    """
-
-    kind: Literal["latest"] = "latest"
-    num_versions: int = 1
-
-    def select(self, versions: list[int]) -> list[int]:
-        """The versions to serve, ascending, out of the candidates."""
-        return sorted(versions)[-self.num_versions :]
-
-    def describe(self) -> str:
-        """For messages: what the policy serves."""
-        return f"the latest {self.num_versions} version(s)"
 
 
 class RepositoryFileError(Exception):
@@ -171,62 +198,169 @@ def _is_empty_dir(path: Path) -> bool:
         return False
 
 
+@dataclass
+class ModelScan:
+    """What one scan found for one model folder (made on a worker thread, applied on the
+    event loop by the lifecycle)."""
+
+    name: str
+    folder: Path
+    # Model-level problem (unreadable folder, no version): a FAILED version-0 entry shows it.
+    problem: str | None = None
+    config: ModelConfig | None = None  # the config in force after this scan
+    config_error: str | None = None  # why config.json was not taken (the previous stays)
+    policy: VersionPolicy = field(default_factory=VersionPolicy)
+    candidates: dict[int, Path] = field(default_factory=dict)  # non-empty version folders
+    served: list[int] = field(default_factory=list)  # what the policy selects
+    # Versions to (re)admit: new to the registry, or failed before and changed since.
+    entries: dict[int, ModelEntry] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KnownVersion:
+    """What the registry holds of a version, for a scan to decide what is new."""
+
+    state: ModelState
+    fingerprint: str
+
+
+def scan_repository(
+    models_dir: Path,
+    default_policy: VersionPolicy,
+    configs: dict[str, ModelConfig | None] | None = None,
+    known: dict[tuple[str, int], KnownVersion] | None = None,
+    only: str | None = None,
+) -> dict[str, ModelScan] | None:
+    """Scan `<models_dir>/<name>/<version>/` folders and each model's config.json.
+
+    `configs`: the config in force per model (an invalid new config.json leaves it in force);
+    `known`: the versions the registry holds (only new versions, and failed ones whose files
+    changed, have their cards read); `only`: scan one model. Returns None when the models dir
+    itself cannot be listed (a transient mount problem must not retire every model).
+    Folders whose names start with "." are ignored: copy a version in as `.3.tmp/` and
+    rename it to `3/` so a scan never sees it half-written.
+    """
+    configs = configs or {}
+    known = known or {}
+    if not models_dir.is_dir():
+        log.error("models dir %s does not exist", models_dir)
+        return None
+    root = models_dir.resolve()
+    listing = _list_dir(models_dir)
+    if isinstance(listing, str):
+        log.error("models dir %s cannot be read (%s)", models_dir, listing)
+        return None
+    scans: dict[str, ModelScan] = {}
+    for model_dir in listing:
+        name = model_dir.name
+        if name.startswith(".") or (only is not None and name != only) or not _is_dir(model_dir):
+            continue
+        if not re.fullmatch(MODEL_NAME_PATTERN, name):
+            log.warning("skipping %s: not a valid model name (%s)", model_dir, MODEL_NAME_PATTERN)
+            continue
+        scans[name] = _scan_model(name, model_dir, root, default_policy, configs.get(name), known)
+    return scans
+
+
+def _scan_model(
+    name: str,
+    model_dir: Path,
+    root: Path,
+    default_policy: VersionPolicy,
+    previous: ModelConfig | None,
+    known: dict[tuple[str, int], KnownVersion],
+) -> ModelScan:
+    scan = ModelScan(name, model_dir, config=previous)
+    children = _list_dir(model_dir)
+    if isinstance(children, str):
+        scan.problem = f"the model folder {name}/ cannot be read ({children})"
+        return scan
+    scan.candidates = {
+        v: p
+        for p in children
+        if _is_dir(p) and (v := _version_of(p)) is not None and not _is_empty_dir(p)
+    }
+    if not scan.candidates:
+        scan.problem = f"no version folder (models/{name}/<integer>/) with a {CARD_FILENAME}"
+        return scan
+    candidates = list(scan.candidates)
+    config, scan.config_error = _read_config(model_dir, root, candidates, default_policy)
+    if config is not None:
+        scan.config = config
+    scan.policy = scan.config.policy(default_policy) if scan.config else default_policy
+    scan.served = scan.policy.select(candidates)
+    if len(scan.served) < len(candidates):
+        log.debug(
+            "model %s: serving versions %s of %d (version policy: %s)",
+            name,
+            scan.served,
+            len(candidates),
+            scan.policy.describe(),
+        )
+    for version in scan.served:
+        folder = scan.candidates[version]
+        fingerprint = _fingerprint(folder)
+        held = known.get((name, version))
+        if held is None or (held.state is ModelState.FAILED and held.fingerprint != fingerprint):
+            entry = _read_version(name, version, folder, root)
+            entry.fingerprint = fingerprint
+            scan.entries[version] = entry
+    return scan
+
+
+def _read_config(
+    model_dir: Path, root: Path, candidates: list[int], default_policy: VersionPolicy
+) -> tuple[ModelConfig | None, str | None]:
+    """(the config.json to put in force, or None to keep the one in force; why not)."""
+    try:
+        data = read_repository_file(model_dir / CONFIG_FILENAME, root)
+    except FileNotFoundError:
+        return ModelConfig(), None  # no file: the defaults
+    except RepositoryFileError as exc:
+        return None, str(exc)
+    try:
+        config = parse_config(data)
+        check_against_policy(config, config.policy(default_policy).select(candidates))
+    except ConfigError as exc:
+        return None, str(exc)
+    return config, None
+
+
+def _fingerprint(folder: Path) -> str:
+    """Names, sizes and modification times of a version folder's files (not their bytes)."""
+    digest = hashlib.blake2b(digest_size=12)
+    try:
+        for path in sorted(folder.rglob("*")):
+            info = path.lstat()
+            digest.update(f"{path.relative_to(folder)}:{info.st_size}:{info.st_mtime_ns};".encode())
+    except OSError as exc:
+        digest.update(_os_problem(exc).encode())
+    return digest.hexdigest()
+
+
 def discover(models_dir: Path, policy: VersionPolicy | None = None) -> list[ModelEntry]:
-    """Find `<models_dir>/<name>/<version>/` folders and read their cards (no model loading).
+    """The model versions a first scan finds (no model loading), as entries.
 
     Folders that look like model versions but cannot be served come back FAILED with the
     reason, so readiness reports them instead of silently ignoring them. An entry that
     cannot be read (a `lost+found` with mode 000) fails alone: the rest serve. Empty version
     folders (a copy not started yet) are skipped. Of the remaining versions, only those the
-    `policy` selects are entries at all: not loaded, not served.
+    version policy (config.json's, else `policy`) selects are entries at all.
     """
-    import re
-
-    policy = policy or VersionPolicy()
-    entries: list[ModelEntry] = []
-    if not models_dir.is_dir():
-        log.error("models dir %s does not exist", models_dir)
-        return entries
-    root = models_dir.resolve()
-    listing = _list_dir(models_dir)
-    if isinstance(listing, str):
-        log.error("models dir %s cannot be read (%s)", models_dir, listing)
-        return entries
-    for model_dir in listing:
-        if model_dir.name.startswith(".") or not _is_dir(model_dir):
-            continue
-        name = model_dir.name
-        if not re.fullmatch(MODEL_NAME_PATTERN, name):
-            log.warning("skipping %s: not a valid model name (%s)", model_dir, MODEL_NAME_PATTERN)
-            continue
-        children = _list_dir(model_dir)
-        if isinstance(children, str):
-            entry = ModelEntry(name, 0, model_dir, None)
-            entry.fail(f"the model folder {name}/ cannot be read ({children})")
-            entries.append(entry)
-            continue
-        candidates = {
-            v: p
-            for p in children
-            if _is_dir(p) and (v := _version_of(p)) is not None and not _is_empty_dir(p)
-        }
-        if not candidates:
-            entry = ModelEntry(name, 0, model_dir, None)
-            entry.fail(f"no version folder (models/{name}/<integer>/) with a {CARD_FILENAME}")
-            entries.append(entry)
-            continue
-        served = policy.select(list(candidates))
-        if len(served) < len(candidates):
-            log.info(
-                "model %s: serving versions %s of %d (version policy: %s)",
-                name,
-                served,
-                len(candidates),
-                policy.describe(),
-            )
-        for version in served:
-            entries.append(_read_version(name, version, candidates[version], root))
+    scans = scan_repository(models_dir, policy or VersionPolicy())
+    entries = [entry for scan in (scans or {}).values() for entry in scan_entries(scan)]
+    for entry in entries:
+        if entry.version == 0:
+            log.error("model %s failed: %s", entry.name, entry.reason)
     return entries
+
+
+def scan_entries(scan: ModelScan) -> list[ModelEntry]:
+    """A scan's entries to admit, with a FAILED version-0 entry for a model-level problem."""
+    if scan.problem is not None:
+        # Not entry.fail(): a scan repeats every few seconds, the registry logs what is new.
+        return [ModelEntry(scan.name, 0, scan.folder, None, ModelState.FAILED, scan.problem)]
+    return [scan.entries[v] for v in sorted(scan.entries)]
 
 
 def _read_version(name: str, version: int, folder: Path, root: Path) -> ModelEntry:
@@ -276,39 +410,217 @@ class ArtifactMismatch(RuntimeError):
     """The artifact loads but does not behave as the card says (message safe to show)."""
 
 
+class Router:
+    """Where a model's requests go, precomputed from its ready versions and config.
+
+    `pick(key)` chooses the version of a request that names neither a version nor a label:
+    by the config's traffic weights when it has them (over the ready targets only: a canary
+    that is still loading or failed gets no share), else the newest ready version. The
+    split is deterministic: with a routing key (the `X-Routing-Key` header, e.g. a user id)
+    the key's hash picks, so a caller stays on one version; without one, smooth weighted
+    round robin (nginx's), so any run of requests matches the weights within one request.
+    """
+
+    __slots__ = ("_current", "default", "default_label", "labels", "shadow", "targets", "total")
+
+    def __init__(
+        self,
+        default: ModelEntry | None,
+        targets: list[tuple[ModelEntry, float, str]],
+        labels: dict[str, int],
+        shadow: ModelEntry | None,
+    ) -> None:
+        # One target: no split to compute; the hot path's case.
+        self.default = default if not targets else (targets[0][0] if len(targets) == 1 else None)
+        self.default_label = targets[0][2] if len(targets) == 1 else ""
+        self.targets = targets if len(targets) > 1 else []
+        self.total = sum(weight for _, weight, _ in self.targets)
+        self.labels = labels
+        self.shadow = shadow
+        self._current = [0.0] * len(self.targets)
+
+    def pick(self, key: str | None) -> tuple[ModelEntry | None, str]:
+        """(the version to serve, the traffic key that chose it or "")."""
+        if self.default is not None or not self.targets:
+            return self.default, self.default_label
+        if key is not None:
+            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+            point = int.from_bytes(digest) / 2.0**64 * self.total
+            for entry, weight, name in self.targets:
+                point -= weight
+                if point < 0:
+                    return entry, name
+            return self.targets[-1][0], self.targets[-1][2]
+        best = 0
+        for index, (_, weight, _) in enumerate(self.targets):
+            self._current[index] += weight
+            if self._current[index] > self._current[best]:
+                best = index
+        self._current[best] -= self.total
+        entry, _, name = self.targets[best]
+        return entry, name
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """One model: the config in force, its policy, its versions and its router."""
+
+    name: str
+    policy: VersionPolicy
+    config: ModelConfig = field(default_factory=ModelConfig)
+    config_error: str | None = None
+    versions: dict[int, ModelEntry] = field(default_factory=dict)
+    router: Router = field(default_factory=lambda: Router(None, [], {}, None))
+    # Unloaded through the repository API: scans leave it alone until it is loaded again.
+    unloaded: bool = False
+    # Counted by readiness: present at start-up, or ready once since. A model that appears
+    # later and fails never takes the replica out of service.
+    required: bool = True
+
+    def label_of(self, version: int) -> str:
+        """The first label naming `version`, or ""."""
+        return next((k for k, v in self.config.labels.items() if v == version), "")
+
+    def status(self) -> dict[str, Any]:
+        """Config, labels and policy for the listings."""
+        status: dict[str, Any] = {
+            "version_policy": self.policy.to_json(),
+            "version_labels": dict(self.config.labels),
+        }
+        if self.config.traffic:
+            status["traffic"] = dict(self.config.traffic)
+        if self.config.shadow is not None:
+            status["shadow"] = self.config.shadow
+        if self.config_error:
+            status["config_error"] = self.config_error
+        if self.unloaded:
+            status["unloaded"] = True
+        return status
+
+
 class ModelRegistry:
-    """All model versions of the server, by name and version."""
+    """All model versions of the server, by name and version.
+
+    Changed only on the event loop (the lifecycle applies scans there), so readers on the loop
+    see a consistent state without locks; worker threads read entries they were handed.
+    """
 
     def __init__(self, entries: list[ModelEntry], policy: VersionPolicy | None = None) -> None:
-        self.entries = entries
         self.policy = policy or VersionPolicy()
-        self._by_name: dict[str, dict[int, ModelEntry]] = {}
+        self.models: dict[str, ServedModel] = {}
+        # Called (on the loop) after any change of versions, states or configs: the OpenAPI
+        # document is rebuilt, caches of retired versions dropped.
+        self.listeners: list[Callable[[], None]] = []
         for entry in entries:
-            self._by_name.setdefault(entry.name, {})[entry.version] = entry
+            self.add(entry)
+        for name in self.models:
+            self.refresh(name)
+
+    @classmethod
+    def scan(cls, models_dir: Path, policy: VersionPolicy) -> ModelRegistry:
+        """The registry of a first scan: every model with its config and versions."""
+        registry = cls([], policy)
+        for scan in (scan_repository(models_dir, policy) or {}).values():
+            for entry in scan_entries(scan):
+                if entry.version == 0:
+                    log.error("model %s failed: %s", entry.name, entry.reason)
+                model = registry.add(entry, scan.config)
+                model.policy, model.config_error = scan.policy, scan.config_error
+            if scan.config_error:
+                log.error("model %s: %s; serving with the defaults", scan.name, scan.config_error)
+        for name in registry.models:
+            registry.refresh(name)
+        return registry
 
     def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self.entries)
 
     @property
+    def entries(self) -> list[ModelEntry]:
+        """Every version of every model, by name then version."""
+        # list(...) first: a copy taken at once (worker threads read while the loop changes).
+        return [
+            entry
+            for _, model in sorted(list(self.models.items()))
+            for _, entry in sorted(list(model.versions.items()), key=lambda item: item[0])
+        ]
+
+    @property
     def names(self) -> list[str]:
-        """Model names, sorted."""
-        return sorted(self._by_name)
+        """Names of the models that have versions (loaded or not), sorted."""
+        return sorted(name for name, model in self.models.items() if model.versions)
+
+    def model(self, name: str) -> ServedModel:
+        """One model's record (raises NotFound)."""
+        model = self.models.get(name)
+        if model is None or not model.versions:
+            if model is not None and model.unloaded:
+                raise NotFound(
+                    f"model {name!r} is unloaded; load it with POST "
+                    f"/v2/repository/models/{name}/load"
+                )
+            raise NotFound(
+                f"unknown model {name!r}; available models: {', '.join(self.names) or 'none'}"
+            )
+        return model
+
+    def add(self, entry: ModelEntry, config: ModelConfig | None = None) -> ServedModel:
+        """Admit a version (its model record is made on first sight)."""
+        model = self.models.get(entry.name)
+        if model is None:
+            model = self.models[entry.name] = ServedModel(entry.name, self.policy)
+            if config is not None:
+                model.config, model.policy = config, config.policy(self.policy)
+        model.versions[entry.version] = entry
+        return model
+
+    def remove(self, entry: ModelEntry) -> None:
+        """Drop a version (retired and unloaded, or failed and out of the policy)."""
+        model = self.models.get(entry.name)
+        if model is not None and model.versions.get(entry.version) is entry:
+            del model.versions[entry.version]
+            if not model.versions and not model.unloaded:
+                del self.models[entry.name]
+
+    def refresh(self, name: str) -> None:
+        """Rebuild a model's router after its versions' states or its config changed."""
+        model = self.models.get(name)
+        if model is None:
+            return
+        config = model.config
+        ready = {v: e for v, e in model.versions.items() if e.state is ModelState.READY}
+        if ready:
+            model.required = True
+        targets = []
+        for key, weight in config.traffic.items():
+            entry = ready.get(config.version_of(key))
+            if entry is not None and weight > 0:
+                targets.append((entry, weight, key if key in config.labels else ""))
+        default = ready[max(ready)] if ready and not targets else None
+        shadow = None
+        if config.shadow is not None:
+            shadow = ready.get(config.version_of(config.shadow))
+        model.router = Router(default, targets, dict(config.labels), shadow)
+
+    def changed(self) -> None:
+        """Tell the listeners that the repository changed."""
+        for listener in self.listeners:
+            try:
+                listener()
+            except Exception:  # a listener's failure never stops the repository
+                log.exception("repository listener %r failed", listener)
 
     def versions(self, name: str) -> dict[int, ModelEntry]:
         """Versions of one model (raises NotFound)."""
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise NotFound(
-                f"unknown model {name!r}; available models: {', '.join(self.names) or 'none'}"
-            ) from None
+        return self.model(name).versions
 
     def find(self, name: str, version: int | None = None) -> ModelEntry:
         """The entry for name/version, whatever its state (raises NotFound).
 
         Without a version: the newest ready version, else the newest one (to report its state).
         """
-        versions = self.versions(name)
+        model = self.model(name)
+        versions = model.versions
         if version is None:
             ready = [v for v, e in versions.items() if e.state is ModelState.READY]
             return versions[max(ready) if ready else max(versions)]
@@ -317,13 +629,37 @@ class ModelRegistry:
         except KeyError:
             raise NotFound(
                 f"model {name!r} has no version {version} served; served versions: "
-                f"{', '.join(str(v) for v in sorted(versions))} (this server serves "
-                f"{self.policy.describe()} of each model)"
+                f"{', '.join(str(v) for v in sorted(versions))} (version policy: "
+                f"{model.policy.describe()})"
             ) from None
+
+    def by_label(self, name: str, label: str) -> ModelEntry:
+        """The version a label names (raises NotFound for an unknown label)."""
+        model = self.model(name)
+        version = model.config.labels.get(label)
+        if version is None:
+            known = ", ".join(sorted(model.config.labels)) or "none (config.json sets them)"
+            raise NotFound(f"model {name!r} has no label {label!r}; labels: {known}")
+        return self.find(name, version)
+
+    def route(self, name: str, key: str | None) -> tuple[ModelEntry, str]:
+        """The version for a request that names none, and the traffic key that chose it
+        (raises NotFound, Unavailable)."""
+        model = self.models.get(name)
+        if model is not None:
+            entry, label = model.router.pick(key)
+            if entry is not None:
+                return entry, label
+        return self.get_ready(name), ""
 
     def get_ready(self, name: str, version: int | None = None) -> ModelEntry:
         """The entry that can serve now (raises NotFound, or Unavailable with the reason)."""
         entry = self.find(name, version)
+        return self.check_ready(entry)
+
+    def check_ready(self, entry: ModelEntry) -> ModelEntry:
+        """`entry` if it can serve now (raises NotFound, or Unavailable with the reason)."""
+        name = entry.name
         if entry.state is ModelState.READY:
             return entry
         if entry.state is ModelState.LOADING:
@@ -333,6 +669,15 @@ class ModelRegistry:
             )
         if entry.state is ModelState.STOPPED:
             raise Unavailable(f"model {name} is shutting down; retry on another replica")
+        if entry.state is ModelState.UNLOADING:
+            raise NotFound(
+                f"model {name} version {entry.version} was retired; served versions: "
+                + ", ".join(
+                    str(v)
+                    for v, e in sorted(self.versions(name).items())
+                    if e.state is ModelState.READY
+                )
+            )
         raise Unavailable(
             f"model {name} version {entry.version} failed to load: {entry.reason}", retry_after_s=30
         )
@@ -350,7 +695,20 @@ class ModelRegistry:
 
     def all_ready(self) -> bool:
         """True when every discovered version is loaded and warm."""
-        return bool(self.entries) and all(e.state is ModelState.READY for e in self.entries)
+        entries = self.entries
+        return bool(entries) and all(e.state is ModelState.READY for e in entries)
+
+    def serving(self) -> bool:
+        """True when every model readiness counts has a ready version (a version that failed
+        while another serves, or a new model that failed, does not count)."""
+        required = [m for m in self.models.values() if m.required and not m.unloaded]
+        return bool(required) and all(
+            any(e.state is ModelState.READY for e in m.versions.values()) for m in required
+        )
+
+    def known(self) -> dict[tuple[str, int], KnownVersion]:
+        """What a scan needs to know of the versions held."""
+        return {(e.name, e.version): KnownVersion(e.state, e.fingerprint) for e in self.entries}
 
 
 def verify(entry: ModelEntry) -> bool:

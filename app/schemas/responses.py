@@ -67,7 +67,7 @@ class ModelVersionStatus(BaseModel):
 
     name: str
     version: int
-    state: str = Field(description="loading | ready | failed | stopped")
+    state: str = Field(description="loading | ready | failed | unloading | stopped")
     reason: str | None = Field(default=None, description="Why it failed, when it failed.")
     device: str | None = Field(default=None, description="Where its forward pass runs.")
 
@@ -79,7 +79,29 @@ class ReadinessResponse(BaseModel):
     models: list[ModelVersionStatus]
 
 
-class ModelSummary(BaseModel):
+class ServingConfig(BaseModel):
+    """The model's serving config in force (its config.json, else the defaults)."""
+
+    version_policy: dict[str, Any] = Field(
+        description='{"latest": N}, {"all": true} or {"specific": [versions]}.'
+    )
+    version_labels: dict[str, int] = Field(
+        description="Label -> version; POST /v1/models/{name}/labels/{label}:predict."
+    )
+    traffic: dict[str, float] | None = Field(
+        default=None, description="Weights over labels or versions for unversioned requests."
+    )
+    shadow: str | int | None = Field(
+        default=None, description="The label or version that gets a copy of the traffic."
+    )
+    config_error: str | None = Field(
+        default=None,
+        description="Why the current config.json was refused (the previous stays in force).",
+    )
+    unloaded: bool | None = Field(default=None, description="Unloaded by the repository API.")
+
+
+class ModelSummary(ServingConfig):
     """One model in the listing."""
 
     name: str
@@ -99,7 +121,7 @@ class ModelList(BaseModel):
     models: list[ModelSummary]
 
 
-class ServingInfo(BaseModel):
+class ServingInfo(ServingConfig):
     """How the server runs this model version."""
 
     state: str

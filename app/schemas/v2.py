@@ -1,7 +1,7 @@
 """Open Inference Protocol (V2) REST bodies, as the KServe/Triton specification writes them.
 
 `data` stays untyped here: its element type follows the tensor's `datatype`, which
-`app.v2` checks together with the shape (pydantic alone cannot tie the two together).
+`app.codecs.v2` checks together with the shape (pydantic alone cannot tie the two together).
 """
 
 from __future__ import annotations

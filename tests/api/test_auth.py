@@ -26,7 +26,7 @@ OPEN = {
     "/v2/health/live",
     "/v2/health/ready",
 }
-VALUES = {"name": "iris-knn", "version": "1", "path": "swagger-ui.css"}
+VALUES = {"name": "iris-knn", "version": "1", "label": "stable", "path": "swagger-ui.css"}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,11 @@ def test_every_protected_route_needs_a_key(keyed: Any) -> None:
             assert "API key" in response.json()["error"]
         allowed = _call(keyed, method, path, Authorization=f"Bearer {KEYS[1]}")
         assert allowed.status_code != 401, (method, path)
+    # The repository API's unload was among them: the model serves again for the next tests.
+    loaded = _call(
+        keyed, "POST", "/v2/repository/models/iris-knn/load", Authorization=f"Bearer {KEYS[1]}"
+    )
+    assert loaded.status_code == 200, loaded.text
 
 
 def test_open_routes_stay_open(keyed: Any) -> None:

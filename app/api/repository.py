@@ -1,0 +1,134 @@
+"""Model-control routes (Triton's model repository extension); the logic is in
+`app.repository.control`. Protected by API keys like every route that is not a health check."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Request
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.responses import Response
+
+from app.errors import BadRequest
+from app.jsonutil import json_response
+from app.repository.control import RepositoryControl
+from app.schemas.responses import error_responses
+
+ModelName = Annotated[str, Path(description="Model name (its folder in the models dir)")]
+
+
+class IndexRequest(BaseModel):
+    """Body of `POST /v2/repository/index` (optional)."""
+
+    model_config = ConfigDict(extra="allow")
+    ready: bool = Field(default=False, description="true: only the versions that are READY.")
+
+
+class IndexEntry(BaseModel):
+    """One model version in the index."""
+
+    name: str
+    version: str = Field(description='The version ("" for a model-level state).')
+    state: str = Field(description="READY, LOADING, UNLOADING or UNAVAILABLE.")
+    reason: str = Field(description="Why it is UNAVAILABLE (load failure, unloaded).")
+
+
+_INDEX_REQUEST = TypeAdapter(IndexRequest | None)
+
+
+def _control(request: Request) -> RepositoryControl:
+    control: RepositoryControl = request.app.state.repository
+    return control
+
+
+async def repository_index(request: Request) -> Response:
+    """Every model and version with its state and, when unavailable, the reason."""
+    body = await request.body()
+    try:
+        query = _INDEX_REQUEST.validate_json(body) if body.strip() else None
+    except ValidationError as exc:
+        # V2 answers bad input with 400, like the rest of the protocol.
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(f'{where}: {first["msg"]}; send {{"ready": true}} or no body') from None
+    return json_response(_control(request).index(ready_only=bool(query and query.ready)))
+
+
+async def repository_load(request: Request, name: ModelName) -> Response:
+    """Load or reload a model from the models dir now (its config.json and versions);
+    returns when its versions are loaded. Also lifts an unload."""
+    await _control(request).load(name)
+    return json_response({})
+
+
+async def repository_unload(request: Request, name: ModelName) -> Response:
+    """Unload every version of a model (requests in flight finish first); polling leaves it
+    unloaded until it is loaded again."""
+    await _control(request).unload(name)
+    return json_response({})
+
+
+def add_repository_routes(app: FastAPI) -> None:
+    """The three repository routes."""
+    tags: list[str | Enum] = ["model repository"]
+    routes: list[tuple[str, Any, Any, tuple[int, ...]]] = [
+        ("/v2/repository/index", repository_index, list[IndexEntry], (400, 401)),
+        ("/v2/repository/models/{name:model}/load", repository_load, dict[str, Any], (401, 404)),
+        (
+            "/v2/repository/models/{name:model}/unload",
+            repository_unload,
+            dict[str, Any],
+            (401, 404),
+        ),
+    ]
+    for path, endpoint, model, errors in routes:
+        responses: dict[int | str, dict[str, Any]] = {**error_responses(*errors)}
+        if endpoint is repository_load:
+            responses[400] = {
+                "description": "No version of the model could be loaded (the reasons).",
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                        "example": {
+                            "error": "failed to load model iris-knn: version 3: artifact check "
+                            "failed: model.joblib: sha256 differs from the card"
+                        },
+                    }
+                },
+            }
+        extra = None
+        if endpoint is repository_index:
+            responses[400] = {
+                "description": 'The body is not {} or {"ready": true|false}.',
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                        "example": {
+                            "error": 'ready: Input should be a valid boolean; send {"ready": '
+                            "true} or no body"
+                        },
+                    }
+                },
+            }
+            extra = {
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": IndexRequest.model_json_schema(),
+                            "example": {"ready": False},
+                        }
+                    },
+                }
+            }
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            tags=tags,
+            summary=(endpoint.__doc__ or "").split("\n")[0].rstrip("."),
+            response_model=model,
+            responses=responses,
+            openapi_extra=extra,
+        )

@@ -1,0 +1,81 @@
+"""The model-control API's logic (Triton's model repository extension), without HTTP.
+
+    index()        -> every model and version with its state and reason
+    load(name)     -> rescan one model now (its config and versions), lifting an unload;
+                      returns when its versions are loaded (ready or failed)
+    unload(name)   -> retire every version of the model; polling leaves it alone until load
+
+Triton's states: READY, LOADING, UNLOADING and UNAVAILABLE (failed, unloaded).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.errors import BadRequest, NotFound
+from app.repository.lifecycle import Lifecycle
+from app.repository.registry import ModelRegistry, ModelState
+
+TRITON_STATES = {
+    ModelState.LOADING: "LOADING",
+    ModelState.READY: "READY",
+    ModelState.UNLOADING: "UNLOADING",
+    ModelState.FAILED: "UNAVAILABLE",
+    ModelState.STOPPED: "UNAVAILABLE",
+}
+
+
+class RepositoryControl:
+    """index / load / unload over the registry and the lifecycle."""
+
+    def __init__(self, registry: ModelRegistry, lifecycle: Lifecycle) -> None:
+        self.registry = registry
+        self.lifecycle = lifecycle
+
+    def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        """`[{"name", "version", "state", "reason"}]`, by name then version; unloaded models
+        appear once with state UNAVAILABLE and reason "unloaded"."""
+        rows: list[dict[str, Any]] = []
+        for name, model in sorted(self.registry.models.items()):
+            if model.unloaded and not model.versions:
+                if not ready_only:
+                    rows.append(
+                        {"name": name, "version": "", "state": "UNAVAILABLE", "reason": "unloaded"}
+                    )
+                continue
+            for version, entry in sorted(model.versions.items()):
+                if ready_only and entry.state is not ModelState.READY:
+                    continue
+                rows.append(
+                    {
+                        "name": name,
+                        "version": str(version) if version else "",
+                        "state": TRITON_STATES[entry.state],
+                        "reason": entry.reason or "",
+                    }
+                )
+        return rows
+
+    async def load(self, name: str) -> None:
+        """Load (or reload) `name` from the models dir now. Raises NotFound when it has no
+        folder, BadRequest (Triton's status) with the reasons when no version of it is ready
+        afterwards."""
+        await self.lifecycle.rescan(name, load=True)
+        model = self.registry.models.get(name)
+        if model is None or not model.versions:
+            raise NotFound(
+                f"no model folder {name}/ in the models dir; models there: "
+                f"{', '.join(self.registry.names) or 'none'}"
+            )
+        if not any(e.state is ModelState.READY for e in model.versions.values()):
+            reasons = "; ".join(
+                f"version {v}: {e.reason}" if v else str(e.reason)
+                for v, e in sorted(model.versions.items())
+                if e.reason
+            )
+            raise BadRequest(f"failed to load model {name}: {reasons or 'no version is ready'}")
+
+    async def unload(self, name: str) -> None:
+        """Unload every version of `name` (raises NotFound); returns when they are unloaded
+        (requests in flight finish first)."""
+        await self.lifecycle.unload(name)
