@@ -142,3 +142,18 @@ def test_errors_reach_the_client_as_messages(triton: Any) -> None:
     with pytest.raises(InferenceServerException) as unknown:
         triton.get_model_metadata("no-such-model")
     assert unknown.value.status() == "404"
+
+
+def test_the_repository_api_works_with_tritonclient(triton: Any) -> None:
+    index = triton.get_model_repository_index()
+    assert {(m["name"], m["state"]) for m in index} == {(n, "READY") for n in MODEL_NAMES}
+    triton.unload_model("iris-knn")
+    assert not triton.is_model_ready("iris-knn")
+    unloaded = [m for m in triton.get_model_repository_index() if m["name"] == "iris-knn"]
+    assert unloaded == [
+        {"name": "iris-knn", "version": "", "state": "UNAVAILABLE", "reason": "unloaded"}
+    ]
+    triton.load_model("iris-knn")  # returns when loaded
+    assert triton.is_model_ready("iris-knn")
+    with pytest.raises(InferenceServerException, match="no model folder"):
+        triton.load_model("no-such-model")
