@@ -264,7 +264,7 @@ class InferenceCore:
             max_batch_wait_ms=batching.max_batch_wait_ms,
             max_queue_rows=batching.max_queue_rows,
             max_queue_wait_ms=batching.max_queue_wait_ms,
-            observer=self.metrics.batch_observer(entry.name, entry.version),
+            observer=self.metrics.batch_observer(entry.name, entry.version, stats),
         )
         self.metrics.queue_rows.labels(entry.name, version).set_function(
             lambda: batcher.queued_rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -168,14 +169,18 @@ class Metrics:
         """The Prometheus text exposition of everything above."""
         return generate_latest(self.registry)
 
-    def batch_observer(self, model: str, version: int) -> BatcherMetrics:
-        """The observer one batcher reports to."""
+    def batch_observer(
+        self, model: str, version: int, stats: ServingStats | None = None
+    ) -> BatcherMetrics:
+        """The observer one batcher reports to; with `stats`, it also counts the version's
+        executions there (Triton's statistics)."""
         labels = (model, str(version))
         return BatcherMetrics(
             self.batch_size.labels(*labels),
             self.inference.labels(*labels),
             self.queue_wait.labels(*labels),
             self.batch_failures.labels(*labels),
+            stats.execution if stats is not None else None,
         )
 
 
@@ -187,16 +192,74 @@ class BatcherMetrics:
     inference: Histogram
     queue_wait: Histogram
     failures: Counter
+    execution: ExecutionStats | None = None
 
     def batch_done(self, rows: int, inference_s: float, failed: bool) -> None:
         self.batch_size.observe(rows)
         self.inference.observe(inference_s)
         if failed:
             self.failures.inc()
+        elif self.execution is not None:
+            self.execution.batch_done(rows, inference_s)
 
     def rows_started(self, queue_wait_s: Sequence[float]) -> None:
         for wait in queue_wait_s:
             self.queue_wait.observe(wait)
+        if self.execution is not None:
+            self.execution.rows_started(queue_wait_s)
+
+
+@dataclass
+class ExecutionStats:
+    """What one version's batcher did, since the process started: Triton's statistics
+    (`GET /v2/models/{name}/stats`).
+
+    Written by the version's one worker thread only (a few adds per batch, no lock); read on
+    the event loop, where a snapshot may be one batch behind but every number is whole.
+    Durations are seconds here; the statistics endpoint reports nanoseconds.
+    """
+
+    # Successful model calls (batches) and the rows they computed.
+    executions: int = 0
+    rows: int = 0
+    # Request segments that entered a batch (a request larger than a batch counts once per
+    # batch it is in), and the seconds they waited in the queue.
+    queued: int = 0
+    queue_s: float = 0.0
+    # Per request segment of a successful batch, its batch's compute time (Triton's
+    # convention: every request of a batch reports the whole batch's duration).
+    computed: int = 0
+    compute_s: float = 0.0
+    # Successful batches by size: size -> [count, seconds].
+    by_batch_size: dict[int, list[float]] = field(default_factory=dict)
+    # time.time() when the last batch finished; 0: never.
+    last_inference_s: float = 0.0
+    _segments: int = 0
+
+    def rows_started(self, queue_wait_s: Sequence[float]) -> None:
+        """A batch starts: its request segments waited `queue_wait_s` seconds each."""
+        self._segments = len(queue_wait_s)
+        self.queued += self._segments
+        self.queue_s += sum(queue_wait_s)
+
+    def batch_done(self, rows: int, inference_s: float) -> None:
+        """The batch just started computed `rows` rows in `inference_s` seconds."""
+        self.executions += 1
+        self.rows += rows
+        self.computed += self._segments
+        self.compute_s += inference_s * self._segments
+        size = self.by_batch_size.get(rows)
+        if size is None:
+            # A new key: a whole new list, so a reader copying the dict sees it complete.
+            self.by_batch_size[rows] = [1, inference_s]
+        else:
+            size[0] += 1
+            size[1] += inference_s
+        self.last_inference_s = time.time()
+
+    def batch_sizes(self) -> list[tuple[int, int, float]]:
+        """(batch size, executions, seconds), by size (safe on the event loop)."""
+        return sorted((size, int(c), s) for size, (c, s) in list(self.by_batch_size.items()))
 
 
 @dataclass
@@ -211,7 +274,12 @@ class ServingStats:
     requests: int = 0
     errors: int = 0
     errors_by_status: collections.Counter[int] = field(default_factory=collections.Counter)
+    # Seconds spent on successful / failed requests (receive to response), for Triton's
+    # success and fail durations.
+    success_s: float = 0.0
+    fail_s: float = 0.0
     labels: collections.Counter[str] = field(default_factory=collections.Counter)
+    execution: ExecutionStats = field(default_factory=ExecutionStats)
     _latencies_ms: collections.deque[float] = field(default_factory=collections.deque)
     # Labels are counted on model worker threads and read on the event loop.
     _labels_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -225,8 +293,10 @@ class ServingStats:
         if status >= 400:
             self.errors += 1
             self.errors_by_status[status] += 1
+            self.fail_s += latency_s
         else:
             self._latencies_ms.append(latency_s * 1000.0)
+            self.success_s += latency_s
 
     def record_labels(self, counts: collections.Counter[str]) -> None:
         """Add a batch's predicted-label counts (safe from any thread)."""

@@ -24,7 +24,9 @@ import yaml
 
 K8S_VERSION = "1.32.0"
 ROOT = Path(__file__).resolve().parent / "k8s"
-KUSTOMIZATIONS = [ROOT / "base", ROOT / "overlays" / "gpu"]
+KUSTOMIZATIONS = [ROOT / "base", ROOT / "overlays" / "gpu", ROOT / "overlays" / "model-volume"]
+# Manifests applied on their own (`kubectl apply -f`), outside any kustomization.
+STANDALONE = [ROOT / "overlays" / "model-volume" / "loader-pod.yaml"]
 # Fields that hold label selectors, per kind (what `includeSelectors` reaches).
 SELECTOR_PATHS = {
     "Deployment": [("spec", "selector", "matchLabels"), ("spec", "template", "metadata", "labels")],
@@ -143,6 +145,42 @@ def check_promises(objects: list[dict[str, Any]]) -> list[str]:
     hpa = by_kind["HorizontalPodAutoscaler"]
     if hpa["spec"]["scaleTargetRef"]["name"] != deployment["metadata"]["name"]:
         problems.append("the HPA does not target the Deployment")
+    claim = by_kind.get("PersistentVolumeClaim")
+    if claim is not None:
+        problems += _check_model_volume(claim["metadata"]["name"], pod, container, env)
+    return problems
+
+
+def _check_model_volume(
+    claim: str, pod: dict[str, Any], container: dict[str, Any], env: dict[str, Any]
+) -> list[str]:
+    """The model-volume overlay: the server reads the claim, read-only, as its models dir,
+    and polls it."""
+    problems = []
+    volumes = {
+        v["name"]: v["persistentVolumeClaim"]
+        for v in pod.get("volumes", [])
+        if v.get("persistentVolumeClaim", {}).get("claimName") == claim
+    }
+    mounts = [m for m in container.get("volumeMounts", []) if m["name"] in volumes]
+    models_dir = env.get("SYNERGY_MODELS_DIR") or "/srv/models"
+    if not any(m["mountPath"] == models_dir and m.get("readOnly") for m in mounts):
+        problems.append(f"the claim {claim} must be mounted read-only at {models_dir}")
+    if not all(v.get("readOnly") for v in volumes.values()):
+        problems.append(f"the server's volume of the claim {claim} must be readOnly")
+    if float(env.get("SYNERGY_MODEL_POLL_S") or 0) <= 0:
+        problems.append("SYNERGY_MODEL_POLL_S must be > 0, or new versions are never seen")
+    return problems
+
+
+def validate_standalone(path: Path) -> list[str]:
+    """Problems of a manifest applied with `kubectl apply -f`."""
+    problems = []
+    for obj in (d for d in yaml.safe_load_all(path.read_text()) if d):
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message}")
     return problems
 
 
@@ -170,6 +208,14 @@ def main() -> int:
         checked = f"{len(objects)} objects checked against Kubernetes {K8S_VERSION} (strict)"
         cross = ", same as kubectl kustomize" if kubectl and not problems else ""
         print(f"{status:4} {label}: {checked}{cross}")
+        for problem in problems:
+            print(f"     - {problem}")
+        failures += bool(problems)
+    for path in STANDALONE:
+        problems = validate_standalone(path)
+        status = "FAIL" if problems else "ok"
+        label = path.relative_to(ROOT.parent)
+        print(f"{status:4} {label}: checked against Kubernetes {K8S_VERSION} (strict)")
         for problem in problems:
             print(f"     - {problem}")
         failures += bool(problems)

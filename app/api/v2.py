@@ -13,14 +13,17 @@ from starlette.responses import Response
 from app.codecs.v2 import HEADER_LENGTH
 from app.context import request_context
 from app.jsonutil import json_response
+from app.protocols import triton
 from app.protocols.v2 import V2Protocol
 from app.repository import ModelEntry
 from app.schemas.responses import error_responses
 from app.schemas.v2 import (
     InferenceRequest,
     InferenceResponse,
+    ModelConfig,
     ModelMetadata,
     ModelReady,
+    ModelStatistics,
     ServerLive,
     ServerMetadata,
     ServerReady,
@@ -73,6 +76,38 @@ async def model_ready_version(request: Request, name: ModelName, version: Versio
     """Readiness of one version."""
     ready, body = _protocol(request).model_ready(name, version)
     return json_response(body, status_code=200 if ready else 503)
+
+
+def _service(request: Request) -> PredictionService:
+    service: PredictionService = request.app.state.service
+    return service
+
+
+async def model_config(request: Request, name: ModelName) -> Response:
+    """Triton's model configuration: inputs and outputs (dims without the batch dimension),
+    max_batch_size, dynamic batching, version policy."""
+    return json_response(triton.model_config(_service(request), name, None))
+
+
+async def model_config_version(request: Request, name: ModelName, version: Version) -> Response:
+    """Triton's model configuration of one version."""
+    return json_response(triton.model_config(_service(request), name, version))
+
+
+async def all_statistics(request: Request) -> Response:
+    """Triton's statistics of every served version of every model: requests (success, fail,
+    queue and compute time, ns) and model calls by batch size, since the server started."""
+    return json_response(triton.model_statistics(_service(request), None, None))
+
+
+async def model_statistics(request: Request, name: ModelName) -> Response:
+    """Triton's statistics of every served version of one model."""
+    return json_response(triton.model_statistics(_service(request), name, None))
+
+
+async def model_statistics_version(request: Request, name: ModelName, version: Version) -> Response:
+    """Triton's statistics of one version."""
+    return json_response(triton.model_statistics(_service(request), name, version))
 
 
 async def _infer(request: Request, version: str | None) -> Response:
@@ -192,6 +227,8 @@ def add_v2_routes(app: FastAPI, service: PredictionService) -> None:
         ("/v2", server_metadata, ServerMetadata, (401,)),
         ("/v2/health/live", server_live, ServerLive, ()),
         ("/v2/health/ready", server_ready, ServerReady, ()),
+        # Before the metadata route, which would take "stats" for a model name.
+        ("/v2/models/stats", all_statistics, ModelStatistics, (401,)),
         ("/v2/models/{name:model}", model_metadata, ModelMetadata, (401, 404, 503)),
         (
             "/v2/models/{name:model}/versions/{version:version}",
@@ -204,6 +241,20 @@ def add_v2_routes(app: FastAPI, service: PredictionService) -> None:
             "/v2/models/{name:model}/versions/{version:version}/ready",
             model_ready_version,
             ModelReady,
+            (401, 404),
+        ),
+        ("/v2/models/{name:model}/config", model_config, ModelConfig, (401, 404, 503)),
+        (
+            "/v2/models/{name:model}/versions/{version:version}/config",
+            model_config_version,
+            ModelConfig,
+            (401, 404, 503),
+        ),
+        ("/v2/models/{name:model}/stats", model_statistics, ModelStatistics, (401, 404)),
+        (
+            "/v2/models/{name:model}/versions/{version:version}/stats",
+            model_statistics_version,
+            ModelStatistics,
             (401, 404),
         ),
     ]

@@ -29,7 +29,7 @@ from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from app.schemas.v2 import InferenceRequest, RequestOutput
 
 SERVER_NAME = "synergy-serve"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
 OUTPUT_NAMES = ("label", "probabilities")
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INFLATE_CHUNK_BYTES = 1024 * 1024

@@ -35,8 +35,45 @@ from app.context import RequestContext
 from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, NotFound
 from app.protocols.v1 import LARGE_BODY_BYTES, V1Protocol
-from app.repository import ModelEntry, ModelState
+from app.repository import ModelEntry, ModelRegistry, ModelState
 from app.schemas.v2 import InferenceRequest
+
+
+def parse_version(registry: ModelRegistry, name: str, version: str | None) -> int | None:
+    """A V2 path's version (a string) as a number; None when the path has none. Raises
+    NotFound (naming the versions there are) for anything but digits."""
+    if version is None:
+        return None
+    if not (version.isascii() and version.isdigit()):
+        versions = ", ".join(str(v) for v in sorted(registry.versions(name)))
+        raise NotFound(
+            f"model {name!r} has no version {version!r}; versions are integers, available: "
+            f"{versions}"
+        )
+    return int(version)
+
+
+def tensor_metadata(entry: ModelEntry) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(inputs, outputs) of a carded, loaded version, as V2 metadata writes them: name,
+    datatype, shape with the batch dimension first (-1: any size). The one source of the
+    tensors that the metadata and Triton's model configuration describe."""
+    card, adapter = entry.card, entry.adapter
+    assert card is not None and adapter is not None
+    spec = adapter.tensor_spec
+    accepted = ", ".join(spec.datatypes)
+    inputs = [
+        {
+            "name": spec.name,
+            "datatype": spec.metadata_datatype,
+            "shape": [-1, *spec.row_shape],
+            "parameters": {"accepted_datatypes": accepted, "description": spec.help},
+        }
+    ]
+    outputs: list[dict[str, Any]] = [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(card.labels)]},
+    ]
+    return inputs, outputs
 
 
 @dataclass
@@ -70,39 +107,20 @@ class V2Protocol:
         return bool(self._server_ready())
 
     def _version(self, name: str, version: str | None) -> int | None:
-        if version is None:
-            return None
-        if not (version.isascii() and version.isdigit()):
-            versions = ", ".join(str(v) for v in sorted(self.registry.versions(name)))
-            raise NotFound(
-                f"model {name!r} has no version {version!r}; versions are integers, available: "
-                f"{versions}"
-            )
-        return int(version)
+        return parse_version(self.registry, name, version)
 
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         """`GET /v2/models/{name}[/versions/{version}]`."""
         entry = self.registry.carded(name, self._version(name, version))
-        card, adapter = entry.card, entry.adapter
-        assert card is not None and adapter is not None
-        spec = adapter.tensor_spec
-        accepted = ", ".join(spec.datatypes)
+        card = entry.card
+        assert card is not None
+        inputs, outputs = tensor_metadata(entry)
         return {
             "name": card.name,
             "versions": [str(v) for v in sorted(self.registry.versions(name))],
             "platform": card.framework,
-            "inputs": [
-                {
-                    "name": spec.name,
-                    "datatype": spec.metadata_datatype,
-                    "shape": [-1, *spec.row_shape],
-                    "parameters": {"accepted_datatypes": accepted, "description": spec.help},
-                }
-            ],
-            "outputs": [
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(card.labels)]},
-            ],
+            "inputs": inputs,
+            "outputs": outputs,
             "labels": card.labels,
         }
 

@@ -123,3 +123,81 @@ class ModelReady(BaseModel):
     name: str
     version: str | None = None
     ready: bool
+
+
+class ConfigTensor(BaseModel):
+    """An input or output in Triton's model configuration: dims leave out the batch
+    dimension (max_batch_size > 0); -1 is a variable dimension."""
+
+    name: str
+    data_type: str = Field(description='"TYPE_FP32", "TYPE_STRING" (V2\'s BYTES), ...')
+    dims: list[int]
+    format: str | None = None
+
+
+class ModelConfig(BaseModel):
+    """`GET /v2/models/{name}/config`: Triton's model configuration (model_config.proto as
+    JSON), as tritonclient's `get_model_config` and perf_analyzer read it."""
+
+    model_config = ConfigDict(protected_namespaces=())
+    name: str
+    platform: str
+    backend: str
+    version_policy: dict[str, Any] = Field(
+        description='{"latest": {"num_versions": N}}, {"all": {}} or '
+        '{"specific": {"versions": [...]}}'
+    )
+    max_batch_size: int = Field(description="Rows per model call (the batcher's).")
+    input: list[ConfigTensor]
+    output: list[ConfigTensor]
+    dynamic_batching: dict[str, Any]
+    instance_group: list[dict[str, Any]]
+    parameters: dict[str, dict[str, str]]
+
+
+class Duration(BaseModel):
+    """A count and the total time of what it counts, in nanoseconds."""
+
+    count: int
+    ns: int
+
+
+class InferenceStatistics(BaseModel):
+    """Aggregates of one version since the server started."""
+
+    success: Duration
+    fail: Duration
+    queue: Duration
+    compute_input: Duration
+    compute_infer: Duration
+    compute_output: Duration
+    cache_hit: Duration
+    cache_miss: Duration
+
+
+class BatchStatistics(BaseModel):
+    """Model calls of one batch size."""
+
+    batch_size: int
+    compute_input: Duration
+    compute_infer: Duration
+    compute_output: Duration
+
+
+class VersionStatistics(BaseModel):
+    """One version's statistics."""
+
+    name: str
+    version: str
+    last_inference: int = Field(description="Milliseconds since the epoch; 0: never.")
+    inference_count: int = Field(description="Rows computed by successful model calls.")
+    execution_count: int = Field(description="Successful model calls (batches).")
+    inference_stats: InferenceStatistics
+    batch_stats: list[BatchStatistics]
+
+
+class ModelStatistics(BaseModel):
+    """`GET /v2/models[/{name}[/versions/{version}]]/stats`: Triton's statistics."""
+
+    model_config = ConfigDict(protected_namespaces=())
+    model_stats: list[VersionStatistics]

@@ -297,6 +297,8 @@ def test_a_version_policy_in_config_selects_the_versions(models_copy: Path) -> N
     with running_app(models, model_poll_s=POLL_S) as client:
         assert _states(client) == {1: "ready", 3: "ready"}
         assert _iris(client)["version_policy"] == {"specific": [1, 3]}
+        triton = client.get("/v2/models/iris-knn/config").json()["version_policy"]
+        assert triton == {"specific": {"versions": [1, 3]}}
         _config(models, {"version_policy": {"all": True}})
         _until(lambda: _states(client) == {1: "ready", 2: "ready", 3: "ready"}, "all versions")
         _config(models, {"version_policy": {"latest": 1}})

@@ -144,6 +144,44 @@ def test_errors_reach_the_client_as_messages(triton: Any) -> None:
     assert unknown.value.status() == "404"
 
 
+def test_model_config_through_tritonclient(triton: Any) -> None:
+    for name in MODEL_NAMES:
+        config = triton.get_model_config(name)
+        assert config == triton.get_model_config(name, COMMITTED_VERSION)
+        metadata = triton.get_model_metadata(name)
+        assert config["max_batch_size"] > 0
+        assert config["dynamic_batching"]["max_queue_delay_microseconds"] >= 0
+        # What perf_analyzer reads: names, types and dims (without the batch dimension).
+        for ours, theirs in (("input", "inputs"), ("output", "outputs")):
+            assert [(t["name"], t["dims"]) for t in config[ours]] == [
+                (t["name"], t["shape"][1:]) for t in metadata[theirs]
+            ]
+    with pytest.raises(InferenceServerException) as unknown:
+        triton.get_model_config("no-such-model")
+    assert unknown.value.status() == "404"
+
+
+def test_inference_statistics_through_tritonclient(triton: Any) -> None:
+    everything = triton.get_inference_statistics()["model_stats"]
+    assert sorted(s["name"] for s in everything) == sorted(MODEL_NAMES)
+    card = ModelCard.read(COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION)
+    datatype, array = _input_array(card)
+    before = triton.get_inference_statistics("imdb-sentiment", COMMITTED_VERSION)["model_stats"]
+    tensor = httpclient.InferInput("text", list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    triton.infer("imdb-sentiment", [tensor])
+    (after,) = triton.get_inference_statistics("imdb-sentiment")["model_stats"]
+    (earlier,) = before
+    assert after["version"] == COMMITTED_VERSION
+    assert after["inference_count"] - earlier["inference_count"] == len(array)
+    assert after["execution_count"] > earlier["execution_count"]
+    success, previous = after["inference_stats"]["success"], earlier["inference_stats"]["success"]
+    assert success["count"] == previous["count"] + 1 and success["ns"] > previous["ns"]
+    for key in ("queue", "compute_infer"):
+        assert after["inference_stats"][key]["ns"] > earlier["inference_stats"][key]["ns"]
+    assert after["last_inference"] > 0
+
+
 def test_the_repository_api_works_with_tritonclient(triton: Any) -> None:
     index = triton.get_model_repository_index()
     assert {(m["name"], m["state"]) for m in index} == {(n, "READY") for n in MODEL_NAMES}
