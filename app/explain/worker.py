@@ -127,6 +127,7 @@ class ExplainWorker:
             if job is None:
                 return
             if job.stopped.is_set() or job.future.done():
+                del job
                 continue
             self.busy = True
             try:
@@ -140,6 +141,9 @@ class ExplainWorker:
                 self.busy = False
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
                 job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+            # Waiting for the next job must not keep this one's model version alive (it may
+            # be unloaded meanwhile).
+            del job, result, error
 
     def stop(self) -> None:
         """Let the thread end after its current job (queued jobs are dropped)."""

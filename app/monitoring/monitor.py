@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -37,6 +39,7 @@ from app.monitoring.stats import (
 from app.monitoring.store import Store, database_url
 from app.monitoring.writer import Record, Writer
 from app.repository import ModelEntry, ModelRegistry
+from app.schemas.card import ModelCard
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -187,7 +190,9 @@ class Monitor:
                     time.time(),
                     rows,
                     predictions,
-                    lambda: self.computer(entry),
+                    # Not a closure over the entry: a queued record must not keep an
+                    # unloaded version's runtime and adapter alive.
+                    partial(self._computer, (entry.name, version), entry.card, entry.folder),
                 )
             )
         if self.payload_log is not None and random.random() < self.settings.payload_log_sample:  # noqa: S311
@@ -195,12 +200,16 @@ class Monitor:
 
     def computer(self, entry: ModelEntry) -> StatisticsComputer:
         """The statistics computer of a version (built once, on first use)."""
-        key = (entry.name, entry.version)
+        return self._computer((entry.name, entry.version), entry.card, entry.folder)
+
+    def _computer(
+        self, key: tuple[str, int], card: ModelCard | None, folder: Path
+    ) -> StatisticsComputer:
         with self._lock:
             computer = self._computers.get(key)
             if computer is None:
-                assert entry.card is not None
-                computer = StatisticsComputer(entry.card, entry.folder)
+                assert card is not None
+                computer = StatisticsComputer(card, folder)
                 self._computers[key] = computer
             return computer
 

@@ -348,3 +348,20 @@ def test_the_repository_api_needs_a_key(models_copy: Path) -> None:
             "/v2/repository/index", headers={"Authorization": "Bearer secret-key-123456"}
         )
         assert allowed.status_code == 200
+
+
+def test_an_unloaded_version_leaves_nothing_behind(models_copy: Path) -> None:
+    import gc
+
+    from app.repository import ModelEntry
+
+    models = _iris_only(models_copy)
+    with running_app(models, model_poll_s=0) as client:
+        for _ in range(3):
+            _version(_predict(client))  # in use: monitored, explained caches filled
+            client.post("/v1/models/iris-knn:explain", json={"instances": [IRIS]})
+            assert client.post("/v2/repository/models/iris-knn/unload").status_code == 200
+            assert client.post("/v2/repository/models/iris-knn/load").status_code == 200
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, ModelEntry) and o.name == "iris-knn"]
+        assert len(alive) == 1, "an unloaded version is still referenced"
