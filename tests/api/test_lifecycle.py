@@ -365,3 +365,25 @@ def test_an_unloaded_version_leaves_nothing_behind(models_copy: Path) -> None:
         gc.collect()
         alive = [o for o in gc.get_objects() if isinstance(o, ModelEntry) and o.name == "iris-knn"]
         assert len(alive) == 1, "an unloaded version is still referenced"
+
+
+def test_a_replica_started_on_an_empty_volume_becomes_ready_when_models_arrive(
+    tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    with running_app(models, expect_ready=False, model_poll_s=POLL_S) as client:
+        assert client.get("/health/ready").status_code == 503
+        shutil.copytree(tiny_models_dir / "iris-knn", models / ".iris-knn.tmp")
+        (models / ".iris-knn.tmp").rename(models / "iris-knn")
+        _until(lambda: client.get("/health/ready").status_code == 200, "ready with iris-knn")
+        assert _version(_predict(client)) == 1
+        # A new model that fails later does not take the replica out of service.
+        (models / "broken").mkdir()
+        (models / "broken" / "1").mkdir()
+        (models / "broken" / "1" / "card.json").write_text("{}")
+        _until(
+            lambda: any(m["name"] == "broken" for m in client.get("/v1/models").json()["models"]),
+            "the broken model is listed",
+        )
+        assert client.get("/health/ready").status_code == 200
