@@ -99,6 +99,8 @@ class Lifecycle:
             self._admit(entry)
             if entry.state is ModelState.FAILED:
                 metrics.model_load_failures.labels(entry.name, str(entry.version)).inc()
+        for name, model in registry.models.items():
+            metrics.config_valid.labels(name).set(0 if model.config_error else 1)
 
     def _admit(self, entry: ModelEntry) -> None:
         if entry.card is not None and entry.adapter is None:

@@ -669,6 +669,10 @@ class ModelRegistry:
             )
         if entry.state is ModelState.STOPPED:
             raise Unavailable(f"model {name} is shutting down; retry on another replica")
+        if entry.state is ModelState.UNLOADING and self.model(name).unloaded:
+            raise NotFound(
+                f"model {name!r} is unloaded; load it with POST /v2/repository/models/{name}/load"
+            )
         if entry.state is ModelState.UNLOADING:
             raise NotFound(
                 f"model {name} version {entry.version} was retired; served versions: "
