@@ -22,7 +22,9 @@ class IndexRequest(BaseModel):
     """Body of `POST /v2/repository/index` (optional)."""
 
     model_config = ConfigDict(extra="allow")
-    ready: bool = Field(default=False, description="true: only the versions that are READY.")
+    ready: bool = Field(
+        default=False, strict=True, description="true: only the versions that are READY."
+    )
 
 
 class IndexEntry(BaseModel):
@@ -34,7 +36,7 @@ class IndexEntry(BaseModel):
     reason: str = Field(description="Why it is UNAVAILABLE (load failure, unloaded).")
 
 
-_INDEX_REQUEST = TypeAdapter(IndexRequest | None)
+_INDEX_REQUEST = TypeAdapter(IndexRequest)
 
 
 def _control(request: Request) -> RepositoryControl:

@@ -38,6 +38,11 @@ def test_schemathesis_finds_nothing(server: Server, tmp_path: Path) -> None:
             # input the model cannot compute in float32. JSON Schema cannot express those.
             "--exclude-checks",
             "positive_data_acceptance",
+            # Unloading a model is the one operation that changes what the others can reach:
+            # fuzzed, it unloads every model and the rest of the run sees only 404s. Its
+            # contract is tested in tests/api/test_lifecycle.py and with tritonclient.
+            "--exclude-path-regex",
+            "/unload$",
             "--max-examples",
             "60",
             "--seed",
@@ -59,6 +64,7 @@ def test_schemathesis_finds_nothing(server: Server, tmp_path: Path) -> None:
     )
     failures = summary["failures"]
     assert result.returncode == 0 and not failures, result.stdout[-6000:]
-    assert summary["operations"]["tested"] == summary["operations"]["total"] >= 17
+    operations = summary["operations"]
+    assert operations["tested"] == operations["selected"] == operations["total"] - 1 >= 17
     assert summary["test_cases"]["generated"] >= 1000, summary["test_cases"]
     assert summary["errors"] == []
