@@ -31,8 +31,8 @@ from app.runtimes.base import binary_to_two_columns
 from app.schemas.card import (
     Calibration,
     CardExample,
+    HeldOutMetrics,
     InputSpec,
-    Metrics,
     ModelCard,
     TrainingData,
     sha256_file,
@@ -65,7 +65,7 @@ class TrainResult:
     model_file: str
     training_data: TrainingData
     hyperparameters: dict[str, Any]
-    metrics: Metrics
+    metrics: HeldOutMetrics
     examples: list[CardExample]
     libraries: Sequence[str] = ("numpy", "scikit-learn")
     intended_use: str | None = None
@@ -81,7 +81,7 @@ Trainer = Callable[[Path, TrainOptions], TrainResult]
 
 def evaluate(
     y_true: np.ndarray, probabilities: np.ndarray, labels: Sequence[str], evaluated_on: str
-) -> Metrics:
+) -> HeldOutMetrics:
     """Held-out metrics from true class indices and predicted probabilities (N, C)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim == 2 and probabilities.shape[1] == 1:
@@ -89,7 +89,7 @@ def evaluate(
     predicted = probabilities.argmax(axis=1)
     classes = list(range(len(labels)))
     binary = len(labels) == 2
-    return Metrics(
+    return HeldOutMetrics(
         evaluated_on=evaluated_on,
         test_size=len(y_true),
         accuracy=round(float(accuracy_score(y_true, predicted)), 6),

@@ -99,7 +99,7 @@ class TrainingData(_Strict):
     notes: str | None = None
 
 
-class Metrics(_Strict):
+class HeldOutMetrics(_Strict):
     """Held-out evaluation metrics, computed once at training time."""
 
     evaluated_on: Literal["test", "validation"] = Field(
@@ -183,7 +183,7 @@ class ModelCard(_Strict):
     )
     training_data: TrainingData
     hyperparameters: dict[str, Any]
-    metrics: Metrics
+    metrics: HeldOutMetrics
     library_versions: dict[str, str]
     seed: int
     created_at: datetime

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.schemas.card import Metrics
+from app.schemas.card import HeldOutMetrics
 
 
 class ErrorResponse(BaseModel):
@@ -169,5 +169,5 @@ class ModelMetricsResponse(BaseModel):
 
     model: str
     version: int
-    held_out: Metrics
+    held_out: HeldOutMetrics
     serving: ServingStatsResponse
