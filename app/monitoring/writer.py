@@ -1,50 +1,92 @@
-"""Off the hot path: a bounded queue of predictions and one thread that writes them in batches.
+"""Off the hot path: a bounded queue of predictions, shipped in batches to a writer process.
 
-`submit` is what a request pays: a lock, a length check and an append (no I/O, no
-serialisation). When the queue holds `max_rows` rows, the record is dropped and counted
-(`synergy_monitoring_dropped_rows_total{sink="store"}`): a slow or unreachable database never
-makes a prediction wait or fail. The thread wakes every `flush_interval_s` (or when a batch is
-full, or when feedback asks for a request's rows), computes the rows' statistics and compact
-form, and inserts them in one transaction.
+`submit` is what a request pays: a lock, a length check and an append of the tuple the
+request already has (no per-row work, no serialisation). When the queue holds `max_rows`
+rows, the record is dropped and counted (`synergy_monitoring_dropped_rows_total{sink="store"}`):
+a slow or unreachable database never makes a prediction wait or fail.
+
+A thread of this process (the shipper) wakes every `flush_interval_s` (or when a batch is
+full, or when feedback asks for its rows), stacks each model version's rows and probabilities
+into arrays, and sends them to a child process (`python -c ... child_main`, started on the
+first batch) over a pipe. The child computes the statistics and compact forms and inserts
+the rows in one transaction, then answers. The child holds its own GIL: the per-row work of
+writing (tokenising reviews, measuring images, the driver's parameter binding and inserts)
+used to run on a thread that took the GIL from the event loop serving requests, 15-25% of
+a cheap model's throughput (bench/RESULTS.md, issue 15).
+
+If the child dies or cannot start, its batch is dropped and counted, and a new child is
+started at the next batch (not sooner than `RESTART_BACKOFF_S` after a failed one). The child
+ends when its pipe closes (this process stopped, or was killed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from app.monitoring.profile import StatisticsComputer
-from app.monitoring.store import Store
+if TYPE_CHECKING:
+    from app.registry import ModelEntry
 
 log = logging.getLogger(__name__)
 
+# A child that failed (would not start, died, or timed out) is not restarted sooner than this:
+# batches in between are dropped and counted rather than paying a start-up each.
+RESTART_BACKOFF_S = 5.0
+# The child's answer to one batch (inserts wait up to 30 s for SQLite's lock; see the store).
+BATCH_TIMEOUT_S = 120.0
+CHILD_CODE = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from app.monitoring.writer import child_main; child_main()"
+)
+_HEADER = struct.Struct("<Q")
+
 
 class Record(NamedTuple):
-    """One prediction request: what the request path hands to the writer (a tuple: built on
-    the event loop for every request, it must cost next to nothing)."""
+    """One prediction request: what the request path hands to the writer (a tuple of what
+    the request already has: built on the event loop for every request, it must cost next
+    to nothing)."""
 
     request_id: str
-    model: str
-    version: int
+    entry: ModelEntry  # name, version, card (labels, input kind) and folder of the version
     route: str
     created_at: float
-    rows: list[Any]
-    predictions: list[dict[str, Any]]
-    computer: Callable[[], StatisticsComputer]
+    rows: Sequence[Any]  # as the version's adapter made them
+    probabilities: np.ndarray  # (N, C), columns in the order of the card's labels
+
+
+class Group(NamedTuple):
+    """The records of one model version in a batch, stacked (what crosses the pipe)."""
+
+    model: str
+    version: int
+    request_ids: list[str]
+    routes: list[str]
+    created_at: list[float]
+    counts: list[int]  # rows of each record
+    rows: Any  # (N, ...) array of the rows, or a list (texts: str; else the rows themselves)
+    probabilities: np.ndarray  # (N, C), as computed
 
 
 class Writer:
-    """The bounded queue and its writer thread (see the module docstring)."""
+    """The bounded queue, its shipper thread and the writer process (see the module
+    docstring). `database_url` is the store's SQLAlchemy URL (migrated already)."""
 
     def __init__(
         self,
-        store: Store,
+        database_url: str,
         *,
         max_rows: int,
         batch_rows: int,
@@ -53,7 +95,7 @@ class Writer:
         on_tick: Callable[[], None] | None = None,
         tick_interval_s: float = 60.0,
     ) -> None:
-        self.store = store
+        self.database_url = database_url
         self.max_rows = max_rows
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
@@ -62,11 +104,17 @@ class Writer:
         self.tick_interval_s = tick_interval_s
         self._queue: deque[Record] = deque()
         self._queued_rows = 0
-        self._pending: dict[str, int] = {}  # request id -> records queued or being written
-        self._condition = threading.Condition()
+        # Records accepted and records handled (written, or dropped on an error): FIFO, so
+        # every record accepted before a moment is handled once `_handled` reaches `_accepted`.
+        self._accepted = 0
+        self._handled = 0
+        self._condition = threading.Condition(threading.Lock())
         self._flush_now = False
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._child: _Child | None = None
+        self._child_failed_at = -float("inf")
+        self._versions_sent: set[tuple[str, int]] = set()
         self.written_rows = 0
 
     @property
@@ -78,12 +126,16 @@ class Writer:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued (up to timeout_s), then end the thread."""
+        """Write what is queued (up to timeout_s), then end the thread and the process."""
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        child = self._child
+        if child is not None:
+            child.close(timeout_s)
+            self._child = None
 
     def submit(self, record: Record) -> bool:
         """Queue a record; False (and counted as dropped) when the queue is full."""
@@ -95,7 +147,7 @@ class Writer:
                 dropped = False
                 self._queue.append(record)
                 self._queued_rows += n
-                self._pending[record.request_id] = self._pending.get(record.request_id, 0) + 1
+                self._accepted += 1
                 if self._queued_rows >= self.batch_rows:
                     self._condition.notify_all()
         if dropped:
@@ -103,12 +155,13 @@ class Writer:
         return not dropped
 
     def wait_written(self, request_id: str, timeout_s: float) -> bool:
-        """Block until this request id has no record queued or being written (flushing now
-        rather than at the next interval); False on timeout. Called by feedback, on a worker
-        thread, so that feedback sent right after its prediction finds the rows."""
+        """Block until every record accepted so far (so this request's, whose prediction was
+        answered before its feedback was sent) is written, flushing now rather than at the
+        next interval; False on timeout. Called by feedback, on a worker thread."""
         deadline = time.monotonic() + timeout_s
         with self._condition:
-            while request_id in self._pending:
+            target = self._accepted
+            while self._handled < target:
                 self._flush_now = True
                 self._condition.notify_all()
                 left = deadline - time.monotonic()
@@ -140,19 +193,15 @@ class Writer:
         while True:
             records = self._take()
             if records:
+                rows = sum(len(r.rows) for r in records)
                 try:
-                    self.store.insert_rows(_to_rows(records))
-                    self.written_rows += sum(len(r.rows) for r in records)
-                except Exception:  # a database error must not end the writer
-                    log.exception("writing %d predictions to the store failed", len(records))
-                    self.on_drop(sum(len(r.rows) for r in records))
+                    self._write(records)
+                    self.written_rows += rows
+                except Exception as exc:  # noqa: BLE001 - counted; the thread must go on
+                    log.error("writing %d predicted rows to the store failed: %s", rows, exc)
+                    self.on_drop(rows)
                 with self._condition:
-                    for record in records:
-                        left = self._pending[record.request_id] - 1
-                        if left:
-                            self._pending[record.request_id] = left
-                        else:
-                            del self._pending[record.request_id]
+                    self._handled += len(records)
                     self._condition.notify_all()
             with self._condition:
                 if self._stopping and not self._queue:
@@ -164,42 +213,238 @@ class Writer:
                 except Exception:  # housekeeping retries at the next tick
                     log.exception("monitoring housekeeping failed")
 
+    def _write(self, records: list[Record]) -> None:
+        """Send one batch to the child and wait for its commit (raises on any failure)."""
+        child = self._child
+        if child is None or not child.alive():
+            if time.monotonic() - self._child_failed_at < RESTART_BACKOFF_S:
+                raise RuntimeError("the writer process failed moments ago; retrying shortly")
+            if child is not None:
+                child.close(0)
+            self._child = None
+            self._versions_sent.clear()
+            try:
+                child = _Child.start(self.database_url)
+            except Exception:
+                self._child_failed_at = time.monotonic()
+                raise
+            self._child = child
+        messages: list[tuple[Any, ...]] = []
+        groups = _groups(records)
+        for group, entry in groups:
+            key = (group.model, group.version)
+            if key not in self._versions_sent:
+                assert entry.card is not None
+                messages.append(("version", *key, entry.card.model_dump_json(), str(entry.folder)))
+        messages.append(("batch", [group for group, _ in groups]))
+        try:
+            answer = child.ask(messages, BATCH_TIMEOUT_S)
+        except Exception:
+            self._child_failed_at = time.monotonic()
+            child.close(0)
+            self._child = None
+            raise
+        self._versions_sent.update((g.model, g.version) for g, _ in groups)
+        if answer[0] != "ok":
+            raise RuntimeError(answer[1])
 
-def _to_rows(records: list[Record]) -> list[tuple[Any, ...]]:
-    """Records -> store rows (see `Store.insert_rows`): the statistics and compact forms are
-    computed once per model version over all its rows of the batch (vectorised)."""
-    groups: dict[tuple[str, int], list[Record]] = {}
+
+def _groups(records: list[Record]) -> list[tuple[Group, ModelEntry]]:
+    """Records -> one stacked Group per model version (vectorised: a few microseconds of
+    this process's time per row, the rest is the child's)."""
+    by_version: dict[tuple[str, int], list[Record]] = {}
     for record in records:
-        groups.setdefault((record.model, record.version), []).append(record)
-    rows: list[tuple[Any, ...]] = []
-    for group in groups.values():
-        computer = group[0].computer()
-        inputs = [row for record in group for row in record.rows]
-        measured, features = computer.measure(inputs)
-        stats = np.asarray(measured, dtype=np.float64)
-        probabilities = np.array(
-            [
-                list(prediction["probabilities"].values())
-                for record in group
-                for prediction in record.predictions
-            ],
-            dtype=np.float32,
+        by_version.setdefault((record.entry.name, record.entry.version), []).append(record)
+    out = []
+    for (model, version), group in by_version.items():
+        rows = [row for record in group for row in record.rows]
+        payload: Any
+        if isinstance(rows[0], np.ndarray):
+            try:
+                payload = np.stack(rows)  # dtype kept: statistics are measured exactly
+            except ValueError:  # rows of different shapes: sent one by one
+                payload = rows
+        elif hasattr(rows[0], "text"):  # EncodedText: monitoring works on the words
+            payload = [row.text for row in rows]
+        else:
+            payload = rows
+        # float64 as computed: the child takes the predicted label from them as the response
+        # did, then stores them as float32.
+        probabilities = np.concatenate([r.probabilities for r in group])
+        out.append(
+            (
+                Group(
+                    model,
+                    version,
+                    [r.request_id for r in group],
+                    [r.route for r in group],
+                    [r.created_at for r in group],
+                    [len(r.rows) for r in group],
+                    payload,
+                    probabilities,
+                ),
+                group[0].entry,
+            )
         )
+    return out
+
+
+# ---------------------------------------------------------------------- the two ends of the pipe
+def _send(stream: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    """The next message; EOFError when the other end closed."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError
+    size = _HEADER.unpack(header)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    # Only ever this package's own messages, from the process at the other end of our pipe.
+    return pickle.loads(data)  # noqa: S301
+
+
+class _Child:
+    """The writer process, seen from the server (used by the shipper thread only)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        assert process.stdin is not None and process.stdout is not None
+        self.stdin: IO[bytes] = process.stdin
+        self.stdout: IO[bytes] = process.stdout
+        self._answer: list[Any] = []
+
+    @classmethod
+    def start(cls, database_url: str) -> _Child:
+        root = str(Path(__file__).resolve().parents[2])  # the checkout whose `app` this is
+        process = subprocess.Popen(  # noqa: S603 - this interpreter, our own code
+            [sys.executable, "-c", CHILD_CODE, root],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        child = cls(process)
+        # The URL (it may hold a password) through the pipe, not the command line.
+        _send(child.stdin, ("open", database_url))
+        return child
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def ask(self, messages: list[tuple[Any, ...]], timeout_s: float) -> tuple[Any, ...]:
+        """Send messages, return the answer to the last (raises on timeout or a dead child).
+
+        The exchange runs on a helper thread (blocked in pipe I/O, the GIL released) so that
+        a child that hangs costs at most timeout_s."""
+        self._answer = []
+        exchange = threading.Thread(target=self._exchange, args=(messages,), daemon=True)
+        exchange.start()
+        exchange.join(timeout_s)
+        if exchange.is_alive():
+            raise TimeoutError(f"the writer process did not answer within {timeout_s:.0f} s")
+        if not self._answer or isinstance(self._answer[0], BaseException):
+            raise RuntimeError(f"the writer process ended (exit code {self.process.poll()})")
+        answer: tuple[Any, ...] = self._answer[0]
+        return answer
+
+    def _exchange(self, messages: list[tuple[Any, ...]]) -> None:
+        try:
+            for message in messages:
+                _send(self.stdin, message)
+            self._answer.append(_receive(self.stdout))
+        except BaseException as exc:  # noqa: BLE001 - handed to ask()
+            self._answer.append(exc)
+
+    def close(self, timeout_s: float) -> None:
+        """Close the pipe (the child writes nothing more and exits); kill it past timeout_s."""
+        for stream in (self.stdin, self.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def child_main() -> None:
+    """The writer process: open the store, then write each batch it is sent and answer
+    ("ok", rows) or ("error", message), until its input closes."""
+    # Answers go through a private copy of stdout; anything a library prints goes to stderr.
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    requests = sys.stdin.buffer
+    from app.monitoring.profile import StatisticsComputer
+    from app.monitoring.store import Store
+    from app.schemas.card import ModelCard
+
+    logging.basicConfig(level=logging.WARNING, format="monitoring-writer: %(message)s")
+    store: Store | None = None
+    computers: dict[tuple[str, int], StatisticsComputer | str] = {}
+    while True:
+        try:
+            message = _receive(requests)
+        except EOFError:
+            break
+        kind = message[0]
+        if kind == "open":
+            store = Store(message[1])
+        elif kind == "version":
+            _, model, version, card_json, folder = message
+            try:
+                card = ModelCard.model_validate_json(card_json)
+                computers[(model, version)] = StatisticsComputer(card, Path(folder))
+            except Exception as exc:  # noqa: BLE001 - reported with each batch of this version
+                computers[(model, version)] = f"{model} {version}: {type(exc).__name__}: {exc}"
+        elif kind == "batch":
+            try:
+                assert store is not None
+                rows = to_rows(message[1], computers)
+                store.insert_rows(rows)
+                answer: tuple[Any, ...] = ("ok", len(rows))
+            except Exception as exc:  # noqa: BLE001 - reported to the server, which counts
+                answer = ("error", f"{type(exc).__name__}: {str(exc)[:300]}")
+            _send(answers, answer)
+    if store is not None:
+        store.close()
+
+
+def to_rows(groups: list[Group], computers: dict[Any, Any]) -> list[tuple[Any, ...]]:
+    """Groups -> store rows (see `Store.insert_rows`): the statistics and compact forms are
+    computed once per model version over all its rows of the batch (vectorised)."""
+    rows: list[tuple[Any, ...]] = []
+    for group in groups:
+        computer = computers.get((group.model, group.version))
+        if computer is None or isinstance(computer, str):
+            raise RuntimeError(computer or f"{group.model} {group.version}: no card was sent")
+        measured, features = computer.measure(group.rows)
+        stats = np.asarray(measured, dtype=np.float64)
+        labels = computer.card.labels
+        # The first most probable label on a tie, as the response (NumPy's argmax).
+        predicted = [labels[i] for i in np.asarray(group.probabilities).argmax(axis=1).tolist()]
+        probabilities = np.asarray(group.probabilities, dtype=np.float32)
         position = 0
-        for record in group:
-            for index, prediction in enumerate(record.predictions):
+        for request_id, route, created_at, count in zip(
+            group.request_ids, group.routes, group.created_at, group.counts, strict=True
+        ):
+            for index in range(count):
                 rows.append(
                     (
-                        record.request_id,
-                        record.model,
-                        record.version,
-                        record.route,
+                        request_id,
+                        group.model,
+                        group.version,
+                        route,
                         index,
-                        record.created_at,
+                        created_at,
                         features[position],
                         stats[position].tobytes(),
                         probabilities[position].tobytes(),
-                        prediction["label"],
+                        predicted[position],
                     )
                 )
                 position += 1
