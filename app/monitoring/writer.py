@@ -52,6 +52,8 @@ CHILD_CODE = (
     "from app.monitoring.writer import child_main; child_main()"
 )
 _HEADER = struct.Struct("<Q")
+# The writer process's CPU priority, relative to the server's (see child_main).
+WRITER_NICE = 10
 
 
 class Record(NamedTuple):
@@ -375,6 +377,12 @@ class _Child:
 def child_main() -> None:
     """The writer process: open the store, then write each batch it is sent and answer
     ("ok", rows) or ("error", message), until its input closes."""
+    # Writing predictions is background work: when the CPU is saturated, serving goes first
+    # (CFS gives nice +10 about a tenth of a busy core's share, still several times what
+    # writing needs at full load); the queue absorbs the wait, and a long saturation fills
+    # it: rows are then dropped and counted, never requests delayed.
+    with contextlib.suppress(OSError):
+        os.nice(WRITER_NICE)
     # Answers go through a private copy of stdout; anything a library prints goes to stderr.
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
