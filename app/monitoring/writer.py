@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -383,6 +384,10 @@ def child_main() -> None:
     # it: rows are then dropped and counted, never requests delayed.
     with contextlib.suppress(OSError):
         os.nice(WRITER_NICE)
+    # The server decides when writing ends (it closes the pipe after its last batch): a
+    # Ctrl-C or a SIGTERM sent to the whole process group must not cut the last batch short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Answers go through a private copy of stdout; anything a library prints goes to stderr.
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -417,7 +422,10 @@ def child_main() -> None:
                 answer: tuple[Any, ...] = ("ok", len(rows))
             except Exception as exc:  # noqa: BLE001 - reported to the server, which counts
                 answer = ("error", f"{type(exc).__name__}: {str(exc)[:300]}")
-            _send(answers, answer)
+            try:
+                _send(answers, answer)
+            except (BrokenPipeError, ValueError):  # the server is gone: nothing left to do
+                break
     if store is not None:
         store.close()
 
