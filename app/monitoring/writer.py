@@ -198,8 +198,7 @@ class Writer:
             if records:
                 rows = sum(len(r.rows) for r in records)
                 try:
-                    self._write(records)
-                    self.written_rows += rows
+                    self.written_rows += rows - self._write(records)
                 except Exception as exc:  # noqa: BLE001 - counted; the thread must go on
                     log.error("writing %d predicted rows to the store failed: %s", rows, exc)
                     self.on_drop(rows)
@@ -216,8 +215,9 @@ class Writer:
                 except Exception:  # housekeeping retries at the next tick
                     log.exception("monitoring housekeeping failed")
 
-    def _write(self, records: list[Record]) -> None:
-        """Send one batch to the child and wait for its commit (raises on any failure)."""
+    def _write(self, records: list[Record]) -> int:
+        """Send one batch to the child and wait for its commit; returns the rows it could not
+        store (counted as dropped already). Raises when nothing was stored."""
         child = self._child
         if child is None or not child.alive():
             if time.monotonic() - self._child_failed_at < RESTART_BACKOFF_S:
@@ -250,6 +250,12 @@ class Writer:
         self._versions_sent.update((g.model, g.version) for g, _ in groups)
         if answer[0] != "ok":
             raise RuntimeError(answer[1])
+        lost: int = answer[1]
+        problem: str | None = answer[2]
+        if lost:
+            log.error("%d predicted rows could not be stored: %s", lost, problem)
+            self.on_drop(lost)
+        return lost
 
 
 def _groups(records: list[Record]) -> list[tuple[Group, ModelEntry]]:
@@ -295,7 +301,8 @@ def _groups(records: list[Record]) -> list[tuple[Group, ModelEntry]]:
 # ---------------------------------------------------------------------- the two ends of the pipe
 def _send(stream: IO[bytes], message: Any) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)  # not concatenated: a batch is megabytes, one copy is enough
     stream.flush()
 
 
@@ -417,11 +424,11 @@ def child_main() -> None:
         elif kind == "batch":
             try:
                 assert store is not None
-                rows = to_rows(message[1], computers)
+                rows, lost, problem = to_rows(message[1], computers)
                 store.insert_rows(rows)
-                answer: tuple[Any, ...] = ("ok", len(rows))
+                answer: tuple[Any, ...] = ("ok", lost, problem)
             except Exception as exc:  # noqa: BLE001 - reported to the server, which counts
-                answer = ("error", f"{type(exc).__name__}: {str(exc)[:300]}")
+                answer = ("error", _describe(exc))
             try:
                 _send(answers, answer)
             except (BrokenPipeError, ValueError):  # the server is gone: nothing left to do
@@ -430,15 +437,27 @@ def child_main() -> None:
         store.close()
 
 
-def to_rows(groups: list[Group], computers: dict[Any, Any]) -> list[tuple[Any, ...]]:
-    """Groups -> store rows (see `Store.insert_rows`): the statistics and compact forms are
-    computed once per model version over all its rows of the batch (vectorised)."""
+def to_rows(
+    groups: list[Group], computers: dict[Any, Any]
+) -> tuple[list[tuple[Any, ...]], int, str | None]:
+    """Groups -> (store rows (see `Store.insert_rows`), rows that could not be made, why).
+
+    The statistics and compact forms are computed once per model version over all its rows
+    of the batch (vectorised). A version whose statistics fail (its vocabulary unreadable)
+    loses its rows, not the other versions'."""
     rows: list[tuple[Any, ...]] = []
+    lost = 0
+    problem: str | None = None
     for group in groups:
         computer = computers.get((group.model, group.version))
-        if computer is None or isinstance(computer, str):
-            raise RuntimeError(computer or f"{group.model} {group.version}: no card was sent")
-        measured, features = computer.measure(group.rows)
+        try:
+            if computer is None or isinstance(computer, str):
+                raise RuntimeError(computer or f"{group.model} {group.version}: no card was sent")
+            measured, features = computer.measure(group.rows)
+        except Exception as exc:  # noqa: BLE001 - this version's rows are lost, counted
+            lost += sum(group.counts)
+            problem = _describe(exc)
+            continue
         stats = np.asarray(measured, dtype=np.float64)
         labels = computer.card.labels
         # The first most probable label on a tie, as the response (NumPy's argmax).
@@ -464,4 +483,11 @@ def to_rows(groups: list[Group], computers: dict[Any, Any]) -> list[tuple[Any, .
                     )
                 )
                 position += 1
-    return rows
+    return rows, lost, problem
+
+
+def _describe(exc: BaseException) -> str:
+    # No traceback across the pipe; the first line says what failed (a database URL's
+    # password is not in SQLAlchemy's messages).
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"

@@ -274,6 +274,29 @@ def test_a_dead_writer_process_drops_counts_and_is_replaced(
     assert dropped == [] if store.prediction("iris-knn", "lost") else dropped == [2]
 
 
+def test_a_version_whose_statistics_fail_loses_only_its_rows(
+    store: Store, iris: ModelEntry, tmp_path: Path
+) -> None:
+    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
+    # The card, but a folder without its vocabulary: text statistics cannot be computed.
+    broken = ModelEntry("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
+    dropped: list[int] = []
+    writer = _writer(store, on_drop=dropped.append)
+    writer.start()
+    try:
+        writer.submit(
+            Record("text", broken, "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]]))
+        )
+        writer.submit(_record(iris, "tabular", 1))
+        assert writer.wait_written("tabular", timeout_s=60)
+    finally:
+        writer.stop()
+    assert dropped == [1]
+    assert store.prediction("iris-knn", "tabular") and not store.prediction(
+        "imdb-sentiment", "text"
+    )
+
+
 # ---------------------------------------------------------------------- payload log
 def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
     path = tmp_path / "events" / "payloads.jsonl"
