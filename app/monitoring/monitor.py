@@ -1,7 +1,7 @@
 """The monitoring facade the app holds: record predictions, take feedback, build reports.
 
-Request path cost: `record` builds one tuple of what the prediction event holds and appends it
-to the writer's bounded queue (and, when the payload log samples this request, to its queue).
+Request path cost: `record` copies the prediction's rows and probabilities into the writer's
+bounded queue (and, when the payload log samples this request, queues it for that log too).
 Everything else runs in the writer's thread and process, the payload log's thread, or this
 module's small pool of database threads, never the event loop.
 """
@@ -36,7 +36,7 @@ from app.monitoring.stats import (
     wilson_interval,
 )
 from app.monitoring.store import Store, database_url
-from app.monitoring.writer import Record, Writer
+from app.monitoring.writer import Writer
 from app.registry import ModelEntry, ModelRegistry
 from app.settings import Settings
 
@@ -174,15 +174,16 @@ class Monitor:
     def record(self, event: PredictionEvent) -> None:
         """Queue one finished prediction (never blocks, never raises for a full queue).
 
-        On the event loop for every request: only tuples of what the event already holds;
-        the labels, statistics and compact forms are computed by the writer process."""
+        On the event loop for every request: the writer copies the rows and probabilities
+        into its arrays; the labels, statistics and compact forms are computed by the writer
+        process."""
         if self.writer is None and self.payload_log is None:
             return
         entry = self.registry.versions(event.model)[event.version]
         route = event.protocol or "v1"
         if self.writer is not None:
             self.writer.submit(
-                Record(event.request_id, entry, route, time.time(), event.rows, event.probabilities)
+                event.request_id, entry, route, time.time(), event.rows, event.probabilities
             )
         if self.payload_log is not None and random.random() < self.settings.payload_log_sample:  # noqa: S311
             self.payload_log.submit(

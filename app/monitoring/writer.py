@@ -1,13 +1,14 @@
 """Off the hot path: a bounded queue of predictions, shipped in batches to a writer process.
 
-`submit` is what a request pays: a lock, a length check and an append of the tuple the
-request already has (no per-row work, no serialisation). When the queue holds `max_rows`
-rows, the record is dropped and counted (`synergy_monitoring_dropped_rows_total{sink="store"}`):
-a slow or unreachable database never makes a prediction wait or fail.
+`submit` is what a request pays: a lock, a length check, and copies of its rows and
+probabilities into its model version's arrays (no statistics, no serialisation). When the
+queue holds `max_rows` rows, the request's rows are dropped and counted
+(`synergy_monitoring_dropped_rows_total{sink="store"}`): a slow or unreachable database never
+makes a prediction wait or fail.
 
 A thread of this process (the shipper) wakes every `flush_interval_s` (or when a batch is
-full, or when feedback asks for its rows), stacks each model version's rows and probabilities
-into arrays, and sends them to a child process (`python -c ... child_main`, started on the
+full, or when feedback asks for its rows), takes those arrays and sends them to a child
+process (`python -c ... child_main`, started on the
 first batch) over a pipe. The child computes the statistics and compact forms and inserts
 the rows in one transaction, then answers. The child holds its own GIL: the per-row work of
 writing (tokenising reviews, measuring images, the driver's parameter binding and inserts)
@@ -31,7 +32,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
@@ -58,9 +58,7 @@ WRITER_NICE = 10
 
 
 class Record(NamedTuple):
-    """One prediction request: what the request path hands to the writer (a tuple of what
-    the request already has: built on the event loop for every request, it must cost next
-    to nothing)."""
+    """One prediction request, as `Writer.submit(*record)` takes it."""
 
     request_id: str
     entry: ModelEntry  # name, version, card (labels, input kind) and folder of the version
@@ -71,16 +69,118 @@ class Record(NamedTuple):
 
 
 class Group(NamedTuple):
-    """The records of one model version in a batch, stacked (what crosses the pipe)."""
+    """The rows of one model version in a batch, stacked (what crosses the pipe)."""
 
     model: str
     version: int
     request_ids: list[str]
     routes: list[str]
     created_at: list[float]
-    counts: list[int]  # rows of each record
+    counts: list[int]  # rows of each request
     rows: Any  # (N, ...) array of the rows, or a list (texts: str; else the rows themselves)
     probabilities: np.ndarray  # (N, C), as computed
+
+
+class _Pending:
+    """One model version's queued rows, copied into arrays as they arrive.
+
+    Copied rather than referenced: holding each request's own objects (its row arrays, the
+    batch's output, the row list) until the next flush kept thousands of them alive, and
+    the allocator then served every new request from cold memory: it cost the event loop
+    more than the copies do (bench/RESULTS.md, issue 15)."""
+
+    __slots__ = (
+        "counts",
+        "created_at",
+        "entry",
+        "objects",
+        "probabilities",
+        "request_ids",
+        "routes",
+        "rows",
+        "size",
+    )
+
+    def __init__(self, entry: ModelEntry, capacity: int) -> None:
+        self.entry = entry
+        self.request_ids: list[str] = []
+        self.routes: list[str] = []
+        self.created_at: list[float] = []
+        self.counts: list[int] = []
+        self.size = 0
+        self.rows: np.ndarray | None = None  # (capacity, ...) when the rows are arrays
+        self.objects: list[Any] | None = None  # otherwise: texts, or the rows themselves
+        self.probabilities = np.empty((capacity, len(entry.card.labels) if entry.card else 0))
+
+    def add(
+        self,
+        request_id: str,
+        route: str,
+        created_at: float,
+        rows: Sequence[Any],
+        probabilities: np.ndarray,
+    ) -> None:
+        n, start = len(rows), self.size
+        end = start + n
+        if end > len(self.probabilities):
+            self._grow(max(end, 2 * len(self.probabilities)))
+        self.probabilities[start:end] = probabilities
+        if self.objects is None and not self._copy(rows, start):
+            # Texts (and rows unlike the others): kept as objects from now on.
+            self.objects = [] if self.rows is None else list(self.rows[:start])
+            self.rows = None
+        if self.objects is not None:
+            # Reviews (EncodedText) as their text: what monitoring measures.
+            self.objects.extend(getattr(row, "text", row) for row in rows)
+        self.request_ids.append(request_id)
+        self.routes.append(route)
+        self.created_at.append(created_at)
+        self.counts.append(n)
+        self.size = end
+
+    def _copy(self, rows: Sequence[Any], start: int) -> bool:
+        """Copy array rows into `self.rows` at `start`; False for rows that are not arrays
+        of one shape (nothing copied that counts)."""
+        buffer = self.rows
+        for index, row in enumerate(rows):
+            if not isinstance(row, np.ndarray):
+                return False
+            if buffer is None or row.dtype != buffer.dtype:
+                # The first rows, or a route that makes another dtype (float32 and float64
+                # tabular rows): the wider dtype keeps every value exact.
+                dtype = row.dtype if buffer is None else np.result_type(buffer, row)
+                shape = row.shape if buffer is None else buffer.shape[1:]
+                widened = np.empty((len(self.probabilities), *shape), dtype)
+                if buffer is not None:
+                    widened[: start + index] = buffer[: start + index]
+                buffer = self.rows = widened
+            if row.shape != buffer.shape[1:]:
+                return False
+            buffer[start + index] = row
+        return True
+
+    def _grow(self, capacity: int) -> None:
+        probabilities = np.empty((capacity, self.probabilities.shape[1]))
+        probabilities[: self.size] = self.probabilities[: self.size]
+        self.probabilities = probabilities
+        if self.rows is not None:
+            rows = np.empty((capacity, *self.rows.shape[1:]), self.rows.dtype)
+            rows[: self.size] = self.rows[: self.size]
+            self.rows = rows
+
+    def group(self) -> Group:
+        entry = self.entry
+        rows = self.rows[: self.size] if self.rows is not None else self.objects
+        return Group(
+            entry.name,
+            entry.version,
+            self.request_ids,
+            self.routes,
+            self.created_at,
+            self.counts,
+            rows,
+            self.probabilities[: self.size],
+        )
 
 
 class Writer:
@@ -105,10 +205,12 @@ class Writer:
         self.on_drop = on_drop
         self.on_tick = on_tick
         self.tick_interval_s = tick_interval_s
-        self._queue: deque[Record] = deque()
+        self._pending: dict[tuple[str, int], _Pending] = {}
         self._queued_rows = 0
-        # Records accepted and records handled (written, or dropped on an error): FIFO, so
-        # every record accepted before a moment is handled once `_handled` reaches `_accepted`.
+        self._queued_records = 0
+        # Requests accepted and requests handled (written, or dropped on an error): a batch
+        # takes everything queued, so every request accepted before a moment is handled once
+        # `_handled` reaches `_accepted`.
         self._accepted = 0
         self._handled = 0
         self._condition = threading.Condition(threading.Lock())
@@ -140,16 +242,30 @@ class Writer:
             child.close(timeout_s)
             self._child = None
 
-    def submit(self, record: Record) -> bool:
-        """Queue a record; False (and counted as dropped) when the queue is full."""
-        n = len(record.rows)
+    def submit(
+        self,
+        request_id: str,
+        entry: ModelEntry,
+        route: str,
+        created_at: float,
+        rows: Sequence[Any],
+        probabilities: np.ndarray,
+    ) -> bool:
+        """Queue one request's rows (copied) and `(N, C)` probabilities; False (and counted
+        as dropped) when the queue is full."""
+        n = len(rows)
         with self._condition:
             if self._stopping or self._queued_rows + n > self.max_rows:
                 dropped = True
             else:
                 dropped = False
-                self._queue.append(record)
+                key = (entry.name, entry.version)
+                pending = self._pending.get(key)
+                if pending is None:
+                    pending = self._pending[key] = _Pending(entry, self.batch_rows)
+                pending.add(request_id, route, created_at, rows, probabilities)
                 self._queued_rows += n
+                self._queued_records += 1
                 self._accepted += 1
                 if self._queued_rows >= self.batch_rows:
                     self._condition.notify_all()
@@ -158,7 +274,7 @@ class Writer:
         return not dropped
 
     def wait_written(self, request_id: str, timeout_s: float) -> bool:
-        """Block until every record accepted so far (so this request's, whose prediction was
+        """Block until every request accepted so far (so this one, whose prediction was
         answered before its feedback was sent) is written, flushing now rather than at the
         next interval; False on timeout. Called by feedback, on a worker thread."""
         deadline = time.monotonic() + timeout_s
@@ -173,7 +289,8 @@ class Writer:
                 self._condition.wait(left)
         return True
 
-    def _take(self) -> list[Record]:
+    def _take(self) -> tuple[list[_Pending], int, int]:
+        """Wait for a batch; take everything queued: (per version, rows, requests)."""
         with self._condition:
             deadline = time.monotonic() + self.flush_interval_s
             while not (self._stopping or self._flush_now or self._queued_rows >= self.batch_rows):
@@ -182,31 +299,27 @@ class Writer:
                     break
                 self._condition.wait(left)
             self._flush_now = False
-            taken: list[Record] = []
-            rows = 0
-            while self._queue and rows < self.batch_rows:
-                record = self._queue.popleft()
-                rows += len(record.rows)
-                taken.append(record)
-            self._queued_rows -= rows
-            return taken
+            taken = list(self._pending.values())
+            rows, records = self._queued_rows, self._queued_records
+            self._pending = {}
+            self._queued_rows = self._queued_records = 0
+            return taken, rows, records
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self.tick_interval_s
         while True:
-            records = self._take()
-            if records:
-                rows = sum(len(r.rows) for r in records)
+            taken, rows, records = self._take()
+            if taken:
                 try:
-                    self.written_rows += rows - self._write(records)
+                    self.written_rows += rows - self._write(taken)
                 except Exception as exc:  # noqa: BLE001 - counted; the thread must go on
                     log.error("writing %d predicted rows to the store failed: %s", rows, exc)
                     self.on_drop(rows)
                 with self._condition:
-                    self._handled += len(records)
+                    self._handled += records
                     self._condition.notify_all()
             with self._condition:
-                if self._stopping and not self._queue:
+                if self._stopping and not self._pending:
                     return
             if self.on_tick is not None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.tick_interval_s
@@ -215,7 +328,7 @@ class Writer:
                 except Exception:  # housekeeping retries at the next tick
                     log.exception("monitoring housekeeping failed")
 
-    def _write(self, records: list[Record]) -> int:
+    def _write(self, taken: list[_Pending]) -> int:
         """Send one batch to the child and wait for its commit; returns the rows it could not
         store (counted as dropped already). Raises when nothing was stored."""
         child = self._child
@@ -233,13 +346,14 @@ class Writer:
                 raise
             self._child = child
         messages: list[tuple[Any, ...]] = []
-        groups = _groups(records)
-        for group, entry in groups:
-            key = (group.model, group.version)
+        groups = [pending.group() for pending in taken]
+        for pending in taken:
+            entry = pending.entry
+            key = (entry.name, entry.version)
             if key not in self._versions_sent:
                 assert entry.card is not None
                 messages.append(("version", *key, entry.card.model_dump_json(), str(entry.folder)))
-        messages.append(("batch", [group for group, _ in groups]))
+        messages.append(("batch", groups))
         try:
             answer = child.ask(messages, BATCH_TIMEOUT_S)
         except Exception:
@@ -247,7 +361,7 @@ class Writer:
             child.close(0)
             self._child = None
             raise
-        self._versions_sent.update((g.model, g.version) for g, _ in groups)
+        self._versions_sent.update((g.model, g.version) for g in groups)
         if answer[0] != "ok":
             raise RuntimeError(answer[1])
         lost: int = answer[1]
@@ -256,46 +370,6 @@ class Writer:
             log.error("%d predicted rows could not be stored: %s", lost, problem)
             self.on_drop(lost)
         return lost
-
-
-def _groups(records: list[Record]) -> list[tuple[Group, ModelEntry]]:
-    """Records -> one stacked Group per model version (vectorised: a few microseconds of
-    this process's time per row, the rest is the child's)."""
-    by_version: dict[tuple[str, int], list[Record]] = {}
-    for record in records:
-        by_version.setdefault((record.entry.name, record.entry.version), []).append(record)
-    out = []
-    for (model, version), group in by_version.items():
-        rows = [row for record in group for row in record.rows]
-        payload: Any
-        if isinstance(rows[0], np.ndarray):
-            try:
-                payload = np.stack(rows)  # dtype kept: statistics are measured exactly
-            except ValueError:  # rows of different shapes: sent one by one
-                payload = rows
-        elif hasattr(rows[0], "text"):  # EncodedText: monitoring works on the words
-            payload = [row.text for row in rows]
-        else:
-            payload = rows
-        # float64 as computed: the child takes the predicted label from them as the response
-        # did, then stores them as float32.
-        probabilities = np.concatenate([r.probabilities for r in group])
-        out.append(
-            (
-                Group(
-                    model,
-                    version,
-                    [r.request_id for r in group],
-                    [r.route for r in group],
-                    [r.created_at for r in group],
-                    [len(r.rows) for r in group],
-                    payload,
-                    probabilities,
-                ),
-                group[0].entry,
-            )
-        )
-    return out
 
 
 # ---------------------------------------------------------------------- the two ends of the pipe

@@ -196,10 +196,10 @@ def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: 
     dropped: list[int] = []
     # Never started: nothing drains the queue.
     writer = _writer(store, max_rows=5, on_drop=dropped.append)
-    assert writer.submit(_record(iris, "a", 3))
-    assert writer.submit(_record(iris, "b", 2))
+    assert writer.submit(*_record(iris, "a", 3))
+    assert writer.submit(*_record(iris, "b", 2))
     started = time.perf_counter()
-    assert not writer.submit(_record(iris, "c", 1))
+    assert not writer.submit(*_record(iris, "c", 1))
     assert time.perf_counter() - started < 0.1
     assert dropped == [1] and writer.queued_rows == 5
 
@@ -208,7 +208,7 @@ def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
     writer = _writer(store)
     writer.start()
     try:
-        writer.submit(_record(iris, "now", 2))
+        writer.submit(*_record(iris, "now", 2))
         started = time.perf_counter()
         # The writer would wait 60 s for more rows; a feedback wait makes it write now.
         assert writer.wait_written("now", timeout_s=60)
@@ -223,7 +223,7 @@ def test_the_writer_process_stores_what_the_store_records(store: Store, iris: Mo
     writer = _writer(store)
     writer.start()
     try:
-        writer.submit(_record(iris, "full", 1))
+        writer.submit(*_record(iris, "full", 1))
         assert writer.wait_written("full", timeout_s=60)
     finally:
         writer.stop()
@@ -243,7 +243,7 @@ def test_the_writer_process_stores_what_the_store_records(store: Store, iris: Mo
 def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> None:
     writer = _writer(store)
     writer.start()
-    writer.submit(_record(iris, "last", 1))
+    writer.submit(*_record(iris, "last", 1))
     writer.stop(timeout_s=60)
     assert store.prediction("iris-knn", "last")
 
@@ -256,15 +256,15 @@ def test_a_dead_writer_process_drops_counts_and_is_replaced(
     writer = _writer(store, on_drop=dropped.append)
     writer.start()
     try:
-        writer.submit(_record(iris, "first", 1))
+        writer.submit(*_record(iris, "first", 1))
         assert writer.wait_written("first", timeout_s=60)
         child = writer._child
         assert child is not None
         child.process.kill()
         child.process.wait()
-        writer.submit(_record(iris, "lost", 2))
+        writer.submit(*_record(iris, "lost", 2))
         assert writer.wait_written("lost", timeout_s=60)
-        writer.submit(_record(iris, "after", 1))
+        writer.submit(*_record(iris, "after", 1))
         assert writer.wait_written("after", timeout_s=60)
     finally:
         writer.stop()
@@ -272,6 +272,32 @@ def test_a_dead_writer_process_drops_counts_and_is_replaced(
     # seen before sending) written by its replacement; the next one is written either way.
     assert store.prediction("iris-knn", "after")
     assert dropped == [] if store.prediction("iris-knn", "lost") else dropped == [2]
+
+
+def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -> None:
+    from app.monitoring.writer import _Pending
+    from app.preprocessing.text import EncodedText
+
+    pending = _Pending(iris, capacity=1)  # grows as rows arrive
+    single = np.array([[0.1, 0.2, 0.7]])
+    pending.add("a", "v1", 1.0, [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)], single)
+    wide = [np.array([4.4, 3.0, 1.3, 0.2]), np.array([6.7, 3.0, 5.2, 2.3])]  # float64 rows
+    pending.add("b", "v2", 2.0, wide, np.array([[0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]))
+    group = pending.group()
+    assert group.rows.dtype == np.float64 and group.rows.shape == (3, 4)
+    narrow = np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)
+    assert group.rows[0].tolist() == narrow.astype(np.float64).tolist()
+    assert group.rows[1:].tolist() == [row.tolist() for row in wide]  # not rounded to float32
+    assert group.probabilities.tolist() == [[0.1, 0.2, 0.7], [0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]
+    assert (group.request_ids, group.routes, group.counts) == (["a", "b"], ["v1", "v2"], [1, 2])
+    # A row of another shape: every row kept, in order, as objects.
+    pending.add("c", "v1", 3.0, [np.array([1.0, 2.0])], np.array([[1.0, 0.0, 0.0]]))
+    rows = pending.group().rows
+    assert isinstance(rows, list) and len(rows) == 4 and rows[3].tolist() == [1.0, 2.0]
+    assert rows[2].tolist() == wide[1].tolist()
+    texts = _Pending(iris, capacity=4)
+    texts.add("t", "v1", 1.0, [EncodedText("a fine film", np.array([2]))], single)
+    assert texts.group().rows == ["a fine film"]
 
 
 def test_a_version_whose_statistics_fail_loses_only_its_rows(
@@ -284,10 +310,8 @@ def test_a_version_whose_statistics_fail_loses_only_its_rows(
     writer = _writer(store, on_drop=dropped.append)
     writer.start()
     try:
-        writer.submit(
-            Record("text", broken, "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]]))
-        )
-        writer.submit(_record(iris, "tabular", 1))
+        writer.submit("text", broken, "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]]))
+        writer.submit(*_record(iris, "tabular", 1))
         assert writer.wait_written("tabular", timeout_s=60)
     finally:
         writer.stop()
