@@ -14,7 +14,7 @@ from typing import Any
 from app.core import InferenceCore, PredictionEvent, PredictionListener
 from app.metrics import Metrics
 from app.monitoring import Monitor
-from app.protocols.v1 import V1Protocol, encode_predictions
+from app.protocols.v1 import V1Protocol
 from app.protocols.v2 import V2Protocol
 from app.repository import ModelRegistry, ModelState
 from app.repository.lifecycle import Lifecycle
@@ -40,15 +40,7 @@ class PredictionService:
         """Record every completed prediction (every protocol and input route) in `monitor`:
         a subscriber of the core, so no protocol knows about monitoring."""
         self.monitor = monitor
-        registry = self.registry
-
-        def record(event: PredictionEvent) -> None:
-            entry = registry.versions(event.model)[event.version]
-            predictions = encode_predictions(event.labels, event.probabilities)
-            context = {"request_id": event.request_id, "protocol": event.protocol or "v1"}
-            monitor.record(entry, list(event.rows), predictions, context)
-
-        self.core.subscribe(record)
+        self.core.subscribe(monitor.record)
 
     @property
     def draining(self) -> bool:

@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,9 @@ def main() -> int:
                     f"{old['p99_ms']:.1f} | {new['p99_ms']:.1f} | "
                     f"{old['cpu_us_per_request']:.0f} | {new['cpu_us_per_request']:.0f} |"
                 )
+            # Rows the prediction store dropped (queue full): the store must keep up, not
+            # shed its work to look cheap. Absent (0) where the store is off or unknown.
+            dropped = {name: _dropped_rows(port) for name, port in servers.items()}
         totals = {name: sum(r["requests"] for r in rs) for name, rs in runs.items()}
         errors = {name: sum(r["errors"] for r in rs) for name, rs in runs.items()}
         result[model] = {
@@ -103,13 +107,18 @@ def main() -> int:
             # steadier view of the cost than requests/s.
             "cpu_ratio": _cpu_per_request(runs["new"]) / _cpu_per_request(runs["old"]),
             "errors": errors,
+            "store_dropped_rows": dropped,
         }
-    print("\n| model | old req/s (mean) | new req/s (mean) | new/old | CPU per request new/old |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "\n| model | old req/s (mean) | new req/s (mean) | new/old | CPU per request new/old "
+        "| store rows dropped old/new |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for model, row in result.items():
+        dropped = row["store_dropped_rows"]
         print(
             f"| {model} | {row['old_rps']:,.0f} | {row['new_rps']:,.0f} | {row['ratio']:.3f} "
-            f"| {row['cpu_ratio']:.3f} |"
+            f"| {row['cpu_ratio']:.3f} | {dropped['old']:.0f} / {dropped['new']:.0f} |"
         )
     checks = [
         (f"{model}: new >= {args.min_ratio:g} x old", row["ratio"] >= args.min_ratio)
@@ -132,6 +141,17 @@ def _cpu_per_request(runs: list[dict[str, Any]]) -> float:
         1, sum(r["requests"] for r in runs)
     )
     return total
+
+
+def _dropped_rows(port: int) -> float:
+    """synergy_monitoring_dropped_rows_total{sink="store"} of a server (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("synergy_monitoring_dropped_rows_total{") and 'sink="store"' in line
+    )
 
 
 def _env(pairs: list[str]) -> dict[str, str]:

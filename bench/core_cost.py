@@ -4,6 +4,11 @@ noise than wrk's requests/s.
 
     git archive <commit> | tar -x -C /tmp/old && python bench/core_cost.py --old /tmp/old
 
+Or this checkout against itself under other settings (old = A, new = B), e.g. the
+prediction store off against on (each child gets its own, empty store):
+
+    python bench/core_cost.py --old-env SYNERGY_STORE_PREDICTIONS=false
+
 For each model, a fresh subprocess per checkout builds its app (`create_app`, defaults) serving
 that one committed model of this checkout, waits until ready, then 64 concurrent callers send
 --requests single-instance requests (a real held-out example) through the ASGI interface
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -58,15 +64,21 @@ async def main(model, body, total):
             left, errors = total, 0
             cpu, wall = time.process_time(), time.perf_counter()
             await asyncio.gather(*(caller() for _ in range(64)))
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            wall = time.perf_counter() - wall
+    # After shutdown: work queued by the requests (the prediction store's writer) counts too.
+    cpu = time.process_time() - cpu
     print(json.dumps({"cpu_us": cpu / total * 1e6, "rps": total / wall, "errors": errors}))
 
 asyncio.run(main(sys.argv[3], open(sys.argv[4], "rb").read(), int(sys.argv[5])))
 """
 
 
-def measure(root: Path, models: Path, model: str, body: Path, requests: int) -> dict[str, float]:
-    """One child run: CPU microseconds per request and requests/s."""
+def measure(
+    root: Path, models: Path, model: str, body: Path, requests: int, env: dict[str, str]
+) -> dict[str, float]:
+    """One child run (with `env` added to this process's environment): CPU microseconds per
+    request and requests/s."""
+    store = tempfile.mkdtemp(prefix="core-cost-store-")
     out = subprocess.run(
         [
             sys.executable,
@@ -82,7 +94,9 @@ def measure(root: Path, models: Path, model: str, body: Path, requests: int) -> 
         text=True,
         timeout=600,
         check=False,
+        env={**os.environ, "SYNERGY_STORE_DIR": store, **env},
     )
+    shutil.rmtree(store, ignore_errors=True)
     if out.returncode != 0:
         raise RuntimeError(f"{root} {model}: {out.stderr.strip().splitlines()[-3:]}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -93,7 +107,15 @@ def measure(root: Path, models: Path, model: str, body: Path, requests: int) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old", type=Path, required=True, help="the other checkout's root")
+    parser.add_argument(
+        "--old", type=Path, default=ROOT, help="the other checkout's root (default: this one)"
+    )
+    parser.add_argument(
+        "--old-env", action="append", default=[], help="KEY=VALUE setting of the old child"
+    )
+    parser.add_argument(
+        "--new-env", action="append", default=[], help="KEY=VALUE setting of the new child"
+    )
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--requests", type=int, default=4000)
@@ -104,6 +126,7 @@ def main() -> int:
     for model in args.models.split(","):
         shutil.copytree(ROOT / "models" / model, alone / model / model)
     roots = {"old": args.old.resolve(), "new": ROOT}
+    envs = {name: dict(p.split("=", 1) for p in getattr(args, f"{name}_env")) for name in roots}
     print("| model | round | old CPU us/req | new CPU us/req | old req/s | new req/s |")
     print("|---|---:|---:|---:|---:|---:|")
     totals: dict[str, dict[str, float]] = {}
@@ -112,7 +135,9 @@ def main() -> int:
         for round_ in range(args.rounds):
             order = ("old", "new") if round_ % 2 == 0 else ("new", "old")
             runs = {
-                name: measure(roots[name], alone / model, model, bodies[model], args.requests)
+                name: measure(
+                    roots[name], alone / model, model, bodies[model], args.requests, envs[name]
+                )
                 for name in order
             }
             for name in cpu:

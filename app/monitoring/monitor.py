@@ -1,8 +1,9 @@
 """The monitoring facade the app holds: record predictions, take feedback, build reports.
 
-Request path cost: `record` builds one small record and appends it to the writer's bounded
-queue (and, when the payload log samples this request, to its queue). Everything else runs on
-the writer thread or on this module's small pool of database threads, never the event loop.
+Request path cost: `record` copies the prediction's rows and probabilities into the writer's
+bounded queue (and, when the payload log samples this request, queues it for that log too).
+Everything else runs in the writer's thread and process, the payload log's thread, or this
+module's small pool of database threads, never the event loop.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -37,10 +36,12 @@ from app.monitoring.stats import (
     wilson_interval,
 )
 from app.monitoring.store import Store, database_url
-from app.monitoring.writer import Record, Writer
+from app.monitoring.writer import Writer
 from app.repository import ModelEntry, ModelRegistry
-from app.schemas.card import ModelCard
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.core import PredictionEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -146,7 +147,7 @@ class Monitor:
             return
         self.store = store
         self.writer = Writer(
-            store,
+            url,
             max_rows=settings.store_queue_rows,
             batch_rows=settings.store_batch_rows,
             flush_interval_s=settings.store_flush_interval_ms / 1000,
@@ -170,33 +171,29 @@ class Monitor:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ request path
-    def record(
-        self,
-        entry: ModelEntry,
-        rows: list[Any],
-        predictions: list[dict[str, Any]],
-        scope_state: dict[str, Any],
-    ) -> None:
-        """Queue one finished prediction (never blocks, never raises for a full queue)."""
-        request_id: str = scope_state.get("request_id", "")
-        version = entry.version
+    def record(self, event: PredictionEvent) -> None:
+        """Queue one finished prediction (never blocks, never raises for a full queue).
+
+        On the event loop for every request: the writer copies the rows and probabilities
+        into its arrays; the labels, statistics and compact forms are computed by the writer
+        process."""
+        if self.writer is None and self.payload_log is None:
+            return
+        entry = self.registry.versions(event.model)[event.version]
+        route = event.protocol or "v1"
         if self.writer is not None:
             self.writer.submit(
-                Record(
-                    request_id,
-                    entry.name,
-                    version,
-                    scope_state.get("protocol", "v1"),
-                    time.time(),
-                    rows,
-                    predictions,
-                    # Not a closure over the entry: a queued record must not keep an
-                    # unloaded version's runtime and adapter alive.
-                    partial(self._computer, (entry.name, version), entry.card, entry.folder),
-                )
+                event.request_id, entry, route, time.time(), event.rows, event.probabilities
             )
         if self.payload_log is not None and random.random() < self.settings.payload_log_sample:  # noqa: S311
-            self.payload_log.submit(request_id, entry.name, version, rows, predictions)
+            self.payload_log.submit(
+                event.request_id,
+                entry.name,
+                entry.version,
+                event.rows,
+                event.labels,
+                event.probabilities,
+            )
 
     def computer(self, entry: ModelEntry) -> StatisticsComputer:
         """The statistics computer of a version (built once, on first use)."""

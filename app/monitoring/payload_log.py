@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 
 from app.preprocessing.text import EncodedText
+from app.protocols.v1 import encode_predictions
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ class PayloadLogger:
         self.target = target
         self.max_events = max_events
         self.on_drop = on_drop
-        self._queue: deque[tuple[str, str, int, list[Any], list[dict[str, Any]], float]] = deque()
+        self._queue: deque[
+            tuple[str, str, int, Sequence[Any], Sequence[str], np.ndarray, float]
+        ] = deque()
         self._condition = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -114,16 +117,20 @@ class PayloadLogger:
         request_id: str,
         model: str,
         version: int,
-        rows: list[Any],
-        predictions: list[dict[str, Any]],
+        rows: Sequence[Any],
+        labels: Sequence[str],
+        probabilities: np.ndarray,
     ) -> None:
-        """Queue one prediction's events (dropped and counted when the queue is full)."""
+        """Queue one prediction's events (dropped and counted when the queue is full): its
+        rows as the adapter made them, and its `(N, C)` probabilities over `labels`."""
         with self._condition:
             if len(self._queue) >= self.max_events or self._stopping:
                 full = True
             else:
                 full = False
-                self._queue.append((request_id, model, version, rows, predictions, time.time()))
+                self._queue.append(
+                    (request_id, model, version, rows, labels, probabilities, time.time())
+                )
         if full:
             self.on_drop(len(rows))
 
@@ -138,7 +145,20 @@ class PayloadLogger:
                 self._queue.clear()
             if not items:
                 continue
-            events = [event for item in items for event in cloud_events(*item)]
+            # The response's predictions in the V1 shape, built here rather than on the
+            # event loop.
+            events = [
+                event
+                for request_id, model, version, rows, labels, probabilities, at in items
+                for event in cloud_events(
+                    request_id,
+                    model,
+                    version,
+                    list(rows),
+                    encode_predictions(labels, probabilities),
+                    at,
+                )
+            ]
             try:
                 self._write(events)
             except Exception:  # a broken sink must not end the thread

@@ -1,50 +1,195 @@
-"""Off the hot path: a bounded queue of predictions and one thread that writes them in batches.
+"""Off the hot path: a bounded queue of predictions, shipped in batches to a writer process.
 
-`submit` is what a request pays: a lock, a length check and an append (no I/O, no
-serialisation). When the queue holds `max_rows` rows, the record is dropped and counted
+`submit` is what a request pays: a lock, a length check, and copies of its rows and
+probabilities into its model version's arrays (no statistics, no serialisation). When the
+queue holds `max_rows` rows, the request's rows are dropped and counted
 (`synergy_monitoring_dropped_rows_total{sink="store"}`): a slow or unreachable database never
-makes a prediction wait or fail. The thread wakes every `flush_interval_s` (or when a batch is
-full, or when feedback asks for a request's rows), computes the rows' statistics and compact
-form, and inserts them in one transaction.
+makes a prediction wait or fail.
+
+A thread of this process (the shipper) wakes every `flush_interval_s` (or when a batch is
+full, or when feedback asks for its rows), takes those arrays and sends them to a child
+process (`python -c ... child_main`, started on the
+first batch) over a pipe. The child computes the statistics and compact forms and inserts
+the rows in one transaction, then answers. The child holds its own GIL: the per-row work of
+writing (tokenising reviews, measuring images, the driver's parameter binding and inserts)
+used to run on a thread that took the GIL from the event loop serving requests, 15-25% of
+a cheap model's throughput (bench/RESULTS.md, issue 15).
+
+If the child dies or cannot start, its batch is dropped and counted, and a new child is
+started at the next batch (not sooner than `RESTART_BACKOFF_S` after a failed one). The child
+ends when its pipe closes (this process stopped, or was killed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from app.monitoring.profile import StatisticsComputer
-from app.monitoring.store import Store
+if TYPE_CHECKING:
+    from app.repository import ModelEntry
 
 log = logging.getLogger(__name__)
 
+# A child that failed (would not start, died, or timed out) is not restarted sooner than this:
+# batches in between are dropped and counted rather than paying a start-up each.
+RESTART_BACKOFF_S = 5.0
+# The child's answer to one batch (inserts wait up to 30 s for SQLite's lock; see the store).
+BATCH_TIMEOUT_S = 120.0
+CHILD_CODE = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from app.monitoring.writer import child_main; child_main()"
+)
+_HEADER = struct.Struct("<Q")
+# The writer process's CPU priority, relative to the server's (see child_main).
+WRITER_NICE = 10
+
 
 class Record(NamedTuple):
-    """One prediction request: what the request path hands to the writer (a tuple: built on
-    the event loop for every request, it must cost next to nothing)."""
+    """One prediction request, as `Writer.submit(*record)` takes it."""
 
     request_id: str
-    model: str
-    version: int
+    entry: ModelEntry  # name, version, card (labels, input kind) and folder of the version
     route: str
     created_at: float
-    rows: list[Any]
-    predictions: list[dict[str, Any]]
-    computer: Callable[[], StatisticsComputer]
+    rows: Sequence[Any]  # as the version's adapter made them
+    probabilities: np.ndarray  # (N, C), columns in the order of the card's labels
+
+
+class Group(NamedTuple):
+    """The rows of one model version in a batch, stacked (what crosses the pipe)."""
+
+    model: str
+    version: int
+    request_ids: list[str]
+    routes: list[str]
+    created_at: list[float]
+    counts: list[int]  # rows of each request
+    rows: Any  # (N, ...) array of the rows, or a list (texts: str; else the rows themselves)
+    probabilities: np.ndarray  # (N, C), as computed
+
+
+class _Pending:
+    """One model version's queued rows, copied into arrays as they arrive.
+
+    Copied rather than referenced: holding each request's own objects (its row arrays, the
+    batch's output, the row list) until the next flush kept thousands of them alive, and
+    the allocator then served every new request from cold memory: it cost the event loop
+    more than the copies do (bench/RESULTS.md, issue 15)."""
+
+    __slots__ = (
+        "counts",
+        "created_at",
+        "entry",
+        "objects",
+        "probabilities",
+        "request_ids",
+        "routes",
+        "rows",
+        "size",
+    )
+
+    def __init__(self, entry: ModelEntry, capacity: int) -> None:
+        self.entry = entry
+        self.request_ids: list[str] = []
+        self.routes: list[str] = []
+        self.created_at: list[float] = []
+        self.counts: list[int] = []
+        self.size = 0
+        self.rows: np.ndarray | None = None  # (capacity, ...) when the rows are arrays
+        self.objects: list[Any] | None = None  # otherwise: texts, or the rows themselves
+        self.probabilities = np.empty((capacity, len(entry.card.labels) if entry.card else 0))
+
+    def add(
+        self,
+        request_id: str,
+        route: str,
+        created_at: float,
+        rows: Sequence[Any],
+        probabilities: np.ndarray,
+    ) -> None:
+        n, start = len(rows), self.size
+        end = start + n
+        if end > len(self.probabilities):
+            self._grow(max(end, 2 * len(self.probabilities)))
+        self.probabilities[start:end] = probabilities
+        if self.objects is None and not self._copy(rows, start):
+            # Texts (and rows unlike the others): kept as objects from now on.
+            self.objects = [] if self.rows is None else list(self.rows[:start])
+            self.rows = None
+        if self.objects is not None:
+            # Reviews (EncodedText) as their text: what monitoring measures.
+            self.objects.extend(getattr(row, "text", row) for row in rows)
+        self.request_ids.append(request_id)
+        self.routes.append(route)
+        self.created_at.append(created_at)
+        self.counts.append(n)
+        self.size = end
+
+    def _copy(self, rows: Sequence[Any], start: int) -> bool:
+        """Copy array rows into `self.rows` at `start`; False for rows that are not arrays
+        of one shape (nothing copied that counts)."""
+        buffer = self.rows
+        for index, row in enumerate(rows):
+            if not isinstance(row, np.ndarray):
+                return False
+            if buffer is None or row.dtype != buffer.dtype:
+                # The first rows, or a route that makes another dtype (float32 and float64
+                # tabular rows): the wider dtype keeps every value exact.
+                dtype = row.dtype if buffer is None else np.result_type(buffer, row)
+                shape = row.shape if buffer is None else buffer.shape[1:]
+                widened = np.empty((len(self.probabilities), *shape), dtype)
+                if buffer is not None:
+                    widened[: start + index] = buffer[: start + index]
+                buffer = self.rows = widened
+            if row.shape != buffer.shape[1:]:
+                return False
+            buffer[start + index] = row
+        return True
+
+    def _grow(self, capacity: int) -> None:
+        probabilities = np.empty((capacity, self.probabilities.shape[1]))
+        probabilities[: self.size] = self.probabilities[: self.size]
+        self.probabilities = probabilities
+        if self.rows is not None:
+            rows = np.empty((capacity, *self.rows.shape[1:]), self.rows.dtype)
+            rows[: self.size] = self.rows[: self.size]
+            self.rows = rows
+
+    def group(self) -> Group:
+        entry = self.entry
+        rows = self.rows[: self.size] if self.rows is not None else self.objects
+        return Group(
+            entry.name,
+            entry.version,
+            self.request_ids,
+            self.routes,
+            self.created_at,
+            self.counts,
+            rows,
+            self.probabilities[: self.size],
+        )
 
 
 class Writer:
-    """The bounded queue and its writer thread (see the module docstring)."""
+    """The bounded queue, its shipper thread and the writer process (see the module
+    docstring). `database_url` is the store's SQLAlchemy URL (migrated already)."""
 
     def __init__(
         self,
-        store: Store,
+        database_url: str,
         *,
         max_rows: int,
         batch_rows: int,
@@ -53,20 +198,28 @@ class Writer:
         on_tick: Callable[[], None] | None = None,
         tick_interval_s: float = 60.0,
     ) -> None:
-        self.store = store
+        self.database_url = database_url
         self.max_rows = max_rows
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
         self.on_drop = on_drop
         self.on_tick = on_tick
         self.tick_interval_s = tick_interval_s
-        self._queue: deque[Record] = deque()
+        self._pending: dict[tuple[str, int], _Pending] = {}
         self._queued_rows = 0
-        self._pending: dict[str, int] = {}  # request id -> records queued or being written
-        self._condition = threading.Condition()
+        self._queued_records = 0
+        # Requests accepted and requests handled (written, or dropped on an error): a batch
+        # takes everything queued, so every request accepted before a moment is handled once
+        # `_handled` reaches `_accepted`.
+        self._accepted = 0
+        self._handled = 0
+        self._condition = threading.Condition(threading.Lock())
         self._flush_now = False
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._child: _Child | None = None
+        self._child_failed_at = -float("inf")
+        self._versions_sent: set[tuple[str, int]] = set()
         self.written_rows = 0
 
     @property
@@ -78,24 +231,42 @@ class Writer:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued (up to timeout_s), then end the thread."""
+        """Write what is queued (up to timeout_s), then end the thread and the process."""
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        child = self._child
+        if child is not None:
+            child.close(timeout_s)
+            self._child = None
 
-    def submit(self, record: Record) -> bool:
-        """Queue a record; False (and counted as dropped) when the queue is full."""
-        n = len(record.rows)
+    def submit(
+        self,
+        request_id: str,
+        entry: ModelEntry,
+        route: str,
+        created_at: float,
+        rows: Sequence[Any],
+        probabilities: np.ndarray,
+    ) -> bool:
+        """Queue one request's rows (copied) and `(N, C)` probabilities; False (and counted
+        as dropped) when the queue is full."""
+        n = len(rows)
         with self._condition:
             if self._stopping or self._queued_rows + n > self.max_rows:
                 dropped = True
             else:
                 dropped = False
-                self._queue.append(record)
+                key = (entry.name, entry.version)
+                pending = self._pending.get(key)
+                if pending is None:
+                    pending = self._pending[key] = _Pending(entry, self.batch_rows)
+                pending.add(request_id, route, created_at, rows, probabilities)
                 self._queued_rows += n
-                self._pending[record.request_id] = self._pending.get(record.request_id, 0) + 1
+                self._queued_records += 1
+                self._accepted += 1
                 if self._queued_rows >= self.batch_rows:
                     self._condition.notify_all()
         if dropped:
@@ -103,12 +274,13 @@ class Writer:
         return not dropped
 
     def wait_written(self, request_id: str, timeout_s: float) -> bool:
-        """Block until this request id has no record queued or being written (flushing now
-        rather than at the next interval); False on timeout. Called by feedback, on a worker
-        thread, so that feedback sent right after its prediction finds the rows."""
+        """Block until every request accepted so far (so this one, whose prediction was
+        answered before its feedback was sent) is written, flushing now rather than at the
+        next interval; False on timeout. Called by feedback, on a worker thread."""
         deadline = time.monotonic() + timeout_s
         with self._condition:
-            while request_id in self._pending:
+            target = self._accepted
+            while self._handled < target:
                 self._flush_now = True
                 self._condition.notify_all()
                 left = deadline - time.monotonic()
@@ -117,7 +289,8 @@ class Writer:
                 self._condition.wait(left)
         return True
 
-    def _take(self) -> list[Record]:
+    def _take(self) -> tuple[list[_Pending], int, int]:
+        """Wait for a batch; take everything queued: (per version, rows, requests)."""
         with self._condition:
             deadline = time.monotonic() + self.flush_interval_s
             while not (self._stopping or self._flush_now or self._queued_rows >= self.batch_rows):
@@ -126,36 +299,27 @@ class Writer:
                     break
                 self._condition.wait(left)
             self._flush_now = False
-            taken: list[Record] = []
-            rows = 0
-            while self._queue and rows < self.batch_rows:
-                record = self._queue.popleft()
-                rows += len(record.rows)
-                taken.append(record)
-            self._queued_rows -= rows
-            return taken
+            taken = list(self._pending.values())
+            rows, records = self._queued_rows, self._queued_records
+            self._pending = {}
+            self._queued_rows = self._queued_records = 0
+            return taken, rows, records
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self.tick_interval_s
         while True:
-            records = self._take()
-            if records:
+            taken, rows, records = self._take()
+            if taken:
                 try:
-                    self.store.insert_rows(_to_rows(records))
-                    self.written_rows += sum(len(r.rows) for r in records)
-                except Exception:  # a database error must not end the writer
-                    log.exception("writing %d predictions to the store failed", len(records))
-                    self.on_drop(sum(len(r.rows) for r in records))
+                    self.written_rows += rows - self._write(taken)
+                except Exception as exc:  # noqa: BLE001 - counted; the thread must go on
+                    log.error("writing %d predicted rows to the store failed: %s", rows, exc)
+                    self.on_drop(rows)
                 with self._condition:
-                    for record in records:
-                        left = self._pending[record.request_id] - 1
-                        if left:
-                            self._pending[record.request_id] = left
-                        else:
-                            del self._pending[record.request_id]
+                    self._handled += records
                     self._condition.notify_all()
             with self._condition:
-                if self._stopping and not self._queue:
+                if self._stopping and not self._pending:
                     return
             if self.on_tick is not None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.tick_interval_s
@@ -164,43 +328,240 @@ class Writer:
                 except Exception:  # housekeeping retries at the next tick
                     log.exception("monitoring housekeeping failed")
 
+    def _write(self, taken: list[_Pending]) -> int:
+        """Send one batch to the child and wait for its commit; returns the rows it could not
+        store (counted as dropped already). Raises when nothing was stored."""
+        child = self._child
+        if child is None or not child.alive():
+            if time.monotonic() - self._child_failed_at < RESTART_BACKOFF_S:
+                raise RuntimeError("the writer process failed moments ago; retrying shortly")
+            if child is not None:
+                child.close(0)
+            self._child = None
+            self._versions_sent.clear()
+            try:
+                child = _Child.start(self.database_url)
+            except Exception:
+                self._child_failed_at = time.monotonic()
+                raise
+            self._child = child
+        messages: list[tuple[Any, ...]] = []
+        groups = [pending.group() for pending in taken]
+        for pending in taken:
+            entry = pending.entry
+            key = (entry.name, entry.version)
+            if key not in self._versions_sent:
+                assert entry.card is not None
+                messages.append(("version", *key, entry.card.model_dump_json(), str(entry.folder)))
+        messages.append(("batch", groups))
+        try:
+            answer = child.ask(messages, BATCH_TIMEOUT_S)
+        except Exception:
+            self._child_failed_at = time.monotonic()
+            child.close(0)
+            self._child = None
+            raise
+        self._versions_sent.update((g.model, g.version) for g in groups)
+        if answer[0] != "ok":
+            raise RuntimeError(answer[1])
+        lost: int = answer[1]
+        problem: str | None = answer[2]
+        if lost:
+            log.error("%d predicted rows could not be stored: %s", lost, problem)
+            self.on_drop(lost)
+        return lost
 
-def _to_rows(records: list[Record]) -> list[tuple[Any, ...]]:
-    """Records -> store rows (see `Store.insert_rows`): the statistics and compact forms are
-    computed once per model version over all its rows of the batch (vectorised)."""
-    groups: dict[tuple[str, int], list[Record]] = {}
-    for record in records:
-        groups.setdefault((record.model, record.version), []).append(record)
-    rows: list[tuple[Any, ...]] = []
-    for group in groups.values():
-        computer = group[0].computer()
-        inputs = [row for record in group for row in record.rows]
-        measured, features = computer.measure(inputs)
-        stats = np.asarray(measured, dtype=np.float64)
-        probabilities = np.array(
-            [
-                list(prediction["probabilities"].values())
-                for record in group
-                for prediction in record.predictions
-            ],
-            dtype=np.float32,
+
+# ---------------------------------------------------------------------- the two ends of the pipe
+def _send(stream: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)  # not concatenated: a batch is megabytes, one copy is enough
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    """The next message; EOFError when the other end closed."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError
+    size = _HEADER.unpack(header)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    # Only ever this package's own messages, from the process at the other end of our pipe.
+    return pickle.loads(data)  # noqa: S301
+
+
+class _Child:
+    """The writer process, seen from the server (used by the shipper thread only)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        assert process.stdin is not None and process.stdout is not None
+        self.stdin: IO[bytes] = process.stdin
+        self.stdout: IO[bytes] = process.stdout
+        self._answer: list[Any] = []
+
+    @classmethod
+    def start(cls, database_url: str) -> _Child:
+        root = str(Path(__file__).resolve().parents[2])  # the checkout whose `app` this is
+        process = subprocess.Popen(  # noqa: S603 - this interpreter, our own code
+            [sys.executable, "-c", CHILD_CODE, root],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
         )
+        child = cls(process)
+        # The URL (it may hold a password) through the pipe, not the command line.
+        _send(child.stdin, ("open", database_url))
+        return child
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def ask(self, messages: list[tuple[Any, ...]], timeout_s: float) -> tuple[Any, ...]:
+        """Send messages, return the answer to the last (raises on timeout or a dead child).
+
+        The exchange runs on a helper thread (blocked in pipe I/O, the GIL released) so that
+        a child that hangs costs at most timeout_s."""
+        self._answer = []
+        exchange = threading.Thread(target=self._exchange, args=(messages,), daemon=True)
+        exchange.start()
+        exchange.join(timeout_s)
+        if exchange.is_alive():
+            raise TimeoutError(f"the writer process did not answer within {timeout_s:.0f} s")
+        if not self._answer or isinstance(self._answer[0], BaseException):
+            raise RuntimeError(f"the writer process ended (exit code {self.process.poll()})")
+        answer: tuple[Any, ...] = self._answer[0]
+        return answer
+
+    def _exchange(self, messages: list[tuple[Any, ...]]) -> None:
+        try:
+            for message in messages:
+                _send(self.stdin, message)
+            self._answer.append(_receive(self.stdout))
+        except BaseException as exc:  # noqa: BLE001 - handed to ask()
+            self._answer.append(exc)
+
+    def close(self, timeout_s: float) -> None:
+        """Close the pipe (the child writes nothing more and exits); kill it past timeout_s."""
+        for stream in (self.stdin, self.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def child_main() -> None:
+    """The writer process: open the store, then write each batch it is sent and answer
+    ("ok", rows) or ("error", message), until its input closes."""
+    # Writing predictions is background work: when the CPU is saturated, serving goes first
+    # (CFS gives nice +10 about a tenth of a busy core's share, still several times what
+    # writing needs at full load); the queue absorbs the wait, and a long saturation fills
+    # it: rows are then dropped and counted, never requests delayed.
+    with contextlib.suppress(OSError):
+        os.nice(WRITER_NICE)
+    # The server decides when writing ends (it closes the pipe after its last batch): a
+    # Ctrl-C or a SIGTERM sent to the whole process group must not cut the last batch short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Answers go through a private copy of stdout; anything a library prints goes to stderr.
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    requests = sys.stdin.buffer
+    from app.monitoring.profile import StatisticsComputer
+    from app.monitoring.store import Store
+    from app.schemas.card import ModelCard
+
+    logging.basicConfig(level=logging.WARNING, format="monitoring-writer: %(message)s")
+    store: Store | None = None
+    computers: dict[tuple[str, int], StatisticsComputer | str] = {}
+    while True:
+        try:
+            message = _receive(requests)
+        except EOFError:
+            break
+        kind = message[0]
+        if kind == "open":
+            store = Store(message[1])
+        elif kind == "version":
+            _, model, version, card_json, folder = message
+            try:
+                card = ModelCard.model_validate_json(card_json)
+                computers[(model, version)] = StatisticsComputer(card, Path(folder))
+            except Exception as exc:  # noqa: BLE001 - reported with each batch of this version
+                computers[(model, version)] = f"{model} {version}: {type(exc).__name__}: {exc}"
+        elif kind == "batch":
+            try:
+                assert store is not None
+                rows, lost, problem = to_rows(message[1], computers)
+                store.insert_rows(rows)
+                answer: tuple[Any, ...] = ("ok", lost, problem)
+            except Exception as exc:  # noqa: BLE001 - reported to the server, which counts
+                answer = ("error", _describe(exc))
+            try:
+                _send(answers, answer)
+            except (BrokenPipeError, ValueError):  # the server is gone: nothing left to do
+                break
+    if store is not None:
+        store.close()
+
+
+def to_rows(
+    groups: list[Group], computers: dict[Any, Any]
+) -> tuple[list[tuple[Any, ...]], int, str | None]:
+    """Groups -> (store rows (see `Store.insert_rows`), rows that could not be made, why).
+
+    The statistics and compact forms are computed once per model version over all its rows
+    of the batch (vectorised). A version whose statistics fail (its vocabulary unreadable)
+    loses its rows, not the other versions'."""
+    rows: list[tuple[Any, ...]] = []
+    lost = 0
+    problem: str | None = None
+    for group in groups:
+        computer = computers.get((group.model, group.version))
+        try:
+            if computer is None or isinstance(computer, str):
+                raise RuntimeError(computer or f"{group.model} {group.version}: no card was sent")
+            measured, features = computer.measure(group.rows)
+        except Exception as exc:  # noqa: BLE001 - this version's rows are lost, counted
+            lost += sum(group.counts)
+            problem = _describe(exc)
+            continue
+        stats = np.asarray(measured, dtype=np.float64)
+        labels = computer.card.labels
+        # The first most probable label on a tie, as the response (NumPy's argmax).
+        predicted = [labels[i] for i in np.asarray(group.probabilities).argmax(axis=1).tolist()]
+        probabilities = np.asarray(group.probabilities, dtype=np.float32)
         position = 0
-        for record in group:
-            for index, prediction in enumerate(record.predictions):
+        for request_id, route, created_at, count in zip(
+            group.request_ids, group.routes, group.created_at, group.counts, strict=True
+        ):
+            for index in range(count):
                 rows.append(
                     (
-                        record.request_id,
-                        record.model,
-                        record.version,
-                        record.route,
+                        request_id,
+                        group.model,
+                        group.version,
+                        route,
                         index,
-                        record.created_at,
+                        created_at,
                         features[position],
                         stats[position].tobytes(),
                         probabilities[position].tobytes(),
-                        prediction["label"],
+                        predicted[position],
                     )
                 )
                 position += 1
-    return rows
+    return rows, lost, problem
+
+
+def _describe(exc: BaseException) -> str:
+    # No traceback across the pipe; the first line says what failed (a database URL's
+    # password is not in SQLAlchemy's messages).
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"

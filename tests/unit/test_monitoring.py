@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +20,7 @@ from app.monitoring.profile import (
 from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilson_interval
 from app.monitoring.store import Store, database_url
 from app.monitoring.writer import Record, Writer
+from app.repository import ModelEntry
 from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 
@@ -160,64 +161,164 @@ def test_store_retention_by_age_and_rows(store: Store) -> None:
 
 
 # ---------------------------------------------------------------------- writer
-class _Computer:
-    names: ClassVar[list[str]] = ["x"]
-
-    def compute(self, rows: list[Any]) -> np.ndarray:
-        return np.asarray(rows, dtype=np.float64).reshape(len(rows), 1)
-
-    def compact(self, rows: list[Any]) -> list[bytes]:
-        return [b"" for _ in rows]
-
-    def measure(self, rows: list[Any]) -> tuple[np.ndarray, list[bytes]]:
-        return self.compute(rows), self.compact(rows)
+IRIS_FOLDER = COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION
 
 
-def _record(request_id: str, rows: int) -> Record:
+@pytest.fixture(scope="module")
+def iris() -> ModelEntry:
+    return ModelEntry("iris-knn", int(COMMITTED_VERSION), IRIS_FOLDER, ModelCard.read(IRIS_FOLDER))
+
+
+def _record(entry: ModelEntry, request_id: str, rows: int) -> Record:
     return Record(
         request_id=request_id,
-        model="m",
-        version=1,
+        entry=entry,
         route="v1",
         created_at=time.time(),
-        rows=[1.0] * rows,
-        predictions=[{"label": "a", "probabilities": {"a": 1.0, "b": 0.0}}] * rows,
-        computer=lambda: _Computer(),  # type: ignore[arg-type,return-value]
+        rows=[np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)] * rows,
+        # A tie between the first two labels: the first wins, as in the response.
+        probabilities=np.array([[0.4, 0.4, 0.2]] * rows),
     )
 
 
-def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store) -> None:
+def _writer(store: Store, **overrides: Any) -> Writer:
+    options: dict[str, Any] = {
+        "max_rows": 100,
+        "batch_rows": 100,
+        "flush_interval_s": 60,
+        "on_drop": print,
+    }
+    options.update(overrides)
+    return Writer(store.url, **options)
+
+
+def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: ModelEntry) -> None:
     dropped: list[int] = []
     # Never started: nothing drains the queue.
-    writer = Writer(store, max_rows=5, batch_rows=100, flush_interval_s=60, on_drop=dropped.append)
-    assert writer.submit(_record("a", 3))
-    assert writer.submit(_record("b", 2))
+    writer = _writer(store, max_rows=5, on_drop=dropped.append)
+    assert writer.submit(*_record(iris, "a", 3))
+    assert writer.submit(*_record(iris, "b", 2))
     started = time.perf_counter()
-    assert not writer.submit(_record("c", 1))
+    assert not writer.submit(*_record(iris, "c", 1))
     assert time.perf_counter() - started < 0.1
     assert dropped == [1] and writer.queued_rows == 5
 
 
-def test_feedback_wait_flushes_at_once(store: Store) -> None:
-    writer = Writer(store, max_rows=100, batch_rows=100, flush_interval_s=60, on_drop=print)
+def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
+    writer = _writer(store)
     writer.start()
     try:
-        writer.submit(_record("now", 2))
+        writer.submit(*_record(iris, "now", 2))
         started = time.perf_counter()
         # The writer would wait 60 s for more rows; a feedback wait makes it write now.
-        assert writer.wait_written("now", timeout_s=30)
-        assert time.perf_counter() - started < 20
-        assert len(store.prediction("m", "now")) == 2
+        assert writer.wait_written("now", timeout_s=60)
+        assert time.perf_counter() - started < 50
+        rows = store.prediction("iris-knn", "now")
+        assert [label for _, _, label in rows] == ["setosa", "setosa"]
     finally:
         writer.stop()
 
 
-def test_writer_stop_writes_what_is_queued(store: Store) -> None:
-    writer = Writer(store, max_rows=100, batch_rows=100, flush_interval_s=60, on_drop=print)
+def test_the_writer_process_stores_what_the_store_records(store: Store, iris: ModelEntry) -> None:
+    writer = _writer(store)
     writer.start()
-    writer.submit(_record("last", 1))
-    writer.stop()
-    assert store.prediction("m", "last")
+    try:
+        writer.submit(*_record(iris, "full", 1))
+        assert writer.wait_written("full", timeout_s=60)
+    finally:
+        writer.stop()
+    with store.engine.connect() as connection:
+        row = connection.exec_driver_sql(
+            "SELECT route, row_index, features, stats, probabilities, predicted "
+            "FROM prediction_rows WHERE request_id = 'full'"
+        ).one()
+    assert row[0] == "v1" and row[1] == 0 and row[5] == "setosa"
+    assert np.frombuffer(row[2], dtype=np.float32).tolist() == pytest.approx([5.1, 3.5, 1.4, 0.2])
+    # Statistics exactly as the profile measures them (float64 of the served float32 row).
+    expected = np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32).astype(np.float64)
+    assert np.frombuffer(row[3], dtype=np.float64).tolist() == expected.tolist()
+    assert np.frombuffer(row[4], dtype=np.float32).tolist() == pytest.approx([0.4, 0.4, 0.2])
+
+
+def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> None:
+    writer = _writer(store)
+    writer.start()
+    writer.submit(*_record(iris, "last", 1))
+    writer.stop(timeout_s=60)
+    assert store.prediction("iris-knn", "last")
+
+
+def test_a_dead_writer_process_drops_counts_and_is_replaced(
+    store: Store, iris: ModelEntry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.monitoring.writer.RESTART_BACKOFF_S", 0.0)
+    dropped: list[int] = []
+    writer = _writer(store, on_drop=dropped.append)
+    writer.start()
+    try:
+        writer.submit(*_record(iris, "first", 1))
+        assert writer.wait_written("first", timeout_s=60)
+        child = writer._child
+        assert child is not None
+        child.process.kill()
+        child.process.wait()
+        writer.submit(*_record(iris, "lost", 2))
+        assert writer.wait_written("lost", timeout_s=60)
+        writer.submit(*_record(iris, "after", 1))
+        assert writer.wait_written("after", timeout_s=60)
+    finally:
+        writer.stop()
+    # The batch sent to the dead process was lost and counted, or (when the death was
+    # seen before sending) written by its replacement; the next one is written either way.
+    assert store.prediction("iris-knn", "after")
+    assert dropped == [] if store.prediction("iris-knn", "lost") else dropped == [2]
+
+
+def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -> None:
+    from app.monitoring.writer import _Pending
+    from app.preprocessing.text import EncodedText
+
+    pending = _Pending(iris, capacity=1)  # grows as rows arrive
+    single = np.array([[0.1, 0.2, 0.7]])
+    pending.add("a", "v1", 1.0, [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)], single)
+    wide = [np.array([4.4, 3.0, 1.3, 0.2]), np.array([6.7, 3.0, 5.2, 2.3])]  # float64 rows
+    pending.add("b", "v2", 2.0, wide, np.array([[0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]))
+    group = pending.group()
+    assert group.rows.dtype == np.float64 and group.rows.shape == (3, 4)
+    narrow = np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)
+    assert group.rows[0].tolist() == narrow.astype(np.float64).tolist()
+    assert group.rows[1:].tolist() == [row.tolist() for row in wide]  # not rounded to float32
+    assert group.probabilities.tolist() == [[0.1, 0.2, 0.7], [0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]
+    assert (group.request_ids, group.routes, group.counts) == (["a", "b"], ["v1", "v2"], [1, 2])
+    # A row of another shape: every row kept, in order, as objects.
+    pending.add("c", "v1", 3.0, [np.array([1.0, 2.0])], np.array([[1.0, 0.0, 0.0]]))
+    rows = pending.group().rows
+    assert isinstance(rows, list) and len(rows) == 4 and rows[3].tolist() == [1.0, 2.0]
+    assert rows[2].tolist() == wide[1].tolist()
+    texts = _Pending(iris, capacity=4)
+    texts.add("t", "v1", 1.0, [EncodedText("a fine film", np.array([2]))], single)
+    assert texts.group().rows == ["a fine film"]
+
+
+def test_a_version_whose_statistics_fail_loses_only_its_rows(
+    store: Store, iris: ModelEntry, tmp_path: Path
+) -> None:
+    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
+    # The card, but a folder without its vocabulary: text statistics cannot be computed.
+    broken = ModelEntry("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
+    dropped: list[int] = []
+    writer = _writer(store, on_drop=dropped.append)
+    writer.start()
+    try:
+        writer.submit("text", broken, "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]]))
+        writer.submit(*_record(iris, "tabular", 1))
+        assert writer.wait_written("tabular", timeout_s=60)
+    finally:
+        writer.stop()
+    assert dropped == [1]
+    assert store.prediction("iris-knn", "tabular") and not store.prediction(
+        "imdb-sentiment", "text"
+    )
 
 
 # ---------------------------------------------------------------------- payload log
@@ -230,7 +331,8 @@ def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
         "iris-knn",
         1,
         [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)],
-        [{"label": "setosa", "probabilities": {"setosa": 1.0}}],
+        ["setosa", "versicolor"],
+        np.array([[0.75, 0.25]]),
     )
     logger.stop()
     events = [json.loads(line) for line in path.read_text().splitlines()]
@@ -241,15 +343,15 @@ def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
     for event in events:
         assert event["specversion"] == "1.0" and event["id"] == "req-1"
         assert event["source"] == "/synergy-serve/models/iris-knn/versions/1"
-    assert events[0]["data"]["instances"] == [[5.099999904632568, 3.5, 1.399999976158142, 0.2]] or (
-        np.allclose(events[0]["data"]["instances"], [[5.1, 3.5, 1.4, 0.2]])
-    )
-    assert events[1]["data"]["predictions"][0]["label"] == "setosa"
+    assert np.allclose(events[0]["data"]["instances"], [[5.1, 3.5, 1.4, 0.2]])
+    assert events[1]["data"]["predictions"] == [
+        {"label": "setosa", "probabilities": {"setosa": 0.75, "versicolor": 0.25}}
+    ]
 
 
 def test_payload_log_drops_when_full() -> None:
     dropped: list[int] = []
     logger = PayloadLogger("stdout", max_events=1, on_drop=dropped.append)  # not started
-    logger.submit("a", "m", 1, [[1]], [{}])
-    logger.submit("b", "m", 1, [[1], [2]], [{}, {}])
+    logger.submit("a", "m", 1, [[1]], ["x"], np.ones((1, 1)))
+    logger.submit("b", "m", 1, [[1], [2]], ["x"], np.ones((2, 1)))
     assert dropped == [2]
