@@ -197,16 +197,12 @@ class Monitor:
 
     def computer(self, entry: ModelEntry) -> StatisticsComputer:
         """The statistics computer of a version (built once, on first use)."""
-        return self._computer((entry.name, entry.version), entry.card, entry.folder)
-
-    def _computer(
-        self, key: tuple[str, int], card: ModelCard | None, folder: Path
-    ) -> StatisticsComputer:
+        key = (entry.name, entry.version)
         with self._lock:
             computer = self._computers.get(key)
             if computer is None:
-                assert card is not None
-                computer = StatisticsComputer(card, folder)
+                assert entry.card is not None
+                computer = StatisticsComputer(entry.card, entry.folder)
                 self._computers[key] = computer
             return computer
 
