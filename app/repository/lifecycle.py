@@ -165,6 +165,11 @@ class Lifecycle:
     async def _load_one(self, entry: ModelEntry) -> None:
         """Load one admitted version and, if it passes every check, put it into service."""
         labels = (entry.name, str(entry.version))
+        if not self.backend and entry.card is not None and entry.card.framework == "keras":
+            # The first Keras version arrived after start-up (polling, the repository API).
+            self.backend = await _in_daemon_thread(
+                configure_backend, self.settings.resolved_inference_threads()
+            )
         loaded = await _in_daemon_thread(self.load, entry)
         if entry.state is ModelState.UNLOADING:  # retired (unloaded) while it loaded
             entry.model = None
@@ -384,12 +389,19 @@ class Lifecycle:
         for gauge in (self.metrics.model_ready, self.metrics.queue_rows):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
-        entry.model = None
+        model, entry.model, entry.adapter = entry.model, None, None
         entry.batcher = None
         self.registry.remove(entry)
         self.registry.refresh(entry.name)
         self.registry.changed()  # listeners drop what they cached of the version
-        await asyncio.to_thread(_collect)
+        compiled = isinstance(model, KerasModel) and self.backend == "jax"
+        live: list[tuple[Model | None, InputAdapter | None]] = [
+            (e.model, e.adapter)
+            for e in self.registry
+            if e.state is ModelState.READY and isinstance(e.model, KerasModel)
+        ]
+        del model
+        await asyncio.to_thread(_collect, live if compiled else None)
         log.info("model %s version %s unloaded", entry.name, entry.version)
 
     async def wait_retired(self) -> None:
@@ -436,10 +448,27 @@ class Lifecycle:
         return True
 
 
-def _collect() -> None:
-    """Free an unloaded version's memory: the runtime's objects, the compiled functions
-    that only it referenced, and glibc's freed arenas."""
+def _collect(recompile: list[tuple[Model | None, InputAdapter | None]] | None = None) -> None:
+    """Free an unloaded version's memory: the runtime's objects, and glibc's freed arenas.
+
+    `recompile` (after a Keras version on JAX): JAX keeps every function it compiled in
+    process-wide caches that outlive the model (each unload and load of a text model left
+    ~15 MB behind, bench/reload_memory.py), so they are cleared, and the versions still
+    serving are warmed up again here, off the event loop, rather than compiling on their
+    next request.
+    """
     gc.collect()
+    if recompile is not None:
+        import jax
+
+        jax.clear_caches()  # type: ignore[no-untyped-call]
+        gc.collect()
+        for model, adapter in recompile:
+            if model is not None and adapter is not None:
+                try:
+                    warm_up(model, adapter)
+                except Exception:  # it serves anyway; its next request compiles
+                    log.exception("warming %s up again after an unload failed", adapter.card.name)
     release_free_memory()
 
 
