@@ -107,7 +107,7 @@ class ExplainWorker:
             return await asyncio.wait_for(
                 asyncio.shield(job.future), timeout=max(0.0, deadline - time.perf_counter())
             )
-        except TimeoutError:
+        except (TimeoutError, JobStopped):
             job.stopped.set()
             raise DeadlineExceeded(
                 f"the explanation took longer than its deadline ({what}); send fewer "
@@ -130,11 +130,14 @@ class ExplainWorker:
                 del job
                 continue
             self.busy = True
+            error: Exception | None
             try:
                 job.check()
                 result, error = job.work(job.check), None
-            except JobStopped:
-                result, error = None, None  # its request has its 504 already
+            except JobStopped as stopped:
+                # Past its deadline: its request answers 504 (whichever of this and the
+                # request's own timer comes first).
+                result, error = None, stopped
             except Exception as exc:  # noqa: BLE001 - handed to the awaiting request
                 result, error = None, exc
             finally:
