@@ -19,6 +19,7 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from app.budget import limit_malloc_arenas
 from app.logs import configure_logging
 from app.main import create_app
 from app.middleware import ServerState
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = _load_settings()
     configure_logging(settings.log_level)
+    limit_malloc_arenas()
     try:
         app = create_app(settings)
     except ConfigError as exc:
