@@ -73,7 +73,11 @@ class PredictionService:
         statuses = [entry.status() for entry in self.registry]
         if self.core.draining:
             return False, {"status": "shutting down", "models": statuses}
-        if self.lifecycle.started_up and self.registry.serving():
+        # At start-up, every version is waited for; later, a loading one does not count.
+        settled = self.lifecycle.started_up or not any(
+            e.state is ModelState.LOADING for e in self.registry
+        )
+        if settled and self.registry.serving():
             # Every model has a serving version: a new version that is loading or failed
             # (the previous one serves) does not take the replica out of service.
             return True, {"status": "ready", "models": statuses}
