@@ -56,14 +56,26 @@ class BatchObserver(Protocol):
 
     def batch_done(self, rows: int, inference_s: float, failed: bool) -> None: ...
 
-    def rows_started(self, queue_wait_s: Sequence[float]) -> None: ...
+    def rows_started(
+        self,
+        queue_wait_s: Sequence[float],
+        shadow_wait_s: Sequence[float] = (),
+        shadow_rows: int = 0,
+    ) -> None:
+        """A batch starts: its own request segments waited `queue_wait_s` seconds each, its
+        shadow copies' segments (`shadow_rows` rows in all) `shadow_wait_s`."""
 
 
 class _NullObserver:
     def batch_done(self, rows: int, inference_s: float, failed: bool) -> None:
         pass
 
-    def rows_started(self, queue_wait_s: Sequence[float]) -> None:
+    def rows_started(
+        self,
+        queue_wait_s: Sequence[float],
+        shadow_wait_s: Sequence[float] = (),
+        shadow_rows: int = 0,
+    ) -> None:
         pass
 
 
@@ -78,6 +90,7 @@ class _Request:
     remaining: int = 0  # rows whose results have not come back (event loop only)
     taken: int = 0  # rows handed to batches so far (under the lock)
     cancelled: bool = False  # the caller gave up, or the request failed (under the lock)
+    shadow: bool = False  # a shadow copy: counted apart from the version's own requests
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.rows)
@@ -252,7 +265,9 @@ class Batcher:
             await asyncio.gather(self._sweeper, return_exceptions=True)
 
     # ----------------------------------------------------------------- request side
-    async def predict(self, rows: Sequence[Any], timeout_s: float | None = None) -> list[Any]:
+    async def predict(
+        self, rows: Sequence[Any], timeout_s: float | None = None, *, shadow: bool = False
+    ) -> list[Any]:
         """Queue `rows`, wait for the batch(es) that carry them, return their results in order.
 
         Admission: the request gets in when the expected wait for the rows ahead of it (see
@@ -262,6 +277,9 @@ class Batcher:
         memory queued rows take; a request larger than it still gets in on an empty queue, so
         any request the API accepts can be served. Rows of different requests are interleaved
         fairly, so a small request is never stuck behind a large one.
+
+        `shadow`: the rows are a shadow copy of another version's request; the observer counts
+        them apart (a version's statistics are its own requests').
 
         Raises Unavailable (overloaded: 503 with Retry-After from the expected wait; stopping),
         DeadlineExceeded (no result within `timeout_s`), ModelFailed, or the ServingError the
@@ -276,6 +294,8 @@ class Batcher:
         assert loop is not None, "start() first"
         now = time.perf_counter()
         request = _Request(rows, loop.create_future(), now)
+        if shadow:
+            request.shadow = True
         if timeout_s is not None:
             request.deadline = now + timeout_s
             self._waiting[request] = None
@@ -476,9 +496,19 @@ class Batcher:
     def _run(self, batch: list[_Segment]) -> None:
         started = time.perf_counter()
         rows: list[Any] = []
+        waits: list[float] = []
+        shadow_waits: list[float] = []
+        shadow_rows = 0
         for segment in batch:
-            rows.extend(segment.request.rows[segment.start : segment.stop])
-        self._observer.rows_started([started - s.request.enqueued_at for s in batch])
+            request = segment.request
+            rows.extend(request.rows[segment.start : segment.stop])
+            if request.shadow:
+                shadow_waits.append(started - request.enqueued_at)
+                shadow_rows += segment.size
+            else:
+                waits.append(started - request.enqueued_at)
+        del request
+        self._observer.rows_started(waits, shadow_waits, shadow_rows)
         outcome: Sequence[Any] | ServingError
         try:
             outcome = self._batch_function(rows)

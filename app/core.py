@@ -40,6 +40,7 @@ from app.context import RequestContext
 from app.errors import BadRequest, DeadlineExceeded, ServingError, Unavailable
 from app.metrics import Metrics
 from app.repository import ModelEntry, ModelRegistry
+from app.schemas.versions import not_a_version, parse_version
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,9 @@ class InferenceCore:
             assert shadow.batcher is not None and shadow.card is not None
             assert primary.card is not None and shadow.adapter is not None
             results = await shadow.batcher.predict(
-                shadow.adapter.rows_from(rows), self.settings.request_timeout_ms / 1000.0
+                shadow.adapter.rows_from(rows),
+                self.settings.request_timeout_ms / 1000.0,
+                shadow=True,
             )
             shadow_labels = [
                 shadow.card.labels[int(np.argmax(r))] if isinstance(r, np.ndarray) else None
@@ -346,11 +349,10 @@ class InferenceCore:
 
 def _pinned_version(text: str) -> int:
     """The X-Model-Version header -> a version number (BadRequest otherwise)."""
-    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 10):
-        raise BadRequest(
-            f"the X-Model-Version header must be a version number (an integer), got {text!r}"
-        )
-    return int(text)
+    version = parse_version(text)
+    if version is None:
+        raise BadRequest(f"the X-Model-Version header: {not_a_version(text)}")
+    return version
 
 
 def _run_job(job: Callable[[RequestBudget], T], budget: RequestBudget) -> T:

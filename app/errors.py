@@ -57,6 +57,13 @@ class NotFound(ServingError):
     status_code = 404
 
 
+class Conflict(ServingError):
+    """The request lost a race with a later one that changed the same thing (a model load
+    overtaken by an unload of that model)."""
+
+    status_code = 409
+
+
 class PayloadTooLarge(ServingError):
     """Body, image or instance count over a configured limit."""
 

@@ -202,11 +202,16 @@ class BatcherMetrics:
         elif self.execution is not None:
             self.execution.batch_done(rows, inference_s)
 
-    def rows_started(self, queue_wait_s: Sequence[float]) -> None:
+    def rows_started(
+        self,
+        queue_wait_s: Sequence[float],
+        shadow_wait_s: Sequence[float] = (),
+        shadow_rows: int = 0,
+    ) -> None:
         for wait in queue_wait_s:
             self.queue_wait.observe(wait)
         if self.execution is not None:
-            self.execution.rows_started(queue_wait_s)
+            self.execution.rows_started(queue_wait_s, shadow_wait_s, shadow_rows)
 
 
 @dataclass
@@ -234,24 +239,55 @@ class ExecutionStats:
     by_batch_size: dict[int, list[float]] = field(default_factory=dict)
     # time.time() when the last batch finished; 0: never.
     last_inference_s: float = 0.0
+    # Shadow copies of another version's requests, counted apart from everything above
+    # (which is the version's own requests only): segments queued and computed, their
+    # seconds, and their rows.
+    shadow_queued: int = 0
+    shadow_queue_s: float = 0.0
+    shadow_computed: int = 0
+    shadow_compute_s: float = 0.0
+    shadow_rows: int = 0
     _segments: int = 0
+    _shadow_segments: int = 0
+    _shadow_batch_rows: int = 0
 
-    def rows_started(self, queue_wait_s: Sequence[float]) -> None:
-        """A batch starts: its request segments waited `queue_wait_s` seconds each."""
+    def rows_started(
+        self,
+        queue_wait_s: Sequence[float],
+        shadow_wait_s: Sequence[float] = (),
+        shadow_rows: int = 0,
+    ) -> None:
+        """A batch starts: its own request segments waited `queue_wait_s` seconds each, its
+        shadow segments (`shadow_rows` rows) `shadow_wait_s`."""
         self._segments = len(queue_wait_s)
         self.queued += self._segments
         self.queue_s += sum(queue_wait_s)
+        self._shadow_segments = len(shadow_wait_s)
+        self._shadow_batch_rows = shadow_rows
+        if shadow_wait_s:
+            self.shadow_queued += self._shadow_segments
+            self.shadow_queue_s += sum(shadow_wait_s)
 
     def batch_done(self, rows: int, inference_s: float) -> None:
-        """The batch just started computed `rows` rows in `inference_s` seconds."""
+        """The batch just started computed `rows` rows (shadow rows included) in
+        `inference_s` seconds. A batch of shadow copies only is not an execution of the
+        version's own (Triton's execution and inference counts)."""
+        batch_size = rows
+        if self._shadow_segments:
+            self.shadow_computed += self._shadow_segments
+            self.shadow_compute_s += inference_s * self._shadow_segments
+            self.shadow_rows += self._shadow_batch_rows
+            rows -= self._shadow_batch_rows
+            if not self._segments:
+                return
         self.executions += 1
         self.rows += rows
         self.computed += self._segments
         self.compute_s += inference_s * self._segments
-        size = self.by_batch_size.get(rows)
+        size = self.by_batch_size.get(batch_size)
         if size is None:
             # A new key: a whole new list, so a reader copying the dict sees it complete.
-            self.by_batch_size[rows] = [1, inference_s]
+            self.by_batch_size[batch_size] = [1, inference_s]
         else:
             size[0] += 1
             size[1] += inference_s

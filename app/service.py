@@ -71,6 +71,8 @@ class PredictionService:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready?, body) for /health/ready."""
         statuses = [entry.status() for entry in self.registry]
+        for model in self.registry.models.values():
+            statuses.extend(model.refused_status())
         if self.core.draining:
             return False, {"status": "shutting down", "models": statuses}
         # At start-up, every version is waited for; later, a loading one does not count.

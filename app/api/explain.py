@@ -19,6 +19,7 @@ from app.repository import ModelEntry
 from app.schemas.card import ImageInput
 from app.schemas.explain import ExplainResponse
 from app.schemas.responses import ErrorResponse, error_responses
+from app.schemas.versions import MAX_VERSION
 
 ERROR_CODES = (400, 401, 404, 413, 415, 422, 500, 503, 504)
 IMAGE_ERROR_CODES = (400, 401, 404, 413, 422, 500, 503, 504)
@@ -194,7 +195,7 @@ def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict
                         "name": "version",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
                         "description": "Model version (an integer)",
                         "examples": {
                             f"v{entry.version}": {

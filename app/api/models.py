@@ -13,10 +13,13 @@ from app.schemas.responses import (
     ModelMetricsResponse,
     error_responses,
 )
+from app.schemas.versions import MAX_VERSION, MIN_VERSION, VERSION_RANGE
 
 # Swagger UI pre-fills these from examples of the models that exist (see app.main).
 ModelName = Annotated[str, Path(description="Model name")]
-ModelVersion = Annotated[int, Path(ge=1, le=2**31 - 1, description="Model version (an integer)")]
+ModelVersion = Annotated[
+    int, Path(ge=MIN_VERSION, le=MAX_VERSION, description=f"Model version ({VERSION_RANGE})")
+]
 
 
 async def list_models(request: Request) -> Response:

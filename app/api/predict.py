@@ -16,7 +16,6 @@ schemas are attached by hand too.
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Request, UploadFile
-from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,11 +37,12 @@ from app.protocols.v1 import V1Protocol, parse_instances
 from app.repository import ModelEntry
 from app.schemas.predict import PredictResponse
 from app.schemas.responses import ErrorResponse, error_responses
+from app.schemas.versions import MAX_VERSION, not_a_version
+from app.schemas.versions import parse_version as parse_version_text
 from app.service import PredictionService
 
 PREDICT_ERRORS = (400, 401, 404, 413, 415, 422, 500, 503, 504)
 IMAGE_ERRORS = (400, 401, 404, 413, 422, 500, 503, 504)
-_VERSION = TypeAdapter(int)
 
 
 def require_json(request: Request) -> None:
@@ -64,11 +64,11 @@ def check_json_content_type(content_type: str | None) -> None:
 
 
 def parse_version(text: str) -> int:
-    """A version path segment -> an integer (422 as FastAPI words it otherwise)."""
-    try:
-        return _VERSION.validate_python(text)
-    except ValidationError as exc:
-        raise InvalidInput(f"path.version: {exc.errors()[0]['msg']}") from None
+    """A version path segment -> its number (422, like every V1 path parameter, otherwise)."""
+    version = parse_version_text(text)
+    if version is None:
+        raise InvalidInput(f"path.version: {not_a_version(text)}")
+    return version
 
 
 PREDICT_PREFIX = "/v1/models/"
@@ -316,7 +316,7 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
                         "name": "version",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
                         "description": "Model version (an integer)",
                         "examples": {
                             f"v{entry.version}": {

@@ -14,13 +14,16 @@ from starlette.routing import Route
 from app.errors import Unavailable
 from app.report import PageRequest, render
 from app.schemas.responses import error_responses
+from app.schemas.versions import MAX_VERSION, MIN_VERSION, VERSION_RANGE
 
 # The only paths where a browser may present the API key as `?key=` (GET/HEAD): a person
 # opening a page cannot set an Authorization header. See README, "Model report pages".
 REPORT_PATH = re.compile(r"^/v1/models/[^/:]+(?:/versions/[^/:]+)?/report$")
 
 ModelName = Annotated[str, Path(description="Model name")]
-ModelVersion = Annotated[int, Path(ge=1, le=2**31 - 1, description="Model version (an integer)")]
+ModelVersion = Annotated[
+    int, Path(ge=MIN_VERSION, le=MAX_VERSION, description=f"Model version ({VERSION_RANGE})")
+]
 
 _HTML_200 = {
     "description": "The report page: a self-contained HTML document (inline CSS, SVG charts "

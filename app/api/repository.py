@@ -15,6 +15,7 @@ from app.jsonutil import json_response
 from app.repository.control import RepositoryControl
 from app.schemas.responses import error_responses
 
+ERROR_SCHEMA = "#/components/schemas/ErrorResponse"
 ModelName = Annotated[str, Path(description="Model name (its folder in the models dir)")]
 
 
@@ -36,7 +37,65 @@ class IndexEntry(BaseModel):
     reason: str = Field(description="Why it is UNAVAILABLE (load failure, unloaded).")
 
 
+class ControlRequest(BaseModel):
+    """Body of `POST /v2/repository/models/{name}/load` and `.../unload` (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Triton's parameters. load: none is supported (a `config` override or "
+        "`file:` contents are refused with 400: write config.json or copy a version folder "
+        "into the models dir). unload: `unload_dependents` (a boolean; no model here has "
+        "dependents).",
+    )
+
+
 _INDEX_REQUEST = TypeAdapter(IndexRequest)
+_CONTROL_REQUEST = TypeAdapter(ControlRequest)
+# What each verb does with Triton's parameters, for the 400 that refuses the others.
+_UNSUPPORTED_LOAD = {
+    "config": "overriding the model's configuration in the load request is not supported; "
+    "write models/{name}/config.json instead (it is read on this load)",
+    "file:": "loading files sent in the request is not supported; copy the version folder "
+    "into the models dir (as .<version>.tmp/, then rename it) and load again",
+}
+
+
+async def _control_parameters(request: Request, verb: str) -> dict[str, Any]:
+    """The `parameters` of a load or unload body ({} without a body); BadRequest for a body
+    that is not `{"parameters": {...}}`."""
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        return _CONTROL_REQUEST.validate_json(body).parameters
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(
+            f'{where}: {first["msg"]}; send no body or {{"parameters": {{...}}}} ({verb})'
+        ) from None
+
+
+def _refuse_load_parameters(name: str, parameters: dict[str, Any]) -> None:
+    """Triton's load accepts `config` and `file:<path>` overrides; this server does not:
+    refused rather than answered 200 with nothing changed."""
+    for key in parameters:
+        if key == "config" or key.startswith("file:"):
+            reason = _UNSUPPORTED_LOAD["config" if key == "config" else "file:"]
+        else:
+            reason = "the load request supports no parameters"
+        raise BadRequest(f"parameters.{key}: {reason.format(name=name)}")
+
+
+def _refuse_unload_parameters(parameters: dict[str, Any]) -> None:
+    for key, value in parameters.items():
+        if key != "unload_dependents":
+            raise BadRequest(
+                f"parameters.{key}: the unload request supports only unload_dependents"
+            )
+        if not isinstance(value, bool):
+            raise BadRequest("parameters.unload_dependents: must be true or false")
 
 
 def _control(request: Request) -> RepositoryControl:
@@ -60,6 +119,7 @@ async def repository_index(request: Request) -> Response:
 async def repository_load(request: Request, name: ModelName) -> Response:
     """Load or reload a model from the models dir now (its config.json and versions);
     returns when its versions are loaded. Also lifts an unload."""
+    _refuse_load_parameters(name, await _control_parameters(request, "load"))
     await _control(request).load(name)
     return json_response({})
 
@@ -67,6 +127,7 @@ async def repository_load(request: Request, name: ModelName) -> Response:
 async def repository_unload(request: Request, name: ModelName) -> Response:
     """Unload every version of a model (requests in flight finish first); polling leaves it
     unloaded until it is loaded again."""
+    _refuse_unload_parameters(await _control_parameters(request, "unload"))
     await _control(request).unload(name)
     return json_response({})
 
@@ -84,11 +145,34 @@ def add_repository_routes(app: FastAPI) -> None:
             (401, 404),
         ),
     ]
+    control_body = {
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": ControlRequest.model_json_schema(),
+                    "example": {"parameters": {}},
+                }
+            },
+        }
+    }
     for path, endpoint, model, errors in routes:
         responses: dict[int | str, dict[str, Any]] = {**error_responses(*errors)}
-        if endpoint is repository_load:
+        extra: dict[str, Any] | None = control_body
+        if endpoint is repository_unload:
             responses[400] = {
-                "description": "No version of the model could be loaded (the reasons).",
+                "description": "A parameter other than unload_dependents.",
+                "content": {"application/json": {"schema": {"$ref": ERROR_SCHEMA}}},
+            }
+        if endpoint is repository_load:
+            responses[409] = {
+                "description": "An unload of the model that arrived later overtook this load "
+                "(the later call wins: the model stays unloaded).",
+                "content": {"application/json": {"schema": {"$ref": ERROR_SCHEMA}}},
+            }
+            responses[400] = {
+                "description": "No version of the model could be loaded (the reasons), or "
+                "the request carries a parameter (config, file:) this server does not support.",
                 "content": {
                     "application/json": {
                         "schema": {"$ref": "#/components/schemas/ErrorResponse"},
@@ -99,7 +183,6 @@ def add_repository_routes(app: FastAPI) -> None:
                     }
                 },
             }
-        extra = None
         if endpoint is repository_index:
             responses[400] = {
                 "description": 'The body is not {} or {"ready": true|false}.',

@@ -167,10 +167,14 @@ def _infer_docs(service: PredictionService) -> dict[str, Any]:
                     "schema": {"$ref": "#/components/schemas/InferenceRequest"},
                     "examples": examples,
                 },
+                # A Media Type Object has no description (OpenAPI 3.1): the schema says it.
                 "application/octet-stream": {
-                    "schema": {"type": "string", "format": "binary"},
-                    "description": f"Binary tensor extension: a JSON header of "
-                    f"{HEADER_LENGTH} bytes, then the raw tensors.",
+                    "schema": {
+                        "type": "string",
+                        "contentMediaType": "application/octet-stream",
+                        "description": f"Binary tensor extension: a JSON header of "
+                        f"{HEADER_LENGTH} bytes, then the raw tensors.",
+                    },
                 },
             },
         }

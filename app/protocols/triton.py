@@ -102,7 +102,9 @@ def version_statistics(entry: ModelEntry) -> dict[str, Any]:
     compute_infer: per request segment of a successful batch, that batch's model call
     (featurisation, forward pass and checks: compute_input and compute_output are part of
     it, so they report the same count and 0 ns); inference_count and execution_count: rows
-    and batches of successful model calls; batch_stats: those batches by size.
+    and batches of successful model calls; batch_stats: those batches by size. Shadow
+    copies (the version as another's shadow) are counted only in `shadow_stats`: a batch
+    that mixes them with the version's own requests counts once, its shadow rows apart.
     """
     stats, execution = entry.stats, entry.stats.execution
     computed = execution.computed
@@ -122,6 +124,13 @@ def version_statistics(entry: ModelEntry) -> dict[str, Any]:
             "compute_output": _duration(computed, 0.0),
             "cache_hit": _duration(0, 0.0),
             "cache_miss": _duration(0, 0.0),
+        },
+        # Not Triton's: shadow copies of another version's requests that this version
+        # computed, kept out of the figures above (they are not this version's requests).
+        "shadow_stats": {
+            "inference_count": execution.shadow_rows,
+            "queue": _duration(execution.shadow_queued, execution.shadow_queue_s),
+            "compute_infer": _duration(execution.shadow_computed, execution.shadow_compute_s),
         },
         "batch_stats": [
             {

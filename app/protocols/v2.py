@@ -37,6 +37,8 @@ from app.errors import BadRequest, InvalidInput, NotFound
 from app.protocols.v1 import LARGE_BODY_BYTES, V1Protocol
 from app.repository import ModelEntry, ModelRegistry, ModelState
 from app.schemas.v2 import InferenceRequest
+from app.schemas.versions import not_a_version
+from app.schemas.versions import parse_version as version_number
 
 
 def parse_version(registry: ModelRegistry, name: str, version: str | None) -> int | None:
@@ -44,13 +46,11 @@ def parse_version(registry: ModelRegistry, name: str, version: str | None) -> in
     NotFound (naming the versions there are) for anything but digits."""
     if version is None:
         return None
-    if not (version.isascii() and version.isdigit()):
+    number = version_number(version)
+    if number is None:
         versions = ", ".join(str(v) for v in sorted(registry.versions(name)))
-        raise NotFound(
-            f"model {name!r} has no version {version!r}; versions are integers, available: "
-            f"{versions}"
-        )
-    return int(version)
+        raise NotFound(f"model {name!r}: {not_a_version(version)}; available: {versions}")
+    return number
 
 
 def tensor_metadata(entry: ModelEntry) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

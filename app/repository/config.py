@@ -37,10 +37,12 @@ from pydantic import (
     model_validator,
 )
 
+from app.schemas.versions import VersionNumber, not_a_version, parse_version
+
 CONFIG_FILENAME = "config.json"
 LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 Label = Annotated[str, StringConstraints(pattern=LABEL_PATTERN)]
-Version = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Version = VersionNumber
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class ModelConfig(BaseModel):
                 'version_policy: {"all": false} serves nothing; use "latest" or "specific"'
             )
         for key in self.traffic:
+            if key.isascii() and key.isdigit() and not _is_version_text(key):
+                raise ValueError(f"traffic: {not_a_version(key)}")
             if not _is_version_text(key) and key not in self.labels:
                 raise ValueError(
                     f"traffic: {key!r} is neither a label in labels nor a version number"
@@ -138,7 +142,8 @@ class ModelConfig(BaseModel):
         """The version a traffic key, label or version number names."""
         if isinstance(target, int):
             return target
-        return int(target) if _is_version_text(target) else self.labels[target]
+        number = parse_version(target)
+        return number if number is not None else self.labels[target]
 
     def referenced_versions(self) -> dict[str, int]:
         """Every version the config names, by the field that names it (for checks)."""
@@ -150,7 +155,7 @@ class ModelConfig(BaseModel):
 
 
 def _is_version_text(text: str) -> bool:
-    return text.isascii() and text.isdigit() and not text.startswith("0") and len(text) <= 10
+    return parse_version(text) is not None
 
 
 class ConfigError(ValueError):
@@ -170,6 +175,21 @@ def parse_config(data: bytes) -> ModelConfig:
         raise ConfigError(f"{CONFIG_FILENAME} is invalid: {where}: {message}{more}") from None
     except json.JSONDecodeError as exc:  # pragma: no cover - pydantic wraps JSON errors
         raise ConfigError(f"{CONFIG_FILENAME} is not JSON: {exc.msg}") from None
+
+
+def check_selection(policy: VersionPolicy, candidates: list[int]) -> list[int]:
+    """The versions `policy` serves out of the version folders `candidates`. Raises
+    ConfigError (naming version_policy) when it serves none of them: such a policy would
+    retire every version of the model, so it is refused like any other invalid config."""
+    served = policy.select(candidates)
+    if candidates and not served:
+        folders = ", ".join(str(v) for v in sorted(candidates))
+        raise ConfigError(
+            f"{CONFIG_FILENAME} is invalid: version_policy: it serves {policy.describe()}, "
+            f"but the version folders are {folders}; name one of them or remove "
+            "version_policy"
+        )
+    return served
 
 
 def check_against_policy(config: ModelConfig, served: list[int]) -> None:

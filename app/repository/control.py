@@ -5,6 +5,10 @@
                       returns when its versions are loaded (ready or failed)
     unload(name)   -> retire every version of the model; polling leaves it alone until load
 
+Between them the later call wins (docs/lifecycle.md has every interleaving): a load that
+arrives while an unload waits for requests in flight waits for it and loads the model again;
+an unload that arrives while a load is in progress unloads the model and the load answers 409.
+
 Triton's states: READY, LOADING, UNLOADING and UNAVAILABLE (failed, unloaded).
 """
 
@@ -54,13 +58,19 @@ class RepositoryControl:
                         "reason": entry.reason or "",
                     }
                 )
+            if not ready_only:
+                rows.extend(
+                    {"name": name, "version": folder, "state": "UNAVAILABLE", "reason": why}
+                    for folder, why in sorted(model.refused.items())
+                )
         return rows
 
     async def load(self, name: str) -> None:
         """Load (or reload) `name` from the models dir now. Raises NotFound when it has no
         folder, BadRequest (Triton's status) with the reasons when no version of it is ready
-        afterwards."""
-        await self.lifecycle.rescan(name, load=True)
+        afterwards, Conflict when an unload that arrived later overtook it (docs/lifecycle.md:
+        the later call wins)."""
+        await self.lifecycle.load_model(name)
         model = self.registry.models.get(name)
         if model is None or not model.versions:
             raise NotFound(

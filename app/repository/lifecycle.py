@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from app.adapters import InputAdapter, InputLimits, make_adapter
 from app.budget import release_free_memory
+from app.errors import Conflict
 from app.metrics import Metrics
 from app.repository.config import ModelConfig
 from app.repository.registry import (
@@ -92,8 +93,18 @@ class Lifecycle:
         self.started_up = False  # the start-up loading has finished
         self._loader: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._retiring: set[asyncio.Task[None]] = set()
+        # Versions being unloaded, and versions queued or loading, with their tasks.
+        self._retiring: dict[ModelEntry, asyncio.Task[None]] = {}
+        self._loading: dict[ModelEntry, asyncio.Task[None]] = {}
+        # A scan and its application, and the repository API's changes: short sections, never
+        # held during a load or a retirement, so a config.json change applies at the next poll
+        # whatever is loading.
         self._scan_lock = asyncio.Lock()
+        # One version loads at a time (memory, and the CPU the serving versions need).
+        self._load_lock = asyncio.Lock()
+        # Per model, how many unloads the repository API was asked for: a load that sees it
+        # change while it waits was overtaken by a later unload.
+        self._unloads: dict[str, int] = {}
         self._limits = input_limits(settings)
         for entry in registry:
             self._admit(entry)
@@ -109,8 +120,8 @@ class Lifecycle:
         self.metrics.model_ready.labels(entry.name, str(entry.version)).set(0)
 
     async def start(self) -> None:
-        """Begin loading every version in the background, then poll the repository (when
-        SYNERGY_MODEL_POLL_S > 0); returns at once."""
+        """Begin loading every version in the background, and poll the repository (when
+        SYNERGY_MODEL_POLL_S > 0) meanwhile; returns at once."""
         self._loader = asyncio.create_task(self._load_all(), name="load-models")
         if self.settings.model_poll_s > 0:
             self._poller = asyncio.create_task(self._poll(), name="poll-models")
@@ -123,7 +134,7 @@ class Lifecycle:
     def stop_loading(self) -> None:
         """No version starts serving from now on (shutdown)."""
         self.stopping = True
-        for task in (self._loader, self._poller):
+        for task in (self._loader, self._poller, *self._loading.values()):
             if task is not None and not task.done():
                 task.cancel()
 
@@ -141,10 +152,10 @@ class Lifecycle:
             self.backend = await _in_daemon_thread(
                 configure_backend, self.settings.resolved_inference_threads()
             )
-        for entry in self.registry:
-            if entry.state is not ModelState.LOADING:
-                continue
-            await self._load_one(entry)
+        for entry in self.registry:  # the versions of the first scan (a copy of the list)
+            async with self._load_lock:
+                if entry.state is ModelState.LOADING and entry not in self._loading:
+                    await self._load_one(entry)
         self.started_up = True
         ready = sum(e.state is ModelState.READY for e in self.registry)
         log.info(
@@ -185,8 +196,8 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ live repository
     async def _poll(self) -> None:
-        """Rescan every SYNERGY_MODEL_POLL_S seconds, after the start-up loading."""
-        await self.wait_loaded()
+        """Rescan every SYNERGY_MODEL_POLL_S seconds, from start-up on (a scan never waits
+        for a load: configs, labels and traffic apply at the next poll)."""
         while not self.stopping:
             await asyncio.sleep(self.settings.model_poll_s)
             try:
@@ -194,13 +205,20 @@ class Lifecycle:
             except Exception:  # a scan's failure must not end polling
                 log.exception("scanning the models dir failed")
 
-    async def rescan(self, only: str | None = None, *, load: bool = False) -> list[ModelEntry]:
-        """Scan the repository (or one model) and apply it: admit and load new versions,
-        apply configs, retire what left. Returns the versions it loaded (ready or failed).
+    async def rescan(
+        self, only: str | None = None, *, load: bool = False, unloads: int | None = None
+    ) -> list[ModelEntry]:
+        """Scan the repository (or one model) and apply it: take changed configs, admit new
+        versions and queue their loads, retire what left. Returns the admitted versions; it
+        does not wait for their loads (`wait_loads`), which run one at a time in the
+        background, so a scan is never held up by a load.
 
-        `load`: the repository API's load of `only`, which also lifts an unload.
+        `load`: the repository API's load of `only`, which also lifts an unload, unless the
+        model's unload count is no longer `unloads` (Conflict: a later unload won).
         """
         async with self._scan_lock:
+            if only is not None and unloads is not None:
+                self._check_not_overtaken(only, unloads)
             if only is not None and load and only in self.registry.models:
                 self.registry.models[only].unloaded = False
             started = time.perf_counter()
@@ -222,12 +240,52 @@ class Lifecycle:
             if admitted:
                 self.registry.changed()
             for entry in admitted:
-                if self.stopping:
-                    break
                 if entry.card is not None and entry.state is ModelState.LOADING:
-                    await self._load_one(entry)
+                    self._queue_load(entry)
             self._retire_superseded()
             return admitted
+
+    def _queue_load(self, entry: ModelEntry) -> None:
+        task = asyncio.create_task(
+            self._load_queued(entry), name=f"load-{entry.name}-{entry.version}"
+        )
+        self._loading[entry] = task
+        task.add_done_callback(lambda _: self._loading.pop(entry, None))
+
+    async def _load_queued(self, entry: ModelEntry) -> None:
+        async with self._load_lock:
+            # Retired (unloaded, out of the policy) while it waited, or stopping: not loaded.
+            if self.stopping or entry.state is not ModelState.LOADING:
+                return
+            await self._load_one(entry)
+        self._retire_superseded()
+
+    async def wait_loads(self, name: str) -> None:
+        """Wait until no version of `name` is queued or loading."""
+        while pending := [t for e, t in self._loading.items() if e.name == name]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def load_model(self, name: str) -> None:
+        """The repository API's load: lift an unload of `name`, rescan it now and wait for its
+        versions to load (ready or failed).
+
+        The later call wins: a load that arrives while an unload of the model waits for its
+        requests in flight waits for that unload, then loads the model again; a load that an
+        unload arriving later overtakes raises Conflict (409) and the model stays unloaded.
+        """
+        unloads = self._unloads.get(name, 0)
+        await self._wait_retired(name)
+        await self.rescan(name, load=True, unloads=unloads)
+        await self.wait_loads(name)
+        self._check_not_overtaken(name, unloads)
+
+    def _check_not_overtaken(self, name: str, unloads: int) -> None:
+        if self._unloads.get(name, 0) != unloads:
+            raise Conflict(
+                f"model {name} was unloaded by a later request while this load was in "
+                f"progress; it stays unloaded (load it again with POST "
+                f"/v2/repository/models/{name}/load)"
+            )
 
     def _apply(self, scans: dict[str, ModelScan], only: str | None) -> list[ModelEntry]:
         """Apply a scan on the event loop; returns the admitted versions to load."""
@@ -293,6 +351,10 @@ class Lifecycle:
                 log.info("model %s: serving config %s", model.name, scan.config.model_dump())
             model.config = scan.config
         model.policy = scan.policy
+        for folder, why in scan.refused.items():
+            if folder not in model.refused:
+                log.error("model %s: %s", model.name, why)
+        model.refused = dict(scan.refused)
         if scan.config_error != model.config_error:
             if scan.config_error is not None:
                 log.error(
@@ -350,17 +412,26 @@ class Lifecycle:
 
     async def unload(self, name: str) -> None:
         """The repository API's unload: retire every version of `name` and keep it unloaded
-        until `rescan(name, load=True)`; returns when its versions are unloaded."""
+        until `load_model`; returns when its versions are unloaded (requests in flight
+        finish first). Raises NotFound. A load in progress is overtaken (it answers 409)."""
         async with self._scan_lock:
-            held = self.registry.models.get(name)
-            if held is not None and held.unloaded:
-                return  # already unloaded: Triton answers success too
-            model = self.registry.model(name)
-            model.unloaded = True
-            tasks = [self._retire(e) for e in list(model.versions.values())]
-            self.registry.refresh(name)
-            self.registry.changed()
-        await asyncio.gather(*tasks)
+            model = self.registry.models.get(name)
+            if model is None or not model.unloaded:
+                model = self.registry.model(name)  # NotFound for an unknown model
+            self._unloads[name] = self._unloads.get(name, 0) + 1
+            if not model.unloaded:  # unloading an unloaded model succeeds too (Triton)
+                model.unloaded = True
+                for entry in list(model.versions.values()):
+                    if entry.state is not ModelState.UNLOADING:
+                        self._retire(entry)
+                self.registry.refresh(name)
+                self.registry.changed()
+        await self._wait_retired(name)
+
+    async def _wait_retired(self, name: str) -> None:
+        """Wait until no version of `name` is being unloaded."""
+        while pending := [t for e, t in self._retiring.items() if e.name == name]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _retire(self, entry: ModelEntry) -> asyncio.Task[None]:
         """Stop routing to `entry` now; unload it when its requests have finished."""
@@ -368,8 +439,8 @@ class Lifecycle:
         self.metrics.model_ready.labels(entry.name, str(entry.version)).set(0)
         self.registry.refresh(entry.name)
         task = asyncio.create_task(self._unload(entry), name=f"retire-{entry.name}-{entry.version}")
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._retiring[entry] = task
+        task.add_done_callback(lambda _: self._retiring.pop(entry, None))
         return task
 
     async def _unload(self, entry: ModelEntry) -> None:
@@ -407,7 +478,7 @@ class Lifecycle:
     async def wait_retired(self) -> None:
         """Wait for the retirements in progress (tests, the repository API)."""
         while self._retiring:
-            await asyncio.gather(*list(self._retiring), return_exceptions=True)
+            await asyncio.gather(*list(self._retiring.values()), return_exceptions=True)
 
     def load(self, entry: ModelEntry) -> bool:
         """Verify, load, warm up and replay one version (on a worker thread); False if it

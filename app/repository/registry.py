@@ -39,10 +39,12 @@ from app.repository.config import (
     ModelConfig,
     VersionPolicy,
     check_against_policy,
+    check_selection,
     parse_config,
 )
 from app.runtimes.base import Model
 from app.schemas.card import CARD_FILENAME, MODEL_NAME_PATTERN, ModelCard, verify_artifacts
+from app.schemas.versions import VERSION_RANGE, is_version_folder_name, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +129,13 @@ class ModelEntry:
         return status
 
 
-def _version_of(folder: Path) -> int | None:
-    text = folder.name
-    return int(text) if text.isdigit() and int(text) > 0 and not text.startswith("0") else None
+def refused_folder_reason(folder_name: str) -> str:
+    """Why a version folder whose number is outside the version range is not served."""
+    shown = folder_name if len(folder_name) <= 40 else folder_name[:40] + "..."
+    return (
+        f"version folder {shown}/ is outside the version range ({VERSION_RANGE}); rename it "
+        "to a version in the range"
+    )
 
 
 class RepositoryFileError(Exception):
@@ -211,6 +217,8 @@ class ModelScan:
     config_error: str | None = None  # why config.json was not taken (the previous stays)
     policy: VersionPolicy = field(default_factory=VersionPolicy)
     candidates: dict[int, Path] = field(default_factory=dict)  # non-empty version folders
+    # Folders named as versions but outside the version range: folder name -> reason.
+    refused: dict[str, str] = field(default_factory=dict)
     served: list[int] = field(default_factory=list)  # what the policy selects
     # Versions to (re)admit: new to the registry, or failed before and changed since.
     entries: dict[int, ModelEntry] = field(default_factory=dict)
@@ -275,13 +283,18 @@ def _scan_model(
     if isinstance(children, str):
         scan.problem = f"the model folder {name}/ cannot be read ({children})"
         return scan
-    scan.candidates = {
-        v: p
-        for p in children
-        if _is_dir(p) and (v := _version_of(p)) is not None and not _is_empty_dir(p)
-    }
+    for path in children:
+        if not is_version_folder_name(path.name) or not _is_dir(path):
+            continue
+        version = parse_version(path.name)
+        if version is None:
+            scan.refused[path.name] = refused_folder_reason(path.name)
+        elif not _is_empty_dir(path):
+            scan.candidates[version] = path
     if not scan.candidates:
         scan.problem = f"no version folder (models/{name}/<integer>/) with a {CARD_FILENAME}"
+        if scan.refused:
+            scan.problem += "; " + "; ".join(scan.refused.values())
         return scan
     candidates = list(scan.candidates)
     config, scan.config_error = _read_config(model_dir, root, candidates, default_policy)
@@ -320,7 +333,7 @@ def _read_config(
         return None, str(exc)
     try:
         config = parse_config(data)
-        check_against_policy(config, config.policy(default_policy).select(candidates))
+        check_against_policy(config, check_selection(config.policy(default_policy), candidates))
     except ConfigError as exc:
         return None, str(exc)
     return config, None
@@ -470,12 +483,22 @@ class ServedModel:
     config: ModelConfig = field(default_factory=ModelConfig)
     config_error: str | None = None
     versions: dict[int, ModelEntry] = field(default_factory=dict)
+    # Version folders refused at scan (outside the version range): folder name -> reason.
+    refused: dict[str, str] = field(default_factory=dict)
     router: Router = field(default_factory=lambda: Router(None, [], {}, None))
     # Unloaded through the repository API: scans leave it alone until it is loaded again.
     unloaded: bool = False
     # Counted by readiness: present at start-up, or ready once since. A model that appears
     # later and fails never takes the replica out of service.
     required: bool = True
+
+    def refused_status(self) -> list[dict[str, Any]]:
+        """The refused version folders, as readiness lists failed versions (a folder name in
+        place of a version number)."""
+        return [
+            {"name": self.name, "folder": folder, "state": ModelState.FAILED.value, "reason": why}
+            for folder, why in sorted(self.refused.items())
+        ]
 
     def label_of(self, version: int) -> str:
         """The first label naming `version`, or ""."""
@@ -493,6 +516,8 @@ class ServedModel:
             status["shadow"] = self.config.shadow
         if self.config_error:
             status["config_error"] = self.config_error
+        if self.refused:
+            status["refused_folders"] = dict(self.refused)
         if self.unloaded:
             status["unloaded"] = True
         return status
@@ -526,6 +551,9 @@ class ModelRegistry:
                     log.error("model %s failed: %s", entry.name, entry.reason)
                 model = registry.add(entry, scan.config)
                 model.policy, model.config_error = scan.policy, scan.config_error
+                model.refused = dict(scan.refused)
+            for why in scan.refused.values():
+                log.error("model %s: %s", scan.name, why)
             if scan.config_error:
                 log.error("model %s: %s; serving with the defaults", scan.name, scan.config_error)
         for name in registry.models:

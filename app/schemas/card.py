@@ -15,6 +15,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.schemas.versions import VersionNumber
+
 CARD_FILENAME = "card.json"
 SCHEMA_VERSION: Final = 1
 
@@ -171,7 +173,7 @@ class ModelCard(_Strict):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str = Field(pattern=MODEL_NAME_PATTERN)
-    version: int = Field(ge=1)
+    version: VersionNumber
     description: str
     framework: Literal["sklearn", "keras"]
     task: Literal["binary-classification", "multiclass-classification"]
