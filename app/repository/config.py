@@ -158,6 +158,9 @@ def _is_version_text(text: str) -> bool:
     return parse_version(text) is not None
 
 
+_MISMATCH = ("missing", "extra_forbidden")
+
+
 class ConfigError(ValueError):
     """config.json cannot be used; the message names the field and is safe to show."""
 
@@ -167,7 +170,10 @@ def parse_config(data: bytes) -> ModelConfig:
     try:
         return ModelConfig.model_validate_json(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        # A union (version_policy) reports every member's mismatch ("latest: Field required"
+        # for a "specific" policy): the member that matched the keys says what is wrong.
+        first = next((e for e in errors if e["type"] not in _MISMATCH), errors[0])
         # Union members appear in the location as their class names (_Latest): not fields.
         where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("_")) or "config"
         message = first["msg"].removeprefix("Value error, ")

@@ -184,15 +184,31 @@ class BatchStatistics(BaseModel):
     compute_output: Duration
 
 
+class ShadowStatistics(BaseModel):
+    """What a version computed as another version's shadow, since the server started."""
+
+    inference_count: int = Field(description="Rows of shadow copies computed.")
+    queue: Duration
+    compute_infer: Duration
+
+
 class VersionStatistics(BaseModel):
     """One version's statistics."""
 
     name: str
     version: str
     last_inference: int = Field(description="Milliseconds since the epoch; 0: never.")
-    inference_count: int = Field(description="Rows computed by successful model calls.")
-    execution_count: int = Field(description="Successful model calls (batches).")
+    inference_count: int = Field(
+        description="Rows of the version's own requests computed by successful model calls."
+    )
+    execution_count: int = Field(
+        description="Successful model calls (batches) that carried the version's own requests."
+    )
     inference_stats: InferenceStatistics
+    shadow_stats: ShadowStatistics = Field(
+        description="Not Triton's: shadow copies of another version's requests that this "
+        "version computed; they are not counted in the figures above."
+    )
     batch_stats: list[BatchStatistics]
 
 
