@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Feedback for a request whose rows are still queued on this replica waits for them this long.
-FEEDBACK_FLUSH_WAIT_S = 10.0
+# Short: a writer that is stuck (a locked or slow database) must not hold feedback, nor the
+# database threads that monitoring reports share, for long; the caller gets a 503 to retry.
+FEEDBACK_FLUSH_WAIT_S = 2.0
 DATABASE_THREADS = 4
 
 
@@ -183,7 +185,13 @@ class Monitor:
         route = event.protocol or "v1"
         if self.writer is not None:
             self.writer.submit(
-                event.request_id, entry, route, time.time(), event.rows, event.probabilities
+                event.request_id,
+                entry,
+                event.caller,
+                route,
+                time.time(),
+                event.rows,
+                event.probabilities,
             )
         if self.payload_log is not None and random.random() < self.settings.payload_log_sample:  # noqa: S311
             self.payload_log.submit(
@@ -208,31 +216,49 @@ class Monitor:
 
     # ------------------------------------------------------------------ feedback
     async def feedback(
-        self, name: str, request_id: str, labels: list[str | None]
+        self,
+        name: str,
+        request_id: str,
+        labels: list[str | None],
+        caller: str = "",
+        admin: bool = False,
     ) -> dict[str, Any]:
-        """Store the true labels of one prediction; returns once committed (see README)."""
+        """Store the true labels of one prediction made by `caller` (an API key's fingerprint;
+        an admin key may label anyone's); returns once committed (see README)."""
         self.registry.versions(name)  # 404 for an unknown model
         self._require_store()
-        return await self._in_thread(self._feedback, name, request_id, labels)
+        return await self._in_thread(
+            self._feedback, name, request_id, labels, None if admin else caller
+        )
 
-    def _feedback(self, name: str, request_id: str, labels: list[str | None]) -> dict[str, Any]:
+    def _feedback(
+        self, name: str, request_id: str, labels: list[str | None], caller: str | None
+    ) -> dict[str, Any]:
         store = self.store
         assert store is not None
+        written = True
         if self.writer is not None:
-            self.writer.wait_written(request_id, FEEDBACK_FLUSH_WAIT_S)
-        rows = store.prediction(name, request_id)
+            written = self.writer.wait_written(request_id, FEEDBACK_FLUSH_WAIT_S)
+        rows = _storing(store.prediction, name, request_id, caller)
         if not rows and store.dialect != "sqlite":
             # Another replica may have made the prediction and still hold its rows in its
             # queue: they reach the shared database within one flush interval.
             deadline = time.monotonic() + 2 * self.settings.store_flush_interval_ms / 1000 + 1
             while not rows and time.monotonic() < deadline:
                 time.sleep(0.1)
-                rows = store.prediction(name, request_id)
+                rows = _storing(store.prediction, name, request_id, caller)
+        if not rows and not written:
+            raise Unavailable(
+                "the prediction store's writer is behind (its last batch has not committed "
+                "yet), so this prediction may not be stored yet; retry shortly",
+                retry_after_s=5,
+            )
         if not rows:
             raise NotFound(
-                f"model {name} has no stored prediction with request id {request_id!r}; send "
-                "the X-Request-ID of a prediction response of this model (predictions are kept "
-                "for the retention period, and not at all when the store was full or off)"
+                f"model {name} has no stored prediction with request id {request_id!r} made "
+                "with this API key; send the X-Request-ID of a prediction response of this "
+                "model, with the key that made it (predictions are kept for the retention "
+                "period, and not at all when the store was full or off)"
             )
         if len(labels) != len(rows):
             raise InvalidInput(
@@ -252,7 +278,7 @@ class Monitor:
             for (row_id, _, _), label in zip(rows, labels, strict=True)
             if label is not None
         }
-        store.set_feedback(given)
+        _storing(store.set_feedback, given)
         return {
             "model": name,
             "version": version,
@@ -270,8 +296,11 @@ class Monitor:
         return list(entry.card.labels)
 
     # ------------------------------------------------------------------ reports
-    async def report(self, name: str, version: int | None) -> dict[str, Any]:
-        """Live accuracy and drift of every version of a model (or of one)."""
+    async def report(
+        self, name: str, version: int | None, caller: str | None = None
+    ) -> dict[str, Any]:
+        """Live accuracy and drift of every version of a model (or of one), over every
+        caller's rows or (`caller`, a key fingerprint) one caller's."""
         if version is None:
             entries = [e for e in self.registry.versions(name).values() if e.card is not None]
         else:
@@ -283,25 +312,47 @@ class Monitor:
                 )
         self._require_store()
         reports = await self._in_thread(
-            lambda: [self.version_report(e) for e in sorted(entries, key=lambda e: e.version)]
+            lambda: [
+                _storing(self.version_report, e, caller)
+                for e in sorted(entries, key=lambda e: e.version)
+            ]
         )
-        return {"model": name, "versions": reports}
+        return {
+            "model": name,
+            "caller": "all" if caller is None else "this key",
+            "versions": reports,
+        }
 
-    def version_report(self, entry: ModelEntry) -> dict[str, Any]:
-        """The monitoring report of one version (blocking); updates its Prometheus gauges."""
+    def version_report(self, entry: ModelEntry, caller: str | None = None) -> dict[str, Any]:
+        """The monitoring report of one version (blocking), over every caller's rows (then it
+        updates the version's Prometheus gauges) or one caller's."""
         store = self.store
         card = entry.card
         assert store is not None and card is not None
         name, version, labels = entry.name, entry.version, list(card.labels)
-        predicted_rows, feedback_rows, correct = store.counts(name, version)
-        recent = store.recent_feedback(name, version, self.settings.accuracy_window_rows)
+        predicted_rows, feedback_rows, correct = store.counts(name, version, caller)
+        recent = store.recent_feedback(name, version, self.settings.accuracy_window_rows, caller)
         recent_correct = sum(true == predicted for true, predicted in recent)
         held_out = card.metrics.accuracy
         all_time = _accuracy(correct, feedback_rows, held_out)
         recent_accuracy = _accuracy(recent_correct, len(recent), held_out)
-        cells = store.confusion(name, version)
+        cells = store.confusion(name, version, caller)
         matrix = [[cells.get((t, p), 0) for p in labels] for t in labels]
-        drift = self._drift(entry, store)
+        drift = self._drift(entry, store, caller)
+        report = {
+            "version": version,
+            "rows_predicted": predicted_rows,
+            "rows_with_feedback": feedback_rows,
+            "held_out_accuracy": held_out,
+            "accuracy": {
+                "all_time": all_time,
+                "recent": {**recent_accuracy, "window_rows": self.settings.accuracy_window_rows},
+            },
+            "confusion_matrix": {"labels": labels, "matrix": matrix},
+            "drift": drift,
+        }
+        if caller is not None:
+            return report
         v = str(version)
         self.stored_rows.labels(name, v).set(predicted_rows)
         self.feedback_rows.labels(name, v).set(feedback_rows)
@@ -314,23 +365,12 @@ class Monitor:
             self.drift_score.labels(name, v, stat).set(result["score"])
             self.drift_p_value.labels(name, v, stat).set(result["p_value"])
             self.drift_flag.labels(name, v, stat).set(int(result["flag"]))
-        return {
-            "version": version,
-            "rows_predicted": predicted_rows,
-            "rows_with_feedback": feedback_rows,
-            "held_out_accuracy": held_out,
-            "accuracy": {
-                "all_time": all_time,
-                "recent": {**recent_accuracy, "window_rows": self.settings.accuracy_window_rows},
-            },
-            "confusion_matrix": {"labels": labels, "matrix": matrix},
-            "drift": drift,
-        }
+        return report
 
-    def _drift(self, entry: ModelEntry, store: Store) -> dict[str, Any]:
+    def _drift(self, entry: ModelEntry, store: Store, caller: str | None) -> dict[str, Any]:
         settings = self.settings
         profile = self.profile(entry)
-        window = store.recent_rows(entry.name, entry.version, settings.drift_window_rows)
+        window = store.recent_rows(entry.name, entry.version, settings.drift_window_rows, caller)
         out: dict[str, Any] = {
             "window_rows": settings.drift_window_rows,
             "rows": len(window),
@@ -458,6 +498,24 @@ class Monitor:
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def _storing(function: Callable[..., T], *args: Any) -> T:
+    """Call a store method; a database error (a full disk, a deleted or locked file, a lost
+    connection) is a 503 that says so, never a 500 (reserved for a model that raised)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return function(*args)
+    except SQLAlchemyError as exc:
+        log.error("prediction store: %s", _describe(exc))
+        full = "full" in str(exc).lower()
+        raise Unavailable(
+            "the prediction store cannot "
+            + ("write: its disk is full" if full else "be used right now")
+            + "; retry later (the server log says why)",
+            retry_after_s=30,
+        ) from None
 
 
 def _open_store(url: str) -> Store:

@@ -46,6 +46,7 @@ MIGRATION_LOCK_ID = 0x53594E4552  # "SYNER"
 # The columns a new row is inserted with (the feedback columns start NULL).
 INSERT_COLUMNS = (
     "request_id",
+    "caller",
     "model",
     "version",
     "route",
@@ -65,6 +66,9 @@ prediction_rows = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("request_id", String(128), nullable=False),
+    # The fingerprint of the API key that predicted ("" without keys; docs/security.md):
+    # request ids are per caller, and only that key (or an admin key) gives feedback.
+    Column("caller", String(32), nullable=False, server_default=""),
     Column("model", String(128), nullable=False),
     Column("version", Integer, nullable=False),
     Column("route", String(64), nullable=False),
@@ -159,14 +163,18 @@ class Store:
             with self.engine.begin() as connection:
                 connection.exec_driver_sql(sql, list(rows))
 
-    def prediction(self, model: str, request_id: str) -> list[tuple[int, int, str]]:
-        """The rows of the newest prediction of `model` with this request id, in order:
-        (row id, version, predicted label); empty when there is none."""
+    def prediction(
+        self, model: str, request_id: str, caller: str | None
+    ) -> list[tuple[int, int, str]]:
+        """The rows of the newest prediction of `model` with this request id made by `caller`
+        (None: by anyone, for an admin key), in order: (row id, version, predicted label);
+        empty when there is none."""
         t = prediction_rows
+        where = [t.c.request_id == request_id, t.c.model == model]
         with self.engine.connect() as connection:
             newest = connection.execute(
-                select(t.c.version, t.c.created_at)
-                .where(t.c.request_id == request_id, t.c.model == model)
+                select(t.c.version, t.c.created_at, t.c.caller)
+                .where(*where, *([t.c.caller == caller] if caller is not None else []))
                 .order_by(t.c.id.desc())
                 .limit(1)
             ).first()
@@ -175,8 +183,8 @@ class Store:
             rows = connection.execute(
                 select(t.c.id, t.c.version, t.c.predicted)
                 .where(
-                    t.c.request_id == request_id,
-                    t.c.model == model,
+                    *where,
+                    t.c.caller == newest.caller,
                     t.c.version == newest.version,
                     t.c.created_at == newest.created_at,
                 )
@@ -238,10 +246,11 @@ class Store:
                 .all()
             )
 
-    def counts(self, model: str, version: int) -> tuple[int, int, int]:
-        """(rows predicted, rows with feedback, of those predicted right)."""
+    def counts(self, model: str, version: int, caller: str | None = None) -> tuple[int, int, int]:
+        """(rows predicted, rows with feedback, of those predicted right), of one caller's
+        rows or (None) everyone's."""
         t = prediction_rows
-        where = and_(t.c.model == model, t.c.version == version)
+        where = and_(t.c.model == model, t.c.version == version, *_of(caller))
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(
@@ -252,37 +261,58 @@ class Store:
             ).one()
         return int(row[0]), int(row[1]), int(row[2])
 
-    def recent_feedback(self, model: str, version: int, limit: int) -> list[tuple[str, str]]:
+    def recent_feedback(
+        self, model: str, version: int, limit: int, caller: str | None = None
+    ) -> list[tuple[str, str]]:
         """(true label, predicted) of the newest `limit` predicted rows that have feedback."""
         t = prediction_rows
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(t.c.true_label, t.c.predicted)
-                .where(t.c.model == model, t.c.version == version, t.c.true_label.is_not(None))
+                .where(
+                    t.c.model == model,
+                    t.c.version == version,
+                    t.c.true_label.is_not(None),
+                    *_of(caller),
+                )
                 .order_by(t.c.id.desc())
                 .limit(limit)
             ).all()
         return [(row[0], row[1]) for row in rows]
 
-    def confusion(self, model: str, version: int) -> dict[tuple[str, str], int]:
+    def confusion(
+        self, model: str, version: int, caller: str | None = None
+    ) -> dict[tuple[str, str], int]:
         """{(true label, predicted): rows} over all feedback."""
         t = prediction_rows
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(t.c.true_label, t.c.predicted, func.count())
-                .where(t.c.model == model, t.c.version == version, t.c.true_label.is_not(None))
+                .where(
+                    t.c.model == model,
+                    t.c.version == version,
+                    t.c.true_label.is_not(None),
+                    *_of(caller),
+                )
                 .group_by(t.c.true_label, t.c.predicted)
             ).all()
         return {(row[0], row[1]): int(row[2]) for row in rows}
 
-    def recent_rows(self, model: str, version: int, limit: int) -> list[tuple[bytes, str]]:
+    def recent_rows(
+        self, model: str, version: int, limit: int, caller: str | None = None
+    ) -> list[tuple[bytes, str]]:
         """(statistics as float64 bytes, predicted label) of the newest `limit` rows."""
         t = prediction_rows
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(t.c.stats, t.c.predicted)
-                .where(t.c.model == model, t.c.version == version)
+                .where(t.c.model == model, t.c.version == version, *_of(caller))
                 .order_by(t.c.id.desc())
                 .limit(limit)
             ).all()
         return [(row[0], row[1]) for row in rows]
+
+
+def _of(caller: str | None) -> list[Any]:
+    """The filter for one caller's rows ([] for everyone's)."""
+    return [] if caller is None else [prediction_rows.c.caller == caller]

@@ -62,6 +62,7 @@ class Record(NamedTuple):
 
     request_id: str
     entry: ModelEntry  # name, version, card (labels, input kind) and folder of the version
+    caller: str  # the API key's fingerprint ("" without keys)
     route: str
     created_at: float
     rows: Sequence[Any]  # as the version's adapter made them
@@ -74,6 +75,7 @@ class Group(NamedTuple):
     model: str
     version: int
     request_ids: list[str]
+    callers: list[str]
     routes: list[str]
     created_at: list[float]
     counts: list[int]  # rows of each request
@@ -90,6 +92,7 @@ class _Pending:
     more than the copies do (bench/RESULTS.md, issue 15)."""
 
     __slots__ = (
+        "callers",
         "counts",
         "created_at",
         "entry",
@@ -104,6 +107,7 @@ class _Pending:
     def __init__(self, entry: ModelEntry, capacity: int) -> None:
         self.entry = entry
         self.request_ids: list[str] = []
+        self.callers: list[str] = []
         self.routes: list[str] = []
         self.created_at: list[float] = []
         self.counts: list[int] = []
@@ -115,6 +119,7 @@ class _Pending:
     def add(
         self,
         request_id: str,
+        caller: str,
         route: str,
         created_at: float,
         rows: Sequence[Any],
@@ -133,6 +138,7 @@ class _Pending:
             # Reviews (EncodedText) as their text: what monitoring measures.
             self.objects.extend(getattr(row, "text", row) for row in rows)
         self.request_ids.append(request_id)
+        self.callers.append(caller)
         self.routes.append(route)
         self.created_at.append(created_at)
         self.counts.append(n)
@@ -175,6 +181,7 @@ class _Pending:
             entry.name,
             entry.version,
             self.request_ids,
+            self.callers,
             self.routes,
             self.created_at,
             self.counts,
@@ -221,6 +228,9 @@ class Writer:
         self._child_failed_at = -float("inf")
         self._versions_sent: set[tuple[str, int]] = set()
         self.written_rows = 0
+        # time.monotonic() when the batch being written was taken (None: none is): a batch
+        # that has taken long means a stuck database, and feedback stops waiting for it.
+        self._writing_since: float | None = None
 
     @property
     def queued_rows(self) -> int:
@@ -246,6 +256,7 @@ class Writer:
         self,
         request_id: str,
         entry: ModelEntry,
+        caller: str,
         route: str,
         created_at: float,
         rows: Sequence[Any],
@@ -263,7 +274,7 @@ class Writer:
                 pending = self._pending.get(key)
                 if pending is None:
                     pending = self._pending[key] = _Pending(entry, self.batch_rows)
-                pending.add(request_id, route, created_at, rows, probabilities)
+                pending.add(request_id, caller, route, created_at, rows, probabilities)
                 self._queued_rows += n
                 self._queued_records += 1
                 self._accepted += 1
@@ -281,6 +292,9 @@ class Writer:
         with self._condition:
             target = self._accepted
             while self._handled < target:
+                since = self._writing_since
+                if since is not None and time.monotonic() - since > timeout_s:
+                    return False  # stuck: waiting would only hold the caller
                 self._flush_now = True
                 self._condition.notify_all()
                 left = deadline - time.monotonic()
@@ -310,12 +324,14 @@ class Writer:
         while True:
             taken, rows, records = self._take()
             if taken:
+                self._writing_since = time.monotonic()
                 try:
                     self.written_rows += rows - self._write(taken)
                 except Exception as exc:  # noqa: BLE001 - counted; the thread must go on
                     log.error("writing %d predicted rows to the store failed: %s", rows, exc)
                     self.on_drop(rows)
                 with self._condition:
+                    self._writing_since = None
                     self._handled += records
                     self._condition.notify_all()
             with self._condition:
@@ -538,13 +554,19 @@ def to_rows(
         predicted = [labels[i] for i in np.asarray(group.probabilities).argmax(axis=1).tolist()]
         probabilities = np.asarray(group.probabilities, dtype=np.float32)
         position = 0
-        for request_id, route, created_at, count in zip(
-            group.request_ids, group.routes, group.created_at, group.counts, strict=True
+        for request_id, caller, route, created_at, count in zip(
+            group.request_ids,
+            group.callers,
+            group.routes,
+            group.created_at,
+            group.counts,
+            strict=True,
         ):
             for index in range(count):
                 rows.append(
                     (
                         request_id,
+                        caller,
                         group.model,
                         group.version,
                         route,

@@ -113,12 +113,29 @@ def test_card_must_list_its_profile(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- store
 def _row(
-    request_id: str, index: int, predicted: str = "a", created_at: float = 1000.0
+    request_id: str,
+    index: int,
+    predicted: str = "a",
+    created_at: float = 1000.0,
+    caller: str = "",
+    features: bytes = b"\x00",
 ) -> tuple[Any, ...]:
     # INSERT_COLUMNS order.
     stats = np.array([1.0]).tobytes()
     probabilities = np.array([0.9, 0.1], dtype=np.float32).tobytes()
-    return (request_id, "m", 1, "v1", index, created_at, b"\x00", stats, probabilities, predicted)
+    return (
+        request_id,
+        caller,
+        "m",
+        1,
+        "v1",
+        index,
+        created_at,
+        features,
+        stats,
+        probabilities,
+        predicted,
+    )
 
 
 @pytest.fixture
@@ -131,10 +148,10 @@ def store(tmp_path: Path) -> Store:
 
 def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
     store.insert_rows([_row("r1", 0, "a"), _row("r1", 1, "b"), _row("r2", 0, "a")])
-    rows = store.prediction("m", "r1")
+    rows = store.prediction("m", "r1", "")
     assert [(version, label) for _, version, label in rows] == [(1, "a"), (1, "b")]
-    assert store.prediction("m", "unknown") == []
-    assert store.prediction("other-model", "r1") == []
+    assert store.prediction("m", "unknown", "") == []
+    assert store.prediction("other-model", "r1", "") == []
     store.set_feedback({rows[0][0]: "a", rows[1][0]: "a"})
     assert store.counts("m", 1) == (3, 2, 1)
     first = store.recent_feedback("m", 1, 10)
@@ -147,7 +164,19 @@ def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
 def test_store_newest_prediction_wins_for_a_reused_request_id(store: Store) -> None:
     store.insert_rows([_row("dup", 0, "a", created_at=1.0)])
     store.insert_rows([_row("dup", 0, "b", created_at=2.0), _row("dup", 1, "b", created_at=2.0)])
-    assert [label for _, _, label in store.prediction("m", "dup")] == ["b", "b"]
+    assert [label for _, _, label in store.prediction("m", "dup", "")] == ["b", "b"]
+
+
+def test_request_ids_are_per_caller_and_an_admin_sees_every_caller(store: Store) -> None:
+    # Two callers use the same request id: each names its own prediction only.
+    store.insert_rows([_row("same", 0, "a", created_at=1.0, caller="key-a")])
+    store.insert_rows([_row("same", 0, "b", created_at=2.0, caller="key-b")])
+    assert [label for _, _, label in store.prediction("m", "same", "key-a")] == ["a"]
+    assert [label for _, _, label in store.prediction("m", "same", "key-b")] == ["b"]
+    assert store.prediction("m", "same", "key-c") == []
+    assert [label for _, _, label in store.prediction("m", "same", None)] == ["b"]  # admin
+    assert store.counts("m", 1, "key-a") == (1, 0, 0)
+    assert store.counts("m", 1) == (2, 0, 0)
 
 
 def test_store_retention_by_age_and_rows(store: Store) -> None:
@@ -157,7 +186,7 @@ def test_store_retention_by_age_and_rows(store: Store) -> None:
     assert store.prune(max_age_s=60, max_rows=None) == 3
     assert store.prune(max_age_s=None, max_rows=2) == 3
     assert store.counts("m", 1)[0] == 2
-    assert store.prediction("m", "new4") and not store.prediction("m", "new0")
+    assert store.prediction("m", "new4", "") and not store.prediction("m", "new0", "")
 
 
 # ---------------------------------------------------------------------- writer
@@ -173,6 +202,7 @@ def _record(entry: ModelEntry, request_id: str, rows: int) -> Record:
     return Record(
         request_id=request_id,
         entry=entry,
+        caller="",
         route="v1",
         created_at=time.time(),
         rows=[np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)] * rows,
@@ -213,7 +243,7 @@ def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
         # The writer would wait 60 s for more rows; a feedback wait makes it write now.
         assert writer.wait_written("now", timeout_s=60)
         assert time.perf_counter() - started < 50
-        rows = store.prediction("iris-knn", "now")
+        rows = store.prediction("iris-knn", "now", "")
         assert [label for _, _, label in rows] == ["setosa", "setosa"]
     finally:
         writer.stop()
@@ -245,7 +275,7 @@ def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> No
     writer.start()
     writer.submit(*_record(iris, "last", 1))
     writer.stop(timeout_s=60)
-    assert store.prediction("iris-knn", "last")
+    assert store.prediction("iris-knn", "last", "")
 
 
 def test_a_dead_writer_process_drops_counts_and_is_replaced(
@@ -270,8 +300,8 @@ def test_a_dead_writer_process_drops_counts_and_is_replaced(
         writer.stop()
     # The batch sent to the dead process was lost and counted, or (when the death was
     # seen before sending) written by its replacement; the next one is written either way.
-    assert store.prediction("iris-knn", "after")
-    assert dropped == [] if store.prediction("iris-knn", "lost") else dropped == [2]
+    assert store.prediction("iris-knn", "after", "")
+    assert dropped == [] if store.prediction("iris-knn", "lost", "") else dropped == [2]
 
 
 def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -> None:
@@ -280,9 +310,9 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -
 
     pending = _Pending(iris, capacity=1)  # grows as rows arrive
     single = np.array([[0.1, 0.2, 0.7]])
-    pending.add("a", "v1", 1.0, [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)], single)
+    pending.add("a", "", "v1", 1.0, [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)], single)
     wide = [np.array([4.4, 3.0, 1.3, 0.2]), np.array([6.7, 3.0, 5.2, 2.3])]  # float64 rows
-    pending.add("b", "v2", 2.0, wide, np.array([[0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]))
+    pending.add("b", "", "v2", 2.0, wide, np.array([[0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]))
     group = pending.group()
     assert group.rows.dtype == np.float64 and group.rows.shape == (3, 4)
     narrow = np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)
@@ -291,12 +321,12 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -
     assert group.probabilities.tolist() == [[0.1, 0.2, 0.7], [0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]
     assert (group.request_ids, group.routes, group.counts) == (["a", "b"], ["v1", "v2"], [1, 2])
     # A row of another shape: every row kept, in order, as objects.
-    pending.add("c", "v1", 3.0, [np.array([1.0, 2.0])], np.array([[1.0, 0.0, 0.0]]))
+    pending.add("c", "", "v1", 3.0, [np.array([1.0, 2.0])], np.array([[1.0, 0.0, 0.0]]))
     rows = pending.group().rows
     assert isinstance(rows, list) and len(rows) == 4 and rows[3].tolist() == [1.0, 2.0]
     assert rows[2].tolist() == wide[1].tolist()
     texts = _Pending(iris, capacity=4)
-    texts.add("t", "v1", 1.0, [EncodedText("a fine film", np.array([2]))], single)
+    texts.add("t", "", "v1", 1.0, [EncodedText("a fine film", np.array([2]))], single)
     assert texts.group().rows == ["a fine film"]
 
 
@@ -310,14 +340,16 @@ def test_a_version_whose_statistics_fail_loses_only_its_rows(
     writer = _writer(store, on_drop=dropped.append)
     writer.start()
     try:
-        writer.submit("text", broken, "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]]))
+        writer.submit(
+            "text", broken, "", "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]])
+        )
         writer.submit(*_record(iris, "tabular", 1))
         assert writer.wait_written("tabular", timeout_s=60)
     finally:
         writer.stop()
     assert dropped == [1]
-    assert store.prediction("iris-knn", "tabular") and not store.prediction(
-        "imdb-sentiment", "text"
+    assert store.prediction("iris-knn", "tabular", "") and not store.prediction(
+        "imdb-sentiment", "text", ""
     )
 
 
