@@ -35,7 +35,7 @@ from app.monitoring.stats import (
     continuous_drift,
     wilson_interval,
 )
-from app.monitoring.store import Store, database_url
+from app.monitoring.store import Store, database_url, is_disk_full
 from app.monitoring.writer import Writer
 from app.repository import ModelEntry, ModelRegistry
 from app.settings import Settings
@@ -49,8 +49,9 @@ T = TypeVar("T")
 # Feedback for a request whose rows are still queued on this replica waits for them this long.
 # Short: a writer that is stuck (a locked or slow database) must not hold feedback, nor the
 # database threads that monitoring reports share, for long; the caller gets a 503 to retry.
-FEEDBACK_FLUSH_WAIT_S = 2.0
+FEEDBACK_FLUSH_WAIT_S = 5.0
 DATABASE_THREADS = 4
+PRUNE_LOG_INTERVAL_S = 60.0
 
 
 class Monitor:
@@ -69,11 +70,24 @@ class Monitor:
         self._computers: dict[tuple[str, int], StatisticsComputer] = {}
         self._profiles: dict[tuple[str, int], Profile | None] = {}
         self._lock = threading.Lock()
+        self._pruned_logged_at = -PRUNE_LOG_INTERVAL_S
         self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="monitoring-db")
         self.dropped = Counter(
             "synergy_monitoring_dropped_rows_total",
             "Predicted rows not stored (queue full or database error) or not payload-logged.",
             ["sink"],
+            registry=metrics,
+        )
+        self.omitted_inputs = Counter(
+            "synergy_monitoring_inputs_omitted_total",
+            "Stored rows whose compact input was over SYNERGY_STORE_MAX_ROW_BYTES (their "
+            "statistics and prediction are stored, the input is not).",
+            registry=metrics,
+        )
+        self.deleted_rows = Counter(
+            "synergy_monitoring_deleted_rows_total",
+            "Stored rows deleted before their retention: over the byte budget "
+            "(SYNERGY_STORE_MAX_BYTES) or to make room on a full disk.",
             registry=metrics,
         )
         self.feedback_rows = Gauge(
@@ -156,6 +170,10 @@ class Monitor:
             on_drop=self.dropped.labels("store").inc,
             on_tick=self.housekeeping,
             tick_interval_s=settings.monitoring_interval_s,
+            max_bytes=settings.store_max_bytes,
+            max_row_bytes=settings.store_max_row_bytes,
+            on_omit=self.omitted_inputs.inc,
+            on_prune=self._pruned,
         )
         self.writer.start()
         self.started = True
@@ -236,6 +254,7 @@ class Monitor:
     ) -> dict[str, Any]:
         store = self.store
         assert store is not None
+        _storing(self._check_file, store)
         written = True
         if self.writer is not None:
             written = self.writer.wait_written(request_id, FEEDBACK_FLUSH_WAIT_S)
@@ -466,16 +485,46 @@ class Monitor:
             self._profiles[key] = profile
         return profile
 
+    def _pruned(self, rows: int) -> None:
+        self.deleted_rows.inc(rows)
+        now = time.monotonic()
+        if now - self._pruned_logged_at >= PRUNE_LOG_INTERVAL_S:
+            self._pruned_logged_at = now
+            log.warning(
+                "prediction store: %d oldest rows deleted to stay within its byte budget "
+                "(SYNERGY_STORE_MAX_BYTES) or to make room on a full disk "
+                "(synergy_monitoring_deleted_rows_total counts them all)",
+                rows,
+            )
+
+    def _check_file(self, store: Store) -> None:
+        """A deleted or replaced SQLite file: say so and use a new one, rather than answer
+        from (or write feedback to) a file that is gone."""
+        if store.file_replaced():
+            log.error(
+                "the prediction store's SQLite file was deleted or replaced: the rows it held "
+                "are gone; continuing with a new file"
+            )
+            store.reopen()
+
     def housekeeping(self) -> None:
         """Retention, then refresh the Prometheus gauges of every version (writer thread)."""
         store = self.store
         if store is None:
             return
         settings = self.settings
-        deleted = store.prune(
+        self._check_file(store)
+        retention = (
             settings.store_retention_days * 86400 if settings.store_retention_days else None,
             settings.store_max_rows,
         )
+        try:
+            deleted = store.prune(*retention)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._pruned(store.make_room())  # the reserve lets the delete run
+            deleted = store.prune(*retention)
         if deleted:
             log.info("prediction store: %d rows past retention deleted", deleted)
         for entry in self.registry:
@@ -509,7 +558,7 @@ def _storing(function: Callable[..., T], *args: Any) -> T:
         return function(*args)
     except SQLAlchemyError as exc:
         log.error("prediction store: %s", _describe(exc))
-        full = "full" in str(exc).lower()
+        full = is_disk_full(exc)
         raise Unavailable(
             "the prediction store cannot "
             + ("write: its disk is full" if full else "be used right now")

@@ -204,8 +204,16 @@ class Writer:
         on_drop: Callable[[int], None],
         on_tick: Callable[[], None] | None = None,
         tick_interval_s: float = 60.0,
+        max_bytes: int | None = None,
+        max_row_bytes: int | None = None,
+        on_omit: Callable[[int], None] | None = None,
+        on_prune: Callable[[int], None] | None = None,
     ) -> None:
         self.database_url = database_url
+        # What the writer process enforces per batch (see `child_main`).
+        self.limits = {"max_bytes": max_bytes, "max_row_bytes": max_row_bytes}
+        self.on_omit = on_omit
+        self.on_prune = on_prune
         self.max_rows = max_rows
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
@@ -321,6 +329,12 @@ class Writer:
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self.tick_interval_s
+        # Start the writer process now, not with the first batch: the first feedback then
+        # does not wait for its start-up (imports take seconds on a busy machine).
+        try:
+            self._child = _Child.start(self.database_url, self.limits)
+        except Exception as exc:  # noqa: BLE001 - retried with the first batch
+            log.error("the store's writer process did not start: %s", exc)
         while True:
             taken, rows, records = self._take()
             if taken:
@@ -356,7 +370,7 @@ class Writer:
             self._child = None
             self._versions_sent.clear()
             try:
-                child = _Child.start(self.database_url)
+                child = _Child.start(self.database_url, self.limits)
             except Exception:
                 self._child_failed_at = time.monotonic()
                 raise
@@ -382,6 +396,11 @@ class Writer:
             raise RuntimeError(answer[1])
         lost: int = answer[1]
         problem: str | None = answer[2]
+        omitted, pruned = answer[3], answer[4]
+        if omitted and self.on_omit is not None:
+            self.on_omit(omitted)
+        if pruned and self.on_prune is not None:
+            self.on_prune(pruned)
         if lost:
             log.error("%d predicted rows could not be stored: %s", lost, problem)
             self.on_drop(lost)
@@ -420,7 +439,7 @@ class _Child:
         self._answer: list[Any] = []
 
     @classmethod
-    def start(cls, database_url: str) -> _Child:
+    def start(cls, database_url: str, limits: dict[str, int | None]) -> _Child:
         root = str(Path(__file__).resolve().parents[2])  # the checkout whose `app` this is
         process = subprocess.Popen(  # noqa: S603 - this interpreter, our own code
             [sys.executable, "-c", CHILD_CODE, root],
@@ -430,7 +449,7 @@ class _Child:
         )
         child = cls(process)
         # The URL (it may hold a password) through the pipe, not the command line.
-        _send(child.stdin, ("open", database_url))
+        _send(child.stdin, ("open", database_url, limits))
         return child
 
     def alive(self) -> bool:
@@ -494,7 +513,10 @@ def child_main() -> None:
     from app.schemas.card import ModelCard
 
     logging.basicConfig(level=logging.WARNING, format="monitoring-writer: %(message)s")
+    from app.monitoring.store import is_disk_full
+
     store: Store | None = None
+    limits: dict[str, int | None] = {}
     computers: dict[tuple[str, int], StatisticsComputer | str] = {}
     while True:
         try:
@@ -504,6 +526,8 @@ def child_main() -> None:
         kind = message[0]
         if kind == "open":
             store = Store(message[1])
+            limits = message[2]
+            store.ensure_reserve()
         elif kind == "version":
             _, model, version, card_json, folder = message
             try:
@@ -514,9 +538,29 @@ def child_main() -> None:
         elif kind == "batch":
             try:
                 assert store is not None
-                rows, lost, problem = to_rows(message[1], computers)
-                store.insert_rows(rows)
-                answer: tuple[Any, ...] = ("ok", lost, problem)
+                if store.file_replaced():
+                    logging.error(
+                        "the store's SQLite file was deleted or replaced: the rows it held are "
+                        "gone; writing to a new file"
+                    )
+                    store.reopen()
+                rows, lost, problem, omitted = to_rows(
+                    message[1], computers, limits.get("max_row_bytes")
+                )
+                pruned = 0
+                try:
+                    store.insert_rows(rows)
+                except Exception as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    # Retention on a full disk: the reserve makes room for the delete.
+                    pruned += store.make_room()
+                    logging.error("disk full: deleted the oldest %d stored rows", pruned)
+                    store.insert_rows(rows)
+                max_bytes = limits.get("max_bytes")
+                if max_bytes:
+                    pruned += store.prune_bytes(max_bytes)
+                answer: tuple[Any, ...] = ("ok", lost, problem, omitted, pruned)
             except Exception as exc:  # noqa: BLE001 - reported to the server, which counts
                 answer = ("error", _describe(exc))
             try:
@@ -528,15 +572,16 @@ def child_main() -> None:
 
 
 def to_rows(
-    groups: list[Group], computers: dict[Any, Any]
-) -> tuple[list[tuple[Any, ...]], int, str | None]:
-    """Groups -> (store rows (see `Store.insert_rows`), rows that could not be made, why).
+    groups: list[Group], computers: dict[Any, Any], max_row_bytes: int | None = None
+) -> tuple[list[tuple[Any, ...]], int, str | None, int]:
+    """Groups -> (store rows (see `Store.insert_rows`), rows that could not be made, why,
+    rows stored without their compact input because it was over `max_row_bytes`).
 
     The statistics and compact forms are computed once per model version over all its rows
     of the batch (vectorised). A version whose statistics fail (its vocabulary unreadable)
     loses its rows, not the other versions'."""
     rows: list[tuple[Any, ...]] = []
-    lost = 0
+    lost = omitted = 0
     problem: str | None = None
     for group in groups:
         computer = computers.get((group.model, group.version))
@@ -563,6 +608,10 @@ def to_rows(
             strict=True,
         ):
             for index in range(count):
+                compact = features[position]
+                if max_row_bytes is not None and len(compact) > max_row_bytes:
+                    compact = None  # a 50,000-character review: its statistics stay
+                    omitted += 1
                 rows.append(
                     (
                         request_id,
@@ -572,14 +621,14 @@ def to_rows(
                         route,
                         index,
                         created_at,
-                        features[position],
+                        compact,
                         stats[position].tobytes(),
                         probabilities[position].tobytes(),
                         predicted[position],
                     )
                 )
                 position += 1
-    return rows, lost, problem
+    return rows, lost, problem, omitted
 
 
 def _describe(exc: BaseException) -> str:

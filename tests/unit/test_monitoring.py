@@ -387,3 +387,82 @@ def test_payload_log_drops_when_full() -> None:
     logger.submit("a", "m", 1, [[1]], ["x"], np.ones((1, 1)))
     logger.submit("b", "m", 1, [[1], [2]], ["x"], np.ones((2, 1)))
     assert dropped == [2]
+
+
+# ---------------------------------------------------------------------- bytes, full disk, file
+def test_the_byte_budget_deletes_the_oldest_rows(store: Store) -> None:
+    big = b"\x01" * 20_000
+    for batch in range(10):
+        store.insert_rows([_row(f"r{batch}-{i}", 0, features=big) for i in range(20)])
+    assert store.used_bytes() > 3 * 1024 * 1024
+    deleted = store.prune_bytes(2 * 1024 * 1024)
+    assert deleted > 0
+    assert store.used_bytes() <= 2 * 1024 * 1024
+    assert store.prediction("m", "r9-19", "") and not store.prediction("m", "r0-0", "")
+    assert store.prune_bytes(2 * 1024 * 1024) == 0  # within the budget: nothing more
+
+
+def test_a_full_disk_makes_room_by_deleting_the_oldest_rows(tmp_path: Path) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from app.monitoring.store import is_disk_full
+
+    store = Store(database_url(None, tmp_path / "store"))
+    store.migrate()
+    store.ensure_reserve()
+    assert store.reserve is not None and store.reserve.exists()
+
+    # SQLite's own "database or disk is full" (SQLITE_FULL): the page limit stands in for
+    # the volume's size.
+    @event.listens_for(store.engine, "connect")
+    def _limit(connection: Any, _: Any) -> None:
+        connection.execute("PRAGMA max_page_count=400")
+
+    store.engine.dispose()
+    big = b"\x02" * 4000
+    written = 0
+    with pytest.raises(OperationalError) as failure:
+        for batch in range(1000):
+            store.insert_rows([_row(f"f{batch}-{i}", 0, features=big) for i in range(10)])
+            written += 10
+    assert is_disk_full(failure.value)
+    assert store.make_room(share=0.2) > 0
+    assert store.reserve.exists()  # freed for the delete, then taken again
+    store.insert_rows([_row("after-full", 0, features=big)])
+    assert store.prediction("m", "after-full", "")
+
+
+def test_a_deleted_sqlite_file_is_detected_and_replaced(store: Store) -> None:
+    store.insert_rows([_row("before", 0)])
+    assert not store.file_replaced()
+    assert store.path is not None
+    store.path.unlink()
+    assert store.file_replaced()
+    store.reopen()
+    assert not store.file_replaced()
+    assert store.prediction("m", "before", "") == []  # gone, and the store says so
+
+
+def test_an_oversize_input_is_stored_without_its_compact_form() -> None:
+    from app.monitoring.profile import StatisticsComputer
+    from app.monitoring.writer import Group, to_rows
+
+    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
+    card = ModelCard.read(folder)
+    computer = StatisticsComputer(card, folder)
+    group = Group(
+        "imdb-sentiment",
+        1,
+        ["r"],
+        ["key"],
+        ["v1"],
+        [1.0],
+        [2],
+        ["a fine film", "great " * 5000],
+        np.array([[0.2, 0.8], [0.1, 0.9]]),
+    )
+    rows, lost, _, omitted = to_rows([group], {("imdb-sentiment", 1): computer}, 1024)
+    assert (lost, omitted) == (0, 1)
+    assert rows[0][7] is not None and rows[1][7] is None  # features column
+    assert rows[1][1] == "key"  # the caller column
