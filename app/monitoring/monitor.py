@@ -138,6 +138,10 @@ class Monitor:
                 settings.payload_log.strip(),
                 max_events=settings.payload_log_queue_events,
                 on_drop=self.dropped.labels("payload_log").inc,
+                max_bytes=settings.payload_log_queue_bytes,
+                max_event_bytes=settings.payload_log_max_event_bytes,
+                max_file_bytes=settings.payload_log_max_file_bytes,
+                backup_files=settings.payload_log_backup_files,
             )
 
     # ------------------------------------------------------------------ lifecycle

@@ -373,8 +373,10 @@ def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
         "io.synergy.inference.response",
     ]
     for event in events:
-        assert event["specversion"] == "1.0" and event["id"] == "req-1"
+        assert event["specversion"] == "1.0" and event["requestid"] == "req-1"
         assert event["source"] == "/synergy-serve/models/iris-knn/versions/1"
+    # CloudEvents: source + id unique per event, whatever X-Request-ID the client reused.
+    assert len({e["id"] for e in events}) == 2
     assert np.allclose(events[0]["data"]["instances"], [[5.1, 3.5, 1.4, 0.2]])
     assert events[1]["data"]["predictions"] == [
         {"label": "setosa", "probabilities": {"setosa": 0.75, "versicolor": 0.25}}
@@ -387,6 +389,69 @@ def test_payload_log_drops_when_full() -> None:
     logger.submit("a", "m", 1, [[1]], ["x"], np.ones((1, 1)))
     logger.submit("b", "m", 1, [[1], [2]], ["x"], np.ones((2, 1)))
     assert dropped == [2]
+
+
+def test_payload_log_queue_is_bounded_in_bytes_and_drops_are_counted() -> None:
+    dropped: list[int] = []
+    logger = PayloadLogger(
+        "stdout", max_events=10_000, max_bytes=1024 * 1024, on_drop=dropped.append
+    )  # not started: nothing drains the queue
+    image = np.zeros((28, 28), dtype=np.float32)  # 3 KB a row
+    for index in range(1000):
+        logger.submit(f"r{index}", "m", 1, [image] * 10, ["x"], np.ones((10, 1)))
+    assert logger.held_bytes <= 1024 * 1024
+    assert sum(dropped) > 0 and len(logger._queue) < 1000
+
+
+def test_payload_log_ids_are_unique_per_event_even_for_a_reused_request_id(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    logger = PayloadLogger(str(path), max_events=100, on_drop=print)
+    logger.start()
+    for _ in range(3):
+        logger.submit("same-id", "m", 1, [np.ones(2)], ["x"], np.ones((1, 1)))
+    logger.stop()
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(events) == 6 and {e["requestid"] for e in events} == {"same-id"}
+    assert len({(e["source"], e["id"]) for e in events}) == 6
+
+
+def test_payload_log_caps_each_event_and_rotates_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    logger = PayloadLogger(
+        str(path),
+        max_events=1000,
+        on_drop=print,
+        max_event_bytes=4096,
+        max_file_bytes=64 * 1024,
+        backup_files=2,
+    )
+    logger.start()
+    huge = np.zeros((300, 300), dtype=np.float32)  # ~300 KB of JSON as numbers
+    small = np.ones(4, dtype=np.float32)
+    logger.submit("huge", "m", 1, [huge], ["x"], np.ones((1, 1)))
+    for index in range(400):
+        logger.submit(f"s{index}", "m", 1, [small], ["x"], np.ones((1, 1)))
+    logger.stop(timeout_s=30)
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+    assert all(f.stat().st_size <= 64 * 1024 for f in files)
+    lines = [line for f in files for line in f.read_bytes().splitlines()]
+    assert all(len(line) <= 4096 for line in lines)
+    everything = [json.loads(line) for line in lines]
+    assert not any(e["requestid"] == "huge" for e in everything)  # rotated away: oldest
+
+
+def test_payload_log_event_over_the_cap_keeps_its_envelope(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    logger = PayloadLogger(str(path), max_events=10, on_drop=print, max_event_bytes=2048)
+    logger.start()
+    logger.submit("big", "m", 1, [np.zeros((100, 100), dtype=np.float32)], ["x"], np.ones((1, 1)))
+    logger.stop()
+    request = json.loads(path.read_text().splitlines()[0])
+    assert request["data"]["instances"] is None
+    assert "SYNERGY_PAYLOAD_LOG_MAX_EVENT_BYTES" in request["data"]["instances_omitted"]
 
 
 # ---------------------------------------------------------------------- bytes, full disk, file
@@ -421,12 +486,14 @@ def test_a_full_disk_makes_room_by_deleting_the_oldest_rows(tmp_path: Path) -> N
 
     store.engine.dispose()
     big = b"\x02" * 4000
-    written = 0
-    with pytest.raises(OperationalError) as failure:
-        for batch in range(1000):
+    failure: OperationalError | None = None
+    for batch in range(1000):
+        try:
             store.insert_rows([_row(f"f{batch}-{i}", 0, features=big) for i in range(10)])
-            written += 10
-    assert is_disk_full(failure.value)
+        except OperationalError as exc:
+            failure = exc
+            break
+    assert failure is not None and is_disk_full(failure)
     assert store.make_room(share=0.2) > 0
     assert store.reserve.exists()  # freed for the delete, then taken again
     store.insert_rows([_row("after-full", 0, features=big)])
