@@ -39,6 +39,7 @@ from app.middleware import (
     load_key_digests,
 )
 from app.monitoring import Monitor
+from app.probes import ProbeListener
 from app.repository import ModelRegistry, VersionPolicy
 from app.repository.control import RepositoryControl
 from app.service import PredictionService
@@ -107,8 +108,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     server_state = ServerState()
     access_log = AccessLog() if settings.log_requests else None
 
+    probes = ProbeListener(service.readiness) if settings.probe_port is not None else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if probes is not None:  # first: liveness answers while the rest starts
+            await probes.start(settings.host, settings.probe_port or 0)
         flusher = asyncio.create_task(access_log.run()) if access_log else None
         await monitor.start()
         await service.start()
@@ -121,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if flusher is not None:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
+            if probes is not None:
+                await probes.stop()
 
     app = FastAPI(
         title="Synergy Serve",
@@ -143,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics_
     app.state.server_state = server_state
     app.state.monitor = monitor
+    app.state.probes = probes
     app.state.v2 = service.v2
     app.state.repository = RepositoryControl(
         registry, service.lifecycle, enabled=control_on, polled=settings.model_poll_s > 0
