@@ -60,6 +60,8 @@ class RequestContext:
     # the key; whether that key is an admin key.
     caller: str = ""
     admin: bool = False
+    # The client's address, where a per-caller share needs it without keys (explanations).
+    client: str = ""
 
     def serve(self, entry: ModelEntry, label: str = "") -> None:
         """Record which model version serves this request (and lease it until `release`)."""

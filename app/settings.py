@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         default=4, ge=1, description="Explain requests waiting for the worker; 503 above."
     )
     explain_max_per_caller: int = Field(
-        default=1,
+        default=2,
         ge=1,
         description="Explain requests one caller (API key, or client address without keys) may "
         "have waiting or running; 503 above, so one caller cannot take the worker from others.",

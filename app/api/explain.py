@@ -32,6 +32,15 @@ ERROR_EXAMPLES = {
 }
 
 
+def _context(request: Request) -> Any:
+    """The request's context, with the client's address (the worker's fair share without
+    API keys)."""
+    context = request_context(request.scope)
+    client = request.scope.get("client")
+    context.client = f"address:{client[0]}" if client else ""
+    return context
+
+
 def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
     """The generic `:explain` routes (documented per model by `explain_openapi`)."""
 
@@ -42,7 +51,7 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
                 request.path_params["name"],
                 None,
                 await request.body(),
-                request_context(request.scope),
+                _context(request),
                 request.receive,
             )
         )
@@ -54,7 +63,7 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
                 request.path_params["name"],
                 version,
                 await request.body(),
-                request_context(request.scope),
+                _context(request),
                 request.receive,
             )
         )
@@ -68,7 +77,7 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
             request.path_params["name"],
             None,
             await file.read(),
-            request_context(request.scope),
+            _context(request),
             request.receive,
         )
         if output == "png":
