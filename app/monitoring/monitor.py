@@ -47,9 +47,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Feedback for a request whose rows are still queued on this replica waits for them this long.
-# Short: a writer that is stuck (a locked or slow database) must not hold feedback, nor the
-# database threads that monitoring reports share, for long; the caller gets a 503 to retry.
-FEEDBACK_FLUSH_WAIT_S = 5.0
+# A writer that is stuck (a batch in flight for over writer.STUCK_S) is not waited for at all:
+# the caller gets a 503 to retry. Feedback waits on threads of its own, so monitoring
+# reports never queue behind it.
+FEEDBACK_FLUSH_WAIT_S = 10.0
 DATABASE_THREADS = 4
 PRUNE_LOG_INTERVAL_S = 60.0
 
@@ -72,6 +73,9 @@ class Monitor:
         self._lock = threading.Lock()
         self._pruned_logged_at = -PRUNE_LOG_INTERVAL_S
         self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="monitoring-db")
+        self._feedback_executor = ThreadPoolExecutor(
+            DATABASE_THREADS, thread_name_prefix="monitoring-feedback"
+        )
         self.dropped = Counter(
             "synergy_monitoring_dropped_rows_total",
             "Predicted rows not stored (queue full or database error) or not payload-logged.",
@@ -193,6 +197,7 @@ class Monitor:
         if self.store is not None:
             self.store.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._feedback_executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ request path
     def record(self, event: PredictionEvent) -> None:
@@ -249,8 +254,13 @@ class Monitor:
         an admin key may label anyone's); returns once committed (see README)."""
         self.registry.versions(name)  # 404 for an unknown model
         self._require_store()
-        return await self._in_thread(
-            self._feedback, name, request_id, labels, None if admin else caller
+        return await asyncio.get_running_loop().run_in_executor(
+            self._feedback_executor,
+            self._feedback,
+            name,
+            request_id,
+            labels,
+            None if admin else caller,
         )
 
     def _feedback(

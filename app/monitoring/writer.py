@@ -53,6 +53,10 @@ CHILD_CODE = (
     "from app.monitoring.writer import child_main; child_main()"
 )
 _HEADER = struct.Struct("<Q")
+# A batch in flight longer than this means a stuck database (a lock held elsewhere, a hung
+# disk): feedback then stops waiting for the writer at once (503) instead of each request
+# waiting its whole timeout.
+STUCK_S = 5.0
 # The writer process's CPU priority, relative to the server's (see child_main).
 WRITER_NICE = 10
 
@@ -301,14 +305,14 @@ class Writer:
             target = self._accepted
             while self._handled < target:
                 since = self._writing_since
-                if since is not None and time.monotonic() - since > timeout_s:
+                if since is not None and time.monotonic() - since > min(STUCK_S, timeout_s):
                     return False  # stuck: waiting would only hold the caller
                 self._flush_now = True
                 self._condition.notify_all()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._condition.wait(left)
+                self._condition.wait(min(left, 1.0))  # and look again whether it is stuck
         return True
 
     def _take(self) -> tuple[list[_Pending], int, int]:

@@ -249,6 +249,16 @@ def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
         writer.stop()
 
 
+def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntry) -> None:
+    writer = _writer(store)  # not started: its batch never commits
+    writer.submit(*_record(iris, "queued", 1))
+    # A batch that has been in flight for a minute: the database is stuck.
+    writer._writing_since = time.monotonic() - 60
+    started = time.perf_counter()
+    assert not writer.wait_written("queued", timeout_s=30)
+    assert time.perf_counter() - started < 5
+
+
 def test_the_writer_process_stores_what_the_store_records(store: Store, iris: ModelEntry) -> None:
     writer = _writer(store)
     writer.start()
