@@ -56,6 +56,12 @@ class RequestContext:
     entry: ModelEntry | None = None
     # The version that gets a copy of this request (the model's shadow), or None.
     shadow: ModelEntry | None = None
+    # Who called (docs/security.md): a fingerprint of the API key ("" without keys), never
+    # the key; whether that key is an admin key.
+    caller: str = ""
+    admin: bool = False
+    # The client's address, where a per-caller share needs it without keys (explanations).
+    client: str = ""
 
     def serve(self, entry: ModelEntry, label: str = "") -> None:
         """Record which model version serves this request (and lease it until `release`)."""

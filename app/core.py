@@ -66,6 +66,8 @@ class PredictionEvent:
     probabilities: np.ndarray  # (N, C) float64, columns in the order of `labels`
     endpoint: str | None
     protocol: str | None
+    # A fingerprint of the caller's API key ("" without keys): who may give its feedback.
+    caller: str = ""
 
 
 PredictionListener = Callable[[PredictionEvent], None]
@@ -177,6 +179,7 @@ class InferenceCore:
                 probabilities,
                 context.endpoint,
                 context.protocol,
+                context.caller,
             )
             for listener in self._listeners:
                 try:

@@ -51,6 +51,18 @@ class Unauthorized(ServingError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
+class Forbidden(ServingError):
+    """A valid key without the role the operation needs, or an operation turned off."""
+
+    status_code = 403
+
+
+class Conflict(ServingError):
+    """The operation contradicts the server's configuration (an unload while polled)."""
+
+    status_code = 409
+
+
 class NotFound(ServingError):
     """Unknown model, version or path."""
 

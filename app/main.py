@@ -39,10 +39,11 @@ from app.middleware import (
     load_key_digests,
 )
 from app.monitoring import Monitor
+from app.probes import ProbeListener
 from app.repository import ModelRegistry, VersionPolicy
 from app.repository.control import RepositoryControl
 from app.service import PredictionService
-from app.settings import Settings
+from app.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # First: a keys setting that cannot work refuses the start before anything else happens.
     key_digests = load_key_digests(settings.api_keys, settings.api_keys_file)
+    admin_digests = load_key_digests(
+        settings.admin_api_keys, settings.admin_api_keys_file, "SYNERGY_ADMIN_API_KEYS_FILE"
+    )
+    control_on = settings.control_api_on()
+    if control_on and key_digests and not admin_digests:
+        raise ConfigError(
+            "SYNERGY_CONTROL_API=true with API keys set needs an admin key "
+            "(SYNERGY_ADMIN_API_KEYS or SYNERGY_ADMIN_API_KEYS_FILE): prediction keys cannot "
+            "control models"
+        )
+    if control_on and not key_digests and not admin_digests:
+        log.warning(
+            "the model-control API is on and open to every caller (SYNERGY_CONTROL_API=true "
+            "without keys): anyone who reaches this port can unload the models"
+        )
     policy = VersionPolicy(num_versions=settings.max_versions_per_model)
     registry = ModelRegistry.scan(settings.models_dir, policy)
     metrics_ = Metrics()
@@ -92,8 +108,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     server_state = ServerState()
     access_log = AccessLog() if settings.log_requests else None
 
+    probes = ProbeListener(service.readiness) if settings.probe_port is not None else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if probes is not None:  # first: liveness answers while the rest starts
+            await probes.start(settings.host, settings.probe_port or 0)
         flusher = asyncio.create_task(access_log.run()) if access_log else None
         await monitor.start()
         await service.start()
@@ -106,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if flusher is not None:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
+            if probes is not None:
+                await probes.stop()
 
     app = FastAPI(
         title="Synergy Serve",
@@ -128,8 +150,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics_
     app.state.server_state = server_state
     app.state.monitor = monitor
+    app.state.probes = probes
     app.state.v2 = service.v2
-    app.state.repository = RepositoryControl(registry, service.lifecycle)
+    app.state.repository = RepositoryControl(
+        registry, service.lifecycle, enabled=control_on, polled=settings.model_poll_s > 0
+    )
     install_error_handlers(app)
 
     predict_endpoint = predict.add_predict_routes(app, service)  # first: matched in order
@@ -145,18 +170,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The document lists the models and their examples: rebuilt after the repository changes.
     registry.listeners.append(lambda: setattr(app, "openapi_schema", None))
     open_paths = set(OPEN_PATHS) | ({"/metrics"} if not settings.protect_metrics else set())
-    _install_openapi(app, service, explainer, open_paths=open_paths if key_digests else None)
+    keyed = bool(key_digests or admin_digests)
+    _install_openapi(app, service, explainer, open_paths=open_paths if keyed else None)
 
     # Middleware: the last added is the outermost.
     app.add_middleware(predict.PredictFastPath, endpoint=predict_endpoint)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    if key_digests:
+    if keyed:
         app.add_middleware(
             ApiKeyMiddleware,
             key_digests=key_digests,
             open_paths=open_paths,
             open_prefixes=(ASSETS_URL + "/",),
             browser_paths=report.REPORT_PATH,
+            admin_digests=admin_digests,
+            admin_paths=repository.ADMIN_PATHS,
         )
     if settings.cors_origins:
         app.add_middleware(

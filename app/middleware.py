@@ -22,8 +22,8 @@ from starlette.datastructures import QueryParams
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.context import ROUTING_HEADERS, SCOPE_KEY, RequestContext
-from app.errors import PayloadTooLarge, Unauthorized, Unavailable, render_error
+from app.context import ROUTING_HEADERS, SCOPE_KEY, RequestContext, request_context
+from app.errors import Forbidden, PayloadTooLarge, Unauthorized, Unavailable, render_error
 from app.logs import AccessLog
 from app.metrics import Metrics
 from app.settings import ConfigError
@@ -218,11 +218,14 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def load_key_digests(keys: Iterable[str], hashed_keys_file: Path | None) -> list[bytes]:
+def load_key_digests(
+    keys: Iterable[str], hashed_keys_file: Path | None, setting: str = "SYNERGY_API_KEYS_FILE"
+) -> list[bytes]:
     """sha256 digests of the plain keys, plus those listed (hex, one a line) in the file.
 
     Raises ConfigError when the file cannot be read, has a line that is not a digest, or
     holds no digest at all: setting a keys file means "require a key", never "open to all".
+    `setting` names the file's setting in those messages.
     """
     digests = [_digest(key) for key in keys if key]
     if hashed_keys_file is not None:
@@ -230,7 +233,7 @@ def load_key_digests(keys: Iterable[str], hashed_keys_file: Path | None) -> list
             text = hashed_keys_file.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
-                f"SYNERGY_API_KEYS_FILE {hashed_keys_file} cannot be read "
+                f"{setting} {hashed_keys_file} cannot be read "
                 f"({exc.strerror if isinstance(exc, OSError) else 'not text'})"
             ) from exc
         found = 0
@@ -244,16 +247,25 @@ def load_key_digests(keys: Iterable[str], hashed_keys_file: Path | None) -> list
             found += 1
         if not found:
             raise ConfigError(
-                f"SYNERGY_API_KEYS_FILE {hashed_keys_file} holds no key digest; add one "
-                '(printf %s "$KEY" | sha256sum), or unset it to serve without authentication'
+                f"{setting} {hashed_keys_file} holds no key digest; add one "
+                '(printf %s "$KEY" | sha256sum), or unset it'
             )
     return digests
 
 
-class ApiKeyMiddleware:
-    """Every path needs `Authorization: Bearer <key>` except the open ones.
+def caller_fingerprint(digest: bytes) -> str:
+    """What the server remembers of a key (the owner of a prediction): 16 hex digits of a
+    hash of its sha256 digest, so neither the key nor its digest is ever stored."""
+    return hashlib.sha256(b"synergy-caller\0" + digest).hexdigest()[:16]
 
-    Deny by default: a route added later is protected unless it is listed as open here.
+
+class ApiKeyMiddleware:
+    """Every path needs `Authorization: Bearer <key>` except the open ones; admin paths need
+    an admin key (docs/security.md).
+
+    Deny by default: a route added later is protected unless it is listed as open here. The
+    caller's key fingerprint and role go into the request's context (feedback ownership,
+    per-caller shares).
     """
 
     def __init__(
@@ -264,22 +276,33 @@ class ApiKeyMiddleware:
         open_paths: set[str],
         open_prefixes: tuple[str, ...],
         browser_paths: re.Pattern[str] | None = None,
+        admin_digests: list[bytes] | None = None,
+        admin_paths: re.Pattern[str] | None = None,
     ) -> None:
         self.app = app
-        self.key_digests = key_digests
+        admin_digests = admin_digests or []
+        # Admin keys work wherever a prediction key does; with no prediction keys at all, the
+        # paths that are not admin paths are open (only admin keys were configured).
+        self.require_key = bool(key_digests)
+        self.digests = [*key_digests, *admin_digests]
+        self.roles = [False] * len(key_digests) + [True] * len(admin_digests)
+        self.fingerprints = [caller_fingerprint(d) for d in self.digests]
         self.open_paths = open_paths
         self.open_prefixes = open_prefixes
         # Pages people open in a browser (the model reports): GET/HEAD there may present the
         # key as `?key=`, and a browser without one gets a form asking for it.
         self.browser_paths = browser_paths
+        self.admin_paths = admin_paths if admin_digests else None
 
-    def _matches(self, token: str) -> bool:
+    def _match(self, token: str) -> int:
+        """Index of the configured key `token` is, or -1."""
         presented = _digest(token)
         # Compare with every key, in constant time, whatever matches first.
-        matched = False
-        for digest in self.key_digests:
-            matched |= hmac.compare_digest(presented, digest)
-        return matched
+        found = -1
+        for index, digest in enumerate(self.digests):
+            if hmac.compare_digest(presented, digest):
+                found = index
+        return found
 
     def _is_browser_page(self, scope: Scope) -> bool:
         return (
@@ -288,28 +311,50 @@ class ApiKeyMiddleware:
             and self.browser_paths.match(scope["path"]) is not None
         )
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _key_index(self, scope: Scope) -> int:
+        """The presented key's index; -1 for none, -2 for a malformed or unknown one."""
         for key, value in scope["headers"]:
             if key == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer" or not token.strip():
-                    return False
-                return self._matches(token.strip())
+                    return -2
+                index = self._match(token.strip())
+                return index if index >= 0 else -2
         if self._is_browser_page(scope):
             token = QueryParams(scope.get("query_string", b"").decode("latin-1")).get("key")
-            return token is not None and bool(token.strip()) and self._matches(token.strip())
-        return False
+            if token is None or not token.strip():
+                return -1
+            index = self._match(token.strip())
+            return index if index >= 0 else -2
+        return -1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if (
-            path in self.open_paths
-            or path.startswith(self.open_prefixes)
-            or self._authorized(scope)
-        ):
+        if path in self.open_paths or path.startswith(self.open_prefixes):
+            await self.app(scope, receive, send)
+            return
+        index = self._key_index(scope)
+        if index >= 0:
+            context = request_context(scope)
+            context.caller = self.fingerprints[index]
+            context.admin = self.roles[index]
+        admin_only = self.admin_paths is not None and self.admin_paths.match(path) is not None
+        if admin_only:
+            if index >= 0 and self.roles[index]:
+                await self.app(scope, receive, send)
+                return
+            if index >= 0:
+                await render_error(
+                    Forbidden(
+                        "this operation needs an admin key (SYNERGY_ADMIN_API_KEYS); prediction "
+                        "keys cannot change the models served"
+                    )
+                )(scope, receive, send)
+                return
+        elif index >= 0 or (not self.require_key and index == -1):
             await self.app(scope, receive, send)
             return
         if self._is_browser_page(scope) and _accepts_html(scope):

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     explain_max_queue: int = Field(
         default=4, ge=1, description="Explain requests waiting for the worker; 503 above."
     )
+    explain_max_per_caller: int = Field(
+        default=2,
+        ge=1,
+        description="Explain requests one caller (API key, or client address without keys) may "
+        "have waiting or running; 503 above, so one caller cannot take the worker from others.",
+    )
     explain_niceness: int = Field(
         default=10,
         ge=0,
@@ -203,6 +209,16 @@ class Settings(BaseSettings):
     # Access control.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
+    # Admin keys (docs/security.md): model control and every other operation that changes
+    # the server's state for everyone. An admin key also works wherever a prediction key does.
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    admin_api_keys_file: Path | None = None
+    control_api: bool | None = Field(
+        default=None,
+        description="The model-control API (/v2/repository/models/*/load|unload): unset = on "
+        "exactly when an admin key is configured; true without any key opens it to everyone "
+        "(development only).",
+    )
     protect_metrics: bool = False
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -238,6 +254,20 @@ class Settings(BaseSettings):
     store_max_rows: int | None = Field(
         default=5_000_000, ge=1, description="The newest rows kept; unset = no row limit."
     )
+    store_max_bytes: int | None = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Byte budget of the stored rows (SQLite: pages in use; PostgreSQL: the "
+        "table with its indexes): past it the oldest rows are deleted after each write; "
+        "unset = no byte limit. Keep it well under the volume's size (docs/security.md).",
+    )
+    store_max_row_bytes: int = Field(
+        default=16 * 1024,
+        ge=256,
+        description="A row's compact input (a review's word ids, an image's pixels) is stored "
+        "only up to this size; larger ones keep their statistics and prediction, not the "
+        "input (counted in synergy_monitoring_inputs_omitted_total).",
+    )
     accuracy_window_rows: int = Field(
         default=500, ge=1, description="Newest rows with feedback in the recent accuracy."
     )
@@ -266,8 +296,38 @@ class Settings(BaseSettings):
     )
     payload_log_sample: float = Field(default=1.0, ge=0, le=1)
     payload_log_queue_events: int = Field(default=10_000, ge=1)
+    payload_log_queue_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Memory the payload log's queue may hold (the queued requests' input "
+        "rows); more are dropped and counted.",
+    )
+    payload_log_max_event_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="One event's JSON at most; a request event over it is written without its "
+        "instances (data.instances_omitted says why).",
+    )
+    payload_log_max_file_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=64 * 1024,
+        description="A payload-log file is rotated at this size (file -> file.1 -> ...).",
+    )
+    payload_log_backup_files: int = Field(
+        default=3, ge=0, description="Rotated payload-log files kept (0: the file is truncated)."
+    )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    # Health probes on a listener of their own (docs/security.md): a flood of idle
+    # connections that fills max_connections on the main port cannot make them fail.
+    probe_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the probe listener (GET /health/live, /health/ready only); unset "
+        "= none. The shipped manifests use 8081.",
+    )
+
+    @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")
     @classmethod
     def _lists_from_env(cls, value: object) -> object:
         return _split_list(value)
@@ -281,7 +341,19 @@ class Settings(BaseSettings):
                 "SYNERGY_API_KEYS is set but holds no key; give at least one key, or unset it "
                 "to serve without authentication"
             )
+        if "admin_api_keys" in self.model_fields_set and not self.admin_api_keys:
+            raise ValueError(
+                "SYNERGY_ADMIN_API_KEYS is set but holds no key; give at least one key, or unset "
+                "it (the model-control API is then off)"
+            )
         return self
+
+    def control_api_on(self) -> bool:
+        """Whether the model-control API answers: the setting, else whether an admin key is
+        configured."""
+        if self.control_api is not None:
+            return self.control_api
+        return bool(self.admin_api_keys or self.admin_api_keys_file)
 
     def batching_for(self, model_name: str) -> BatchingSettings:
         """The batching knobs of one model: its override, else the global defaults."""

@@ -52,6 +52,7 @@ def main() -> int:
             stack,
             args.out / "reload-server.log",
             SYNERGY_MODEL_POLL_S="0",
+            SYNERGY_CONTROL_API="true",
             SYNERGY_LOG_REQUESTS="false",
         )
         url = f"http://127.0.0.1:{port}"

@@ -33,6 +33,15 @@ ERROR_EXAMPLES = {
 }
 
 
+def _context(request: Request) -> Any:
+    """The request's context, with the client's address (the worker's fair share without
+    API keys)."""
+    context = request_context(request.scope)
+    client = request.scope.get("client")
+    context.client = f"address:{client[0]}" if client else ""
+    return context
+
+
 def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
     """The generic `:explain` routes (documented per model by `explain_openapi`)."""
 
@@ -43,7 +52,7 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
                 request.path_params["name"],
                 None,
                 await request.body(),
-                request_context(request.scope),
+                _context(request),
                 request.receive,
             )
         )
@@ -55,7 +64,7 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
                 request.path_params["name"],
                 version,
                 await request.body(),
-                request_context(request.scope),
+                _context(request),
                 request.receive,
             )
         )
@@ -69,7 +78,7 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
             request.path_params["name"],
             None,
             await file.read(),
-            request_context(request.scope),
+            _context(request),
             request.receive,
         )
         if output == "png":

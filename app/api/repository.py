@@ -1,8 +1,10 @@
 """Model-control routes (Triton's model repository extension); the logic is in
-`app.repository.control`. Protected by API keys like every route that is not a health check."""
+`app.repository.control`. Load and unload need an admin key and the control API on
+(docs/security.md); the index, read-only, any key."""
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Annotated, Any
 
@@ -16,6 +18,9 @@ from app.repository.control import RepositoryControl
 from app.schemas.responses import error_responses
 
 ERROR_SCHEMA = "#/components/schemas/ErrorResponse"
+# The operations that change the models served for everyone: an admin key only.
+ADMIN_PATHS = re.compile(r"^/v2/repository/models/[^/]+/(load|unload)$")
+
 ModelName = Annotated[str, Path(description="Model name (its folder in the models dir)")]
 
 
@@ -137,12 +142,17 @@ def add_repository_routes(app: FastAPI) -> None:
     tags: list[str | Enum] = ["model repository"]
     routes: list[tuple[str, Any, Any, tuple[int, ...]]] = [
         ("/v2/repository/index", repository_index, list[IndexEntry], (400, 401)),
-        ("/v2/repository/models/{name:model}/load", repository_load, dict[str, Any], (401, 404)),
+        (
+            "/v2/repository/models/{name:model}/load",
+            repository_load,
+            dict[str, Any],
+            (401, 403, 404),
+        ),
         (
             "/v2/repository/models/{name:model}/unload",
             repository_unload,
             dict[str, Any],
-            (401, 404),
+            (401, 403, 404, 409),
         ),
     ]
     control_body = {

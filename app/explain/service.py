@@ -69,6 +69,7 @@ class ExplanationService:
         registry = service.registry
         self.worker = ExplainWorker(
             max_queue=settings.explain_max_queue,
+            max_per_caller=settings.explain_max_per_caller,
             niceness=settings.explain_niceness,
             pressure=lambda: any(
                 entry.batcher is not None and entry.batcher.in_flight_rows > 0 for entry in registry
@@ -154,7 +155,7 @@ class ExplanationService:
                 self.metrics.duration.labels(entry.name).observe(time.perf_counter() - started[0])
 
         explanations = await self.worker.run(
-            work, deadline, f"{self.settings.explain_timeout_ms:g} ms"
+            work, deadline, f"{self.settings.explain_timeout_ms:g} ms", _share(context)
         )
         self.metrics.requests.labels(entry.name, str(entry.version), "ok").inc()
         return {"model": entry.name, "version": entry.version, "explanations": explanations}
@@ -235,3 +236,9 @@ def make_explainer(card: Any, model: Any, adapter: InputAdapter, settings: Setti
     return TextShapley(
         card, model.predict, adapter.vectorizer, permutations=settings.explain_text_permutations
     )
+
+
+def _share(context: RequestContext) -> str:
+    """Whose share of the explanation worker a request uses: its API key's, else its client
+    address's (set by the explain routes)."""
+    return context.caller or context.client

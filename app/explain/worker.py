@@ -8,6 +8,10 @@ thread also runs at a lower OS priority (nice), which helps where the backend co
 calling thread (TensorFlow eager, scikit-learn); XLA computes on its own threads, hence the
 yielding. A full queue answers 503 + Retry-After at once; a job past its deadline stops at its
 next check and its request gets a 504.
+
+Fair share (docs/security.md): each caller (API key, or client address without keys) may
+have at most `max_per_caller` jobs waiting or running (503 above), and the worker takes the
+callers' jobs in turn, so one caller's stream of requests cannot take the worker from others.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import queue
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +50,7 @@ class _Job:
     pressure: Callable[[], bool] | None = None
     max_yield_s: float = 0.0
     stopped: threading.Event = field(default_factory=threading.Event)
+    caller: str = ""
 
     def check(self) -> None:
         if self.stopped.is_set() or time.perf_counter() > self.deadline:
@@ -68,12 +73,19 @@ class ExplainWorker:
         niceness: int,
         pressure: Callable[[], bool] | None = None,
         max_yield_s: float = 0.0,
+        max_per_caller: int | None = None,
     ) -> None:
         self.max_queue = max_queue
+        self.max_per_caller = max_per_caller or 1 << 30  # None: no per-caller share
         self.niceness = niceness
         self.pressure = pressure
         self.max_yield_s = max_yield_s
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
+        # Waiting jobs per caller, the callers in turn (the next to be served first).
+        self._queues: OrderedDict[str, deque[_Job]] = OrderedDict()
+        self._waiting = 0
+        self._held: dict[str, int] = {}  # jobs waiting or running, per caller
+        self._ended = False
+        self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.busy = False
@@ -81,7 +93,7 @@ class ExplainWorker:
     @property
     def waiting(self) -> int:
         """Jobs queued and not yet started."""
-        return self._queue.qsize()
+        return self._waiting
 
     def _ensure_started(self) -> None:
         with self._lock:
@@ -89,20 +101,41 @@ class ExplainWorker:
                 self._thread = threading.Thread(target=self._run, name="explain", daemon=True)
                 self._thread.start()
 
-    async def run(self, work: Callable[[Check], Any], deadline: float, what: str) -> Any:
-        """`work(check)` on the worker thread; its result, or 503 (queue full) / 504 (past
-        `deadline`, a time.perf_counter() value; `what` names the limit in the message)."""
+    async def run(
+        self, work: Callable[[Check], Any], deadline: float, what: str, caller: str = ""
+    ) -> Any:
+        """`work(check)` on the worker thread; its result, or 503 (queue full, or `caller`
+        over its share) / 504 (past `deadline`, a time.perf_counter() value; `what` names the
+        limit in the message)."""
         self._ensure_started()
         loop = asyncio.get_running_loop()
-        job = _Job(work, deadline, loop, loop.create_future(), self.pressure, self.max_yield_s)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise Unavailable(
-                f"the explanation worker is busy ({self.max_queue} requests waiting); retry "
-                "shortly, or send fewer instances per request",
-                retry_after_s=2,
-            ) from None
+        job = _Job(
+            work,
+            deadline,
+            loop,
+            loop.create_future(),
+            self.pressure,
+            self.max_yield_s,
+            caller=caller,
+        )
+        with self._condition:
+            if self._held.get(caller, 0) >= self.max_per_caller:
+                raise Unavailable(
+                    f"this caller already has {self.max_per_caller} explanation(s) waiting or "
+                    "running (SYNERGY_EXPLAIN_MAX_PER_CALLER, a fair share of the one "
+                    "explanation worker); retry when one has finished",
+                    retry_after_s=2,
+                )
+            if self._waiting >= self.max_queue or self._ended:
+                raise Unavailable(
+                    f"the explanation worker is busy ({self.max_queue} requests waiting); "
+                    "retry shortly, or send fewer instances per request",
+                    retry_after_s=2,
+                )
+            self._queues.setdefault(caller, deque()).append(job)
+            self._waiting += 1
+            self._held[caller] = self._held.get(caller, 0) + 1
+            self._condition.notify()
         try:
             return await asyncio.wait_for(
                 asyncio.shield(job.future), timeout=max(0.0, deadline - time.perf_counter())
@@ -123,10 +156,11 @@ class ExplainWorker:
             with contextlib.suppress(AttributeError, OSError):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.niceness)
         while True:
-            job = self._queue.get()
+            job = self._next()
             if job is None:
                 return
             if job.stopped.is_set() or job.future.done():
+                self._release(job.caller)
                 del job
                 continue
             self.busy = True
@@ -142,28 +176,54 @@ class ExplainWorker:
                 result, error = None, exc
             finally:
                 self.busy = False
+                self._release(job.caller)
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
                 job.loop.call_soon_threadsafe(_settle, job.future, result, error)
             # Waiting for the next job must not keep this one's model version alive (it may
             # be unloaded meanwhile).
             del job, result, error
 
+    def _next(self) -> _Job | None:
+        """The next caller's oldest job (callers in turn); None once stopped."""
+        with self._condition:
+            while not self._waiting:
+                if self._ended:
+                    return None
+                self._condition.wait()
+            caller, jobs = next(iter(self._queues.items()))
+            job = jobs.popleft()
+            del self._queues[caller]
+            if jobs:
+                self._queues[caller] = jobs  # to the back of the line
+            self._waiting -= 1
+            return job
+
+    def _release(self, caller: str) -> None:
+        with self._condition:
+            held = self._held.get(caller, 0) - 1
+            if held > 0:
+                self._held[caller] = held
+            else:
+                self._held.pop(caller, None)
+
     def stop(self) -> None:
         """Let the thread end after its current job (queued jobs are dropped)."""
-        with contextlib.suppress(queue.Empty):
-            while True:
-                job = self._queue.get_nowait()
-                if job is not None:
-                    job.stopped.set()
-                    with contextlib.suppress(RuntimeError):
-                        job.loop.call_soon_threadsafe(
-                            _settle,
-                            job.future,
-                            None,
-                            Unavailable("the server is shutting down; retry on another replica"),
-                        )
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
+        with self._condition:
+            jobs = [job for queued in self._queues.values() for job in queued]
+            self._queues.clear()
+            self._waiting = 0
+            self._held.clear()
+            self._ended = True
+            self._condition.notify_all()
+        for job in jobs:
+            job.stopped.set()
+            with contextlib.suppress(RuntimeError):
+                job.loop.call_soon_threadsafe(
+                    _settle,
+                    job.future,
+                    None,
+                    Unavailable("the server is shutting down; retry on another replica"),
+                )
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -35,7 +35,7 @@ from app.monitoring.stats import (
     continuous_drift,
     wilson_interval,
 )
-from app.monitoring.store import Store, database_url
+from app.monitoring.store import Store, database_url, is_disk_full
 from app.monitoring.writer import Writer
 from app.repository import ModelEntry, ModelRegistry
 from app.settings import Settings
@@ -47,8 +47,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Feedback for a request whose rows are still queued on this replica waits for them this long.
+# A writer that is stuck (a batch in flight for over writer.STUCK_S) is not waited for at all:
+# the caller gets a 503 to retry. Feedback waits on threads of its own, so monitoring
+# reports never queue behind it.
 FEEDBACK_FLUSH_WAIT_S = 10.0
 DATABASE_THREADS = 4
+PRUNE_LOG_INTERVAL_S = 60.0
 
 
 class Monitor:
@@ -67,11 +71,27 @@ class Monitor:
         self._computers: dict[tuple[str, int], StatisticsComputer] = {}
         self._profiles: dict[tuple[str, int], Profile | None] = {}
         self._lock = threading.Lock()
+        self._pruned_logged_at = -PRUNE_LOG_INTERVAL_S
         self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="monitoring-db")
+        self._feedback_executor = ThreadPoolExecutor(
+            DATABASE_THREADS, thread_name_prefix="monitoring-feedback"
+        )
         self.dropped = Counter(
             "synergy_monitoring_dropped_rows_total",
             "Predicted rows not stored (queue full or database error) or not payload-logged.",
             ["sink"],
+            registry=metrics,
+        )
+        self.omitted_inputs = Counter(
+            "synergy_monitoring_inputs_omitted_total",
+            "Stored rows whose compact input was over SYNERGY_STORE_MAX_ROW_BYTES (their "
+            "statistics and prediction are stored, the input is not).",
+            registry=metrics,
+        )
+        self.deleted_rows = Counter(
+            "synergy_monitoring_deleted_rows_total",
+            "Stored rows deleted before their retention: over the byte budget "
+            "(SYNERGY_STORE_MAX_BYTES) or to make room on a full disk.",
             registry=metrics,
         )
         self.feedback_rows = Gauge(
@@ -122,6 +142,10 @@ class Monitor:
                 settings.payload_log.strip(),
                 max_events=settings.payload_log_queue_events,
                 on_drop=self.dropped.labels("payload_log").inc,
+                max_bytes=settings.payload_log_queue_bytes,
+                max_event_bytes=settings.payload_log_max_event_bytes,
+                max_file_bytes=settings.payload_log_max_file_bytes,
+                backup_files=settings.payload_log_backup_files,
             )
 
     # ------------------------------------------------------------------ lifecycle
@@ -154,6 +178,10 @@ class Monitor:
             on_drop=self.dropped.labels("store").inc,
             on_tick=self.housekeeping,
             tick_interval_s=settings.monitoring_interval_s,
+            max_bytes=settings.store_max_bytes,
+            max_row_bytes=settings.store_max_row_bytes,
+            on_omit=self.omitted_inputs.inc,
+            on_prune=self._pruned,
         )
         self.writer.start()
         self.started = True
@@ -169,6 +197,7 @@ class Monitor:
         if self.store is not None:
             self.store.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._feedback_executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ request path
     def record(self, event: PredictionEvent) -> None:
@@ -183,7 +212,13 @@ class Monitor:
         route = event.protocol or "v1"
         if self.writer is not None:
             self.writer.submit(
-                event.request_id, entry, route, time.time(), event.rows, event.probabilities
+                event.request_id,
+                entry,
+                event.caller,
+                route,
+                time.time(),
+                event.rows,
+                event.probabilities,
             )
         if self.payload_log is not None and random.random() < self.settings.payload_log_sample:  # noqa: S311
             self.payload_log.submit(
@@ -208,31 +243,55 @@ class Monitor:
 
     # ------------------------------------------------------------------ feedback
     async def feedback(
-        self, name: str, request_id: str, labels: list[str | None]
+        self,
+        name: str,
+        request_id: str,
+        labels: list[str | None],
+        caller: str = "",
+        admin: bool = False,
     ) -> dict[str, Any]:
-        """Store the true labels of one prediction; returns once committed (see README)."""
+        """Store the true labels of one prediction made by `caller` (an API key's fingerprint;
+        an admin key may label anyone's); returns once committed (see README)."""
         self.registry.versions(name)  # 404 for an unknown model
         self._require_store()
-        return await self._in_thread(self._feedback, name, request_id, labels)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._feedback_executor,
+            self._feedback,
+            name,
+            request_id,
+            labels,
+            None if admin else caller,
+        )
 
-    def _feedback(self, name: str, request_id: str, labels: list[str | None]) -> dict[str, Any]:
+    def _feedback(
+        self, name: str, request_id: str, labels: list[str | None], caller: str | None
+    ) -> dict[str, Any]:
         store = self.store
         assert store is not None
+        _storing(self._check_file, store)
+        written = True
         if self.writer is not None:
-            self.writer.wait_written(request_id, FEEDBACK_FLUSH_WAIT_S)
-        rows = store.prediction(name, request_id)
+            written = self.writer.wait_written(request_id, FEEDBACK_FLUSH_WAIT_S)
+        rows = _storing(store.prediction, name, request_id, caller)
         if not rows and store.dialect != "sqlite":
             # Another replica may have made the prediction and still hold its rows in its
             # queue: they reach the shared database within one flush interval.
             deadline = time.monotonic() + 2 * self.settings.store_flush_interval_ms / 1000 + 1
             while not rows and time.monotonic() < deadline:
                 time.sleep(0.1)
-                rows = store.prediction(name, request_id)
+                rows = _storing(store.prediction, name, request_id, caller)
+        if not rows and not written:
+            raise Unavailable(
+                "the prediction store's writer is behind (its last batch has not committed "
+                "yet), so this prediction may not be stored yet; retry shortly",
+                retry_after_s=5,
+            )
         if not rows:
             raise NotFound(
-                f"model {name} has no stored prediction with request id {request_id!r}; send "
-                "the X-Request-ID of a prediction response of this model (predictions are kept "
-                "for the retention period, and not at all when the store was full or off)"
+                f"model {name} has no stored prediction with request id {request_id!r} made "
+                "with this API key; send the X-Request-ID of a prediction response of this "
+                "model, with the key that made it (predictions are kept for the retention "
+                "period, and not at all when the store was full or off)"
             )
         if len(labels) != len(rows):
             raise InvalidInput(
@@ -252,7 +311,7 @@ class Monitor:
             for (row_id, _, _), label in zip(rows, labels, strict=True)
             if label is not None
         }
-        store.set_feedback(given)
+        _storing(store.set_feedback, given)
         return {
             "model": name,
             "version": version,
@@ -270,8 +329,11 @@ class Monitor:
         return list(entry.card.labels)
 
     # ------------------------------------------------------------------ reports
-    async def report(self, name: str, version: int | None) -> dict[str, Any]:
-        """Live accuracy and drift of every version of a model (or of one)."""
+    async def report(
+        self, name: str, version: int | None, caller: str | None = None
+    ) -> dict[str, Any]:
+        """Live accuracy and drift of every version of a model (or of one), over every
+        caller's rows or (`caller`, a key fingerprint) one caller's."""
         if version is None:
             entries = [e for e in self.registry.versions(name).values() if e.card is not None]
         else:
@@ -283,25 +345,47 @@ class Monitor:
                 )
         self._require_store()
         reports = await self._in_thread(
-            lambda: [self.version_report(e) for e in sorted(entries, key=lambda e: e.version)]
+            lambda: [
+                _storing(self.version_report, e, caller)
+                for e in sorted(entries, key=lambda e: e.version)
+            ]
         )
-        return {"model": name, "versions": reports}
+        return {
+            "model": name,
+            "caller": "all" if caller is None else "this key",
+            "versions": reports,
+        }
 
-    def version_report(self, entry: ModelEntry) -> dict[str, Any]:
-        """The monitoring report of one version (blocking); updates its Prometheus gauges."""
+    def version_report(self, entry: ModelEntry, caller: str | None = None) -> dict[str, Any]:
+        """The monitoring report of one version (blocking), over every caller's rows (then it
+        updates the version's Prometheus gauges) or one caller's."""
         store = self.store
         card = entry.card
         assert store is not None and card is not None
         name, version, labels = entry.name, entry.version, list(card.labels)
-        predicted_rows, feedback_rows, correct = store.counts(name, version)
-        recent = store.recent_feedback(name, version, self.settings.accuracy_window_rows)
+        predicted_rows, feedback_rows, correct = store.counts(name, version, caller)
+        recent = store.recent_feedback(name, version, self.settings.accuracy_window_rows, caller)
         recent_correct = sum(true == predicted for true, predicted in recent)
         held_out = card.metrics.accuracy
         all_time = _accuracy(correct, feedback_rows, held_out)
         recent_accuracy = _accuracy(recent_correct, len(recent), held_out)
-        cells = store.confusion(name, version)
+        cells = store.confusion(name, version, caller)
         matrix = [[cells.get((t, p), 0) for p in labels] for t in labels]
-        drift = self._drift(entry, store)
+        drift = self._drift(entry, store, caller)
+        report = {
+            "version": version,
+            "rows_predicted": predicted_rows,
+            "rows_with_feedback": feedback_rows,
+            "held_out_accuracy": held_out,
+            "accuracy": {
+                "all_time": all_time,
+                "recent": {**recent_accuracy, "window_rows": self.settings.accuracy_window_rows},
+            },
+            "confusion_matrix": {"labels": labels, "matrix": matrix},
+            "drift": drift,
+        }
+        if caller is not None:
+            return report
         v = str(version)
         self.stored_rows.labels(name, v).set(predicted_rows)
         self.feedback_rows.labels(name, v).set(feedback_rows)
@@ -314,23 +398,12 @@ class Monitor:
             self.drift_score.labels(name, v, stat).set(result["score"])
             self.drift_p_value.labels(name, v, stat).set(result["p_value"])
             self.drift_flag.labels(name, v, stat).set(int(result["flag"]))
-        return {
-            "version": version,
-            "rows_predicted": predicted_rows,
-            "rows_with_feedback": feedback_rows,
-            "held_out_accuracy": held_out,
-            "accuracy": {
-                "all_time": all_time,
-                "recent": {**recent_accuracy, "window_rows": self.settings.accuracy_window_rows},
-            },
-            "confusion_matrix": {"labels": labels, "matrix": matrix},
-            "drift": drift,
-        }
+        return report
 
-    def _drift(self, entry: ModelEntry, store: Store) -> dict[str, Any]:
+    def _drift(self, entry: ModelEntry, store: Store, caller: str | None) -> dict[str, Any]:
         settings = self.settings
         profile = self.profile(entry)
-        window = store.recent_rows(entry.name, entry.version, settings.drift_window_rows)
+        window = store.recent_rows(entry.name, entry.version, settings.drift_window_rows, caller)
         out: dict[str, Any] = {
             "window_rows": settings.drift_window_rows,
             "rows": len(window),
@@ -426,16 +499,46 @@ class Monitor:
             self._profiles[key] = profile
         return profile
 
+    def _pruned(self, rows: int) -> None:
+        self.deleted_rows.inc(rows)
+        now = time.monotonic()
+        if now - self._pruned_logged_at >= PRUNE_LOG_INTERVAL_S:
+            self._pruned_logged_at = now
+            log.warning(
+                "prediction store: %d oldest rows deleted to stay within its byte budget "
+                "(SYNERGY_STORE_MAX_BYTES) or to make room on a full disk "
+                "(synergy_monitoring_deleted_rows_total counts them all)",
+                rows,
+            )
+
+    def _check_file(self, store: Store) -> None:
+        """A deleted or replaced SQLite file: say so and use a new one, rather than answer
+        from (or write feedback to) a file that is gone."""
+        if store.file_replaced():
+            log.error(
+                "the prediction store's SQLite file was deleted or replaced: the rows it held "
+                "are gone; continuing with a new file"
+            )
+            store.reopen()
+
     def housekeeping(self) -> None:
         """Retention, then refresh the Prometheus gauges of every version (writer thread)."""
         store = self.store
         if store is None:
             return
         settings = self.settings
-        deleted = store.prune(
+        self._check_file(store)
+        retention = (
             settings.store_retention_days * 86400 if settings.store_retention_days else None,
             settings.store_max_rows,
         )
+        try:
+            deleted = store.prune(*retention)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._pruned(store.make_room())  # the reserve lets the delete run
+            deleted = store.prune(*retention)
         if deleted:
             log.info("prediction store: %d rows past retention deleted", deleted)
         for entry in self.registry:
@@ -458,6 +561,24 @@ class Monitor:
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def _storing(function: Callable[..., T], *args: Any) -> T:
+    """Call a store method; a database error (a full disk, a deleted or locked file, a lost
+    connection) is a 503 that says so, never a 500 (reserved for a model that raised)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return function(*args)
+    except SQLAlchemyError as exc:
+        log.error("prediction store: %s", _describe(exc))
+        full = is_disk_full(exc)
+        raise Unavailable(
+            "the prediction store cannot "
+            + ("write: its disk is full" if full else "be used right now")
+            + "; retry later (the server log says why)",
+            retry_after_s=30,
+        ) from None
 
 
 def _open_store(url: str) -> Store:

@@ -10,7 +10,9 @@ All methods block (database I/O): call them from a worker thread, never the even
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +48,7 @@ MIGRATION_LOCK_ID = 0x53594E4552  # "SYNER"
 # The columns a new row is inserted with (the feedback columns start NULL).
 INSERT_COLUMNS = (
     "request_id",
+    "caller",
     "model",
     "version",
     "route",
@@ -65,6 +68,9 @@ prediction_rows = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("request_id", String(128), nullable=False),
+    # The fingerprint of the API key that predicted ("" without keys; docs/security.md):
+    # request ids are per caller, and only that key (or an admin key) gives feedback.
+    Column("caller", String(32), nullable=False, server_default=""),
     Column("model", String(128), nullable=False),
     Column("version", Integer, nullable=False),
     Column("route", String(64), nullable=False),
@@ -109,6 +115,8 @@ def make_engine(url: str) -> Engine:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
+            # Give the write-ahead log's disk space back after each checkpoint beyond 64 MiB.
+            cursor.execute("PRAGMA journal_size_limit=67108864")
             cursor.close()
 
         return engine
@@ -129,6 +137,19 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+# Disk space SQLite keeps in reserve (a file next to the database): on a full disk, freeing it
+# is what lets retention delete rows at all (a delete needs room in the write-ahead log).
+RESERVE_BYTES = 8 * 1024 * 1024
+# The byte budget prunes down to this share of itself, so that it does not prune every batch.
+PRUNE_TO = 0.9
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL / the OS's ENOSPC, as the drivers word them."""
+    text = str(exc).lower()
+    return "disk is full" in text or "no space left" in text or "disk full" in text
+
+
 class Store:
     """Queries and writes of the prediction store (blocking; see the module docstring)."""
 
@@ -136,9 +157,59 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
+        self.path: Path | None = None
+        self._inode: tuple[int, int] | None = None
+        if self.dialect == "sqlite" and url.startswith("sqlite:///"):
+            self.path = Path(url[len("sqlite:///") :])
+            self._inode = _inode(self.path)
+
+    @property
+    def reserve(self) -> Path | None:
+        return None if self.path is None else self.path.with_name(self.path.name + ".reserve")
+
+    def ensure_reserve(self) -> None:
+        """Keep the reserve file (when there is room for it)."""
+        reserve = self.reserve
+        if reserve is None or (reserve.exists() and reserve.stat().st_size >= RESERVE_BYTES):
+            return
+        try:
+            with reserve.open("wb") as file:
+                file.truncate(0)
+                file.write(b"\0" * RESERVE_BYTES)  # written, not sparse: it must hold blocks
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                reserve.unlink()
+
+    def free_reserve(self) -> None:
+        reserve = self.reserve
+        if reserve is not None:
+            with contextlib.suppress(OSError):
+                reserve.unlink()
+
+    def file_replaced(self) -> bool:
+        """Whether the SQLite file was deleted or replaced since it was opened (its rows are
+        then gone: the store must reopen, not pretend)."""
+        if self.path is None:
+            return False
+        if self._inode is None:  # opened before the file was made: this is the file
+            self._inode = _inode(self.path)
+            return False
+        return _inode(self.path) != self._inode
+
+    def reopen(self) -> None:
+        """A new engine on the file at the path (created and migrated when missing)."""
+        self.engine.dispose()
+        self.engine = make_engine(self.url)
+        migrate(self.engine)
+        if self.path is not None:
+            self._inode = _inode(self.path)
 
     def migrate(self) -> None:
         migrate(self.engine)
+        if self.path is not None:
+            self._inode = _inode(self.path)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -159,14 +230,18 @@ class Store:
             with self.engine.begin() as connection:
                 connection.exec_driver_sql(sql, list(rows))
 
-    def prediction(self, model: str, request_id: str) -> list[tuple[int, int, str]]:
-        """The rows of the newest prediction of `model` with this request id, in order:
-        (row id, version, predicted label); empty when there is none."""
+    def prediction(
+        self, model: str, request_id: str, caller: str | None
+    ) -> list[tuple[int, int, str]]:
+        """The rows of the newest prediction of `model` with this request id made by `caller`
+        (None: by anyone, for an admin key), in order: (row id, version, predicted label);
+        empty when there is none."""
         t = prediction_rows
+        where = [t.c.request_id == request_id, t.c.model == model]
         with self.engine.connect() as connection:
             newest = connection.execute(
-                select(t.c.version, t.c.created_at)
-                .where(t.c.request_id == request_id, t.c.model == model)
+                select(t.c.version, t.c.created_at, t.c.caller)
+                .where(*where, *([t.c.caller == caller] if caller is not None else []))
                 .order_by(t.c.id.desc())
                 .limit(1)
             ).first()
@@ -175,8 +250,8 @@ class Store:
             rows = connection.execute(
                 select(t.c.id, t.c.version, t.c.predicted)
                 .where(
-                    t.c.request_id == request_id,
-                    t.c.model == model,
+                    *where,
+                    t.c.caller == newest.caller,
                     t.c.version == newest.version,
                     t.c.created_at == newest.created_at,
                 )
@@ -227,6 +302,59 @@ class Store:
                     deleted += connection.execute(delete(t).where(t.c.id <= cutoff)).rowcount or 0
         return deleted
 
+    def used_bytes(self) -> int:
+        """Bytes the stored rows take: SQLite's pages in use (the file less its free pages);
+        PostgreSQL's estimate (rows per the planner's statistics x the newest rows' mean
+        size), since its table files shrink only on VACUUM FULL."""
+        with self.engine.connect() as connection:
+            if self.dialect == "sqlite":
+                pages = connection.exec_driver_sql("PRAGMA page_count").scalar() or 0
+                free = connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
+                size = connection.exec_driver_sql("PRAGMA page_size").scalar() or 0
+                return int((pages - free) * size)
+            rows = connection.exec_driver_sql(
+                "SELECT GREATEST(reltuples, 0) FROM pg_class WHERE relname = 'prediction_rows'"
+            ).scalar()
+            mean = connection.exec_driver_sql(
+                "SELECT avg(pg_column_size(p.*)) FROM (SELECT * FROM prediction_rows "
+                "ORDER BY id DESC LIMIT 1000) p"
+            ).scalar()
+            return int(float(rows or 0) * float(mean or 0))
+
+    def prune_bytes(self, max_bytes: int) -> int:
+        """Delete the oldest rows until the rows take at most `PRUNE_TO` of `max_bytes`, when
+        they take more than `max_bytes`; returns how many. O(rows deleted): the row count is
+        read off the primary key (ids grow by one per row; only the oldest are deleted)."""
+        used = self.used_bytes()
+        if used <= max_bytes:
+            return 0
+        t = prediction_rows
+        with self.engine.begin() as connection:
+            low, high = connection.execute(select(func.min(t.c.id), func.max(t.c.id))).one()
+            if low is None:
+                return 0
+            rows = high - low + 1
+            excess = used - PRUNE_TO * max_bytes
+            count = min(rows, max(1, int(excess * rows / used) + 1))
+            return connection.execute(delete(t).where(t.c.id < low + count)).rowcount or 0
+
+    def make_room(self, share: float = 0.1) -> int:
+        """The disk is full: free the reserve, then delete the oldest `share` of the rows and
+        give the log's space back (checkpoint), so writing can go on; returns rows deleted."""
+        self.free_reserve()
+        t = prediction_rows
+        with self.engine.begin() as connection:
+            low, high = connection.execute(select(func.min(t.c.id), func.max(t.c.id))).one()
+            if low is None:
+                return 0
+            count = max(1, int((high - low + 1) * share))
+            deleted = connection.execute(delete(t).where(t.c.id < low + count)).rowcount or 0
+        if self.dialect == "sqlite":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.ensure_reserve()
+        return deleted
+
     # ------------------------------------------------------------------ reads
     def versions(self, model: str) -> list[int]:
         """Versions of `model` with stored rows."""
@@ -238,10 +366,11 @@ class Store:
                 .all()
             )
 
-    def counts(self, model: str, version: int) -> tuple[int, int, int]:
-        """(rows predicted, rows with feedback, of those predicted right)."""
+    def counts(self, model: str, version: int, caller: str | None = None) -> tuple[int, int, int]:
+        """(rows predicted, rows with feedback, of those predicted right), of one caller's
+        rows or (None) everyone's."""
         t = prediction_rows
-        where = and_(t.c.model == model, t.c.version == version)
+        where = and_(t.c.model == model, t.c.version == version, *_of(caller))
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(
@@ -252,37 +381,66 @@ class Store:
             ).one()
         return int(row[0]), int(row[1]), int(row[2])
 
-    def recent_feedback(self, model: str, version: int, limit: int) -> list[tuple[str, str]]:
+    def recent_feedback(
+        self, model: str, version: int, limit: int, caller: str | None = None
+    ) -> list[tuple[str, str]]:
         """(true label, predicted) of the newest `limit` predicted rows that have feedback."""
         t = prediction_rows
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(t.c.true_label, t.c.predicted)
-                .where(t.c.model == model, t.c.version == version, t.c.true_label.is_not(None))
+                .where(
+                    t.c.model == model,
+                    t.c.version == version,
+                    t.c.true_label.is_not(None),
+                    *_of(caller),
+                )
                 .order_by(t.c.id.desc())
                 .limit(limit)
             ).all()
         return [(row[0], row[1]) for row in rows]
 
-    def confusion(self, model: str, version: int) -> dict[tuple[str, str], int]:
+    def confusion(
+        self, model: str, version: int, caller: str | None = None
+    ) -> dict[tuple[str, str], int]:
         """{(true label, predicted): rows} over all feedback."""
         t = prediction_rows
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(t.c.true_label, t.c.predicted, func.count())
-                .where(t.c.model == model, t.c.version == version, t.c.true_label.is_not(None))
+                .where(
+                    t.c.model == model,
+                    t.c.version == version,
+                    t.c.true_label.is_not(None),
+                    *_of(caller),
+                )
                 .group_by(t.c.true_label, t.c.predicted)
             ).all()
         return {(row[0], row[1]): int(row[2]) for row in rows}
 
-    def recent_rows(self, model: str, version: int, limit: int) -> list[tuple[bytes, str]]:
+    def recent_rows(
+        self, model: str, version: int, limit: int, caller: str | None = None
+    ) -> list[tuple[bytes, str]]:
         """(statistics as float64 bytes, predicted label) of the newest `limit` rows."""
         t = prediction_rows
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(t.c.stats, t.c.predicted)
-                .where(t.c.model == model, t.c.version == version)
+                .where(t.c.model == model, t.c.version == version, *_of(caller))
                 .order_by(t.c.id.desc())
                 .limit(limit)
             ).all()
         return [(row[0], row[1]) for row in rows]
+
+
+def _of(caller: str | None) -> list[Any]:
+    """The filter for one caller's rows ([] for everyone's)."""
+    return [] if caller is None else [prediction_rows.c.caller == caller]
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino

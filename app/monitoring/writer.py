@@ -53,6 +53,10 @@ CHILD_CODE = (
     "from app.monitoring.writer import child_main; child_main()"
 )
 _HEADER = struct.Struct("<Q")
+# A batch in flight longer than this means a stuck database (a lock held elsewhere, a hung
+# disk): feedback then stops waiting for the writer at once (503) instead of each request
+# waiting its whole timeout.
+STUCK_S = 5.0
 # The writer process's CPU priority, relative to the server's (see child_main).
 WRITER_NICE = 10
 
@@ -62,6 +66,7 @@ class Record(NamedTuple):
 
     request_id: str
     entry: ModelEntry  # name, version, card (labels, input kind) and folder of the version
+    caller: str  # the API key's fingerprint ("" without keys)
     route: str
     created_at: float
     rows: Sequence[Any]  # as the version's adapter made them
@@ -74,6 +79,7 @@ class Group(NamedTuple):
     model: str
     version: int
     request_ids: list[str]
+    callers: list[str]
     routes: list[str]
     created_at: list[float]
     counts: list[int]  # rows of each request
@@ -90,6 +96,7 @@ class _Pending:
     more than the copies do (bench/RESULTS.md, issue 15)."""
 
     __slots__ = (
+        "callers",
         "counts",
         "created_at",
         "entry",
@@ -104,6 +111,7 @@ class _Pending:
     def __init__(self, entry: ModelEntry, capacity: int) -> None:
         self.entry = entry
         self.request_ids: list[str] = []
+        self.callers: list[str] = []
         self.routes: list[str] = []
         self.created_at: list[float] = []
         self.counts: list[int] = []
@@ -115,6 +123,7 @@ class _Pending:
     def add(
         self,
         request_id: str,
+        caller: str,
         route: str,
         created_at: float,
         rows: Sequence[Any],
@@ -133,6 +142,7 @@ class _Pending:
             # Reviews (EncodedText) as their text: what monitoring measures.
             self.objects.extend(getattr(row, "text", row) for row in rows)
         self.request_ids.append(request_id)
+        self.callers.append(caller)
         self.routes.append(route)
         self.created_at.append(created_at)
         self.counts.append(n)
@@ -175,6 +185,7 @@ class _Pending:
             entry.name,
             entry.version,
             self.request_ids,
+            self.callers,
             self.routes,
             self.created_at,
             self.counts,
@@ -197,8 +208,16 @@ class Writer:
         on_drop: Callable[[int], None],
         on_tick: Callable[[], None] | None = None,
         tick_interval_s: float = 60.0,
+        max_bytes: int | None = None,
+        max_row_bytes: int | None = None,
+        on_omit: Callable[[int], None] | None = None,
+        on_prune: Callable[[int], None] | None = None,
     ) -> None:
         self.database_url = database_url
+        # What the writer process enforces per batch (see `child_main`).
+        self.limits = {"max_bytes": max_bytes, "max_row_bytes": max_row_bytes}
+        self.on_omit = on_omit
+        self.on_prune = on_prune
         self.max_rows = max_rows
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
@@ -221,6 +240,9 @@ class Writer:
         self._child_failed_at = -float("inf")
         self._versions_sent: set[tuple[str, int]] = set()
         self.written_rows = 0
+        # time.monotonic() when the batch being written was taken (None: none is): a batch
+        # that has taken long means a stuck database, and feedback stops waiting for it.
+        self._writing_since: float | None = None
 
     @property
     def queued_rows(self) -> int:
@@ -246,6 +268,7 @@ class Writer:
         self,
         request_id: str,
         entry: ModelEntry,
+        caller: str,
         route: str,
         created_at: float,
         rows: Sequence[Any],
@@ -263,7 +286,7 @@ class Writer:
                 pending = self._pending.get(key)
                 if pending is None:
                     pending = self._pending[key] = _Pending(entry, self.batch_rows)
-                pending.add(request_id, route, created_at, rows, probabilities)
+                pending.add(request_id, caller, route, created_at, rows, probabilities)
                 self._queued_rows += n
                 self._queued_records += 1
                 self._accepted += 1
@@ -281,12 +304,15 @@ class Writer:
         with self._condition:
             target = self._accepted
             while self._handled < target:
+                since = self._writing_since
+                if since is not None and time.monotonic() - since > min(STUCK_S, timeout_s):
+                    return False  # stuck: waiting would only hold the caller
                 self._flush_now = True
                 self._condition.notify_all()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._condition.wait(left)
+                self._condition.wait(min(left, 1.0))  # and look again whether it is stuck
         return True
 
     def _take(self) -> tuple[list[_Pending], int, int]:
@@ -307,15 +333,23 @@ class Writer:
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self.tick_interval_s
+        # Start the writer process now, not with the first batch: the first feedback then
+        # does not wait for its start-up (imports take seconds on a busy machine).
+        try:
+            self._child = _Child.start(self.database_url, self.limits)
+        except Exception as exc:  # noqa: BLE001 - retried with the first batch
+            log.error("the store's writer process did not start: %s", exc)
         while True:
             taken, rows, records = self._take()
             if taken:
+                self._writing_since = time.monotonic()
                 try:
                     self.written_rows += rows - self._write(taken)
                 except Exception as exc:  # noqa: BLE001 - counted; the thread must go on
                     log.error("writing %d predicted rows to the store failed: %s", rows, exc)
                     self.on_drop(rows)
                 with self._condition:
+                    self._writing_since = None
                     self._handled += records
                     self._condition.notify_all()
             with self._condition:
@@ -340,7 +374,7 @@ class Writer:
             self._child = None
             self._versions_sent.clear()
             try:
-                child = _Child.start(self.database_url)
+                child = _Child.start(self.database_url, self.limits)
             except Exception:
                 self._child_failed_at = time.monotonic()
                 raise
@@ -366,6 +400,11 @@ class Writer:
             raise RuntimeError(answer[1])
         lost: int = answer[1]
         problem: str | None = answer[2]
+        omitted, pruned = answer[3], answer[4]
+        if omitted and self.on_omit is not None:
+            self.on_omit(omitted)
+        if pruned and self.on_prune is not None:
+            self.on_prune(pruned)
         if lost:
             log.error("%d predicted rows could not be stored: %s", lost, problem)
             self.on_drop(lost)
@@ -404,7 +443,7 @@ class _Child:
         self._answer: list[Any] = []
 
     @classmethod
-    def start(cls, database_url: str) -> _Child:
+    def start(cls, database_url: str, limits: dict[str, int | None]) -> _Child:
         root = str(Path(__file__).resolve().parents[2])  # the checkout whose `app` this is
         process = subprocess.Popen(  # noqa: S603 - this interpreter, our own code
             [sys.executable, "-c", CHILD_CODE, root],
@@ -414,7 +453,7 @@ class _Child:
         )
         child = cls(process)
         # The URL (it may hold a password) through the pipe, not the command line.
-        _send(child.stdin, ("open", database_url))
+        _send(child.stdin, ("open", database_url, limits))
         return child
 
     def alive(self) -> bool:
@@ -478,7 +517,10 @@ def child_main() -> None:
     from app.schemas.card import ModelCard
 
     logging.basicConfig(level=logging.WARNING, format="monitoring-writer: %(message)s")
+    from app.monitoring.store import is_disk_full
+
     store: Store | None = None
+    limits: dict[str, int | None] = {}
     computers: dict[tuple[str, int], StatisticsComputer | str] = {}
     while True:
         try:
@@ -488,6 +530,8 @@ def child_main() -> None:
         kind = message[0]
         if kind == "open":
             store = Store(message[1])
+            limits = message[2]
+            store.ensure_reserve()
         elif kind == "version":
             _, model, version, card_json, folder = message
             try:
@@ -498,9 +542,29 @@ def child_main() -> None:
         elif kind == "batch":
             try:
                 assert store is not None
-                rows, lost, problem = to_rows(message[1], computers)
-                store.insert_rows(rows)
-                answer: tuple[Any, ...] = ("ok", lost, problem)
+                if store.file_replaced():
+                    logging.error(
+                        "the store's SQLite file was deleted or replaced: the rows it held are "
+                        "gone; writing to a new file"
+                    )
+                    store.reopen()
+                rows, lost, problem, omitted = to_rows(
+                    message[1], computers, limits.get("max_row_bytes")
+                )
+                pruned = 0
+                try:
+                    store.insert_rows(rows)
+                except Exception as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    # Retention on a full disk: the reserve makes room for the delete.
+                    pruned += store.make_room()
+                    logging.error("disk full: deleted the oldest %d stored rows", pruned)
+                    store.insert_rows(rows)
+                max_bytes = limits.get("max_bytes")
+                if max_bytes:
+                    pruned += store.prune_bytes(max_bytes)
+                answer: tuple[Any, ...] = ("ok", lost, problem, omitted, pruned)
             except Exception as exc:  # noqa: BLE001 - reported to the server, which counts
                 answer = ("error", _describe(exc))
             try:
@@ -512,15 +576,16 @@ def child_main() -> None:
 
 
 def to_rows(
-    groups: list[Group], computers: dict[Any, Any]
-) -> tuple[list[tuple[Any, ...]], int, str | None]:
-    """Groups -> (store rows (see `Store.insert_rows`), rows that could not be made, why).
+    groups: list[Group], computers: dict[Any, Any], max_row_bytes: int | None = None
+) -> tuple[list[tuple[Any, ...]], int, str | None, int]:
+    """Groups -> (store rows (see `Store.insert_rows`), rows that could not be made, why,
+    rows stored without their compact input because it was over `max_row_bytes`).
 
     The statistics and compact forms are computed once per model version over all its rows
     of the batch (vectorised). A version whose statistics fail (its vocabulary unreadable)
     loses its rows, not the other versions'."""
     rows: list[tuple[Any, ...]] = []
-    lost = 0
+    lost = omitted = 0
     problem: str | None = None
     for group in groups:
         computer = computers.get((group.model, group.version))
@@ -538,26 +603,36 @@ def to_rows(
         predicted = [labels[i] for i in np.asarray(group.probabilities).argmax(axis=1).tolist()]
         probabilities = np.asarray(group.probabilities, dtype=np.float32)
         position = 0
-        for request_id, route, created_at, count in zip(
-            group.request_ids, group.routes, group.created_at, group.counts, strict=True
+        for request_id, caller, route, created_at, count in zip(
+            group.request_ids,
+            group.callers,
+            group.routes,
+            group.created_at,
+            group.counts,
+            strict=True,
         ):
             for index in range(count):
+                compact = features[position]
+                if max_row_bytes is not None and len(compact) > max_row_bytes:
+                    compact = None  # a 50,000-character review: its statistics stay
+                    omitted += 1
                 rows.append(
                     (
                         request_id,
+                        caller,
                         group.model,
                         group.version,
                         route,
                         index,
                         created_at,
-                        features[position],
+                        compact,
                         stats[position].tobytes(),
                         probabilities[position].tobytes(),
                         predicted[position],
                     )
                 )
                 position += 1
-    return rows, lost, problem
+    return rows, lost, problem, omitted
 
 
 def _describe(exc: BaseException) -> str:

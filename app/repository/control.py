@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.errors import BadRequest, NotFound
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.repository.lifecycle import Lifecycle
 from app.repository.registry import ModelRegistry, ModelState
 
@@ -30,11 +30,34 @@ TRITON_STATES = {
 
 
 class RepositoryControl:
-    """index / load / unload over the registry and the lifecycle."""
+    """index / load / unload over the registry and the lifecycle.
 
-    def __init__(self, registry: ModelRegistry, lifecycle: Lifecycle) -> None:
+    `enabled`: load and unload answer at all (off: 403; docs/security.md). `polled`: the
+    models dir is rescanned periodically, so an explicit unload is refused (409), as Triton
+    refuses explicit model control in its poll mode: otherwise a model unloaded while the
+    replica is polled would stay unloaded, readiness 503 and liveness 200 for good.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        lifecycle: Lifecycle,
+        *,
+        enabled: bool = True,
+        polled: bool = False,
+    ) -> None:
         self.registry = registry
         self.lifecycle = lifecycle
+        self.enabled = enabled
+        self.polled = polled
+
+    def _require_enabled(self) -> None:
+        if not self.enabled:
+            raise Forbidden(
+                "the model-control API is off on this server; configure an admin key "
+                "(SYNERGY_ADMIN_API_KEYS or SYNERGY_ADMIN_API_KEYS_FILE) or set "
+                "SYNERGY_CONTROL_API=true to turn it on"
+            )
 
     def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
         """`[{"name", "version", "state", "reason"}]`, by name then version; unloaded models
@@ -70,6 +93,7 @@ class RepositoryControl:
         folder, BadRequest (Triton's status) with the reasons when no version of it is ready
         afterwards, Conflict when an unload that arrived later overtook it (docs/lifecycle.md:
         the later call wins)."""
+        self._require_enabled()
         await self.lifecycle.load_model(name)
         model = self.registry.models.get(name)
         if model is None or not model.versions:
@@ -87,5 +111,12 @@ class RepositoryControl:
 
     async def unload(self, name: str) -> None:
         """Unload every version of `name` (raises NotFound); returns when they are unloaded
-        (requests in flight finish first)."""
+        (requests in flight finish first). Raises Conflict while the models dir is polled."""
+        self._require_enabled()
+        if self.polled:
+            raise Conflict(
+                f"model {name} cannot be unloaded while the models dir is polled "
+                "(SYNERGY_MODEL_POLL_S > 0): remove its folder instead, or set "
+                "SYNERGY_MODEL_POLL_S=0 to control models explicitly"
+            )
         await self.lifecycle.unload(name)

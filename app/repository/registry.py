@@ -143,11 +143,21 @@ class RepositoryFileError(Exception):
     (the file's name inside its model folder, the kind of problem; no paths)."""
 
 
-def read_repository_file(path: Path, root: Path) -> bytes:
+# What a scan reads whole, at most (docs/security.md): a scan runs every SYNERGY_MODEL_POLL_S,
+# so a 300 MB config.json must be refused from its size, never read (a real one is a few KB).
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CARD_BYTES = 4 * 1024 * 1024
+MAX_REPOSITORY_FILE_BYTES = 16 * 1024 * 1024
+
+
+def read_repository_file(
+    path: Path, root: Path, max_bytes: int = MAX_REPOSITORY_FILE_BYTES
+) -> bytes:
     """The bytes of a regular file inside `root` (the resolved models dir).
 
     Refuses a link that leaves `root`, anything but a regular file (a FIFO would block the
-    read forever, a device could be endless) and files that cannot be read, with a
+    read forever, a device could be endless), a file over `max_bytes` (from its size, before
+    reading; and while reading, should it grow) and files that cannot be read, with a
     RepositoryFileError that names only `path.name`.
     """
     name = path.name
@@ -165,10 +175,20 @@ def read_repository_file(path: Path, root: Path) -> bytes:
     except OSError as exc:
         raise RepositoryFileError(f"{name} cannot be read ({_os_problem(exc)})") from exc
     try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             raise RepositoryFileError(f"{name} is not a regular file; refusing it")
+        too_large = RepositoryFileError(
+            f"{name} is over the limit of {max_bytes} bytes for this file; refusing it"
+        )
+        if status.st_size > max_bytes:
+            raise too_large
         chunks = []
+        size = 0
         while chunk := os.read(descriptor, 1 << 20):
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
     except OSError as exc:
@@ -326,7 +346,7 @@ def _read_config(
 ) -> tuple[ModelConfig | None, str | None]:
     """(the config.json to put in force, or None to keep the one in force; why not)."""
     try:
-        data = read_repository_file(model_dir / CONFIG_FILENAME, root)
+        data = read_repository_file(model_dir / CONFIG_FILENAME, root, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         return ModelConfig(), None  # no file: the defaults
     except RepositoryFileError as exc:
@@ -383,7 +403,7 @@ def _read_version(name: str, version: int, folder: Path, root: Path) -> ModelEnt
         return entry
     try:
         entry.card = ModelCard.model_validate_json(
-            read_repository_file(folder / CARD_FILENAME, root)
+            read_repository_file(folder / CARD_FILENAME, root, MAX_CARD_BYTES)
         )
     except FileNotFoundError:
         entry.fail(f"{CARD_FILENAME} is missing; every model version needs its card")

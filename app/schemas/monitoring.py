@@ -102,4 +102,8 @@ class MonitoringResponse(BaseModel):
     """Live accuracy against the card and input drift, per version."""
 
     model: str
+    caller: str = Field(
+        description='"all": every caller\'s rows; "this key": the rows '
+        "predicted with the calling API key (?rows=mine)."
+    )
     versions: list[VersionMonitoring]

@@ -21,7 +21,11 @@ class ErrorResponse(BaseModel):
 _DESCRIPTIONS = {
     400: "Malformed request: the body is not valid JSON (or not valid multipart data).",
     401: "Missing or wrong API key (only when API keys are configured).",
+    403: "The key lacks the role (model control needs an admin key), the operation is off "
+    "on this server, or the prediction belongs to another key.",
     404: "Unknown model, version or path.",
+    409: "The operation contradicts the server's configuration (an unload while the models "
+    "dir is polled).",
     413: "Too large: body, image pixels or number of instances over a limit.",
     415: "Wrong content type.",
     422: "Invalid input: wrong shape, type or range, NaN/Infinity, text too long.",
@@ -36,7 +40,12 @@ _EXAMPLES = {
     '20); send {"instances": [...]}',
     401: "missing or wrong API key: send 'Authorization: Bearer <key>' (in Swagger UI, use the "
     "Authorize button)",
+    403: "this operation needs an admin key (SYNERGY_ADMIN_API_KEYS); prediction keys cannot "
+    "change the models served",
     404: "unknown model 'iris'; available models: binary-mlp, imdb-sentiment, iris-knn, mnist-cnn",
+    409: "model iris-knn cannot be unloaded while the models dir is polled "
+    "(SYNERGY_MODEL_POLL_S > 0): remove its folder instead, or set SYNERGY_MODEL_POLL_S=0 to "
+    "control models explicitly",
     413: "too many instances: at most 1000 per request; split them over several requests",
     415: "the body must be JSON, sent with Content-Type: application/json (got text/plain)",
     422: "instances[0]: List should have at least 4 items after validation, not 3. Each "

@@ -14,6 +14,7 @@ from fastapi.routing import iter_route_contexts
 from tests.conftest import running_app
 
 KEYS = ["alpha-key-0123456789", "beta-key-9876543210"]
+ADMIN_KEY = "admin-key-5555555555"
 OPEN = {
     "/",
     "/health/live",
@@ -31,7 +32,7 @@ VALUES = {"name": "iris-knn", "version": "1", "label": "stable", "path": "swagge
 
 @pytest.fixture(scope="module")
 def keyed(tiny_models_dir: Path) -> Iterator[Any]:
-    with running_app(tiny_models_dir, api_keys=KEYS) as client:
+    with running_app(tiny_models_dir, api_keys=KEYS, admin_api_keys=[ADMIN_KEY]) as client:
         yield client
 
 
@@ -74,7 +75,7 @@ def test_every_protected_route_needs_a_key(keyed: Any) -> None:
         assert allowed.status_code != 401, (method, path)
     # The repository API's unload was among them: the model serves again for the next tests.
     loaded = _call(
-        keyed, "POST", "/v2/repository/models/iris-knn/load", Authorization=f"Bearer {KEYS[1]}"
+        keyed, "POST", "/v2/repository/models/iris-knn/load", Authorization=f"Bearer {ADMIN_KEY}"
     )
     assert loaded.status_code == 200, loaded.text
 

@@ -308,7 +308,7 @@ def test_a_version_policy_in_config_selects_the_versions(models_copy: Path) -> N
 def test_the_repository_api_lists_unloads_and_loads(models_copy: Path) -> None:
     models = _iris_only(models_copy)
     _publish(models, 2, _corrupt_artifact)
-    with running_app(models, model_poll_s=0) as client:
+    with running_app(models, model_poll_s=0, control_api=True) as client:
         index = client.post("/v2/repository/index").json()
         assert [(m["name"], m["version"], m["state"]) for m in index] == [
             ("iris-knn", "1", "READY"),
@@ -337,7 +337,9 @@ def test_the_repository_api_lists_unloads_and_loads(models_copy: Path) -> None:
 
 def test_the_repository_api_needs_a_key(models_copy: Path) -> None:
     models = _iris_only(models_copy)
-    with running_app(models, api_keys=["secret-key-123456"]) as client:
+    with running_app(
+        models, api_keys=["secret-key-123456"], admin_api_keys=["admin-key-654321"]
+    ) as client:
         for path in (
             "/v2/repository/index",
             "/v2/repository/models/iris-knn/load",
@@ -356,7 +358,7 @@ def test_an_unloaded_version_leaves_nothing_behind(models_copy: Path) -> None:
     from app.repository import ModelEntry
 
     models = _iris_only(models_copy)
-    with running_app(models, model_poll_s=0) as client:
+    with running_app(models, model_poll_s=0, control_api=True) as client:
         for _ in range(3):
             _version(_predict(client))  # in use: monitored, explained caches filled
             client.post("/v1/models/iris-knn:explain", json={"instances": [IRIS]})

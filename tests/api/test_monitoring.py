@@ -211,11 +211,11 @@ def test_payload_log_has_readable_v2_binary_tensors(app_client: Any) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = app_client.payloads.read_text() if app_client.payloads.exists() else ""
-        if '"id":"v2-bin-1"' in text:
+        if '"requestid":"v2-bin-1"' in text:
             break
         time.sleep(0.1)
     events = [json.loads(line) for line in text.splitlines()]
-    mine = [e for e in events if e["id"] == "v2-bin-1"]
+    mine = [e for e in events if e["requestid"] == "v2-bin-1"]
     assert {e["type"] for e in mine} == {
         "io.synergy.inference.request",
         "io.synergy.inference.response",

@@ -93,10 +93,10 @@ def test_http_payload_log_posts_cloud_events_batches(iris_only: Path) -> None:
     with Sink() as sink, running_app(iris_only, payload_log=sink.url) as client:
         response = predict(client, "iris-knn", IRIS, headers={"X-Request-ID": "http-payload-1"})
         assert response.status_code == 200, response.text
-        _wait(lambda: len([e for e in sink.events() if e["id"] == "http-payload-1"]) >= 2)
+        _wait(lambda: len([e for e in sink.events() if e["requestid"] == "http-payload-1"]) >= 2)
         headers, _ = sink.received[0]
         assert headers["Content-Type"] == "application/cloudevents-batch+json"
-        mine = [e for e in sink.events() if e["id"] == "http-payload-1"]
+        mine = [e for e in sink.events() if e["requestid"] == "http-payload-1"]
         assert sorted(e["type"] for e in mine) == [
             "io.synergy.inference.request",
             "io.synergy.inference.response",

@@ -196,3 +196,23 @@ def test_an_artifact_that_is_a_fifo_is_refused_without_hanging(models_copy: Path
     checker.join(timeout=60)
     assert not checker.is_alive(), "the artifact check hangs on a FIFO"
     assert problems == ["model.joblib: not a regular file; refusing it"]
+
+
+def test_oversize_cards_and_configs_are_refused_from_their_size(
+    models_copy: Path, tmp_path: Path
+) -> None:
+    from app.repository import read_repository_file
+    from app.repository.registry import MAX_CONFIG_BYTES, RepositoryFileError
+
+    # Sparse files: 300 MB by their size, no disk used, and never read.
+    card = models_copy / "iris-knn" / "1" / "card.json"
+    with card.open("r+b") as file:
+        file.truncate(300 * 1024 * 1024)
+    config = models_copy / "binary-mlp" / "config.json"
+    with config.open("wb") as file:
+        file.truncate(300 * 1024 * 1024)
+    entries = {(e.name, e.version): e for e in discover(models_copy)}
+    assert "card.json is over the limit" in str(entries[("iris-knn", 1)].reason)
+    with pytest.raises(RepositoryFileError, match="over the limit"):
+        read_repository_file(config, models_copy.resolve(), MAX_CONFIG_BYTES)
+    _assert_no_leak(str(entries[("iris-knn", 1)].reason))

@@ -24,7 +24,7 @@ def _events(log: Path, request_id: str, timeout_s: float = 60) -> list[dict[str,
         lines = log.read_bytes().splitlines()
         # Other lines (the server's logs) may be JSON too: events are what carries a specversion.
         events = [json.loads(line) for line in lines if b'"specversion"' in line]
-        mine = [event for event in events if event["id"] == request_id]
+        mine = [event for event in events if event["requestid"] == request_id]
         if len(mine) >= 2 or time.monotonic() > deadline:
             return mine
         time.sleep(0.1)

@@ -158,6 +158,70 @@ def test_the_worker_refuses_at_once_when_its_queue_is_full() -> None:
     asyncio.run(scenario())
 
 
+def test_one_caller_cannot_take_the_worker_from_another() -> None:
+    async def scenario() -> None:
+        worker = ExplainWorker(max_queue=4, niceness=0, max_per_caller=2)
+        started, release = threading.Event(), threading.Event()
+        deadline = time.perf_counter() + 60
+        order: list[str] = []
+
+        def job(name: str) -> Any:
+            return lambda check: order.append(name) or name
+
+        running = asyncio.ensure_future(
+            worker.run(_blocking_job(started, release), deadline, "x", caller="greedy")
+        )
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        greedy = asyncio.ensure_future(worker.run(job("greedy-2"), deadline, "x", "greedy"))
+        await asyncio.sleep(0.01)
+        # The greedy caller is at its share; its next request is refused at once ...
+        for _ in range(10):
+            with pytest.raises(Unavailable, match="EXPLAIN_MAX_PER_CALLER"):
+                await worker.run(job("greedy-n"), deadline, "x", caller="greedy")
+        # ... and another caller still gets in, every time.
+        others = [
+            asyncio.ensure_future(worker.run(job(f"other-{i}"), deadline, "x", f"other-{i}"))
+            for i in range(2)
+        ]
+        await asyncio.sleep(0.01)
+        release.set()
+        assert await running == "done"
+        assert await greedy == "greedy-2" and [await o for o in others] == ["other-0", "other-1"]
+        assert "greedy-n" not in order
+        worker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_callers_are_served_in_turn() -> None:
+    async def scenario() -> None:
+        worker = ExplainWorker(max_queue=8, niceness=0, max_per_caller=4)
+        started, release = threading.Event(), threading.Event()
+        deadline = time.perf_counter() + 60
+        order: list[str] = []
+
+        def job(name: str) -> Any:
+            return lambda check: order.append(name) or name
+
+        first = asyncio.ensure_future(
+            worker.run(_blocking_job(started, release), deadline, "x", caller="a")
+        )
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        jobs = [asyncio.ensure_future(worker.run(job(f"a{i}"), deadline, "x", "a")) for i in (2, 3)]
+        await asyncio.sleep(0.01)
+        jobs.append(asyncio.ensure_future(worker.run(job("b1"), deadline, "x", "b")))
+        await asyncio.sleep(0.01)
+        release.set()
+        await first
+        await asyncio.gather(*jobs)
+        assert order == ["a2", "b1", "a3"]  # b does not wait behind all of a's queue
+        worker.stop()
+
+    asyncio.run(scenario())
+
+
 def test_a_job_past_its_deadline_is_a_504_and_stops_at_its_next_check() -> None:
     stopped = threading.Event()
 

@@ -113,12 +113,29 @@ def test_card_must_list_its_profile(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- store
 def _row(
-    request_id: str, index: int, predicted: str = "a", created_at: float = 1000.0
+    request_id: str,
+    index: int,
+    predicted: str = "a",
+    created_at: float = 1000.0,
+    caller: str = "",
+    features: bytes = b"\x00",
 ) -> tuple[Any, ...]:
     # INSERT_COLUMNS order.
     stats = np.array([1.0]).tobytes()
     probabilities = np.array([0.9, 0.1], dtype=np.float32).tobytes()
-    return (request_id, "m", 1, "v1", index, created_at, b"\x00", stats, probabilities, predicted)
+    return (
+        request_id,
+        caller,
+        "m",
+        1,
+        "v1",
+        index,
+        created_at,
+        features,
+        stats,
+        probabilities,
+        predicted,
+    )
 
 
 @pytest.fixture
@@ -131,10 +148,10 @@ def store(tmp_path: Path) -> Store:
 
 def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
     store.insert_rows([_row("r1", 0, "a"), _row("r1", 1, "b"), _row("r2", 0, "a")])
-    rows = store.prediction("m", "r1")
+    rows = store.prediction("m", "r1", "")
     assert [(version, label) for _, version, label in rows] == [(1, "a"), (1, "b")]
-    assert store.prediction("m", "unknown") == []
-    assert store.prediction("other-model", "r1") == []
+    assert store.prediction("m", "unknown", "") == []
+    assert store.prediction("other-model", "r1", "") == []
     store.set_feedback({rows[0][0]: "a", rows[1][0]: "a"})
     assert store.counts("m", 1) == (3, 2, 1)
     first = store.recent_feedback("m", 1, 10)
@@ -147,7 +164,19 @@ def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
 def test_store_newest_prediction_wins_for_a_reused_request_id(store: Store) -> None:
     store.insert_rows([_row("dup", 0, "a", created_at=1.0)])
     store.insert_rows([_row("dup", 0, "b", created_at=2.0), _row("dup", 1, "b", created_at=2.0)])
-    assert [label for _, _, label in store.prediction("m", "dup")] == ["b", "b"]
+    assert [label for _, _, label in store.prediction("m", "dup", "")] == ["b", "b"]
+
+
+def test_request_ids_are_per_caller_and_an_admin_sees_every_caller(store: Store) -> None:
+    # Two callers use the same request id: each names its own prediction only.
+    store.insert_rows([_row("same", 0, "a", created_at=1.0, caller="key-a")])
+    store.insert_rows([_row("same", 0, "b", created_at=2.0, caller="key-b")])
+    assert [label for _, _, label in store.prediction("m", "same", "key-a")] == ["a"]
+    assert [label for _, _, label in store.prediction("m", "same", "key-b")] == ["b"]
+    assert store.prediction("m", "same", "key-c") == []
+    assert [label for _, _, label in store.prediction("m", "same", None)] == ["b"]  # admin
+    assert store.counts("m", 1, "key-a") == (1, 0, 0)
+    assert store.counts("m", 1) == (2, 0, 0)
 
 
 def test_store_retention_by_age_and_rows(store: Store) -> None:
@@ -157,7 +186,7 @@ def test_store_retention_by_age_and_rows(store: Store) -> None:
     assert store.prune(max_age_s=60, max_rows=None) == 3
     assert store.prune(max_age_s=None, max_rows=2) == 3
     assert store.counts("m", 1)[0] == 2
-    assert store.prediction("m", "new4") and not store.prediction("m", "new0")
+    assert store.prediction("m", "new4", "") and not store.prediction("m", "new0", "")
 
 
 # ---------------------------------------------------------------------- writer
@@ -173,6 +202,7 @@ def _record(entry: ModelEntry, request_id: str, rows: int) -> Record:
     return Record(
         request_id=request_id,
         entry=entry,
+        caller="",
         route="v1",
         created_at=time.time(),
         rows=[np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)] * rows,
@@ -213,10 +243,20 @@ def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
         # The writer would wait 60 s for more rows; a feedback wait makes it write now.
         assert writer.wait_written("now", timeout_s=60)
         assert time.perf_counter() - started < 50
-        rows = store.prediction("iris-knn", "now")
+        rows = store.prediction("iris-knn", "now", "")
         assert [label for _, _, label in rows] == ["setosa", "setosa"]
     finally:
         writer.stop()
+
+
+def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntry) -> None:
+    writer = _writer(store)  # not started: its batch never commits
+    writer.submit(*_record(iris, "queued", 1))
+    # A batch that has been in flight for a minute: the database is stuck.
+    writer._writing_since = time.monotonic() - 60
+    started = time.perf_counter()
+    assert not writer.wait_written("queued", timeout_s=30)
+    assert time.perf_counter() - started < 5
 
 
 def test_the_writer_process_stores_what_the_store_records(store: Store, iris: ModelEntry) -> None:
@@ -245,7 +285,7 @@ def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> No
     writer.start()
     writer.submit(*_record(iris, "last", 1))
     writer.stop(timeout_s=60)
-    assert store.prediction("iris-knn", "last")
+    assert store.prediction("iris-knn", "last", "")
 
 
 def test_a_dead_writer_process_drops_counts_and_is_replaced(
@@ -270,8 +310,8 @@ def test_a_dead_writer_process_drops_counts_and_is_replaced(
         writer.stop()
     # The batch sent to the dead process was lost and counted, or (when the death was
     # seen before sending) written by its replacement; the next one is written either way.
-    assert store.prediction("iris-knn", "after")
-    assert dropped == [] if store.prediction("iris-knn", "lost") else dropped == [2]
+    assert store.prediction("iris-knn", "after", "")
+    assert dropped == [] if store.prediction("iris-knn", "lost", "") else dropped == [2]
 
 
 def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -> None:
@@ -280,9 +320,9 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -
 
     pending = _Pending(iris, capacity=1)  # grows as rows arrive
     single = np.array([[0.1, 0.2, 0.7]])
-    pending.add("a", "v1", 1.0, [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)], single)
+    pending.add("a", "", "v1", 1.0, [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)], single)
     wide = [np.array([4.4, 3.0, 1.3, 0.2]), np.array([6.7, 3.0, 5.2, 2.3])]  # float64 rows
-    pending.add("b", "v2", 2.0, wide, np.array([[0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]))
+    pending.add("b", "", "v2", 2.0, wide, np.array([[0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]))
     group = pending.group()
     assert group.rows.dtype == np.float64 and group.rows.shape == (3, 4)
     narrow = np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)
@@ -291,12 +331,12 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -
     assert group.probabilities.tolist() == [[0.1, 0.2, 0.7], [0.8, 0.1, 0.1], [0.0, 0.1, 0.9]]
     assert (group.request_ids, group.routes, group.counts) == (["a", "b"], ["v1", "v2"], [1, 2])
     # A row of another shape: every row kept, in order, as objects.
-    pending.add("c", "v1", 3.0, [np.array([1.0, 2.0])], np.array([[1.0, 0.0, 0.0]]))
+    pending.add("c", "", "v1", 3.0, [np.array([1.0, 2.0])], np.array([[1.0, 0.0, 0.0]]))
     rows = pending.group().rows
     assert isinstance(rows, list) and len(rows) == 4 and rows[3].tolist() == [1.0, 2.0]
     assert rows[2].tolist() == wide[1].tolist()
     texts = _Pending(iris, capacity=4)
-    texts.add("t", "v1", 1.0, [EncodedText("a fine film", np.array([2]))], single)
+    texts.add("t", "", "v1", 1.0, [EncodedText("a fine film", np.array([2]))], single)
     assert texts.group().rows == ["a fine film"]
 
 
@@ -310,14 +350,16 @@ def test_a_version_whose_statistics_fail_loses_only_its_rows(
     writer = _writer(store, on_drop=dropped.append)
     writer.start()
     try:
-        writer.submit("text", broken, "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]]))
+        writer.submit(
+            "text", broken, "", "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]])
+        )
         writer.submit(*_record(iris, "tabular", 1))
         assert writer.wait_written("tabular", timeout_s=60)
     finally:
         writer.stop()
     assert dropped == [1]
-    assert store.prediction("iris-knn", "tabular") and not store.prediction(
-        "imdb-sentiment", "text"
+    assert store.prediction("iris-knn", "tabular", "") and not store.prediction(
+        "imdb-sentiment", "text", ""
     )
 
 
@@ -341,8 +383,10 @@ def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
         "io.synergy.inference.response",
     ]
     for event in events:
-        assert event["specversion"] == "1.0" and event["id"] == "req-1"
+        assert event["specversion"] == "1.0" and event["requestid"] == "req-1"
         assert event["source"] == "/synergy-serve/models/iris-knn/versions/1"
+    # CloudEvents: source + id unique per event, whatever X-Request-ID the client reused.
+    assert len({e["id"] for e in events}) == 2
     assert np.allclose(events[0]["data"]["instances"], [[5.1, 3.5, 1.4, 0.2]])
     assert events[1]["data"]["predictions"] == [
         {"label": "setosa", "probabilities": {"setosa": 0.75, "versicolor": 0.25}}
@@ -355,3 +399,147 @@ def test_payload_log_drops_when_full() -> None:
     logger.submit("a", "m", 1, [[1]], ["x"], np.ones((1, 1)))
     logger.submit("b", "m", 1, [[1], [2]], ["x"], np.ones((2, 1)))
     assert dropped == [2]
+
+
+def test_payload_log_queue_is_bounded_in_bytes_and_drops_are_counted() -> None:
+    dropped: list[int] = []
+    logger = PayloadLogger(
+        "stdout", max_events=10_000, max_bytes=1024 * 1024, on_drop=dropped.append
+    )  # not started: nothing drains the queue
+    image = np.zeros((28, 28), dtype=np.float32)  # 3 KB a row
+    for index in range(1000):
+        logger.submit(f"r{index}", "m", 1, [image] * 10, ["x"], np.ones((10, 1)))
+    assert logger.held_bytes <= 1024 * 1024
+    assert sum(dropped) > 0 and len(logger._queue) < 1000
+
+
+def test_payload_log_ids_are_unique_per_event_even_for_a_reused_request_id(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    logger = PayloadLogger(str(path), max_events=100, on_drop=print)
+    logger.start()
+    for _ in range(3):
+        logger.submit("same-id", "m", 1, [np.ones(2)], ["x"], np.ones((1, 1)))
+    logger.stop()
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(events) == 6 and {e["requestid"] for e in events} == {"same-id"}
+    assert len({(e["source"], e["id"]) for e in events}) == 6
+
+
+def test_payload_log_caps_each_event_and_rotates_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    logger = PayloadLogger(
+        str(path),
+        max_events=1000,
+        on_drop=print,
+        max_event_bytes=4096,
+        max_file_bytes=64 * 1024,
+        backup_files=2,
+    )
+    logger.start()
+    huge = np.zeros((300, 300), dtype=np.float32)  # ~300 KB of JSON as numbers
+    small = np.ones(4, dtype=np.float32)
+    logger.submit("huge", "m", 1, [huge], ["x"], np.ones((1, 1)))
+    for index in range(400):
+        logger.submit(f"s{index}", "m", 1, [small], ["x"], np.ones((1, 1)))
+    logger.stop(timeout_s=30)
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+    assert all(f.stat().st_size <= 64 * 1024 for f in files)
+    lines = [line for f in files for line in f.read_bytes().splitlines()]
+    assert all(len(line) <= 4096 for line in lines)
+    everything = [json.loads(line) for line in lines]
+    assert not any(e["requestid"] == "huge" for e in everything)  # rotated away: oldest
+
+
+def test_payload_log_event_over_the_cap_keeps_its_envelope(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    logger = PayloadLogger(str(path), max_events=10, on_drop=print, max_event_bytes=2048)
+    logger.start()
+    logger.submit("big", "m", 1, [np.zeros((100, 100), dtype=np.float32)], ["x"], np.ones((1, 1)))
+    logger.stop()
+    request = json.loads(path.read_text().splitlines()[0])
+    assert request["data"]["instances"] is None
+    assert "SYNERGY_PAYLOAD_LOG_MAX_EVENT_BYTES" in request["data"]["instances_omitted"]
+
+
+# ---------------------------------------------------------------------- bytes, full disk, file
+def test_the_byte_budget_deletes_the_oldest_rows(store: Store) -> None:
+    big = b"\x01" * 20_000
+    for batch in range(10):
+        store.insert_rows([_row(f"r{batch}-{i}", 0, features=big) for i in range(20)])
+    assert store.used_bytes() > 3 * 1024 * 1024
+    deleted = store.prune_bytes(2 * 1024 * 1024)
+    assert deleted > 0
+    assert store.used_bytes() <= 2 * 1024 * 1024
+    assert store.prediction("m", "r9-19", "") and not store.prediction("m", "r0-0", "")
+    assert store.prune_bytes(2 * 1024 * 1024) == 0  # within the budget: nothing more
+
+
+def test_a_full_disk_makes_room_by_deleting_the_oldest_rows(tmp_path: Path) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from app.monitoring.store import is_disk_full
+
+    store = Store(database_url(None, tmp_path / "store"))
+    store.migrate()
+    store.ensure_reserve()
+    assert store.reserve is not None and store.reserve.exists()
+
+    # SQLite's own "database or disk is full" (SQLITE_FULL): the page limit stands in for
+    # the volume's size.
+    @event.listens_for(store.engine, "connect")
+    def _limit(connection: Any, _: Any) -> None:
+        connection.execute("PRAGMA max_page_count=400")
+
+    store.engine.dispose()
+    big = b"\x02" * 4000
+    failure: OperationalError | None = None
+    for batch in range(1000):
+        try:
+            store.insert_rows([_row(f"f{batch}-{i}", 0, features=big) for i in range(10)])
+        except OperationalError as exc:
+            failure = exc
+            break
+    assert failure is not None and is_disk_full(failure)
+    assert store.make_room(share=0.2) > 0
+    assert store.reserve.exists()  # freed for the delete, then taken again
+    store.insert_rows([_row("after-full", 0, features=big)])
+    assert store.prediction("m", "after-full", "")
+
+
+def test_a_deleted_sqlite_file_is_detected_and_replaced(store: Store) -> None:
+    store.insert_rows([_row("before", 0)])
+    assert not store.file_replaced()
+    assert store.path is not None
+    store.path.unlink()
+    assert store.file_replaced()
+    store.reopen()
+    assert not store.file_replaced()
+    assert store.prediction("m", "before", "") == []  # gone, and the store says so
+
+
+def test_an_oversize_input_is_stored_without_its_compact_form() -> None:
+    from app.monitoring.profile import StatisticsComputer
+    from app.monitoring.writer import Group, to_rows
+
+    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
+    card = ModelCard.read(folder)
+    computer = StatisticsComputer(card, folder)
+    group = Group(
+        "imdb-sentiment",
+        1,
+        ["r"],
+        ["key"],
+        ["v1"],
+        [1.0],
+        [2],
+        ["a fine film", "great " * 5000],
+        np.array([[0.2, 0.8], [0.1, 0.9]]),
+    )
+    rows, lost, _, omitted = to_rows([group], {("imdb-sentiment", 1): computer}, 1024)
+    assert (lost, omitted) == (0, 1)
+    assert rows[0][7] is not None and rows[1][7] is None  # features column
+    assert rows[1][1] == "key"  # the caller column
