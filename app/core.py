@@ -247,16 +247,24 @@ class InferenceCore:
         stats = entry.stats
 
         def run_batch(rows: list[Any]) -> list[np.ndarray | ServingError]:
-            probabilities = model.predict(adapter.featurize(rows))
+            # Rows the adapter refuses here (it checks per batch what would cost a pass over
+            # each request on the event loop) fail their own request only.
+            features, refused = adapter.featurize_batch(rows)
+            probabilities = model.predict(features)
             results: list[np.ndarray | ServingError] = list(probabilities)
             finite = np.isfinite(probabilities).all(axis=1)
+            if refused:
+                for index, error in refused.items():
+                    results[index] = error
+                finite[list(refused)] = False  # neither an answer nor a counted prediction
             best = np.argmax(probabilities, axis=1)
             if not finite.all():
                 # NaN/infinity out of a model that is fine on other rows: this input is
                 # outside what its float32 arithmetic can compute. A client error for this
                 # row's request only; the batch's other requests get their answers.
                 for index in np.flatnonzero(~finite).tolist():
-                    results[index] = adapter.uncomputable(rows[index])
+                    if index not in refused:
+                        results[index] = adapter.uncomputable(rows[index])
             tally = Counter(labels[i] for i in best[finite].tolist())
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from app import __version__
 from app.api import (
@@ -25,6 +26,7 @@ from app.api import (
     v2,
 )
 from app.api.docs import ASSETS_URL, install_docs
+from app.api.fastlane import ServingApp
 from app.api.openapi import conform_error_responses, unknown_model_message
 from app.errors import install_error_handlers
 from app.explain.service import ExplanationService
@@ -129,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if probes is not None:
                 await probes.stop()
 
-    app = FastAPI(
+    app = ServingApp(
         title="Synergy Serve",
         version=__version__,
         description=DESCRIPTION,
@@ -160,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     predict_endpoint = predict.add_predict_routes(app, service)  # first: matched in order
     explain.add_explain_routes(app, explainer)
     v2.add_v2_routes(app, service)
+    infer_endpoint = v2.InferEndpoint(service.v2)
     repository.add_repository_routes(app)
     health.add_health_routes(app)
     models.add_model_routes(app)
@@ -204,6 +207,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         ObservabilityMiddleware, metrics=metrics_, state=server_state, access_log=access_log
     )
+
+    if not settings.opentelemetry:  # OpenTelemetry must see every request: no lane then
+
+        def lane_middleware(endpoint: ASGIApp) -> ASGIApp:
+            # The middleware above that acts on these routes, in the same order.
+            inner: ASGIApp = BodyLimitMiddleware(endpoint, max_body_bytes=settings.max_body_bytes)
+            if key_digests:
+                inner = ApiKeyMiddleware(
+                    inner,
+                    key_digests=key_digests,
+                    open_paths=open_paths,
+                    open_prefixes=(ASSETS_URL + "/",),
+                    browser_paths=report.REPORT_PATH,
+                )
+            return ObservabilityMiddleware(
+                inner, metrics=metrics_, state=server_state, access_log=access_log
+            )
+
+        app.install_lane(
+            (predict.predict_lane_matcher(predict_endpoint), infer_endpoint.lane_matcher()),
+            lane_middleware,
+            skip_with_origin=bool(settings.cors_origins),
+        )
     return app
 
 

@@ -9,7 +9,9 @@ input it takes (tabular, image, text), for every protocol:
   - `to_row` runs on the request path, once per instance: cheap conversion and the checks
     that must reject one request without touching the others (an image that does not decode);
   - `featurize` runs on the model's worker thread, once per batch: the vectorised work
-    (stacking arrays, tokenising texts), off the event loop.
+    (stacking arrays, tokenising texts), off the event loop; `featurize_batch` is what the
+    server calls there, and may refuse single rows (a review with no known word) with the
+    client error of that row alone.
   Both call the same functions the training scripts use.
 - the message for a row the model cannot compute (`uncomputable`).
 
@@ -199,6 +201,14 @@ class InputAdapter(ABC):
     @abstractmethod
     def featurize(self, rows: list[Any]) -> np.ndarray:
         """Rows -> the array the model's forward pass takes."""
+
+    def featurize_batch(self, rows: list[Any]) -> tuple[np.ndarray, dict[int, ServingError]]:
+        """On the model's worker, once per batch: (`featurize(rows)`, the client errors of
+        rows refused here, by index). A refused row is still featurised (the batch keeps its
+        shape) but its prediction is replaced by its error: only its own request fails, with
+        the message it would have had from `to_row`. Checks that need the batch's work (a
+        text's tokens) belong here rather than in `to_row`, on the event loop, per request."""
+        return self.featurize(rows), {}
 
     def uncomputable(self, row: Any) -> InvalidInput:
         """The client error for a row the model gave no finite output for (its float32

@@ -10,18 +10,19 @@ import numpy as np
 from app.adapters.base import InputAdapter, InputLimits, named_rows
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
-from app.errors import BadRequest, InvalidInput
-from app.preprocessing.text import EncodedText, NoKnownWordError, TextVectorizer
+from app.errors import BadRequest, InvalidInput, ServingError
+from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer
 from app.schemas.card import ModelCard, TextInput
 
 
 class TextAdapter(InputAdapter):
-    """Raw review text, encoded per instance with the version's saved vocabulary; V2: `text`,
-    BYTES [N] (or [N, 1]) of UTF-8.
+    """Raw review text, encoded with the version's saved vocabulary; V2: `text`, BYTES [N]
+    (or [N, 1]) of UTF-8.
 
-    Encoding happens in `to_row` because only then can one request be refused on its own:
-    a text with no word the model knows would otherwise reach the model as an empty bag, and
-    the model's bias would answer it with confidence.
+    `to_row` only checks and wraps the text (on the event loop, per request); the texts are
+    tokenised per batch on the model's worker (`featurize_batch`), which also refuses a text
+    with no word the model knows, for its own request only: such a text would otherwise
+    reach the model as an empty bag, and the model's bias would answer it with confidence.
     """
 
     def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
@@ -79,17 +80,24 @@ class TextAdapter(InputAdapter):
         return str(element)
 
     def to_row(self, instance: Any, budget: RequestBudget | None = None) -> EncodedText:
-        text = str(instance)
-        try:
-            return EncodedText(text, self.vectorizer.encode_known(text))
-        except NoKnownWordError as exc:
-            language = f"{self.language} " if self.language else ""
-            raise InvalidInput(
-                "no known word was found in the text, so the model cannot read it: it knows "
-                f"the {self.vectorizer.word_count:,} most frequent {language}words of its "
-                "training reviews (and pairs of them); markup, punctuation and other words carry "
-                "nothing. Send the review's words"
-            ) from exc
+        # Not encoded here: tokenising is per batch, on the worker (see the class).
+        return EncodedText(str(instance))
+
+    def no_known_word(self) -> InvalidInput:
+        """The client error for a text with no word of the vocabulary."""
+        language = f"{self.language} " if self.language else ""
+        return InvalidInput(
+            "no known word was found in the text, so the model cannot read it: it knows "
+            f"the {self.vectorizer.word_count:,} most frequent {language}words of its "
+            "training reviews (and pairs of them); markup, punctuation and other words carry "
+            "nothing. Send the review's words"
+        )
+
+    def encode(self, row: Any) -> np.ndarray:
+        """One row's ids (`row.ids` when it was encoded already)."""
+        if isinstance(row, EncodedText):
+            return row.ids if row.ids is not None else self.vectorizer.encode(row.text)
+        return self.vectorizer.encode(str(row))
 
     def rows_from(self, rows: list[Any]) -> list[Any]:
         # Another version's ids index its own vocabulary: re-read the texts with this one.
@@ -98,9 +106,13 @@ class TextAdapter(InputAdapter):
     def featurize(self, rows: list[Any]) -> np.ndarray:
         # Rows from to_row; plain texts too (training's profile and backfill featurise raw
         # reviews, where a review without a known word is data, not an error).
-        return self.vectorizer.pad(
-            [
-                row.ids if isinstance(row, EncodedText) else self.vectorizer.encode(str(row))
-                for row in rows
-            ]
-        )
+        return self.vectorizer.pad([self.encode(row) for row in rows])
+
+    def featurize_batch(self, rows: list[Any]) -> tuple[np.ndarray, dict[int, ServingError]]:
+        encoded = [self.encode(row) for row in rows]
+        refused: dict[int, ServingError] = {
+            index: self.no_known_word()
+            for index, (row, ids) in enumerate(zip(rows, encoded, strict=True))
+            if isinstance(row, EncodedText) and ids.size == 1 and ids[0] == UNKNOWN_ID
+        }
+        return self.vectorizer.pad(encoded), refused

@@ -13,6 +13,7 @@ from the JSON bytes (3x faster than FastAPI's parse-then-validate), which is why
 schemas are attached by hand too.
 """
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Request, UploadFile
@@ -21,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.adapters import InputAdapter
+from app.api.fastlane import Handler
 from app.api.openapi import predict_request_body, predict_response_example
 from app.context import request_context
 from app.errors import (
@@ -124,7 +126,7 @@ class PredictEndpoint:
                     content_type = value.decode("latin-1")
                     break
             check_json_content_type(content_type)
-            body = await _read_body(receive)
+            body = await read_body(receive)
             response = json_response(
                 await self.v1.predict(name, number, body, context, receive, label)
             )
@@ -149,22 +151,42 @@ class PredictFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            if path.startswith(PREDICT_PREFIX) and path.endswith(PREDICT_SUFFIX):
-                name = path[len(PREDICT_PREFIX) : -len(PREDICT_SUFFIX)]
-                version = label = None
-                if VERSIONS_SEGMENT in name:
-                    name, _, version = name.partition(VERSIONS_SEGMENT)
-                elif LABELS_SEGMENT in name:
-                    name, _, label = name.partition(LABELS_SEGMENT)
-                if (
-                    _segment(name)
-                    and (version is None or _segment(version))
-                    and (label is None or _segment(label))
-                ):
-                    await self.endpoint.serve(scope, receive, send, name, version, label)
-                    return
+            parameters = predict_path_parameters(scope["path"])
+            if parameters is not None:
+                await self.endpoint.serve(scope, receive, send, *parameters)
+                return
         await self.app(scope, receive, send)
+
+
+def predict_path_parameters(path: str) -> tuple[str, str | None, str | None] | None:
+    """(name, version, label) of a `:predict` path, as its routes would match it; None for
+    any other path."""
+    if not (path.startswith(PREDICT_PREFIX) and path.endswith(PREDICT_SUFFIX)):
+        return None
+    name = path[len(PREDICT_PREFIX) : -len(PREDICT_SUFFIX)]
+    version = label = None
+    if VERSIONS_SEGMENT in name:
+        name, _, version = name.partition(VERSIONS_SEGMENT)
+    elif LABELS_SEGMENT in name:
+        name, _, label = name.partition(LABELS_SEGMENT)
+    if (
+        _segment(name)
+        and (version is None or _segment(version))
+        and (label is None or _segment(label))
+    ):
+        return name, version, label
+    return None
+
+
+def predict_lane_matcher(endpoint: PredictEndpoint) -> Callable[[str], Handler | None]:
+    """The hot-path lane's matcher for `:predict` (see `app.api.fastlane`)."""
+    serve = endpoint.serve
+
+    def match(path: str) -> Handler | None:
+        parameters = predict_path_parameters(path)
+        return None if parameters is None else (serve, parameters)
+
+    return match
 
 
 def _segment(text: str) -> bool:
@@ -172,7 +194,8 @@ def _segment(text: str) -> bool:
     return bool(text) and "/" not in text and ":" not in text
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (BadRequest when the client disconnects before its end)."""
     chunks = []
     while True:
         message = await receive()

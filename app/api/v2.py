@@ -9,9 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
+from app.api.fastlane import Handler
+from app.api.predict import read_body
 from app.codecs.v2 import HEADER_LENGTH
 from app.context import request_context
+from app.errors import ServingError, render_error, unexpected_error_response
 from app.jsonutil import json_response
 from app.protocols import triton
 from app.protocols.v2 import V2Protocol
@@ -110,22 +114,87 @@ async def model_statistics_version(request: Request, name: ModelName, version: V
     return json_response(triton.model_statistics(_service(request), name, version))
 
 
-async def _infer(request: Request, version: str | None) -> Response:
-    headers = {
-        "content-encoding": request.headers.get("content-encoding"),
-        HEADER_LENGTH.lower(): request.headers.get(HEADER_LENGTH),
+INFER_PREFIX = "/v2/models/"
+INFER_SUFFIX = "/infer"
+VERSIONS_SEGMENT = "/versions/"
+_INFER_HEADERS = (b"content-encoding", HEADER_LENGTH.lower().encode("latin-1"))
+
+
+async def infer_response(
+    protocol: V2Protocol, scope: Scope, receive: Receive, name: str, version: str | None
+) -> Response:
+    """The one implementation of `infer` (the documented routes and the hot-path lane):
+    raises ServingError for the error handlers to render."""
+    headers: dict[str, str | None] = {
+        "content-encoding": None,
+        HEADER_LENGTH.lower(): None,
     }
-    context = request_context(request.scope)
+    for key, value in scope["headers"]:
+        if key in _INFER_HEADERS:
+            text = key.decode("latin-1")
+            if headers[text] is None:  # the first, as Starlette's headers.get gives
+                headers[text] = value.decode("latin-1")
+    context = request_context(scope)
     context.endpoint = "infer" if version is None else "infer_version"
-    body, extra_headers, media_type = await _protocol(request).infer(
-        request.path_params["name"],
-        version,
-        await request.body(),
-        headers,
-        context,
-        request.receive,
+    body, extra_headers, media_type = await protocol.infer(
+        name, version, await read_body(receive), headers, context, receive
     )
     return Response(body, headers=extra_headers, media_type=media_type)
+
+
+class InferEndpoint:
+    """`POST /v2/models/{name}[/versions/{version}]/infer` for the hot-path lane (see
+    `app.api.fastlane`): the routes' implementation, with their error rendering."""
+
+    def __init__(self, protocol: V2Protocol) -> None:
+        self.protocol = protocol
+
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
+    ) -> None:
+        try:
+            response = await infer_response(self.protocol, scope, receive, name, version)
+        except ServingError as exc:
+            response = render_error(exc)
+        except Exception as exc:  # noqa: BLE001 - as the app's catch-all: logged, a 500 JSON
+            response = unexpected_error_response(
+                scope["method"], scope["path"], request_context(scope).request_id, exc
+            )
+        await response(scope, receive, send)
+
+    def lane_matcher(self) -> Callable[[str], Handler | None]:
+        """The hot-path lane's matcher for `infer`."""
+        serve = self.serve
+
+        def match(path: str) -> Handler | None:
+            parameters = infer_path_parameters(path)
+            return None if parameters is None else (serve, parameters)
+
+        return match
+
+
+def infer_path_parameters(path: str) -> tuple[str, str | None] | None:
+    """(name, version) of an `infer` path, as its routes would match it; None otherwise."""
+    if not (path.startswith(INFER_PREFIX) and path.endswith(INFER_SUFFIX)):
+        return None
+    name = path[len(INFER_PREFIX) : -len(INFER_SUFFIX)]
+    version = None
+    if VERSIONS_SEGMENT in name:
+        name, _, version = name.partition(VERSIONS_SEGMENT)
+    if _segment(name) and (version is None or _segment(version)):
+        return name, version
+    return None
+
+
+def _segment(text: str) -> bool:
+    # What the routes' `model` and `version` convertors match: no "/" and no ":".
+    return bool(text) and "/" not in text and ":" not in text
+
+
+async def _infer(request: Request, version: str | None) -> Response:
+    return await infer_response(
+        _protocol(request), request.scope, request.receive, request.path_params["name"], version
+    )
 
 
 async def infer(request: Request, name: ModelName) -> Response:

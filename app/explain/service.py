@@ -167,7 +167,13 @@ class ExplanationService:
         model, adapter = entry.model, entry.adapter
         assert model is not None and adapter is not None
         explainer = self.explainer_for(entry)
-        probabilities = model.predict(adapter.featurize(rows))
+        features, refused = adapter.featurize_batch(rows)
+        if refused:  # as `:predict` refuses it (a review with no known word)
+            index = min(refused)
+            error = refused[index]
+            error.message = f"instances[{index}]: {error.message}"
+            raise error
+        probabilities = model.predict(features)
         results = []
         for index, (row, row_probabilities) in enumerate(zip(rows, probabilities, strict=True)):
             if not all(math.isfinite(p) for p in row_probabilities):

@@ -54,7 +54,8 @@ class TextShapley(Explainer):
         """`row`: an EncodedText from the text adapter (ids as the model reads them, and the
         words they came from, to name the unknown ones)."""
         text = row.text
-        features = self.vectorizer.pad([row.ids])
+        ids = row.ids if row.ids is not None else self.vectorizer.encode(text)
+        features = self.vectorizer.pad([ids])
         probabilities = self.predict(features)[0]
         target, result = prediction(self.card, probabilities)
         players = features[0][features[0] != PADDING_ID]

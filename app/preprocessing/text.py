@@ -72,10 +72,13 @@ def tokenize(text: str) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class EncodedText:
     """One review as the model reads it: its n-gram ids (see TextVectorizer.encode), with the
-    text they came from, for what works on words rather than ids (explanations, monitoring)."""
+    text they came from, for what works on words rather than ids (explanations, monitoring).
+
+    `ids` is None for a review not yet encoded: the server encodes a batch of reviews on the
+    model's worker thread (`TextAdapter.featurize_batch`), not each on the event loop."""
 
     text: str
-    ids: np.ndarray
+    ids: np.ndarray | None = None
 
 
 class NoKnownWordError(ValueError):
