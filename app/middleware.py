@@ -71,9 +71,7 @@ class ObservabilityMiddleware:
         self.app = app
         self.metrics = metrics
         self.state = state
-        self.access_log = access_log
-        # Bound Prometheus children per label set: labels() costs a lock and validation.
-        self._series: dict[tuple[str, str, str, str, int], tuple[Any, Any]] = {}
+        self.recorder = RequestRecorder(metrics, access_log, "http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,14 +140,43 @@ class ObservabilityMiddleware:
         endpoint = context.endpoint or (
             getattr(scope.get("endpoint"), "__name__", None) or "unmatched"
         )
+        self.recorder.record(context, latency_s, endpoint, scope["method"], scope["path"])
+
+
+class RequestRecorder:
+    """What every finished request leaves behind, whatever its protocol: the request counter
+    and latency histogram (labelled with the protocol), the serving version's live stats and
+    one access log line. HTTP requests are recorded by `ObservabilityMiddleware`, gRPC calls
+    by `app.rpc`."""
+
+    def __init__(self, metrics: Metrics, access_log: AccessLog | None, protocol: str) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        self.protocol = protocol
+        # Bound Prometheus children per label set: labels() costs a lock and validation.
+        self._series: dict[tuple[str, str, str, str, int], tuple[Any, Any]] = {}
+
+    def record(
+        self,
+        context: RequestContext,
+        latency_s: float,
+        endpoint: str,
+        method: str,
+        path: str,
+        **log_fields: Any,
+    ) -> None:
+        """Count one request that ended with `context.status` (an HTTP status; gRPC calls
+        record the HTTP status their code stands for, and their code in `log_fields`)."""
         model, status, label = context.model, context.status, context.label
         version = "" if context.version is None else str(context.version)
         key = (model, version, label, endpoint, status)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = (
-                self.metrics.requests.labels(model, version, label, endpoint, str(status)),
-                self.metrics.request_latency.labels(model, version, label, endpoint),
+                self.metrics.requests.labels(
+                    model, version, label, endpoint, self.protocol, str(status)
+                ),
+                self.metrics.request_latency.labels(model, version, label, endpoint, self.protocol),
             )
         series[0].inc()
         series[1].observe(latency_s)
@@ -159,13 +186,14 @@ class ObservabilityMiddleware:
             self.access_log.write(
                 {
                     "request_id": context.request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
+                    "method": method,
+                    "path": path,
                     "model": model or None,
                     "version": context.version,
                     "status": status,
                     "rows": context.rows,
                     "latency_ms": round(latency_s * 1000.0, 3),
+                    **log_fields,
                 }
             )
 
@@ -250,6 +278,16 @@ def load_key_digests(keys: Iterable[str], hashed_keys_file: Path | None) -> list
     return digests
 
 
+def key_matches(key_digests: list[bytes], token: str) -> bool:
+    """Whether `token` is one of the keys (compared with every key, in constant time,
+    whatever matches first). Every protocol checks keys with this."""
+    presented = _digest(token)
+    matched = False
+    for digest in key_digests:
+        matched |= hmac.compare_digest(presented, digest)
+    return matched
+
+
 class ApiKeyMiddleware:
     """Every path needs `Authorization: Bearer <key>` except the open ones.
 
@@ -274,12 +312,7 @@ class ApiKeyMiddleware:
         self.browser_paths = browser_paths
 
     def _matches(self, token: str) -> bool:
-        presented = _digest(token)
-        # Compare with every key, in constant time, whatever matches first.
-        matched = False
-        for digest in self.key_digests:
-            matched |= hmac.compare_digest(presented, digest)
-        return matched
+        return key_matches(self.key_digests, token)
 
     def _is_browser_page(self, scope: Scope) -> bool:
         return (
