@@ -86,10 +86,10 @@ def _instances(card: ModelCard) -> list[Any]:
 def _cast(values: list[Any], datatype: str) -> np.ndarray:
     """The instances in `datatype`, clipped into its range (so every datatype carries a
     valid input; REST gets the same values)."""
-    dtype = np.dtype(NUMERIC_TYPES[datatype])
+    dtype: np.dtype[Any] = np.dtype(NUMERIC_TYPES[datatype])
     wide = np.asarray(values, dtype=np.float64)
     if dtype.kind in "iu":
-        info = np.iinfo(dtype)
+        info = np.iinfo(dtype)  # type: ignore[type-var]
         wide = np.clip(np.round(wide), info.min, info.max)
     return wide.astype(dtype)
 
