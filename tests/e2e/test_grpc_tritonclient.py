@@ -89,7 +89,7 @@ def _cast(values: list[Any], datatype: str) -> np.ndarray:
     dtype: np.dtype[Any] = np.dtype(NUMERIC_TYPES[datatype])
     wide = np.asarray(values, dtype=np.float64)
     if dtype.kind in "iu":
-        info = np.iinfo(dtype)  # type: ignore[type-var]
+        info = np.iinfo(dtype)
         wide = np.clip(np.round(wide), info.min, info.max)
     return wide.astype(dtype)
 
