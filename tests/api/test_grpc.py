@@ -69,7 +69,7 @@ def gated(app: tuple[Any, str]) -> Iterator[GatedModel]:
 @pytest.fixture
 def stub(app: tuple[Any, str]) -> Iterator[Any]:
     with grpc.insecure_channel(app[1]) as channel:
-        yield pb_grpc.GRPCInferenceServiceStub(channel)
+        yield pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
 def _request(request_id: str) -> pb.ModelInferRequest:
