@@ -2,7 +2,7 @@
 #
 #   docker build -t synergy-serve .                                   # CPU (Keras on JAX)
 #   docker build -t synergy-serve:gpu --build-arg VARIANT=gpu --build-arg KERAS_BACKEND=tensorflow .
-#   docker run --rm -p 8000:8000 synergy-serve                        # http://127.0.0.1:8000/docs
+#   docker run --rm -p 8000:8000 -p 8081:8081 synergy-serve           # http://127.0.0.1:8000/docs
 #   docker run --rm --gpus all -p 8000:8000 synergy-serve:gpu
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -39,6 +39,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     SYNERGY_HOST=0.0.0.0 \
     SYNERGY_PORT=8000 \
+    SYNERGY_GRPC_PORT=8081 \
     SYNERGY_MODELS_DIR=/srv/models \
     SYNERGY_STORE_DIR=/data \
     KERAS_BACKEND=${KERAS_BACKEND} \
@@ -63,7 +64,8 @@ VOLUME ["/data"]
 # root filesystem may be read-only, where matplotlib would rebuild it in /tmp at every start.
 RUN python -c "import matplotlib.font_manager" && chmod -R a+rX /opt/matplotlib
 USER 10001:10001
-EXPOSE 8000
+# HTTP (REST, docs, metrics) and gRPC (Open Inference Protocol).
+EXPOSE 8000 8081
 # No curl in the slim image: the check is Python's standard library.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python", "-m", "app.healthcheck"]

@@ -34,6 +34,9 @@ class RequestContext:
     # time.perf_counter() when it arrived: the deadline counts from here, and requests that
     # arrived before a shutdown began still finish.
     arrived: float = 0.0
+    # time.perf_counter() by which the client stops waiting (a gRPC call's deadline), or
+    # None; the server's own deadline (SYNERGY_REQUEST_TIMEOUT_MS) applies either way.
+    client_deadline: float | None = None
     # The endpoint's name for the metrics ("predict", "infer", ...); None: the route's name.
     endpoint: str | None = None
     # The protocol that decoded it ("v1", "v2"), for monitoring's route column.

@@ -289,8 +289,13 @@ class InferenceCore:
 
     # ------------------------------------------------------------------ deadlines, decoding
     def remaining_s(self, context: RequestContext) -> float:
-        """Seconds left of this request's deadline (counted from its arrival)."""
-        return self.settings.request_timeout_ms / 1000.0 - (time.perf_counter() - context.arrived)
+        """Seconds left of this request's deadline (counted from its arrival), or of the
+        client's own deadline when that comes first (a gRPC call's)."""
+        now = time.perf_counter()
+        remaining = self.settings.request_timeout_ms / 1000.0 - (now - context.arrived)
+        if context.client_deadline is not None:
+            return min(remaining, context.client_deadline - now)
+        return remaining
 
     def deadline_exceeded(self) -> DeadlineExceeded:
         return DeadlineExceeded(

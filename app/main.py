@@ -37,6 +37,7 @@ from app.middleware import (
     BodyLimitMiddleware,
     HeadMiddleware,
     ObservabilityMiddleware,
+    RequestRecorder,
     ServerState,
     load_key_digests,
 )
@@ -109,6 +110,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     service.attach_monitor(monitor)
     server_state = ServerState()
     access_log = AccessLog() if settings.log_requests else None
+    repository_control = RepositoryControl(
+        registry, service.lifecycle, enabled=control_on, polled=settings.model_poll_s > 0
+    )
+    grpc_server = None
+    if settings.grpc_port:
+        from app.rpc.server import GrpcServer  # grpcio only where gRPC is on
+
+        grpc_server = GrpcServer(
+            settings,
+            service,
+            repository_control,
+            server_state,
+            RequestRecorder(metrics_, access_log, "grpc"),
+            key_digests,
+        )
 
     probes = ProbeListener(service.readiness) if settings.probe_port is not None else None
 
@@ -119,9 +135,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         flusher = asyncio.create_task(access_log.run()) if access_log else None
         await monitor.start()
         await service.start()
+        if grpc_server is not None:
+            await grpc_server.start()
         try:
             yield
         finally:
+            if grpc_server is not None:
+                # First, while the batchers still run: its calls in flight finish within
+                # what is left of the one shutdown deadline (the drain already waited for
+                # them when a signal stopped the server).
+                service.begin_drain()
+                await grpc_server.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
             await service.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
             explainer.stop()
             await monitor.stop()  # after the batchers: the last predictions are written
@@ -154,9 +178,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.monitor = monitor
     app.state.probes = probes
     app.state.v2 = service.v2
-    app.state.repository = RepositoryControl(
-        registry, service.lifecycle, enabled=control_on, polled=settings.model_poll_s > 0
-    )
+    app.state.repository = repository_control
+    app.state.grpc_server = grpc_server
     install_error_handlers(app)
 
     predict_endpoint = predict.add_predict_routes(app, service)  # first: matched in order

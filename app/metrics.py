@@ -60,20 +60,22 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "synergy_requests_total",
-            "HTTP requests by model, version, route label (the config label or traffic key "
-            "that chose the version; empty when none did), endpoint and status.",
-            ["model", "version", "label", "endpoint", "status"],
+            "Requests by model, version, route label (the config label or traffic key "
+            "that chose the version; empty when none did), endpoint, protocol (http, grpc) and "
+            "status (HTTP; a gRPC call's code as the HTTP status it stands for).",
+            ["model", "version", "label", "endpoint", "protocol", "status"],
             registry=r,
         )
         self.request_latency = Histogram(
             "synergy_request_duration_seconds",
-            "HTTP request latency, receive to response, by model, version and route label.",
-            ["model", "version", "label", "endpoint"],
+            "Request latency, receive to response, by model, version, route label, endpoint "
+            "and protocol (http, grpc).",
+            ["model", "version", "label", "endpoint", "protocol"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
         self.in_flight = Gauge(
-            "synergy_requests_in_flight", "HTTP requests being handled now.", registry=r
+            "synergy_requests_in_flight", "Requests (HTTP and gRPC) being handled now.", registry=r
         )
         self.batch_size = Histogram(
             "synergy_batch_size_rows",

@@ -71,9 +71,7 @@ class ObservabilityMiddleware:
         self.app = app
         self.metrics = metrics
         self.state = state
-        self.access_log = access_log
-        # Bound Prometheus children per label set: labels() costs a lock and validation.
-        self._series: dict[tuple[str, str, str, str, int], tuple[Any, Any]] = {}
+        self.recorder = RequestRecorder(metrics, access_log, "http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,14 +140,43 @@ class ObservabilityMiddleware:
         endpoint = context.endpoint or (
             getattr(scope.get("endpoint"), "__name__", None) or "unmatched"
         )
+        self.recorder.record(context, latency_s, endpoint, scope["method"], scope["path"])
+
+
+class RequestRecorder:
+    """What every finished request leaves behind, whatever its protocol: the request counter
+    and latency histogram (labelled with the protocol), the serving version's live stats and
+    one access log line. HTTP requests are recorded by `ObservabilityMiddleware`, gRPC calls
+    by `app.rpc`."""
+
+    def __init__(self, metrics: Metrics, access_log: AccessLog | None, protocol: str) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        self.protocol = protocol
+        # Bound Prometheus children per label set: labels() costs a lock and validation.
+        self._series: dict[tuple[str, str, str, str, int], tuple[Any, Any]] = {}
+
+    def record(
+        self,
+        context: RequestContext,
+        latency_s: float,
+        endpoint: str,
+        method: str,
+        path: str,
+        **log_fields: Any,
+    ) -> None:
+        """Count one request that ended with `context.status` (an HTTP status; gRPC calls
+        record the HTTP status their code stands for, and their code in `log_fields`)."""
         model, status, label = context.model, context.status, context.label
         version = "" if context.version is None else str(context.version)
         key = (model, version, label, endpoint, status)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = (
-                self.metrics.requests.labels(model, version, label, endpoint, str(status)),
-                self.metrics.request_latency.labels(model, version, label, endpoint),
+                self.metrics.requests.labels(
+                    model, version, label, endpoint, self.protocol, str(status)
+                ),
+                self.metrics.request_latency.labels(model, version, label, endpoint, self.protocol),
             )
         series[0].inc()
         series[1].observe(latency_s)
@@ -159,13 +186,14 @@ class ObservabilityMiddleware:
             self.access_log.write(
                 {
                     "request_id": context.request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
+                    "method": method,
+                    "path": path,
                     "model": model or None,
                     "version": context.version,
                     "status": status,
                     "rows": context.rows,
                     "latency_ms": round(latency_s * 1000.0, 3),
+                    **log_fields,
                 }
             )
 
@@ -259,6 +287,22 @@ def caller_fingerprint(digest: bytes) -> str:
     return hashlib.sha256(b"synergy-caller\0" + digest).hexdigest()[:16]
 
 
+def key_index(key_digests: list[bytes], token: str) -> int:
+    """Index in `key_digests` of the key `token` is, or -1 (compared with every key, in
+    constant time, whatever matches first). Every protocol checks keys with this."""
+    presented = _digest(token)
+    found = -1
+    for index, digest in enumerate(key_digests):
+        if hmac.compare_digest(presented, digest):
+            found = index
+    return found
+
+
+def key_matches(key_digests: list[bytes], token: str) -> bool:
+    """Whether `token` is one of the keys (see `key_index`)."""
+    return key_index(key_digests, token) >= 0
+
+
 class ApiKeyMiddleware:
     """Every path needs `Authorization: Bearer <key>` except the open ones; admin paths need
     an admin key (docs/security.md).
@@ -296,13 +340,7 @@ class ApiKeyMiddleware:
 
     def _match(self, token: str) -> int:
         """Index of the configured key `token` is, or -1."""
-        presented = _digest(token)
-        # Compare with every key, in constant time, whatever matches first.
-        found = -1
-        for index, digest in enumerate(self.digests):
-            if hmac.compare_digest(presented, digest):
-                found = index
-        return found
+        return key_index(self.digests, token)
 
     def _is_browser_page(self, scope: Scope) -> bool:
         return (

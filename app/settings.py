@@ -178,6 +178,30 @@ class Settings(BaseSettings):
     # just as the server closes one fails with a 502 at the balancer.
     keep_alive_timeout_s: int = Field(default=75, ge=1)
 
+    # Open Inference Protocol over gRPC (app.rpc), in the same process and event loop. Its
+    # largest message is max_body_bytes, the REST body limit.
+    grpc_port: int = Field(
+        default=8081, ge=0, le=65535, description="gRPC port (on SYNERGY_HOST); 0 = no gRPC."
+    )
+    grpc_max_concurrent_streams: int = Field(
+        default=100, ge=1, description="Concurrent calls on one gRPC connection (HTTP/2)."
+    )
+    grpc_keepalive_time_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="The server pings an idle gRPC connection this often, and closes it when "
+        "no answer comes within grpc_keepalive_timeout_s.",
+    )
+    grpc_keepalive_timeout_s: float = Field(default=20.0, gt=0)
+    # gRPC's default (5 min) sends GOAWAY "too_many_pings" to clients that keep connections
+    # alive more often (grpc-go and Envoy are often set to 10-30 s).
+    grpc_min_ping_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Shortest interval between a client's keepalive pings (with or without "
+        "calls in flight) before the server answers GOAWAY.",
+    )
+
     # Shutdown.
     shutdown_grace_period_s: float = Field(
         default=30.0,

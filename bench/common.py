@@ -82,6 +82,7 @@ def start_ours(
         "PYTHONPATH": str(root),
         "SYNERGY_MODELS_DIR": str(models_dir),
         "SYNERGY_PORT": str(port),
+        "SYNERGY_GRPC_PORT": str(free_port()),
         **settings,
     }
     process = start(stack, [sys.executable, "-m", "app"], env, log, cwd=root)

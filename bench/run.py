@@ -264,6 +264,7 @@ def main() -> int:
         "PYTHONPATH": str(ROOT),
         "SYNERGY_MODELS_DIR": str(args.models_dir),
         "SYNERGY_PORT": str(ports["ours"]),
+        "SYNERGY_GRPC_PORT": str(free_port()),
         "NAIVE_MODELS_DIR": str(args.models_dir),
     }
     uvicorn = [

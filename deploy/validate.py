@@ -125,12 +125,12 @@ def check_promises(objects: list[dict[str, Any]]) -> list[str]:
     if pod.get("terminationGracePeriodSeconds", 30) < grace + pre_stop:
         problems.append("terminationGracePeriodSeconds is shorter than the drain + preStop")
     for probe, path in (
-        ("readinessProbe", "/health/ready"),
         ("livenessProbe", "/health/live"),
         ("startupProbe", "/health/ready"),
     ):
         if container.get(probe, {}).get("httpGet", {}).get("path") != path:
             problems.append(f"{probe} must GET {path}")
+    problems += _check_grpc(container, env, by_kind["Service"])
     if not pod.get("securityContext", {}).get("runAsNonRoot"):
         problems.append("the pod must run as non-root")
     if not {"requests", "limits"} <= set(container.get("resources", {})):
@@ -148,6 +148,26 @@ def check_promises(objects: list[dict[str, Any]]) -> list[str]:
     claim = by_kind.get("PersistentVolumeClaim")
     if claim is not None:
         problems += _check_model_volume(claim["metadata"]["name"], pod, container, env)
+    return problems
+
+
+def _check_grpc(
+    container: dict[str, Any], env: dict[str, Any], service: dict[str, Any]
+) -> list[str]:
+    """The gRPC port is declared where the server listens, the readiness probe asks its
+    health service for the readiness service name, and the Service exposes it."""
+    problems = []
+    port = int(env.get("SYNERGY_GRPC_PORT") or 8081)
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    if ports.get("grpc") != port:
+        problems.append(f"the container must declare port grpc = {port} (SYNERGY_GRPC_PORT)")
+    probe = container.get("readinessProbe", {}).get("grpc", {})
+    if probe.get("port") != port or probe.get("service") != "inference.GRPCInferenceService":
+        problems.append(
+            f"readinessProbe must be grpc on port {port}, service inference.GRPCInferenceService"
+        )
+    if not any(p.get("targetPort") == "grpc" for p in service["spec"]["ports"]):
+        problems.append("the Service must expose the grpc port")
     return problems
 
 

@@ -76,7 +76,19 @@ def main() -> int:
     )
     if result.returncode != 0:  # no bridge networking here: host network on a free port
         subprocess.run([*podman, "rm", "-f", "-t", "2", CONTAINER], capture_output=True)
-        subprocess.run([*run, "--network", "host", "-e", f"SYNERGY_PORT={port}", image], check=True)
+        subprocess.run(
+            [
+                *run,
+                "--network",
+                "host",
+                "-e",
+                f"SYNERGY_PORT={port}",
+                "-e",
+                "SYNERGY_GRPC_PORT=0",
+                image,
+            ],
+            check=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

@@ -79,6 +79,8 @@ def make_settings(models_dir: Path, **overrides: Any) -> Any:
         "models_dir": models_dir,
         "log_requests": False,
         "shutdown_grace_period_s": 2.0,
+        # No gRPC port unless a test asks for one: the default (8081) is the same for all.
+        "grpc_port": 0,
         # Each app its own prediction store: no state from an earlier test or run.
         "store_dir": Path(tempfile.mkdtemp(prefix="synergy-store-")),
     }

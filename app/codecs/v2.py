@@ -368,13 +368,30 @@ def decode_input(
 ) -> tuple[str, np.ndarray]:
     """(datatype, values) of the request's one input tensor, checked against `spec`: its
     name, datatype and shape, and its data (JSON or binary, exactly one of them)."""
-    if len(request.inputs) != 1 or request.inputs[0].name != spec.name:
-        given = ", ".join(repr(tensor.name) for tensor in request.inputs)
+    tensor = request.inputs[0] if request.inputs else None
+    datatype, shape = (tensor.datatype, tuple(tensor.shape)) if tensor else ("", ())
+    check_input([t.name for t in request.inputs], datatype, shape, spec, model, max_instances)
+    assert tensor is not None
+    parameters = tensor.parameters or {}
+    return datatype, tensor_data(tensor.data, parameters, binary, datatype, shape, spec)
+
+
+def check_input(
+    names: Sequence[str],
+    datatype: str,
+    shape: tuple[int, ...],
+    spec: TensorSpec,
+    model: str,
+    max_instances: int,
+) -> None:
+    """The request's inputs (`names`; the first has `datatype` and `shape`) are the one
+    input `spec` describes, of a datatype it takes, in a shape it takes (see
+    `check_shape`). Shared by every V2 transport (REST, gRPC)."""
+    if len(names) != 1 or names[0] != spec.name:
+        given = ", ".join(repr(name) for name in names)
         raise BadRequest(
             f"model {model} takes one input, named {spec.name!r} ({spec.help}); got {given}"
         )
-    tensor = request.inputs[0]
-    datatype, shape = tensor.datatype, tuple(tensor.shape)
     if datatype not in DATATYPES:
         raise BadRequest(
             f"input {spec.name}: unknown datatype {datatype!r}; use one of " + ", ".join(DATATYPES)
@@ -385,8 +402,6 @@ def decode_input(
             f"{datatype}: send {spec.help}"
         )
     check_shape(spec, datatype, shape, model, max_instances)
-    parameters = tensor.parameters or {}
-    return datatype, tensor_data(tensor.data, parameters, binary, datatype, shape, spec)
 
 
 def tensor_data(

@@ -23,6 +23,8 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    # host:port of its gRPC service ("" when SYNERGY_GRPC_PORT=0).
+    grpc_address: str = ""
 
     def stop(self, timeout_s: float = 60) -> int:
         if self.process.poll() is None:
@@ -47,6 +49,7 @@ def start_server(
     /health/live for a server whose models are meant to be still loading or failed; None to
     return at once, for tests of start-up itself)."""
     port = free_port()
+    grpc_port = env.get("SYNERGY_GRPC_PORT") or str(free_port())
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -55,6 +58,7 @@ def start_server(
     environment.update(
         {
             "SYNERGY_PORT": str(port),
+            "SYNERGY_GRPC_PORT": grpc_port,
             "SYNERGY_MODELS_DIR": str(models_dir),
             "PYTHONPATH": str(ROOT),
             # The prediction store next to the log: fresh for every server of every run.
@@ -70,7 +74,8 @@ def start_server(
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+    grpc_address = f"127.0.0.1:{grpc_port}" if grpc_port != "0" else ""
+    server = Server(process, f"http://127.0.0.1:{port}", log, grpc_address)
     if wait_path is None:
         return server
     deadline = time.monotonic() + 180

@@ -23,6 +23,7 @@ def _run(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str
             "PYTHONPATH": str(ROOT),
             "SYNERGY_MODELS_DIR": str(COMMITTED_MODELS),
             "SYNERGY_PORT": str(free_port()),
+            "SYNERGY_GRPC_PORT": str(free_port()),
             **env,
         }
     )

@@ -1,0 +1,93 @@
+"""API keys on gRPC: `authorization: Bearer <key>` metadata, with an explicit policy for
+every RPC the server answers.
+
+Deny by default, as on REST (`app.middleware.ApiKeyMiddleware`): an RPC not listed in
+`OPEN_RPCS` needs a key, so a service added later is protected. Open, like their REST
+counterparts (`/health/*`, `/v2/health/*`, `/openapi.json`):
+
+- `grpc.health.v1.Health/*`: Kubernetes' gRPC probe and load balancers send no key;
+- `inference.GRPCInferenceService/ServerLive` and `ServerReady`: the V2 health RPCs;
+- server reflection: it describes the API (as the OpenAPI document does), never its data.
+
+Everything else (inference, metadata, configuration, statistics, the repository) needs a key.
+A refused call gets UNAUTHENTICATED with the REST 401's words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from app.middleware import key_matches
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+REFLECTION_SERVICES = (
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+)
+OPEN_RPCS = frozenset(
+    {
+        f"/{HEALTH_SERVICE}/Check",
+        f"/{HEALTH_SERVICE}/Watch",
+        f"/{HEALTH_SERVICE}/List",
+        "/inference.GRPCInferenceService/ServerLive",
+        "/inference.GRPCInferenceService/ServerReady",
+        *(f"/{service}/ServerReflectionInfo" for service in REFLECTION_SERVICES),
+    }
+)
+MESSAGE = (
+    "missing or wrong API key: send the metadata 'authorization: Bearer <key>' (tritonclient: "
+    "headers={'authorization': 'Bearer <key>'})"
+)
+
+
+def is_open(method: str) -> bool:
+    """Whether the RPC (`/package.Service/Method`) may be called without a key."""
+    return method in OPEN_RPCS
+
+
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls to RPCs that need a key and carry none, or a wrong one."""
+
+    def __init__(self, key_digests: list[bytes]) -> None:
+        self.key_digests = key_digests
+
+    def _authorized(self, metadata: Any) -> bool:
+        for key, value in metadata or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                return (
+                    scheme.lower() == "bearer"
+                    and bool(token.strip())
+                    and key_matches(self.key_digests, token.strip())
+                )
+        return False
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method
+        metadata = handler_call_details.invocation_metadata
+        if is_open(method) or self._authorized(metadata):
+            return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        return _refusal(handler)
+
+
+def _refusal(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as `handler` that answers UNAUTHENTICATED."""
+
+    async def refuse(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
+
+    if handler is None or not (handler.request_streaming or handler.response_streaming):
+        return grpc.unary_unary_rpc_method_handler(refuse)
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(refuse)
+    return grpc.unary_stream_rpc_method_handler(refuse)
