@@ -225,7 +225,7 @@ class V2Protocol:
             entry.name,
             entry.version,
             decoded.request.id,
-            entry.card.labels,
+            card.labels,
             probabilities,
             decoded.outputs,
         )

@@ -48,7 +48,8 @@ class Imported:
 
 
 def _imdb(count: int) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
+    texts: list[str] = []
+    labels: list[str] = []
     with tarfile.open(IMDB, "r:gz") as archive:
         for member in archive:
             parts = member.name.split("/")
@@ -65,7 +66,7 @@ def _imdb(count: int) -> tuple[list[str], list[str]]:
 
 
 def _models() -> list[tuple[Imported, tuple[Any, Any] | None]]:
-    made = []
+    made: list[tuple[Imported, tuple[Any, Any] | None]] = []
     x, y = load_wine(return_X_y=True)
     rf = RandomForestClassifier(n_estimators=10, random_state=0).fit(x[::2], y[::2])
     made.append((Imported("wine-rf", rf, x[1:6:2], x[1:6:2].tolist(), True), (x[1::2], y[1::2])))
@@ -390,7 +391,28 @@ def test_a_version_whose_replay_disagrees_is_not_served(served: Any) -> None:
     assert status["state"] == "failed" and "does not reproduce the predictions" in status["reason"]
 
 
-def test_imported_classifiers_are_explained_get_feedback_and_a_report(served: Any) -> None:
+def test_every_imported_model_is_explained_and_has_a_report(served: Any) -> None:
+    server, items, _, _ = served
+    for item in items:
+        answer = httpx.post(
+            f"{server.url}/v1/models/{item.name}:explain",
+            json={"instances": item.instances[:1]},
+            timeout=60,
+        )
+        assert answer.status_code == 200, (item.name, answer.text)
+        explanation = answer.json()["explanations"][0]
+        assert explanation["attributions"], item.name
+        gap = explanation["completeness"]
+        assert gap["error"] <= gap["tolerance"], (item.name, gap)
+        report = httpx.get(f"{server.url}/v1/models/{item.name}/report", timeout=60)
+        assert report.status_code == 200, (item.name, report.text[:300])
+        if not item.classifier:
+            assert "Residual" in report.text and "MAE" in report.text
+        else:
+            assert "Confusion matrix" in report.text
+
+
+def test_imported_classifiers_get_feedback_and_live_accuracy(served: Any) -> None:
     server, items, _, _ = served
     for item in items:
         if not item.classifier:
@@ -408,8 +430,12 @@ def test_imported_classifiers_are_explained_get_feedback_and_a_report(served: An
             timeout=10,
         )
         assert feedback.status_code == 200, (item.name, feedback.text)
-        report = httpx.get(f"{server.url}/v1/models/{item.name}/report", timeout=30)
-        assert report.status_code == 200, (item.name, report.text[:300])
+        monitoring = httpx.get(f"{server.url}/v1/models/{item.name}/monitoring", timeout=30)
+        assert monitoring.status_code == 200, (item.name, monitoring.text)
+        served_version = answer.json()["version"]
+        version = next(v for v in monitoring.json()["versions"] if v["version"] == served_version)
+        assert version["rows_with_feedback"] >= 1, (item.name, version)
+        assert version["drift"]["profile"], item.name
 
 
 def test_import_times(served: Any) -> None:

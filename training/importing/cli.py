@@ -25,9 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     bring.add_argument("--example", type=Path, help="CSV (header row) or .npz (x) of sample rows")
     bring.add_argument("--eval", type=Path, help="held-out CSV or .npz (x, y) to evaluate on")
     bring.add_argument("--target", help="the evaluation CSV's target column(s), comma-separated")
-    bring.add_argument(
-        "--task", choices=("auto", "classification", "regression"), default="auto"
-    )
+    bring.add_argument("--task", choices=("auto", "classification", "regression"), default="auto")
     bring.add_argument("--labels", help="class labels (or target names), comma-separated")
     bring.add_argument(
         "--trust-pickle",
@@ -70,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         f"in {result.seconds:.2f} s"
     )
     if card.metrics is not None:
-        print("held-out metrics: " + card.metrics.model_dump_json(exclude={"confusion_matrix", "roc_curve", "per_target"}))
+        print(
+            "held-out metrics: "
+            + card.metrics.model_dump_json(exclude={"confusion_matrix", "roc_curve", "per_target"})
+        )
     return 0
 
 

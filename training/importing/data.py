@@ -85,7 +85,7 @@ def read_table(path: Path, target: str | None) -> tuple[Any, Any]:
         with np.load(path, allow_pickle=False) as arrays:
             if "x" not in arrays:
                 raise ImportRefused(f"{path.name} has no array named x")
-            return arrays["x"], (arrays["y"] if "y" in arrays else None)
+            return arrays["x"], arrays.get("y")
     frame = pd.read_csv(path)
     if target is None:
         return frame, None

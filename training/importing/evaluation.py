@@ -18,8 +18,11 @@ import numpy as np
 from app.monitoring.profile import StatisticsComputer, build_profile
 from app.schemas.card import (
     Calibration,
+    HeldOutMetrics,
     ModelCard,
+    RawTextInput,
     RegressionMetrics,
+    TableInput,
     TabularInput,
     sha256_file,
 )
@@ -30,6 +33,7 @@ from training.importing.errors import ImportRefused
 
 MAX_EVAL_ROWS = 20_000
 BATCH = 512
+MAX_POINTS = 500
 
 
 def regression_metrics(
@@ -57,6 +61,35 @@ def regression_metrics(
     )
 
 
+def largest_errors(
+    instances: list[Any], truth: np.ndarray, outputs: np.ndarray, limit: int = 12
+) -> dict[str, Any]:
+    """A regressor's held-out record for the report (`errors.json`): (true, predicted)
+    points of the first target (at most MAX_POINTS, evenly thinned) and the `limit` rows
+    with the largest absolute error, largest first."""
+    error = np.abs(truth - outputs).max(axis=1)
+    order = np.lexsort((np.arange(len(error)), -error))[:limit]
+    step = max(1, len(truth) // MAX_POINTS)
+    return {
+        "evaluated_on": "test",
+        "rows": len(truth),
+        "kind": "regression",
+        "points": [
+            [round(float(t), 6), round(float(p), 6)]
+            for t, p in zip(truth[::step, 0], outputs[::step, 0], strict=True)
+        ],
+        "examples": [
+            {
+                "index": int(i),
+                "instance": instances[i],
+                "label": ", ".join(f"{v:.4g}" for v in truth[i]),
+                "predicted": ", ".join(f"{v:.4g}" for v in outputs[i]),
+            }
+            for i in order
+        ],
+    }
+
+
 def evaluate_into(
     card: ModelCard,
     folder: Path,
@@ -78,6 +111,7 @@ def evaluate_into(
     )
     artifacts = dict(card.artifacts)
     update: dict[str, Any] = {}
+    metrics: HeldOutMetrics | RegressionMetrics
     if card.is_classifier:
         index = {label: i for i, label in enumerate(card.labels)}
         unknown = sorted({str(v) for v in y_true} - set(index))
@@ -104,14 +138,24 @@ def evaluate_into(
         update["errors_file"] = name
         predicted = [card.labels[i] for i in outputs.argmax(axis=1)]
     else:
-        metrics = regression_metrics(y_true.astype(np.float64), outputs, card.labels)
+        truth = y_true.astype(np.float64).reshape(len(y_true), -1)
+        metrics = regression_metrics(truth, outputs, card.labels)
         predicted = [card.labels[0]] * len(outputs)
+        name = write_errors_artifact(folder, largest_errors(instances, truth, outputs))
+        artifacts[name] = sha256_file(folder / name)
+        update["errors_file"] = name
     update["metrics"] = metrics
-    if isinstance(card.input, TabularInput):
+    spec = card.input
+    rows: list[Any] | None = None
+    if isinstance(spec, TabularInput):
         rows = [
-            np.array([row[f.name] for f in card.input.features], dtype=np.float32)
-            for row in instances
+            np.array([row[f.name] for f in spec.features], dtype=np.float32) for row in instances
         ]
+    elif isinstance(spec, TableInput):
+        rows = [tuple(row[f.name] for f in spec.features) for row in instances]
+    elif isinstance(spec, RawTextInput):
+        rows = list(instances)
+    if rows is not None:
         profile = build_profile(StatisticsComputer(card), rows, predicted)
         path = profile.write(folder)
         artifacts[path.name] = sha256_file(path)

@@ -195,7 +195,14 @@ def _import(
     estimator = loaded.model
     check_fitted(estimator)
     sample = as_dataset(example, estimator) if example is not None else None
-    schema = _infer_schema(estimator, sample, task, labels)
+    held_out = as_dataset(evaluation[0], estimator) if evaluation is not None else None
+    # Feature types, categories and missing values are read from all the data given.
+    typing = sample
+    if sample is not None and held_out is not None and sample.frame is not None:
+        import pandas as pd
+
+        typing = Dataset(sample.model_input, [], pd.concat([sample.frame, held_out.frame]))
+    schema = _infer_schema(estimator, typing, task, labels)
     if sample is None:
         if isinstance(schema.input, RawTextInput):
             raise ImportRefused("a text model needs an example (a few texts) for its card")
@@ -235,8 +242,7 @@ def _import(
             _example(card, instance, row) for instance, row in zip(instances, served, strict=True)
         ]
         card = card.model_copy(update={"examples": examples})
-        if evaluation is not None:
-            held_out = as_dataset(evaluation[0], estimator)
+        if evaluation is not None and held_out is not None:
             card = evaluate_into(
                 card,
                 staging,
@@ -284,7 +290,7 @@ def _card(
         version=number,
         description=description or f"{kind.__name__} imported from {source_file} ({schema.task}).",
         framework="sklearn",
-        task=schema.task,  # type: ignore[arg-type]
+        task=schema.task,
         input=schema.input,
         labels=schema.labels,
         model_file=MODEL_FILE,
@@ -295,7 +301,7 @@ def _card(
         examples=[placeholder],
         imported=ImportRecord(
             source_file=source_file,
-            source_format=loaded.source_format,  # type: ignore[arg-type]
+            source_format=loaded.source_format,
             serialization="skops",
             trusted_pickle=trusted_pickle,
             scan=loaded.scan,
