@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         default=0, ge=0, description="TensorFlow intra-op threads; 0 = one per CPU core."
     )
     warmup: bool = True
+    # A model saved with another scikit-learn/Keras major.minor than the server runs fails to
+    # load (cross-version loading is unsupported: crashes or silent mis-predictions); true
+    # serves it anyway, on purpose (the load-time replay of its card example still applies).
+    allow_library_version_mismatch: bool = False
     # Threads that decode images and parse large bodies, off the event loop. A bounded pool:
     # concurrent uploads queue rather than all decoding (and holding memory) at once.
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core, at most 4.")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app.schemas.card import HeldOutMetrics
 from training.backend import MissingTrainingDependency, import_training_backend
 from training.common import TrainOptions, train_and_save
 from training.data import DataError
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {name}: the card does not validate: {exc}", file=sys.stderr)
             return 1
         m = card.metrics
+        assert isinstance(m, HeldOutMetrics)  # the trainers make classifiers
         auc = f", roc_auc {m.roc_auc:.4f}" if m.roc_auc is not None else ""
         print(
             f"{name} v{card.version}: {m.evaluated_on} accuracy {m.accuracy:.4f}, "

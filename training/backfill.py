@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from app.schemas.card import ModelCard, sha256_file, verify_artifacts
+from app.schemas.card import HeldOutMetrics, ModelCard, sha256_file, verify_artifacts
 from training.backend import MissingTrainingDependency, import_training_backend
 from training.common import (
     ERRORS_FILE,
@@ -135,6 +135,8 @@ def backfill_errors(folder: Path, data_dir: Path | None) -> ModelCard:
     DataError when the data cannot be read.
     """
     card = ModelCard.read(folder)
+    if not isinstance(card.metrics, HeldOutMetrics) or card.training_data is None:
+        raise BackfillError(f"{folder}: backfill takes the project's trained classifiers only")
     problems = verify_artifacts(card, folder)
     if problems:
         raise BackfillError(f"{folder}: the artifact is not intact: {'; '.join(problems)}")

@@ -12,16 +12,30 @@ from app.adapters.base import (
     plain_numeric_rows,
 )
 from app.adapters.image import ImageAdapter
+from app.adapters.raw_text import RawTextAdapter
+from app.adapters.table import TableAdapter
 from app.adapters.tabular import TabularAdapter
 from app.adapters.text import TextAdapter
 from app.preprocessing.text import EncodedText
-from app.schemas.card import ImageInput, ModelCard, TabularInput
+from app.schemas.card import ModelCard
+
+# The one table of input kinds: the card's `input.kind` -> its adapter.
+ADAPTERS: dict[str, type[InputAdapter]] = {
+    "tabular": TabularAdapter,
+    "table": TableAdapter,
+    "image": ImageAdapter,
+    "text": TextAdapter,
+    "raw-text": RawTextAdapter,
+}
 
 __all__ = [
+    "ADAPTERS",
     "EncodedText",
     "ImageAdapter",
     "InputAdapter",
     "InputLimits",
+    "RawTextAdapter",
+    "TableAdapter",
     "TabularAdapter",
     "TextAdapter",
     "decode_b64",
@@ -44,13 +58,7 @@ def make_adapter(
     limits = limits or InputLimits()
     if max_image_pixels is not None:
         limits = InputLimits(limits.max_instances, limits.max_text_chars, max_image_pixels)
-    adapter: InputAdapter
-    if isinstance(card.input, TabularInput):
-        adapter = TabularAdapter(card, folder, limits)
-    elif isinstance(card.input, ImageInput):
-        adapter = ImageAdapter(card, folder, limits)
-    else:
-        adapter = TextAdapter(card, folder, limits)
+    adapter = ADAPTERS[card.input.kind](card, folder, limits)
     if load:
         adapter.load()
     return adapter

@@ -295,9 +295,11 @@ def bytes_tensor(values: list[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(value)) + value for value in values)
 
 
-def requested_outputs(request: InferenceRequest) -> list[tuple[str, bool]]:
-    """The outputs an infer request asks for: (name, as binary?) in its order (both outputs,
-    as JSON unless `binary_data_output`, when it names none)."""
+def requested_outputs(
+    request: InferenceRequest, names: Sequence[str] = OUTPUT_NAMES
+) -> list[tuple[str, bool]]:
+    """The outputs an infer request asks for: (name, as binary?) in its order (all of the
+    version's output `names`, as JSON unless `binary_data_output`, when it names none)."""
     parameters = request.parameters or {}
     if "sequence_id" in parameters:
         raise BadRequest("sequence batching is not supported; send independent requests")
@@ -306,12 +308,12 @@ def requested_outputs(request: InferenceRequest) -> list[tuple[str, bool]]:
         raise BadRequest("parameters.binary_data_output must be true or false")
     requested = request.outputs
     if requested is None:
-        requested = [RequestOutput(name=name) for name in OUTPUT_NAMES]
+        requested = [RequestOutput(name=name) for name in names]
     outputs: list[tuple[str, bool]] = []
     for output in requested:
-        if output.name not in OUTPUT_NAMES:
+        if output.name not in names:
             raise BadRequest(
-                f"unknown output {output.name!r}; the outputs are label and probabilities"
+                f"unknown output {output.name!r}; the outputs are " + " and ".join(names)
             )
         if any(name == output.name for name, _ in outputs):
             raise BadRequest(f"output {output.name!r} is asked for twice")
@@ -332,7 +334,7 @@ def requested_outputs(request: InferenceRequest) -> list[tuple[str, bool]]:
         outputs.append((output.name, binary))
     if not outputs:
         raise BadRequest(
-            "outputs is empty: list the outputs you want (label, probabilities) or omit it"
+            f"outputs is empty: list the outputs you want ({', '.join(names)}) or omit it"
         )
     return outputs
 
@@ -473,6 +475,44 @@ def encode_response(
                 tensor["data"] = as_fp32.ravel().tolist()
         if binary:
             tensor["parameters"] = {"binary_data_size": len(blobs[-1])}
+        encoded.append(tensor)
+    response: dict[str, Any] = {"model_name": model, "model_version": str(version)}
+    if request_id is not None:
+        response["id"] = request_id
+    response["outputs"] = encoded
+    header = orjson.dumps(response)
+    if not blobs:
+        return header, {}, "application/json"
+    return header + b"".join(blobs), {HEADER_LENGTH: str(len(header))}, "application/octet-stream"
+
+
+def encode_tensors(
+    model: str,
+    version: int,
+    request_id: str | None,
+    tensors: Sequence[tuple[str, np.ndarray, bool]],
+) -> tuple[bytes, dict[str, str], str]:
+    """(body, extra headers, media type) of an infer response holding `tensors`: (name,
+    values, as binary?) each, values FP32 or strings (BYTES); binary ones after the JSON
+    header (its length in `Inference-Header-Content-Length`)."""
+    encoded: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, values, binary in tensors:
+        is_bytes = values.dtype.kind in "OUS"
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": "BYTES" if is_bytes else "FP32",
+            "shape": list(values.shape),
+        }
+        if binary:
+            blobs.append(
+                bytes_tensor([str(v).encode() for v in values.ravel().tolist()])
+                if is_bytes
+                else values.astype("<f4").tobytes()
+            )
+            tensor["parameters"] = {"binary_data_size": len(blobs[-1])}
+        else:
+            tensor["data"] = values.ravel().tolist()
         encoded.append(tensor)
     response: dict[str, Any] = {"model_name": model, "model_version": str(version)}
     if request_id is not None:

@@ -37,8 +37,13 @@ def completeness(attributions: np.ndarray, f_x: float, f_baseline: float) -> dic
 
 
 def prediction(card: ModelCard, probabilities: list[float]) -> tuple[int, dict[str, Any]]:
-    """(index of the predicted class, {"label", "probabilities"}) as `:predict` gives them."""
+    """(index of the predicted class, {"label", "probabilities"}) as `:predict` gives them;
+    a regressor: (0, the first target explained, its `value`/`values` as `:predict`)."""
     probabilities = [float(p) for p in probabilities]  # a runtime's row may be an array
+    if not card.is_classifier:
+        from app.tasks import task_of
+
+        return 0, task_of(card).encode_v1(card, np.array([probabilities]))[0]
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
     return best, {
         "label": card.labels[best],

@@ -21,13 +21,14 @@ from app.errors import NotFound, PayloadTooLarge, ServingError
 from app.explain.base import Explainer
 from app.explain.gradients import UnsupportedBackend, make_gradient
 from app.explain.image import IntegratedGradients
+from app.explain.table import TableShapley, WordShapley
 from app.explain.tabular import TabularExplainer
 from app.explain.text import TextShapley
 from app.explain.worker import Check, ExplainWorker
 from app.repository import ModelEntry
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
-from app.schemas.card import ImageInput, TabularInput
+from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
 from app.service import PredictionService
 from app.settings import Settings
 
@@ -223,6 +224,14 @@ def make_explainer(card: Any, model: Any, adapter: InputAdapter, settings: Setti
             exact_max_features=settings.explain_exact_max_features,
             permutations=settings.explain_permutations,
         )
+    if isinstance(card.input, TableInput | RawTextInput):
+
+        def outputs(rows: list[Any]) -> Any:
+            return model.predict(adapter.featurize(rows))
+
+        if isinstance(card.input, TableInput):
+            return TableShapley(card, outputs, permutations=settings.explain_permutations)
+        return WordShapley(card, outputs, permutations=settings.explain_text_permutations)
     if isinstance(card.input, ImageInput):
         if not isinstance(model, KerasModel):
             raise NotExplainable(f"model {card.name}: image explanations need a Keras model")

@@ -28,6 +28,7 @@ from app.monitoring.profile import (
     ContinuousReference,
     Profile,
     StatisticsComputer,
+    category_names,
 )
 from app.monitoring.stats import (
     DriftResult,
@@ -38,6 +39,7 @@ from app.monitoring.stats import (
 from app.monitoring.store import Store, database_url, is_disk_full
 from app.monitoring.writer import Writer
 from app.repository import ModelEntry, ModelRegistry
+from app.schemas.card import HeldOutMetrics
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -366,7 +368,7 @@ class Monitor:
         predicted_rows, feedback_rows, correct = store.counts(name, version, caller)
         recent = store.recent_feedback(name, version, self.settings.accuracy_window_rows, caller)
         recent_correct = sum(true == predicted for true, predicted in recent)
-        held_out = card.metrics.accuracy
+        held_out = card.metrics.accuracy if isinstance(card.metrics, HeldOutMetrics) else None
         all_time = _accuracy(correct, feedback_rows, held_out)
         recent_accuracy = _accuracy(recent_correct, len(recent), held_out)
         cells = store.confusion(name, version, caller)
@@ -440,11 +442,22 @@ class Monitor:
         results: list[DriftResult] = []
         for index, stat in enumerate(names):
             reference = profile.statistics.get(stat)
-            if isinstance(reference, ContinuousReference):
+            if isinstance(reference, CategoricalReference):  # a table's string/boolean feature
+                results.append(
+                    categorical_drift(
+                        stat,
+                        category_names(stats[:, index], reference),
+                        reference,
+                        alpha=alpha,
+                        psi_threshold=settings.drift_psi_threshold,
+                    )
+                )
+            elif isinstance(reference, ContinuousReference):
+                column = stats[:, index]
                 results.append(
                     continuous_drift(
                         stat,
-                        stats[:, index],
+                        column[np.isfinite(column)],  # a missing value is not a number
                         reference,
                         alpha=alpha,
                         psi_threshold=settings.drift_psi_threshold,
@@ -587,14 +600,14 @@ def _open_store(url: str) -> Store:
     return store
 
 
-def _accuracy(correct: int, total: int, held_out: float) -> dict[str, Any]:
+def _accuracy(correct: int, total: int, held_out: float | None) -> dict[str, Any]:
     low, high = wilson_interval(correct, total)
     return {
         "rows": total,
         "correct": correct,
         "accuracy": round(correct / total, 6) if total else None,
         "interval_95": [round(low, 6), round(high, 6)],
-        "below_held_out": bool(total and high < held_out),
+        "below_held_out": bool(total and held_out is not None and high < held_out),
     }
 
 

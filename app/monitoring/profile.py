@@ -26,10 +26,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, Field
 
 from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer, tokenize_bytes
-from app.schemas.card import ImageInput, ModelCard, TabularInput, TextInput
+from app.schemas.card import (
+    Feature,
+    ImageInput,
+    ModelCard,
+    RawTextInput,
+    TableInput,
+    TabularInput,
+    TextInput,
+)
 
 PROFILE_FILE = "profile.json"
 PREDICTED_LABEL = "predicted_label"
@@ -100,8 +109,10 @@ class StatisticsComputer:
     def names(self) -> list[str]:
         """The input statistics' names, in a stable order (the predicted label excluded)."""
         spec = self.card.input
-        if isinstance(spec, TabularInput):
+        if isinstance(spec, TabularInput | TableInput):
             return [feature.name for feature in spec.features]
+        if isinstance(spec, RawTextInput):
+            return ["char_count", "word_count"]
         if isinstance(spec, ImageInput):
             return ["ink_mass", "mean_level", "spread"]
         return ["token_count", "oov_share"]
@@ -113,6 +124,10 @@ class StatisticsComputer:
         spec = self.card.input
         if isinstance(spec, TabularInput):
             return [np.asarray(r, dtype=np.float32).tobytes() for r in rows]
+        if isinstance(spec, TableInput):
+            return [orjson.dumps(list(r)) for r in rows]
+        if isinstance(spec, RawTextInput):
+            return [str(r).encode("utf-8") for r in rows]
         if isinstance(spec, ImageInput):
             grids = np.stack([np.asarray(r, dtype=np.float32) for r in rows])
             levels = np.clip(np.rint(grids * (255.0 / spec.max_value)), 0, 255).astype(np.uint8)
@@ -140,6 +155,11 @@ class StatisticsComputer:
         spec = self.card.input
         if isinstance(spec, TabularInput):
             return np.asarray(np.stack([np.asarray(r, dtype=np.float64) for r in rows]))
+        if isinstance(spec, TableInput):
+            return table_statistics(spec, rows)
+        if isinstance(spec, RawTextInput):
+            texts = [str(r) for r in rows]
+            return np.array([[len(t), len(t.split())] for t in texts], dtype=np.float64)
         if isinstance(spec, ImageInput):
             return image_statistics(np.stack([np.asarray(r) for r in rows]), spec.max_value)
         return self.measure(rows)[0]
@@ -171,6 +191,44 @@ def image_statistics(grids: np.ndarray, max_value: float) -> np.ndarray:
     return np.stack([ink_mass, mean_level, spread], axis=1)
 
 
+OTHER_CATEGORY = "(other)"
+MISSING_CATEGORY = "(missing)"
+
+
+def feature_categories(feature: Feature) -> list[str] | None:
+    """The categories a string or boolean feature's drift is counted over (None: a number):
+    those the card records, then every other value, then missing."""
+    if feature.dtype == "number":
+        return None
+    known = ["false", "true"] if feature.dtype == "boolean" else list(feature.categories or [])
+    return [*known, OTHER_CATEGORY, MISSING_CATEGORY]
+
+
+def table_statistics(spec: TableInput, rows: Sequence[Any]) -> np.ndarray:
+    """(N, F) float64 of a table's rows: numbers as they are (NaN when missing); strings and
+    booleans as the index of their category in `feature_categories` (the last two: another
+    value, missing)."""
+    out = np.empty((len(rows), len(spec.features)))
+    for column, feature in enumerate(spec.features):
+        categories = feature_categories(feature)
+        index = {c: i for i, c in enumerate(categories or [])}
+        for row_index, row in enumerate(rows):
+            value = row[column]
+            if categories is None:
+                out[row_index, column] = np.nan if value is None else float(value)
+            elif value is None:
+                out[row_index, column] = len(categories) - 1
+            else:
+                text = str(value).lower() if feature.dtype == "boolean" else str(value)
+                out[row_index, column] = index.get(text, len(categories) - 2)
+    return out
+
+
+def category_names(values: np.ndarray, reference: CategoricalReference) -> list[str]:
+    """Category codes (see `table_statistics`) back to the reference's category names."""
+    return [reference.categories[int(v)] for v in values]
+
+
 def continuous_reference(values: np.ndarray) -> ContinuousReference:
     """The reference of one continuous statistic from its training values."""
     values = np.sort(np.asarray(values, dtype=np.float64))
@@ -196,9 +254,20 @@ def build_profile(
 ) -> Profile:
     """The profile of training `rows` and the labels the model predicts for them."""
     stats = computer.compute(rows)
-    statistics: dict[str, ContinuousReference | CategoricalReference] = {
-        name: continuous_reference(stats[:, index]) for index, name in enumerate(computer.names)
-    }
+    statistics: dict[str, ContinuousReference | CategoricalReference] = {}
+    spec = computer.card.input
+    for index, name in enumerate(computer.names):
+        values = stats[:, index]
+        categories = (
+            feature_categories(spec.features[index]) if isinstance(spec, TableInput) else None
+        )
+        if categories is not None:
+            counts = np.bincount(values.astype(int), minlength=len(categories))
+            statistics[name] = CategoricalReference(
+                categories=categories, shares=[float(v) for v in counts / max(1, len(values))]
+            )
+        elif np.isfinite(values).any():
+            statistics[name] = continuous_reference(values[np.isfinite(values)])
     labels = computer.card.labels
     counts = np.array([sum(p == label for p in predicted) for label in labels], dtype=np.float64)
     statistics[PREDICTED_LABEL] = CategoricalReference(

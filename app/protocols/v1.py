@@ -21,6 +21,7 @@ from app.context import RequestContext
 from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, ServingError
 from app.repository import ModelEntry, ModelState
+from app.tasks import task_of
 
 # Bodies over this are parsed on a decoding thread: parsing ~1,000 28x28 images as JSON takes
 # milliseconds, too long for the event loop that answers every other request meanwhile.
@@ -171,7 +172,7 @@ class V1Protocol:
         return {
             "model": entry.name,
             "version": entry.version,
-            "predictions": encode_predictions(entry.card.labels, probabilities),
+            "predictions": task_of(entry.card).encode_v1(entry.card, probabilities),
         }
 
     def json_rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
@@ -271,6 +272,8 @@ class V1Protocol:
         return {
             "model": entry.name,
             "version": entry.version,
-            "held_out": entry.card.metrics.model_dump(mode="json"),
+            "held_out": None
+            if entry.card.metrics is None
+            else entry.card.metrics.model_dump(mode="json"),
             "serving": entry.stats.snapshot(),
         }

@@ -27,6 +27,7 @@ from app.codecs.v2 import (
     decode_input,
     decompress_body,
     encode_response,
+    encode_tensors,
     parse_request,
     requested_outputs,
     split_body,
@@ -39,6 +40,7 @@ from app.repository import ModelEntry, ModelRegistry, ModelState
 from app.schemas.v2 import InferenceRequest
 from app.schemas.versions import not_a_version
 from app.schemas.versions import parse_version as version_number
+from app.tasks import output_names, task_of
 
 
 def parse_version(registry: ModelRegistry, name: str, version: str | None) -> int | None:
@@ -70,8 +72,8 @@ def tensor_metadata(entry: ModelEntry) -> tuple[list[dict[str, Any]], list[dict[
         }
     ]
     outputs: list[dict[str, Any]] = [
-        {"name": "label", "datatype": "BYTES", "shape": [-1]},
-        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(card.labels)]},
+        {"name": output.name, "datatype": output.datatype, "shape": [-1, *output.row_shape]}
+        for output in task_of(card).outputs(card)
     ]
     return inputs, outputs
 
@@ -199,7 +201,8 @@ class V2Protocol:
         if len(header) > LARGE_BODY_BYTES:
             self._v1.check_value_count(entry, header.count(b",") + 1)
         request = parse_request(header)
-        outputs = requested_outputs(request)
+        assert entry.card is not None
+        outputs = requested_outputs(request, output_names(entry.card))
         datatype, values = decode_input(
             request, binary, adapter.tensor_spec, entry.name, self.settings.max_instances
         )
@@ -209,12 +212,20 @@ class V2Protocol:
         self, entry: ModelEntry, decoded: DecodedRequest, probabilities: np.ndarray
     ) -> tuple[bytes, dict[str, str], str]:
         """(body, extra headers, media type) of the infer response."""
-        assert entry.card is not None
+        card = entry.card
+        assert card is not None
+        if not card.is_classifier:
+            task = task_of(card)
+            tensors = [
+                (name, task.tensor(card, name, probabilities), binary)
+                for name, binary in decoded.outputs
+            ]
+            return encode_tensors(entry.name, entry.version, decoded.request.id, tensors)
         return encode_response(
             entry.name,
             entry.version,
             decoded.request.id,
-            entry.card.labels,
+            card.labels,
             probabilities,
             decoded.outputs,
         )

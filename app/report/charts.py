@@ -195,3 +195,31 @@ def training_curves(history: dict[str, list[float]]) -> str:
 
 _TITLES = {"loss": "Loss", "accuracy": "Accuracy"}
 _UNITS = {"loss": "Loss (cross-entropy)", "accuracy": "Accuracy (share correct)"}
+
+
+def predicted_vs_true(points: Sequence[Sequence[float]], target: str) -> str:
+    """A regressor's held-out predictions against the true values, with the y = x line."""
+    with _LOCK, matplotlib.rc_context(_STYLE):
+        figure = _figure(4.6, 4.2)
+        axes = figure.add_subplot()
+        true = [p[0] for p in points]
+        predicted = [p[1] for p in points]
+        low, high = min(true + predicted), max(true + predicted)
+        axes.plot([low, high], [low, high], linestyle="--", color=GREY, linewidth=1)
+        axes.scatter(true, predicted, s=9, color=BLUE, alpha=0.6)
+        axes.set_xlabel(f"True {target}")
+        axes.set_ylabel(f"Predicted {target}")
+        return _svg(figure, f"Predicted against true {target} on held-out data, {len(points)} rows")
+
+
+def residual_histogram(points: Sequence[Sequence[float]], target: str) -> str:
+    """The distribution of held-out residuals (true minus predicted)."""
+    with _LOCK, matplotlib.rc_context(_STYLE):
+        figure = _figure(4.6, 3.4)
+        axes = figure.add_subplot()
+        residuals = [p[0] - p[1] for p in points]
+        axes.hist(residuals, bins=min(30, max(5, len(residuals) // 5)), color=BLUE)
+        axes.axvline(0.0, color=GREY, linestyle="--", linewidth=1)
+        axes.set_xlabel(f"Residual (true - predicted {target})")
+        axes.set_ylabel("Rows")
+        return _svg(figure, f"Histogram of {len(residuals)} held-out residuals of {target}")

@@ -23,10 +23,19 @@ from app.report.content import (
     file_sizes,
     human_bytes,
     misclassified,
+    optional_artifact,
     per_class,
     training_history,
 )
-from app.schemas.card import ImageInput, ModelCard, TabularInput, TextInput
+from app.schemas.card import (
+    ImageInput,
+    ModelCard,
+    RawTextInput,
+    RegressionMetrics,
+    TableInput,
+    TabularInput,
+    TextInput,
+)
 
 REFRESH_S = 5
 EXCERPT_CHARS = 360
@@ -125,7 +134,7 @@ def _static_sections(card: ModelCard, folder: Path) -> str:
     html = "\n".join(
         (
             _glance(card, folder),
-            _quality(card),
+            _quality(card, folder),
             _calibration(card),
             _training(card, folder),
             _errors(card, folder),
@@ -185,9 +194,25 @@ def _glance(card: ModelCard, folder: Path) -> str:
                 for f in spec.features
             ],
         )
+    elif isinstance(spec, TableInput):
+        inputs = f"{spec.n_features} named features of mixed types" + _table(
+            ["Feature", "Type", "Missing allowed", "Categories seen"],
+            [
+                [
+                    escape(f.name),
+                    escape(f.dtype),
+                    "yes" if f.missing else "no",
+                    escape(", ".join(f.categories or [])),
+                ]
+                for f in spec.features
+            ],
+        )
+    elif isinstance(spec, RawTextInput):
+        inputs = "<p>Raw text, given to the model as is (it tokenises it itself).</p>"
     elif isinstance(spec, ImageInput):
         inputs = (
-            f"<p>Grey-level image, {spec.height} x {spec.width} pixels, values 0 to "
+            f"<p>{'RGB' if spec.channels == 3 else 'Grey-level'} image, {spec.height} x "
+            f"{spec.width} pixels, values 0 to "
             f"{spec.max_value:g}. {escape(spec.description or '')}</p>"
         )
     else:
@@ -229,13 +254,41 @@ def _glance(card: ModelCard, folder: Path) -> str:
             _tile("Task", card.task.replace("-", " ")),
             _tile("Framework", card.framework),
             _tile("Input", card.input.kind),
-            _tile("Labels", str(len(card.labels))),
-            _tile("Training rows", f"{data.train_size:,}"),
-            _tile("Held-out rows", f"{card.metrics.test_size:,}"),
+            _tile("Labels" if card.is_classifier else "Targets", str(len(card.labels))),
+            _tile("Training rows", f"{data.train_size:,}" if data else "not recorded"),
+            _tile("Held-out rows", f"{card.metrics.test_size:,}" if card.metrics else "none given"),
             _tile("Model size", human_bytes(sum(s or 0 for s in sizes.values()))),
-            _tile("Trained in", f"{card.training_seconds:g} s"),
+            _tile(
+                "Trained in",
+                f"{card.training_seconds:g} s"
+                if card.training_seconds is not None
+                else "elsewhere",
+            ),
         )
     )
+    if data is not None:
+        training_data = f"""<p>{escape(data.source)}</p>
+<p>{data.train_size:,} training, {data.validation_size:,} validation and {data.test_size:,} test
+rows; data sha256 <span class="hash">{escape(data.sha256)}</span>.
+{escape(data.notes or "")}</p>"""
+    else:
+        training_data = "<p>Trained outside this project and imported; not recorded.</p>"
+    origin = ""
+    if card.imported is not None:
+        record = card.imported
+        scan = (
+            f" Pickle scan ({escape(str(record.scan.get('scanner')))}): "
+            f"{escape(str(record.scan.get('verdict')))}."
+            if record.scan
+            else ""
+        )
+        origin = (
+            f"<h3>Imported</h3><p>{escape(record.estimator)} from "
+            f"<code>{escape(record.source_file)}</code> ({escape(record.source_format)}), "
+            f"stored as {escape(record.serialization)}.{scan}</p><ul>"
+            + "".join(f"<li>{escape(note)}</li>" for note in record.inferred)
+            + "</ul>"
+        )
     extras = "".join(
         f"<h3>{title}</h3><p>{escape(text)}</p>"
         for title, text in (("Intended use", card.intended_use), ("Limitations", card.limitations))
@@ -247,10 +300,8 @@ def _glance(card: ModelCard, folder: Path) -> str:
 <h3>Labels</h3><p>{", ".join(f"<code>{escape(label)}</code>" for label in card.labels)}</p>
 <h3>Input</h3>{inputs}
 <h3>Training data</h3>
-<p>{escape(data.source)}</p>
-<p>{data.train_size:,} training, {data.validation_size:,} validation and {data.test_size:,} test
-rows; data sha256 <span class="hash">{escape(data.sha256)}</span>.
-{escape(data.notes or "")}</p>
+{training_data}
+{origin}
 <p>Created {escape(card.created_at.isoformat())}, seed {card.seed}.</p>
 {extras}
 <div class="grid2"><div><h3>Files</h3>{files}</div>
@@ -259,8 +310,12 @@ rows; data sha256 <span class="hash">{escape(data.sha256)}</span>.
 </section>"""
 
 
-def _quality(card: ModelCard) -> str:
+def _quality(card: ModelCard, folder: Path) -> str:
     m = card.metrics
+    if m is None:
+        return _no_metrics()
+    if isinstance(m, RegressionMetrics):
+        return _regression_quality(card, m, folder)
     tiles = [
         _tile("Accuracy", f"{m.accuracy:.4f}"),
         _tile("Macro precision", f"{m.precision_macro:.4f}"),
@@ -312,6 +367,53 @@ def _quality(card: ModelCard) -> str:
 </section>"""
 
 
+def _no_metrics() -> str:
+    return f"""<section id="quality" aria-labelledby="quality-h">
+<h2 id="quality-h">Held-out quality</h2>
+{_missing("No held-out evaluation was given when this model was imported (synergy import --eval).")}
+</section>"""
+
+
+def _regression_quality(card: ModelCard, m: RegressionMetrics, folder: Path) -> str:
+    tiles = "".join(
+        (
+            _tile("MAE", f"{m.mae:.4g}"),
+            _tile("RMSE", f"{m.rmse:.4g}"),
+            _tile("R²", f"{m.r2:.4f}"),
+        )
+    )
+    per_target = ""
+    if m.per_target:
+        per_target = _table(
+            ["Target", "MAE", "RMSE", "R²"],
+            [
+                [escape(t), f"{v['mae']:.4g}", f"{v['rmse']:.4g}", f"{v['r2']:.4f}"]
+                for t, v in m.per_target.items()
+            ],
+            numeric={1, 2, 3},
+        )
+    found = optional_artifact(card, folder, "errors_file", ())
+    points = found.data.get("points") if isinstance(found.data, dict) else None
+    if isinstance(points, list) and points:
+        target = card.labels[0]
+        charts_html = (
+            f'<div class="grid2"><div>'
+            f"{_figure(charts.predicted_vs_true(points, target), 'Predicted against true.')}"
+            f"</div><div>"
+            f"{_figure(charts.residual_histogram(points, target), 'Residuals.')}</div></div>"
+        )
+    else:
+        charts_html = _missing("Residuals: no held-out predictions recorded for this version.")
+    return f"""<section id="quality" aria-labelledby="quality-h">
+<h2 id="quality-h">Held-out quality</h2>
+<p class="lead">On the {escape(m.evaluated_on)} split ({m.test_size:,} rows), averaged over
+the targets.</p>
+<div class="tiles">{tiles}</div>
+{per_target}
+{charts_html}
+</section>"""
+
+
 def _calibration(card: ModelCard) -> str:
     calibration = card_field(card, "calibration")
     if not isinstance(calibration, dict):
@@ -331,7 +433,7 @@ def _calibration(card: ModelCard) -> str:
         )
         method = escape(str(calibration.get("method", "")))
         fitted = escape(str(calibration.get("fitted_on", "")))
-        evaluated = escape(str(calibration.get("evaluated_on", card.metrics.evaluated_on)))
+        evaluated = escape(str(calibration.get("evaluated_on", "test")))
         chart = (
             _figure(
                 charts.reliability_diagram(bins),
@@ -372,6 +474,11 @@ def _training(card: ModelCard, folder: Path) -> str:
         if k in card.hyperparameters
     )
     facts_html = f"<p>{escape(facts)}.</p>" if facts else ""
+    trained = (
+        f"Trained in {card.training_seconds:g} s."
+        if card.training_seconds is not None
+        else "Trained outside this project and imported."
+    )
     if history.missing is not None:
         body = _missing(
             f"Training curves: {history.missing}"
@@ -390,7 +497,7 @@ def _training(card: ModelCard, folder: Path) -> str:
         )
     return f"""<section id="training" aria-labelledby="training-h">
 <h2 id="training-h">Training</h2>
-<p class="lead">Trained in {card.training_seconds:g} s.</p>
+<p class="lead">{trained}</p>
 {facts_html}
 {body}
 </section>"""
@@ -408,7 +515,10 @@ def _errors(card: ModelCard, folder: Path) -> str:
         examples = found.data["examples"]
         wrong = found.data.get("wrong")
         intro = (
-            f'<p class="lead">{len(examples)} of the {wrong:,} held-out rows the model got '
+            f'<p class="lead">The {len(examples)} held-out rows with the largest absolute '
+            "errors (true and predicted values), largest first.</p>"
+            if not card.is_classifier
+            else f'<p class="lead">{len(examples)} of the {wrong:,} held-out rows the model got '
             "wrong, most confident mistakes first.</p>"
             if isinstance(wrong, int)
             else f'<p class="lead">{len(examples)} held-out rows the model got wrong.</p>'
@@ -443,7 +553,7 @@ def _rendered_examples(card: ModelCard, examples: list[dict[str, Any]]) -> str:
                 f'alt="{escape(alt)}"><figcaption>{_verdict(e)}</figcaption></figure>'
             )
         return f'<div class="examples">{"".join(cells)}</div>'
-    if isinstance(spec, TextInput):
+    if isinstance(spec, TextInput | RawTextInput):
         items = []
         for e in examples:
             text = str(e["instance"])
@@ -511,21 +621,22 @@ def _explanation_section(page: PageRequest) -> str:
             if png is not None:
                 sample = (
                     f'<figure class="sample"><img src="data:image/png;base64,{png}" width="112" '
-                    f'height="112" alt="Sample held-out digit, true label {escape(example.label)}">'
+                    f'height="112" alt="Sample held-out digit, true label '
+                    f'{escape(str(example.label))}">'
                     f"<figcaption>Sample input from the card: a held-out "
-                    f"{escape(example.label)}.</figcaption></figure>"
+                    f"{escape(str(example.label))}.</figcaption></figure>"
                 )
-        elif isinstance(card.input, TextInput):
+        elif isinstance(card.input, TextInput | RawTextInput):
             text = str(example.instance)
             excerpt = text[:EXCERPT_CHARS] + ("..." if len(text) > EXCERPT_CHARS else "")
             sample = (
-                f"<p>Sample input from the card (a held-out review, true label "
-                f"<strong>{escape(example.label)}</strong>):</p><blockquote>{escape(excerpt)}"
+                f"<p>Sample input from the card (label "
+                f"<strong>{escape(str(example.label))}</strong>):</p><blockquote>{escape(excerpt)}"
                 "</blockquote>"
             )
         else:
             sample = (
-                f"<p>Sample input from the card (true label <strong>{escape(example.label)}"
+                f"<p>Sample input from the card (label <strong>{escape(str(example.label))}"
                 f"</strong>): <code>{escape(json.dumps(example.instance))}</code></p>"
             )
     result = (

@@ -50,6 +50,7 @@ from app.repository.registry import (
 from app.runtimes.base import Model
 from app.runtimes.keras import KerasModel, batch_buckets, configure_backend
 from app.runtimes.sklearn import SklearnModel
+from app.runtimes.trust import library_version_problem
 from app.schemas.predict import predict_request_model
 from app.settings import Settings
 
@@ -489,6 +490,10 @@ class Lifecycle:
         try:
             if not verify(entry):
                 return False
+            mismatch = library_version_problem(card.framework, card.library_versions)
+            if mismatch is not None and not self.settings.allow_library_version_mismatch:
+                entry.fail(f"loading failed: {mismatch}")
+                return False
             model: Model
             if card.framework == "keras":
                 batching = self.settings.batching_for(entry.name)
@@ -560,15 +565,22 @@ def warm_up(model: Model, adapter: InputAdapter) -> None:
     rows = [adapter.to_row(instance) for instance in instances]
     model.warmup(adapter.featurize(rows[:1]))
     predicted = model.predict(adapter.featurize(rows))
-    for example, probabilities in zip(examples, predicted, strict=True):
-        if example.probabilities is None:
+    card = adapter.card
+    for example, output in zip(examples, predicted, strict=True):
+        recorded = card.recorded_output(example)
+        if recorded is None:
             continue
-        drift = max(abs(a - b) for a, b in zip(probabilities, example.probabilities, strict=True))
+        # Probabilities are 0-1; a regressor's values are in the target's unit: relative.
+        drift = max(
+            abs(a - b) / (1.0 if card.is_classifier else max(1.0, abs(b)))
+            for a, b in zip(output, recorded, strict=True)
+        )
         if drift > WARMUP_TOLERANCE:
+            what = "probabilities" if card.is_classifier else "predictions"
             raise ArtifactMismatch(
-                f"the loaded model does not reproduce the probabilities recorded at "
-                f"training time for a card example (off by {drift:.2g}); the artifact or "
-                "the preprocessing differs from what was trained"
+                f"the loaded model does not reproduce the {what} recorded when it was saved "
+                f"for a card example (off by {drift:.2g}); the artifact or the preprocessing "
+                "differs from what was saved"
             )
 
 

@@ -43,6 +43,7 @@ from app.repository.config import (
     parse_config,
 )
 from app.runtimes.base import Model
+from app.runtimes.sklearn import UntrustedArtifact
 from app.schemas.card import CARD_FILENAME, MODEL_NAME_PATTERN, ModelCard, verify_artifacts
 from app.schemas.versions import VERSION_RANGE, is_version_folder_name, parse_version
 
@@ -430,7 +431,7 @@ def load_failure_reason(card: ModelCard, exc: BaseException) -> str:
     """Why a model version failed to load, in the project's words: the server's own checks
     say what they found; a framework's exception (its text can hold paths and internals)
     becomes the files it was loading, with the details in the server log."""
-    if isinstance(exc, ArtifactMismatch):
+    if isinstance(exc, ArtifactMismatch | UntrustedArtifact):
         return f"loading failed: {exc}"
     files = ", ".join(sorted(card.artifacts)) or "its files"
     return (

@@ -1,34 +1,66 @@
-"""scikit-learn runtime: a fitted estimator (or Pipeline) saved with joblib."""
+"""scikit-learn runtime: a fitted estimator (or Pipeline), saved with skops or joblib."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-import joblib
 import numpy as np
 
 from app.runtimes.base import Model
+from app.runtimes.trust import TRUSTED_SKLEARN_TYPES
+
+SKOPS_SUFFIX = ".skops"
+# A numeric model fitted on a DataFrame is served float32 rows in the card's feature order
+# (checked at import); scikit-learn would warn about the missing column names on every batch.
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+
+class UntrustedArtifact(ValueError):
+    """A skops file holds types outside the server's trust list (message safe to show)."""
+
+
+def load_skops(data: bytes) -> Any:
+    """Rebuild an estimator from skops bytes, trusting skops' defaults and the server's
+    audited list only; raises UntrustedArtifact naming any other type the file holds (none
+    of it is rebuilt)."""
+    import skops.io as sio
+
+    untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_SKLEARN_TYPES))
+    if untrusted:
+        raise UntrustedArtifact(
+            "the skops file holds types outside the server's trust list: " + ", ".join(untrusted)
+        )
+    return sio.loads(data, trusted=list(TRUSTED_SKLEARN_TYPES))
 
 
 class SklearnModel(Model):
-    """Calls `predict_proba` on the whole batch at once.
+    """Calls `predict_proba` (classifiers) or `predict` (regressors) on the whole batch.
 
-    joblib files are pickles, i.e. code: the registry only gets here after the file's sha256
-    matched the card.
+    A `.skops` file is rebuilt with the server's trust list (`app.runtimes.trust`); a
+    joblib file (the built-in models') is a pickle, i.e. code: the registry only gets here
+    after the file's sha256 matched the card, and only the project's trainers write them.
     """
 
     _estimator: Any = None
 
     def load(self) -> None:
-        estimator = joblib.load(self.folder / self.card.model_file)
-        if not hasattr(estimator, "predict_proba"):
-            raise TypeError(f"{self.card.model_file} has no predict_proba: not a classifier")
-        classes = getattr(estimator, "classes_", None)
-        if classes is not None and len(classes) != len(self.card.labels):
-            raise ValueError(
-                f"the estimator knows {len(classes)} classes but the card lists "
-                f"{len(self.card.labels)} labels"
-            )
+        path = self.folder / self.card.model_file
+        if path.name.endswith(SKOPS_SUFFIX):
+            estimator = load_skops(path.read_bytes())
+        else:
+            import joblib
+
+            estimator = joblib.load(path)
+        if self.card.is_classifier:
+            if not hasattr(estimator, "predict_proba"):
+                raise TypeError(f"{self.card.model_file} has no predict_proba: not a classifier")
+            classes = getattr(estimator, "classes_", None)
+            if classes is not None and len(classes) != len(self.card.labels):
+                raise ValueError(
+                    f"the estimator knows {len(classes)} classes but the card lists "
+                    f"{len(self.card.labels)} labels"
+                )
         self._estimator = estimator
 
     @property
@@ -36,5 +68,8 @@ class SklearnModel(Model):
         """The fitted estimator as loaded (explanations look inside it); None before load()."""
         return self._estimator
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)
+    def predict(self, batch: Any) -> np.ndarray:
+        if self.card.is_classifier:
+            return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)
+        values = np.asarray(self._estimator.predict(batch), dtype=np.float64)
+        return values.reshape(len(values), -1)  # (N,) single target -> (N, 1)

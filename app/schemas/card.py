@@ -34,12 +34,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+FeatureType = Literal["number", "string", "boolean"]
+
+
 class Feature(_Strict):
-    """One named numeric input feature of a tabular model."""
+    """One named input feature of a tabular model.
+
+    `dtype` says what a client sends for it: a number, a category (a string; `categories`
+    lists those seen in the example data, for docs and drift) or a boolean. `missing`: the
+    model accepts a missing value (JSON null) for it (an imputer in its pipeline).
+    """
 
     name: str
     unit: str | None = None
     description: str | None = None
+    dtype: FeatureType = "number"
+    categories: list[str] | None = Field(
+        default=None, description="String features: the categories seen in the example data."
+    )
+    missing: bool = Field(
+        default=False, description="Whether the model accepts a missing value (null)."
+    )
 
 
 class TabularInput(_Strict):
@@ -53,14 +68,35 @@ class TabularInput(_Strict):
         """Number of features one instance must have."""
         return len(self.features)
 
+    @property
+    def mixed(self) -> bool:
+        """Whether any feature is not a plain number (a string, a boolean, or may be missing):
+        such rows go to the model as a table of Python objects, not a float32 matrix."""
+        return any(f.dtype != "number" or f.missing for f in self.features)
+
+
+class TableInput(_Strict):
+    """A named table: each instance an object of named features of mixed types (numbers,
+    category strings, booleans, missing values where the model takes them), given to the
+    model as a one-row-per-instance DataFrame with the card's column names and types (a
+    scikit-learn ColumnTransformer pipeline fitted on a DataFrame)."""
+
+    kind: Literal["table"] = "table"
+    features: list[Feature] = Field(min_length=1)
+
+    @property
+    def n_features(self) -> int:
+        """Number of features one instance must have."""
+        return len(self.features)
+
 
 class ImageInput(_Strict):
-    """Grey-level images, white ink on black, values 0-255 (the MNIST convention)."""
+    """Images, values 0-255: grey (white ink on black, the MNIST convention) or RGB."""
 
     kind: Literal["image"] = "image"
     height: int = Field(ge=1)
     width: int = Field(ge=1)
-    channels: Literal[1] = 1
+    channels: Literal[1, 3] = 1
     max_value: float = 255.0
     description: str | None = None
 
@@ -85,7 +121,19 @@ class TextInput(_Strict):
     description: str | None = None
 
 
-InputSpec = Annotated[TabularInput | ImageInput | TextInput, Field(discriminator="kind")]
+class RawTextInput(_Strict):
+    """Raw text handed to the model as strings: the model tokenises it itself (a scikit-learn
+    pipeline starting with a TfidfVectorizer, a Keras model with a TextVectorization layer)."""
+
+    kind: Literal["raw-text"] = "raw-text"
+    language: str | None = None
+    description: str | None = None
+
+
+InputSpec = Annotated[
+    TabularInput | TableInput | ImageInput | TextInput | RawTextInput,
+    Field(discriminator="kind"),
+]
 
 
 class TrainingData(_Strict):
@@ -124,6 +172,52 @@ class HeldOutMetrics(_Strict):
     )
 
 
+class RegressionMetrics(_Strict):
+    """Held-out metrics of a regressor, averaged over its targets (uniform average)."""
+
+    kind: Literal["regression"] = "regression"
+    evaluated_on: Literal["test", "validation"] = "test"
+    test_size: int = Field(ge=1)
+    mae: float = Field(ge=0, description="Mean absolute error, in the target's unit.")
+    rmse: float = Field(ge=0, description="Root mean squared error, in the target's unit.")
+    r2: float = Field(description="Coefficient of determination (1 is perfect; may be < 0).")
+    per_target: dict[str, dict[str, float]] | None = Field(
+        default=None, description="Multi-output: mae, rmse and r2 per target."
+    )
+
+
+class ScanFinding(_Strict):
+    """One import a static pickle scan found (module and name)."""
+
+    module: str
+    name: str
+    safety: str = Field(description="the scanner's verdict: innocuous, suspicious, dangerous")
+
+
+class ImportRecord(_Strict):
+    """How a user's model became this version (`synergy import` / `save_model`)."""
+
+    source_file: str = Field(description="The file name the model came from (no path).")
+    source_format: Literal["skops", "pickle", "joblib", "keras", "in-memory"]
+    serialization: Literal["skops", "keras"] = Field(
+        description="How the served artifact is stored: skops (scikit-learn, loaded with the "
+        "server's trust list) or .keras (safe_mode)."
+    )
+    trusted_pickle: bool = Field(
+        default=False, description="The user passed --trust-pickle to read a pickle/joblib file."
+    )
+    scan: dict[str, Any] | None = Field(
+        default=None,
+        description="The static scan of a pickle before it was read: scanner, version, "
+        "verdict, globals found.",
+    )
+    estimator: str = Field(description="The estimator's class, e.g. sklearn.pipeline.Pipeline.")
+    backend: str | None = Field(default=None, description="Keras backend at import.")
+    inferred: list[str] = Field(
+        default_factory=list, description="What was inferred from the model and the example."
+    )
+
+
 class ReliabilityBin(_Strict):
     """One bin of a reliability table: predictions whose top probability is in (low, high]."""
 
@@ -156,10 +250,20 @@ class Calibration(_Strict):
 
 
 class CardExample(_Strict):
-    """A real held-out instance, as a client would send it, with its true label."""
+    """A real held-out instance, as a client would send it, with its true label (or target)."""
 
     instance: Any
-    label: str
+    label: str | None = Field(
+        default=None, description="Classifiers: the true label (or the predicted one at import)."
+    )
+    target: list[float] | None = Field(
+        default=None, description="Regressors: the true target value(s), when known."
+    )
+    prediction: list[float] | None = Field(
+        default=None,
+        description="Regressors: what the model predicted for this instance at import, one "
+        "value per target; replayed at load like `probabilities`.",
+    )
     probabilities: list[float] | None = Field(
         default=None,
         description="What the model predicted for this instance right after training, one "
@@ -176,20 +280,31 @@ class ModelCard(_Strict):
     version: VersionNumber
     description: str
     framework: Literal["sklearn", "keras"]
-    task: Literal["binary-classification", "multiclass-classification"]
+    task: Literal["binary-classification", "multiclass-classification", "regression"]
     input: InputSpec
-    labels: list[str] = Field(min_length=2)
+    labels: list[str] = Field(
+        min_length=1,
+        description="Classifiers: the class labels, in the order of the probabilities. "
+        "Regressors: the names of the predicted targets, one output each.",
+    )
     model_file: ArtifactName
     artifacts: dict[ArtifactName, Sha256] = Field(
         description="sha256 of every file the model needs, card excluded."
     )
-    training_data: TrainingData
+    training_data: TrainingData | None = Field(
+        default=None, description="None for an imported model (trained elsewhere)."
+    )
     hyperparameters: dict[str, Any]
-    metrics: HeldOutMetrics
+    metrics: HeldOutMetrics | RegressionMetrics | None = Field(
+        default=None, description="None for an imported model given no evaluation data."
+    )
     library_versions: dict[str, str]
-    seed: int
+    seed: int | None = None
     created_at: datetime
-    training_seconds: float = Field(ge=0)
+    training_seconds: float | None = Field(default=None, ge=0)
+    imported: ImportRecord | None = Field(
+        default=None, description="Imported models: where the model came from, how it was read."
+    )
     calibration: Calibration | None = Field(
         default=None, description="How the probabilities were calibrated (version 2 on)."
     )
@@ -240,19 +355,54 @@ class ModelCard(_Strict):
         n = len(self.labels)
         if self.task == "binary-classification" and n != 2:
             raise ValueError("a binary-classification model has exactly 2 labels")
-        cm = self.metrics.confusion_matrix
-        if len(cm) != n or any(len(row) != n for row in cm):
-            raise ValueError(f"confusion_matrix must be {n}x{n}, one row/column per label")
-        if sum(map(sum, cm)) != self.metrics.test_size:
-            raise ValueError("confusion_matrix does not add up to metrics.test_size")
-        unknown = {e.label for e in self.examples} - set(self.labels)
+        if self.task == "multiclass-classification" and n < 2:
+            raise ValueError("a classification model has at least 2 labels")
+        if self.is_classifier:
+            self._check_classifier(n)
+        else:
+            self._check_regressor(n)
+        if self.errors_file is not None and self.errors_file not in self.artifacts:
+            raise ValueError(f"errors_file {self.errors_file!r} is not listed in artifacts")
+        return self
+
+    def _check_classifier(self, n: int) -> None:
+        if isinstance(self.metrics, RegressionMetrics):
+            raise ValueError("a classifier's metrics are classification metrics")
+        if self.metrics is not None:
+            cm = self.metrics.confusion_matrix
+            if len(cm) != n or any(len(row) != n for row in cm):
+                raise ValueError(f"confusion_matrix must be {n}x{n}, one row/column per label")
+            if sum(map(sum, cm)) != self.metrics.test_size:
+                raise ValueError("confusion_matrix does not add up to metrics.test_size")
+        if any(e.label is None for e in self.examples):
+            raise ValueError("a classifier's examples each have a label")
+        unknown = {e.label for e in self.examples if e.label is not None} - set(self.labels)
         if unknown:
             raise ValueError(f"examples use labels not in labels: {sorted(unknown)}")
         if any(e.probabilities is not None and len(e.probabilities) != n for e in self.examples):
             raise ValueError(f"example probabilities must have {n} entries, one per label")
-        if self.errors_file is not None and self.errors_file not in self.artifacts:
-            raise ValueError(f"errors_file {self.errors_file!r} is not listed in artifacts")
-        return self
+
+    def _check_regressor(self, n: int) -> None:
+        if isinstance(self.metrics, HeldOutMetrics):
+            raise ValueError("a regressor's metrics are regression metrics (mae, rmse, r2)")
+        if self.calibration is not None:
+            raise ValueError("a regressor has no probability calibration")
+        for example in self.examples:
+            for values in (example.target, example.prediction):
+                if values is not None and len(values) != n:
+                    raise ValueError(f"example targets/predictions must have {n} entries")
+            if example.probabilities is not None:
+                raise ValueError("a regressor's examples have no probabilities")
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the model predicts class probabilities (else target values)."""
+        return self.task != "regression"
+
+    def recorded_output(self, example: CardExample) -> list[float] | None:
+        """What the model output for `example` when it was saved (probabilities for a
+        classifier, predicted values for a regressor): the load-time replay compares it."""
+        return example.probabilities if self.is_classifier else example.prediction
 
     @classmethod
     def read(cls, folder: Path) -> ModelCard:

@@ -92,7 +92,7 @@ class VersionMonitoring(BaseModel):
     version: int
     rows_predicted: int
     rows_with_feedback: int
-    held_out_accuracy: float
+    held_out_accuracy: float | None = Field(description="None: no held-out evaluation.")
     accuracy: LiveAccuracy
     confusion_matrix: ConfusionMatrix
     drift: Drift

@@ -22,7 +22,15 @@ from pydantic import (
     create_model,
 )
 
-from app.schemas.card import ImageInput, ModelCard, TabularInput, TextInput
+from app.schemas.card import Feature as FeatureSpec
+from app.schemas.card import (
+    ImageInput,
+    ModelCard,
+    RawTextInput,
+    TableInput,
+    TabularInput,
+    TextInput,
+)
 
 Number = Annotated[float, Strict(), AllowInfNan(False)]
 
@@ -149,14 +157,50 @@ def _text_instance(spec: TextInput, max_text_chars: int) -> Any:
     ]
 
 
+_FEATURE_TYPES: dict[str, Any] = {
+    "number": Feature,
+    "string": Annotated[str, Strict(), StringConstraints(max_length=10_000)],
+    "boolean": Annotated[bool, Strict()],
+}
+
+
+def _table_instance(spec: TableInput, model_title: str) -> Any:
+    def field(feature: FeatureSpec) -> tuple[Any, Any]:
+        kind = _FEATURE_TYPES[feature.dtype]
+        description = " ".join(filter(None, [feature.description, feature.unit]))
+        if feature.categories:
+            description += " (seen: " + ", ".join(feature.categories[:20]) + ")"
+        if feature.missing:
+            return (kind | None, Field(description=description + "; null if missing"))
+        return (kind, Field(description=description))
+
+    return create_model(  # type: ignore[call-overload]
+        f"{model_title}Row",
+        __config__=ConfigDict(extra="forbid"),
+        **{feature.name: field(feature) for feature in spec.features},
+    )
+
+
+def _raw_text_instance(spec: RawTextInput, max_text_chars: int) -> Any:
+    return Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=max_text_chars),
+        Field(description=f"Text, up to {max_text_chars} characters."),
+    ]
+
+
 def instance_type(card: ModelCard, max_text_chars: int) -> Any:
     """The type of one instance of this model, as clients send it."""
     spec = card.input
     title = _title(card.name)
     if isinstance(spec, TabularInput):
         return _tabular_instance(spec, title)
+    if isinstance(spec, TableInput):
+        return _table_instance(spec, title)
     if isinstance(spec, ImageInput):
         return _image_instance(spec)
+    if isinstance(spec, RawTextInput):
+        return _raw_text_instance(spec, max_text_chars)
     return _text_instance(spec, max_text_chars)
 
 

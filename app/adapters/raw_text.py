@@ -1,0 +1,67 @@
+"""Raw text handed to the model as strings (the model tokenises it: a scikit-learn pipeline
+that starts with a TfidfVectorizer, a Keras model with a TextVectorization layer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.adapters.base import InputAdapter, InputLimits, named_rows
+from app.budget import RequestBudget
+from app.codecs.v2 import TensorSpec
+from app.errors import BadRequest
+from app.schemas.card import ModelCard, RawTextInput
+
+
+class RawTextAdapter(InputAdapter):
+    """A string per instance, passed to the model as is; V2: `text`, BYTES [N] of UTF-8."""
+
+    def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
+        super().__init__(card, folder, limits)
+        assert isinstance(card.input, RawTextInput)
+
+    @property
+    def instance_help(self) -> str:
+        return f"a string of text, 1 to {self.limits.max_text_chars} characters"
+
+    @property
+    def tensor_spec(self) -> TensorSpec:
+        return TensorSpec("text", ("BYTES",), (), "BYTES [N] of UTF-8 text")
+
+    def tensor_example(self, instance: Any) -> dict[str, Any]:
+        return {"datatype": "BYTES", "shape": [1], "data": [instance]}
+
+    def bytes_rows(
+        self, elements: np.ndarray, where: str, budget: RequestBudget | None
+    ) -> list[Any]:
+        return [self._text(element, where.format(i)) for i, element in enumerate(elements)]
+
+    def _text(self, element: Any, where: str) -> str:
+        if isinstance(element, bytes):
+            try:
+                element = element.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadRequest(
+                    f"{where} is not valid UTF-8 ({exc.reason} at byte {exc.start}); send the "
+                    "text encoded as UTF-8"
+                ) from None
+        text = str(element)
+        if not text:
+            raise BadRequest(f"{where} is empty; send at least 1 character")
+        if len(text) > self.limits.max_text_chars:
+            raise BadRequest(
+                f"{where} has {len(text)} characters, over the limit of "
+                f"{self.limits.max_text_chars}; shorten the text"
+            )
+        return text
+
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> str:
+        return str(instance)
+
+    def rows_from(self, rows: list[Any]) -> list[Any]:
+        return [str(getattr(row, "text", row)) for row in rows]
+
+    def featurize(self, rows: list[Any]) -> np.ndarray:
+        return np.array(named_rows(str, rows), dtype=object)

@@ -1,0 +1,103 @@
+"""A named table: features of mixed types (numbers, category strings, booleans, missing
+values), featurised as a pandas DataFrame with the card's columns (what a ColumnTransformer
+pipeline fitted on a DataFrame takes)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from app.adapters.base import InputAdapter, InputLimits
+from app.budget import RequestBudget
+from app.codecs.v2 import TensorSpec
+from app.errors import BadRequest, InvalidInput
+from app.schemas.card import Feature, ModelCard, TableInput
+from app.schemas.predict import FLOAT32_MAX
+
+
+def _describe(feature: Feature) -> str:
+    kind = {"number": "a number", "string": "a string", "boolean": "true/false"}[feature.dtype]
+    return f"{feature.name} ({kind}{', or null' if feature.missing else ''})"
+
+
+class TableAdapter(InputAdapter):
+    """Named features of mixed types, an object per instance (or a list in the card's
+    order); V2: `rows`, BYTES [N], each element one instance as a JSON object."""
+
+    def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
+        super().__init__(card, folder, limits)
+        assert isinstance(card.input, TableInput)
+        self.features = card.input.features
+        self.feature_names = [feature.name for feature in self.features]
+
+    @property
+    def instance_help(self) -> str:
+        return "an object with the features " + ", ".join(map(_describe, self.features))
+
+    @property
+    def tensor_spec(self) -> TensorSpec:
+        return TensorSpec(
+            "rows",
+            ("BYTES",),
+            (),
+            "BYTES [N], each element one instance as a JSON object of its features: "
+            + ", ".join(map(_describe, self.features)),
+        )
+
+    def tensor_example(self, instance: Any) -> dict[str, Any]:
+        return {"datatype": "BYTES", "shape": [1], "data": [orjson.dumps(instance).decode()]}
+
+    def bytes_rows(
+        self, elements: np.ndarray, where: str, budget: RequestBudget | None
+    ) -> list[Any]:
+        rows = []
+        for index, element in enumerate(elements):
+            try:
+                instance = self.request_model.model_validate(
+                    {"instances": [orjson.loads(element)]}
+                ).instances[0]  # type: ignore[attr-defined]
+            except (orjson.JSONDecodeError, ValidationError) as exc:
+                raise BadRequest(
+                    f"{where.format(index)} is not a JSON object of this model's features "
+                    f"({str(exc).splitlines()[0]}); each element: {self.instance_help}"
+                ) from None
+            rows.append(self.to_row(instance, budget))
+        return rows
+
+    def to_row(self, instance: Any, budget: RequestBudget | None = None) -> tuple[Any, ...]:
+        if isinstance(instance, BaseModel):
+            values = [getattr(instance, name) for name in self.feature_names]
+        else:
+            values = list(instance)
+        for feature, value in zip(self.features, values, strict=True):
+            if value is None and not feature.missing:
+                raise InvalidInput(f"{feature.name} is missing, and the model needs a value")
+            if feature.dtype == "number" and value is not None and not abs(value) <= FLOAT32_MAX:
+                raise InvalidInput(
+                    f"{feature.name} is out of range: numbers must be within "
+                    f"±{FLOAT32_MAX:.3g} (float32)"
+                )
+        return tuple(values)
+
+    def featurize(self, rows: list[Any]) -> Any:
+        import pandas as pd
+
+        columns: dict[str, Any] = {}
+        for index, feature in enumerate(self.features):
+            values = [row[index] for row in rows]
+            if feature.dtype == "number":
+                columns[feature.name] = np.array(
+                    [math.nan if v is None else v for v in values], dtype=np.float64
+                )
+            elif feature.dtype == "boolean" and all(v is not None for v in values):
+                columns[feature.name] = np.array(values, dtype=bool)
+            else:  # strings (and booleans with gaps): objects, a missing value is NaN
+                columns[feature.name] = np.array(
+                    [math.nan if v is None else v for v in values], dtype=object
+                )
+        return pd.DataFrame(columns)

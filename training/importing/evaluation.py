@@ -1,0 +1,164 @@
+"""Held-out evaluation of an imported model, through the server's own input path.
+
+Classifiers: the project's classification metrics (`training.common.evaluate`), the
+calibration of the probabilities as imported (ECE and the reliability table; nothing is
+recalibrated) and `errors.json` (the most confident mistakes, for the report page).
+Regressors: MAE, RMSE and R² (per target too, for several). Numeric tabular models also get
+`profile.json`, the reference that drift detection compares live traffic with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.monitoring.profile import StatisticsComputer, build_profile
+from app.schemas.card import (
+    Calibration,
+    HeldOutMetrics,
+    ModelCard,
+    RawTextInput,
+    RegressionMetrics,
+    TableInput,
+    TabularInput,
+    sha256_file,
+)
+from training.calibration import ECE_BINS, reliability
+from training.common import evaluate, misclassified_examples, write_errors_artifact
+from training.importing.data import Dataset
+from training.importing.errors import ImportRefused
+
+MAX_EVAL_ROWS = 20_000
+BATCH = 512
+MAX_POINTS = 500
+
+
+def regression_metrics(
+    y_true: np.ndarray, predicted: np.ndarray, targets: list[str]
+) -> RegressionMetrics:
+    """MAE, RMSE, R² averaged uniformly over the targets; per target for several."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y_true = y_true.reshape(len(y_true), -1)
+
+    def scores(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
+        return {
+            "mae": round(float(mean_absolute_error(t, p)), 6),
+            "rmse": round(float(np.sqrt(mean_squared_error(t, p))), 6),
+            "r2": round(float(r2_score(t, p)), 6),
+        }
+
+    per_target = (
+        {name: scores(y_true[:, i], predicted[:, i]) for i, name in enumerate(targets)}
+        if len(targets) > 1
+        else None
+    )
+    return RegressionMetrics(
+        test_size=len(y_true), per_target=per_target, **scores(y_true, predicted)
+    )
+
+
+def largest_errors(
+    instances: list[Any], truth: np.ndarray, outputs: np.ndarray, limit: int = 12
+) -> dict[str, Any]:
+    """A regressor's held-out record for the report (`errors.json`): (true, predicted)
+    points of the first target (at most MAX_POINTS, evenly thinned) and the `limit` rows
+    with the largest absolute error, largest first."""
+    error = np.abs(truth - outputs).max(axis=1)
+    order = np.lexsort((np.arange(len(error)), -error))[:limit]
+    step = max(1, len(truth) // MAX_POINTS)
+    return {
+        "evaluated_on": "test",
+        "rows": len(truth),
+        "kind": "regression",
+        "points": [
+            [round(float(t), 6), round(float(p), 6)]
+            for t, p in zip(truth[::step, 0], outputs[::step, 0], strict=True)
+        ],
+        "examples": [
+            {
+                "index": int(i),
+                "instance": instances[i],
+                "label": ", ".join(f"{v:.4g}" for v in truth[i]),
+                "predicted": ", ".join(f"{v:.4g}" for v in outputs[i]),
+            }
+            for i in order
+        ],
+    }
+
+
+def evaluate_into(
+    card: ModelCard,
+    folder: Path,
+    data: Dataset,
+    y: Any,
+    serve: Callable[[list[Any]], np.ndarray],
+) -> ModelCard:
+    """The card with held-out metrics (and the artifacts they made in `folder`) added."""
+    if y is None:
+        raise ImportRefused("the evaluation data has no target; pass --target COLUMN")
+    instances = data.instances[:MAX_EVAL_ROWS]
+    y_true = np.asarray(y)[: len(instances)]
+    if len(y_true) != len(instances):
+        raise ImportRefused(
+            f"the evaluation data has {len(instances)} rows but {len(y_true)} targets"
+        )
+    outputs = np.concatenate(
+        [serve(instances[i : i + BATCH]) for i in range(0, len(instances), BATCH)]
+    )
+    artifacts = dict(card.artifacts)
+    update: dict[str, Any] = {}
+    metrics: HeldOutMetrics | RegressionMetrics
+    if card.is_classifier:
+        index = {label: i for i, label in enumerate(card.labels)}
+        unknown = sorted({str(v) for v in y_true} - set(index))
+        if unknown:
+            raise ImportRefused(
+                f"the evaluation targets hold labels the model does not know: {unknown[:5]}"
+            )
+        y_index = np.array([index[str(v)] for v in y_true])
+        metrics = evaluate(y_index, outputs, card.labels, "test")
+        ece, table = reliability(y_index, outputs, ECE_BINS)
+        update["calibration"] = Calibration(
+            method="none: the probabilities as imported",
+            fitted_on="not recalibrated",
+            evaluated_on="test",
+            bins=ECE_BINS,
+            ece_before=ece,
+            ece_after=ece,
+            accuracy_before=metrics.accuracy,
+            reliability=table,
+        )
+        errors = misclassified_examples(instances, y_index, outputs, card.labels, "test")
+        name = write_errors_artifact(folder, errors)
+        artifacts[name] = sha256_file(folder / name)
+        update["errors_file"] = name
+        predicted = [card.labels[i] for i in outputs.argmax(axis=1)]
+    else:
+        truth = y_true.astype(np.float64).reshape(len(y_true), -1)
+        metrics = regression_metrics(truth, outputs, card.labels)
+        predicted = [card.labels[0]] * len(outputs)
+        name = write_errors_artifact(folder, largest_errors(instances, truth, outputs))
+        artifacts[name] = sha256_file(folder / name)
+        update["errors_file"] = name
+    update["metrics"] = metrics
+    spec = card.input
+    rows: list[Any] | None = None
+    if isinstance(spec, TabularInput):
+        rows = [
+            np.array([row[f.name] for f in spec.features], dtype=np.float32) for row in instances
+        ]
+    elif isinstance(spec, TableInput):
+        rows = [tuple(row[f.name] for f in spec.features) for row in instances]
+    elif isinstance(spec, RawTextInput):
+        rows = list(instances)
+    if rows is not None:
+        profile = build_profile(StatisticsComputer(card), rows, predicted)
+        path = profile.write(folder)
+        artifacts[path.name] = sha256_file(path)
+        update["profile_file"] = path.name
+    update["artifacts"] = artifacts
+    return card.model_copy(update=update)
