@@ -57,12 +57,6 @@ class Forbidden(ServingError):
     status_code = 403
 
 
-class Conflict(ServingError):
-    """The operation contradicts the server's configuration (an unload while polled)."""
-
-    status_code = 409
-
-
 class NotFound(ServingError):
     """Unknown model, version or path."""
 
@@ -70,8 +64,8 @@ class NotFound(ServingError):
 
 
 class Conflict(ServingError):
-    """The request lost a race with a later one that changed the same thing (a model load
-    overtaken by an unload of that model)."""
+    """The operation contradicts the server's configuration (an unload while polled), or lost
+    a race with a later one that changed the same thing (a load overtaken by an unload)."""
 
     status_code = 409
 
