@@ -9,7 +9,7 @@ from fastapi import FastAPI, File, Query, Request, UploadFile
 from starlette.responses import Response
 
 from app.api.openapi import predict_request_body
-from app.api.predict import documented_versions, require_json
+from app.api.predict import documented_versions, parse_version, require_json
 from app.context import request_context
 from app.errors import ServingError
 from app.explain.service import ExplanationService
@@ -57,12 +57,13 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
             )
         )
 
-    async def explain_version(request: Request, version: int) -> Response:
+    async def explain_version(request: Request, version: str) -> Response:
         require_json(request)
+        number = parse_version(version)  # the one version parser: 422 as on :predict
         return json_response(
             await explainer.explain_json(
                 request.path_params["name"],
-                version,
+                number,
                 await request.body(),
                 _context(request),
                 request.receive,

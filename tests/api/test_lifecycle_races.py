@@ -260,8 +260,12 @@ def test_a_version_that_is_not_in_the_range_gets_each_routes_one_status_and_mess
         client.post(f"/v1/models/iris-knn/versions/{text}:predict", json=body), 422, message
     )
     assert_error(
+        client.post(f"/v1/models/iris-knn/versions/{text}:explain", json=body), 422, message
+    )
+    assert_error(
         client.post(f"/v2/models/iris-knn/versions/{text}/infer", json=v2_body), 404, message
     )
+    assert_error(client.get(f"/v1/models/iris-knn/versions/{text}"), 422, "version")
     assert_error(
         client.post("/v1/models/iris-knn:predict", json=body, headers={"X-Model-Version": text}),
         400,

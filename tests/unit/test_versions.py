@@ -107,7 +107,8 @@ def test_shadow_segments_are_counted_apart_from_the_versions_own() -> None:
     assert stats.compute_s == pytest.approx(0.2)
     assert (stats.shadow_queued, stats.shadow_computed, stats.shadow_rows) == (2, 2, 7)
     assert stats.shadow_queue_s == pytest.approx(0.7)
-    assert stats.batch_sizes() == [(5, 1, pytest.approx(0.1))]
+    ((size, count, seconds),) = stats.batch_sizes()
+    assert (size, count) == (5, 1) and seconds == pytest.approx(0.1)
 
 
 class _Recorder:
