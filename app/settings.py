@@ -262,7 +262,7 @@ class Settings(BaseSettings):
         "unset = no byte limit. Keep it well under the volume's size (docs/security.md).",
     )
     store_max_row_bytes: int = Field(
-        default=16 * 1024,
+        default=4096,
         ge=256,
         description="A row's compact input (a review's word ids, an image's pixels) is stored "
         "only up to this size; larger ones keep their statistics and prediction, not the "
