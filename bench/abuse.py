@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, free_port, start_ours  # noqa: E402
+from bench.common import ROOT, free_port, start_ours
 
 REVIEW = (
     "this film is a quiet masterpiece with a story that builds slowly and an ending that "
@@ -51,7 +51,7 @@ def _body() -> bytes:
 def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float = 120) -> int:
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             answer.read()
             return int(answer.status)
     except urllib.error.HTTPError as exc:
@@ -71,7 +71,7 @@ def _rss_mb(pid: int) -> float:
 
 
 class _SlowSink(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         time.sleep(4)
         self.send_response(200)
