@@ -44,8 +44,17 @@ KEYS = {"a": "bench-key-a-0123456789", "b": "bench-key-b-0123456789"}
 ADMIN = "bench-admin-0123456789"
 
 
-def _body() -> bytes:
-    return gzip.compress(json.dumps({"instances": [REVIEW] * INSTANCES}).encode(), 9)
+def _body(port: int) -> bytes:
+    """A gzipped V2 request (the protocol that takes compressed bodies) of long reviews."""
+    url = f"http://127.0.0.1:{port}/v2/models/imdb-sentiment"
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        name = json.loads(answer.read())["inputs"][0]["name"]
+    tensor = {"name": name, "datatype": "BYTES", "shape": [INSTANCES], "data": [REVIEW] * INSTANCES}
+    return gzip.compress(json.dumps({"inputs": [tensor]}).encode(), 9)
+
+
+def _infer_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/v2/models/imdb-sentiment/infer"
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float = 120) -> int:
@@ -86,15 +95,15 @@ def store_growth(root: Path, out: Path, requests: int, env: dict[str, str]) -> d
     with ExitStack() as stack:
         process, port = start_ours(
             stack,
-            out / "abuse-store.log",
+            out / f"abuse-store-{root.name}.log",
             root=root,
             models_dir=ROOT / "models",
             SYNERGY_STORE_DIR=str(store),
             SYNERGY_LOG_REQUESTS="false",
             **env,
         )
-        url = f"http://127.0.0.1:{port}/v1/models/imdb-sentiment:predict"
-        body = _body()
+        url = _infer_url(port)
+        body = _body(port)
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         before = _store_bytes(store)
         started = time.perf_counter()
@@ -123,26 +132,28 @@ def payload_memory(root: Path, out: Path, seconds: float) -> dict[str, Any]:
         with ExitStack() as stack:
             process, port = start_ours(
                 stack,
-                out / "abuse-payload.log",
+                out / f"abuse-payload-{root.name}.log",
                 root=root,
                 models_dir=ROOT / "models",
                 SYNERGY_STORE_PREDICTIONS="false",
                 SYNERGY_LOG_REQUESTS="false",
                 SYNERGY_PAYLOAD_LOG=f"http://127.0.0.1:{sink_port}/events",
             )
-            url = f"http://127.0.0.1:{port}/v1/models/imdb-sentiment:predict"
-            body = _body()
+            url = _infer_url(port)
+            body = _body(port)
             headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
             rss_before = _rss_mb(process.pid)
             deadline = time.monotonic() + seconds
             sent = 0
             peak = rss_before
+            statuses = []
             while time.monotonic() < deadline:
-                _post(url, body, headers)
+                statuses.append(_post(url, body, headers))
                 sent += 1
                 peak = max(peak, _rss_mb(process.pid))
             return {
                 "requests": sent,
+                "ok": statuses.count(200),
                 "upload_bytes": sent * len(body),
                 "rss_before_mb": rss_before,
                 "rss_peak_mb": peak,
@@ -156,7 +167,7 @@ def control_and_feedback(root: Path, out: Path) -> dict[str, Any]:
     with ExitStack() as stack:
         _, port = start_ours(
             stack,
-            out / "abuse-control.log",
+            out / f"abuse-control-{root.name}.log",
             root=root,
             models_dir=ROOT / "models",
             SYNERGY_LOG_REQUESTS="false",
