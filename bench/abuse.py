@@ -72,6 +72,20 @@ def _store_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.glob("monitoring.sqlite3*") if f.is_file())
 
 
+def _settled_bytes(folder: Path, quiet_s: float = 5.0, limit_s: float = 180.0) -> int:
+    """The store's size once the writer has caught up (unchanged for `quiet_s`)."""
+    deadline = time.monotonic() + limit_s
+    size, since = _store_bytes(folder), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _store_bytes(folder)
+        if now != size:
+            size, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+    return size
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -109,8 +123,7 @@ def store_growth(root: Path, out: Path, requests: int, env: dict[str, str]) -> d
         started = time.perf_counter()
         statuses = [_post(url, body, headers) for _ in range(requests)]
         elapsed = time.perf_counter() - started
-        time.sleep(4)  # the writer's flush interval and its batch
-        grown = _store_bytes(store) - before
+        grown = _settled_bytes(store) - before
         del process
     per_request = grown / requests
     rate = requests / elapsed
@@ -204,6 +217,9 @@ def main() -> int:
     parser.add_argument("--payload-seconds", type=float, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument(
+        "--only", choices=["store", "payload_log", "control_and_feedback"], default=None
+    )
+    parser.add_argument(
         "--budget-bytes", type=int, default=16 * 1024 * 1024, help="new: SYNERGY_STORE_MAX_BYTES"
     )
     args = parser.parse_args()
@@ -213,11 +229,12 @@ def main() -> int:
         ("old", args.old.resolve(), {}),
         ("new", ROOT, {"SYNERGY_STORE_MAX_BYTES": str(args.budget_bytes)}),
     ):
-        results[label] = {
-            "store": store_growth(root, args.out, args.requests, env),
-            "payload_log": payload_memory(root, args.out, args.payload_seconds),
-            "control_and_feedback": control_and_feedback(root, args.out),
+        parts = {
+            "store": lambda: store_growth(root, args.out, args.requests, env),
+            "payload_log": lambda: payload_memory(root, args.out, args.payload_seconds),
+            "control_and_feedback": lambda: control_and_feedback(root, args.out),
         }
+        results[label] = {name: part() for name, part in parts.items() if args.only in (None, name)}
         print(label, json.dumps(results[label], indent=1), flush=True)
     (args.out / "abuse.json").write_text(json.dumps(results, indent=1))
     return 0
