@@ -229,12 +229,13 @@ def main() -> int:
         ("old", args.old.resolve(), {}),
         ("new", ROOT, {"SYNERGY_STORE_MAX_BYTES": str(args.budget_bytes)}),
     ):
-        parts = {
-            "store": lambda: store_growth(root, args.out, args.requests, env),
-            "payload_log": lambda: payload_memory(root, args.out, args.payload_seconds),
-            "control_and_feedback": lambda: control_and_feedback(root, args.out),
-        }
-        results[label] = {name: part() for name, part in parts.items() if args.only in (None, name)}
+        results[label] = {}
+        if args.only in (None, "store"):
+            results[label]["store"] = store_growth(root, args.out, args.requests, env)
+        if args.only in (None, "payload_log"):
+            results[label]["payload_log"] = payload_memory(root, args.out, args.payload_seconds)
+        if args.only in (None, "control_and_feedback"):
+            results[label]["control_and_feedback"] = control_and_feedback(root, args.out)
         print(label, json.dumps(results[label], indent=1), flush=True)
     (args.out / "abuse.json").write_text(json.dumps(results, indent=1))
     return 0
