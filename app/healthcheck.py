@@ -16,7 +16,8 @@ Exit 0 when the server on this machine is ready (GET /health/ready answers 200 w
 else print why on stderr and exit 1. For container health checks (Docker HEALTHCHECK).
 
 Environment:
-  SYNERGY_PORT  the server's port [default: 8000]"""
+  SYNERGY_PROBE_PORT  the probe listener's port, asked first when set (docs/security.md)
+  SYNERGY_PORT        the server's port [default: 8000]"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     if args:
         print(f"error: unexpected argument {args[0]!r}; see --help", file=sys.stderr)
         return 2
-    port = os.environ.get("SYNERGY_PORT", "8000")
+    # The probe listener when there is one: a flood of idle connections on the main port
+    # cannot make it fail.
+    port = os.environ.get("SYNERGY_PROBE_PORT") or os.environ.get("SYNERGY_PORT", "8000")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as answer:
             return 0 if answer.status == 200 else 1

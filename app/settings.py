@@ -290,7 +290,7 @@ class Settings(BaseSettings):
         "unset = no byte limit. Keep it well under the volume's size (docs/security.md).",
     )
     store_max_row_bytes: int = Field(
-        default=16 * 1024,
+        default=4096,
         ge=256,
         description="A row's compact input (a review's word ids, an image's pixels) is stored "
         "only up to this size; larger ones keep their statistics and prediction, not the "
@@ -352,7 +352,7 @@ class Settings(BaseSettings):
         ge=0,
         le=65535,
         description="Port of the probe listener (GET /health/live, /health/ready only); unset "
-        "= none. The shipped manifests use 8081.",
+        "= none. The shipped manifests use 8082.",
     )
 
     @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")

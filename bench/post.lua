@@ -1,6 +1,9 @@
 -- wrk script: POST the JSON body in $BODY; print a JSON summary line at the end.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- An API key for servers that need one (bench/ab.py --key).
+local authorization = os.getenv("AUTHORIZATION")
+if authorization then wrk.headers["Authorization"] = authorization end
 local file = assert(io.open(os.getenv("BODY"), "rb"))
 wrk.body = file:read("*a")
 file:close()

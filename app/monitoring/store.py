@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    and_,
     case,
     create_engine,
     delete,
     event,
     func,
     select,
+    text,
     update,
 )
 
@@ -90,7 +91,30 @@ prediction_rows = Table(
     # (model, version, id) and the primary key (ids grow with time).
     Index("ix_prediction_rows_request", "request_id", "model"),
     Index("ix_prediction_rows_model_version_id", "model", "version", "id"),
+    # The recent-accuracy window walks only the rows with feedback (migration 0003).
+    Index(
+        "ix_prediction_rows_feedback",
+        "model",
+        "version",
+        "id",
+        sqlite_where=text("true_label IS NOT NULL"),
+        postgresql_where=text("true_label IS NOT NULL"),
+    ),
 )
+# Running tallies (migration 0003): rows per (model, version, caller, predicted, true label),
+# "" as the true label of rows without feedback. Kept in the transaction of every insert,
+# feedback and delete, so reports read them instead of counting the rows.
+prediction_tallies = Table(
+    "prediction_tallies",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("caller", String(32), primary_key=True),
+    Column("predicted", String(128), primary_key=True),
+    Column("true_label", String(128), primary_key=True),
+    Column("rows", BigInteger, nullable=False),
+)
+TALLY_KEY = ("model", "version", "caller", "predicted", "true_label")
 
 
 def database_url(url: str | None, data_dir: Path) -> str:
@@ -227,8 +251,13 @@ class Store:
                 f"INSERT INTO prediction_rows ({', '.join(INSERT_COLUMNS)}) "  # noqa: S608 - constant names; values are parameters
                 f"VALUES ({', '.join([marker] * len(INSERT_COLUMNS))})"
             )
+            tallies: Counter[tuple[Any, ...]] = Counter()
+            for row in rows:
+                # INSERT_COLUMNS: request_id, caller, model, version, ..., predicted (last).
+                tallies[(row[2], row[3], row[1], row[-1], "")] += 1
             with self.engine.begin() as connection:
                 connection.exec_driver_sql(sql, list(rows))
+                self._tally(connection, tallies)
 
     def prediction(
         self, model: str, request_id: str, caller: str | None
@@ -260,10 +289,20 @@ class Store:
         return [(row.id, row.version, row.predicted) for row in rows]
 
     def set_feedback(self, labels: dict[int, str]) -> None:
-        """Store true labels by row id, in one committed transaction (durable on return)."""
+        """Store true labels by row id, in one committed transaction (durable on return);
+        the tallies move with them."""
         now = time.time()
         t = prediction_rows
         with self.engine.begin() as connection:
+            before = {
+                row.id: row
+                for row in connection.execute(
+                    select(
+                        t.c.id, t.c.model, t.c.version, t.c.caller, t.c.predicted, t.c.true_label
+                    ).where(t.c.id.in_(list(labels)))
+                )
+            }
+            tallies: Counter[tuple[Any, ...]] = Counter()
             for row_id, label in labels.items():
                 connection.execute(
                     update(t)
@@ -277,9 +316,47 @@ class Store:
                         ),
                     )
                 )
+                old = before.get(row_id)
+                if old is not None and old.true_label != label:
+                    key = (old.model, old.version, old.caller, old.predicted)
+                    tallies[(*key, old.true_label or "")] -= 1
+                    tallies[(*key, label)] += 1
+            self._tally(connection, tallies)
+
+    def _tally(self, connection: Any, changes: Counter[tuple[Any, ...]]) -> None:
+        """Add `changes` ({TALLY_KEY values: rows}) to the tallies, in the caller's
+        transaction (one upsert per changed key)."""
+        changes = Counter({key: n for key, n in changes.items() if n})
+        if not changes:
+            return
+        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        columns = ", ".join((*TALLY_KEY, "rows"))
+        sql = (
+            f"INSERT INTO prediction_tallies ({columns}) VALUES ({', '.join([marker] * 6)}) "  # noqa: S608 - constant names
+            f"ON CONFLICT ({', '.join(TALLY_KEY)}) DO UPDATE SET "
+            "rows = prediction_tallies.rows + excluded.rows"
+        )
+        connection.exec_driver_sql(sql, [(*key, n) for key, n in changes.items()])
+
+    def _delete_rows(self, connection: Any, where: Any) -> int:
+        """Delete the rows `where` selects, taking them off the tallies (O(rows deleted))."""
+        t = prediction_rows
+        label = func.coalesce(t.c.true_label, "")
+        gone = connection.execute(
+            select(t.c.model, t.c.version, t.c.caller, t.c.predicted, label, func.count())
+            .where(where)
+            .group_by(t.c.model, t.c.version, t.c.caller, t.c.predicted, label)
+        ).all()
+        if not gone:
+            return 0
+        deleted = connection.execute(delete(t).where(where)).rowcount or 0
+        self._tally(connection, Counter({tuple(row[:5]): -int(row[5]) for row in gone}))
+        connection.execute(delete(prediction_tallies).where(prediction_tallies.c.rows <= 0))
+        return int(deleted)
 
     def prune(self, max_age_s: float | None, max_rows: int | None) -> int:
-        """Delete rows older than max_age_s, then the oldest beyond max_rows; returns how many."""
+        """Delete rows older than max_age_s, then the oldest beyond max_rows; returns how many.
+        O(rows deleted): ids grow by one per row and only the oldest are ever deleted."""
         t = prediction_rows
         deleted = 0
         with self.engine.begin() as connection:
@@ -293,13 +370,11 @@ class Store:
                     .limit(1)
                 ).scalar()
                 expired = t.c.id < first_kept if first_kept is not None else t.c.id.is_not(None)
-                deleted += connection.execute(delete(t).where(expired)).rowcount or 0
+                deleted += self._delete_rows(connection, expired)
             if max_rows is not None:
-                cutoff = connection.execute(
-                    select(t.c.id).order_by(t.c.id.desc()).offset(max_rows).limit(1)
-                ).scalar()
-                if cutoff is not None:
-                    deleted += connection.execute(delete(t).where(t.c.id <= cutoff)).rowcount or 0
+                low, high = connection.execute(select(func.min(t.c.id), func.max(t.c.id))).one()
+                if low is not None and high - low + 1 > max_rows:
+                    deleted += self._delete_rows(connection, t.c.id <= high - max_rows)
         return deleted
 
     def used_bytes(self) -> int:
@@ -336,7 +411,7 @@ class Store:
             rows = high - low + 1
             excess = used - PRUNE_TO * max_bytes
             count = min(rows, max(1, int(excess * rows / used) + 1))
-            return connection.execute(delete(t).where(t.c.id < low + count)).rowcount or 0
+            return self._delete_rows(connection, t.c.id < low + count)
 
     def make_room(self, share: float = 0.1) -> int:
         """The disk is full: free the reserve, then delete the oldest `share` of the rows and
@@ -348,7 +423,7 @@ class Store:
             if low is None:
                 return 0
             count = max(1, int((high - low + 1) * share))
-            deleted = connection.execute(delete(t).where(t.c.id < low + count)).rowcount or 0
+            deleted = self._delete_rows(connection, t.c.id < low + count)
         if self.dialect == "sqlite":
             with self.engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -368,18 +443,28 @@ class Store:
 
     def counts(self, model: str, version: int, caller: str | None = None) -> tuple[int, int, int]:
         """(rows predicted, rows with feedback, of those predicted right), of one caller's
-        rows or (None) everyone's."""
-        t = prediction_rows
-        where = and_(t.c.model == model, t.c.version == version, *_of(caller))
+        rows or (None) everyone's; from the tallies (O(labels^2), not O(rows))."""
+        total = feedback = correct = 0
+        for (true, predicted), rows in self._tallies(model, version, caller).items():
+            total += rows
+            if true:
+                feedback += rows
+                correct += rows if true == predicted else 0
+        return total, feedback, correct
+
+    def _tallies(self, model: str, version: int, caller: str | None) -> dict[tuple[str, str], int]:
+        """{(true label or "", predicted): rows} of a version (and caller)."""
+        t = prediction_tallies
+        where = [t.c.model == model, t.c.version == version]
+        if caller is not None:
+            where.append(t.c.caller == caller)
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(
-                    func.count(),
-                    func.count(t.c.true_label),
-                    func.coalesce(func.sum(case((t.c.true_label == t.c.predicted, 1), else_=0)), 0),
-                ).where(where)
-            ).one()
-        return int(row[0]), int(row[1]), int(row[2])
+            rows = connection.execute(
+                select(t.c.true_label, t.c.predicted, func.sum(t.c.rows))
+                .where(*where)
+                .group_by(t.c.true_label, t.c.predicted)
+            ).all()
+        return {(row[0], row[1]): int(row[2]) for row in rows if row[2]}
 
     def recent_feedback(
         self, model: str, version: int, limit: int, caller: str | None = None
@@ -403,20 +488,8 @@ class Store:
     def confusion(
         self, model: str, version: int, caller: str | None = None
     ) -> dict[tuple[str, str], int]:
-        """{(true label, predicted): rows} over all feedback."""
-        t = prediction_rows
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(t.c.true_label, t.c.predicted, func.count())
-                .where(
-                    t.c.model == model,
-                    t.c.version == version,
-                    t.c.true_label.is_not(None),
-                    *_of(caller),
-                )
-                .group_by(t.c.true_label, t.c.predicted)
-            ).all()
-        return {(row[0], row[1]): int(row[2]) for row in rows}
+        """{(true label, predicted): rows} over all feedback (from the tallies)."""
+        return {key: rows for key, rows in self._tallies(model, version, caller).items() if key[0]}
 
     def recent_rows(
         self, model: str, version: int, limit: int, caller: str | None = None

@@ -85,8 +85,7 @@ def render(page: PageRequest) -> str:
             "explain": page.explain_url,
         },
     }
-    # "</" cannot end the script element early: JSON allows "<\/".
-    config_json = json.dumps(config, separators=(",", ":")).replace("</", "<\\/")
+    config_json = script_json(config)
     nonce = escape(page.nonce)
     return f"""<!doctype html>
 <html lang="en">
@@ -670,3 +669,16 @@ address (<code>?key=</code>), so use this only on a machine you trust.</p>
 <button type="submit">View report</button></form>
 </section></main></body></html>
 """
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside an HTML <script> element: "<", ">" and "&" as \\u escapes (JSON
+    allows them), so no text in it ("</script>", "<!--<script>", a card's sample review) can
+    end the element early or switch the HTML parser into its escaped states, which would stop
+    the page's script."""
+    return (
+        json.dumps(value, separators=(",", ":"))
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )

@@ -3,13 +3,15 @@ input helpers. The real-server tests are in tests/e2e/test_client.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import subprocess
 import sys
+import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -121,7 +123,10 @@ def test_predict_sends_the_instances_with_the_key_and_parses_typed_predictions()
     assert str(request.url) == "http://serve.test/prefix/v1/models/iris-knn:predict"
     assert request.headers["authorization"] == "Bearer s3cret"
     assert request.headers["content-type"] == "application/json"
-    assert request.extensions["timeout"] == {"connect": 4.5, "read": 4.5, "write": 4.5, "pool": 4.5}
+    # What is left of the call's 4.5 s, for every phase.
+    phases = request.extensions["timeout"]
+    assert set(phases) == {"connect", "read", "write", "pool"}
+    assert all(3.0 < value <= 4.5 for value in phases.values())
     assert recorder.bodies() == [{"instances": [[5.1, 3.5, 1.4, 0.2], {"sepal_length": 6.7}]}]
     assert (result.model, result.version, len(result)) == ("iris-knn", 1, 2)
     assert result.labels == ["setosa", "virginica"]
@@ -330,6 +335,46 @@ def test_no_answer_is_a_network_error_and_a_predict_is_not_sent_again() -> None:
     assert raised.value.status is None and len(calls) == 1 and sleeps == []
 
 
+def _trickle(seconds_per_byte: float, total_bytes: int) -> Iterator[bytes]:
+    yield b'{"predictions": ['
+    for _ in range(total_bytes):
+        time.sleep(seconds_per_byte)
+        yield b" "
+
+
+def test_the_timeout_bounds_the_whole_call_however_slowly_the_server_answers() -> None:
+    # A server that answers a byte every 0.2 s for 100 s: every read is quick, the call not.
+    client, _ = sync_client(
+        lambda request: httpx.Response(200, content=_trickle(0.2, 500)), timeout=1.0
+    )
+    started = time.monotonic()
+    with pytest.raises(NetworkError, match="within the timeout"):
+        client.predict("iris-knn", [[1, 2, 3, 4]])
+    assert time.monotonic() - started < 10  # 1 s and a byte, on any machine; not 100 s
+
+
+@pytest.mark.anyio
+async def test_the_async_timeout_bounds_the_whole_call() -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"predictions": ['
+        for _ in range(500):
+            await asyncio.sleep(0.2)
+            yield b" "
+
+    client, _ = async_client(lambda request: httpx.Response(200, content=trickle()), timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(NetworkError, match="within the timeout"):
+        await client.predict("iris-knn", [[1, 2, 3, 4]])
+    assert time.monotonic() - started < 10
+
+
+def test_a_retry_that_would_outlast_the_timeout_is_not_waited_for() -> None:
+    client, sleeps = sync_client(Recorder(unavailable("3"), ok()), timeout=2.0)
+    with pytest.raises(Unavailable):
+        client.predict("iris-knn", [[1, 2, 3, 4]])
+    assert sleeps == []
+
+
 # ---------------------------------------------------------------------- retries
 def test_a_503_is_retried_after_the_servers_retry_after() -> None:
     recorder = Recorder(unavailable("2"), unavailable("1"), ok())
@@ -366,7 +411,9 @@ def test_a_longer_wait_than_allowed_is_raised_at_once_not_shortened(retry_after:
 
 def test_http_dates_are_understood() -> None:
     soon = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
-    client, sleeps = sync_client(Recorder(unavailable(soon), ok()), max_retry_wait_s=100)
+    client, sleeps = sync_client(
+        Recorder(unavailable(soon), ok()), max_retry_wait_s=100, timeout=120
+    )
     client.predict("iris-knn", [[1, 2, 3, 4]])
     assert 50 < sleeps[0] <= 60
 

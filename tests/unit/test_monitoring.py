@@ -543,3 +543,82 @@ def test_an_oversize_input_is_stored_without_its_compact_form() -> None:
     assert (lost, omitted) == (0, 1)
     assert rows[0][7] is not None and rows[1][7] is None  # features column
     assert rows[1][1] == "key"  # the caller column
+
+
+def _brute_force(store: Store, caller: str | None) -> tuple[tuple[int, int, int], Any]:
+    """counts() and confusion() recomputed from the rows themselves."""
+    where = "" if caller is None else f" AND caller = '{caller}'"
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT true_label, predicted FROM prediction_rows WHERE model = 'm' AND version = 1"
+            + where
+        ).all()
+    labelled = [(t, p) for t, p in rows if t is not None]
+    confusion: dict[tuple[str, str], int] = {}
+    for key in labelled:
+        confusion[key] = confusion.get(key, 0) + 1
+    return (len(rows), len(labelled), sum(t == p for t, p in labelled)), confusion
+
+
+def test_the_tallies_always_equal_counting_the_rows(store: Store) -> None:
+    import random
+
+    rng = random.Random(24)
+    made = 0
+    for step in range(60):
+        action = rng.choice(["insert", "insert", "feedback", "prune", "budget"])
+        if action == "insert":
+            store.insert_rows(
+                [
+                    _row(
+                        f"r{made + i}",
+                        0,
+                        rng.choice("ab"),
+                        created_at=time.time() - rng.choice([0, 7200]),
+                        caller=rng.choice(["k1", "k2"]),
+                        features=b"\x03" * rng.randint(1, 3000),
+                    )
+                    for i in range(rng.randint(1, 30))
+                ]
+            )
+            made += 30
+        elif action == "feedback":
+            with store.engine.connect() as connection:
+                ids = [r[0] for r in connection.exec_driver_sql("SELECT id FROM prediction_rows")]
+            if ids:
+                chosen = rng.sample(ids, min(len(ids), 10))
+                store.set_feedback({i: rng.choice("ab") for i in chosen})
+        elif action == "prune":
+            store.prune(
+                max_age_s=3600 if rng.random() < 0.3 else None, max_rows=rng.randint(5, 200)
+            )
+        else:
+            store.prune_bytes(1024 * 1024)
+        for caller in (None, "k1", "k2"):
+            expected_counts, expected_confusion = _brute_force(store, caller)
+            assert store.counts("m", 1, caller) == expected_counts, (step, action, caller)
+            assert store.confusion("m", 1, caller) == expected_confusion, (step, action)
+
+
+def test_the_migration_backfills_the_tallies_of_stored_rows(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from app.monitoring.store import MIGRATIONS
+
+    store = Store(database_url(None, tmp_path / "old"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        # Rows as a server before the tallies wrote them (no tallies kept).
+        connection.exec_driver_sql(
+            "INSERT INTO prediction_rows (request_id, caller, model, version, route, row_index, "
+            "created_at, features, stats, probabilities, predicted, true_label) VALUES "
+            "('x', '', 'm', 1, 'v1', 0, 1.0, NULL, x'00', x'00', 'a', 'a'), "
+            "('y', '', 'm', 1, 'v1', 0, 1.0, NULL, x'00', x'00', 'b', NULL)"
+        )
+    store.migrate()
+    assert store.counts("m", 1) == (2, 1, 1)
+    assert store.confusion("m", 1) == {("a", "a"): 1}

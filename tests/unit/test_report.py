@@ -126,3 +126,26 @@ def test_calibration_lights_up_when_the_card_has_it() -> None:
     assert '<span class="value">0.0412</span>' in html and "0.0081" in html
     assert 'aria-label="Reliability diagram over 9 non-empty confidence bins' in html
     assert "<td>0.90 to 1.00</td><td class=num>90</td>" in html
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<!--<script>",
+        "</script><script>alert(1)</script>",
+        "</SCRIPT >",
+        "<!-- a comment that never ends",
+        "a & b > c < d",
+        "\u2028\u2029 line separators",
+        "]]>-->",
+    ],
+)
+def test_json_in_a_script_element_cannot_end_or_escape_it(text: str) -> None:
+    import json
+
+    from app.report.page import script_json
+
+    encoded = script_json({"sample": text, "nested": [text]})
+    # No character that the HTML parser acts on inside a script element.
+    assert "<" not in encoded and ">" not in encoded and "&" not in encoded
+    assert json.loads(encoded) == {"sample": text, "nested": [text]}

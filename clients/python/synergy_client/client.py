@@ -10,6 +10,10 @@ sending it again cannot predict twice. The client waits as long as the header as
 less; when it asks for more than `max_retry_wait_s` (a model that failed to load says 30 s),
 the error is raised at once, carrying `retry_after_s`, rather than blocking the caller. Nothing
 else is retried: after a timeout or a dropped connection the server may have done the work.
+
+Timeout: a number of seconds bounds the whole call (every try, the waits between them, and
+reading the answer, however slowly the server sends it); an `httpx.Timeout` keeps httpx's
+per-phase meaning (each connect, read, write, pool wait).
 """
 
 from __future__ import annotations
@@ -194,6 +198,25 @@ class _Settings:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
+    def deadline(self) -> float | None:
+        """time.monotonic() by which a call must be done (None: no whole-call bound)."""
+        if isinstance(self.timeout, int | float):
+            return time.monotonic() + float(self.timeout)
+        return None
+
+    def time_left(self, deadline: float | None, url: str) -> float | httpx.Timeout | None:
+        """The timeout of the next try: what is left of the call's (NetworkError when none)."""
+        if deadline is None:
+            return self.timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise NetworkError(f"no answer from {url} within the timeout ({self.timeout:g} s)")
+        return left
+
+    def retry_fits(self, deadline: float | None, delay_s: float) -> bool:
+        """Whether waiting `delay_s` before a retry leaves the call within its deadline."""
+        return deadline is None or time.monotonic() + delay_s < deadline
+
     def retry_delay_s(self, response: httpx.Response, retries_done: int) -> float | None:
         """How long to wait before sending again (the server's Retry-After), or None to not
         retry: not a 503, no usable Retry-After, retries used up, or a longer wait than
@@ -217,8 +240,9 @@ class SynergyClient:
         base_url: where the server listens, e.g. "http://127.0.0.1:8000" (a path prefix is
             kept, for servers behind a proxy).
         api_key: sent as `Authorization: Bearer <key>` (servers with SYNERGY_API_KEYS set).
-        timeout: seconds per request (connect, read, write and pool each), an
-            `httpx.Timeout`, or None for no limit.
+        timeout: seconds for the whole call (every try, the waits between them, and the
+            answer however slowly it comes), an `httpx.Timeout` (httpx's per-phase limits),
+            or None for no limit.
         max_retries: how many times a 503 with `Retry-After` is sent again (0: never).
         max_retry_wait_s: the longest wait before a retry, in seconds: the client waits as
             long as `Retry-After` says, and raises at once when it says more.
@@ -283,18 +307,49 @@ class SynergyClient:
         retry: bool = True,
     ) -> httpx.Response:
         retries_done = 0
+        deadline = self._settings.deadline()
+        url = self.base_url + path
         while True:
             try:
-                response = self._http.request(
-                    method, path, content=content, headers=_JSON if content is not None else None
-                )
+                response = self._request(method, path, content, deadline, url)
             except httpx.TransportError as exc:
-                raise _network_error(exc, self.base_url + path) from exc
+                raise _network_error(exc, url) from exc
             delay = self._settings.retry_delay_s(response, retries_done) if retry else None
-            if delay is None:
+            if delay is None or not self._settings.retry_fits(deadline, delay):
                 return response
             retries_done += 1
             self._sleep(delay)
+
+    def _request(
+        self, method: str, path: str, content: bytes | None, deadline: float | None, url: str
+    ) -> httpx.Response:
+        """One try, read whole within the call's deadline: streamed, so that an answer sent
+        a byte at a time is cut off at the deadline rather than each read's timeout."""
+        request = self._http.build_request(
+            method,
+            path,
+            content=content,
+            headers=_JSON if content is not None else None,
+            timeout=self._settings.time_left(deadline, url),
+        )
+        response = self._http.send(request, stream=True)
+        try:
+            chunks = []
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the whole call took longer", request=request)
+        finally:
+            response.close()
+        # The body decoded already: the answer without its transfer headers.
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=b"".join(chunks), request=request
+        )
 
     # -- predictions
     def predict(self, model: str, instances: Any, version: int | None = None) -> Predictions:
@@ -423,15 +478,28 @@ class AsyncSynergyClient:
         retry: bool = True,
     ) -> httpx.Response:
         retries_done = 0
+        deadline = self._settings.deadline()
+        url = self.base_url + path
         while True:
+            timeout = self._settings.time_left(deadline, url)
             try:
-                response = await self._http.request(
-                    method, path, content=content, headers=_JSON if content is not None else None
-                )
+                # The whole try within what is left of the call, however slowly it answers.
+                async with asyncio.timeout(timeout if isinstance(timeout, float) else None):
+                    response = await self._http.request(
+                        method,
+                        path,
+                        content=content,
+                        headers=_JSON if content is not None else None,
+                        timeout=timeout,
+                    )
+            except TimeoutError as exc:
+                raise NetworkError(
+                    f"no answer from {url} within the timeout ({self._settings.timeout} s)"
+                ) from exc
             except httpx.TransportError as exc:
-                raise _network_error(exc, self.base_url + path) from exc
+                raise _network_error(exc, url) from exc
             delay = self._settings.retry_delay_s(response, retries_done) if retry else None
-            if delay is None:
+            if delay is None or not self._settings.retry_fits(deadline, delay):
                 return response
             retries_done += 1
             await self._sleep(delay)
