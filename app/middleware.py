@@ -72,6 +72,8 @@ class ObservabilityMiddleware:
         self.metrics = metrics
         self.state = state
         self.access_log = access_log
+        # The in-flight gauge reads the count at scrape time: no two locked updates per request.
+        metrics.in_flight.set_function(lambda: state.in_flight)
         # Bound Prometheus children per label set: labels() costs a lock and validation.
         self._series: dict[tuple[str, str, str, str, int], tuple[Any, Any]] = {}
 
@@ -112,7 +114,6 @@ class ObservabilityMiddleware:
         if task is not None:
             self.state.tasks.add(task)
         self.state.in_flight += 1
-        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:
@@ -131,7 +132,6 @@ class ObservabilityMiddleware:
         finally:
             self.state.tasks.discard(task)
             self.state.in_flight -= 1
-            self.metrics.in_flight.dec()
             context.status = status
             context.release()
             self._record(scope, context, time.perf_counter() - started)
