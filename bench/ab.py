@@ -68,6 +68,11 @@ def main() -> int:
         "--ceiling", action="store_true", help="add the no-framework ceiling to the rotation"
     )
     parser.add_argument(
+        "--granian",
+        action="store_true",
+        help="add this checkout served by granian (ASGI, uvloop) to the rotation",
+    )
+    parser.add_argument(
         "--old-env", action="append", default=[], help="KEY=VALUE setting of the old server"
     )
     parser.add_argument(
@@ -94,7 +99,9 @@ def main() -> int:
         old_root = _extract(args.baseline)
     bodies = request_bodies(ROOT / "models", Path(tempfile.mkdtemp()))
     bulk_bodies = _bulk_bodies(bodies, Path(tempfile.mkdtemp())) if args.bulk_seconds else {}
-    names = ["old", "new"] + (["ceiling"] if args.ceiling else [])
+    names = ["old", "new"]
+    names += ["ceiling"] if args.ceiling else []
+    names += ["granian"] if args.granian else []
     result: dict[str, dict[str, Any]] = {}
     print(
         "| model | round | "
@@ -126,6 +133,10 @@ def main() -> int:
             }
             if args.ceiling:
                 started["ceiling"] = _start_ceiling(stack, args.out / "ab-ceiling.log")
+            if args.granian:
+                started["granian"] = _start_granian(
+                    stack, args.out / "ab-granian.log", _env(args.new_env)
+                )
             servers = {name: port for name, (_, port) in started.items()}
             pids = {name: process.pid for name, (process, _) in started.items()}
             for port in servers.values():
@@ -175,6 +186,8 @@ def main() -> int:
             "errors": errors,
             "store_dropped_rows": dropped,
         }
+        if args.granian:
+            row["granian_over_uvicorn"] = totals["granian"] / totals["new"]
         if args.ceiling:
             row["x_ceiling"] = totals["new"] / totals["ceiling"]
             row["old_x_ceiling"] = totals["old"] / totals["ceiling"]
@@ -273,6 +286,43 @@ def _start_ceiling(stack: ExitStack, log: Path) -> tuple[subprocess.Popen[bytes]
         str(port),
     ]
     process = start(stack, command, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
+    wait_ready(port, process)
+    return process, port
+
+
+def _start_granian(
+    stack: ExitStack, log: Path, settings: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """This checkout's app (`create_app`, the same settings) on granian: one worker, ASGI,
+    uvloop. For the HTTP-server comparison only: granian has neither our connection limits
+    nor our drain (see bench/RESULTS.md)."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "granian"),
+        "--interface",
+        "asgi",
+        "--loop",
+        "uvloop",
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--factory",
+        "app.main:create_app",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SYNERGY_MODELS_DIR": str(ROOT / "models"),
+        "SYNERGY_STORE_DIR": tempfile.mkdtemp(prefix="ab-store-granian-"),
+        **settings,
+    }
+    process = start(stack, command, env, log)
     wait_ready(port, process)
     return process, port
 

@@ -5,10 +5,12 @@
 
 For each model: starts the server (`python -m app`, defaults, the checkout's own models),
 warms it up, runs wrk at concurrency 64 and meanwhile records every thread of the server with
-py-spy (`--rate` samples per second, idle threads not sampled). Each sample is put in one
+py-spy (`--rate` samples per second, of the thread holding the GIL: on a busy machine, threads
+that wait for a core or for the GIL would otherwise be sampled too). Each sample is put in one
 stage by the innermost frame that names one (see STAGES), and a stage's samples over the
-rate are its share of the server's CPU time in the window (user + system, all threads, from
-/proc), which divided by the requests answered meanwhile gives CPU microseconds per request:
+rate, divided by the requests answered meanwhile, are its microseconds per request holding
+the GIL (with `--all-threads`: its share of the server's CPU time from /proc). The last
+column is the process's whole CPU time per request (user + system, every thread, /proc):
 
 - HTTP parse: uvicorn/httptools reading requests, our connection limits;
 - HTTP write: writing responses to the socket (uvicorn's `send`);
@@ -145,7 +147,14 @@ def stage_of(frames: list[str]) -> str:
 
 
 def profile(
-    port: int, pid: int, model: str, body: Path, seconds: float, rate: int, out: Path
+    port: int,
+    pid: int,
+    model: str,
+    body: Path,
+    seconds: float,
+    rate: int,
+    out: Path,
+    gil: bool = True,
 ) -> dict[str, Any]:
     """Record the server while wrk loads it; µs of CPU per request by stage."""
     raw = out / f"pyspy-{model}-{port}.txt"
@@ -169,6 +178,7 @@ def profile(
             "--format",
             "raw",
             "--nonblocking",
+            *(["--gil"] if gil else []),
             "--output",
             str(raw),
         ],
@@ -182,12 +192,20 @@ def profile(
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         samples[stage_of(stack.split(";"))] += int(count)
-    # On a busy machine py-spy also samples threads that wait for a core: the samples give
-    # each stage's share, the kernel's CPU time of the process (from /proc) the total.
-    total = sum(samples.values()) or 1
     cpu_us = 1e6 * cpu / requests
-    per_request = {stage: cpu_us * n / total for stage, n in samples.items()}
-    return {"rps": load["rps"], "p99_ms": load["p99_ms"], "us_per_request": per_request}
+    if gil:  # the GIL holder's time: the server's serial part, stage by stage
+        per_request = {stage: 1e6 * n / rate / requests for stage, n in samples.items()}
+    else:
+        # Every running thread is sampled, also those that wait for a core: the samples
+        # give each stage's share, the kernel's CPU time of the process the total.
+        total = sum(samples.values()) or 1
+        per_request = {stage: cpu_us * n / total for stage, n in samples.items()}
+    return {
+        "rps": load["rps"],
+        "p99_ms": load["p99_ms"],
+        "us_per_request": per_request,
+        "cpu_us_per_request": cpu_us,
+    }
 
 
 def main() -> int:
@@ -198,6 +216,11 @@ def main() -> int:
     parser.add_argument("--models", default="all")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--rate", type=int, default=250)
+    parser.add_argument(
+        "--all-threads",
+        action="store_true",
+        help="sample every running thread, not only the one holding the GIL",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -205,8 +228,8 @@ def main() -> int:
     bodies = request_bodies(ROOT / "models", Path(tempfile.mkdtemp()))
     models = MODELS if args.models == "all" else tuple(args.models.split(","))
     stages = [stage for stage, _ in STAGES] + ["other"]
-    print("| model | req/s | " + " | ".join(stages) + " | total |")
-    print("|---|---:|" + "---:|" * (len(stages) + 1))
+    print("| model | req/s | " + " | ".join(stages) + " | sum | CPU (/proc) |")
+    print("|---|---:|" + "---:|" * (len(stages) + 2))
     for model in models:
         with ExitStack() as stack:
             process, port = start_ours(
@@ -218,13 +241,20 @@ def main() -> int:
             )
             run_wrk(port, model, bodies[model], 64, 2)  # warm-up
             result = profile(
-                port, process.pid, model, bodies[model], args.seconds, args.rate, args.out
+                port,
+                process.pid,
+                model,
+                bodies[model],
+                args.seconds,
+                args.rate,
+                args.out,
+                gil=not args.all_threads,
             )
         costs = result["us_per_request"]
         print(
             f"| {model} | {result['rps']:,.0f} | "
             + " | ".join(f"{costs.get(stage, 0.0):.0f}" for stage in stages)
-            + f" | {sum(costs.values()):.0f} |"
+            + f" | {sum(costs.values()):.0f} | {result['cpu_us_per_request']:.0f} |"
         )
     return 0
 

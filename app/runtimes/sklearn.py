@@ -6,6 +6,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import sklearn
 
 from app.runtimes.base import Model
 
@@ -37,4 +38,8 @@ class SklearnModel(Model):
         return self._estimator
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)
+        # The batch comes from an adapter, which refused every value that is not a finite
+        # float32, and the estimator's parameters were validated when it was fitted: skipping
+        # both checks saves about a tenth of a small batch's CPU (the calibrated k-NN).
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)
