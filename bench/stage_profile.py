@@ -8,9 +8,10 @@ warms it up, runs wrk at concurrency 64 and meanwhile records every thread of th
 py-spy (`--rate` samples per second, of the thread holding the GIL: on a busy machine, threads
 that wait for a core or for the GIL would otherwise be sampled too). Each sample is put in one
 stage by the innermost frame that names one (see STAGES), and a stage's samples over the
-rate, divided by the requests answered meanwhile, are its microseconds per request holding
-the GIL (with `--all-threads`: its share of the server's CPU time from /proc). The last
-column is the process's whole CPU time per request (user + system, every thread, /proc):
+rate are its share of the server's CPU time in the window (user + system, every thread, from
+/proc), which divided by the requests answered meanwhile gives CPU microseconds per request
+(on a busy machine, samples also catch threads that wait for a core, so the kernel's count
+is the total, the samples only the split):
 
 - HTTP parse: uvicorn/httptools reading requests, our connection limits;
 - HTTP write: writing responses to the socket (uvicorn's `send`);
@@ -193,13 +194,10 @@ def profile(
         stack, _, count = line.rpartition(" ")
         samples[stage_of(stack.split(";"))] += int(count)
     cpu_us = 1e6 * cpu / requests
-    if gil:  # the GIL holder's time: the server's serial part, stage by stage
-        per_request = {stage: 1e6 * n / rate / requests for stage, n in samples.items()}
-    else:
-        # Every running thread is sampled, also those that wait for a core: the samples
-        # give each stage's share, the kernel's CPU time of the process the total.
-        total = sum(samples.values()) or 1
-        per_request = {stage: cpu_us * n / total for stage, n in samples.items()}
+    # On a busy machine a sampled thread may be waiting for a core (even holding the GIL):
+    # the samples give each stage's share, the kernel's CPU time of the process the total.
+    total = sum(samples.values()) or 1
+    per_request = {stage: cpu_us * n / total for stage, n in samples.items()}
     return {
         "rps": load["rps"],
         "p99_ms": load["p99_ms"],
@@ -228,8 +226,8 @@ def main() -> int:
     bodies = request_bodies(ROOT / "models", Path(tempfile.mkdtemp()))
     models = MODELS if args.models == "all" else tuple(args.models.split(","))
     stages = [stage for stage, _ in STAGES] + ["other"]
-    print("| model | req/s | " + " | ".join(stages) + " | sum | CPU (/proc) |")
-    print("|---|---:|" + "---:|" * (len(stages) + 2))
+    print("| model | req/s | " + " | ".join(stages) + " | CPU us/req (/proc) |")
+    print("|---|---:|" + "---:|" * (len(stages) + 1))
     for model in models:
         with ExitStack() as stack:
             process, port = start_ours(
@@ -254,7 +252,7 @@ def main() -> int:
         print(
             f"| {model} | {result['rps']:,.0f} | "
             + " | ".join(f"{costs.get(stage, 0.0):.0f}" for stage in stages)
-            + f" | {sum(costs.values()):.0f} | {result['cpu_us_per_request']:.0f} |"
+            + f" | {result['cpu_us_per_request']:.0f} |"
         )
     return 0
 
