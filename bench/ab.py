@@ -146,7 +146,14 @@ def main() -> int:
                 shift = round_ % len(names)
                 for name in names[shift:] + names[:shift]:
                     runs[name].append(
-                        _measured(pids[name], servers[name], model, bodies[model], args)
+                        _measured(
+                            pids[name],
+                            servers[name],
+                            model,
+                            bodies[model],
+                            args,
+                            tree=name == "granian",
+                        )
                     )
                 last = {name: runs[name][-1] for name in names}
                 print(
@@ -239,13 +246,14 @@ def main() -> int:
 
 
 def _measured(
-    pid: int, port: int, model: str, body: Path, args: argparse.Namespace
+    pid: int, port: int, model: str, body: Path, args: argparse.Namespace, tree: bool = False
 ) -> dict[str, Any]:
-    """One wrk run with the server's CPU seconds per request."""
-    cpu_before = cpu_s(pid)
+    """One wrk run with the server's CPU seconds per request (`tree`: its worker processes'
+    too)."""
+    cpu_before = cpu_s(pid, tree)
     run = run_wrk(port, model, body, args.concurrency, args.seconds)
     time.sleep(CPU_SETTLE_S)  # work the server does after answering counts too
-    run["cpu_us_per_request"] = 1e6 * (cpu_s(pid) - cpu_before) / max(1, run["requests"])
+    run["cpu_us_per_request"] = 1e6 * (cpu_s(pid, tree) - cpu_before) / max(1, run["requests"])
     return run
 
 
@@ -340,10 +348,24 @@ def _bulk_bodies(bodies: dict[str, Path], folder: Path) -> dict[str, Path]:
 CPU_SETTLE_S = 0.5
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads (from /proc)."""
+def cpu_s(pid: int, tree: bool = False) -> float:
+    """User + system CPU seconds of a process, all its threads (from /proc); with `tree`,
+    plus its living descendants' (granian serves from a worker process)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if tree:
+        for child in _children(pid):
+            total += cpu_s(child, tree=True)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        path = task / "children"
+        if path.exists():
+            children.extend(int(c) for c in path.read_text().split())
+    return children
 
 
 def _cpu_per_request(runs: list[dict[str, Any]]) -> float:
