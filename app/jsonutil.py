@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Send
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -21,3 +22,20 @@ def json_response(
 ) -> Response:
     """A JSON response encoded with orjson (several times faster than the stdlib encoder)."""
     return Response(dumps(payload), status_code, headers=headers, media_type="application/json")
+
+
+async def send_json_ok(send: Send, body: bytes) -> None:
+    """Send a 200 response of JSON `body` (from `dumps`) on the raw ASGI `send`, with the
+    headers `json_response` gives (content-length, content-type): the hot path's answer
+    without a Response object."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-length", str(len(body)).encode("latin-1")),
+                (b"content-type", b"application/json"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

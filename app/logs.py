@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -70,12 +71,14 @@ class AccessLog:
         self._max_buffer_bytes = max_buffer_bytes
         self._lines: list[bytes] = []
         self._size = 0
+        self._second = -1
+        self._prefix = ""
 
     def write(self, fields: dict[str, Any]) -> None:
         """Queue one access line (call on the event loop)."""
         line = orjson.dumps(
             {
-                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "ts": self._timestamp(),
                 "level": "info",
                 "logger": "synergy.access",
                 "msg": "request",
@@ -87,6 +90,16 @@ class AccessLog:
         self._size += len(line)
         if self._size >= self._max_buffer_bytes:
             self.flush()
+
+    def _timestamp(self) -> str:
+        """Now, as `JsonFormatter` writes it ("2026-12-06T20:27:26.123+00:00"): the date and
+        time are formatted once per second, only the milliseconds per line."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        return f"{self._prefix}{int((now - second) * 1000):03d}+00:00"
 
     def flush(self) -> None:
         """Write out whatever is queued."""

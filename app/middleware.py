@@ -72,6 +72,8 @@ class ObservabilityMiddleware:
         self.metrics = metrics
         self.state = state
         self.recorder = RequestRecorder(metrics, access_log, "http")
+        # The in-flight gauge reads the count at scrape time: no two locked updates per request.
+        metrics.in_flight.set_function(lambda: state.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,7 +112,6 @@ class ObservabilityMiddleware:
         if task is not None:
             self.state.tasks.add(task)
         self.state.in_flight += 1
-        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:
@@ -129,7 +130,6 @@ class ObservabilityMiddleware:
         finally:
             self.state.tasks.discard(task)
             self.state.in_flight -= 1
-            self.metrics.in_flight.dec()
             context.status = status
             context.release()
             self._record(scope, context, time.perf_counter() - started)

@@ -171,7 +171,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._headers_done = 0  # messages whose headers completed, to tell them apart
         self._message_begun = False
-        self._read_timer: TimerHandle | None = None
+        # The read deadline (loop time) and what to do when it passes; None: no read pending.
+        self._deadline: float | None = None
+        self._on_deadline: Any = None
+        # One timer that fires at or before the deadline (see `_arm`).
+        self._timer: TimerHandle | None = None
+        self._timer_at = 0.0
         self._discarding = False
 
     # ------------------------------------------------------------------ connection
@@ -185,6 +190,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
@@ -262,7 +270,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._reading_headers = True
         self._message_begun = True
         self._header_count = 0
-        if self._read_timer is None:  # the first request's deadline runs from the accept
+        if self._deadline is None:  # the first request's deadline runs from the accept
             self._arm(self.limits.header_timeout_s, self._header_timeout)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -289,16 +297,37 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     # ------------------------------------------------------------------ timers
     def _arm(self, delay_s: float, callback: Any) -> None:
-        self._disarm()
-        self._read_timer = self.loop.call_later(delay_s, callback)
+        """Call `callback` if the current read is not done `delay_s` from now.
+
+        Every request moves the deadline twice (headers, then body) and clears it once, so
+        the timer is not re-made each time (two timers made and cancelled per request were a
+        measurable part of the event loop's work): it stays scheduled, and when it fires
+        before the current deadline it is scheduled again for it. Only a deadline earlier
+        than the timer's makes a new one."""
+        deadline = self.loop.time() + delay_s
+        self._deadline, self._on_deadline = deadline, callback
+        if self._timer is None or self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._check_deadline)
 
     def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+        self._deadline = self._on_deadline = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        deadline, callback = self._deadline, self._on_deadline
+        if deadline is None:  # nothing is being read: the next read schedules a timer again
+            return
+        if self.loop.time() < deadline:
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._check_deadline)
+            return
+        self._disarm()
+        callback()
 
     def _header_timeout(self) -> None:
-        self._read_timer = None
         if self.transport.is_closing():
             return
         if self._message_begun:
@@ -310,7 +339,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _body_timeout(self) -> None:
-        self._read_timer = None
         if self.transport.is_closing():
             return
         cycle = self.cycle

@@ -51,7 +51,9 @@ class TabularAdapter(InputAdapter):
         return {"datatype": "FP32", "shape": [1, len(instance)], "data": [instance]}
 
     def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
-        return plain_numeric_rows(body, max_instances, (len(self.feature_names),), None)
+        return plain_numeric_rows(
+            body, max_instances, (len(self.feature_names),), None, self.feature_names
+        )
 
     def max_values(self, max_instances: int) -> int | None:
         return max_instances * len(self.feature_names)

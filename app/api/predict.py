@@ -33,7 +33,7 @@ from app.errors import (
     render_error,
     unexpected_error_response,
 )
-from app.jsonutil import json_response
+from app.jsonutil import dumps, json_response, send_json_ok
 from app.preprocessing.image import MNIST_SIDE, ImageInputError, image_bytes_to_mnist
 from app.protocols.v1 import V1Protocol, parse_instances
 from app.repository import ModelEntry
@@ -127,15 +127,16 @@ class PredictEndpoint:
                     break
             check_json_content_type(content_type)
             body = await read_body(receive)
-            response = json_response(
-                await self.v1.predict(name, number, body, context, receive, label)
-            )
+            answer = dumps(await self.v1.predict(name, number, body, context, receive, label))
         except ServingError as exc:
             response = render_error(exc)
         except Exception as exc:  # noqa: BLE001 - as the app's catch-all: logged, a 500 JSON
             response = unexpected_error_response(
                 scope["method"], scope["path"], context.request_id, exc
             )
+        else:
+            await send_json_ok(send, answer)
+            return
         await response(scope, receive, send)
 
 

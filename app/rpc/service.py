@@ -111,7 +111,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         code = grpc.StatusCode.OK
         error: ServingError | None = None
         self.state.in_flight += 1
-        self.recorder.metrics.in_flight.inc()
         try:
             return await handler(context)
         except ServingError as exc:
@@ -128,7 +127,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         finally:
             self.state.in_flight -= 1
-            self.recorder.metrics.in_flight.dec()
             context.status = status.http_status(code)
             context.release()
             self.recorder.record(

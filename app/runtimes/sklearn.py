@@ -6,6 +6,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import sklearn
 
 from app.runtimes.base import Model
 from app.runtimes.trust import TRUSTED_SKLEARN_TYPES
@@ -69,7 +70,11 @@ class SklearnModel(Model):
         return self._estimator
 
     def predict(self, batch: Any) -> np.ndarray:
-        if self.card.is_classifier:
-            return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)
-        values = np.asarray(self._estimator.predict(batch), dtype=np.float64)
+        # The batch comes from an adapter, which refused every value the card does not allow,
+        # and the estimator's parameters were validated when it was fitted: skipping both
+        # checks saves about a tenth of a small batch's CPU (the calibrated k-NN).
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            if self.card.is_classifier:
+                return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)
+            values = np.asarray(self._estimator.predict(batch), dtype=np.float64)
         return values.reshape(len(values), -1)  # (N,) single target -> (N, 1)

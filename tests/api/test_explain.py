@@ -200,3 +200,10 @@ def test_explanations_pass_through_the_deadline(tiny_models_dir: Path) -> None:
     with running_app(tiny_models_dir, explain_timeout_ms=1) as client:
         response = explain(client, "mnist-cnn", [[[0] * 28] * 27 + [[255] * 28]])
         assert_error(response, 504, "deadline")
+
+
+def test_a_review_with_no_known_word_is_refused_as_predict_refuses_it(client: Any) -> None:
+    # Reviews are tokenised per batch now (on the model's worker, not in to_row): the
+    # explanation path checks them the same way and names the instance.
+    response = explain(client, "imdb-sentiment", ["a good film", "asdf qwerty"])
+    assert_error(response, 422, "no known word", "instances[1]")

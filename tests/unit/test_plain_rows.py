@@ -130,3 +130,78 @@ def test_anything_unusual_takes_the_validating_path() -> None:
         b"not json",
     ):
         assert plain_numeric_rows(body, MAX_INSTANCES, SHAPE, 255.0) is None, body
+
+
+# ---------------------------------------------------------------- named tabular features
+FEATURES = ("a", "b", "c")
+
+
+def _tabular_card() -> ModelCard:
+    card = {
+        **VALID,
+        "input": {"kind": "tabular", "features": [{"name": name} for name in FEATURES]},
+        "examples": [{"instance": {"a": 1, "b": 2, "c": 3}, "label": VALID["labels"][0]}],
+    }
+    return ModelCard.model_validate(card)
+
+
+TABULAR = predict_request_model(
+    _tabular_card(), max_instances=MAX_INSTANCES, max_text_chars=10, examples=[]
+)
+values = st.one_of(st.integers(-300, 300), st.floats(allow_nan=False, width=64), scalars)
+
+
+@st.composite
+def named_instances(draw: Any) -> Any:
+    """An object of the three features in any order, often damaged (a key missing, added,
+    renamed, a value of the wrong kind), or a list among the objects."""
+    names = draw(st.permutations(FEATURES))
+    instance = {name: draw(values) for name in names}
+    damage = draw(st.integers(0, 6))
+    if damage == 1:
+        del instance[names[0]]
+    elif damage == 2:
+        instance["d"] = draw(values)
+    elif damage == 3:
+        instance["A"] = instance.pop("a")
+    elif damage == 4:
+        return [draw(values) for _ in FEATURES]
+    return instance
+
+
+def _slow_tabular_rows(body: bytes) -> list[np.ndarray] | None:
+    """What the validating path and the adapter's `to_row` make of the body (None: refused)."""
+    try:
+        instances = TABULAR.model_validate_json(body).instances  # type: ignore[attr-defined]
+    except ValidationError:
+        return None
+    rows = []
+    for instance in instances:
+        if not isinstance(instance, list):
+            instance = [getattr(instance, name) for name in FEATURES]
+        row = np.asarray(instance, dtype=np.float64)
+        if not (np.abs(row) <= np.finfo(np.float32).max).all():
+            return None  # the adapter refuses these
+        rows.append(row.astype(np.float32))
+    return rows
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(named_instances(), min_size=0, max_size=5))
+def test_named_features_take_the_shortcut_only_when_validation_agrees(instances: Any) -> None:
+    raw = json.dumps({"instances": instances}).encode()
+    fast = plain_numeric_rows(raw, MAX_INSTANCES, (len(FEATURES),), None, FEATURES)
+    if fast is None:
+        return
+    slow = _slow_tabular_rows(raw)
+    assert slow is not None, f"shortcut accepted what validation refuses: {raw!r}"
+    assert len(fast) == len(slow)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+
+
+def test_named_features_in_any_order_take_the_shortcut() -> None:
+    body = b'{"instances": [{"c": 3, "a": 1.5, "b": 2}, {"a": 0, "b": 0, "c": 0}]}'
+    rows = plain_numeric_rows(body, MAX_INSTANCES, (3,), None, FEATURES)
+    assert rows is not None and [r.tolist() for r in rows] == [[1.5, 2, 3], [0, 0, 0]]
