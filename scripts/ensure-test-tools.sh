@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests and benchmarks drive, from Debian's packages, when they
 # are missing: chromium (the real-browser test of Swagger UI), wrk (load tests) and postgresql
-# (the prediction store's e2e tests start a throwaway PostgreSQL server of their own).
-# Usage: scripts/ensure-test-tools.sh [chromium] [wrk] [postgresql]   (default: all three)
+# (the prediction store's e2e tests start a throwaway PostgreSQL server of their own), and
+# h2load (nghttp2-client: the gRPC/REST benchmark's load generator, bench/grpc.py).
+# Usage: scripts/ensure-test-tools.sh [chromium] [wrk] [postgresql] [h2load]
+#        (default: chromium, wrk, postgresql)
 set -euo pipefail
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=(chromium wrk postgresql)
@@ -11,6 +13,8 @@ for tool in "${wanted[@]}"; do
   if [ "$tool" = postgresql ]; then
     # Debian keeps the server binaries off PATH, in /usr/lib/postgresql/<major>/bin.
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=("$tool")
+  elif [ "$tool" = h2load ]; then
+    command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
   else
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   fi

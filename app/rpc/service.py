@@ -52,6 +52,8 @@ T = TypeVar("T")
 SERVICE_NAME = "inference.GRPCInferenceService"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ROUTING_KEYS = {key.decode() for key in ROUTING_HEADERS}
+# Requests of one ModelStreamInfer call in the core at once.
+STREAM_WINDOW = 64
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -315,27 +317,52 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         request_iterator: AsyncIterator[pb.ModelInferRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        """Triton's stream: one `ModelStreamInferResponse` per request, in order; a request
-        that fails answers with its `error_message` (and its id) and the stream goes on."""
-        async for request in request_iterator:
+        """Triton's stream: one `ModelStreamInferResponse` per request, in the order of the
+        requests; a request that fails answers with its `error_message` (and its id) and the
+        stream goes on. Up to STREAM_WINDOW requests of a stream are in the core at once (so
+        they batch together); a client that sends faster waits for the first answers."""
+        window: asyncio.Queue[asyncio.Future[pb.ModelStreamInferResponse] | None]
+        window = asyncio.Queue(maxsize=STREAM_WINDOW)
+
+        async def read() -> None:
             try:
-                response = await self._observed(
-                    "ModelStreamInfer",
-                    context,
-                    lambda request_context, r=request: self.infer(r, request_context),  # type: ignore[misc]
-                    abort=False,
-                )
-            except ServingError as exc:
-                yield pb.ModelStreamInferResponse(
-                    error_message=exc.message,
-                    infer_response=pb.ModelInferResponse(
-                        model_name=request.model_name,
-                        model_version=request.model_version,
-                        id=request.id,
-                    ),
-                )
-                continue
-            yield pb.ModelStreamInferResponse(infer_response=response)
+                async for request in request_iterator:
+                    await window.put(asyncio.ensure_future(self._stream_one(request, context)))
+            finally:
+                await window.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (answer := await window.get()) is not None:
+                yield await answer
+            await reader  # the request stream's own error, if any
+        finally:
+            reader.cancel()
+            while not window.empty():
+                pending = window.get_nowait()
+                if pending is not None:
+                    pending.cancel()
+
+    async def _stream_one(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ModelStreamInferResponse:
+        try:
+            response = await self._observed(
+                "ModelStreamInfer",
+                context,
+                lambda request_context: self.infer(request, request_context),
+                abort=False,
+            )
+        except ServingError as exc:
+            return pb.ModelStreamInferResponse(
+                error_message=exc.message,
+                infer_response=pb.ModelInferResponse(
+                    model_name=request.model_name,
+                    model_version=request.model_version,
+                    id=request.id,
+                ),
+            )
+        return pb.ModelStreamInferResponse(infer_response=response)
 
 
 def _tensor_metadata(tensor: dict[str, Any]) -> pb.ModelMetadataResponse.TensorMetadata:

@@ -247,6 +247,16 @@ def test_the_stream_answers_with_tritons_message(triton: Any) -> None:
         bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
         triton.async_stream_infer("iris-knn", [bad], request_id="bad")
         results = [answers.get(timeout=60) for _ in range(len(MODEL_NAMES) + 1)]
+        # Many at once (more than the stream's window): every one answered, in order (the
+        # batcher's admission may refuse some on a busy machine: they answer with the error).
+        many, _ = _tensor(_card("iris-knn"), "FP32")
+        for number in range(150):
+            triton.async_stream_infer("iris-knn", [many], request_id=f"many-{number}")
+        answered = [answers.get(timeout=60) for _ in range(150)]
+        ids = [result.get_response().id for result, _ in answered if result is not None]
+        assert ids == sorted(ids, key=lambda i: int(i.removeprefix("many-"))) and ids
+        refused = [error.message() for result, error in answered if result is None]
+        assert all("overloaded" in message for message in refused), refused
     finally:
         triton.stop_stream()
     for name, (result, error) in zip(MODEL_NAMES, results, strict=False):
