@@ -412,21 +412,26 @@ def test_every_imported_model_is_explained_and_has_a_report(served: Any) -> None
             assert "Confusion matrix" in report.text
 
 
-def test_imported_classifiers_get_feedback_and_live_accuracy(served: Any) -> None:
+def test_every_imported_model_gets_feedback_and_live_metrics(served: Any) -> None:
     server, items, _, _ = served
     for item in items:
-        if not item.classifier:
-            continue
         answer = httpx.post(
             f"{server.url}/v1/models/{item.name}:predict",
-            json={"instances": item.instances[:1]},
+            json={"instances": item.instances[:2]},
             timeout=30,
         )
         request_id = answer.headers["x-request-id"]
-        label = answer.json()["predictions"][0]["label"]
+        predictions = answer.json()["predictions"]
+        if item.classifier:
+            truths: list[Any] = [p["label"] for p in predictions]  # both right
+        else:  # each prediction off by exactly 1 in every target
+            truths = [
+                p["value"] + 1.0 if "value" in p else [v + 1.0 for v in p["values"].values()]
+                for p in predictions
+            ]
         feedback = httpx.post(
             f"{server.url}/v1/models/{item.name}:feedback",
-            json={"request_id": request_id, "labels": [label]},
+            json={"request_id": request_id, "labels": truths},
             timeout=10,
         )
         assert feedback.status_code == 200, (item.name, feedback.text)
@@ -434,8 +439,46 @@ def test_imported_classifiers_get_feedback_and_live_accuracy(served: Any) -> Non
         assert monitoring.status_code == 200, (item.name, monitoring.text)
         served_version = answer.json()["version"]
         version = next(v for v in monitoring.json()["versions"] if v["version"] == served_version)
-        assert version["rows_with_feedback"] >= 1, (item.name, version)
+        assert version["rows_with_feedback"] >= 2, (item.name, version)
         assert version["drift"]["profile"], item.name
+        if item.classifier:
+            assert version["accuracy"]["all_time"]["accuracy"] == 1.0, (item.name, version)
+        else:
+            live = version["regression"]
+            assert live["rows"] == 2 and live["held_out"] is not None
+            assert live["mae"] == pytest.approx(1.0, abs=1e-3), (item.name, live)
+            assert live["rmse"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_regressor_refuses_a_label_as_feedback(served: Any) -> None:
+    server, _, _, _ = served
+    answer = httpx.post(
+        f"{server.url}/v1/models/diabetes-gbr:predict",
+        json={"instances": [[0.0] * 10]},
+        timeout=30,
+    )
+    feedback = httpx.post(
+        f"{server.url}/v1/models/diabetes-gbr:feedback",
+        json={"request_id": answer.headers["x-request-id"], "labels": ["high"]},
+        timeout=10,
+    )
+    assert feedback.status_code == 422 and "regressor" in feedback.json()["error"]
+
+
+def test_drift_covers_categorical_features(served: Any) -> None:
+    server, _, _, _ = served
+    rows = [{"age": 30.0, "city": "nice", "member": True}] * 3
+    for index in range(40):  # distinct rows, all in one city: drift on "city"
+        rows = [{"age": 20.0 + index, "city": "nice", "member": bool(index % 2)}]
+        httpx.post(
+            f"{server.url}/v1/models/mixed-ct:predict", json={"instances": rows}, timeout=30
+        ).raise_for_status()
+    time.sleep(1.5)  # the store's writer flushes in the background
+    monitoring = httpx.get(f"{server.url}/v1/models/mixed-ct/monitoring", timeout=30).json()
+    statistics = {s["statistic"]: s for s in monitoring["versions"][0]["drift"]["statistics"]}
+    assert statistics["city"]["kind"] == "categorical", monitoring
+    assert statistics["city"]["flag"], statistics["city"]
+    assert statistics["age"]["kind"] == "continuous"
 
 
 def test_import_times(served: Any) -> None:
