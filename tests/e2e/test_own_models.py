@@ -45,6 +45,7 @@ class Imported:
     x: Any  # what the model takes in-process
     instances: list[Any]  # the same rows as a client sends them
     classifier: bool
+    labels: list[str] | None = None  # given at import (a Keras classifier's)
 
 
 def _imdb(count: int) -> tuple[list[str], list[str]]:
@@ -140,6 +141,7 @@ def _models() -> list[tuple[Imported, tuple[Any, Any] | None]]:
         for r in rows.to_dict(orient="records")
     ]
     made.append((Imported("mixed-ct", ct, rows, instances, True), (table[150:], label[150:])))
+    made.extend(_keras_models())
     texts, sentiments = _imdb(160)
     tfidf = make_pipeline(TfidfVectorizer(max_features=3000), LogisticRegression(max_iter=500)).fit(
         texts[:120], sentiments[:120]
@@ -153,7 +155,44 @@ def _models() -> list[tuple[Imported, tuple[Any, Any] | None]]:
     return made
 
 
+def _keras_models() -> list[tuple[Imported, tuple[Any, Any] | None]]:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = load_diabetes(return_X_y=True)
+    x = x.astype(np.float32)
+    regressor = keras.Sequential(
+        [keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)]
+    )
+    regressor.compile(optimizer="adam", loss="mse")
+    regressor.fit(x[:300], y[:300], epochs=2, verbose=0)
+    classes = np.digitize(y, [100, 200])
+    classifier = keras.Sequential(
+        [
+            keras.Input((10,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    classifier.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    classifier.fit(x[:300], classes[:300], epochs=2, verbose=0)
+    rows = x[300:303]
+    return [
+        (Imported("diabetes-keras", regressor, rows, rows.tolist(), False), (x[300:], y[300:])),
+        (
+            Imported(
+                "diabetes-keras-cls", classifier, rows, rows.tolist(), True, ["low", "mid", "high"]
+            ),
+            (x[300:], classes[300:]),
+        ),
+    ]
+
+
 def _in_process(item: Imported) -> np.ndarray:
+    if item.labels is not None or not hasattr(item.model, "get_params"):  # Keras
+        return np.asarray(item.model.predict(item.x, verbose=0), dtype=np.float64).reshape(
+            len(item.instances), -1
+        )
     if item.classifier:
         return np.asarray(item.model.predict_proba(item.x))
     return np.asarray(item.model.predict(item.x)).reshape(len(item.instances), -1)
@@ -168,7 +207,12 @@ def served(
     items, seconds = [], {}
     for item, evaluation in _models():
         result = save_model(
-            item.model, item.name, example=item.x, eval=evaluation, models_dir=models
+            item.model,
+            item.name,
+            example=item.x,
+            eval=evaluation,
+            labels=item.labels,
+            models_dir=models,
         )
         seconds[item.name] = result.seconds
         items.append(item)
@@ -221,7 +265,7 @@ def test_every_imported_model_answers_v1_and_v2_as_in_process(served: Any) -> No
         outputs = {o["name"]: o for o in answer.json()["outputs"]}
         if item.classifier:
             got = np.array(outputs["probabilities"]["data"]).reshape(expected.shape)
-            labels = [str(c) for c in item.model.classes_]
+            labels = item.labels or [str(c) for c in item.model.classes_]
             assert outputs["label"]["data"] == [labels[i] for i in expected.argmax(axis=1)]
         else:
             got = np.array(outputs["predict"]["data"]).reshape(expected.shape)
