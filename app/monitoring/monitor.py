@@ -9,11 +9,12 @@ module's small pool of database threads, never the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,7 +40,7 @@ from app.monitoring.stats import (
 from app.monitoring.store import Store, database_url, is_disk_full
 from app.monitoring.writer import Writer
 from app.repository import ModelEntry, ModelRegistry
-from app.schemas.card import HeldOutMetrics
+from app.schemas.card import HeldOutMetrics, ModelCard, RegressionMetrics
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ class Monitor:
         self,
         name: str,
         request_id: str,
-        labels: list[str | None],
+        labels: Sequence[str | float | list[float] | None],
         caller: str = "",
         admin: bool = False,
     ) -> dict[str, Any]:
@@ -266,7 +267,11 @@ class Monitor:
         )
 
     def _feedback(
-        self, name: str, request_id: str, labels: list[str | None], caller: str | None
+        self,
+        name: str,
+        request_id: str,
+        labels: Sequence[str | float | list[float] | None],
+        caller: str | None,
     ) -> dict[str, Any]:
         store = self.store
         assert store is not None
@@ -301,17 +306,32 @@ class Monitor:
                 f"label(s) were sent; send one label (or null) per instance, in order"
             )
         version = rows[0][1]
-        known = self._labels(name, version)
+        card = self._card(name, version)
+        known = list(card.labels)
+        texts: list[str | None] = []
         for index, label in enumerate(labels):
-            if label is not None and label not in known:
-                raise InvalidInput(
-                    f"labels[{index}]: {label!r} is not a label of model {name} version "
-                    f"{version}; use one of {known} or null"
-                )
+            if label is None:
+                texts.append(None)
+            elif card.is_classifier:
+                if not isinstance(label, str) or label not in known:
+                    raise InvalidInput(
+                        f"labels[{index}]: {label!r} is not a label of model {name} version "
+                        f"{version}; use one of {known} or null"
+                    )
+                texts.append(label)
+            else:
+                values = label if isinstance(label, list) else [label]
+                if isinstance(label, str) or len(values) != len(known):
+                    raise InvalidInput(
+                        f"labels[{index}]: model {name} is a regressor: send its true value, "
+                        + ("a number" if len(known) == 1 else f"a list of {len(known)} numbers")
+                        + " (or null)"
+                    )
+                texts.append(json.dumps([float(v) for v in values]))
         given = {
-            row_id: label
-            for (row_id, _, _), label in zip(rows, labels, strict=True)
-            if label is not None
+            row_id: text
+            for (row_id, _, _), text in zip(rows, texts, strict=True)
+            if text is not None
         }
         _storing(store.set_feedback, given)
         return {
@@ -322,13 +342,13 @@ class Monitor:
             "labelled": len(given),
         }
 
-    def _labels(self, name: str, version: int) -> list[str]:
+    def _card(self, name: str, version: int) -> ModelCard:
         versions = self.registry.versions(name)
         entry = versions.get(version)
         if entry is None or entry.card is None:
             entry = next(e for e in versions.values() if e.card is not None)
         assert entry.card is not None
-        return list(entry.card.labels)
+        return entry.card
 
     # ------------------------------------------------------------------ reports
     async def report(
@@ -374,6 +394,17 @@ class Monitor:
         cells = store.confusion(name, version, caller)
         matrix = [[cells.get((t, p), 0) for p in labels] for t in labels]
         drift = self._drift(entry, store, caller)
+        if not card.is_classifier:
+            return {
+                "version": version,
+                "rows_predicted": predicted_rows,
+                "rows_with_feedback": feedback_rows,
+                "held_out_accuracy": None,
+                "accuracy": None,
+                "confusion_matrix": None,
+                "regression": self._live_regression(entry, store, caller),
+                "drift": drift,
+            }
         report = {
             "version": version,
             "rows_predicted": predicted_rows,
@@ -401,6 +432,27 @@ class Monitor:
             self.drift_p_value.labels(name, v, stat).set(result["p_value"])
             self.drift_flag.labels(name, v, stat).set(int(result["flag"]))
         return report
+
+    def _live_regression(
+        self, entry: ModelEntry, store: Store, caller: str | None
+    ) -> dict[str, Any]:
+        """MAE, RMSE and R² over the newest rows with feedback (a regressor's)."""
+        assert entry.card is not None
+        limit = self.settings.accuracy_window_rows
+        pairs = store.recent_truths(entry.name, entry.version, limit, caller)
+        held = entry.card.metrics
+        figures: dict[str, Any] = {
+            "rows": len(pairs),
+            "window_rows": limit,
+            "held_out": {"mae": held.mae, "rmse": held.rmse, "r2": held.r2}
+            if isinstance(held, RegressionMetrics)
+            else None,
+            **regression_figures(
+                np.array([np.frombuffer(p, dtype=np.float32) for p, _ in pairs]),
+                np.array([json.loads(t) for _, t in pairs], dtype=np.float64),
+            ),
+        }
+        return figures
 
     def _drift(self, entry: ModelEntry, store: Store, caller: str | None) -> dict[str, Any]:
         settings = self.settings
@@ -598,6 +650,27 @@ def _open_store(url: str) -> Store:
     store = Store(url)
     store.migrate()
     return store
+
+
+def regression_figures(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
+    """MAE, RMSE and R² (averaged over targets) of (N, T) predictions against truths; None
+    where undefined (no rows; R² with fewer than 2 rows or a constant truth)."""
+    if len(truth) == 0:
+        return {"mae": None, "rmse": None, "r2": None}
+    error = predicted.reshape(truth.shape) - truth
+    mae = float(np.abs(error).mean())
+    rmse = float(np.sqrt((error**2).mean()))
+    spread = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
+    r2 = (
+        float(np.mean(1.0 - (error**2).sum(axis=0) / spread))
+        if len(truth) >= 2 and (spread > 0).all()
+        else None
+    )
+    return {
+        "mae": round(mae, 6),
+        "rmse": round(rmse, 6),
+        "r2": None if r2 is None else round(r2, 6),
+    }
 
 
 def _accuracy(correct: int, total: int, held_out: float | None) -> dict[str, Any]:

@@ -485,6 +485,26 @@ class Store:
             ).all()
         return [(row[0], row[1]) for row in rows]
 
+    def recent_truths(
+        self, model: str, version: int, limit: int, caller: str | None = None
+    ) -> list[tuple[bytes, str]]:
+        """(outputs as float32 bytes, true label) of the newest `limit` rows with feedback
+        (a regressor's predicted values and its true values, as JSON)."""
+        t = prediction_rows
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(t.c.probabilities, t.c.true_label)
+                .where(
+                    t.c.model == model,
+                    t.c.version == version,
+                    t.c.true_label.is_not(None),
+                    *_of(caller),
+                )
+                .order_by(t.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [(row[0], row[1]) for row in rows]
+
     def confusion(
         self, model: str, version: int, caller: str | None = None
     ) -> dict[tuple[str, str], int]:

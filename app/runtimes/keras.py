@@ -175,7 +175,9 @@ class KerasModel(Model):
                 # text row would average over nothing) and is dropped right after.
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - rows, axis=0)])
             outputs.append(np.asarray(self._forward(chunk))[:rows])
-        return binary_to_two_columns(np.concatenate(outputs).astype(np.float64))
+        values = np.concatenate(outputs).astype(np.float64)
+        # A sigmoid classifier's (N, 1) becomes (N, 2); a regressor's values stay as they are.
+        return binary_to_two_columns(values) if self.card.is_classifier else values
 
     def warmup(self, batch: np.ndarray) -> None:
         """Call every bucket once (each may compile on first use)."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictStr
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+
+
+TrueValue = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class FeedbackRequest(BaseModel):
@@ -22,11 +25,17 @@ class FeedbackRequest(BaseModel):
         description="The X-Request-ID header of the prediction's response (or the one the "
         "client sent with it).",
     )
-    labels: list[Annotated[StrictStr, Field(max_length=128)] | None] = Field(
+    labels: list[
+        Annotated[StrictStr, Field(max_length=128)]
+        | TrueValue
+        | Annotated[list[TrueValue], Field(min_length=1, max_length=64)]
+        | None
+    ] = Field(
         min_length=1,
         max_length=100_000,
-        description="One true label (as in the card's labels) or null per predicted instance, "
-        "in the order of the instances.",
+        description="One truth or null per predicted instance, in the order of the instances: "
+        "a classifier's true label (as in the card's labels); a regressor's true value (a "
+        "number, or a list of one number per target).",
     )
 
 
@@ -88,13 +97,27 @@ class Drift(BaseModel):
     note: str | None = None
 
 
+class LiveRegression(BaseModel):
+    """A regressor's live error over the newest rows with feedback (averaged over targets)."""
+
+    rows: int
+    mae: float | None
+    rmse: float | None
+    r2: float | None = Field(description="Null with fewer than 2 rows or constant truths.")
+    window_rows: int
+    held_out: dict[str, float] | None = Field(
+        description="The card's held-out mae, rmse and r2, to compare with."
+    )
+
+
 class VersionMonitoring(BaseModel):
     version: int
     rows_predicted: int
     rows_with_feedback: int
     held_out_accuracy: float | None = Field(description="None: no held-out evaluation.")
-    accuracy: LiveAccuracy
-    confusion_matrix: ConfusionMatrix
+    accuracy: LiveAccuracy | None = Field(description="Classifiers only.")
+    confusion_matrix: ConfusionMatrix | None = Field(description="Classifiers only.")
+    regression: LiveRegression | None = Field(default=None, description="Regressors only.")
     drift: Drift
 
 

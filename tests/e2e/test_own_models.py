@@ -45,6 +45,7 @@ class Imported:
     x: Any  # what the model takes in-process
     instances: list[Any]  # the same rows as a client sends them
     classifier: bool
+    labels: list[str] | None = None  # given at import (a Keras classifier's)
 
 
 def _imdb(count: int) -> tuple[list[str], list[str]]:
@@ -140,6 +141,7 @@ def _models() -> list[tuple[Imported, tuple[Any, Any] | None]]:
         for r in rows.to_dict(orient="records")
     ]
     made.append((Imported("mixed-ct", ct, rows, instances, True), (table[150:], label[150:])))
+    made.extend(_keras_models())
     texts, sentiments = _imdb(160)
     tfidf = make_pipeline(TfidfVectorizer(max_features=3000), LogisticRegression(max_iter=500)).fit(
         texts[:120], sentiments[:120]
@@ -153,7 +155,44 @@ def _models() -> list[tuple[Imported, tuple[Any, Any] | None]]:
     return made
 
 
+def _keras_models() -> list[tuple[Imported, tuple[Any, Any] | None]]:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = load_diabetes(return_X_y=True)
+    x = x.astype(np.float32)
+    regressor = keras.Sequential(
+        [keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)]
+    )
+    regressor.compile(optimizer="adam", loss="mse")
+    regressor.fit(x[:300], y[:300], epochs=2, verbose=0)
+    classes = np.digitize(y, [100, 200])
+    classifier = keras.Sequential(
+        [
+            keras.Input((10,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    classifier.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    classifier.fit(x[:300], classes[:300], epochs=2, verbose=0)
+    rows = x[300:303]
+    return [
+        (Imported("diabetes-keras", regressor, rows, rows.tolist(), False), (x[300:], y[300:])),
+        (
+            Imported(
+                "diabetes-keras-cls", classifier, rows, rows.tolist(), True, ["low", "mid", "high"]
+            ),
+            (x[300:], classes[300:]),
+        ),
+    ]
+
+
 def _in_process(item: Imported) -> np.ndarray:
+    if item.labels is not None or not hasattr(item.model, "get_params"):  # Keras
+        return np.asarray(item.model.predict(item.x, verbose=0), dtype=np.float64).reshape(
+            len(item.instances), -1
+        )
     if item.classifier:
         return np.asarray(item.model.predict_proba(item.x))
     return np.asarray(item.model.predict(item.x)).reshape(len(item.instances), -1)
@@ -168,7 +207,12 @@ def served(
     items, seconds = [], {}
     for item, evaluation in _models():
         result = save_model(
-            item.model, item.name, example=item.x, eval=evaluation, models_dir=models
+            item.model,
+            item.name,
+            example=item.x,
+            eval=evaluation,
+            labels=item.labels,
+            models_dir=models,
         )
         seconds[item.name] = result.seconds
         items.append(item)
@@ -221,7 +265,7 @@ def test_every_imported_model_answers_v1_and_v2_as_in_process(served: Any) -> No
         outputs = {o["name"]: o for o in answer.json()["outputs"]}
         if item.classifier:
             got = np.array(outputs["probabilities"]["data"]).reshape(expected.shape)
-            labels = [str(c) for c in item.model.classes_]
+            labels = item.labels or [str(c) for c in item.model.classes_]
             assert outputs["label"]["data"] == [labels[i] for i in expected.argmax(axis=1)]
         else:
             got = np.array(outputs["predict"]["data"]).reshape(expected.shape)
@@ -412,21 +456,26 @@ def test_every_imported_model_is_explained_and_has_a_report(served: Any) -> None
             assert "Confusion matrix" in report.text
 
 
-def test_imported_classifiers_get_feedback_and_live_accuracy(served: Any) -> None:
+def test_every_imported_model_gets_feedback_and_live_metrics(served: Any) -> None:
     server, items, _, _ = served
     for item in items:
-        if not item.classifier:
-            continue
         answer = httpx.post(
             f"{server.url}/v1/models/{item.name}:predict",
-            json={"instances": item.instances[:1]},
+            json={"instances": item.instances[:2]},
             timeout=30,
         )
         request_id = answer.headers["x-request-id"]
-        label = answer.json()["predictions"][0]["label"]
+        predictions = answer.json()["predictions"]
+        if item.classifier:
+            truths: list[Any] = [p["label"] for p in predictions]  # both right
+        else:  # each prediction off by exactly 1 in every target
+            truths = [
+                p["value"] + 1.0 if "value" in p else [v + 1.0 for v in p["values"].values()]
+                for p in predictions
+            ]
         feedback = httpx.post(
             f"{server.url}/v1/models/{item.name}:feedback",
-            json={"request_id": request_id, "labels": [label]},
+            json={"request_id": request_id, "labels": truths},
             timeout=10,
         )
         assert feedback.status_code == 200, (item.name, feedback.text)
@@ -434,8 +483,46 @@ def test_imported_classifiers_get_feedback_and_live_accuracy(served: Any) -> Non
         assert monitoring.status_code == 200, (item.name, monitoring.text)
         served_version = answer.json()["version"]
         version = next(v for v in monitoring.json()["versions"] if v["version"] == served_version)
-        assert version["rows_with_feedback"] >= 1, (item.name, version)
+        assert version["rows_with_feedback"] >= 2, (item.name, version)
         assert version["drift"]["profile"], item.name
+        if item.classifier:
+            assert version["accuracy"]["all_time"]["accuracy"] == 1.0, (item.name, version)
+        else:
+            live = version["regression"]
+            assert live["rows"] == 2 and live["held_out"] is not None
+            assert live["mae"] == pytest.approx(1.0, abs=1e-3), (item.name, live)
+            assert live["rmse"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_regressor_refuses_a_label_as_feedback(served: Any) -> None:
+    server, _, _, _ = served
+    answer = httpx.post(
+        f"{server.url}/v1/models/diabetes-gbr:predict",
+        json={"instances": [[0.0] * 10]},
+        timeout=30,
+    )
+    feedback = httpx.post(
+        f"{server.url}/v1/models/diabetes-gbr:feedback",
+        json={"request_id": answer.headers["x-request-id"], "labels": ["high"]},
+        timeout=10,
+    )
+    assert feedback.status_code == 422 and "regressor" in feedback.json()["error"]
+
+
+def test_drift_covers_categorical_features(served: Any) -> None:
+    server, _, _, _ = served
+    rows = [{"age": 30.0, "city": "nice", "member": True}] * 3
+    for index in range(40):  # distinct rows, all in one city: drift on "city"
+        rows = [{"age": 20.0 + index, "city": "nice", "member": bool(index % 2)}]
+        httpx.post(
+            f"{server.url}/v1/models/mixed-ct:predict", json={"instances": rows}, timeout=30
+        ).raise_for_status()
+    time.sleep(1.5)  # the store's writer flushes in the background
+    monitoring = httpx.get(f"{server.url}/v1/models/mixed-ct/monitoring", timeout=30).json()
+    statistics = {s["statistic"]: s for s in monitoring["versions"][0]["drift"]["statistics"]}
+    assert statistics["city"]["kind"] == "categorical", monitoring
+    assert statistics["city"]["flag"], statistics["city"]
+    assert statistics["age"]["kind"] == "continuous"
 
 
 def test_import_times(served: Any) -> None:

@@ -114,6 +114,10 @@ def evaluate_into(
     metrics: HeldOutMetrics | RegressionMetrics
     if card.is_classifier:
         index = {label: i for i, label in enumerate(card.labels)}
+        as_text = {str(v) for v in y_true}
+        if not as_text <= set(index) and as_text <= {str(i) for i in range(len(card.labels))}:
+            # Class indices (a Keras model's sparse targets) for labels given by name.
+            y_true = np.array([card.labels[int(v)] for v in y_true])
         unknown = sorted({str(v) for v in y_true} - set(index))
         if unknown:
             raise ImportRefused(

@@ -37,6 +37,13 @@ from training.common import next_version
 from training.importing.data import Dataset, as_dataset
 from training.importing.errors import ImportRefused
 from training.importing.evaluation import evaluate_into
+from training.importing.keras_model import (
+    is_keras_model,
+    keras_direct,
+    keras_runtime,
+    keras_schema,
+    save_keras_copy,
+)
 from training.importing.safety import LoadedModel, read_model_file
 from training.importing.schema import (
     Schema,
@@ -84,8 +91,9 @@ def save_model(
     `profile.json` and `errors.json`. Returns the ImportResult; raises ImportRefused (nothing
     written) when the model cannot be served as it is.
     """
+    framework = "keras" if is_keras_model(model) else "sklearn"
     return _import(
-        LoadedModel(model, "in-memory", "sklearn"),
+        LoadedModel(model, "in-memory", framework),
         name,
         source_file=type(model).__name__,
         example=example,
@@ -113,11 +121,6 @@ def import_file(
     """`synergy import`: read `path` safely (see `training.importing.safety`), then as
     `save_model`."""
     loaded = read_model_file(path, trust_pickle=trust_pickle)
-    if loaded.framework != "sklearn":
-        raise ImportRefused(
-            f"{path.name}: serving imported Keras models is not supported yet (the file "
-            "passed the safety checks); import a scikit-learn model"
-        )
     return _import(
         loaded,
         name,
@@ -169,9 +172,32 @@ def _infer_schema(
     return Schema(card_task, labels, spec, notes)
 
 
-def _versions() -> dict[str, str]:
+def _keras_backend() -> str:
+    import keras
+
+    return str(keras.backend.backend())
+
+
+def _keras_dataset(data: Any, names: list[str]) -> Dataset:
+    array = np.asarray(data, dtype=np.float64)
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2 or array.shape[1] != len(names):
+        raise ImportRefused(f"the data must have {len(names)} columns, got shape {array.shape}")
+    instances = [dict(zip(names, map(float, row), strict=True)) for row in array.tolist()]
+    return Dataset(array.astype(np.float32), instances, None)
+
+
+def _versions(framework: str = "sklearn") -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for library in ("scikit-learn", "numpy", "scipy", "skops", "pandas"):
+    libraries = (
+        ("keras", "numpy")
+        if framework == "keras"
+        else ("scikit-learn", "numpy", "scipy", "skops", "pandas")
+    )
+    if framework == "keras":
+        versions["keras_backend"] = _keras_backend()
+    for library in libraries:
         with contextlib.suppress(Exception):
             versions[library] = installed_version(library)
     return versions
@@ -193,16 +219,28 @@ def _import(
 ) -> ImportResult:
     started = time.perf_counter()
     estimator = loaded.model
-    check_fitted(estimator)
-    sample = as_dataset(example, estimator) if example is not None else None
-    held_out = as_dataset(evaluation[0], estimator) if evaluation is not None else None
-    # Feature types, categories and missing values are read from all the data given.
-    typing = sample
-    if sample is not None and held_out is not None and sample.frame is not None:
-        import pandas as pd
+    keras = loaded.framework == "keras"
+    if keras:
+        columns = [str(c) for c in example.columns] if hasattr(example, "columns") else None
+        schema = keras_schema(estimator, task, labels, columns)
+        names = [f.name for f in getattr(schema.input, "features", [])]
+        sample = _keras_dataset(example, names) if example is not None else None
+        held_out = _keras_dataset(evaluation[0], names) if evaluation is not None else None
+    else:
+        check_fitted(estimator)
+        sample = as_dataset(example, estimator) if example is not None else None
+        held_out = as_dataset(evaluation[0], estimator) if evaluation is not None else None
+        # Feature types, categories and missing values are read from all the data given.
+        typing = sample
+        if sample is not None and held_out is not None and sample.frame is not None:
+            import pandas as pd
 
-        typing = Dataset(sample.model_input, [], pd.concat([sample.frame, held_out.frame]))
-    schema = _infer_schema(estimator, typing, task, labels)
+            typing = Dataset(sample.model_input, [], pd.concat([sample.frame, held_out.frame]))
+        schema = _infer_schema(estimator, typing, task, labels)
+    if sample is None and keras:
+        width = len(getattr(schema.input, "features", []))
+        sample = _keras_dataset(np.zeros((1, width)), names)
+        schema.notes.append("no example given: the replay example is a row of zeros")
     if sample is None:
         if isinstance(schema.input, RawTextInput):
             raise ImportRefused("a text model needs an example (a few texts) for its card")
@@ -217,10 +255,14 @@ def _import(
     staging = Path(tempfile.mkdtemp(prefix=".import-", dir=model_dir))
     staging.chmod(0o755)  # mkdtemp's 0700 would hide the version from a server run as another user
     try:
-        import skops.io as sio
+        if keras:
+            model_file = save_keras_copy(estimator, staging)
+        else:
+            import skops.io as sio
 
-        sio.dump(estimator, staging / MODEL_FILE)
-        artifacts = {MODEL_FILE: sha256_file(staging / MODEL_FILE)}
+            model_file = MODEL_FILE
+            sio.dump(estimator, staging / MODEL_FILE)
+        artifacts = {model_file: sha256_file(staging / model_file)}
         instances = sample.instances[:CARD_EXAMPLES]
         card = _card(
             name,
@@ -236,7 +278,9 @@ def _import(
         )
         runtime, adapter = _serving_path(card, staging)
         served = _serve(runtime, adapter, card, instances)
-        direct = _direct(estimator, card, sample.model_input[: len(instances)])
+        direct = (keras_direct if keras else _direct)(
+            estimator, card, sample.model_input[: len(instances)]
+        )
         _check_agree(served, direct, card)
         examples = [
             _example(card, instance, row) for instance, row in zip(instances, served, strict=True)
@@ -262,6 +306,8 @@ def _import(
         staging.rename(target)  # atomic on one filesystem: the scan sees all of it or nothing
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # a new model's folder, left empty: not a model
+            model_dir.rmdir()
         raise
     return ImportResult(name, number, target, card, round(time.perf_counter() - started, 3))
 
@@ -289,20 +335,21 @@ def _card(
         name=name,
         version=number,
         description=description or f"{kind.__name__} imported from {source_file} ({schema.task}).",
-        framework="sklearn",
+        framework="keras" if loaded.framework == "keras" else "sklearn",
         task=schema.task,
         input=schema.input,
         labels=schema.labels,
-        model_file=MODEL_FILE,
+        model_file=next(iter(artifacts)),
         artifacts=artifacts,
-        hyperparameters=_params(estimator),
-        library_versions=_versions(),
+        hyperparameters=_params(estimator) if loaded.framework == "sklearn" else {},
+        library_versions=_versions(loaded.framework),
         created_at=datetime.now(UTC).replace(microsecond=0),
         examples=[placeholder],
         imported=ImportRecord(
             source_file=source_file,
             source_format=loaded.source_format,
-            serialization="skops",
+            serialization="keras" if loaded.framework == "keras" else "skops",
+            backend=_keras_backend() if loaded.framework == "keras" else None,
             trusted_pickle=trusted_pickle,
             scan=loaded.scan,
             estimator=f"{kind.__module__}.{kind.__qualname__}",
@@ -322,18 +369,20 @@ def _params(estimator: Any) -> dict[str, Any]:
     }
 
 
-def _serving_path(card: ModelCard, folder: Path) -> tuple[SklearnModel, Any]:
-    """The server's runtime (reading the skops file just written, with the server's trust
-    list) and adapter for `card`."""
-    runtime = SklearnModel(card, folder)
-    runtime.load()
+def _serving_path(card: ModelCard, folder: Path) -> tuple[Any, Any]:
+    """The server's runtime (reading the file just written: skops with the server's trust
+    list, or .keras in safe mode) and adapter for `card`."""
+    runtime: Any
+    if card.framework == "keras":
+        runtime = keras_runtime(card, folder)
+    else:
+        runtime = SklearnModel(card, folder)
+        runtime.load()
     adapter = make_adapter(card, folder, InputLimits(max_text_chars=2**31))
     return runtime, adapter
 
 
-def _serve(
-    runtime: SklearnModel, adapter: Any, card: ModelCard, instances: list[Any]
-) -> np.ndarray:
+def _serve(runtime: Any, adapter: Any, card: ModelCard, instances: list[Any]) -> np.ndarray:
     """Outputs for client-shaped `instances`, through validation, the adapter and the
     runtime, as the server computes them."""
     request = predict_request_model(
@@ -344,7 +393,7 @@ def _serve(
     except Exception as exc:  # noqa: BLE001 - pydantic's message names the field
         raise ImportRefused(f"the example does not fit the inferred schema: {exc}") from None
     rows = [adapter.to_row(instance) for instance in parsed]
-    return runtime.predict(adapter.featurize(rows))
+    return np.asarray(runtime.predict(adapter.featurize(rows)))
 
 
 def _direct(estimator: Any, card: ModelCard, model_input: Any) -> np.ndarray:
