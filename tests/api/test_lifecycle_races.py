@@ -205,6 +205,7 @@ def test_a_folder_beyond_the_version_range_is_refused_with_a_reason_and_nothing_
         assert ready.status_code == 200, ready.text
         refused = [m for m in ready.json()["models"] if m.get("folder") == BEYOND_INT64]
         assert refused and "outside the version range" in refused[0]["reason"], ready.text
+        assert refused[0]["version"] == 0 and refused[0]["state"] == "failed"
         listing = client.get("/v1/models")
         assert listing.status_code == 200
         assert "outside the version range" in _iris(client)["refused_folders"][BEYOND_INT64]
