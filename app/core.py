@@ -254,7 +254,9 @@ class InferenceCore:
                 # row's request only; the batch's other requests get their answers.
                 for index in np.flatnonzero(~finite).tolist():
                     results[index] = adapter.uncomputable(rows[index])
-            tally = Counter(labels[i] for i in best[finite].tolist())
+            own = batcher.own_rows  # shadow copies are not this version's predictions
+            counted = finite if own is None else finite & np.asarray(own, dtype=bool)
+            tally = Counter(labels[i] for i in best[counted].tolist())
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)
             stats.record_labels(tally)

@@ -320,6 +320,13 @@ def test_shadow_copies_are_counted_apart_from_the_versions_own_statistics(
         assert canary["inference_count"] == canary["execution_count"] == 0
         assert canary["shadow_stats"]["queue"]["count"] == 12
         assert canary["shadow_stats"]["compute_infer"]["count"] == 12
+
+        def predicted(version: int) -> int:
+            serving = client.get(f"/v1/models/iris-knn/versions/{version}/metrics").json()
+            return sum(c["count"] for c in serving["serving"]["predicted_labels"].values())
+
+        assert predicted(2) == 0  # shadow copies are not the canary's predictions
+        assert predicted(1) == 12
         stable = stats(1)
         assert stable["inference_stats"]["success"]["count"] == 12
         assert stable["inference_stats"]["queue"]["count"] == 12
@@ -332,6 +339,7 @@ def test_shadow_copies_are_counted_apart_from_the_versions_own_statistics(
         )
         assert own["inference_stats"]["success"]["count"] == 1
         assert own["shadow_stats"]["inference_count"] == 12
+        assert predicted(2) == 1
 
 
 # ---------------------------------------------------------------- Triton load parameters
