@@ -165,6 +165,9 @@ class Batcher:
         self.max_queue_rows = max_queue_rows
         self.max_queue_wait_s = max_queue_wait_ms / 1000.0
         self._batch_function = batch_function
+        # For the batch function, during its call on the worker thread: which rows of the
+        # batch are the version's own (True) rather than shadow copies; None when all are.
+        self.own_rows: list[bool] | None = None
         self._observer: BatchObserver = observer or _NullObserver()
         # Requests with rows not yet in a batch, in turn order (under the lock).
         self._queue: collections.deque[_Request] = collections.deque()
@@ -509,6 +512,9 @@ class Batcher:
                 waits.append(started - request.enqueued_at)
         del request
         self._observer.rows_started(waits, shadow_waits, shadow_rows)
+        self.own_rows = (
+            [not s.request.shadow for s in batch for _ in range(s.size)] if shadow_rows else None
+        )
         outcome: Sequence[Any] | ServingError
         try:
             outcome = self._batch_function(rows)

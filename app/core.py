@@ -265,7 +265,9 @@ class InferenceCore:
                 for index in np.flatnonzero(~finite).tolist():
                     if index not in refused:
                         results[index] = adapter.uncomputable(rows[index])
-            tally = Counter(labels[i] for i in best[finite].tolist())
+            own = batcher.own_rows  # shadow copies are not this version's predictions
+            counted = finite if own is None else finite & np.asarray(own, dtype=bool)
+            tally = Counter(labels[i] for i in best[counted].tolist())
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)
             stats.record_labels(tally)

@@ -514,10 +514,16 @@ class ServedModel:
     required: bool = True
 
     def refused_status(self) -> list[dict[str, Any]]:
-        """The refused version folders, as readiness lists failed versions (a folder name in
-        place of a version number)."""
+        """The refused version folders, as readiness lists failed versions: version 0 (as
+        for a model-level failure: no version number) and the folder's name."""
         return [
-            {"name": self.name, "folder": folder, "state": ModelState.FAILED.value, "reason": why}
+            {
+                "name": self.name,
+                "version": 0,
+                "folder": folder,
+                "state": ModelState.FAILED.value,
+                "reason": why,
+            }
             for folder, why in sorted(self.refused.items())
         ]
 

@@ -205,6 +205,7 @@ def test_a_folder_beyond_the_version_range_is_refused_with_a_reason_and_nothing_
         assert ready.status_code == 200, ready.text
         refused = [m for m in ready.json()["models"] if m.get("folder") == BEYOND_INT64]
         assert refused and "outside the version range" in refused[0]["reason"], ready.text
+        assert refused[0]["version"] == 0 and refused[0]["state"] == "failed"
         listing = client.get("/v1/models")
         assert listing.status_code == 200
         assert "outside the version range" in _iris(client)["refused_folders"][BEYOND_INT64]
@@ -319,6 +320,13 @@ def test_shadow_copies_are_counted_apart_from_the_versions_own_statistics(
         assert canary["inference_count"] == canary["execution_count"] == 0
         assert canary["shadow_stats"]["queue"]["count"] == 12
         assert canary["shadow_stats"]["compute_infer"]["count"] == 12
+
+        def predicted(version: int) -> int:
+            serving = client.get(f"/v1/models/iris-knn/versions/{version}/metrics").json()
+            return sum(c["count"] for c in serving["serving"]["predicted_labels"].values())
+
+        assert predicted(2) == 0  # shadow copies are not the canary's predictions
+        assert predicted(1) == 12
         stable = stats(1)
         assert stable["inference_stats"]["success"]["count"] == 12
         assert stable["inference_stats"]["queue"]["count"] == 12
@@ -331,6 +339,7 @@ def test_shadow_copies_are_counted_apart_from_the_versions_own_statistics(
         )
         assert own["inference_stats"]["success"]["count"] == 1
         assert own["shadow_stats"]["inference_count"] == 12
+        assert predicted(2) == 1
 
 
 # ---------------------------------------------------------------- Triton load parameters

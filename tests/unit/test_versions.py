@@ -111,6 +111,33 @@ def test_shadow_segments_are_counted_apart_from_the_versions_own() -> None:
     assert (size, count) == (5, 1) and seconds == pytest.approx(0.1)
 
 
+@pytest.mark.anyio
+async def test_the_batch_function_knows_which_rows_are_the_versions_own() -> None:
+    seen: list[list[bool] | None] = []
+    batcher: Batcher | None = None
+
+    def model(rows: list[Any]) -> list[Any]:
+        assert batcher is not None
+        seen.append(batcher.own_rows)
+        return list(rows)
+
+    batcher = Batcher(
+        "fake",
+        model,
+        max_batch_size=64,
+        max_batch_wait_ms=1,
+        max_queue_rows=1000,
+        max_queue_wait_ms=1000,
+    )
+    batcher.start()
+    try:
+        await batcher.predict([1], 5.0)
+        await batcher.predict([2, 3], 5.0, shadow=True)
+    finally:
+        await batcher.stop(1.0)
+    assert seen == [None, [False, False]]
+
+
 class _Recorder:
     def __init__(self) -> None:
         self.started: list[tuple[int, int, int]] = []
