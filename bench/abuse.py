@@ -72,20 +72,6 @@ def _store_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.glob("monitoring.sqlite3*") if f.is_file())
 
 
-def _settled_bytes(folder: Path, quiet_s: float = 5.0, limit_s: float = 180.0) -> int:
-    """The store's size once the writer has caught up (unchanged for `quiet_s`)."""
-    deadline = time.monotonic() + limit_s
-    size, since = _store_bytes(folder), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = _store_bytes(folder)
-        if now != size:
-            size, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            break
-    return size
-
-
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -123,8 +109,9 @@ def store_growth(root: Path, out: Path, requests: int, env: dict[str, str]) -> d
         started = time.perf_counter()
         statuses = [_post(url, body, headers) for _ in range(requests)]
         elapsed = time.perf_counter() - started
-        grown = _settled_bytes(store) - before
         del process
+    # After the server stopped: a SIGTERM writes every queued row first.
+    grown = _store_bytes(store) - before
     per_request = grown / requests
     rate = requests / elapsed
     return {
