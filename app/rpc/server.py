@@ -73,7 +73,8 @@ class GrpcServer:
         key_digests: list[bytes],
     ) -> None:
         self.settings = settings
-        self.address = f"{settings.host}:{settings.grpc_port}"
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
+        self.address = f"{host}:{settings.grpc_port}"
         self._servicer = InferenceServicer(service, repository, state, recorder)
         self._health = HealthServicer(service)
         self._key_digests = key_digests
