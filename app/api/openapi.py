@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from app.errors import ServingError
 from app.repository import ModelRegistry
 from app.schemas.card import ModelCard
+from app.tasks import task_of
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
@@ -22,13 +25,11 @@ FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 def predict_response_example(card: ModelCard) -> dict[str, Any]:
     """A real `:predict` response of this model: its card's held-out examples, with the
     probabilities recorded right after training (the same the server replays at start-up)."""
-    predictions = []
-    for example in card.examples:
-        if example.probabilities is None:
-            continue
-        probabilities = dict(zip(card.labels, example.probabilities, strict=True))
-        label = max(probabilities, key=probabilities.__getitem__)
-        predictions.append({"label": label, "probabilities": probabilities})
+    recorded = [card.recorded_output(example) for example in card.examples]
+    outputs = [values for values in recorded if values is not None]
+    predictions = (
+        task_of(card).encode_v1(card, np.array(outputs, dtype=np.float64)) if outputs else []
+    )
     return {"model": card.name, "version": card.version, "predictions": predictions}
 
 
