@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,9 +27,10 @@ from app.api import (
 )
 from app.api.docs import ASSETS_URL, install_docs
 from app.api.openapi import conform_error_responses, unknown_model_message
+from app.console import announce_ready
 from app.errors import install_error_handlers
 from app.explain.service import ExplanationService
-from app.logs import AccessLog
+from app.logs import AccessLog, resolve_format
 from app.metrics import Metrics
 from app.middleware import (
     ApiKeyMiddleware,
@@ -90,16 +92,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     monitor = Monitor(settings, registry, metrics_.registry)
     service.attach_monitor(monitor)
     server_state = ServerState()
-    access_log = AccessLog() if settings.log_requests else None
+    log_format = resolve_format(settings.log_format)
+    access_log = (
+        AccessLog(log_format=log_format, health=settings.log_health_requests)
+        if settings.log_requests
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         flusher = asyncio.create_task(access_log.run()) if access_log else None
         await monitor.start()
+        loading_started = time.monotonic()
         await service.start()
+        announcer = asyncio.create_task(announce_ready(service, settings, loading_started))
         try:
             yield
         finally:
+            announcer.cancel()
             await service.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
             explainer.stop()
             await monitor.stop()  # after the batchers: the last predictions are written
