@@ -50,6 +50,27 @@ def _requests_tile(page: Any) -> int:
     return int(page.locator("#live-tiles .tile").first.locator(".value").inner_text())
 
 
+# The words of every tile value that the layout split over two or more lines.
+BROKEN_WORDS_IN_TILES = """() => {
+  const broken = [];
+  for (const value of document.querySelectorAll(".tile .value")) {
+    const node = value.firstChild;
+    if (!node || node.nodeType !== Node.TEXT_NODE) continue;
+    const text = node.textContent;
+    const word = /\\S+/g;
+    let match;
+    while ((match = word.exec(text)) !== null) {
+      const range = document.createRange();
+      range.setStart(node, match.index);
+      range.setEnd(node, match.index + match[0].length);
+      const tops = new Set(Array.from(range.getClientRects(), r => Math.round(r.top)));
+      if (tops.size > 1) broken.push(match[0]);
+    }
+  }
+  return broken;
+}"""
+
+
 def test_every_report_page_renders_offline_with_its_charts(report_server: Server) -> None:
     from playwright.sync_api import Route, sync_playwright
 
@@ -104,6 +125,10 @@ def test_every_report_page_renders_offline_with_its_charts(report_server: Server
                     "document.documentElement.scrollWidth - document.documentElement.clientWidth"
                 )
                 assert overflow <= 0, (name, device, overflow)
+                # Tiles break lines between words only ("multiclass classification" is two
+                # lines at most, never "multiclas / s"): each word's box is one line.
+                broken = page.evaluate(BROKEN_WORDS_IN_TILES)
+                assert broken == [], (name, device, broken)
                 page.screenshot(path=str(SHOTS / f"{name}-{device}.png"), full_page=True)
                 page.close()
 
@@ -227,6 +252,7 @@ def app_with_optional_routes() -> Iterator[str]:
                 "explained_label": "positive",
                 "tokens": [
                     {"token": "star", "attribution": 0.2, "unknown": False},
+                    {"token": "the star", "attribution": 0.1, "unknown": False},
                     {
                         "token": "<unknown>",
                         "attribution": -0.05,
@@ -235,6 +261,11 @@ def app_with_optional_routes() -> Iterator[str]:
                     },
                 ],
                 "unknown_words": ["mores"],
+                "words": [
+                    {"word": "the", "attribution": 0.05, "unknown": False},
+                    {"word": "star", "attribution": 0.25, "unknown": False},
+                    {"word": "mores", "attribution": -0.05, "unknown": True},
+                ],
             }
         item["method"] = {"name": "stand-in"}
         return JSONResponse({"model": name, "version": 1, "explanations": [item]})
@@ -290,9 +321,16 @@ def test_monitoring_and_explanations_are_drawn_where_the_server_has_them(
         page.screenshot(path=str(SHOTS / "mnist-cnn-with-monitoring.png"), full_page=True)
         page.goto(f"{app_with_optional_routes}/v1/models/imdb-sentiment/report")
         page.wait_for_selector("#explanation-result .tokens span", timeout=30_000)
+        # The strip reads as the review, word by word (pairs folded into their words); the
+        # n-grams as the model looked them up are in a table of their own.
+        strip = page.locator("#explanation-result .tokens")
+        assert strip.inner_text().split() == ["the", "star", "mores"]
         unknown = page.locator("#explanation-result .tokens span.unknown")
-        # The sample review has words the model never saw: one [UNK] token stands for them.
-        assert unknown.count() == 1
-        assert (unknown.get_attribute("title") or "").startswith("unknown word(s): ")
+        assert unknown.count() == 1 and unknown.inner_text() == "mores"
+        assert (unknown.get_attribute("title") or "").startswith("not in the vocabulary")
+        grams = page.locator("#explanation-result details tbody tr")
+        assert grams.count() == 3
+        assert grams.nth(0).inner_text().split("\t")[0] == "star"  # strongest first
+        assert "(mores)" in grams.nth(2).inner_text()
         browser.close()
     assert not problems, problems
