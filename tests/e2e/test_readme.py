@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import COMMITTED_MODELS, ROOT
 from tests.e2e.conftest import Server, start_server
 
 pytestmark = pytest.mark.e2e
@@ -189,7 +189,7 @@ def servers(
         def __missing__(self, key: str) -> Server:
             env = dict(item.split("=", 1) for item in shlex.split(key))
             log = tmp_path_factory.mktemp("run-env") / "server.log"
-            self[key] = start_server(log, **env)
+            self[key] = start_server(log, COMMITTED_MODELS, **env)
             return self[key]
 
     pool = Servers(started)

@@ -303,7 +303,7 @@ def test_word_pairs_fold_into_the_words_they_cover_and_keep_the_sum() -> None:
 
     words = ["the", "star", "of", "the", "star", "zorblax"]
     known = {"the", "star", "of", "the star"}
-    tokens = [
+    tokens: list[dict[str, Any]] = [
         {"token": "the", "attribution": 0.2},  # twice: 0.1 each
         {"token": "star", "attribution": 0.4},  # twice: 0.2 each
         {"token": "the star", "attribution": 0.8},  # twice, two words: 0.2 to each word

@@ -64,7 +64,7 @@ def test_text_lines_are_readable_and_json_lines_parse(
     for log_format in ("text", "json"):
         stream = io.StringIO()
         monkeypatch.setattr("sys.stdout", stream)
-        configure_logging("info", log_format)  # type: ignore[arg-type]
+        configure_logging("info", log_format)
         logging.getLogger("synergy.server").info(
             "ready: 1 model", extra={"fields": {"event": "ready", "docs_url": "http://h/docs"}}
         )
