@@ -550,7 +550,8 @@ except ImportError as error:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "encoding a (30, 40) array to PNG needs Pillow: pip install 'synergy-serve-client[images]'"
+        f"encoding a (30, 40) array to PNG needs Pillow: {sys.executable} -m pip install "
+        "'pillow>=10.4'"
     )
 
 
