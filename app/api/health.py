@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from app.jsonutil import json_response
-from app.schemas.responses import ModelReadinessResponse, ReadinessResponse
+from app.schemas.responses import ModelReadinessResponse, ReadinessResponse, error_responses
 
 
 async def live() -> Response:
@@ -66,6 +66,6 @@ def add_health_routes(app: FastAPI) -> None:
                 "model": ModelReadinessResponse,
                 "description": "Loading, a version failed (degraded), failed, or shutting down.",
             },
-            404: {"description": "No such model."},
+            **error_responses(404),
         },
     )
