@@ -16,6 +16,7 @@ import pytest
 from fastapi import Request
 from starlette.responses import JSONResponse
 
+from app.preprocessing.text import tokenize
 from tests.conftest import COMMITTED_MODELS, MODEL_NAMES, ROOT
 from tests.e2e.conftest import Server, start_server
 from tests.e2e.test_browser import CHROMIUM_FLAGS, _chromium
@@ -323,14 +324,19 @@ def test_monitoring_and_explanations_are_drawn_where_the_server_has_them(
         page.wait_for_selector("#explanation-result .tokens span", timeout=30_000)
         # The strip reads as the review, word by word (pairs folded into their words); the
         # n-grams as the model looked them up are in a table of their own.
-        strip = page.locator("#explanation-result .tokens")
-        assert strip.inner_text().split() == ["the", "star", "mores"]
+        # (Whichever answers, the stand-in or the real explainer, the page draws the words.)
+        words = page.locator("#explanation-result .tokens span").all_inner_texts()
+        assert words and all(len(word.split()) == 1 for word in words), words
+        sample = page.locator("section#explanation blockquote").first.inner_text()
+        stand_in = ["the", "star", "mores"]
+        expected = stand_in if words == stand_in else tokenize(sample.removesuffix("..."))
+        shown = min(len(words), len(expected)) - 1  # the excerpt may end mid-word
+        assert shown > 1 and words[:shown] == expected[:shown], (words, expected)
         unknown = page.locator("#explanation-result .tokens span.unknown")
-        assert unknown.count() == 1 and unknown.inner_text() == "mores"
-        assert (unknown.get_attribute("title") or "").startswith("not in the vocabulary")
-        grams = page.locator("#explanation-result details tbody tr")
-        assert grams.count() == 3
-        assert grams.nth(0).inner_text().split("\t")[0] == "star"  # strongest first
-        assert "(mores)" in grams.nth(2).inner_text()
+        assert unknown.count() >= 1
+        assert (unknown.first.get_attribute("title") or "").startswith("not in the vocabulary")
+        cells = page.locator("#explanation-result details tbody td.num").all_text_contents()
+        strengths = [abs(float(cell)) for cell in cells]
+        assert strengths and strengths == sorted(strengths, reverse=True)  # strongest first
         browser.close()
     assert not problems, problems
