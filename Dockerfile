@@ -34,6 +34,8 @@ ARG KERAS_BACKEND=jax
 LABEL org.opencontainers.image.title="synergy-serve" \
       org.opencontainers.image.description="scikit-learn and Keras models served side by side" \
       org.opencontainers.image.source="https://github.com/synergy-serve/synergy-serve"
+# JSON log lines in the container even under `docker run -t` (log collectors parse them);
+# `-e SYNERGY_LOG_FORMAT=text` for a person reading `docker logs`.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -42,6 +44,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     SYNERGY_GRPC_PORT=8081 \
     SYNERGY_MODELS_DIR=/srv/models \
     SYNERGY_STORE_DIR=/data \
+    SYNERGY_LOG_FORMAT=json \
     KERAS_BACKEND=${KERAS_BACKEND} \
     MPLCONFIGDIR=/opt/matplotlib
 RUN groupadd --system --gid 10001 synergy \

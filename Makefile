@@ -5,6 +5,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
+# pip's progress bars (downloads) show at a terminal; --quiet would hide them too. Each long
+# step is announced, and timed, by scripts/stage.sh.
+PIP_INSTALL := $(PIP) install --progress-bar on
+STAGE := scripts/stage.sh
 DATA_DIR ?= ../shared/data
 # The service's own variables win, so `SYNERGY_PORT=8001 make run` works as documented;
 # `make run PORT=8001` too.
@@ -12,30 +16,44 @@ HOST ?= $(or $(SYNERGY_HOST),127.0.0.1)
 PORT ?= $(or $(SYNERGY_PORT),8000)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test test-fast lint format typecheck train bench \
-        bench-soak bench-overload container-check image image-gpu validate-k8s lock clean
+.PHONY: help install install-train install-dev run test test-fast lint format typecheck train \
+        docs docs-serve bench bench-soak bench-overload container-check image image-gpu \
+        validate-k8s lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(STAGE) "creating $(VENV) with $(PYTHON)" $(PYTHON) -m venv $(VENV)
 
-$(VENV)/.runtime: requirements/runtime.lock pyproject.toml | $(VENV)/bin/python
-	$(PIP) install --quiet -r requirements/runtime.lock
-	$(PIP) install --quiet --no-deps -e .
-	touch $@
+$(VENV)/.runtime: requirements/runtime.lock requirements/client.lock pyproject.toml \
+		clients/python/pyproject.toml | $(VENV)/bin/python
+	@$(STAGE) "installing the pinned runtime dependencies (requirements/runtime.lock; about 600 MB the first time)" \
+		$(PIP_INSTALL) -r requirements/runtime.lock -r requirements/client.lock
+	@$(STAGE) "installing the service and the Python client (editable)" \
+		$(PIP) install --quiet --no-deps -e . -e ./clients/python
+	@touch $@
+
+$(VENV)/.train: requirements/train.lock $(VENV)/.runtime
+	@$(STAGE) "installing TensorFlow for the Keras trainers (requirements/train.lock)" \
+		$(PIP_INSTALL) -r requirements/train.lock
+	@touch $@
 
 $(VENV)/.dev: requirements/dev.lock pyproject.toml clients/python/pyproject.toml | $(VENV)/bin/python
-	$(PIP) install --quiet -r requirements/dev.lock
-	$(PIP) install --quiet --no-deps -e . -e ./clients/python
-	touch $@ $(VENV)/.runtime
+	@$(STAGE) "installing the pinned dev dependencies (requirements/dev.lock: tests, training, docs, linters)" \
+		$(PIP_INSTALL) -r requirements/dev.lock
+	@$(STAGE) "installing the service and the Python client (editable)" \
+		$(PIP) install --quiet --no-deps -e . -e ./clients/python
+	@touch $@ $(VENV)/.runtime $(VENV)/.train
 
-install: $(VENV)/.runtime  ## install the service (pinned runtime dependencies)
+install: $(VENV)/.runtime  ## install the service and the Python client (pinned runtime dependencies)
 
-install-dev: $(VENV)/.dev  ## install everything for tests, training and benchmarks
+install-train: $(VENV)/.train  ## add TensorFlow for the Keras trainers (scikit-learn ones need none)
+
+install-dev: $(VENV)/.dev  ## install everything for tests, training, docs and benchmarks
 
 run: install  ## serve the committed models on http://$(HOST):$(PORT) (docs at /docs)
+	@echo "==> starting the server on http://$(HOST):$(PORT): it says 'ready: ...' once every model is loaded"
 	SYNERGY_HOST=$(HOST) SYNERGY_PORT=$(PORT) $(PY) -m app
 
 test: install-dev  ## the whole test suite (unit, api, e2e, browser)
@@ -45,10 +63,12 @@ test: install-dev  ## the whole test suite (unit, api, e2e, browser)
 test-fast: install-dev  ## unit and api tiers only
 	$(PY) -m pytest tests/unit tests/api
 
-lint: install-dev  ## ruff + mypy
+lint: install-dev  ## ruff + mypy + the docs site's strict build (no broken links)
 	$(VENV)/bin/ruff check app training bench tests scripts deploy clients
 	$(VENV)/bin/ruff format --check app training bench tests scripts deploy clients
 	$(VENV)/bin/mypy
+	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet \
+		--site-dir $$site; status=$$?; rm -rf $$site; exit $$status
 
 format: install-dev  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix app training bench tests scripts deploy clients
@@ -57,8 +77,15 @@ format: install-dev  ## apply ruff's formatting and safe fixes
 typecheck: install-dev  ## mypy --strict only
 	$(VENV)/bin/mypy
 
-train: install-dev  ## retrain all four models into models/ (next version; DATA_DIR=local data)
+train: install-train  ## retrain all four models into models/ (next version; DATA_DIR=local data)
 	$(PY) -m training all $(if $(wildcard $(DATA_DIR)),--data-dir $(DATA_DIR),) $(TRAIN_ARGS)
+
+docs: install-dev  ## build the documentation site from docs/ into site/ (offline, strict)
+	@$(STAGE) "building the docs site into site/ (open site/index.html)" \
+		env NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean
+
+docs-serve: install-dev  ## preview the docs site on http://127.0.0.1:8001 as you edit
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
 
 bench: install-dev  ## load benchmark: ours vs naive vs no-model ceiling (~12 min)
 	scripts/ensure-test-tools.sh wrk
@@ -96,5 +123,5 @@ lock:  ## re-pin requirements/*.lock from pyproject.toml
 		-c requirements/dev.lock -o requirements/runtime.lock pyproject.toml
 
 clean:  ## remove caches and test artifacts (keeps .venv)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts bench/out
+	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts bench/out site
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

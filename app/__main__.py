@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from app.budget import limit_malloc_arenas
-from app.logs import configure_logging
+from app.logs import configure_logging, resolve_format
 from app.main import create_app
 from app.middleware import ServerState
 from app.server import ConnectionLimits, bounded_protocol
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     settings = _load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, resolve_format(settings.log_format))
     limit_malloc_arenas()
     try:
         app = create_app(settings)

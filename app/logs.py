@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line, on stdout."""
+"""Logging on stdout: one JSON object per line for machines (containers, pipes, log
+collectors), or readable text lines for people at a terminal (`SYNERGY_LOG_FORMAT`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, TextIO
 
 import orjson
+
+LogFormat = Literal["json", "text"]
+# Routes that load balancers and probes call every few seconds: counted in the metrics
+# (`synergy_requests_total{endpoint="ready"}`...), not written to the access log by default.
+HEALTH_PATHS = ("/health/", "/v2/health/")
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,10 +36,42 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(payload, default=str).decode()
 
 
-def configure_logging(level: str) -> None:
-    """JSON lines for our loggers and uvicorn's; uvicorn's own access log is replaced by ours."""
+class TextFormatter(logging.Formatter):
+    """`HH:MM:SS.mmm level  message  key=value ...`: one readable line per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        line = f"{clock} {record.levelname.lower():<7} {record.getMessage()}"
+        fields = getattr(record, "fields", None)
+        if fields:
+            message = record.getMessage()
+            extra = [
+                f"{k}={v}"
+                for k, v in fields.items()
+                if k != "event" and v is not None and str(v) not in message
+            ]
+            line += "  " + " ".join(extra) if extra else ""
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def resolve_format(setting: str, stream: TextIO | None = None) -> LogFormat:
+    """`auto` is text when stdout is a terminal (a person runs it) and JSON otherwise (a
+    container, a pipe, a log collector); `json` and `text` are as named."""
+    if setting in ("json", "text"):
+        return setting  # type: ignore[return-value]
+    stream = stream or sys.stdout
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # a replaced or closed stdout
+        return "json"
+
+
+def configure_logging(level: str, log_format: LogFormat = "json") -> None:
+    """Our loggers and uvicorn's in one format; uvicorn's own access log is replaced by ours."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if log_format == "text" else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -46,12 +84,20 @@ def configure_logging(level: str) -> None:
     # on every start without a TPU: expected on CPU and GPU machines, but it reads like an error.
     # Alembic announces each of its plugins at INFO at every start (the migration itself is
     # logged by the store at INFO, and Alembic's warnings still pass).
-    for name in ("tensorflow", "absl", "h5py", "PIL", "jax", "alembic.runtime.plugins"):
+    for name in (
+        "tensorflow",
+        "absl",
+        "h5py",
+        "PIL",
+        "jax",
+        "alembic.runtime.plugins",
+        "alembic.runtime.migration",
+    ):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 class AccessLog:
-    """One JSON line per request, in the shape of the other log lines, written in batches.
+    """One line per request, in the format of the other log lines, written in batches.
 
     Going through `logging` costs about 120 us of CPU per request (a LogRecord, handler
     locks and a flush syscall per line); on a GIL-bound server that is a third of the budget.
@@ -63,10 +109,15 @@ class AccessLog:
         self,
         stream: BinaryIO | None = None,
         *,
+        log_format: LogFormat = "json",
+        health: bool = False,
         flush_interval_s: float = 0.1,
         max_buffer_bytes: int = 64 * 1024,
     ) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self._text = log_format == "text"
+        # Paths not logged per request (probes); None: log every path.
+        self.quiet_paths: tuple[str, ...] | None = None if health else HEALTH_PATHS
         self._flush_interval_s = flush_interval_s
         self._max_buffer_bytes = max_buffer_bytes
         self._lines: list[bytes] = []
@@ -74,17 +125,25 @@ class AccessLog:
         self._second = -1
         self._prefix = ""
 
+    def logs(self, path: str) -> bool:
+        """Whether a request to `path` gets a line (health probes do not, by default)."""
+        return self.quiet_paths is None or not path.startswith(self.quiet_paths)
+
     def write(self, fields: dict[str, Any]) -> None:
         """Queue one access line (call on the event loop)."""
-        line = orjson.dumps(
-            {
-                "ts": self._timestamp(),
-                "level": "info",
-                "logger": "synergy.access",
-                "msg": "request",
-                **fields,
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
+        line = (
+            self._text_line(fields)
+            if self._text
+            else orjson.dumps(
+                {
+                    "ts": self._timestamp(),
+                    "level": "info",
+                    "logger": "synergy.access",
+                    "msg": "request",
+                    **fields,
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
+            )
         )
         self._lines.append(line)
         self._size += len(line)
@@ -100,6 +159,17 @@ class AccessLog:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         return f"{self._prefix}{int((now - second) * 1000):03d}+00:00"
+
+    @staticmethod
+    def _text_line(fields: dict[str, Any]) -> bytes:
+        clock = datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        model = fields.get("model")
+        served = f"  {model} v{fields.get('version')}" if model else ""
+        rows = f" rows={fields['rows']}" if fields.get("rows") else ""
+        return (
+            f"{clock} {'info':<7} {fields['method']} {fields['path']} {fields['status']} "
+            f"{fields['latency_ms']:.1f} ms{served}{rows}  id={fields['request_id']}\n"
+        ).encode()
 
     def flush(self) -> None:
         """Write out whatever is queued."""

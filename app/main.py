@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,9 +29,10 @@ from app.api import (
 from app.api.docs import ASSETS_URL, install_docs
 from app.api.fastlane import ServingApp
 from app.api.openapi import conform_error_responses, unknown_model_message
+from app.console import announce_ready
 from app.errors import install_error_handlers
 from app.explain.service import ExplanationService
-from app.logs import AccessLog
+from app.logs import AccessLog, resolve_format
 from app.metrics import Metrics
 from app.middleware import (
     ApiKeyMiddleware,
@@ -109,7 +111,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     monitor = Monitor(settings, registry, metrics_.registry)
     service.attach_monitor(monitor)
     server_state = ServerState()
-    access_log = AccessLog() if settings.log_requests else None
+    log_format = resolve_format(settings.log_format)
+    access_log = (
+        AccessLog(log_format=log_format, health=settings.log_health_requests)
+        if settings.log_requests
+        else None
+    )
     repository_control = RepositoryControl(
         registry, service.lifecycle, enabled=control_on, polled=settings.model_poll_s > 0
     )
@@ -134,12 +141,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await probes.start(settings.host, settings.probe_port or 0)
         flusher = asyncio.create_task(access_log.run()) if access_log else None
         await monitor.start()
+        loading_started = time.monotonic()
         await service.start()
         if grpc_server is not None:
             await grpc_server.start()
+        announcer = asyncio.create_task(announce_ready(service, settings, loading_started))
         try:
             yield
         finally:
+            announcer.cancel()
             if grpc_server is not None:
                 # First, while the batchers still run: its calls in flight finish within
                 # what is left of the one shutdown deadline (the drain already waited for

@@ -69,12 +69,16 @@ class PredictionService:
         self.lifecycle.mark_stopped()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """(ready?, body) for /health/ready."""
+        """(ready?, body) for /health/ready. The body lists every version with its state, and
+        under `failed` each version that failed to load with its reason, 200 or not: a failed
+        new version or new model does not take the replica out of service, but people checking
+        readiness must see it."""
         statuses = [entry.status() for entry in self.registry]
         for model in self.registry.models.values():
             statuses.extend(model.refused_status())
+        failed = [_failure(s) for s in statuses if s["state"] == ModelState.FAILED.value]
         if self.core.draining:
-            return False, {"status": "shutting down", "models": statuses}
+            return False, {"status": "shutting down", "failed": failed, "models": statuses}
         # At start-up, every version is waited for; later, a loading one does not count.
         settled = self.lifecycle.started_up or not any(
             e.state is ModelState.LOADING for e in self.registry
@@ -82,6 +86,39 @@ class PredictionService:
         if settled and self.registry.serving():
             # Every model has a serving version: a new version that is loading or failed
             # (the previous one serves) does not take the replica out of service.
-            return True, {"status": "ready", "models": statuses}
+            return True, {"status": "ready", "failed": failed, "models": statuses}
         loading = any(e.state is ModelState.LOADING for e in self.registry)
-        return False, {"status": "loading" if loading else "not ready", "models": statuses}
+        status = "loading" if loading else "not ready"
+        return False, {"status": status, "failed": failed, "models": statuses}
+
+    def model_readiness(self, name: str) -> tuple[bool, dict[str, Any]]:
+        """(ready?, body) for /health/ready/{name}: ready when the model has a version that
+        serves and none of its versions failed or is still loading (raises NotFound).
+
+        Stricter than the replica's readiness on purpose: it answers a person or a rollout
+        script asking "did my new version load?", not a load balancer."""
+        model = self.registry.model(name)
+        statuses = [entry.status() for _, entry in sorted(model.versions.items())]
+        states = {s["state"] for s in statuses}
+        serving = ModelState.READY.value in states
+        failed = [_failure(s) for s in statuses if s["state"] == ModelState.FAILED.value]
+        if self.core.draining:
+            status = "shutting down"
+        elif ModelState.LOADING.value in states:
+            status = "loading"
+        elif failed:
+            status = "failed" if not serving else "degraded"
+        else:
+            status = "ready" if serving else "not ready"
+        body = {
+            "name": name,
+            "status": status,
+            "serving": serving and not self.core.draining,
+            "failed": failed,
+            "versions": statuses,
+        }
+        return status == "ready", body
+
+
+def _failure(status: dict[str, Any]) -> dict[str, Any]:
+    return {"name": status["name"], "version": status["version"], "reason": status.get("reason")}

@@ -61,7 +61,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_requests: bool = Field(default=True, description="One JSON log line per request.")
+    log_requests: bool = Field(default=True, description="One log line per request.")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="auto: readable text lines when stdout is a terminal, JSON lines otherwise "
+        "(containers, pipes, log collectors); json; text.",
+    )
+    log_health_requests: bool = Field(
+        default=False,
+        description="Also log each /health/* and /v2/health/* request (probes; they are "
+        "always counted in /metrics).",
+    )
     opentelemetry: bool = Field(
         default=False,
         description="FastAPI's OpenTelemetry traces/metrics/logs (needs a "

@@ -26,6 +26,9 @@ TRAINERS = {
     "mnist-cnn": "training.mnist_cnn",
     "imdb-sentiment": "training.imdb_sentiment",
 }
+# The trainers that need TensorFlow (Keras through tf.data); the others train with the
+# service's own dependencies (requirements/runtime.lock).
+KERAS_TRAINERS = frozenset({"binary-mlp", "mnist-cnn", "imdb-sentiment"})
 
 
 def _positive(text: str) -> int:
@@ -94,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        import_training_backend()
-    except MissingTrainingDependency as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    names = list(TRAINERS) if args.model == "all" else [args.model]
+    if KERAS_TRAINERS.intersection(names):
+        try:
+            import_training_backend()
+        except MissingTrainingDependency as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     options = TrainOptions(
         data_dir=args.data_dir,
         epochs=args.epochs,
@@ -106,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         max_rows=args.max_rows,
         quiet=args.quiet,
     )
-    names = list(TRAINERS) if args.model == "all" else [args.model]
     started = time.perf_counter()
     for name in names:
         trainer = importlib.import_module(TRAINERS[name]).train

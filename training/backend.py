@@ -17,7 +17,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-INSTALL_HINT = "run `make install-dev` (or `pip install -e '.[train]'`) to install it"
+INSTALL_HINT = (
+    "install the pinned training set into the project's .venv with `make install-train` "
+    "(the same as `.venv/bin/python -m pip install -r requirements/train.lock`); "
+    "scikit-learn models (iris-knn) train without it"
+)
 
 
 class MissingTrainingDependency(RuntimeError):

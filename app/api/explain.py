@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from starlette.responses import Response
@@ -12,6 +12,7 @@ from app.api.openapi import predict_request_body
 from app.api.predict import documented_versions, parse_version, require_json
 from app.context import request_context
 from app.errors import ServingError
+from app.explain.image import captioned_png
 from app.explain.service import ExplanationService
 from app.jsonutil import json_response
 from app.protocols.v1 import parse_instances
@@ -83,9 +84,18 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
             request.receive,
         )
         if output == "png":
-            # The overlay alone, so Swagger UI's "Try it out" shows the picture itself.
-            overlay = base64.b64decode(result["explanations"][0]["overlay_png"])
-            return Response(overlay, media_type="image/png")
+            # The overlay alone, so Swagger UI's "Try it out" shows the picture itself; its
+            # caption names the label and probability it explains (nothing else travels with
+            # it), and so do two headers, for scripts.
+            explanation = result["explanations"][0]
+            label = explanation["explained_label"]
+            probability = float(explanation["probabilities"][label])
+            picture = captioned_png(explanation["overlay_png"], label, probability)
+            headers = {
+                "X-Explained-Label": quote(label, safe=""),
+                "X-Explained-Probability": f"{probability:.6f}",
+            }
+            return Response(picture, media_type="image/png", headers=headers)
         return json_response(result)
 
     app.add_api_route(

@@ -15,7 +15,7 @@ import io
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from app.explain.base import Check, Explainer, Predict, completeness, prediction, tolerance
 from app.explain.gradients import Gradient
@@ -148,3 +148,27 @@ def overlay_png(pixels: np.ndarray, attributions: np.ndarray) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+CAPTION_HEIGHT = 44  # pixels under the overlay for two lines of text
+
+
+def captioned_png(overlay_b64: str, label: str, probability: float) -> bytes:
+    """The overlay with a caption under it naming what it explains: the label, its
+    probability, and what the colours mean. For `:explain-image?format=png`, where the picture
+    travels alone (Swagger UI, a browser tab, a saved file) without the JSON around it."""
+    overlay = Image.open(io.BytesIO(base64.b64decode(overlay_b64))).convert("RGB")
+    width, height = overlay.size
+    framed = Image.new("RGB", (width, height + CAPTION_HEIGHT), (255, 255, 255))
+    framed.paste(overlay, (0, 0))
+    draw = ImageDraw.Draw(framed)
+    # Pillow's bundled font (no font file needed, same on every machine).
+    title = ImageFont.load_default(size=15)
+    note = ImageFont.load_default(size=11)
+    draw.text(
+        (6, height + 4), f'explains "{label}"  p = {probability:.2f}', fill=(0, 0, 0), font=title
+    )
+    draw.text((6, height + 25), "red: for this label, blue: against", fill=(60, 60, 60), font=note)
+    buffer = io.BytesIO()
+    framed.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

@@ -96,6 +96,7 @@ class TextShapley(Explainer):
                 },
                 "tokens": tokens,
                 "unknown_words": unknown_words,
+                "words": fold_into_words(words, self.known, tokens),
                 "completeness": completeness(phi, f_x, f_baseline),
             }
         )
@@ -124,3 +125,32 @@ class TextShapley(Explainer):
             entries.append((first.get(gram, len(words)), entry))
         entries.sort(key=lambda item: item[0])
         return [entry for _, entry in entries]
+
+
+def fold_into_words(
+    words: list[str], known: set[str], tokens: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The text word by word, each with its share of the n-grams' attributions.
+
+    A Shapley player is a distinct n-gram, counted once however often it occurs; a word pair
+    covers two words. So each n-gram's attribution is shared equally among its occurrences,
+    and a pair's share is split evenly between its two words; [UNK] goes to the unknown words.
+    The words' attributions add up to the tokens' (completeness is kept), except for an
+    n-gram the text does not contain, which the model cannot have looked up.
+    """
+    occurrences: dict[str, list[int]] = {}
+    for position, word in enumerate(words):
+        occurrences.setdefault(word if word in known else UNKNOWN, []).append(position)
+        if position + 1 < len(words):
+            occurrences.setdefault(f"{word} {words[position + 1]}", []).append(position)
+    shares = [0.0] * len(words)
+    for token in tokens:
+        positions = occurrences.get(token["token"], [])
+        width = 2 if " " in token["token"] else 1
+        for position in positions:
+            for offset in range(width):
+                shares[position + offset] += token["attribution"] / len(positions) / width
+    return [
+        {"word": word, "attribution": share, "unknown": word not in known}
+        for word, share in zip(words, shares, strict=True)
+    ]

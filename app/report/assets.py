@@ -18,13 +18,14 @@ nav ul { list-style: none; padding: 0; margin: 8px 0 12px; display: flex; flex-w
   gap: 4px 14px; }
 section { padding: 18px 0; border-bottom: 1px solid var(--line); }
 .lead { color: var(--muted); margin: 0 0 8px; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr));
+.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
   gap: 10px; margin: 8px 0 14px; }
 .tile { background: var(--panel); border: 1px solid var(--line); border-radius: 6px;
   padding: 8px 10px; }
 .tile .label { display: block; font-size: .8rem; color: var(--muted); }
 .tile .value { display: block; font-size: 1.35rem; font-weight: 600;
-  overflow-wrap: anywhere; }
+  overflow-wrap: normal; word-break: normal; hyphens: manual; }
+.tile .value.words { font-size: 1.05rem; line-height: 1.3; }
 .tile .value.bad { color: var(--bad); } .tile .value.good { color: var(--good); }
 .grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr));
   gap: 18px; align-items: start; }
@@ -63,7 +64,7 @@ footer { padding: 16px; color: var(--muted); font-size: .85rem; }
 @media (max-width: 600px) {
   body { font-size: 15px; }
   h1 { font-size: 1.3rem; }
-  .tile .value { font-size: 1.15rem; }
+  .tile .value { font-size: 1.15rem; } .tile .value.words { font-size: 1rem; }
   .examples { grid-template-columns: repeat(auto-fill, minmax(120px, 1fr)); }
 }
 """
@@ -271,17 +272,35 @@ JS = r"""
             (item.explained_label || item.label) + ", blue pixels away from it"}),
         el("figcaption", {}, ["Attribution map over the input (red: for, blue: against)."])]));
     } else if (item.tokens) {
-      var scale = item.tokens.reduce(function (m, t) {
-        return Math.max(m, Math.abs(t.attribution)); }, 0);
-      var spans = item.tokens.map(function (t) {
-        var span = el("span", {"class": t.unknown ? "unknown" : "", "title":
-          (t.unknown ? "unknown word(s): " + (t.stands_for || []).join(", ") + "; " : "") +
-          "attribution " + fmt(t.attribution, 4)}, [t.token]);
-        span.style.background = attributionColour(t.attribution, scale);
-        return span;
+      // The review word by word (word pairs folded into the words they cover), so it reads
+      // as the review; the n-grams as the model looked them up are listed below it.
+      var words = item.words || item.tokens.map(function (t) {
+        return {word: t.token, attribution: t.attribution, unknown: t.unknown}; });
+      var scale = words.reduce(function (m, w) {
+        return Math.max(m, Math.abs(w.attribution)); }, 0);
+      var spans = [];
+      words.forEach(function (w, i) {
+        var span = el("span", {"class": w.unknown ? "unknown" : "", "title":
+          (w.unknown ? "not in the vocabulary; " : "") +
+          "attribution " + fmt(w.attribution, 4)}, [w.word]);
+        span.style.background = attributionColour(w.attribution, scale);
+        if (i) spans.push(" ");
+        spans.push(span);
       });
-      nodes.push(el("p", {"class": "tokens", "aria-label": "Tokens as the model saw them, " +
+      nodes.push(el("p", {"class": "tokens", "aria-label": "The review word by word, " +
         "shaded by attribution: blue for, orange against the explained label"}, spans));
+      var grams = item.tokens.slice().sort(function (a, b) {
+        return Math.abs(b.attribution) - Math.abs(a.attribution); });
+      nodes.push(el("details", {}, [
+        el("summary", {}, ["The " + grams.length + " words and word pairs the model looked " +
+          "up, strongest first"]),
+        el("div", {"class": "table-wrap"}, [el("table", {}, [
+          el("thead", {}, [el("tr", {}, [el("th", {}, ["n-gram"]),
+            el("th", {}, ["attribution"])])]),
+          el("tbody", {}, grams.map(function (g) {
+            return el("tr", {}, [el("td", {}, [g.unknown ? "[UNK] (" +
+              (g.stands_for || []).join(", ") + ")" : g.token]),
+              el("td", {"class": "num"}, [fmt(g.attribution, 4)])]); }))])])]));
       nodes.push(el("p", {"class": "status"}, ["Blue: pushed towards " +
         (item.explained_label || item.label) + "; orange: against; dotted italics: words not " +
         "in the vocabulary" + ((item.unknown_words || []).length ?

@@ -150,10 +150,13 @@ def _missing(text: str) -> str:
     return f'<p class="missing">{escape(text)}</p>'
 
 
-def _tile(label: str, value: str) -> str:
+def _tile(label: str, value: str, *, words: bool = False) -> str:
+    """A figure in a box. `words`: the value is words ("multiclass classification"), set
+    smaller so the longest word fits a tile: tiles never break a word, only between words."""
+    kind = "value words" if words else "value"
     return (
         f'<div class="tile"><span class="label">{escape(label)}</span>'
-        f'<span class="value">{escape(value)}</span></div>'
+        f'<span class="{kind}">{escape(value)}</span></div>'
     )
 
 
@@ -250,9 +253,9 @@ def _glance(card: ModelCard, folder: Path) -> str:
     )
     tiles = "".join(
         (
-            _tile("Task", card.task.replace("-", " ")),
-            _tile("Framework", card.framework),
-            _tile("Input", card.input.kind),
+            _tile("Task", card.task.replace("-", " "), words=True),
+            _tile("Framework", card.framework, words=True),
+            _tile("Input", card.input.kind, words=True),
             _tile("Labels" if card.is_classifier else "Targets", str(len(card.labels))),
             _tile("Training rows", f"{data.train_size:,}" if data else "not recorded"),
             _tile("Held-out rows", f"{card.metrics.test_size:,}" if card.metrics else "none given"),

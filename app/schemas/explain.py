@@ -70,6 +70,18 @@ class Token(BaseModel):
     )
 
 
+class Word(BaseModel):
+    """One word of the text, in reading order, with the attributions folded into it."""
+
+    word: str = Field(description="The word as the model's tokeniser wrote it (lower case).")
+    attribution: float = Field(
+        description="Its own attribution plus half of each word pair it is in; a word or pair "
+        "that occurs several times shares its attribution equally among its occurrences, so "
+        "the words' attributions add up to the tokens'."
+    )
+    unknown: bool = Field(description="Not in the vocabulary (the model saw [UNK]).")
+
+
 class Explanation(BaseModel):
     """One instance: its prediction, as `:predict` gives it, and why."""
 
@@ -95,6 +107,11 @@ class Explanation(BaseModel):
     )
     unknown_words: list[str] | None = Field(
         default=None, description="Text: the words outside the vocabulary."
+    )
+    words: list[Word] | None = Field(
+        default=None,
+        description="Text: the review word by word, each with its share of the attributions "
+        "(word pairs folded into the two words they cover); reads as the review.",
     )
 
 

@@ -81,11 +81,36 @@ class ModelVersionStatus(BaseModel):
     device: str | None = Field(default=None, description="Where its forward pass runs.")
 
 
+class FailedVersion(BaseModel):
+    """A version that failed to load, and why."""
+
+    name: str
+    version: int
+    reason: str | None = None
+
+
 class ReadinessResponse(BaseModel):
-    """200 only when every model version is ready."""
+    """200 when every model has a version serving (a failed new version of a model whose
+    previous version serves, or a failed new model, does not make it 503: see `failed`)."""
 
     status: str = Field(description="ready | loading | not ready | shutting down")
+    failed: list[FailedVersion] = Field(
+        description="Versions that failed to load, with the reason; listed also when 200."
+    )
     models: list[ModelVersionStatus]
+
+
+class ModelReadinessResponse(BaseModel):
+    """One model: 200 only when it serves and none of its versions failed or is loading."""
+
+    name: str
+    status: str = Field(
+        description="ready | loading | degraded (serves, but a version failed) | failed | "
+        "not ready | shutting down"
+    )
+    serving: bool = Field(description="A version of this model answers predictions now.")
+    failed: list[FailedVersion]
+    versions: list[ModelVersionStatus]
 
 
 class ServingConfig(BaseModel):

@@ -86,6 +86,8 @@ def test_the_docs_describe_only_responses_the_service_gives(client: Any) -> None
     for path, method, status, response in _responses(schema):
         if int(status) < 400 or path.endswith("ready"):  # readiness 503s carry the states
             continue
+        if path == "/health/ready/{name}" and status == "503":  # the model's states, too
+            continue
         content = response["content"]["application/json"]
         assert content["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}, (path, status)
         if path.startswith("/v2"):

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.explain.image import CAPTION_HEIGHT, captioned_png
+from app.preprocessing.text import tokenize
 from app.schemas.card import ModelCard
 from app.schemas.explain import ExplainResponse
 from tests.conftest import MODEL_NAMES, ROOT, assert_error, card_examples, predict, running_app
@@ -68,7 +70,9 @@ def test_every_model_explains_every_input_form_as_it_predicts_it(
     assert body["model"] == name and body["version"] == 1
     predictions = predict(client, name, instances).json()["predictions"]
     card = ModelCard.read(tiny_models_dir / name / "1")
-    for explanation, prediction in zip(body["explanations"], predictions, strict=True):
+    for instance, explanation, prediction in zip(
+        instances, body["explanations"], predictions, strict=True
+    ):
         _same_prediction(explanation, prediction)
         _complete(explanation)
         assert explanation["method"]["name"]
@@ -85,6 +89,12 @@ def test_every_model_explains_every_input_form_as_it_predicts_it(
             assert explanation["method"]["steps"] >= 2
         else:
             assert explanation["tokens"] and all("attribution" in t for t in explanation["tokens"])
+            # The words read as the review and carry every token's attribution.
+            words = explanation["words"]
+            assert [w["word"] for w in words] == tokenize(instance)
+            assert sum(w["attribution"] for w in words) == pytest.approx(
+                sum(t["attribution"] for t in explanation["tokens"]), abs=1e-9
+            )
     if name == "iris-knn":
         neighbours = body["explanations"][0]["neighbors"]
         assert len(neighbours["neighbors"]) == neighbours["k"] >= 1
@@ -107,7 +117,20 @@ def test_an_uploaded_image_is_explained_like_its_predict_image(client: Any) -> N
     _complete(explanation)
     picture = client.post("/v1/models/mnist-cnn:explain-image?format=png", files=files)
     assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
-    assert picture.content == base64.b64decode(explanation["overlay_png"])
+    # The picture travels alone, so it says what it explains: label and probability in a
+    # caption under the overlay, and in headers.
+    label = explanation["explained_label"]
+    assert picture.headers["x-explained-label"] == label
+    probability = float(picture.headers["x-explained-probability"])
+    assert probability == pytest.approx(explanation["probabilities"][label], abs=1e-6)
+    captioned = Image.open(io.BytesIO(picture.content)).convert("RGB")
+    overlay = Image.open(io.BytesIO(base64.b64decode(explanation["overlay_png"]))).convert("RGB")
+    assert captioned.size == (224, 224 + CAPTION_HEIGHT)
+    assert np.array_equal(np.asarray(captioned)[:224], np.asarray(overlay))
+    band = np.asarray(captioned)[224:]
+    assert (band < 128).any() and (band == 255).any()  # dark text on white
+    other = captioned_png(explanation["overlay_png"], "7", 0.25)
+    assert not np.array_equal(np.asarray(Image.open(io.BytesIO(other)))[224:], band[..., :3])
     assert_error(
         client.post("/v1/models/mnist-cnn:explain-image?format=gif", files=files), 422, "format"
     )

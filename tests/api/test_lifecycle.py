@@ -389,3 +389,9 @@ def test_a_replica_started_on_an_empty_volume_becomes_ready_when_models_arrive(
             "the broken model is listed",
         )
         assert client.get("/health/ready").status_code == 200
+        # ... but readiness names it, and the model's own readiness answers 503.
+        assert [f["name"] for f in client.get("/health/ready").json()["failed"]] == ["broken"]
+        broken = client.get("/health/ready/broken")
+        assert broken.status_code == 503
+        assert (broken.json()["status"], broken.json()["serving"]) == ("failed", False)
+        assert client.get("/health/ready/iris-knn").status_code == 200

@@ -123,3 +123,34 @@ def test_when_the_newest_version_failed_both_protocols_serve_the_previous_one(
     _served_by(_v2(newest_failed, 1, IRIS_LIST), 1)
     assert_error(_v1(newest_failed, 2, [TWENTY]), 503, "failed to load")
     assert_error(_v2(newest_failed, 2, TWENTY), 503, "failed to load")
+
+
+def test_readiness_names_a_failed_version_even_when_the_replica_is_ready(
+    newest_failed: Any,
+) -> None:
+    ready = newest_failed.get("/health/ready")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    [failure] = body["failed"]
+    assert (failure["name"], failure["version"]) == ("mixed", 2)
+    assert failure["reason"]  # the same reason GET /v1/models gives
+    # The model's own readiness: it serves (version 1), but a version failed: 503 "degraded".
+    model = newest_failed.get("/health/ready/mixed")
+    assert model.status_code == 503
+    assert model.json()["status"] == "degraded"
+    assert model.json()["serving"] is True
+    assert model.json()["failed"] == [failure]
+    assert {v["version"]: v["state"] for v in model.json()["versions"]} == {
+        1: "ready",
+        2: "failed",
+    }
+    assert newest_failed.get("/health/ready/no-such-model").status_code == 404
+
+
+def test_a_model_whose_versions_all_serve_is_ready(mixed: Any) -> None:
+    model = mixed.get("/health/ready/mixed")
+    assert model.status_code == 200, model.text
+    assert model.json()["status"] == "ready"
+    assert model.json()["failed"] == []
+    assert mixed.get("/health/ready").json()["failed"] == []

@@ -4,6 +4,7 @@ loading state by a gate the test opens, and a model that failed to load)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -27,7 +28,7 @@ from synergy_client import (
 )
 
 from app.schemas.card import ModelCard, sha256_file
-from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES, ROOT
 from tests.e2e.conftest import Server, start_server
 from tests.e2e.loading_gate import gated_artifact
 
@@ -371,3 +372,32 @@ def test_api_keys(broken_server: Server) -> None:
 
 
 # The README's client example runs as written in tests/e2e/test_readme.py, with the others.
+
+
+def test_explain_sync_and_async_against_the_server(server: Server) -> None:
+    with SynergyClient(server.url) as client:
+        [iris] = client.explain("iris-knn", [IRIS_SETOSA])
+        [digit] = client.explain_image("mnist-cnn", ROOT / "samples" / "digit-drawing.png")
+    assert iris["explained_label"] == iris["label"] == "setosa"
+    assert set(iris["attributions"]) == {
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    }
+    assert digit["label"] == "4" and len(digit["attribution_map"]) == 28
+
+    async def explain_async() -> list[dict[str, object]]:
+        async with AsyncSynergyClient(server.url) as client:
+            return await client.explain("imdb-sentiment", ["A moving, beautifully acted film."])
+
+    [review] = asyncio.run(explain_async())
+    assert review["label"] == "positive" and review["tokens"]
+
+
+def test_model_ready_names_the_failed_version(broken_server: Server) -> None:
+    with SynergyClient(broken_server.url, api_key=API_KEY) as client:
+        readiness = client.model_ready("iris-knn")
+        assert (readiness.ready, readiness.status) == (False, "failed")
+        assert readiness.failed[0].name == "iris-knn" and readiness.failed[0].reason
+        assert client.ready().failed == readiness.failed

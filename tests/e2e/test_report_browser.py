@@ -16,6 +16,7 @@ import pytest
 from fastapi import Request
 from starlette.responses import JSONResponse
 
+from app.preprocessing.text import tokenize
 from tests.conftest import COMMITTED_MODELS, MODEL_NAMES, ROOT
 from tests.e2e.conftest import Server, start_server
 from tests.e2e.test_browser import CHROMIUM_FLAGS, _chromium
@@ -48,6 +49,27 @@ def report_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def _requests_tile(page: Any) -> int:
     return int(page.locator("#live-tiles .tile").first.locator(".value").inner_text())
+
+
+# The words of every tile value that the layout split over two or more lines.
+BROKEN_WORDS_IN_TILES = """() => {
+  const broken = [];
+  for (const value of document.querySelectorAll(".tile .value")) {
+    const node = value.firstChild;
+    if (!node || node.nodeType !== Node.TEXT_NODE) continue;
+    const text = node.textContent;
+    const word = /\\S+/g;
+    let match;
+    while ((match = word.exec(text)) !== null) {
+      const range = document.createRange();
+      range.setStart(node, match.index);
+      range.setEnd(node, match.index + match[0].length);
+      const tops = new Set(Array.from(range.getClientRects(), r => Math.round(r.top)));
+      if (tops.size > 1) broken.push(match[0]);
+    }
+  }
+  return broken;
+}"""
 
 
 def test_every_report_page_renders_offline_with_its_charts(report_server: Server) -> None:
@@ -104,6 +126,10 @@ def test_every_report_page_renders_offline_with_its_charts(report_server: Server
                     "document.documentElement.scrollWidth - document.documentElement.clientWidth"
                 )
                 assert overflow <= 0, (name, device, overflow)
+                # Tiles break lines between words only ("multiclass classification" is two
+                # lines at most, never "multiclas / s"): each word's box is one line.
+                broken = page.evaluate(BROKEN_WORDS_IN_TILES)
+                assert broken == [], (name, device, broken)
                 page.screenshot(path=str(SHOTS / f"{name}-{device}.png"), full_page=True)
                 page.close()
 
@@ -227,6 +253,7 @@ def app_with_optional_routes() -> Iterator[str]:
                 "explained_label": "positive",
                 "tokens": [
                     {"token": "star", "attribution": 0.2, "unknown": False},
+                    {"token": "the star", "attribution": 0.1, "unknown": False},
                     {
                         "token": "<unknown>",
                         "attribution": -0.05,
@@ -235,6 +262,11 @@ def app_with_optional_routes() -> Iterator[str]:
                     },
                 ],
                 "unknown_words": ["mores"],
+                "words": [
+                    {"word": "the", "attribution": 0.05, "unknown": False},
+                    {"word": "star", "attribution": 0.25, "unknown": False},
+                    {"word": "mores", "attribution": -0.05, "unknown": True},
+                ],
             }
         item["method"] = {"name": "stand-in"}
         return JSONResponse({"model": name, "version": 1, "explanations": [item]})
@@ -290,9 +322,21 @@ def test_monitoring_and_explanations_are_drawn_where_the_server_has_them(
         page.screenshot(path=str(SHOTS / "mnist-cnn-with-monitoring.png"), full_page=True)
         page.goto(f"{app_with_optional_routes}/v1/models/imdb-sentiment/report")
         page.wait_for_selector("#explanation-result .tokens span", timeout=30_000)
+        # The strip reads as the review, word by word (pairs folded into their words); the
+        # n-grams as the model looked them up are in a table of their own.
+        # (Whichever answers, the stand-in or the real explainer, the page draws the words.)
+        words = page.locator("#explanation-result .tokens span").all_inner_texts()
+        assert words and all(len(word.split()) == 1 for word in words), words
+        sample = page.locator("section#explanation blockquote").first.inner_text()
+        stand_in = ["the", "star", "mores"]
+        expected = stand_in if words == stand_in else tokenize(sample.removesuffix("..."))
+        shown = min(len(words), len(expected)) - 1  # the excerpt may end mid-word
+        assert shown > 1 and words[:shown] == expected[:shown], (words, expected)
         unknown = page.locator("#explanation-result .tokens span.unknown")
-        # The sample review has words the model never saw: one [UNK] token stands for them.
-        assert unknown.count() == 1
-        assert (unknown.get_attribute("title") or "").startswith("unknown word(s): ")
+        assert unknown.count() >= 1
+        assert (unknown.first.get_attribute("title") or "").startswith("not in the vocabulary")
+        cells = page.locator("#explanation-result details tbody td.num").all_text_contents()
+        strengths = [abs(float(cell)) for cell in cells]
+        assert strengths and strengths == sorted(strengths, reverse=True)  # strongest first
         browser.close()
     assert not problems, problems

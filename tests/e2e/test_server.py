@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -58,9 +59,12 @@ def test_png_uploads_of_real_test_digits(server: Server, data_dir: Path) -> None
 
 
 def test_server_reports_its_device_and_logs_json(server: Server) -> None:
+    """Not a terminal: JSON lines; one line says it is ready with the models and /docs;
+    requests are logged, health probes only counted in /metrics."""
     ready = httpx.get(f"{server.url}/health/ready").json()
     assert all("jax" in m["device"] or m["name"] == "iris-knn" for m in ready["models"])
-    httpx.get(f"{server.url}/health/live", headers={"X-Request-ID": "e2e-log-check"})
+    httpx.get(f"{server.url}/health/live", headers={"X-Request-ID": "e2e-probe"})
+    httpx.get(f"{server.url}/v1/models", headers={"X-Request-ID": "e2e-log-check"})
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # access lines are flushed every 100 ms
         lines = [
@@ -70,8 +74,16 @@ def test_server_reports_its_device_and_logs_json(server: Server) -> None:
         if access:
             break
         time.sleep(0.1)
-    assert access and access[0]["status"] == 200 and access[0]["path"] == "/health/live"
+    assert access and access[0]["status"] == 200 and access[0]["path"] == "/v1/models"
     assert {"ts", "level", "latency_ms", "method"} <= set(access[0])
+    assert not [line for line in lines if line.get("request_id") == "e2e-probe"]
+    probes = httpx.get(f"{server.url}/metrics").text
+    assert re.search(r'synergy_requests_total\{[^}]*endpoint="live"[^}]*\} [1-9]', probes)
+    [announced] = [line for line in lines if line.get("event") == "ready"]
+    assert announced["msg"].startswith("ready: 4 models (binary-mlp v")
+    assert f"{server.url}/docs" in announced["msg"] and announced["docs_url"] == (
+        f"{server.url}/docs"
+    )
 
 
 def test_sigterm_exits_cleanly(tmp_path: Path) -> None:

@@ -597,7 +597,8 @@ except ImportError as error:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "encoding a (30, 40) array to PNG needs Pillow: pip install 'synergy-serve-client[images]'"
+        f"encoding a (30, 40) array to PNG needs Pillow: {sys.executable} -m pip install "
+        "'pillow>=10.4'"
     )
 
 
@@ -631,3 +632,77 @@ async def test_async_feedback_and_monitoring() -> None:
         await client.monitoring("iris-knn")
     assert json.loads(recorder.requests[0].content) == {"request_id": "r-2", "labels": [None]}
     assert str(recorder.requests[1].url).endswith("/v1/models/iris-knn/monitoring")
+
+
+EXPLANATION = {
+    "label": "virginica",
+    "explained_label": "virginica",
+    "attributions": {"petal_length": 0.3},
+    "method": {"name": "exact Shapley values"},
+}
+
+
+def test_explain_sends_the_instances_to_explain_and_returns_the_explanations() -> None:
+    recorder = Recorder(httpx.Response(200, json={"explanations": [EXPLANATION]}))
+    client, _ = sync_client(recorder)
+    with client:
+        [explanation] = client.explain("iris-knn", [[6.7, 3.0, 5.2, 2.3]], version=2)
+        client.explain_image("mnist-cnn", b"\x89PNG\r\n\x1a\nrest")
+    assert explanation == EXPLANATION
+    assert str(recorder.requests[0].url).endswith("/v1/models/iris-knn/versions/2:explain")
+    assert recorder.bodies()[0] == {"instances": [[6.7, 3.0, 5.2, 2.3]]}
+    assert str(recorder.requests[1].url).endswith("/v1/models/mnist-cnn:explain")
+    assert list(recorder.bodies()[1]["instances"][0]) == ["b64"]
+
+
+def test_explain_errors_raise_like_predictions() -> None:
+    client, _ = sync_client(Recorder(httpx.Response(413, json={"error": "at most 16 instances"})))
+    with client, pytest.raises(PayloadTooLarge) as raised:
+        client.explain("iris-knn", [[6.7, 3.0, 5.2, 2.3]] * 17)
+    assert raised.value.message == "at most 16 instances"
+
+
+def test_model_ready_reads_a_degraded_model_with_its_failed_version() -> None:
+    body = {
+        "name": "iris-knn",
+        "status": "degraded",
+        "serving": True,
+        "failed": [{"name": "iris-knn", "version": 3, "reason": "model.joblib: sha256 differs"}],
+        "versions": [
+            {"name": "iris-knn", "version": 2, "state": "ready"},
+            {"name": "iris-knn", "version": 3, "state": "failed", "reason": "sha256 differs"},
+        ],
+    }
+    recorder = Recorder(httpx.Response(503, json=body))
+    client, sleeps = sync_client(recorder)
+    with client:
+        readiness = client.model_ready("iris-knn")
+    assert (readiness.ready, readiness.status) == (False, "degraded")
+    assert [(f.version, f.reason) for f in readiness.failed] == [
+        (3, "model.joblib: sha256 differs")
+    ]
+    assert [v.state for v in readiness.models] == ["ready", "failed"]
+    assert str(recorder.requests[0].url).endswith("/health/ready/iris-knn") and sleeps == []
+
+
+@pytest.mark.anyio
+async def test_async_explain_and_model_ready() -> None:
+    recorder = Recorder(
+        httpx.Response(200, json={"explanations": [EXPLANATION]}),
+        httpx.Response(
+            200,
+            json={
+                "name": "iris-knn",
+                "status": "ready",
+                "serving": True,
+                "failed": [],
+                "versions": [{"name": "iris-knn", "version": 2, "state": "ready"}],
+            },
+        ),
+    )
+    client, _ = async_client(recorder)
+    async with client:
+        assert await client.explain("iris-knn", [[6.7, 3.0, 5.2, 2.3]]) == [EXPLANATION]
+        readiness = await client.model_ready("iris-knn")
+    assert readiness.ready and readiness.status == "ready" and readiness.failed == ()
+    assert str(recorder.requests[0].url).endswith("/v1/models/iris-knn:explain")

@@ -359,3 +359,25 @@ def test_a_calibrated_knn_artifact_is_explained_with_its_neighbours() -> None:
     assert neighbours["k"] == 5 and len(neighbours["neighbors"]) == 5
     assert all(n["label"] in card.labels for n in neighbours["neighbors"])
     assert "of 3" in neighbours["source"]
+
+
+def test_word_pairs_fold_into_the_words_they_cover_and_keep_the_sum() -> None:
+    from app.explain.text import fold_into_words
+    from app.preprocessing.text import UNKNOWN
+
+    words = ["the", "star", "of", "the", "star", "zorblax"]
+    known = {"the", "star", "of", "the star"}
+    tokens: list[dict[str, Any]] = [
+        {"token": "the", "attribution": 0.2},  # twice: 0.1 each
+        {"token": "star", "attribution": 0.4},  # twice: 0.2 each
+        {"token": "the star", "attribution": 0.8},  # twice, two words: 0.2 to each word
+        {"token": "of", "attribution": -0.1},
+        {"token": UNKNOWN, "attribution": -0.3},
+    ]
+    folded = fold_into_words(words, known, tokens)
+    assert [w["word"] for w in folded] == words
+    assert [round(w["attribution"], 10) for w in folded] == [0.3, 0.4, -0.1, 0.3, 0.4, -0.3]
+    assert [w["unknown"] for w in folded] == [False] * 5 + [True]
+    assert sum(w["attribution"] for w in folded) == pytest.approx(
+        sum(t["attribution"] for t in tokens)
+    )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from app.logs import configure_logging
+from app.logs import AccessLog, configure_logging, resolve_format
 
 
 @pytest.fixture
@@ -37,3 +40,79 @@ def test_library_info_notices_do_not_reach_the_log_but_their_warnings_do(
     assert not [line for line in lines if "tpu" in line]
     assert any("a real warning" in line for line in lines)
     assert any("model ready" in line for line in lines)
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_auto_is_text_at_a_terminal_and_json_elsewhere() -> None:
+    assert resolve_format("auto", _Stream(tty=True)) == "text"
+    assert resolve_format("auto", _Stream(tty=False)) == "json"
+    assert resolve_format("json", _Stream(tty=True)) == "json"
+    assert resolve_format("text", _Stream(tty=False)) == "text"
+
+
+def test_text_lines_are_readable_and_json_lines_parse(
+    restored_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for log_format in ("text", "json"):
+        stream = io.StringIO()
+        monkeypatch.setattr("sys.stdout", stream)
+        configure_logging("info", log_format)
+        logging.getLogger("synergy.server").info(
+            "ready: 1 model", extra={"fields": {"event": "ready", "docs_url": "http://h/docs"}}
+        )
+        [line] = stream.getvalue().splitlines()
+        if log_format == "text":
+            assert re.fullmatch(
+                r"\d\d:\d\d:\d\d\.\d{3} info +ready: 1 model  docs_url=http://h/docs", line
+            )
+        else:
+            record = json.loads(line)
+            assert (record["msg"], record["event"], record["level"]) == (
+                "ready: 1 model",
+                "ready",
+                "info",
+            )
+
+
+def _access(path: str) -> dict[str, Any]:
+    return {
+        "request_id": "r1",
+        "method": "POST",
+        "path": path,
+        "model": "iris-knn",
+        "version": 2,
+        "status": 200,
+        "rows": 3,
+        "latency_ms": 1.234,
+    }
+
+
+def test_health_probes_are_not_access_logged_unless_asked() -> None:
+    quiet = AccessLog(io.BytesIO())
+    assert not quiet.logs("/health/ready") and not quiet.logs("/v2/health/live")
+    assert quiet.logs("/v1/models/iris-knn:predict") and quiet.logs("/v2/models/x/ready")
+    assert AccessLog(io.BytesIO(), health=True).logs("/health/live")
+
+
+def test_access_lines_in_text_and_json() -> None:
+    text_stream, json_stream = io.BytesIO(), io.BytesIO()
+    text, as_json = AccessLog(text_stream, log_format="text"), AccessLog(json_stream)
+    for log in (text, as_json):
+        log.write(_access("/v1/models/iris-knn:predict"))
+        log.flush()
+    line = text_stream.getvalue().decode()
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d\.\d{3} info +POST /v1/models/iris-knn:predict 200 1\.2 ms  "
+        r"iris-knn v2 rows=3  id=r1\n",
+        line,
+    )
+    record = json.loads(json_stream.getvalue())
+    assert record["path"] == "/v1/models/iris-knn:predict" and record["latency_ms"] == 1.234

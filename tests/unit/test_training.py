@@ -105,7 +105,34 @@ def test_cli_says_in_one_line_what_to_install_when_the_backend_is_missing(tmp_pa
     result = _cli("mnist-cnn", cwd=tmp_path, path_first=fakes)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
-    assert "training needs tensorflow" in result.stderr and "make install-dev" in result.stderr
+    assert "training needs tensorflow" in result.stderr and "make install-train" in result.stderr
+    # The exact command for the project's .venv, pinned by the lock file.
+    assert ".venv/bin/python -m pip install -r requirements/train.lock" in result.stderr
+
+
+def test_scikit_learn_models_train_without_tensorflow_keras_or_jax(tmp_path: Path) -> None:
+    fakes = tmp_path / "fakes"
+    for name in ("tensorflow", "keras", "jax"):
+        _fake_package(fakes, name, f"raise ModuleNotFoundError(name={name!r})")
+    result = _cli(
+        "iris-knn", "--out", str(tmp_path / "models"), "--quiet", cwd=tmp_path, path_first=fakes
+    )
+    assert result.returncode == 0, result.stderr
+    assert "iris-knn v1: test accuracy" in result.stdout
+    assert (tmp_path / "models" / "iris-knn" / "1" / "card.json").is_file()
+
+
+def test_the_training_lock_pins_tensorflow_on_top_of_the_runtime_set() -> None:
+    lines = (ROOT / "requirements" / "train.lock").read_text().splitlines()
+    assert "-r runtime.lock" in lines
+    pins = dict(line.split("==") for line in lines if "==" in line)
+    dev = dict(
+        line.split("==")
+        for line in (ROOT / "requirements" / "dev.lock").read_text().splitlines()
+        if "==" in line and not line.startswith(" ")
+    )
+    assert "tensorflow-cpu" in pins
+    assert {name: dev.get(name) for name in pins} == pins  # the same versions as the dev set
 
 
 def test_cli_trains_into_the_next_version_and_prints_a_summary(tmp_path: Path) -> None:

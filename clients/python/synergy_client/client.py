@@ -381,6 +381,29 @@ class SynergyClient:
         """Predict one text or a list of them. One prediction per text."""
         return self.predict(model, text_instances(texts), version)
 
+    # -- explanations
+    def explain(
+        self, model: str, instances: Any, version: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Why `model` predicts what it does for each instance (the same instances as
+        `predict`; images as `image_instances(...)` gives them, or use `explain_image`).
+
+        Returns one explanation per instance, in order: `label`, `probabilities`,
+        `explained_label`, `method` and `completeness`, and by input kind `attributions`
+        (tabular: feature -> share of the explained class's probability), `attribution_map`
+        and `overlay_png` (images, 28x28 and base64 PNG) or `tokens` (text). Raises
+        PayloadTooLarge (more instances than the server explains at once: 16 by default),
+        Unavailable (the explanation queue is full), DeadlineExceeded (504), ..."""
+        body = _predict_body(json_instances(instances))
+        response = self._send("POST", _model_path(model, version) + ":explain", content=body)
+        return list(_json(response)["explanations"])
+
+    def explain_image(
+        self, model: str, image: ImageLike | Sequence[ImageLike], version: int | None = None
+    ) -> list[dict[str, Any]]:
+        """`explain` for images: file paths, bytes, binary files, PIL images or NumPy arrays."""
+        return self.explain(model, image_instances(image), version)
+
     # -- models
     def models(self) -> list[ModelSummary]:
         """Every model the server knows, with its versions and their state."""
@@ -420,6 +443,12 @@ class SynergyClient:
         """Whether every model version is loaded and warm, and each one's state. A server
         that is not ready yet is not an error: `ready` is False."""
         return _readiness(self._send("GET", "/health/ready", retry=False))
+
+    def model_ready(self, model: str) -> Readiness:
+        """One model's readiness (`GET /health/ready/{model}`): `ready` only when it serves
+        and none of its versions failed or is loading; `status` says which (`degraded`: it
+        serves, but a version failed) and `failed` why. Raises NotFound for an unknown model."""
+        return _readiness(self._send("GET", f"/health/ready/{quote(model, safe='')}", retry=False))
 
 
 # ---------------------------------------------------------------------- asyncio
@@ -522,6 +551,20 @@ class AsyncSynergyClient:
         """See `SynergyClient.predict_text`."""
         return await self.predict(model, text_instances(texts), version)
 
+    async def explain(
+        self, model: str, instances: Any, version: int | None = None
+    ) -> list[dict[str, Any]]:
+        """See `SynergyClient.explain`."""
+        body = _predict_body(json_instances(instances))
+        response = await self._send("POST", _model_path(model, version) + ":explain", content=body)
+        return list(_json(response)["explanations"])
+
+    async def explain_image(
+        self, model: str, image: ImageLike | Sequence[ImageLike], version: int | None = None
+    ) -> list[dict[str, Any]]:
+        """See `SynergyClient.explain_image`."""
+        return await self.explain(model, image_instances(image), version)
+
     async def models(self) -> list[ModelSummary]:
         """See `SynergyClient.models`."""
         return _parse(_models, await self._send("GET", "/v1/models"))
@@ -556,3 +599,8 @@ class AsyncSynergyClient:
     async def ready(self) -> Readiness:
         """See `SynergyClient.ready`."""
         return _readiness(await self._send("GET", "/health/ready", retry=False))
+
+    async def model_ready(self, model: str) -> Readiness:
+        """See `SynergyClient.model_ready`."""
+        path = f"/health/ready/{quote(model, safe='')}"
+        return _readiness(await self._send("GET", path, retry=False))

@@ -30,7 +30,8 @@ ImageLike: TypeAlias = (
     "str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO | PILImage | _Array"
 )
 
-_INSTALL_IMAGES = "pip install 'synergy-serve-client[images]'"
+# The exact command for the interpreter running the client (an app's own environment).
+_INSTALL_IMAGES = f"{sys.executable} -m pip install 'pillow>=10.4'"
 
 
 def _is_ndarray(value: object) -> bool:

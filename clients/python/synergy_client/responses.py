@@ -97,21 +97,29 @@ class ModelVersionStatus:
 
 @dataclass(frozen=True, slots=True)
 class Readiness:
-    """`GET /health/ready`: `ready` is True only when every model version is ready.
+    """`GET /health/ready` (or `/health/ready/{model}`): `ready` is the 200.
 
-    status is ready | loading | not ready | shutting down.
+    status: ready | loading | not ready | shutting down; for one model also degraded (it
+    serves, but a version failed) and failed. `failed` lists the versions that failed to load,
+    with their reasons, also when `ready` (a failed new version does not make a replica 503).
     """
 
     ready: bool
     status: str
     models: tuple[ModelVersionStatus, ...]
+    failed: tuple[ModelVersionStatus, ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, ready: bool) -> Readiness:
+        versions = data["models"] if "models" in data else data["versions"]
         return cls(
             ready=ready,
             status=str(data["status"]),
-            models=tuple(ModelVersionStatus.from_json(m) for m in data["models"]),
+            models=tuple(ModelVersionStatus.from_json(m) for m in versions),
+            failed=tuple(
+                ModelVersionStatus.from_json({**f, "state": "failed"})
+                for f in data.get("failed", ())
+            ),
         )
 
 
