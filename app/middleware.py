@@ -182,7 +182,7 @@ class RequestRecorder:
         series[1].observe(latency_s)
         if context.stats is not None:  # the serving model version's
             context.stats.record_request(status, latency_s)
-        if self.access_log is not None and self.access_log.logs(scope["path"]):
+        if self.access_log is not None and self.access_log.logs(path):
             self.access_log.write(
                 {
                     "request_id": context.request_id,
