@@ -199,7 +199,7 @@ def test_a_folder_beyond_the_version_range_is_refused_with_a_reason_and_nothing_
     models_copy: Path,
 ) -> None:
     models = _iris_only(models_copy)
-    shutil.copytree(models / "iris-knn" / "1", models / "iris-knn" / BEYOND_INT64)
+    _publish(models, MAX_VERSION + 1)  # its card says the same number, as a user's would
     with running_app(models, model_poll_s=POLL_S) as client:
         ready = client.get("/health/ready")
         assert ready.status_code == 200, ready.text
