@@ -282,6 +282,12 @@ class Settings(BaseSettings):
         description="Rows waiting for the writer (memory: an MNIST row is ~3 KB); more are "
         "dropped and counted.",
     )
+    store_queue_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Memory the rows waiting for the writer may hold (arrays' bytes, texts' "
+        "characters); more are dropped and counted, like over store_queue_rows.",
+    )
     store_batch_rows: int = Field(default=2000, ge=1, description="Rows per insert.")
     # Rows wait up to this for their batch (fewer, larger commits cost less CPU); feedback
     # does not wait for it (it makes the writer write its request's rows at once).

@@ -185,6 +185,7 @@ class Monitor:
             max_row_bytes=settings.store_max_row_bytes,
             on_omit=self.omitted_inputs.inc,
             on_prune=self._pruned,
+            max_queue_bytes=settings.store_queue_bytes,
         )
         self.writer.start()
         self.started = True

@@ -212,8 +212,11 @@ class Writer:
         max_row_bytes: int | None = None,
         on_omit: Callable[[int], None] | None = None,
         on_prune: Callable[[int], None] | None = None,
+        max_queue_bytes: int | None = None,
     ) -> None:
         self.database_url = database_url
+        # The queue's memory bound (None: rows only): what the queued rows hold.
+        self.max_queue_bytes = max_queue_bytes
         # What the writer process enforces per batch (see `child_main`).
         self.limits = {"max_bytes": max_bytes, "max_row_bytes": max_row_bytes}
         self.on_omit = on_omit
@@ -226,6 +229,7 @@ class Writer:
         self.tick_interval_s = tick_interval_s
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._queued_rows = 0
+        self._queued_bytes = 0
         self._queued_records = 0
         # Requests accepted and requests handled (written, or dropped on an error): a batch
         # takes everything queued, so every request accepted before a moment is handled once
@@ -277,8 +281,16 @@ class Writer:
         """Queue one request's rows (copied) and `(N, C)` probabilities; False (and counted
         as dropped) when the queue is full."""
         n = len(rows)
+        size = _rows_bytes(rows) if self.max_queue_bytes is not None else 0
         with self._condition:
-            if self._stopping or self._queued_rows + n > self.max_rows:
+            if (
+                self._stopping
+                or self._queued_rows + n > self.max_rows
+                or (
+                    self.max_queue_bytes is not None
+                    and self._queued_bytes + size > self.max_queue_bytes
+                )
+            ):
                 dropped = True
             else:
                 dropped = False
@@ -288,6 +300,7 @@ class Writer:
                     pending = self._pending[key] = _Pending(entry, self.batch_rows)
                 pending.add(request_id, caller, route, created_at, rows, probabilities)
                 self._queued_rows += n
+                self._queued_bytes += size
                 self._queued_records += 1
                 self._accepted += 1
                 if self._queued_rows >= self.batch_rows:
@@ -328,7 +341,7 @@ class Writer:
             taken = list(self._pending.values())
             rows, records = self._queued_rows, self._queued_records
             self._pending = {}
-            self._queued_rows = self._queued_records = 0
+            self._queued_rows = self._queued_records = self._queued_bytes = 0
             return taken, rows, records
 
     def _run(self) -> None:
@@ -409,6 +422,16 @@ class Writer:
             log.error("%d predicted rows could not be stored: %s", lost, problem)
             self.on_drop(lost)
         return lost
+
+
+def _rows_bytes(rows: Sequence[Any]) -> int:
+    """Memory a request's rows take once queued: arrays of one shape as their bytes (the
+    first row's times the count: the queue copies them into one array), texts as their
+    characters."""
+    first = rows[0] if rows else None
+    if isinstance(first, np.ndarray):
+        return int(first.nbytes) * len(rows)
+    return sum(len(getattr(row, "text", "")) for row in rows) + 64 * len(rows)
 
 
 # ---------------------------------------------------------------------- the two ends of the pipe

@@ -330,8 +330,14 @@ def test_a_model_that_failed_to_load_is_not_waited_for_by_default(broken_server:
 
 def test_retries_on_a_model_that_stays_unavailable_are_bounded(broken_server: Server) -> None:
     transport = CountingTransport()
+    # A call long enough for the waits (the timeout bounds the whole call, waits included).
     client = SynergyClient(
-        broken_server.url, api_key=API_KEY, max_retries=2, max_retry_wait_s=60, transport=transport
+        broken_server.url,
+        api_key=API_KEY,
+        max_retries=2,
+        max_retry_wait_s=60,
+        timeout=300,
+        transport=transport,
     )
     waits: list[float] = []
     client._sleep = waits.append  # the server's answer does not depend on the time waited
@@ -349,7 +355,12 @@ async def test_async_retries_are_bounded(broken_server: Server) -> None:
         waits.append(delay_s)
 
     async with AsyncSynergyClient(
-        broken_server.url, api_key=API_KEY, max_retries=1, max_retry_wait_s=30, transport=transport
+        broken_server.url,
+        api_key=API_KEY,
+        max_retries=1,
+        max_retry_wait_s=30,
+        timeout=300,
+        transport=transport,
     ) as client:
         client._sleep = record
         with pytest.raises(Unavailable, match="failed to load"):

@@ -234,6 +234,20 @@ def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: 
     assert dropped == [1] and writer.queued_rows == 5
 
 
+def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) -> None:
+    from app.preprocessing.text import EncodedText
+
+    dropped: list[int] = []
+    writer = _writer(store, max_rows=100_000, on_drop=dropped.append, max_queue_bytes=1 << 20)
+    review = EncodedText("word " * 10_000, np.array([1]))  # 50,000 characters
+    accepted = sum(
+        writer.submit("r", iris, "", "v1", time.time(), [review] * 10, np.ones((10, 3)))
+        for _ in range(10)
+    )
+    assert accepted == 2  # 2 x 500,000 characters fit in 1 MiB, the third does not
+    assert sum(dropped) == 80
+
+
 def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
     writer = _writer(store)
     writer.start()
