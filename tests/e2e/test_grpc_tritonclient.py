@@ -462,6 +462,13 @@ def test_api_keys_cover_every_rpc_by_policy(tmp_path: Path, iris_only: Path) -> 
         triton = grpcclient.InferenceServerClient(server.grpc_address)
         assert triton.get_model_metadata("iris-knn", headers={"authorization": "Bearer k1"})
         triton.close()
+        # Refused calls are counted like REST's 401s.
+        metrics = httpx.get(f"{server.url}/metrics").text.splitlines()
+        assert any(
+            'endpoint="ModelInfer"' in line and 'protocol="grpc"' in line and 'status="401"' in line
+            for line in metrics
+            if line.startswith("synergy_requests_total{")
+        )
     finally:
         assert server.stop() == 0
 
