@@ -15,12 +15,15 @@ A refused call gets UNAUTHENTICATED with the REST 401's words.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from app.middleware import key_matches
+from app.context import RequestContext
+from app.middleware import RequestRecorder, key_matches
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 REFLECTION_SERVICES = (
@@ -51,8 +54,9 @@ def is_open(method: str) -> bool:
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
     """Refuses calls to RPCs that need a key and carry none, or a wrong one."""
 
-    def __init__(self, key_digests: list[bytes]) -> None:
+    def __init__(self, key_digests: list[bytes], recorder: RequestRecorder | None = None) -> None:
         self.key_digests = key_digests
+        self.recorder = recorder
 
     def _authorized(self, metadata: Any) -> bool:
         for key, value in metadata or ():
@@ -75,15 +79,37 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         if is_open(method) or self._authorized(metadata):
             return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
-        return _refusal(handler)
+        return self._refusal(method, handler)
+
+    def _refusal(self, method: str, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
+        """A handler of the same kind as `handler` that answers UNAUTHENTICATED, counted and
+        logged like any call (as REST's 401s are)."""
+        recorder = self.recorder
+        # An unknown method's name is the client's to choose: not a metric label.
+        endpoint = method.rsplit("/", 1)[-1] if handler is not None else "unmatched"
+
+        async def refuse(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            if recorder is not None:
+                call = RequestContext(
+                    request_id=f"{random.getrandbits(64):016x}", arrived=time.perf_counter()
+                )
+                call.status = 401
+                recorder.record(
+                    call,
+                    0.0,
+                    endpoint,
+                    "POST",
+                    method,
+                    protocol="grpc",
+                    grpc_status="UNAUTHENTICATED",
+                )
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
+
+        return _same_kind(handler, refuse)
 
 
-def _refusal(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as `handler` that answers UNAUTHENTICATED."""
-
-    async def refuse(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
-
+def _same_kind(handler: grpc.RpcMethodHandler | None, refuse: Any) -> grpc.RpcMethodHandler:
+    """`refuse` as a handler of the same kind (unary/streaming) as `handler`."""
     if handler is None or not (handler.request_streaming or handler.response_streaming):
         return grpc.unary_unary_rpc_method_handler(refuse)
     if handler.request_streaming and handler.response_streaming:

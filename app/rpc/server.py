@@ -78,11 +78,14 @@ class GrpcServer:
         self._servicer = InferenceServicer(service, repository, state, recorder)
         self._health = HealthServicer(service)
         self._key_digests = key_digests
+        self._recorder = recorder
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
         """Listen (on the running event loop). Raises RuntimeError when the port is taken."""
-        interceptors = [ApiKeyInterceptor(self._key_digests)] if self._key_digests else []
+        interceptors = (
+            [ApiKeyInterceptor(self._key_digests, self._recorder)] if self._key_digests else []
+        )
         server = grpc.aio.server(options=server_options(self.settings), interceptors=interceptors)
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self._servicer, server

@@ -462,6 +462,13 @@ def test_api_keys_cover_every_rpc_by_policy(tmp_path: Path, iris_only: Path) -> 
         triton = grpcclient.InferenceServerClient(server.grpc_address)
         assert triton.get_model_metadata("iris-knn", headers={"authorization": "Bearer k1"})
         triton.close()
+        # Refused calls are counted like REST's 401s.
+        metrics = httpx.get(f"{server.url}/metrics").text.splitlines()
+        assert any(
+            'endpoint="ModelInfer"' in line and 'protocol="grpc"' in line and 'status="401"' in line
+            for line in metrics
+            if line.startswith("synergy_requests_total{")
+        )
     finally:
         assert server.stop() == 0
 
@@ -536,3 +543,18 @@ def test_keepalive_pings_within_the_minimum_interval_are_not_sent_goaway(
             assert _watch_with_pings(server.grpc_address, 1000, 8) == expected, minimum_s
         finally:
             server.stop()
+
+
+def test_grpc_predictions_reach_the_prediction_store(server: Server, stub: Any) -> None:
+    """A gRPC call's prediction is remembered under the request id it sent (`x-request-id`),
+    so feedback for it works as for a REST prediction."""
+    request = _raw_request(
+        "iris-knn", "FP32", [2, 4], np.array([[5.1, 3.5, 1.4, 0.2]] * 2, "<f4").tobytes()
+    )
+    stub.ModelInfer(request, metadata=[("x-request-id", "grpc-feedback-1")], timeout=60)
+    feedback = httpx.post(
+        f"{server.url}/v1/models/iris-knn:feedback",
+        json={"request_id": "grpc-feedback-1", "labels": ["setosa", "versicolor"]},
+        timeout=60,
+    )
+    assert feedback.status_code == 200, feedback.text
