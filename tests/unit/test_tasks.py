@@ -24,7 +24,7 @@ def _card(task: str, labels: list[str], **example: Any) -> ModelCard:
         version=1,
         description="d",
         framework="sklearn",
-        task=task,  # type: ignore[arg-type]
+        task=task,
         input=TabularInput(features=[Feature(name="a")]),
         labels=labels,
         model_file="model.skops",
