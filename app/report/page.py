@@ -213,8 +213,7 @@ def _glance(card: ModelCard, folder: Path) -> str:
         inputs = "<p>Raw text, given to the model as is (it tokenises it itself).</p>"
     elif isinstance(spec, ImageInput):
         inputs = (
-            f"<p>{'RGB' if spec.channels == 3 else 'Grey-level'} image, {spec.height} x "
-            f"{spec.width} pixels, values 0 to "
+            f"<p>Grey-level image, {spec.height} x {spec.width} pixels, values 0 to "
             f"{spec.max_value:g}. {escape(spec.description or '')}</p>"
         )
     else:

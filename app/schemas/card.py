@@ -91,12 +91,12 @@ class TableInput(_Strict):
 
 
 class ImageInput(_Strict):
-    """Images, values 0-255: grey (white ink on black, the MNIST convention) or RGB."""
+    """Grey-level images, white ink on black, values 0-255 (the MNIST convention)."""
 
     kind: Literal["image"] = "image"
     height: int = Field(ge=1)
     width: int = Field(ge=1)
-    channels: Literal[1, 3] = 1
+    channels: Literal[1] = 1
     max_value: float = 255.0
     description: str | None = None
 
