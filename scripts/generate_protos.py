@@ -21,6 +21,7 @@ compares, so it cannot drift from the locked grpcio-tools.
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -45,17 +46,19 @@ def export() -> None:
 
 
 def _generate(out: Path) -> dict[str, str]:
-    from grpc_tools import protoc
-
+    # protoc in a process of its own: its C++ descriptor pool crashed (SIGSEGV) a process that
+    # had already loaded protobuf's upb runtime and the generated modules (the unit tests).
     args = [
-        "protoc",
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
         f"--descriptor_set_in={DESCRIPTORS}",
         f"--python_out={out}",
         f"--pyi_out={out}",
         f"--grpc_python_out={out}",
         *PROTOS,
     ]
-    if protoc.main(args) != 0:
+    if subprocess.run(args, check=False).returncode != 0:
         raise SystemExit("protoc failed")
     texts = {}
     for path in sorted(out.glob("*_pb2*.py*")):
