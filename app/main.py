@@ -20,6 +20,7 @@ from app.api import (
     models,
     monitoring,
     predict,
+    promotion,
     report,
     repository,
     v2,
@@ -39,6 +40,7 @@ from app.middleware import (
     load_key_digests,
 )
 from app.monitoring import Monitor
+from app.monitoring.promotion import Promoter
 from app.repository import ModelRegistry, VersionPolicy
 from app.repository.control import RepositoryControl
 from app.service import PredictionService
@@ -89,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     explainer = ExplanationService(settings, service)
     monitor = Monitor(settings, registry, metrics_.registry)
     service.attach_monitor(monitor)
+    promoter = Promoter(settings, registry, monitor, metrics_.registry)
+    service.core.subscribe_shadow(promoter.record_shadow)
     server_state = ServerState()
     access_log = AccessLog() if settings.log_requests else None
 
@@ -96,12 +100,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         flusher = asyncio.create_task(access_log.run()) if access_log else None
         await monitor.start()
+        await promoter.start()  # the decisions in force route from the first request
         await service.start()
         try:
             yield
         finally:
             await service.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
             explainer.stop()
+            await promoter.stop()
             await monitor.stop()  # after the batchers: the last predictions are written
             if flusher is not None:
                 flusher.cancel()
@@ -128,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics_
     app.state.server_state = server_state
     app.state.monitor = monitor
+    app.state.promoter = promoter
     app.state.v2 = service.v2
     app.state.repository = RepositoryControl(registry, service.lifecycle)
     install_error_handlers(app)
@@ -139,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health.add_health_routes(app)
     models.add_model_routes(app)
     monitoring.add_monitoring_routes(app)
+    promotion.add_promotion_routes(app)
     metrics.add_metrics_route(app)
     report.add_report_routes(app)
     install_docs(app)

@@ -158,7 +158,8 @@ class ShadowCounts:
 
     rows: int = 0  # rows both versions answered
     agreed: int = 0
-    # Disagreement matrix: (baseline label, candidate label) -> rows.
+    # The disagreement matrix (agreements on its diagonal): (baseline label, candidate
+    # label) -> rows.
     matrix: dict[tuple[str, str], int] = field(default_factory=dict)
     # Rows with feedback, by (baseline right, candidate right).
     both_right: int = 0
@@ -203,12 +204,13 @@ def look_of(rows: int, rules: PromotionRules) -> int | None:
     """The look reached with `rows` rows with feedback (None: fewer than the minimum)."""
     if rows < rules.min_feedback_rows:
         return None
-    return int(math.floor(math.log2(rows / rules.min_feedback_rows) + 1e-12))
+    return (rows // rules.min_feedback_rows).bit_length() - 1
 
 
 def look_alpha(look: int, rules: PromotionRules) -> float:
     """The significance level look `look` spends (alpha / 2**(look + 1))."""
-    return rules.significance_level / 2 ** (look + 1)
+    alpha: float = rules.significance_level / 2 ** (look + 1)
+    return alpha
 
 
 def _percent(alpha: float) -> str:
@@ -248,7 +250,9 @@ def judge_shadow(counts: ShadowCounts, rules: PromotionRules) -> Verdict:
     if lower > -rules.max_accuracy_drop and agreement >= rules.min_agreement:
         better = test.p_value < alpha and diff > 0
         text = (
-            f"candidate better at the {_percent(alpha)} level" if better else "no significant "
+            f"candidate better at the {_percent(alpha)} level"
+            if better
+            else "no significant "
             f"difference; the candidate loses at most {rules.max_accuracy_drop:g} accuracy at "
             f"the {_percent(alpha)} level"
         )
@@ -302,7 +306,9 @@ def judge_canary(
     if lower > -rules.max_accuracy_drop:
         better = test.p_value < alpha and diff > 0
         text = (
-            f"candidate better at the {_percent(alpha)} level" if better else "no significant "
+            f"candidate better at the {_percent(alpha)} level"
+            if better
+            else "no significant "
             f"difference; the candidate loses at most {rules.max_accuracy_drop:g} accuracy at "
             f"the {_percent(alpha)} level"
         )

@@ -126,7 +126,8 @@ def migrate(engine: Engine) -> None:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        # "heads": migrations added side by side (a branch per feature) all apply.
+        command.upgrade(config, "heads")
 
 
 class Store:

@@ -1,0 +1,270 @@
+"""From shadow and canary to a decision: a worse candidate is rolled back by the rules, an
+equal one promoted, too little feedback decides nothing; a decision by hand is recorded and
+survives a restart; feedback counts for the primary only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from app.schemas.card import sha256_file
+from tests.conftest import assert_error, running_app
+
+IRIS = load_iris()
+LABELS = ["setosa", "versicolor", "virginica"]
+FAST = {"promotion_poll_s": 0.05, "store_flush_interval_ms": 20.0}
+
+
+@pytest.fixture(scope="module")
+def iris_models(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """iris-knn version 1, trained by the real trainer (the only model these tests need)."""
+    from training.common import TrainOptions, train_and_save
+    from training.iris_knn import train
+
+    out = tmp_path_factory.mktemp("iris-models")
+    train_and_save("iris-knn", train, out, TrainOptions(data_dir=data_dir, quiet=True), version=1)
+    return out
+
+
+@pytest.fixture
+def models_copy(tmp_path: Path, iris_models: Path) -> Path:
+    target = tmp_path / "models"
+    shutil.copytree(iris_models, target)
+    return target
+
+
+def _iris_only(models: Path) -> Path:
+    return models
+
+
+def _add_version(models: Path, version: int, shuffled_share: float = 0.0) -> None:
+    """Copy iris-knn version 1 in as `version`; with `shuffled_share`, refit it on Iris with
+    that share of its labels shuffled (a candidate trained to be worse)."""
+    source = models / "iris-knn" / "1"
+    staging = models / "iris-knn" / f".{version}.tmp"
+    shutil.copytree(source, staging)
+    card = json.loads((staging / "card.json").read_text())
+    card["version"] = version
+    if shuffled_share:
+        estimator = joblib.load(staging / card["model_file"])
+        rng = np.random.default_rng(7)
+        y = IRIS.target.copy()
+        chosen = rng.choice(len(y), int(shuffled_share * len(y)), replace=False)
+        y[chosen] = (y[chosen] + 1) % 3  # those rows all carry a wrong label
+        estimator.fit(IRIS.data, y)
+        joblib.dump(estimator, staging / card["model_file"])
+        card["artifacts"][card["model_file"]] = sha256_file(staging / card["model_file"])
+        for example in card["examples"]:
+            example["probabilities"] = None  # the refit model answers differently
+    (staging / "card.json").write_text(json.dumps(card))
+    staging.rename(models / "iris-knn" / str(version))
+
+
+def _config(models: Path, config: dict[str, Any]) -> None:
+    (models / "iris-knn" / "config.json").write_text(json.dumps(config))
+
+
+def _until(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        time.sleep(0.05)
+
+
+def _predict_with_feedback(client: Any, index: int, **headers: str) -> int:
+    """Predict Iris row `index` and send its true label; returns the version that answered."""
+    response = client.post(
+        "/v1/models/iris-knn:predict",
+        json={"instances": [IRIS.data[index].round(2).tolist()]},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    answer = client.post(
+        "/v1/models/iris-knn:feedback",
+        json={
+            "request_id": response.headers["x-request-id"],
+            "labels": [LABELS[int(IRIS.target[index])]],
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    version: int = response.json()["version"]
+    return version
+
+
+def _decisions(client: Any) -> list[dict[str, Any]]:
+    response = client.get("/v1/models/iris-knn/decisions")
+    assert response.status_code == 200, response.text
+    decisions: list[dict[str, Any]] = response.json()["decisions"]
+    return decisions
+
+
+def _routed(client: Any, n: int = 10) -> set[int]:
+    versions = set()
+    for _ in range(n):
+        response = client.post(
+            "/v1/models/iris-knn:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}
+        )
+        versions.add(response.json()["version"])
+    return versions
+
+
+CANARY = {
+    "labels": {"stable": 1, "canary": 2},
+    "traffic": {"stable": 1, "canary": 1},
+    "promotion": {"min_feedback_rows": 30, "max_accuracy_drop": 0.05},
+}
+
+
+def test_a_worse_canary_is_rolled_back_after_enough_feedback(models_copy: Path) -> None:
+    models = _iris_only(models_copy)
+    _add_version(models, 2, shuffled_share=0.4)
+    _config(models, CANARY)
+    with running_app(models, **FAST) as client:
+        order = np.random.default_rng(0).permutation(len(IRIS.target))
+        feedback = {1: 0, 2: 0}
+        for step, index in enumerate(np.tile(order, 4)):
+            if _decisions(client):
+                break
+            feedback[_predict_with_feedback(client, int(index))] += 1
+            if step % 10 == 9:
+                time.sleep(0.15)  # a poll or two
+        else:
+            raise AssertionError(f"no decision after {feedback} rows with feedback")
+        decision = _decisions(client)[0]
+        assert decision["action"] == "rollback", decision
+        assert decision["decided_by"] == "rule"
+        assert (decision["candidate"], decision["baseline"]) == (2, 1)
+        assert "candidate worse" in decision["verdict"]
+        assert decision["evidence"]["accuracy"]["candidate"]["rows"] >= 30
+        # The canary's share is 0 now; asking for it by label still reaches it.
+        assert _routed(client) == {1}
+        again = client.post(
+            "/v1/models/iris-knn/labels/canary:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}
+        )
+        assert again.json()["version"] == 2
+        comparison = client.get("/v1/models/iris-knn/comparison").json()
+        assert comparison["kind"] == "canary"
+        assert comparison["decision"]["action"] == "rollback"
+        accuracy = comparison["accuracy"]
+        assert accuracy["candidate"]["accuracy"] < accuracy["baseline"]["accuracy"] - 0.1
+        metric = [
+            line
+            for line in client.get("/metrics").text.splitlines()
+            if line.startswith("synergy_promotion_decisions_total{")
+        ]
+        assert metric == [
+            'synergy_promotion_decisions_total{action="rollback",decided_by="rule",'
+            'model="iris-knn"} 1.0'
+        ]
+        # The figure for the report: rows with feedback when it was rolled back.
+        print(f"\nrolled back after {feedback} rows with feedback (by version)")
+
+
+SHADOW = {
+    "labels": {"stable": 1, "canary": 2},
+    "traffic": {"stable": 1},
+    "shadow": "canary",
+    "promotion": {"min_feedback_rows": 30, "max_accuracy_drop": 0.05, "min_agreement": 0.9},
+}
+
+
+def test_an_equal_shadow_is_promoted_and_feedback_counts_for_the_primary_only(
+    models_copy: Path,
+) -> None:
+    models = _iris_only(models_copy)
+    _add_version(models, 2)
+    _config(models, SHADOW)
+    with running_app(models, **FAST) as client:
+        for index in range(40):
+            assert _predict_with_feedback(client, index * 3) == 1
+        _until(lambda: _decisions(client), "a decision")
+        decision = _decisions(client)[0]
+        assert decision["action"] == "promote" and decision["decided_by"] == "rule"
+        evidence = decision["evidence"]
+        assert evidence["kind"] == "shadow"
+        assert evidence["agreement"]["rate"] == 1.0
+        assert evidence["accuracy"]["feedback_rows"] >= 30
+        assert evidence["accuracy"]["mcnemar"]["p_value"] == 1.0
+        # The stable label names version 2 now, and the unversioned traffic follows it.
+        _until(lambda: _routed(client) == {2}, "traffic on version 2")
+        listing = client.get("/v1/models").json()
+        iris = next(m for m in listing["models"] if m["name"] == "iris-knn")
+        assert iris["version_labels"]["stable"] == 2 and "shadow" not in iris
+        # Feedback was stored on the primary's rows only.
+        monitoring = client.get("/v1/models/iris-knn/monitoring").json()["versions"]
+        with_feedback = {v["version"]: v["rows_with_feedback"] for v in monitoring}
+        assert with_feedback[1] >= 30 and with_feedback[2] == 0
+
+
+def test_too_little_feedback_decides_nothing(models_copy: Path) -> None:
+    models = _iris_only(models_copy)
+    _add_version(models, 2, shuffled_share=0.4)
+    _config(models, {**CANARY, "promotion": {"min_feedback_rows": 1000}})
+    with running_app(models, **FAST) as client:
+        for index in range(40):
+            _predict_with_feedback(client, index)
+        time.sleep(0.5)
+        assert _decisions(client) == []
+        comparison = client.get("/v1/models/iris-knn/comparison").json()
+        assert comparison["verdict"]["action"] == "wait"
+        assert comparison["verdict"]["text"].startswith("not enough data yet")
+        assert (
+            comparison["accuracy"]["candidate"]["rows"] + comparison["accuracy"]["baseline"]["rows"]
+            == 40
+        )
+        assert _routed(client, 20) == {1, 2}
+
+
+def test_a_decision_by_hand_is_recorded_and_survives_a_restart(models_copy: Path) -> None:
+    models = _iris_only(models_copy)
+    _add_version(models, 2)
+    _config(models, {**CANARY, "promotion": {"auto": False}})
+    store = Path(tempfile.mkdtemp(prefix="synergy-store-"))
+    with running_app(models, store_dir=store, **FAST) as client:
+        assert_error(
+            client.post("/v1/models/iris-knn/decisions", json={"action": "drop"}), 422, "action"
+        )
+        assert_error(
+            client.post(
+                "/v1/models/iris-knn/decisions", json={"action": "promote", "candidate": "7"}
+            ),
+            404,
+            "no version 7",
+        )
+        made = client.post(
+            "/v1/models/iris-knn/decisions",
+            json={"action": "rollback", "reason": "customer complaints about version 2"},
+        )
+        assert made.status_code == 200, made.text
+        assert made.json()["decided_by"] == "manual" and made.json()["candidate"] == 2
+        assert _routed(client) == {1}
+    with running_app(models, store_dir=store, **FAST) as client:
+        decisions = _decisions(client)
+        assert [d["action"] for d in decisions] == ["rollback"]
+        assert decisions[0]["verdict"] == "customer complaints about version 2"
+        assert _routed(client) == {1}
+        # Undo: a reset puts config.json's split back.
+        reset = client.post("/v1/models/iris-knn/decisions", json={"action": "reset"})
+        assert reset.status_code == 200, reset.text
+        assert _routed(client, 20) == {1, 2}
+
+
+def test_comparison_needs_a_candidate(models_copy: Path) -> None:
+    models = _iris_only(models_copy)
+    with running_app(models, **FAST) as client:
+        assert_error(client.get("/v1/models/iris-knn/comparison"), 404, "no shadow or canary")
+        assert_error(client.get("/v1/models/nope/comparison"), 404, "unknown model")
