@@ -189,8 +189,14 @@ def test_an_equal_shadow_is_promoted_and_feedback_counts_for_the_primary_only(
     _add_version(models, 2)
     _config(models, SHADOW)
     with running_app(models, **FAST) as client:
-        for index in range(40):
-            assert _predict_with_feedback(client, index * 3) == 1
+        # Judged at 30 and at 60 rows with feedback (the looks double): 30 identical rows
+        # do not yet bound the loss within 0.05 at the first look's 2.5% level; 60 do.
+        for index in range(75):
+            if _decisions(client):
+                break
+            assert _predict_with_feedback(client, index * 2) == 1
+            if index % 10 == 9:
+                time.sleep(0.15)
         _until(lambda: _decisions(client), "a decision")
         decision = _decisions(client)[0]
         assert decision["action"] == "promote" and decision["decided_by"] == "rule"
@@ -222,10 +228,9 @@ def test_too_little_feedback_decides_nothing(models_copy: Path) -> None:
         comparison = client.get("/v1/models/iris-knn/comparison").json()
         assert comparison["verdict"]["action"] == "wait"
         assert comparison["verdict"]["text"].startswith("not enough data yet")
-        assert (
-            comparison["accuracy"]["candidate"]["rows"] + comparison["accuracy"]["baseline"]["rows"]
-            == 40
-        )
+        accuracy = comparison["accuracy"]
+        # The split alternates; the baseline's rows count from the canary's first row on.
+        assert accuracy["candidate"]["rows"] == 20 and accuracy["baseline"]["rows"] in (19, 20)
         assert _routed(client, 20) == {1, 2}
 
 
