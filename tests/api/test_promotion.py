@@ -12,12 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
-from app.schemas.card import sha256_file
+from tests.candidates import add_version
 from tests.conftest import assert_error, running_app
 
 IRIS = load_iris()
@@ -45,29 +44,6 @@ def models_copy(tmp_path: Path, iris_models: Path) -> Path:
 
 def _iris_only(models: Path) -> Path:
     return models
-
-
-def _add_version(models: Path, version: int, shuffled_share: float = 0.0) -> None:
-    """Copy iris-knn version 1 in as `version`; with `shuffled_share`, refit it on Iris with
-    that share of its labels shuffled (a candidate trained to be worse)."""
-    source = models / "iris-knn" / "1"
-    staging = models / "iris-knn" / f".{version}.tmp"
-    shutil.copytree(source, staging)
-    card = json.loads((staging / "card.json").read_text())
-    card["version"] = version
-    if shuffled_share:
-        estimator = joblib.load(staging / card["model_file"])
-        rng = np.random.default_rng(7)
-        y = IRIS.target.copy()
-        chosen = rng.choice(len(y), int(shuffled_share * len(y)), replace=False)
-        y[chosen] = (y[chosen] + 1) % 3  # those rows all carry a wrong label
-        estimator.fit(IRIS.data, y)
-        joblib.dump(estimator, staging / card["model_file"])
-        card["artifacts"][card["model_file"]] = sha256_file(staging / card["model_file"])
-        for example in card["examples"]:
-            example["probabilities"] = None  # the refit model answers differently
-    (staging / "card.json").write_text(json.dumps(card))
-    staging.rename(models / "iris-knn" / str(version))
 
 
 def _config(models: Path, config: dict[str, Any]) -> None:
@@ -131,7 +107,7 @@ CANARY = {
 
 def test_a_worse_canary_is_rolled_back_after_enough_feedback(models_copy: Path) -> None:
     models = _iris_only(models_copy)
-    _add_version(models, 2, shuffled_share=0.4)
+    add_version(models, 2, shuffled_share=0.4)
     _config(models, CANARY)
     with running_app(models, **FAST) as client:
         order = np.random.default_rng(0).permutation(len(IRIS.target))
@@ -186,7 +162,7 @@ def test_an_equal_shadow_is_promoted_and_feedback_counts_for_the_primary_only(
     models_copy: Path,
 ) -> None:
     models = _iris_only(models_copy)
-    _add_version(models, 2)
+    add_version(models, 2)
     _config(models, SHADOW)
     with running_app(models, **FAST) as client:
         # Judged at 30 and at 60 rows with feedback (the looks double): 30 identical rows
@@ -218,7 +194,7 @@ def test_an_equal_shadow_is_promoted_and_feedback_counts_for_the_primary_only(
 
 def test_too_little_feedback_decides_nothing(models_copy: Path) -> None:
     models = _iris_only(models_copy)
-    _add_version(models, 2, shuffled_share=0.4)
+    add_version(models, 2, shuffled_share=0.4)
     _config(models, {**CANARY, "promotion": {"min_feedback_rows": 1000}})
     with running_app(models, **FAST) as client:
         for index in range(40):
@@ -236,7 +212,7 @@ def test_too_little_feedback_decides_nothing(models_copy: Path) -> None:
 
 def test_a_decision_by_hand_is_recorded_and_survives_a_restart(models_copy: Path) -> None:
     models = _iris_only(models_copy)
-    _add_version(models, 2)
+    add_version(models, 2)
     _config(models, {**CANARY, "promotion": {"auto": False}})
     store = Path(tempfile.mkdtemp(prefix="synergy-store-"))
     with running_app(models, store_dir=store, **FAST) as client:

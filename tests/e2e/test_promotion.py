@@ -1,0 +1,134 @@
+"""Promotion on real server processes: two replicas sharing a real PostgreSQL reach the same
+decision and the same routing (one decides, the other follows within a poll interval)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.candidates import IRIS, add_version
+from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
+from tests.e2e.conftest import Server, start_server
+from tests.e2e.test_monitoring import Postgres, postgres  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.e2e
+
+LABELS = ["setosa", "versicolor", "virginica"]
+POLL_S = 0.2
+
+
+def _models(tmp_path: Path) -> Path:
+    models = tmp_path / "models"
+    shutil.copytree(COMMITTED_MODELS / "iris-knn", models / "iris-knn")
+    base = int(COMMITTED_VERSION)
+    add_version(models, base + 1, shuffled_share=0.4, source_version=base)
+    (models / "iris-knn" / "config.json").write_text(
+        json.dumps(
+            {
+                "labels": {"stable": base, "canary": base + 1},
+                "traffic": {"stable": 1, "canary": 1},
+                "promotion": {"min_feedback_rows": 30, "max_accuracy_drop": 0.05},
+            }
+        )
+    )
+    return models
+
+
+def _predict_with_feedback(server: Server, index: int) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/models/iris-knn:predict",
+        json={"instances": [IRIS.data[index].round(2).tolist()]},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    answer = httpx.post(
+        f"{server.url}/v1/models/iris-knn:feedback",
+        json={
+            "request_id": response.headers["x-request-id"],
+            "labels": [LABELS[int(IRIS.target[index])]],
+        },
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _decisions(server: Server) -> list[dict[str, Any]]:
+    response = httpx.get(f"{server.url}/v1/models/iris-knn/decisions", timeout=30)
+    assert response.status_code == 200, response.text
+    decisions: list[dict[str, Any]] = response.json()["decisions"]
+    return decisions
+
+
+def _routed(server: Server, n: int = 10) -> set[int]:
+    return {
+        httpx.post(
+            f"{server.url}/v1/models/iris-knn:predict",
+            json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
+            timeout=30,
+        ).json()["version"]
+        for _ in range(n)
+    }
+
+
+def _decided_here(server: Server) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("synergy_promotion_decisions_total{")
+    )
+
+
+def test_two_replicas_on_postgresql_reach_the_same_decision(
+    tmp_path: Path,
+    postgres: Postgres,  # noqa: F811 - the fixture
+) -> None:
+    models = _models(tmp_path)
+    env = {
+        "SYNERGY_DATABASE_URL": postgres.url,
+        "SYNERGY_STORE_FLUSH_INTERVAL_MS": "100",
+        "SYNERGY_PROMOTION_POLL_S": str(POLL_S),
+    }
+    replicas = [
+        start_server(tmp_path / f"{name}.log", models, **env)  # type: ignore[arg-type]
+        for name in ("a", "b")
+    ]
+    try:
+        base = int(COMMITTED_VERSION)
+        assert _routed(replicas[0]) == {base, base + 1}
+        for step in range(600):
+            if step % 10 == 0 and _decisions(replicas[0]):
+                break
+            _predict_with_feedback(replicas[step % 2], step % len(IRIS.target))
+        decisions = _decisions(replicas[0])
+        assert len(decisions) == 1, decisions
+        decision = decisions[0]
+        assert decision["action"] == "rollback" and decision["decided_by"] == "rule"
+        assert decision["candidate"] == base + 1
+        # The other replica follows within a poll interval (and decided nothing itself).
+        deadline = time.monotonic() + 10 * POLL_S + 5
+        while any(_routed(r) != {base} for r in replicas):
+            assert time.monotonic() < deadline, "a replica still routes to the candidate"
+            time.sleep(POLL_S)
+        assert _decisions(replicas[1]) == decisions
+        assert sum(_decided_here(r) for r in replicas) == 1
+        # A decision by hand on B (undo: reset) is followed by A.
+        reset = httpx.post(
+            f"{replicas[1].url}/v1/models/iris-knn/decisions",
+            json={"action": "reset", "reason": "retrying the canary"},
+            timeout=30,
+        )
+        assert reset.status_code == 200, reset.text
+        deadline = time.monotonic() + 10 * POLL_S + 5
+        while _routed(replicas[0], 20) != {base, base + 1}:
+            assert time.monotonic() < deadline, "replica A did not follow the reset"
+            time.sleep(POLL_S)
+    finally:
+        for replica in replicas:
+            replica.stop()
