@@ -21,7 +21,7 @@ from tests.conftest import assert_error, running_app
 
 IRIS = load_iris()
 LABELS = ["setosa", "versicolor", "virginica"]
-FAST = {"promotion_poll_s": 0.05, "store_flush_interval_ms": 20.0}
+FAST: dict[str, Any] = {"promotion_poll_s": 0.05, "store_flush_interval_ms": 20.0}
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,7 @@ def test_two_replicas_on_postgresql_reach_the_same_decision(
         "SYNERGY_PROMOTION_POLL_S": str(POLL_S),
     }
     replicas = [
-        start_server(tmp_path / f"{name}.log", models, **env)  # type: ignore[arg-type]
+        start_server(tmp_path / f"{name}.log", models, **env)
         for name in ("a", "b")
     ]
     try:

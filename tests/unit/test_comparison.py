@@ -27,7 +27,7 @@ from app.repository.rules import PromotionRules
 def _exact_mcnemar(b: int, c: int) -> float:
     """Two-sided exact McNemar from the binomial sum (independent of scipy)."""
     n = b + c
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    tail: float = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
