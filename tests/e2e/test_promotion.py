@@ -95,10 +95,7 @@ def test_two_replicas_on_postgresql_reach_the_same_decision(
         "SYNERGY_STORE_FLUSH_INTERVAL_MS": "100",
         "SYNERGY_PROMOTION_POLL_S": str(POLL_S),
     }
-    replicas = [
-        start_server(tmp_path / f"{name}.log", models, **env)
-        for name in ("a", "b")
-    ]
+    replicas = [start_server(tmp_path / f"{name}.log", models, **env) for name in ("a", "b")]
     try:
         base = int(COMMITTED_VERSION)
         assert _routed(replicas[0]) == {base, base + 1}
