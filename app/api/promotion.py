@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.api.models import ModelName
+from app.errors import ServingError
 from app.jsonutil import json_response
 from app.monitoring.promotion import Promoter
+from app.report.comparison import section
 from app.schemas.responses import error_responses
 
+ModelName = Annotated[str, Path(description="Model name")]
 VersionOrLabel = Annotated[
     str | None,
     Query(
@@ -86,6 +89,24 @@ async def decide(request: Request, name: ModelName, body: DecisionRequest) -> Re
             name, body.action, body.candidate, body.baseline, body.reason
         )
     )
+
+
+async def report_section(request: Request, name: str) -> str:
+    """The report page's comparison section (HTML), or "" when the model has neither a
+    candidate to compare nor a decision (or this server has no prediction store)."""
+    promoter: Promoter | None = getattr(request.app.state, "promoter", None)
+    if promoter is None or not promoter.has_comparison(name):
+        return ""
+    comparison, note = None, ""
+    try:
+        comparison = await promoter.compare(name, None, None)
+    except ServingError as exc:  # no candidate any more: the decisions still show
+        note = exc.message
+    try:
+        found = (await promoter.decisions(name))["decisions"]
+    except ServingError:
+        found = []
+    return await run_in_threadpool(section, comparison, found, note)
 
 
 def add_promotion_routes(app: FastAPI) -> None:

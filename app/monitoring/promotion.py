@@ -328,6 +328,15 @@ class Promoter:
         evidence["decision"] = decision.to_json() if decision is not None else None
         return evidence
 
+    def has_comparison(self, name: str) -> bool:
+        """Whether the model has a candidate to compare or a decision (for the report)."""
+        model = self.registry.models.get(name)
+        if model is None or self.evidence is None:
+            return False
+        return bool(self._decisions.get(name)) or (
+            default_pair(model.config, self._ready(model)) is not None
+        )
+
     def _pair(self, model: ServedModel, candidate: str | None, baseline: str | None) -> Pair:
         ready = self._ready(model)
         default = default_pair(model.config, ready)
@@ -365,8 +374,9 @@ class Promoter:
         head: dict[str, Any] = {
             "model": model.name,
             "kind": pair.kind,
-            "candidate": {"version": pair.candidate, "label": model.label_of(pair.candidate)},
-            "baseline": {"version": pair.baseline, "label": model.label_of(pair.baseline)},
+            # Labels as config.json names them (a promotion moves `stable` in routing only).
+            "candidate": {"version": pair.candidate, "label": _label(model, pair.candidate)},
+            "baseline": {"version": pair.baseline, "label": _label(model, pair.baseline)},
             "window_rows": window,
         }
         if pair.kind == "shadow":
@@ -523,6 +533,10 @@ class Promoter:
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def _label(model: ServedModel, version: int) -> str:
+    return next((k for k, v in model.config.labels.items() if v == version), "")
 
 
 def _accuracy(correct: int, rows: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@ survives a restart; feedback counts for the primary only."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
+from app.repository.config import parse_config
 from tests.candidates import add_version
 from tests.conftest import assert_error, running_app
 
@@ -146,6 +148,13 @@ def test_a_worse_canary_is_rolled_back_after_enough_feedback(models_copy: Path) 
             'synergy_promotion_decisions_total{action="rollback",decided_by="rule",'
             'model="iris-knn"} 1.0'
         ]
+        page = client.get("/v1/models/iris-knn/report").text
+        section = page[page.index('<section id="comparison"') :]
+        section = section[: section.index("</section>")]
+        assert "Canary: candidate version 2 (canary) against version 1 (stable)" in section
+        assert "decision in force: <strong>rollback</strong> (rule)" in section
+        assert section.count("<svg") == 1  # the accuracy intervals
+        assert "Input drift of each version" in section and "<h3>Decisions</h3>" in section
         # The figure for the report: rows with feedback when it was rolled back.
         print(f"\nrolled back after {feedback} rows with feedback (by version)")
 
@@ -186,6 +195,12 @@ def test_an_equal_shadow_is_promoted_and_feedback_counts_for_the_primary_only(
         listing = client.get("/v1/models").json()
         iris = next(m for m in listing["models"] if m["name"] == "iris-knn")
         assert iris["version_labels"]["stable"] == 2 and "shadow" not in iris
+        page = client.get("/v1/models/iris-knn/versions/1/report").text
+        section = page[page.index('<section id="comparison"') :]
+        section = section[: section.index("</section>")]
+        assert "Shadow: candidate version 2 (canary) against version 1" in section
+        assert section.count("<svg") == 2  # accuracy intervals, the label matrix
+        assert "Agreement: 1.000" in section
         # Feedback was stored on the primary's rows only.
         monitoring = client.get("/v1/models/iris-knn/monitoring").json()["versions"]
         with_feedback = {v["version"]: v["rows_with_feedback"] for v in monitoring}
@@ -249,3 +264,39 @@ def test_comparison_needs_a_candidate(models_copy: Path) -> None:
     with running_app(models, **FAST) as client:
         assert_error(client.get("/v1/models/iris-knn/comparison"), 404, "no shadow or canary")
         assert_error(client.get("/v1/models/nope/comparison"), 404, "unknown model")
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "promotion.md"
+
+
+def _blocks(language: str) -> list[str]:
+    text = DOCS.read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_docs_page_examples_work(models_copy: Path) -> None:
+    """docs/promotion.md: its config is valid, and every curl command answers 200 here."""
+    (config_text,) = _blocks("json")
+    config = parse_config(config_text.encode())
+    assert config.promotion is not None and config.promotion.min_feedback_rows == 200
+    models = _iris_only(models_copy)
+    add_version(models, 2)
+    _config(models, CANARY)
+    commands = [
+        line
+        for block in _blocks("bash")
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.startswith("curl")
+    ]
+    assert len(commands) == 4
+    with running_app(models, **FAST) as client:
+        for command in commands:
+            path = re.search(r"localhost:8000(\S+)", command)
+            assert path is not None
+            body = re.search(r"-d '([^']*)'", command)
+            if "-X POST" in command:
+                assert body is not None
+                response = client.post(path.group(1), json=json.loads(body.group(1)))
+            else:
+                response = client.get(path.group(1))
+            assert response.status_code == 200, (command, response.text)
