@@ -158,12 +158,14 @@ class Promoter:
             pair = default_pair(model.config, self._ready(model))
             if pair is None or pair.candidate in in_force(self._decisions[model.name]):
                 continue
-            verdict, evidence = await self._in_thread(self._evaluate, model, pair, rules)
+            # Counts only (no drift) at every poll; the whole comparison for a decision.
+            verdict, _ = await self._in_thread(self._evaluate, model, pair, rules, False)
             key = (model.name, pair.candidate, pair.baseline)
             if verdict.look is None or verdict.look <= self._judged.get(key, -1):
                 continue
             self._judged[key] = verdict.look
             if verdict.action in ("promote", "rollback"):
+                _, evidence = await self._in_thread(self._evaluate, model, pair, rules)
                 await self._record(model.name, pair, verdict.action, "rule", verdict.text, evidence)
 
     # ------------------------------------------------------------------ shadow rows
@@ -317,8 +319,25 @@ class Promoter:
         """The comparison of two versions of a model (see the module docstring)."""
         model = self.registry.model(name)
         self._require()
-        pair = self._pair(model, candidate, baseline)
         rules = model.config.promotion or PromotionRules()
+        if candidate is None and default_pair(model.config, self._ready(model)) is None:
+            return {
+                "model": name,
+                "kind": None,
+                "candidate": None,
+                "baseline": None,
+                "verdict": {
+                    "action": "none",
+                    "text": f"model {name} has no shadow or canary to compare: config.json "
+                    "sets one (shadow, or a traffic split), or name one with "
+                    "?candidate=<version or label>",
+                    "look": None,
+                    "alpha": rules.significance_level,
+                },
+                "rules": {**rules.model_dump(), "from_config": model.config.promotion is not None},
+                "decision": None,
+            }
+        pair = self._pair(model, candidate, baseline)
         _, evidence = await self._in_thread(self._evaluate, model, pair, rules)
         evidence["rules"] = {
             **rules.model_dump(),
@@ -366,9 +385,10 @@ class Promoter:
         return [v for v, e in model.versions.items() if e.state is ModelState.READY and v]
 
     def _evaluate(
-        self, model: ServedModel, pair: Pair, rules: PromotionRules
+        self, model: ServedModel, pair: Pair, rules: PromotionRules, details: bool = True
     ) -> tuple[Verdict, dict[str, Any]]:
-        """(verdict, the comparison's JSON) from the store (blocking)."""
+        """(verdict, the comparison's JSON) from the store (blocking); without `details`,
+        the canary's drift is left out (it informs people, not the verdict)."""
         assert self.evidence is not None
         window = self.settings.promotion_window_rows
         head: dict[str, Any] = {
@@ -392,7 +412,7 @@ class Promoter:
             for version, counts_ in ((pair.candidate, candidate), (pair.baseline, baseline)):
                 self._serving(model, version, counts_)
             verdict = judge_canary(candidate, baseline, rules)
-            body = self._canary_json(model, pair, candidate, baseline)
+            body = self._canary_json(model, pair, candidate, baseline, details)
         return verdict, {**head, **body, "verdict": verdict_json(verdict)}
 
     @staticmethod
@@ -467,7 +487,12 @@ class Promoter:
         }
 
     def _canary_json(
-        self, model: ServedModel, pair: Pair, candidate: VersionCounts, baseline: VersionCounts
+        self,
+        model: ServedModel,
+        pair: Pair,
+        candidate: VersionCounts,
+        baseline: VersionCounts,
+        details: bool = True,
     ) -> dict[str, Any]:
         test = two_proportion_test(
             candidate.correct, candidate.feedback_rows, baseline.correct, baseline.feedback_rows
@@ -495,7 +520,9 @@ class Promoter:
             "drift": {
                 "baseline": self._drift(model, pair.baseline),
                 "candidate": self._drift(model, pair.candidate),
-            },
+            }
+            if details
+            else {},
             "serving": {
                 "baseline": _serving_json(baseline),
                 "candidate": _serving_json(candidate),

@@ -112,7 +112,9 @@ def section(
         f'<section id="{SECTION_ID}" aria-labelledby="{SECTION_ID}-h">',
         f'<h2 id="{SECTION_ID}-h">Candidate vs serving version</h2>',
     ]
-    if comparison is None:
+    if comparison is None or comparison.get("kind") is None:
+        if comparison is not None:
+            note = comparison["verdict"]["text"]
         parts.append(f'<p class="missing">{escape(note or "No shadow or canary to compare.")}</p>')
     else:
         parts.append(_body(comparison))

@@ -262,7 +262,11 @@ def test_a_decision_by_hand_is_recorded_and_survives_a_restart(models_copy: Path
 def test_comparison_needs_a_candidate(models_copy: Path) -> None:
     models = _iris_only(models_copy)
     with running_app(models, **FAST) as client:
-        assert_error(client.get("/v1/models/iris-knn/comparison"), 404, "no shadow or canary")
+        nothing = client.get("/v1/models/iris-knn/comparison")
+        assert nothing.status_code == 200, nothing.text
+        assert nothing.json()["kind"] is None and nothing.json()["verdict"]["action"] == "none"
+        assert "no shadow or canary" in nothing.json()["verdict"]["text"]
+        assert_error(client.get("/v1/models/iris-knn/comparison?candidate=9"), 404, "no version 9")
         assert_error(client.get("/v1/models/nope/comparison"), 404, "unknown model")
 
 

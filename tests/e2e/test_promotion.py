@@ -94,6 +94,7 @@ def test_two_replicas_on_postgresql_reach_the_same_decision(
         "SYNERGY_DATABASE_URL": postgres.url,
         "SYNERGY_STORE_FLUSH_INTERVAL_MS": "100",
         "SYNERGY_PROMOTION_POLL_S": str(POLL_S),
+        "SYNERGY_MODEL_POLL_S": "0.5",
     }
     replicas = [start_server(tmp_path / f"{name}.log", models, **env) for name in ("a", "b")]
     try:
@@ -125,6 +126,37 @@ def test_two_replicas_on_postgresql_reach_the_same_decision(
         deadline = time.monotonic() + 10 * POLL_S + 5
         while _routed(replicas[0], 20) != {base, base + 1}:
             assert time.monotonic() < deadline, "replica A did not follow the reset"
+            time.sleep(POLL_S)
+        # The operator turns the candidate into a shadow: the paired comparison reads the
+        # shadow's answers that both replicas stored, joined with their feedback.
+        (models / "iris-knn" / "config.json").write_text(
+            json.dumps(
+                {
+                    "labels": {"stable": base, "canary": base + 1},
+                    "traffic": {"stable": 1},
+                    "shadow": "canary",
+                    "promotion": {"auto": False},
+                }
+            )
+        )
+        deadline = time.monotonic() + 30
+        while any(_routed(r) != {base} for r in replicas):
+            assert time.monotonic() < deadline, "the new config.json was not applied"
+            time.sleep(POLL_S)
+        for step in range(20):
+            _predict_with_feedback(replicas[step % 2], step * 7)
+
+        def paired_rows() -> int:
+            response = httpx.get(f"{replicas[0].url}/v1/models/iris-knn/comparison", timeout=30)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["kind"] == "shadow"
+            rows: int = body["accuracy"]["feedback_rows"]
+            return rows
+
+        deadline = time.monotonic() + 10 * POLL_S + 10
+        while paired_rows() < 20:
+            assert time.monotonic() < deadline, "the shadow's rows did not reach the store"
             time.sleep(POLL_S)
     finally:
         for replica in replicas:
