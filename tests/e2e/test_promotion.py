@@ -41,9 +41,13 @@ def _models(tmp_path: Path) -> Path:
 
 
 def _predict_with_feedback(server: Server, index: int) -> None:
+    # A routing key per request: the split by its hash (the round robin restarts whenever a
+    # scan rebuilds the router, every SYNERGY_MODEL_POLL_S, and would favour one target at
+    # this test's request rate).
     response = httpx.post(
         f"{server.url}/v1/models/iris-knn:predict",
         json={"instances": [IRIS.data[index].round(2).tolist()]},
+        headers={"X-Routing-Key": f"user-{index}-{time.monotonic_ns()}"},
         timeout=30,
     )
     assert response.status_code == 200, response.text
