@@ -73,6 +73,23 @@ class PredictionEvent:
 PredictionListener = Callable[[PredictionEvent], None]
 
 
+@dataclass(frozen=True, slots=True)
+class ShadowEvent:
+    """One request's copy answered (or dropped) by a shadow version, next to the primary's
+    answer: for the comparison of the two (`app.monitoring.promotion`)."""
+
+    request_id: str
+    model: str
+    primary_version: int
+    shadow_version: int
+    primary_labels: Sequence[str]
+    shadow_labels: Sequence[str | None]  # None: the shadow failed on the row
+    latency_s: float | None  # the shadow's time for the copy; None when it failed
+
+
+ShadowListener = Callable[[ShadowEvent], None]
+
+
 class InferenceCore:
     """Model selection and inference, shared by every protocol."""
 
@@ -83,6 +100,7 @@ class InferenceCore:
         self.draining = False
         self.drain_started = math.inf
         self._listeners: list[PredictionListener] = []
+        self._shadow_listeners: list[ShadowListener] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._decoder = ThreadPoolExecutor(
             settings.resolved_decode_threads(), thread_name_prefix="decode"
@@ -167,7 +185,7 @@ class InferenceCore:
         # One row (the common request): a view, not a copy.
         probabilities = results[0][None, :] if len(results) == 1 else np.stack(results)
         if context.shadow is not None:
-            self._copy_to_shadow(context.shadow, entry, rows, probabilities)
+            self._copy_to_shadow(context.shadow, entry, rows, probabilities, context.request_id)
         if self._listeners:
             assert entry.card is not None
             event = PredictionEvent(
@@ -189,7 +207,12 @@ class InferenceCore:
         return probabilities
 
     def _copy_to_shadow(
-        self, shadow: ModelEntry, primary: ModelEntry, rows: Sequence[Any], answer: np.ndarray
+        self,
+        shadow: ModelEntry,
+        primary: ModelEntry,
+        rows: Sequence[Any],
+        answer: np.ndarray,
+        request_id: str = "",
     ) -> None:
         """Predict `rows` on the shadow version in the background; count its disagreements
         with the primary's `answer`. Never waits and never fails the primary request: when
@@ -201,15 +224,23 @@ class InferenceCore:
             return
         shadow.acquire()
         task = asyncio.get_running_loop().create_task(
-            self._shadow(shadow, primary, list(rows), np.argmax(answer, axis=1))
+            self._shadow(shadow, primary, list(rows), np.argmax(answer, axis=1), request_id)
         )
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
     async def _shadow(
-        self, shadow: ModelEntry, primary: ModelEntry, rows: list[Any], primary_best: np.ndarray
+        self,
+        shadow: ModelEntry,
+        primary: ModelEntry,
+        rows: list[Any],
+        primary_best: np.ndarray,
+        request_id: str = "",
     ) -> None:
         labels = (shadow.name, str(shadow.version))
+        shadow_labels: list[str | None] = [None] * len(rows)
+        latency_s: float | None = None
+        started = time.perf_counter()
         try:
             assert shadow.batcher is not None and shadow.card is not None
             assert primary.card is not None and shadow.adapter is not None
@@ -224,6 +255,7 @@ class InferenceCore:
             ]
             primary_labels = [primary.card.labels[i] for i in primary_best.tolist()]
             differ = sum(a != b for a, b in zip(shadow_labels, primary_labels, strict=True))
+            latency_s = time.perf_counter() - started
             self.metrics.shadow_rows.labels(*labels).inc(len(rows))
             self.metrics.shadow_disagreements.labels(*labels).inc(differ)
         except Exception as exc:  # noqa: BLE001 - a shadow's failure is counted, never raised
@@ -231,11 +263,31 @@ class InferenceCore:
             self.metrics.shadow_dropped.labels(*labels).inc(len(rows))
         finally:
             shadow.release()
+        if self._shadow_listeners and primary.card is not None:
+            event = ShadowEvent(
+                request_id,
+                shadow.name,
+                primary.version,
+                shadow.version,
+                [primary.card.labels[i] for i in primary_best.tolist()],
+                shadow_labels,
+                latency_s,
+            )
+            for listener in self._shadow_listeners:
+                try:
+                    listener(event)
+                except Exception:  # a listener's failure never affects serving
+                    log.exception("shadow listener %r failed", listener)
 
     def subscribe(self, listener: PredictionListener) -> None:
         """Call `listener(event)` on the event loop after each completed inference; it must
         be quick (hand slow work to a queue of its own)."""
         self._listeners.append(listener)
+
+    def subscribe_shadow(self, listener: ShadowListener) -> None:
+        """Call `listener(event)` on the event loop after each shadow copy (answered or
+        failed); it must be quick. Runs in the shadow's task, never the primary request's."""
+        self._shadow_listeners.append(listener)
 
     def serve(self, entry: ModelEntry) -> Batcher:
         """Start the batcher of a loaded version (its runtime and adapter are set)."""

@@ -22,6 +22,7 @@ from app.api import (
     models,
     monitoring,
     predict,
+    promotion,
     report,
     repository,
     v2,
@@ -44,6 +45,7 @@ from app.middleware import (
     load_key_digests,
 )
 from app.monitoring import Monitor
+from app.monitoring.promotion import Promoter
 from app.probes import ProbeListener
 from app.repository import ModelRegistry, VersionPolicy
 from app.repository.control import RepositoryControl
@@ -110,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     explainer = ExplanationService(settings, service)
     monitor = Monitor(settings, registry, metrics_.registry)
     service.attach_monitor(monitor)
+    promoter = Promoter(settings, registry, monitor, metrics_.registry)
+    service.core.subscribe_shadow(promoter.record_shadow)
     server_state = ServerState()
     log_format = resolve_format(settings.log_format)
     access_log = (
@@ -141,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await probes.start(settings.host, settings.probe_port or 0)
         flusher = asyncio.create_task(access_log.run()) if access_log else None
         await monitor.start()
+        await promoter.start()  # the decisions in force route from the first request
         loading_started = time.monotonic()
         await service.start()
         if grpc_server is not None:
@@ -158,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await grpc_server.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
             await service.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
             explainer.stop()
+            await promoter.stop()
             await monitor.stop()  # after the batchers: the last predictions are written
             if flusher is not None:
                 flusher.cancel()
@@ -187,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.server_state = server_state
     app.state.monitor = monitor
     app.state.probes = probes
+    app.state.promoter = promoter
     app.state.v2 = service.v2
     app.state.repository = repository_control
     app.state.grpc_server = grpc_server
@@ -200,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health.add_health_routes(app)
     models.add_model_routes(app)
     monitoring.add_monitoring_routes(app)
+    promotion.add_promotion_routes(app)
     metrics.add_metrics_route(app)
     report.add_report_routes(app)
     install_docs(app)

@@ -333,6 +333,21 @@ class Settings(BaseSettings):
     monitoring_interval_s: float = Field(
         default=60.0, gt=0, description="Prometheus monitoring gauges and retention, refreshed."
     )
+    # Promotion (app.monitoring.promotion): comparisons and decisions from shadow and canary.
+    promotion_poll_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Every this many seconds each replica stores shadow answers, follows new "
+        "promotion decisions and judges candidates by config.json's promotion rules.",
+    )
+    promotion_window_rows: int = Field(
+        default=20_000,
+        ge=100,
+        le=10_000_000,
+        description="Newest rows per version (or shadow pair) a comparison reads: its cost "
+        "does not grow with history.",
+    )
     payload_log: str = Field(
         default="off",
         description="off | stdout | a file path | an http(s) URL: CloudEvents 1.0 JSON of "

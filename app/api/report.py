@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from app.api.promotion import report_section
 from app.errors import Unavailable
 from app.report import PageRequest, render
 from app.schemas.responses import error_responses
@@ -92,6 +93,7 @@ async def _page(request: Request, name: str, version: int | None) -> HTMLRespons
         explain_url=_endpoint(request, entry.name, entry.version, ":explain"),
         nonce=nonce,
         docs_path=f"{root}/docs",
+        comparison_html=await report_section(request, entry.name),
     )
     # Drawing charts is CPU work (the first time per version): never on the event loop.
     html = await run_in_threadpool(render, page)

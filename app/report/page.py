@@ -65,6 +65,9 @@ class PageRequest:
     explain_url: str | None
     nonce: str
     docs_path: str = "/docs"
+    # The comparison of a shadow or canary with the serving version, drawn by
+    # app.report.comparison ("" when the model has none).
+    comparison_html: str = ""
 
 
 def render(page: PageRequest) -> str:
@@ -113,6 +116,7 @@ JSON: <a href="{escape(page.base_path)}">card</a>,
 <main>
 {static}
 {_live_section(page)}
+{page.comparison_html}
 {_explanation_section(page)}
 </main>
 <footer>Synergy Serve model report. Charts drawn on the server with matplotlib; no external

@@ -4,7 +4,8 @@
       "version_policy": {"latest": 2} | {"all": true} | {"specific": [1, 3]},
       "labels": {"stable": 2, "canary": 3},
       "traffic": {"stable": 90, "canary": 10},
-      "shadow": "canary"
+      "shadow": "canary",
+      "promotion": {"min_feedback_rows": 200, "max_accuracy_drop": 0.02}
     }
 
 - `version_policy` (TF Serving's three): which version folders are loaded and served. Absent:
@@ -20,6 +21,10 @@
 Every version named by `labels`, `traffic` or `shadow` must be one the policy serves: a
 config that names another is invalid (with the field named) and the previous one stays in
 force, as for any other invalid config.
+
+- `promotion`: when the shadow or canary replaces the version it is compared with, or is
+  rolled back (`app.repository.rules`; docs/promotion.md). Decisions live in the prediction
+  store and are laid over this config (`app.repository.promotion`); the file is not written.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.repository.rules import PromotionRules
 from app.schemas.versions import VersionNumber, not_a_version, parse_version
 
 CONFIG_FILENAME = "config.json"
@@ -107,6 +113,7 @@ class ModelConfig(BaseModel):
         default_factory=dict, max_length=100
     )
     shadow: Label | Version | None = None
+    promotion: PromotionRules | None = None
 
     @model_validator(mode="after")
     def _references(self) -> ModelConfig:

@@ -507,6 +507,9 @@ class ServedModel:
     # Version folders refused at scan (outside the version range): folder name -> reason.
     refused: dict[str, str] = field(default_factory=dict)
     router: Router = field(default_factory=lambda: Router(None, [], {}, None))
+    # The config that routes (labels, traffic, shadow): `config` with the promotion decisions
+    # from the store laid over it (app.repository.promotion); None: `config` itself.
+    effective: ModelConfig | None = None
     # Unloaded through the repository API: scans leave it alone until it is loaded again.
     unloaded: bool = False
     # Counted by readiness: present at start-up, or ready once since. A model that appears
@@ -527,20 +530,29 @@ class ServedModel:
             for folder, why in sorted(self.refused.items())
         ]
 
+    @property
+    def routing(self) -> ModelConfig:
+        """The config requests are routed by: config.json's with the decisions laid over."""
+        return self.effective if self.effective is not None else self.config
+
     def label_of(self, version: int) -> str:
         """The first label naming `version`, or ""."""
-        return next((k for k, v in self.config.labels.items() if v == version), "")
+        return next((k for k, v in self.routing.labels.items() if v == version), "")
 
     def status(self) -> dict[str, Any]:
-        """Config, labels and policy for the listings."""
+        """Config, labels and policy for the listings (labels, traffic and shadow as routed,
+        promotion decisions included)."""
+        routing = self.routing
         status: dict[str, Any] = {
             "version_policy": self.policy.to_json(),
-            "version_labels": dict(self.config.labels),
+            "version_labels": dict(routing.labels),
         }
-        if self.config.traffic:
-            status["traffic"] = dict(self.config.traffic)
-        if self.config.shadow is not None:
-            status["shadow"] = self.config.shadow
+        if routing.traffic:
+            status["traffic"] = dict(routing.traffic)
+        if routing.shadow is not None:
+            status["shadow"] = routing.shadow
+        if self.effective is not None:
+            status["promotion_override"] = True
         if self.config_error:
             status["config_error"] = self.config_error
         if self.refused:
@@ -563,6 +575,9 @@ class ModelRegistry:
         # Called (on the loop) after any change of versions, states or configs: the OpenAPI
         # document is rebuilt, caches of retired versions dropped.
         self.listeners: list[Callable[[], None]] = []
+        # The promotion decisions' overlay (app.repository.promotion): a model -> the config
+        # its router follows, or None for config.json's own.
+        self.overlay: Callable[[ServedModel], ModelConfig | None] | None = None
         for entry in entries:
             self.add(entry)
         for name in self.models:
@@ -642,7 +657,8 @@ class ModelRegistry:
         model = self.models.get(name)
         if model is None:
             return
-        config = model.config
+        model.effective = self.overlay(model) if self.overlay is not None else None
+        config = model.routing
         ready = {v: e for v, e in model.versions.items() if e.state is ModelState.READY}
         if ready:
             model.required = True
@@ -691,9 +707,9 @@ class ModelRegistry:
     def by_label(self, name: str, label: str) -> ModelEntry:
         """The version a label names (raises NotFound for an unknown label)."""
         model = self.model(name)
-        version = model.config.labels.get(label)
+        version = model.routing.labels.get(label)
         if version is None:
-            known = ", ".join(sorted(model.config.labels)) or "none (config.json sets them)"
+            known = ", ".join(sorted(model.routing.labels)) or "none (config.json sets them)"
             raise NotFound(f"model {name!r} has no label {label!r}; labels: {known}")
         return self.find(name, version)
 

@@ -1,0 +1,286 @@
+"""The promotion tables of the prediction store and the bounded queries behind a comparison.
+
+- `shadow_pairs`: one row per row a shadow answered, next to the primary's label (written
+  from the shadow's task, in batches, never on the primary's request path). Feedback is
+  stored on the primary's rows only (`prediction_rows`), so it counts for the primary's own
+  monitoring as before; a paired comparison joins the two by (request id, row).
+- `promotion_decisions`: every decision with its verdict and evidence (append-only; the
+  newest per candidate is in force, see `app.repository.promotion`).
+
+Cost: each query reads at most `window_rows` of the newest rows of a version (or pair), through
+the (model, version, id) indexes, and aggregates in the database: a comparison costs the
+same after a year of traffic as after a day. The canary's window starts at the candidate's
+first stored row, so both versions are compared over the same period.
+
+All methods block (database I/O): call them from a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    case,
+    func,
+    insert,
+    select,
+)
+
+from app.monitoring.comparison import ShadowCounts, VersionCounts
+from app.monitoring.store import Store, prediction_rows
+from app.repository.promotion import Decision
+
+# Serialises decisions across replicas that share a PostgreSQL database (per model).
+DECISION_LOCK_ID = 0x50524F4D  # "PROM"
+
+metadata = MetaData()
+shadow_pairs = Table(
+    "shadow_pairs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("model", String(128), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("row_index", Integer, nullable=False),
+    Column("primary_version", Integer, nullable=False),
+    Column("shadow_version", Integer, nullable=False),
+    Column("primary_predicted", String(128), nullable=False),
+    Column("shadow_predicted", String(128), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+promotion_decisions = Table(
+    "promotion_decisions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("model", String(128), nullable=False),
+    Column("candidate", Integer, nullable=False),
+    Column("baseline", Integer, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("decided_by", String(16), nullable=False),
+    Column("verdict", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("replica", String(128), nullable=False),
+)
+
+ShadowRow = tuple[str, str, int, int, int, str, str | None, float]
+
+
+class Evidence:
+    """Queries and writes of the promotion tables, on the prediction store's engine."""
+
+    def __init__(self, store: Store) -> None:
+        self.engine = store.engine
+
+    # ------------------------------------------------------------------ shadow pairs
+    def insert_shadow_rows(self, rows: Sequence[ShadowRow]) -> None:
+        """Insert (model, request id, row index, primary version, shadow version, primary's
+        label, shadow's label or None, created_at) rows in one transaction."""
+        if not rows:
+            return
+        keys = (
+            "model",
+            "request_id",
+            "row_index",
+            "primary_version",
+            "shadow_version",
+            "primary_predicted",
+            "shadow_predicted",
+            "created_at",
+        )
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(shadow_pairs), [dict(zip(keys, r, strict=True)) for r in rows]
+            )
+
+    def shadow_counts(self, model: str, candidate: int, baseline: int, window: int) -> ShadowCounts:
+        """Agreement, disagreement matrix and the paired feedback table of the newest
+        `window` rows the shadow `candidate` answered next to `baseline`."""
+        s, p = shadow_pairs, prediction_rows
+        newest = (
+            select(
+                s.c.request_id,
+                s.c.row_index,
+                s.c.primary_predicted,
+                s.c.shadow_predicted,
+            )
+            .where(
+                s.c.model == model,
+                s.c.shadow_version == candidate,
+                s.c.primary_version == baseline,
+            )
+            .order_by(s.c.id.desc())
+            .limit(window)
+            .subquery()
+        )
+        truth = (
+            select(p.c.true_label)
+            .where(
+                p.c.request_id == newest.c.request_id,
+                p.c.model == model,
+                p.c.version == baseline,
+                p.c.row_index == newest.c.row_index,
+            )
+            .order_by(p.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        labelled = select(
+            newest.c.primary_predicted, newest.c.shadow_predicted, truth.label("truth")
+        ).subquery()
+        query = select(
+            labelled.c.primary_predicted,
+            labelled.c.shadow_predicted,
+            case(
+                (labelled.c.truth.is_(None), None),
+                else_=labelled.c.truth == labelled.c.primary_predicted,
+            ).label("base_right"),
+            case(
+                (labelled.c.truth.is_(None), None),
+                else_=labelled.c.truth == labelled.c.shadow_predicted,
+            ).label("cand_right"),
+            func.count(),
+        ).group_by(
+            labelled.c.primary_predicted,
+            labelled.c.shadow_predicted,
+            "base_right",
+            "cand_right",
+        )
+        counts = ShadowCounts()
+        with self.engine.connect() as connection:
+            for primary, shadow, base_right, cand_right, rows in connection.execute(query):
+                rows = int(rows)
+                if shadow is None:
+                    counts.candidate_failed += rows
+                    continue
+                counts.rows += rows
+                if primary == shadow:
+                    counts.agreed += rows
+                key = (primary, shadow)
+                counts.matrix[key] = counts.matrix.get(key, 0) + rows
+                if base_right is None or cand_right is None:
+                    continue
+                if base_right and cand_right:
+                    counts.both_right += rows
+                elif base_right:
+                    counts.baseline_only += rows
+                elif cand_right:
+                    counts.candidate_only += rows
+                else:
+                    counts.neither += rows
+        return counts
+
+    # ------------------------------------------------------------------ canary
+    def version_counts(self, model: str, version: int, since_id: int, window: int) -> VersionCounts:
+        """Predicted rows, rows with feedback and correct ones among the newest `window` rows
+        of a version with id >= `since_id`."""
+        p = prediction_rows
+        newest = (
+            select(p.c.predicted, p.c.true_label)
+            .where(p.c.model == model, p.c.version == version, p.c.id >= since_id)
+            .order_by(p.c.id.desc())
+            .limit(window)
+            .subquery()
+        )
+        query = select(
+            func.count(),
+            func.count(newest.c.true_label),
+            func.coalesce(
+                func.sum(case((newest.c.true_label == newest.c.predicted, 1), else_=0)), 0
+            ),
+        )
+        with self.engine.connect() as connection:
+            rows, feedback, correct = connection.execute(query).one()
+        return VersionCounts(rows=int(rows), feedback_rows=int(feedback), correct=int(correct))
+
+    def first_row_id(self, model: str, version: int) -> int | None:
+        """The id of the oldest stored row of a version (where its comparison starts)."""
+        p = prediction_rows
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(func.min(p.c.id)).where(p.c.model == model, p.c.version == version)
+            ).scalar()
+        return None if value is None else int(value)
+
+    # ------------------------------------------------------------------ decisions
+    def decisions(self, after_id: int = 0, model: str | None = None) -> list[Decision]:
+        """Decisions with id > after_id (of one model, or all), oldest first."""
+        d = promotion_decisions
+        query = select(d).where(d.c.id > after_id).order_by(d.c.id)
+        if model is not None:
+            query = query.where(d.c.model == model)
+        with self.engine.connect() as connection:
+            return [_decision(row) for row in connection.execute(query).mappings()]
+
+    def decide(
+        self,
+        model: str,
+        candidate: int,
+        baseline: int,
+        action: str,
+        decided_by: str,
+        verdict: str,
+        evidence: dict[str, Any],
+        replica: str,
+        *,
+        only_if_undecided: bool,
+    ) -> Decision | None:
+        """Record a decision; with `only_if_undecided` (the rules), only when no decision is
+        in force for this candidate: the replicas sharing a PostgreSQL database take a
+        per-model advisory lock, so one decides and the others find its decision. None when
+        a decision was in force already."""
+        d = promotion_decisions
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                key = zlib.crc32(model.encode()) & 0x7FFFFFFF
+                connection.exec_driver_sql(
+                    f"SELECT pg_advisory_xact_lock({DECISION_LOCK_ID}, {key})"
+                )
+            if only_if_undecided:
+                newest = connection.execute(
+                    select(d.c.action)
+                    .where(d.c.model == model, d.c.candidate == candidate)
+                    .order_by(d.c.id.desc())
+                    .limit(1)
+                ).scalar()
+                if newest is not None and newest != "reset":
+                    return None
+            values = {
+                "model": model,
+                "candidate": candidate,
+                "baseline": baseline,
+                "action": action,
+                "decided_by": decided_by,
+                "verdict": verdict,
+                "evidence": json.dumps(evidence, sort_keys=True),
+                "created_at": time.time(),
+                "replica": replica[:128],
+            }
+            new_id = connection.execute(insert(d).values(**values).returning(d.c.id)).scalar_one()
+        return _decision({**values, "id": new_id})
+
+
+def _decision(row: Any) -> Decision:
+    return Decision(
+        id=int(row["id"]),
+        model=row["model"],
+        candidate=int(row["candidate"]),
+        baseline=int(row["baseline"]),
+        action=row["action"],
+        decided_by=row["decided_by"],
+        verdict=row["verdict"],
+        created_at=float(row["created_at"]),
+        replica=row["replica"],
+        evidence=json.loads(row["evidence"]),
+    )
