@@ -220,16 +220,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Middleware: the last added is the outermost.
     app.add_middleware(predict.PredictFastPath, endpoint=predict_endpoint)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # One key policy for the full stack and the lane (roles and tenancy included).
+    key_options: dict[str, Any] = {
+        "key_digests": key_digests,
+        "open_paths": open_paths,
+        "open_prefixes": (ASSETS_URL + "/",),
+        "browser_paths": report.REPORT_PATH,
+        "admin_digests": admin_digests,
+        "admin_paths": repository.ADMIN_PATHS,
+    }
     if keyed:
-        app.add_middleware(
-            ApiKeyMiddleware,
-            key_digests=key_digests,
-            open_paths=open_paths,
-            open_prefixes=(ASSETS_URL + "/",),
-            browser_paths=report.REPORT_PATH,
-            admin_digests=admin_digests,
-            admin_paths=repository.ADMIN_PATHS,
-        )
+        app.add_middleware(ApiKeyMiddleware, **key_options)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -254,14 +255,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def lane_middleware(endpoint: ASGIApp) -> ASGIApp:
             # The middleware above that acts on these routes, in the same order.
             inner: ASGIApp = BodyLimitMiddleware(endpoint, max_body_bytes=settings.max_body_bytes)
-            if key_digests:
-                inner = ApiKeyMiddleware(
-                    inner,
-                    key_digests=key_digests,
-                    open_paths=open_paths,
-                    open_prefixes=(ASSETS_URL + "/",),
-                    browser_paths=report.REPORT_PATH,
-                )
+            if keyed:
+                inner = ApiKeyMiddleware(inner, **key_options)
             return ObservabilityMiddleware(
                 inner, metrics=metrics_, state=server_state, access_log=access_log
             )

@@ -379,7 +379,11 @@ class ApiKeyMiddleware:
             context = request_context(scope)
             context.caller = self.fingerprints[index]
             context.admin = self.roles[index]
-        admin_only = self.admin_paths is not None and self.admin_paths.match(path) is not None
+        admin_only = (
+            self.admin_paths is not None
+            and scope["method"] not in ("GET", "HEAD")
+            and self.admin_paths.match(path) is not None
+        )
         if admin_only:
             if index >= 0 and self.roles[index]:
                 await self.app(scope, receive, send)

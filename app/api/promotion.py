@@ -83,7 +83,9 @@ async def decisions(request: Request, name: ModelName) -> Response:
 
 async def decide(request: Request, name: ModelName, body: DecisionRequest) -> Response:
     """Promote, roll back or reset a candidate by hand; recorded with the comparison as its
-    evidence, in force on every replica within SYNERGY_PROMOTION_POLL_S."""
+    evidence, in force on every replica within SYNERGY_PROMOTION_POLL_S. Model control: off
+    (403) unless the control API is on, and an admin key's when admin keys are set."""
+    request.app.state.repository.require_enabled()
     return json_response(
         await _promoter(request).decide(
             name, body.action, body.candidate, body.baseline, body.reason

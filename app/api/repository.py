@@ -18,8 +18,11 @@ from app.repository.control import RepositoryControl
 from app.schemas.responses import error_responses
 
 ERROR_SCHEMA = "#/components/schemas/ErrorResponse"
-# The operations that change the models served for everyone: an admin key only.
-ADMIN_PATHS = re.compile(r"^/v2/repository/models/[^/]+/(load|unload)$")
+# The operations that change the models served for everyone: an admin key only (for methods
+# other than GET and HEAD). Promotion decisions by hand are model control too.
+ADMIN_PATHS = re.compile(
+    r"^/v2/repository/models/[^/]+/(load|unload)$|^/v1/models/[^/]+/decisions$"
+)
 
 ModelName = Annotated[str, Path(description="Model name (its folder in the models dir)")]
 

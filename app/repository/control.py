@@ -51,7 +51,9 @@ class RepositoryControl:
         self.enabled = enabled
         self.polled = polled
 
-    def _require_enabled(self) -> None:
+    def require_enabled(self) -> None:
+        """Raise Forbidden unless model control (load, unload, promotion decisions by hand)
+        is on."""
         if not self.enabled:
             raise Forbidden(
                 "the model-control API is off on this server; configure an admin key "
@@ -93,7 +95,7 @@ class RepositoryControl:
         folder, BadRequest (Triton's status) with the reasons when no version of it is ready
         afterwards, Conflict when an unload that arrived later overtook it (docs/lifecycle.md:
         the later call wins)."""
-        self._require_enabled()
+        self.require_enabled()
         await self.lifecycle.load_model(name)
         model = self.registry.models.get(name)
         if model is None or not model.versions:
@@ -112,7 +114,7 @@ class RepositoryControl:
     async def unload(self, name: str) -> None:
         """Unload every version of `name` (raises NotFound); returns when they are unloaded
         (requests in flight finish first). Raises Conflict while the models dir is polled."""
-        self._require_enabled()
+        self.require_enabled()
         if self.polled:
             raise Conflict(
                 f"model {name} cannot be unloaded while the models dir is polled "

@@ -74,8 +74,8 @@ def test_every_protected_route_needs_a_key(keyed: Any) -> None:
         allowed = _call(keyed, method, path, Authorization=f"Bearer {KEYS[1]}")
         assert allowed.status_code != 401, (method, path)
     # The repository API's unload was among them: the model serves again for the next tests.
-    loaded = _call(
-        keyed, "POST", "/v2/repository/models/iris-knn/load", Authorization=f"Bearer {ADMIN_KEY}"
+    loaded = keyed.post(
+        "/v2/repository/models/iris-knn/load", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
     )
     assert loaded.status_code == 200, loaded.text
 

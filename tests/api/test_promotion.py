@@ -231,6 +231,13 @@ def test_a_decision_by_hand_is_recorded_and_survives_a_restart(models_copy: Path
     _config(models, {**CANARY, "promotion": {"auto": False}})
     store = Path(tempfile.mkdtemp(prefix="synergy-store-"))
     with running_app(models, store_dir=store, **FAST) as client:
+        # Model control: off unless the operator turns it on (docs/security.md).
+        assert_error(
+            client.post("/v1/models/iris-knn/decisions", json={"action": "rollback"}),
+            403,
+            "model-control API is off",
+        )
+    with running_app(models, store_dir=store, control_api=True, **FAST) as client:
         assert_error(
             client.post("/v1/models/iris-knn/decisions", json={"action": "drop"}), 422, "action"
         )
@@ -248,7 +255,7 @@ def test_a_decision_by_hand_is_recorded_and_survives_a_restart(models_copy: Path
         assert made.status_code == 200, made.text
         assert made.json()["decided_by"] == "manual" and made.json()["candidate"] == 2
         assert _routed(client) == {1}
-    with running_app(models, store_dir=store, **FAST) as client:
+    with running_app(models, store_dir=store, control_api=True, **FAST) as client:
         decisions = _decisions(client)
         assert [d["action"] for d in decisions] == ["rollback"]
         assert decisions[0]["verdict"] == "customer complaints about version 2"
@@ -293,7 +300,7 @@ def test_the_docs_page_examples_work(models_copy: Path) -> None:
         if line.startswith("curl")
     ]
     assert len(commands) == 4
-    with running_app(models, **FAST) as client:
+    with running_app(models, control_api=True, **FAST) as client:
         for command in commands:
             path = re.search(r"localhost:8000(\S+)", command)
             assert path is not None
@@ -304,3 +311,27 @@ def test_the_docs_page_examples_work(models_copy: Path) -> None:
             else:
                 response = client.get(path.group(1))
             assert response.status_code == 200, (command, response.text)
+
+
+def test_a_decision_by_hand_needs_an_admin_key_when_admin_keys_are_set(models_copy: Path) -> None:
+    models = _iris_only(models_copy)
+    add_version(models, 2)
+    _config(models, {**CANARY, "promotion": {"auto": False}})
+    predictor = {"Authorization": "Bearer predict-key"}
+    admin = {"Authorization": "Bearer admin-key"}
+    body = {"action": "rollback", "reason": "by hand"}
+    with running_app(
+        models, api_keys=["predict-key"], admin_api_keys=["admin-key"], **FAST
+    ) as client:
+        assert_error(
+            client.post("/v1/models/iris-knn/decisions", json=body, headers=predictor),
+            403,
+            "admin key",
+        )
+        assert (
+            client.get("/v1/models/iris-knn/decisions", headers=predictor).json()["decisions"] == []
+        )
+        made = client.post("/v1/models/iris-knn/decisions", json=body, headers=admin)
+        assert made.status_code == 200, made.text
+        listed = client.get("/v1/models/iris-knn/decisions", headers=predictor)
+        assert [d["action"] for d in listed.json()["decisions"]] == ["rollback"]
