@@ -14,9 +14,9 @@ from app.errors import InvalidInput, PayloadTooLarge
 from app.preprocessing.image import (
     ImageInputError,
     ImageTooLargeError,
-    grid_to_mnist_scale,
     image_bytes_to_mnist,
     images_to_model_input,
+    read_grid,
 )
 from app.schemas.card import ImageInput, ModelCard
 from app.schemas.predict import B64Image
@@ -70,7 +70,7 @@ class ImageAdapter(InputAdapter):
         if rows is None:
             return None
         try:
-            return [grid_to_mnist_scale(grid) for grid in rows]
+            return [read_grid(grid) for grid in rows]
         except ImageInputError:
             return None  # the validating path names the blank instance
 
@@ -88,7 +88,7 @@ class ImageAdapter(InputAdapter):
                 f"{grid[row, column]:g} at row {row}, column {column}"
             )
         try:
-            return grid_to_mnist_scale(grid)
+            return read_grid(grid)
         except ImageInputError as exc:
             raise InvalidInput(str(exc)) from exc
 

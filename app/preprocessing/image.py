@@ -30,16 +30,29 @@ INK_THRESHOLD = 32.0
 # The digit is searched for at most this many pixels a side (a phone photo is 4000): enough
 # for a digit a tenth of the frame high to keep more detail than MNIST's 20 px.
 WORK_SIDE = 640
+# A smaller image (a thumbnail, a low-DPI scan, a 28x28 grid whose digit fills it) is first
+# upscaled (bicubic) so its longer side has at least this many pixels: the smoothing, the
+# minimum areas and the background window below are sized for strokes a few pixels wide.
+MIN_WORK_SIDE = 112
 # Lighting is estimated at most this many pixels a side, with an opening window this fraction
 # of the short side (wider than any stroke of a digit that fills the frame).
 BACKGROUND_SIDE = 160
 BACKGROUND_WINDOW = 0.3
+# Paper darker than this (a deep shadow) is not brightened further when ink is measured
+# against it (noise would grow with it).
+MIN_PAPER_LEVEL = 48.0
 # Ink must stand this many noise deviations (median absolute deviation) above the paper, and
 # at least this many grey levels.
 NOISE_SIGMAS = 4.0
 MIN_INK_LEVEL = 8.0
 # Hysteresis: the rim of a stroke down to this fraction of the strong threshold is kept.
 HYSTERESIS = 0.5
+# Soft strokes (blur, low resolution): the digit keeps its grey rim down to this fraction of
+# the strong threshold, and every pixel within this many pixels (at the working size, after
+# the minimum upscaling) of the kept strokes keeps its grey level, so a blurred loop is not
+# cut into thin broken pieces.
+SOFT_RIM = 0.2
+SOFT_REACH = 2
 # Components: the digit has at least this many pixels and this fraction of the frame (at the
 # working size); pieces within this many digit sizes of the digit, with at least this fraction
 # of its ink, belong to it.
@@ -213,7 +226,8 @@ def _ink_map(grey: np.ndarray) -> np.ndarray:
     """
     smooth = cv2.medianBlur(grey, 3) if min(grey.shape) >= 3 else grey
     median = float(np.median(smooth))
-    if median - float(smooth.min()) > float(smooth.max()) - median:
+    dark_ink = median - float(smooth.min()) > float(smooth.max()) - median
+    if dark_ink:
         grey = np.float32(255.0) - grey
     height, width = grey.shape
     shrink = min(1.0, BACKGROUND_SIDE / max(height, width))
@@ -232,7 +246,14 @@ def _ink_map(grey: np.ndarray) -> np.ndarray:
     if shrink < 1.0:
         background = cv2.GaussianBlur(background, (0, 0), 1.0)
         background = cv2.resize(background, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(grey - background, 0.0, None)
+    ink = np.clip(grey - background, 0.0, None)
+    if dark_ink:
+        # Dark ink on paper: light multiplies (a shadow darkens paper and ink alike), so the
+        # ink is measured against the paper's own brightness there, not in grey levels: a
+        # stroke in a hard-edged shadow is as strong as one in the light.
+        paper = np.maximum(np.float32(255.0) - background, np.float32(MIN_PAPER_LEVEL))
+        ink = ink * (np.float32(255.0) / paper)
+    return ink
 
 
 def _digit_mask(ink: np.ndarray) -> np.ndarray:
@@ -242,8 +263,15 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     blurred = cv2.GaussianBlur(ink, (0, 0), 1.0) if min(ink.shape) >= 8 else ink
     level = float(np.median(blurred))
     spread = 1.4826 * float(np.median(np.abs(blurred - level)))
-    floor = max(level + NOISE_SIGMAS * spread, MIN_INK_LEVEL)
     peak = float(blurred.max())
+    if level + NOISE_SIGMAS * spread > 0.5 * peak:
+        # The median is ink, not paper: the digit covers most of the frame (a thumbnail
+        # cropped tight). The paper's level and noise then come from its darker quantiles
+        # (10th and 25th percentiles: 1.28 and 0.67 deviations below a normal's median).
+        p10, p25 = (float(v) for v in np.percentile(blurred, (10.0, 25.0)))
+        spread = (p25 - p10) / 0.6064
+        level = p25 + 0.6745 * spread
+    floor = max(level + NOISE_SIGMAS * spread, MIN_INK_LEVEL)
     if peak - level < INK_THRESHOLD:
         raise ImageInputError(BLANK_MESSAGE)
     scaled = np.clip(blurred * (255.0 / peak), 0, 255).astype(np.uint8)
@@ -294,10 +322,12 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     selected = np.isin(labels, [index + 1 for index in chosen])
     # Hysteresis: keep the fainter rim of the chosen strokes (anti-aliasing, thin joins),
     # never faint pixels that are not attached to them.
-    weak = (blurred > max(high * HYSTERESIS, floor)).astype(np.uint8)
+    weak = (blurred > max(high * SOFT_RIM, floor)).astype(np.uint8)
     _, weak_labels = cv2.connectedComponents(weak, connectivity=8)
     keep_labels = np.unique(weak_labels[selected])
-    return np.isin(weak_labels, keep_labels[keep_labels > 0])
+    kept = np.isin(weak_labels, keep_labels[keep_labels > 0]).astype(np.uint8)
+    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SOFT_REACH + 1,) * 2)
+    return cv2.dilate(kept, reach).astype(bool)
 
 
 def _already_mnist(grey: np.ndarray) -> np.ndarray | None:
@@ -342,6 +372,10 @@ def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
     if shrink < 1.0:
         size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    elif max(height, width) < MIN_WORK_SIDE:
+        grow = MIN_WORK_SIDE / max(height, width)
+        size = (max(1, round(width * grow)), max(1, round(height * grow)))
+        grey = np.clip(cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC), 0.0, 255.0)
     ink = _ink_map(grey)
     mask = _digit_mask(ink)
     strokes = ink[mask]
@@ -401,6 +435,35 @@ def grid_to_mnist_scale(grid: np.ndarray) -> np.ndarray:
     if high - low < INK_THRESHOLD:
         raise ImageInputError(BLANK_MESSAGE)
     return grid
+
+
+def read_grid(grid: np.ndarray) -> np.ndarray:
+    """A client's grid of grey levels (any polarity, 0-1 or 0-255) -> the model's 28x28 input.
+
+    The same reading as an image file (`grey_to_mnist`): a grid already laid out the MNIST way
+    (white digit on black, clear of the edge) is used as is; a black digit on white is turned
+    over; a digit that fills the grid or sits off-centre is boxed and centred. So a grid and
+    the same pixels sent as a PNG give the same answer. Raises ImageInputError when blank.
+    """
+    grey = grid_to_mnist_scale(grid)
+    if grey.shape == (MNIST_SIDE, MNIST_SIDE) and _plain_mnist(grey):
+        return grey
+    return grey_to_mnist(grey)
+
+
+def _plain_mnist(grey: np.ndarray) -> bool:
+    # The common case, at a few microseconds: black background (over half the pixels are
+    # exactly 0, so the median is 0) and no ink in the outer ring: `_already_mnist` would
+    # return the grid unchanged but for stretching its peak to 255.
+    ring = MNIST_MARGIN
+    return (
+        int(np.count_nonzero(grey)) < grey.size // 2
+        and float(grey.max()) == 255.0
+        and float(grey[:ring].max()) < INK_THRESHOLD
+        and float(grey[-ring:].max()) < INK_THRESHOLD
+        and float(grey[:, :ring].max()) < INK_THRESHOLD
+        and float(grey[:, -ring:].max()) < INK_THRESHOLD
+    )
 
 
 def images_to_model_input(images: npt.ArrayLike) -> np.ndarray:
