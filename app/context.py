@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from app.adapters.base import RowWarnings
     from app.metrics import ServingStats
     from app.repository import ModelEntry
 
@@ -56,6 +59,8 @@ class RequestContext:
     entry: ModelEntry | None = None
     # The version that gets a copy of this request (the model's shadow), or None.
     shadow: ModelEntry | None = None
+    # Per row of the last inference: its input warnings (see InputAdapter.warnings).
+    warnings: Sequence[RowWarnings] = ()
 
     def serve(self, entry: ModelEntry, label: str = "") -> None:
         """Record which model version serves this request (and lease it until `release`)."""

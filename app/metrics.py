@@ -164,6 +164,13 @@ class Metrics:
             ["model", "version", "label"],
             registry=r,
         )
+        self.input_warnings = Counter(
+            "synergy_input_warnings_total",
+            "Predictions warned that their input is unlike the training data, by warning code "
+            "(see docs/warnings.md); a rising rate against synergy_predictions_total is drift.",
+            ["model", "version", "code"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything above."""
@@ -280,6 +287,9 @@ class ServingStats:
     fail_s: float = 0.0
     labels: collections.Counter[str] = field(default_factory=collections.Counter)
     execution: ExecutionStats = field(default_factory=ExecutionStats)
+    # Input warnings by code, and predictions with at least one (worker threads; the lock).
+    warnings: collections.Counter[str] = field(default_factory=collections.Counter)
+    warned_rows: int = 0
     _latencies_ms: collections.deque[float] = field(default_factory=collections.deque)
     # Labels are counted on model worker threads and read on the event loop.
     _labels_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -303,6 +313,13 @@ class ServingStats:
         with self._labels_lock:
             self.labels.update(counts)
 
+    def record_warnings(self, codes: collections.Counter[str], warned_rows: int) -> None:
+        """Add a batch's input warnings (safe from any thread)."""
+        if warned_rows:
+            with self._labels_lock:
+                self.warnings.update(codes)
+                self.warned_rows += warned_rows
+
     def snapshot(self) -> dict[str, object]:
         """Counts, latency percentiles (ms) and the predicted-label distribution."""
         latencies = np.fromiter(self._latencies_ms, dtype=np.float64)
@@ -319,6 +336,7 @@ class ServingStats:
         )
         with self._labels_lock:
             labels = dict(self.labels)
+            warnings, warned_rows = dict(self.warnings), self.warned_rows
         total = sum(labels.values())
         return {
             "requests": self.requests,
@@ -328,5 +346,10 @@ class ServingStats:
             "predicted_labels": {
                 label: {"count": count, "share": round(count / total, 4)}
                 for label, count in sorted(labels.items())
+            },
+            "input_warnings": {
+                "warned_predictions": warned_rows,
+                "share": round(warned_rows / total, 4) if total else None,
+                "by_code": dict(sorted(warnings.items())),
             },
         }

@@ -41,8 +41,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from bench.eval_inputs import load, probabilities_of
 from app.errors import ServingError
+from bench.eval_inputs import load, probabilities_of
 from training.photo_like import photo_like
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,9 @@ def png(grey: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def on_paper(ink: np.ndarray, rng: np.random.Generator, ink_level: float | None = None) -> np.ndarray:
+def on_paper(
+    ink: np.ndarray, rng: np.random.Generator, ink_level: float | None = None
+) -> np.ndarray:
     """Ink coverage 0-1 (H, W) -> dark ink on light paper, 0-255, with sensor noise."""
     paper = rng.uniform(190.0, 250.0)
     level = rng.uniform(10.0, 80.0) if ink_level is None else ink_level
@@ -67,7 +69,9 @@ def on_paper(ink: np.ndarray, rng: np.random.Generator, ink_level: float | None 
 def upscaled(digit: np.ndarray, source_side: int, rng: np.random.Generator) -> np.ndarray:
     """A 0-255 digit grid shrunk to `source_side` px, padded, upscaled to 140-260 px."""
     small = (
-        cv2.resize(digit.astype(np.float32), (source_side, source_side), interpolation=cv2.INTER_AREA)
+        cv2.resize(
+            digit.astype(np.float32), (source_side, source_side), interpolation=cv2.INTER_AREA
+        )
         if digit.shape[0] != source_side
         else digit.astype(np.float32)
     )
@@ -82,7 +86,9 @@ def upscaled(digit: np.ndarray, source_side: int, rng: np.random.Generator) -> n
 
 def blurred(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     side = int(rng.integers(112, 225))
-    big = cv2.resize(np.pad(digit.astype(np.float32), 4), (side, side), interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(
+        np.pad(digit.astype(np.float32), 4), (side, side), interpolation=cv2.INTER_CUBIC
+    )
     ink = np.clip(big / 255.0, 0.0, 1.0)
     grey = on_paper(ink, rng, ink_level=rng.uniform(60.0, 140.0))
     sigma = rng.uniform(0.02, 0.05) * side
@@ -91,7 +97,9 @@ def blurred(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def hard_shadow(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     side = int(rng.integers(112, 225))
-    big = cv2.resize(np.pad(digit.astype(np.float32), 6), (side, side), interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(
+        np.pad(digit.astype(np.float32), 6), (side, side), interpolation=cv2.INTER_CUBIC
+    )
     grey = on_paper(np.clip(big / 255.0, 0.0, 1.0), rng)
     # A straight edge through the middle third of the frame, at any angle.
     angle = rng.uniform(0.0, np.pi)
@@ -112,7 +120,10 @@ def scan_grid(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     crop = np.pad(crop, margin)
     grid = cv2.resize(crop, (28, 28), interpolation=cv2.INTER_AREA)
     paper = rng.uniform(215.0, 255.0)
-    return np.clip(paper - grid * (paper - rng.uniform(0.0, 40.0)) / 255.0, 0.0, 255.0)
+    inverted: np.ndarray = np.clip(
+        paper - grid * (paper - rng.uniform(0.0, 40.0)) / 255.0, 0.0, 255.0
+    )
+    return inverted
 
 
 def families(
@@ -130,21 +141,33 @@ def families(
     yield "clean PNG 28x28", make("file", png)
     yield "photo-like", make("file", lambda d: photo_like(d, rng).data)
     for side in (8, 12, 16, 28):
-        yield f"low-res {side} px, upscaled", make("file", lambda d, s=side: png(upscaled(d, s, rng)))
+        yield (
+            f"low-res {side} px, upscaled",
+            make("file", lambda d, s=side: png(upscaled(d, s, rng))),  # type: ignore[misc]
+        )
     from sklearn.datasets import load_digits
 
     real = load_digits()
     pick = rng.choice(len(real.images), size=min(count, len(real.images)), replace=False)
-    yield "load_digits 8 px, upscaled", [
-        ("file", png(upscaled(real.images[i] * (255.0 / 16.0), 8, rng)), int(real.target[i]))
-        for i in pick
-    ]
+    yield (
+        "load_digits 8 px, upscaled",
+        [
+            ("file", png(upscaled(real.images[i] * (255.0 / 16.0), 8, rng)), int(real.target[i]))
+            for i in pick
+        ],
+    )
     yield "blurred, soft ink", make("file", lambda d: png(blurred(d, rng)))
     yield "hard shadow edge", make("file", lambda d: png(hard_shadow(d, rng)))
     yield "inverted grid (MNIST 255-x)", make("grid", lambda d: 255.0 - d.astype(np.float32))
     scans = [scan_grid(d, rng) for d in digits]
-    yield "inverted grid, scan crop", [("grid", g, int(y)) for g, y in zip(scans, labels, strict=True)]
-    yield "inverted scan crop as PNG", [("file", png(g), int(y)) for g, y in zip(scans, labels, strict=True)]
+    yield (
+        "inverted grid, scan crop",
+        [("grid", g, int(y)) for g, y in zip(scans, labels, strict=True)],
+    )
+    yield (
+        "inverted scan crop as PNG",
+        [("file", png(g), int(y)) for g, y in zip(scans, labels, strict=True)],
+    )
 
 
 def main() -> None:
@@ -164,13 +187,17 @@ def main() -> None:
         started = time.perf_counter()
         for route, payload, _ in samples:
             try:
-                rows.append(adapter.to_row(payload) if route == "grid" else adapter.image_to_row(payload))
+                rows.append(
+                    adapter.to_row(payload) if route == "grid" else adapter.image_to_row(payload)
+                )
             except ServingError:
                 refused += 1
                 rows.append(None)
         ms = (time.perf_counter() - started) * 1000 / len(samples)
         kept = [row for row in rows if row is not None]
-        predicted = iter(probabilities_of(model, adapter, kept).argmax(axis=1).tolist() if kept else [])
+        predicted = iter(
+            probabilities_of(model, adapter, kept).argmax(axis=1).tolist() if kept else []
+        )
         right = sum(
             1
             for row, (_, _, label) in zip(rows, samples, strict=True)

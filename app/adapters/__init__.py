@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.adapters.base import (
+    NO_WARNINGS,
     InputAdapter,
     InputLimits,
+    InputWarning,
+    RowWarnings,
+    bound_probabilities,
     decode_b64,
     named_rows,
     plain_numeric_rows,
@@ -18,12 +22,16 @@ from app.preprocessing.text import EncodedText
 from app.schemas.card import ImageInput, ModelCard, TabularInput
 
 __all__ = [
+    "NO_WARNINGS",
     "EncodedText",
     "ImageAdapter",
     "InputAdapter",
     "InputLimits",
+    "InputWarning",
+    "RowWarnings",
     "TabularAdapter",
     "TextAdapter",
+    "bound_probabilities",
     "decode_b64",
     "make_adapter",
     "named_rows",

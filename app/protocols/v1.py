@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive
 
-from app.adapters import InputAdapter, named_rows
+from app.adapters import NO_WARNINGS, InputAdapter, RowWarnings, named_rows
 from app.budget import RequestBudget
 from app.context import RequestContext
 from app.core import InferenceCore
@@ -78,16 +78,25 @@ def parse_instances(adapter: InputAdapter, body: bytes) -> list[Any]:
     return instances
 
 
-def encode_predictions(labels: Sequence[str], probabilities: np.ndarray) -> list[dict[str, Any]]:
-    """`(N, C)` probabilities -> one `{"label", "probabilities"}` per row (the first most
-    probable class on a tie, as NumPy's argmax)."""
+def encode_predictions(
+    labels: Sequence[str],
+    probabilities: np.ndarray,
+    warnings: Sequence[RowWarnings] | None = None,
+) -> list[dict[str, Any]]:
+    """`(N, C)` probabilities -> one `{"label", "probabilities", "warnings"}` per row (the
+    first most probable class on a tie, as NumPy's argmax); `warnings` per row, as the
+    adapter found them (None or missing rows: none)."""
     # Plain Python over a few classes: on the event loop, 4x cheaper than NumPy's calls.
+    rows = probabilities.tolist()
+    if not warnings or len(warnings) != len(rows):
+        warnings = [NO_WARNINGS] * len(rows)
     return [
         {
             "label": labels[max(range(len(row)), key=row.__getitem__)],
             "probabilities": dict(zip(labels, row, strict=True)),
+            "warnings": [{"code": w.code, "message": w.message} for w in row_warnings],
         }
-        for row in probabilities.tolist()
+        for row, row_warnings in zip(rows, warnings, strict=True)
     ]
 
 
@@ -131,7 +140,7 @@ class V1Protocol:
         entry = self.core.select(name, version, context, label)
         rows = await self.decode(entry, body, context, receive)
         probabilities = await self.core.infer(entry, rows, context)
-        return self.encode(entry, probabilities)
+        return self.encode(entry, probabilities, context.warnings)
 
     async def decode(
         self,
@@ -165,13 +174,18 @@ class V1Protocol:
             )
         return _rows(adapter, instances, None)
 
-    def encode(self, entry: ModelEntry, probabilities: np.ndarray) -> dict[str, Any]:
-        """The `:predict` response for a version's probabilities."""
+    def encode(
+        self,
+        entry: ModelEntry,
+        probabilities: np.ndarray,
+        warnings: Sequence[RowWarnings] | None = None,
+    ) -> dict[str, Any]:
+        """The `:predict` response for a version's probabilities (and rows' warnings)."""
         assert entry.card is not None
         return {
             "model": entry.name,
             "version": entry.version,
-            "predictions": encode_predictions(entry.card.labels, probabilities),
+            "predictions": encode_predictions(entry.card.labels, probabilities, warnings),
         }
 
     def json_rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
@@ -221,7 +235,7 @@ class V1Protocol:
             lambda budget: adapter.image_to_row(data, budget), context, receive
         )
         probabilities = await self.core.infer(entry, [row], context)
-        return self.encode(entry, probabilities)
+        return self.encode(entry, probabilities, context.warnings)
 
     # ------------------------------------------------------------------ read side
     def list_models(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ API's 422.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 from starlette.types import Receive
 
 from app import __version__
+from app.adapters import RowWarnings
 from app.budget import RequestBudget
 from app.codecs.v2 import (
     EXTENSIONS,
@@ -72,6 +74,15 @@ def tensor_metadata(entry: ModelEntry) -> tuple[list[dict[str, Any]], list[dict[
     outputs: list[dict[str, Any]] = [
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(card.labels)]},
+        {
+            "name": "warnings",
+            "datatype": "BYTES",
+            "shape": [-1],
+            "parameters": {
+                "description": "per instance, JSON text of a list of {code, message}: the "
+                "input is unlike the training data (empty list: nothing to say)"
+            },
+        },
     ]
     return inputs, outputs
 
@@ -151,7 +162,7 @@ class V2Protocol:
             )
         except InvalidInput as exc:
             raise BadRequest(exc.message) from None
-        return self.encode(entry, decoded, probabilities)
+        return self.encode(entry, decoded, probabilities, context.warnings)
 
     async def decode(
         self,
@@ -206,7 +217,11 @@ class V2Protocol:
         return DecodedRequest(request, adapter.tensor_rows(datatype, values, budget), outputs)
 
     def encode(
-        self, entry: ModelEntry, decoded: DecodedRequest, probabilities: np.ndarray
+        self,
+        entry: ModelEntry,
+        decoded: DecodedRequest,
+        probabilities: np.ndarray,
+        warnings: Sequence[RowWarnings] = (),
     ) -> tuple[bytes, dict[str, str], str]:
         """(body, extra headers, media type) of the infer response."""
         assert entry.card is not None
@@ -217,4 +232,5 @@ class V2Protocol:
             entry.card.labels,
             probabilities,
             decoded.outputs,
+            warnings,
         )
