@@ -69,6 +69,8 @@ class PredictionEvent:
     probabilities: np.ndarray  # (N, C) float64, columns in the order of `labels`
     endpoint: str | None
     protocol: str | None
+    # Per row: its input warnings (empty when none; see InputAdapter.warnings).
+    warnings: Sequence[RowWarnings] = ()
 
 
 PredictionListener = Callable[[PredictionEvent], None]
@@ -183,6 +185,7 @@ class InferenceCore:
                 probabilities,
                 context.endpoint,
                 context.protocol,
+                context.warnings,
             )
             for listener in self._listeners:
                 try:
@@ -253,8 +256,9 @@ class InferenceCore:
 
         def run_batch(rows: list[Any]) -> list[tuple[np.ndarray, RowWarnings] | ServingError]:
             features = adapter.featurize(rows)
-            probabilities = bound_probabilities(model.predict(features), floor)
-            warned = adapter.warnings(rows, features)
+            raw, embedded = model.predict_embedded(features)
+            probabilities = bound_probabilities(raw, floor)
+            warned = adapter.warnings(rows, features, embedded)
             results: list[tuple[np.ndarray, RowWarnings] | ServingError] = (
                 [(row, NO_WARNINGS) for row in probabilities]
                 if warned is None

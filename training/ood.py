@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from app.adapters import InputAdapter, make_adapter
-from app.schemas.card import ModelCard, OutOfDomainChecks
+from app.schemas.card import ModelCard, OutOfDomainChecks, sha256_file
 from training.data import held_out_sets
 
 IN_DOMAIN_GOAL = 0.01
@@ -283,6 +283,159 @@ def calibrate_text(
     ), shares
 
 
+EMBEDDING_FILE = "embedding.npz"
+IMAGE_QUANTILE = 99.2  # percent of held-out digits within the threshold (goal: <= 1% warned)
+GLYPHS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz+-=%&#@?*$!<>()[]{}/\\~^"
+
+
+def _glyph_png(text: str, rng: np.random.Generator) -> bytes:
+    """Dark text on light paper (Pillow's bundled font), 80-200 px, as a PNG."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = int(rng.integers(40, 110))
+    font = ImageFont.load_default(size=size)
+    canvas = Image.new("L", (size * (len(text) + 1), size * 2), int(rng.integers(200, 256)))
+    ImageDraw.Draw(canvas).text(
+        (size // 2, size // 3),
+        text,
+        fill=int(rng.integers(0, 60)),
+        font=font,
+        stroke_width=int(rng.integers(0, max(1, size // 15) + 1)),
+    )
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _png(grey: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_families(
+    x_test: np.ndarray, rng: np.random.Generator, count: int
+) -> dict[str, list[bytes]]:
+    """Generated non-digits as image files: letters and symbols, several digits in one image,
+    noise, textures."""
+    pick = rng.choice(len(x_test), size=(count, 3))
+    several = []
+    for first, second, third in pick:
+        parts = [x_test[first], x_test[second]] + ([x_test[third]] if rng.random() < 0.3 else [])
+        row = np.concatenate([np.pad(p, 2) for p in parts], axis=1).astype(np.float64)
+        several.append(_png(255.0 - row))
+    side = 96
+    ys, xs = np.indices((side, side))
+    textures = []
+    for _ in range(count):
+        kind = rng.integers(3)
+        if kind == 0:  # stripes at any angle and period
+            angle, period = rng.uniform(0, np.pi), rng.uniform(6, 30)
+            wave = np.sin((xs * np.cos(angle) + ys * np.sin(angle)) * 2 * np.pi / period)
+            grey = 128 + 100 * wave
+        elif kind == 1:  # blobs: smoothed noise, thresholded
+            import cv2
+
+            field = cv2.GaussianBlur(rng.normal(size=(side, side)), (0, 0), rng.uniform(3, 8))
+            grey = np.where(field > np.percentile(field, rng.uniform(50, 85)), 30.0, 220.0)
+        else:  # a checkerboard
+            cell = int(rng.integers(6, 24))
+            grey = np.where(((ys // cell) + (xs // cell)) % 2 == 0, 30.0, 220.0)
+        textures.append(_png(grey))
+    return {
+        "letters and symbols": [
+            _glyph_png(str(rng.choice(list(GLYPHS))), rng) for _ in range(count)
+        ],
+        "several digits in one image": several,
+        "noise": [_png(rng.uniform(0, 255, size=(64, 64))) for _ in range(count)],
+        "textures (stripes, blobs, checkerboards)": textures,
+    }
+
+
+def calibrate_image(
+    card: ModelCard, folder: Path, data_dir: Path, seed: int, count: int = 300
+) -> tuple[OutOfDomainChecks, dict[str, float], dict[str, Any]]:
+    """Mahalanobis score on the penultimate layer: class means and shared covariance of the
+    MNIST training images' features; the threshold is the 99.2th percentile of the held-out
+    test digits' scores. Writes EMBEDDING_FILE into `folder`; returns the checks, the share
+    warned per out-of-domain family (a refused image counts as caught) and the arrays."""
+    from app.adapters.image import embedding_distances
+    from app.errors import ServingError
+    from app.preprocessing.image import images_to_model_input
+    from app.runtimes.keras import KerasModel, configure_backend
+    from training.data import load_mnist
+
+    configure_backend(2)
+    rng = np.random.default_rng(seed)
+    probe = OutOfDomainChecks(
+        method="probe",
+        fitted_on="probe",
+        embedding_statistics_file=EMBEDDING_FILE,
+        held_out_warned=0.0,
+        out_of_domain_warned={},
+    )
+    model = KerasModel(_with(card, probe), folder, buckets=(1, 64, 256))
+    model.load()
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        chunks = [
+            model.predict_embedded(images_to_model_input(images[i : i + 256]))[1]
+            for i in range(0, len(images), 256)
+        ]
+        return np.concatenate([c for c in chunks if c is not None])
+
+    mnist = load_mnist(data_dir)
+    train = embed(mnist.x_train.astype(np.float32))
+    labels = np.asarray(mnist.y_train)
+    means = np.stack([train[labels == c].mean(axis=0) for c in range(len(card.labels))])
+    centred = train - means[labels]
+    covariance = centred.T @ centred / len(train)
+    precision = np.linalg.pinv(covariance + 1e-6 * np.eye(len(covariance)))
+    held = embedding_distances(embed(mnist.x_test.astype(np.float32)), means, precision)
+    limit = float(np.percentile(held, IMAGE_QUANTILE))
+    np.savez(folder / EMBEDDING_FILE, means=means.astype(np.float32), precision=precision)
+    checks = OutOfDomainChecks(
+        method="images: Mahalanobis distance of the network's penultimate-layer features "
+        "(the input of its last layer) to the nearest class mean, shared covariance (Lee et "
+        f"al., 2018); warned above {limit:.2f}",
+        fitted_on=f"class means and covariance: the {len(train)} MNIST training images; "
+        f"threshold: the {IMAGE_QUANTILE}th percentile of the {len(held)} MNIST test digits",
+        embedding_statistics_file=EMBEDDING_FILE,
+        max_embedding_distance=round(limit, 3),
+        held_out_warned=round(float((held > limit).mean()), 4),
+        out_of_domain_warned={},
+        probability_floor=FLOOR,
+    )
+    scored = _with(card, checks)
+    adapter = make_adapter(scored, folder, max_image_pixels=10**8)
+    model = KerasModel(scored, folder, buckets=(1, 64, 256))
+    model.load()
+    shares: dict[str, float] = {}
+    for family, files in image_families(mnist.x_test, rng, count).items():
+        rows, refused = [], 0
+        for data in files:
+            try:
+                rows.append(adapter.image_to_row(data))
+            except ServingError:
+                refused += 1
+        warned = 0
+        if rows:
+            features = adapter.featurize(rows)
+            _, embedded = model.predict_embedded(features)
+            flags = adapter.warnings(rows, features, embedded) or []
+            warned = sum(1 for flag in flags if flag)
+        shares[family] = (warned + refused) / len(files)
+        shares[f"{family}: refused (4xx)"] = refused / len(files)
+    checks = checks.model_copy(update={"out_of_domain_warned": _rounded(shares)})
+    return checks, shares, {"means": means, "precision": precision}
+
+
 def _train_split(name: str) -> np.ndarray:
     from sklearn.datasets import load_iris, make_classification
     from sklearn.model_selection import train_test_split
@@ -301,7 +454,9 @@ def _train_split(name: str) -> np.ndarray:
 def main() -> None:
     root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("names", nargs="*", default=["iris-knn", "binary-mlp", "imdb-sentiment"])
+    parser.add_argument(
+        "names", nargs="*", default=["iris-knn", "binary-mlp", "imdb-sentiment", "mnist-cnn"]
+    )
     parser.add_argument("--models-dir", type=Path, default=root / "models")
     parser.add_argument("--data-dir", type=Path, default=root.parent / "shared" / "data")
     parser.add_argument("--seed", type=int, default=23)
@@ -316,11 +471,19 @@ def main() -> None:
             checks, shares = calibrate_tabular(
                 card, folder, instances, _train_split(name), args.seed
             )
-        elif card.input.kind == "text":
-            checks, shares = calibrate_text(card, folder, [str(t) for t in instances], args.seed)
+        elif card.input.kind == "image":
+            checks, shares, _ = calibrate_image(card, folder, args.data_dir, args.seed)
+            if not args.dry_run:
+                card = card.model_copy(
+                    update={
+                        "artifacts": {
+                            **card.artifacts,
+                            EMBEDDING_FILE: sha256_file(folder / EMBEDDING_FILE),
+                        }
+                    }
+                )
         else:
-            print(f"{name}: no calibration for {card.input.kind} inputs here")
-            continue
+            checks, shares = calibrate_text(card, folder, [str(t) for t in instances], args.seed)
         print(f"\n{name} v{card.version}: {checks.method}")
         print(
             "| family | warned |\n|---|---:|\n"

@@ -227,19 +227,27 @@ class InputAdapter(ABC):
     def featurize(self, rows: list[Any]) -> np.ndarray:
         """Rows -> the array the model's forward pass takes."""
 
-    def warnings(self, rows: list[Any], features: np.ndarray) -> list[RowWarnings] | None:
+    def warnings(
+        self, rows: list[Any], features: np.ndarray, embedded: np.ndarray | None = None
+    ) -> list[RowWarnings] | None:
         """Per row, what to tell the client about its input (unlike the training data), from
-        the rows and the batch `featurize` made of them; None when no row has anything to say.
+        the rows, the batch `featurize` made of them and the network's penultimate-layer
+        features (`embedded`, where the runtime gives them); None when no row has anything
+        to say.
 
         Runs on the model's worker thread, once per batch, with the thresholds of the card's
         `out_of_domain` section (no section: no warnings). Kinds override `_warn`."""
         checks = self.card.out_of_domain
         if checks is None:
             return None
-        return self._warn(checks, rows, features)
+        return self._warn(checks, rows, features, embedded)
 
     def _warn(
-        self, checks: OutOfDomainChecks, rows: list[Any], features: np.ndarray
+        self,
+        checks: OutOfDomainChecks,
+        rows: list[Any],
+        features: np.ndarray,
+        embedded: np.ndarray | None,
     ) -> list[RowWarnings] | None:
         return None
 

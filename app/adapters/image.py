@@ -7,7 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from app.adapters.base import InputAdapter, InputLimits, decode_b64, named_rows, plain_numeric_rows
+from app.adapters.base import (
+    NO_WARNINGS,
+    InputAdapter,
+    InputLimits,
+    InputWarning,
+    RowWarnings,
+    decode_b64,
+    named_rows,
+    plain_numeric_rows,
+)
 from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput, PayloadTooLarge
@@ -18,7 +27,7 @@ from app.preprocessing.image import (
     images_to_model_input,
     read_grid,
 )
-from app.schemas.card import ImageInput, ModelCard
+from app.schemas.card import ImageInput, ModelCard, OutOfDomainChecks
 from app.schemas.predict import B64Image
 
 
@@ -36,6 +45,9 @@ class ImageAdapter(InputAdapter):
         self.max_image_pixels = limits.max_image_pixels
         self.max_value = card.input.max_value
         self.shape = (card.input.height, card.input.width)
+        # Penultimate-layer statistics of the training images (card.out_of_domain), loaded.
+        self._means: np.ndarray | None = None
+        self._precision: np.ndarray | None = None
 
     @property
     def instance_help(self) -> str:
@@ -103,6 +115,56 @@ class ImageAdapter(InputAdapter):
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return images_to_model_input(rows)
+
+    def load(self) -> None:
+        checks = self.card.out_of_domain
+        if checks is not None and checks.embedding_statistics_file is not None:
+            with np.load(self.folder / checks.embedding_statistics_file) as saved:
+                self._means = np.asarray(saved["means"], dtype=np.float64)
+                self._precision = np.asarray(saved["precision"], dtype=np.float64)
+
+    def _warn(
+        self,
+        checks: OutOfDomainChecks,
+        rows: list[Any],
+        features: np.ndarray,
+        embedded: np.ndarray | None,
+    ) -> list[RowWarnings] | None:
+        limit = checks.max_embedding_distance
+        if embedded is None or limit is None or self._means is None or self._precision is None:
+            return None
+        distances = embedding_distances(embedded, self._means, self._precision)
+        far = distances > limit
+        if not far.any():
+            return None
+        return [
+            (
+                InputWarning(
+                    "unlike_training_images",
+                    f"the image does not look like the handwritten digits the model was "
+                    f"trained on (feature distance {float(distance):.1f}, over the "
+                    f"{limit:.1f} that 99% of held-out digits stay within): a letter, a "
+                    "symbol, several digits or no digit at all get a confident but "
+                    "meaningless answer",
+                ),
+            )
+            if is_far
+            else NO_WARNINGS
+            for distance, is_far in zip(distances.tolist(), far.tolist(), strict=True)
+        ]
+
+
+def embedding_distances(
+    embedded: np.ndarray, means: np.ndarray, precision: np.ndarray
+) -> np.ndarray:
+    """Mahalanobis distance `(N,)` of penultimate-layer features `(N, D)` to the nearest of
+    the class means `(C, D)` under a shared covariance (its inverse `precision`, `(D, D)`):
+    Lee et al., 2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples".
+    """
+    centred = embedded[:, None, :] - means[None, :, :]  # (N, C, D)
+    squared = np.einsum("ncd,de,nce->nc", centred, precision, centred)
+    distances: np.ndarray = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return distances
 
 
 def _image_bytes(element: Any) -> bytes:

@@ -89,7 +89,11 @@ class TabularAdapter(InputAdapter):
             self._high = np.asarray(checks.feature_high, dtype=np.float32)
 
     def _warn(
-        self, checks: OutOfDomainChecks, rows: list[Any], features: np.ndarray
+        self,
+        checks: OutOfDomainChecks,
+        rows: list[Any],
+        features: np.ndarray,
+        embedded: np.ndarray | None,
     ) -> list[RowWarnings] | None:
         low, high = self._low, self._high
         if low is None or high is None:

@@ -99,7 +99,11 @@ class TextAdapter(InputAdapter):
             ) from exc
 
     def _warn(
-        self, checks: OutOfDomainChecks, rows: list[Any], features: np.ndarray
+        self,
+        checks: OutOfDomainChecks,
+        rows: list[Any],
+        features: np.ndarray,
+        embedded: np.ndarray | None,
     ) -> list[RowWarnings] | None:
         max_unknown, min_known = checks.max_unknown_share, checks.min_known_words
         warned: list[RowWarnings] = []

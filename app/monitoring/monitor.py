@@ -193,6 +193,7 @@ class Monitor:
                 event.rows,
                 event.labels,
                 event.probabilities,
+                event.warnings,
             )
 
     def computer(self, entry: ModelEntry) -> StatisticsComputer:

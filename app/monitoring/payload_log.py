@@ -28,6 +28,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from app.adapters.base import RowWarnings
 from app.preprocessing.text import EncodedText
 from app.protocols.v1 import encode_predictions
 
@@ -88,7 +89,16 @@ class PayloadLogger:
         self.max_events = max_events
         self.on_drop = on_drop
         self._queue: deque[
-            tuple[str, str, int, Sequence[Any], Sequence[str], np.ndarray, float]
+            tuple[
+                str,
+                str,
+                int,
+                Sequence[Any],
+                Sequence[str],
+                np.ndarray,
+                Sequence[RowWarnings],
+                float,
+            ]
         ] = deque()
         self._condition = threading.Condition()
         self._stopping = False
@@ -120,16 +130,18 @@ class PayloadLogger:
         rows: Sequence[Any],
         labels: Sequence[str],
         probabilities: np.ndarray,
+        warnings: Sequence[RowWarnings] = (),
     ) -> None:
         """Queue one prediction's events (dropped and counted when the queue is full): its
-        rows as the adapter made them, and its `(N, C)` probabilities over `labels`."""
+        rows as the adapter made them, its `(N, C)` probabilities over `labels` and its
+        rows' input warnings."""
         with self._condition:
             if len(self._queue) >= self.max_events or self._stopping:
                 full = True
             else:
                 full = False
                 self._queue.append(
-                    (request_id, model, version, rows, labels, probabilities, time.time())
+                    (request_id, model, version, rows, labels, probabilities, warnings, time.time())
                 )
         if full:
             self.on_drop(len(rows))
@@ -149,13 +161,13 @@ class PayloadLogger:
             # event loop.
             events = [
                 event
-                for request_id, model, version, rows, labels, probabilities, at in items
+                for request_id, model, version, rows, labels, probabilities, warned, at in items
                 for event in cloud_events(
                     request_id,
                     model,
                     version,
                     list(rows),
-                    encode_predictions(labels, probabilities),
+                    encode_predictions(labels, probabilities, warned),
                     at,
                 )
             ]

@@ -47,12 +47,6 @@ NOISE_SIGMAS = 4.0
 MIN_INK_LEVEL = 8.0
 # Hysteresis: the rim of a stroke down to this fraction of the strong threshold is kept.
 HYSTERESIS = 0.5
-# Soft strokes (blur, low resolution): the digit keeps its grey rim down to this fraction of
-# the strong threshold, and every pixel within this many pixels (at the working size, after
-# the minimum upscaling) of the kept strokes keeps its grey level, so a blurred loop is not
-# cut into thin broken pieces.
-SOFT_RIM = 0.2
-SOFT_REACH = 2
 # Components: the digit has at least this many pixels and this fraction of the frame (at the
 # working size); pieces within this many digit sizes of the digit, with at least this fraction
 # of its ink, belong to it.
@@ -322,12 +316,10 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     selected = np.isin(labels, [index + 1 for index in chosen])
     # Hysteresis: keep the fainter rim of the chosen strokes (anti-aliasing, thin joins),
     # never faint pixels that are not attached to them.
-    weak = (blurred > max(high * SOFT_RIM, floor)).astype(np.uint8)
+    weak = (blurred > max(high * HYSTERESIS, floor)).astype(np.uint8)
     _, weak_labels = cv2.connectedComponents(weak, connectivity=8)
     keep_labels = np.unique(weak_labels[selected])
-    kept = np.isin(weak_labels, keep_labels[keep_labels > 0]).astype(np.uint8)
-    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SOFT_REACH + 1,) * 2)
-    return cv2.dilate(kept, reach).astype(bool)
+    return np.isin(weak_labels, keep_labels[keep_labels > 0])
 
 
 def _already_mnist(grey: np.ndarray) -> np.ndarray | None:

@@ -181,6 +181,18 @@ class OutOfDomainChecks(_Strict):
         description="Text: fewer known words than this and the text is too short to read "
         "with confidence.",
     )
+    embedding_statistics_file: ArtifactName | None = Field(
+        default=None,
+        description="Keras image models: an .npz (no pickles) of the penultimate-layer "
+        "statistics of the training images: `means` (C, D) per class and `precision` (D, D), "
+        "the inverse of the shared covariance (Mahalanobis score; listed in artifacts).",
+    )
+    max_embedding_distance: float | None = Field(
+        default=None,
+        gt=0,
+        description="Images: the largest Mahalanobis distance (to the nearest class mean, "
+        "square root) before the image is flagged as unlike the training digits.",
+    )
     held_out_warned: float = Field(
         ge=0, le=1, description="Share of the in-domain held-out inputs that got a warning."
     )
@@ -296,6 +308,9 @@ class ModelCard(_Strict):
         if any(e.probabilities is not None and len(e.probabilities) != n for e in self.examples):
             raise ValueError(f"example probabilities must have {n} entries, one per label")
         checks = self.out_of_domain
+        statistics = checks.embedding_statistics_file if checks is not None else None
+        if statistics is not None and statistics not in self.artifacts:
+            raise ValueError(f"embedding_statistics_file {statistics!r} is not listed in artifacts")
         if checks is not None and isinstance(self.input, TabularInput):
             count = self.input.n_features
             if len(checks.feature_low or ()) != count or len(checks.feature_high or ()) != count:
