@@ -4,25 +4,26 @@ of the committed cards' `out_of_domain` sections; bounded probabilities; the V2 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
 from app.adapters import bound_probabilities, make_adapter
-from app.adapters.base import InputWarning
+from app.adapters.base import InputAdapter, InputWarning, RowWarnings
 from app.codecs.v2 import encode_response
 from app.schemas.card import ModelCard
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-def _adapter(name: str):  # type: ignore[no-untyped-def]
+def _adapter(name: str) -> InputAdapter:
     folder = MODELS / name / "2"
     return make_adapter(ModelCard.read(folder), folder)
 
 
-def _warned(adapter, instances):  # type: ignore[no-untyped-def]
+def _warned(adapter: InputAdapter, instances: list[Any]) -> list[RowWarnings]:
     rows = [adapter.to_row(instance) for instance in instances]
     return adapter.warnings(rows, adapter.featurize(rows)) or [()] * len(rows)
 
