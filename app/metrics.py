@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from prometheus_client import (
@@ -320,6 +321,16 @@ class ServingStats:
                 self.warnings.update(codes)
                 self.warned_rows += warned_rows
 
+    def warning_counts(self) -> dict[str, Any]:
+        """Predictions with input warnings since start-up: how many, their share, by code."""
+        with self._labels_lock:
+            total = sum(self.labels.values())
+            return {
+                "warned_predictions": self.warned_rows,
+                "share": round(self.warned_rows / total, 4) if total else None,
+                "by_code": dict(sorted(self.warnings.items())),
+            }
+
     def snapshot(self) -> dict[str, object]:
         """Counts, latency percentiles (ms) and the predicted-label distribution."""
         latencies = np.fromiter(self._latencies_ms, dtype=np.float64)
@@ -336,7 +347,6 @@ class ServingStats:
         )
         with self._labels_lock:
             labels = dict(self.labels)
-            warnings, warned_rows = dict(self.warnings), self.warned_rows
         total = sum(labels.values())
         return {
             "requests": self.requests,
@@ -347,9 +357,5 @@ class ServingStats:
                 label: {"count": count, "share": round(count / total, 4)}
                 for label, count in sorted(labels.items())
             },
-            "input_warnings": {
-                "warned_predictions": warned_rows,
-                "share": round(warned_rows / total, 4) if total else None,
-                "by_code": dict(sorted(warnings.items())),
-            },
+            "input_warnings": self.warning_counts(),
         }

@@ -326,6 +326,12 @@ class Monitor:
             },
             "confusion_matrix": {"labels": labels, "matrix": matrix},
             "drift": drift,
+            "input_warnings": {
+                **entry.stats.warning_counts(),
+                "held_out_share": card.out_of_domain.held_out_warned
+                if card.out_of_domain is not None
+                else None,
+            },
         }
 
     def _drift(self, entry: ModelEntry, store: Store) -> dict[str, Any]:
