@@ -102,7 +102,7 @@ def _array_instance(array: Any) -> Any:
         # Floats within [0, 1] (matplotlib's imread, scikit-image) are fractions of full
         # scale: on 0-255 they would round to a blank image.
         if is_float and array.size and array.min() >= 0.0 and array.max() <= 1.0:
-            array = array * 255.0
+            array = np.rint(array * 255.0)
         array = np.clip(array, 0, 255).astype(np.uint8)
     return _b64(_png(Image.fromarray(array)))
 
