@@ -105,9 +105,9 @@ def _numpy(outputs: Any) -> Any:
     """A backend tensor (or a list of them: the embedding and the output) as NumPy."""
     if isinstance(outputs, list | tuple):
         return tuple(_numpy(output) for output in outputs)
-    if hasattr(outputs, "cpu"):  # torch
+    if type(outputs).__module__.startswith("torch"):
         return outputs.detach().cpu().numpy()
-    return np.asarray(outputs)
+    return np.asarray(outputs)  # JAX arrays and TensorFlow eager tensors convert as they are
 
 
 def _compile_forward(model: Any, backend: str) -> Forward:
