@@ -46,8 +46,9 @@ class ImageAdapter(InputAdapter):
         self.max_value = card.input.max_value
         self.shape = (card.input.height, card.input.width)
         # Penultimate-layer statistics of the training images (card.out_of_domain), loaded.
-        self._means: np.ndarray | None = None
-        self._precision: np.ndarray | None = None
+        self._whiten: np.ndarray | None = None
+        self._means: np.ndarray | None = None  # whitened class means (C, D)
+        self._mean_norms: np.ndarray = np.zeros(0)
 
     @property
     def instance_help(self) -> str:
@@ -120,8 +121,13 @@ class ImageAdapter(InputAdapter):
         checks = self.card.out_of_domain
         if checks is not None and checks.embedding_statistics_file is not None:
             with np.load(self.folder / checks.embedding_statistics_file) as saved:
-                self._means = np.asarray(saved["means"], dtype=np.float64)
-                self._precision = np.asarray(saved["precision"], dtype=np.float64)
+                means = np.asarray(saved["means"], dtype=np.float64)
+                precision = np.asarray(saved["precision"], dtype=np.float64)
+            # precision = L L^T, so a distance is a Euclidean one after x -> x L: per batch one
+            # (N, D) x (D, D) product and an (N, C) one, instead of an (N, C, D, D) sum.
+            self._whiten = np.linalg.cholesky(precision)
+            self._means = means @ self._whiten
+            self._mean_norms = np.einsum("cd,cd->c", self._means, self._means)
 
     def _warn(
         self,
@@ -131,9 +137,15 @@ class ImageAdapter(InputAdapter):
         embedded: np.ndarray | None,
     ) -> list[RowWarnings] | None:
         limit = checks.max_embedding_distance
-        if embedded is None or limit is None or self._means is None or self._precision is None:
+        if embedded is None or limit is None or self._whiten is None or self._means is None:
             return None
-        distances = embedding_distances(embedded, self._means, self._precision)
+        whitened = embedded @ self._whiten
+        squared = (
+            np.einsum("nd,nd->n", whitened, whitened)[:, None]
+            - 2.0 * whitened @ self._means.T
+            + self._mean_norms[None, :]
+        )
+        distances = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
         far = distances > limit
         if not far.any():
             return None
@@ -162,7 +174,7 @@ def embedding_distances(
     Lee et al., 2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples".
     """
     centred = embedded[:, None, :] - means[None, :, :]  # (N, C, D)
-    squared = np.einsum("ncd,de,nce->nc", centred, precision, centred)
+    squared = np.einsum("ncd,de,nce->nc", centred, precision, centred, optimize=True)
     distances: np.ndarray = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
     return distances
 
