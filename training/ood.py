@@ -403,7 +403,9 @@ def calibrate_image(
     checks = OutOfDomainChecks(
         method="images: Mahalanobis distance of the network's penultimate-layer features "
         "(the input of its last layer) to the nearest class mean, shared covariance (Lee et "
-        f"al., 2018); warned above {limit:.2f}",
+        f"al., 2018); warned above {limit:.2f} (unlike_training_images). Also several_digits: "
+        "another component clear of the frame beside the digit read, with at least 25% of "
+        "its ink and 60% of its height (app.preprocessing.image.OTHER_DIGIT_*)",
         fitted_on=f"class means and covariance: the {len(train)} MNIST training images; "
         f"threshold: the {IMAGE_QUANTILE}th percentile of the {len(held)} MNIST test digits",
         embedding_statistics_file=EMBEDDING_FILE,

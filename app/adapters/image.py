@@ -23,9 +23,9 @@ from app.errors import InvalidInput, PayloadTooLarge
 from app.preprocessing.image import (
     ImageInputError,
     ImageTooLargeError,
-    image_bytes_to_mnist,
     images_to_model_input,
     read_grid,
+    read_image_bytes,
 )
 from app.schemas.card import ImageInput, ModelCard, OutOfDomainChecks
 from app.schemas.predict import B64Image
@@ -106,9 +106,15 @@ class ImageAdapter(InputAdapter):
             raise InvalidInput(str(exc)) from exc
 
     def image_to_row(self, data: bytes, budget: RequestBudget | None = None) -> np.ndarray:
-        """Encoded image bytes -> a 28x28 MNIST-style row (its decoding charged to `budget`)."""
+        """Encoded image bytes -> a 28x28 MNIST-style row (its decoding charged to `budget`);
+        an `ImageRow` that remembers other digits seen beside the one read."""
         try:
-            return image_bytes_to_mnist(data, self.max_image_pixels, budget)
+            row, others = read_image_bytes(data, self.max_image_pixels, budget)
+            if others:
+                marked = row.view(ImageRow)
+                marked.other_digits = others
+                return marked
+            return row
         except ImageTooLargeError as exc:
             raise PayloadTooLarge(str(exc)) from exc
         except ImageInputError as exc:
@@ -135,6 +141,29 @@ class ImageAdapter(InputAdapter):
         rows: list[Any],
         features: np.ndarray,
         embedded: np.ndarray | None,
+    ) -> list[RowWarnings] | None:
+        several = [getattr(row, "other_digits", 0) for row in rows]
+        distance_warnings = self._distance_warnings(checks, embedded)
+        if not any(several):
+            return distance_warnings
+        merged: list[RowWarnings] = []
+        for index, others in enumerate(several):
+            found = distance_warnings[index] if distance_warnings is not None else NO_WARNINGS
+            if others:
+                found = (
+                    InputWarning(
+                        "several_digits",
+                        f"the image holds {others + 1} digit-like shapes side by side; the "
+                        "model reads one digit per image, so only the most prominent one was "
+                        "read: send each digit as its own image",
+                    ),
+                    *found,
+                )
+            merged.append(found)
+        return merged
+
+    def _distance_warnings(
+        self, checks: OutOfDomainChecks, embedded: np.ndarray | None
     ) -> list[RowWarnings] | None:
         limit = checks.max_embedding_distance
         if embedded is None or limit is None or self._whiten is None or self._means is None:
@@ -164,6 +193,16 @@ class ImageAdapter(InputAdapter):
             else NO_WARNINGS
             for distance, is_far in zip(distances.tolist(), far.tolist(), strict=True)
         ]
+
+
+class ImageRow(np.ndarray):
+    """A read image (28x28) that remembers how many other digit-like shapes stood beside
+    the digit read from it (for the `several_digits` warning)."""
+
+    other_digits: int = 0
+
+    def __array_finalize__(self, obj: object) -> None:
+        self.other_digits = getattr(obj, "other_digits", 0)
 
 
 def embedding_distances(

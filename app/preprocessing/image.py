@@ -54,6 +54,10 @@ MIN_DIGIT_AREA = 12
 MIN_DIGIT_FRACTION = 0.0002
 PIECE_REACH = 0.3
 PIECE_MIN_MASS = 0.03
+# Another component counts as another digit beside the chosen one when it has this fraction
+# of its ink and of its height and lies beside it (no shared column).
+OTHER_DIGIT_MASS = 0.25
+OTHER_DIGIT_HEIGHT = 0.6
 # The strokes' core (this percentile of the digit's ink) becomes full white, 255.
 CORE_PERCENTILE = 90.0
 BLANK_MESSAGE = (
@@ -250,7 +254,7 @@ def _ink_map(grey: np.ndarray) -> np.ndarray:
     return ink
 
 
-def _digit_mask(ink: np.ndarray) -> np.ndarray:
+def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, int]:
     """The pixels of the digit: hysteresis thresholding, then the connected components that
     make up one digit (the strongest one plus the pieces close to it; specks, the paper's
     edges and shadows' rims are dropped). Raises ImageInputError when nothing stands out."""
@@ -319,7 +323,20 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     weak = (blurred > max(high * HYSTERESIS, floor)).astype(np.uint8)
     _, weak_labels = cv2.connectedComponents(weak, connectivity=8)
     keep_labels = np.unique(weak_labels[selected])
-    return np.isin(weak_labels, keep_labels[keep_labels > 0])
+    mask = np.isin(weak_labels, keep_labels[keep_labels > 0])
+    # Other digits beside this one (a photo of "42"): components clear of the frame, of a
+    # digit's height and ink, that do not overlap the digit's columns.
+    main_height, main_left = boxes[main, 3], boxes[main, 0]
+    main_right = main_left + boxes[main, 2]
+    others = int(
+        np.count_nonzero(
+            clear
+            & (masses >= OTHER_DIGIT_MASS * masses[main])
+            & (boxes[:, 3] >= OTHER_DIGIT_HEIGHT * main_height)
+            & ((boxes[:, 0] >= main_right) | (boxes[:, 0] + boxes[:, 2] <= main_left))
+        )
+    )
+    return mask, others
 
 
 def _already_mnist(grey: np.ndarray) -> np.ndarray | None:
@@ -345,7 +362,13 @@ def _already_mnist(grey: np.ndarray) -> np.ndarray | None:
 
 
 def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
-    """Grey levels (H, W) 0-255 of one digit -> a (28, 28) float32 array, MNIST-style.
+    """`read_grey` without the count of other digits: the (28, 28) array only."""
+    return read_grey(grey)[0]
+
+
+def read_grey(grey: np.ndarray) -> tuple[np.ndarray, int]:
+    """Grey levels (H, W) 0-255 of one digit -> a (28, 28) float32 array, MNIST-style, and
+    the number of other digit-like shapes beside it (several digits in one image).
 
     A 28x28 image that already is an MNIST grid is only normalised (`_already_mnist`).
     Otherwise: work at most WORK_SIDE px a side; turn the ink light on dark and remove the
@@ -358,7 +381,7 @@ def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
     if grey.shape == (MNIST_SIDE, MNIST_SIDE):
         as_is = _already_mnist(grey)
         if as_is is not None:
-            return as_is
+            return as_is, 0
     height, width = grey.shape
     shrink = min(1.0, WORK_SIDE / max(height, width))
     if shrink < 1.0:
@@ -369,7 +392,7 @@ def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
         size = (max(1, round(width * grow)), max(1, round(height * grow)))
         grey = np.clip(cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC), 0.0, 255.0)
     ink = _ink_map(grey)
-    mask = _digit_mask(ink)
+    mask, others = _digit_mask(ink)
     strokes = ink[mask]
     core = float(np.percentile(strokes, CORE_PERCENTILE))
     ink = np.where(mask, np.clip(ink * (255.0 / max(core, 1e-6)), 0.0, 255.0), 0.0)
@@ -400,7 +423,7 @@ def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
     left = min(max(left, 0), MNIST_SIDE - digit.shape[1])
     canvas = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
     canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
-    return canvas
+    return canvas, others
 
 
 def image_bytes_to_mnist(
@@ -408,6 +431,14 @@ def image_bytes_to_mnist(
 ) -> np.ndarray:
     """Decode image bytes and convert them the MNIST way (see `to_mnist`)."""
     return to_mnist(decode_image(data, max_pixels, budget))
+
+
+def read_image_bytes(
+    data: bytes, max_pixels: int, budget: RequestBudget | None = None
+) -> tuple[np.ndarray, int]:
+    """`image_bytes_to_mnist`, with how many other digit-like shapes stood beside the one
+    read (0 for one digit; see `read_grey`)."""
+    return read_grey(_to_grey(decode_image(data, max_pixels, budget)))
 
 
 def grid_to_mnist_scale(grid: np.ndarray) -> np.ndarray:

@@ -38,7 +38,8 @@ class PredictionWarning(BaseModel):
     """The input is unlike the model's training data (see docs/warnings.md for the codes)."""
 
     code: str = Field(
-        description="Stable code: feature_out_of_range, unknown_words, too_few_words.",
+        description="Stable code: feature_out_of_range, unknown_words, too_few_words, "
+        "unlike_training_images, several_digits (see docs/warnings.md).",
         examples=["feature_out_of_range"],
     )
     message: str = Field(description="What was found, in words.")

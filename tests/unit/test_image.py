@@ -277,3 +277,14 @@ def test_ink_under_a_hard_shadow_keeps_its_strength() -> None:
     ink = _ink_map(digit)
     light, shade = ink[100, 60:70].mean(), ink[100, 130:140].mean()
     assert shade == pytest.approx(light, rel=0.15)
+
+
+def test_several_digits_side_by_side_are_counted_and_one_digit_is_not() -> None:
+    from app.preprocessing.image import read_grey
+
+    digits, _ = _mnist_digits(6)
+    for first, second in ((0, 1), (4, 5), (5, 4)):
+        pair = np.concatenate([np.pad(digits[first], 4), np.pad(digits[second], 4)], axis=1)
+        assert read_grey(255.0 - pair)[1] >= 1
+        single = np.pad(digits[first], 12)
+        assert read_grey(255.0 - single)[1] == 0

@@ -88,3 +88,23 @@ def test_v2_warnings_output_holds_each_rows_list_as_json_text() -> None:
         [],
         [{"code": "unknown_words", "message": "6 of 7 words are unknown"}],
     ]
+
+
+def test_an_image_of_two_digits_is_warned_on_its_row() -> None:
+    import io
+
+    from PIL import Image
+
+    adapter = _adapter("mnist-cnn")
+    with np.load(Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist.npz") as data:
+        first, second = data["x_test"][:2]
+    pair = np.concatenate([np.pad(first, 4), np.pad(second, 4)], axis=1)
+    files = []
+    for grey in (255 - pair, 255 - np.pad(first, 4)):
+        buffer = io.BytesIO()
+        Image.fromarray(grey.astype(np.uint8)).save(buffer, format="PNG")
+        files.append(buffer.getvalue())
+    rows = [adapter.image_to_row(data) for data in files]
+    warned = adapter.warnings(rows, adapter.featurize(rows)) or [(), ()]
+    assert "several_digits" in {w.code for w in warned[0]}
+    assert "several_digits" not in {w.code for w in warned[1]}

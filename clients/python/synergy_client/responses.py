@@ -21,7 +21,8 @@ class InputWarning:
     """The server's note that an input is unlike the model's training data.
 
     Attributes:
-        code: stable code (feature_out_of_range, unknown_words, too_few_words, ...).
+        code: stable code (feature_out_of_range, unknown_words, too_few_words,
+            unlike_training_images, several_digits; see the server's docs/warnings.md).
         message: what was found, in words.
     """
 
