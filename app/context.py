@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from app.adapters.base import RowWarnings
     from app.metrics import ServingStats
     from app.repository import ModelEntry
 
@@ -65,6 +68,8 @@ class RequestContext:
     admin: bool = False
     # The client's address, where a per-caller share needs it without keys (explanations).
     client: str = ""
+    # Per row of the last inference: its input warnings (see InputAdapter.warnings).
+    warnings: Sequence[RowWarnings] = ()
 
     def serve(self, entry: ModelEntry, label: str = "") -> None:
         """Record which model version serves this request (and lease it until `release`)."""

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 from starlette.types import Receive
 
+from app.adapters.base import NO_WARNINGS, RowWarnings, bound_probabilities
 from app.batching import Batcher
 from app.budget import ClientDisconnected, RequestBudget, release_free_memory
 from app.context import RequestContext
@@ -52,6 +53,9 @@ TRIM_AFTER_PIXELS = 1_000_000
 # Shadow copies in flight at once, over every model: beyond it copies are dropped (counted),
 # so a slow shadow cannot pile up tasks and memory.
 MAX_SHADOW_REQUESTS = 256
+# Served probabilities stay within [floor, 1 - (C-1) floor] (see bound_probabilities): a card
+# without an out_of_domain section gets this floor; no held-out set here resolves finer.
+DEFAULT_PROBABILITY_FLOOR = 1e-4
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,8 @@ class PredictionEvent:
     protocol: str | None
     # A fingerprint of the caller's API key ("" without keys): who may give its feedback.
     caller: str = ""
+    # Per row: its input warnings (empty when none; see InputAdapter.warnings).
+    warnings: Sequence[RowWarnings] = ()
 
 
 PredictionListener = Callable[[PredictionEvent], None]
@@ -183,7 +189,10 @@ class InferenceCore:
                 exc.message = f"{where.format(exc.instance)}: {exc.message}"
             raise
         # One row (the common request): a view, not a copy.
-        probabilities = results[0][None, :] if len(results) == 1 else np.stack(results)
+        probabilities = (
+            results[0][0][None, :] if len(results) == 1 else np.stack([r[0] for r in results])
+        )
+        context.warnings = [r[1] for r in results]
         if context.shadow is not None:
             self._copy_to_shadow(context.shadow, entry, rows, probabilities, context.request_id)
         if self._listeners:
@@ -198,6 +207,7 @@ class InferenceCore:
                 context.endpoint,
                 context.protocol,
                 context.caller,
+                context.warnings,
             )
             for listener in self._listeners:
                 try:
@@ -250,7 +260,7 @@ class InferenceCore:
                 shadow=True,
             )
             shadow_labels = [
-                shadow.card.labels[int(np.argmax(r))] if isinstance(r, np.ndarray) else None
+                shadow.card.labels[int(np.argmax(r[0]))] if isinstance(r, tuple) else None
                 for r in results
             ]
             primary_labels = [primary.card.labels[i] for i in primary_best.tolist()]
@@ -298,12 +308,29 @@ class InferenceCore:
         prediction_counter = self.metrics.predictions
         stats = entry.stats
 
-        def run_batch(rows: list[Any]) -> list[np.ndarray | ServingError]:
+        checks = entry.card.out_of_domain
+        floor = checks.probability_floor if checks is not None else DEFAULT_PROBABILITY_FLOOR
+        # A regressor's outputs are target values, not probabilities: never bounded.
+        bounded = entry.card.is_classifier
+        warning_counter = self.metrics.input_warnings
+
+        def run_batch(rows: list[Any]) -> list[tuple[np.ndarray, RowWarnings] | ServingError]:
             # Rows the adapter refuses here (it checks per batch what would cost a pass over
             # each request on the event loop) fail their own request only.
             features, refused = adapter.featurize_batch(rows)
-            probabilities = model.predict(features)
-            results: list[np.ndarray | ServingError] = list(probabilities)
+            raw, embedded = model.predict_embedded(features)
+            probabilities = bound_probabilities(raw, floor) if bounded else raw
+            warned = adapter.warnings(rows, features, embedded)
+            results: list[tuple[np.ndarray, RowWarnings] | ServingError] = (
+                [(row, NO_WARNINGS) for row in probabilities]
+                if warned is None
+                else list(zip(probabilities, warned, strict=True))
+            )
+            if warned is not None:
+                codes = Counter(w.code for row_warnings in warned for w in row_warnings)
+                for code, count in codes.items():
+                    warning_counter.labels(entry.name, version, code).inc(count)
+                stats.record_warnings(codes, sum(1 for row_warnings in warned if row_warnings))
             finite = np.isfinite(probabilities).all(axis=1)
             if refused:
                 for index, error in refused.items():

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from prometheus_client import (
@@ -166,6 +167,13 @@ class Metrics:
             ["model", "version", "label"],
             registry=r,
         )
+        self.input_warnings = Counter(
+            "synergy_input_warnings_total",
+            "Predictions warned that their input is unlike the training data, by warning code "
+            "(see docs/warnings.md); a rising rate against synergy_predictions_total is drift.",
+            ["model", "version", "code"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything above."""
@@ -318,6 +326,9 @@ class ServingStats:
     fail_s: float = 0.0
     labels: collections.Counter[str] = field(default_factory=collections.Counter)
     execution: ExecutionStats = field(default_factory=ExecutionStats)
+    # Input warnings by code, and predictions with at least one (worker threads; the lock).
+    warnings: collections.Counter[str] = field(default_factory=collections.Counter)
+    warned_rows: int = 0
     _latencies_ms: collections.deque[float] = field(default_factory=collections.deque)
     # Labels are counted on model worker threads and read on the event loop.
     _labels_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -340,6 +351,23 @@ class ServingStats:
         """Add a batch's predicted-label counts (safe from any thread)."""
         with self._labels_lock:
             self.labels.update(counts)
+
+    def record_warnings(self, codes: collections.Counter[str], warned_rows: int) -> None:
+        """Add a batch's input warnings (safe from any thread)."""
+        if warned_rows:
+            with self._labels_lock:
+                self.warnings.update(codes)
+                self.warned_rows += warned_rows
+
+    def warning_counts(self) -> dict[str, Any]:
+        """Predictions with input warnings since start-up: how many, their share, by code."""
+        with self._labels_lock:
+            total = sum(self.labels.values())
+            return {
+                "warned_predictions": self.warned_rows,
+                "share": round(self.warned_rows / total, 4) if total else None,
+                "by_code": dict(sorted(self.warnings.items())),
+            }
 
     def snapshot(self) -> dict[str, object]:
         """Counts, latency percentiles (ms) and the predicted-label distribution."""
@@ -367,4 +395,5 @@ class ServingStats:
                 label: {"count": count, "share": round(count / total, 4)}
                 for label, count in sorted(labels.items())
             },
+            "input_warnings": self.warning_counts(),
         }

@@ -136,6 +136,21 @@ def task_of(card: ModelCard) -> Task:
     return TASKS[card.task]
 
 
+# Whatever the task, a V2 answer can carry its inputs' warnings (docs/warnings.md).
+WARNINGS_OUTPUT = OutputTensor(
+    "warnings",
+    "BYTES",
+    (),
+    "per instance, JSON text of a list of {code, message}: the input is unlike the training "
+    "data (empty list: nothing to say)",
+)
+
+
+def outputs_of(card: ModelCard) -> list[OutputTensor]:
+    """Every V2 output of a version: its task's, then `warnings`."""
+    return [*task_of(card).outputs(card), WARNINGS_OUTPUT]
+
+
 def output_names(card: ModelCard) -> Sequence[str]:
     """The V2 output names of a version."""
-    return [output.name for output in task_of(card).outputs(card)]
+    return [output.name for output in outputs_of(card)]

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.adapters.base import (
+    NO_WARNINGS,
     InputAdapter,
     InputLimits,
+    InputWarning,
+    RowWarnings,
+    bound_probabilities,
     decode_b64,
     named_rows,
     plain_numeric_rows,
@@ -30,14 +34,18 @@ ADAPTERS: dict[str, type[InputAdapter]] = {
 
 __all__ = [
     "ADAPTERS",
+    "NO_WARNINGS",
     "EncodedText",
     "ImageAdapter",
     "InputAdapter",
     "InputLimits",
     "RawTextAdapter",
     "TableAdapter",
+    "InputWarning",
+    "RowWarnings",
     "TabularAdapter",
     "TextAdapter",
+    "bound_probabilities",
     "decode_b64",
     "make_adapter",
     "named_rows",

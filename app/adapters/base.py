@@ -38,8 +38,35 @@ from pydantic import BaseModel
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import InvalidInput, ServingError
-from app.schemas.card import ModelCard
+from app.schemas.card import ModelCard, OutOfDomainChecks
 from app.schemas.predict import FLOAT32_MAX, predict_request_model
+
+
+@dataclass(frozen=True, slots=True)
+class InputWarning:
+    """Something to know about one prediction's input: a stable `code` for programs, a
+    `message` for people (see docs/warnings.md for every code)."""
+
+    code: str
+    message: str
+
+
+# Per row: the warnings of its prediction (an empty tuple, shared, when there are none).
+RowWarnings = tuple[InputWarning, ...]
+NO_WARNINGS: RowWarnings = ()
+
+
+def bound_probabilities(probabilities: np.ndarray, floor: float) -> np.ndarray:
+    """(N, C) probabilities with every entry at least `floor`: p' = floor + (1 - C*floor) * p.
+
+    An affine shrink towards uniform, so the order of the classes and the sum (1) are kept, a
+    probability of 1 becomes 1 - (C-1)*floor and one of 0 becomes `floor`. Rows that are not
+    finite pass through (the caller refuses them)."""
+    count = probabilities.shape[1]
+    if floor <= 0.0:
+        return probabilities
+    bounded: np.ndarray = floor + (1.0 - count * floor) * probabilities
+    return bounded
 
 
 @dataclass(frozen=True)
@@ -226,6 +253,30 @@ class InputAdapter(ABC):
         the message it would have had from `to_row`. Checks that need the batch's work (a
         text's tokens) belong here rather than in `to_row`, on the event loop, per request."""
         return self.featurize(rows), {}
+
+    def warnings(
+        self, rows: list[Any], features: np.ndarray, embedded: np.ndarray | None = None
+    ) -> list[RowWarnings] | None:
+        """Per row, what to tell the client about its input (unlike the training data), from
+        the rows, the batch `featurize` made of them and the network's penultimate-layer
+        features (`embedded`, where the runtime gives them); None when no row has anything
+        to say.
+
+        Runs on the model's worker thread, once per batch, with the thresholds of the card's
+        `out_of_domain` section (no section: no warnings). Kinds override `_warn`."""
+        checks = self.card.out_of_domain
+        if checks is None:
+            return None
+        return self._warn(checks, rows, features, embedded)
+
+    def _warn(
+        self,
+        checks: OutOfDomainChecks,
+        rows: list[Any],
+        features: np.ndarray,
+        embedded: np.ndarray | None,
+    ) -> list[RowWarnings] | None:
+        return None
 
     def uncomputable(self, row: Any) -> InvalidInput:
         """The client error for a row the model gave no finite output for (its float32

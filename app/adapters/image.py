@@ -7,18 +7,27 @@ from typing import Any
 
 import numpy as np
 
-from app.adapters.base import InputAdapter, InputLimits, decode_b64, named_rows, plain_numeric_rows
+from app.adapters.base import (
+    NO_WARNINGS,
+    InputAdapter,
+    InputLimits,
+    InputWarning,
+    RowWarnings,
+    decode_b64,
+    named_rows,
+    plain_numeric_rows,
+)
 from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput, PayloadTooLarge
 from app.preprocessing.image import (
     ImageInputError,
     ImageTooLargeError,
-    grid_to_mnist_scale,
-    image_bytes_to_mnist,
     images_to_model_input,
+    read_grid,
+    read_image_bytes,
 )
-from app.schemas.card import ImageInput, ModelCard
+from app.schemas.card import ImageInput, ModelCard, OutOfDomainChecks
 from app.schemas.predict import B64Image
 
 
@@ -36,6 +45,10 @@ class ImageAdapter(InputAdapter):
         self.max_image_pixels = limits.max_image_pixels
         self.max_value = card.input.max_value
         self.shape = (card.input.height, card.input.width)
+        # Penultimate-layer statistics of the training images (card.out_of_domain), loaded.
+        self._whiten: np.ndarray | None = None
+        self._means: np.ndarray | None = None  # whitened class means (C, D)
+        self._mean_norms: np.ndarray = np.zeros(0)
 
     @property
     def instance_help(self) -> str:
@@ -70,7 +83,7 @@ class ImageAdapter(InputAdapter):
         if rows is None:
             return None
         try:
-            return [grid_to_mnist_scale(grid) for grid in rows]
+            return [read_grid(grid) for grid in rows]
         except ImageInputError:
             return None  # the validating path names the blank instance
 
@@ -88,14 +101,20 @@ class ImageAdapter(InputAdapter):
                 f"{grid[row, column]:g} at row {row}, column {column}"
             )
         try:
-            return grid_to_mnist_scale(grid)
+            return read_grid(grid)
         except ImageInputError as exc:
             raise InvalidInput(str(exc)) from exc
 
     def image_to_row(self, data: bytes, budget: RequestBudget | None = None) -> np.ndarray:
-        """Encoded image bytes -> a 28x28 MNIST-style row (its decoding charged to `budget`)."""
+        """Encoded image bytes -> a 28x28 MNIST-style row (its decoding charged to `budget`);
+        an `ImageRow` that remembers other digits seen beside the one read."""
         try:
-            return image_bytes_to_mnist(data, self.max_image_pixels, budget)
+            row, others = read_image_bytes(data, self.max_image_pixels, budget)
+            if others:
+                marked = row.view(ImageRow)
+                marked.other_digits = others
+                return marked
+            return row
         except ImageTooLargeError as exc:
             raise PayloadTooLarge(str(exc)) from exc
         except ImageInputError as exc:
@@ -103,6 +122,100 @@ class ImageAdapter(InputAdapter):
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return images_to_model_input(rows)
+
+    def load(self) -> None:
+        checks = self.card.out_of_domain
+        if checks is not None and checks.embedding_statistics_file is not None:
+            with np.load(self.folder / checks.embedding_statistics_file) as saved:
+                means = np.asarray(saved["means"], dtype=np.float64)
+                precision = np.asarray(saved["precision"], dtype=np.float64)
+            # precision = L L^T, so a distance is a Euclidean one after x -> x L: per batch one
+            # (N, D) x (D, D) product and an (N, C) one, instead of an (N, C, D, D) sum.
+            self._whiten = np.linalg.cholesky(precision)
+            self._means = means @ self._whiten
+            self._mean_norms = np.einsum("cd,cd->c", self._means, self._means)
+
+    def _warn(
+        self,
+        checks: OutOfDomainChecks,
+        rows: list[Any],
+        features: np.ndarray,
+        embedded: np.ndarray | None,
+    ) -> list[RowWarnings] | None:
+        several = [getattr(row, "other_digits", 0) for row in rows]
+        distance_warnings = self._distance_warnings(checks, embedded)
+        if not any(several):
+            return distance_warnings
+        merged: list[RowWarnings] = []
+        for index, others in enumerate(several):
+            found = distance_warnings[index] if distance_warnings is not None else NO_WARNINGS
+            if others:
+                found = (
+                    InputWarning(
+                        "several_digits",
+                        f"the image holds {others + 1} digit-like shapes side by side; the "
+                        "model reads one digit per image, so only the most prominent one was "
+                        "read: send each digit as its own image",
+                    ),
+                    *found,
+                )
+            merged.append(found)
+        return merged
+
+    def _distance_warnings(
+        self, checks: OutOfDomainChecks, embedded: np.ndarray | None
+    ) -> list[RowWarnings] | None:
+        limit = checks.max_embedding_distance
+        if embedded is None or limit is None or self._whiten is None or self._means is None:
+            return None
+        whitened = embedded @ self._whiten
+        squared = (
+            np.einsum("nd,nd->n", whitened, whitened)[:, None]
+            - 2.0 * whitened @ self._means.T
+            + self._mean_norms[None, :]
+        )
+        distances = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+        far = distances > limit
+        if not far.any():
+            return None
+        return [
+            (
+                InputWarning(
+                    "unlike_training_images",
+                    f"the image does not look like the handwritten digits the model was "
+                    f"trained on (feature distance {float(distance):.1f}, over the "
+                    f"{limit:.1f} that 99% of held-out digits stay within): a letter, a "
+                    "symbol, several digits or no digit at all get a confident but "
+                    "meaningless answer",
+                ),
+            )
+            if is_far
+            else NO_WARNINGS
+            for distance, is_far in zip(distances.tolist(), far.tolist(), strict=True)
+        ]
+
+
+class ImageRow(np.ndarray):
+    """A read image (28x28) that remembers how many other digit-like shapes stood beside
+    the digit read from it (for the `several_digits` warning)."""
+
+    other_digits: int = 0
+
+    def __array_finalize__(self, obj: object) -> None:
+        self.other_digits = getattr(obj, "other_digits", 0)
+
+
+def embedding_distances(
+    embedded: np.ndarray, means: np.ndarray, precision: np.ndarray
+) -> np.ndarray:
+    """Mahalanobis distance `(N,)` of penultimate-layer features `(N, D)` to the nearest of
+    the class means `(C, D)` under a shared covariance (its inverse `precision`, `(D, D)`):
+    Lee et al., 2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples".
+    """
+    centred = embedded[:, None, :] - means[None, :, :]  # (N, C, D)
+    squared = np.einsum("ncd,de,nce->nc", centred, precision, centred, optimize=True)
+    distances: np.ndarray = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return distances
 
 
 def _image_bytes(element: Any) -> bytes:

@@ -8,11 +8,18 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from app.adapters.base import InputAdapter, InputLimits, plain_numeric_rows
+from app.adapters.base import (
+    NO_WARNINGS,
+    InputAdapter,
+    InputLimits,
+    InputWarning,
+    RowWarnings,
+    plain_numeric_rows,
+)
 from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput
-from app.schemas.card import ModelCard, TabularInput
+from app.schemas.card import ModelCard, OutOfDomainChecks, TabularInput
 from app.schemas.predict import FLOAT32_MAX
 
 
@@ -25,6 +32,9 @@ class TabularAdapter(InputAdapter):
         assert isinstance(card.input, TabularInput)
         self.spec = card.input
         self.feature_names = [feature.name for feature in card.input.features]
+        # The training range with its margin (card.out_of_domain), once loaded.
+        self._low: np.ndarray | None = None
+        self._high: np.ndarray | None = None
 
     @property
     def instance_help(self) -> str:
@@ -73,6 +83,46 @@ class TabularAdapter(InputAdapter):
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.stack(rows)
+
+    def load(self) -> None:
+        checks = self.card.out_of_domain
+        if checks is not None and checks.feature_low is not None and checks.feature_high:
+            self._low = np.asarray(checks.feature_low, dtype=np.float32)
+            self._high = np.asarray(checks.feature_high, dtype=np.float32)
+
+    def _warn(
+        self,
+        checks: OutOfDomainChecks,
+        rows: list[Any],
+        features: np.ndarray,
+        embedded: np.ndarray | None,
+    ) -> list[RowWarnings] | None:
+        low, high = self._low, self._high
+        if low is None or high is None:
+            return None
+        outside = (features < low) | (features > high)
+        if not outside.any():  # the common case: one vectorised test per batch
+            return None
+        warned: list[RowWarnings] = []
+        for row, flags in zip(features, outside, strict=True):
+            if not flags.any():
+                warned.append(NO_WARNINGS)
+                continue
+            named = [
+                f"{self.feature_names[i]} = {float(row[i]):.4g} (trained on "
+                f"{float(low[i]):.4g} to {float(high[i]):.4g})"
+                for i in np.flatnonzero(flags).tolist()
+            ]
+            warned.append(
+                (
+                    InputWarning(
+                        "feature_out_of_range",
+                        "outside the range the model was trained on, so its answer is a guess: "
+                        + "; ".join(named),
+                    ),
+                )
+            )
+        return warned
 
     def uncomputable(self, row: Any) -> InvalidInput:
         magnitudes = np.abs(np.asarray(row, dtype=np.float64))

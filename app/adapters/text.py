@@ -7,12 +7,19 @@ from typing import Any
 
 import numpy as np
 
-from app.adapters.base import InputAdapter, InputLimits, named_rows
+from app.adapters.base import (
+    NO_WARNINGS,
+    InputAdapter,
+    InputLimits,
+    InputWarning,
+    RowWarnings,
+    named_rows,
+)
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput, ServingError
 from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer
-from app.schemas.card import ModelCard, TextInput
+from app.schemas.card import ModelCard, OutOfDomainChecks, TextInput
 
 
 class TextAdapter(InputAdapter):
@@ -98,6 +105,43 @@ class TextAdapter(InputAdapter):
         if isinstance(row, EncodedText):
             return row.ids if row.ids is not None else self.vectorizer.encode(row.text)
         return self.vectorizer.encode(str(row))
+
+    def _warn(
+        self,
+        checks: OutOfDomainChecks,
+        rows: list[Any],
+        features: np.ndarray,
+        embedded: np.ndarray | None,
+    ) -> list[RowWarnings] | None:
+        max_unknown, min_known = checks.max_unknown_share, checks.min_known_words
+        warned: list[RowWarnings] = []
+        for row in rows:
+            text = row.text if isinstance(row, EncodedText) else str(row)
+            words, known = self.vectorizer.word_counts(text)
+            found: list[InputWarning] = []
+            unknown = 1.0 - known / words if words else 1.0
+            if max_unknown is not None and unknown > max_unknown:
+                language = self.language or "the training texts' language"
+                found.append(
+                    InputWarning(
+                        "unknown_words",
+                        f"{words - known} of the {words} words are unknown to the model (it "
+                        f"knows the frequent words of {language} movie reviews): the text may "
+                        "be in another language or about something else, so its answer "
+                        "rests on the few words it knows",
+                    )
+                )
+            if min_known is not None and known < min_known:
+                found.append(
+                    InputWarning(
+                        "too_few_words",
+                        f"only {known} known word{'s' if known != 1 else ''} (the model was "
+                        f"calibrated on reviews of at least {min_known}): too little to go on "
+                        "for a confident answer",
+                    )
+                )
+            warned.append(tuple(found) if found else NO_WARNINGS)
+        return warned
 
     def rows_from(self, rows: list[Any]) -> list[Any]:
         # Another version's ids index its own vocabulary: re-read the texts with this one.

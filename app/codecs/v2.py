@@ -30,7 +30,7 @@ from app.schemas.v2 import InferenceRequest, RequestOutput
 
 SERVER_NAME = "synergy-serve"
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
-OUTPUT_NAMES = ("label", "probabilities")
+OUTPUT_NAMES = ("label", "probabilities", "warnings")
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INFLATE_CHUNK_BYTES = 1024 * 1024
 
@@ -451,10 +451,13 @@ def encode_response(
     labels: Sequence[str],
     probabilities: np.ndarray,
     outputs: Sequence[tuple[str, bool]],
+    warnings: Sequence[Sequence[Any]] = (),
 ) -> tuple[bytes, dict[str, str], str]:
     """(body, extra headers, media type) of an infer response: `label` (BYTES [N], the most
-    probable class) and `probabilities` (FP32 [N, C], C = len(labels)) as asked for, binary
-    ones after the JSON header (with its length in `Inference-Header-Content-Length`)."""
+    probable class), `probabilities` (FP32 [N, C], C = len(labels)) and `warnings` (BYTES [N],
+    each the JSON text of a list of `{"code", "message"}`, from `warnings`: per row, objects
+    with `code` and `message`) as asked for, binary ones after the JSON header (with its
+    length in `Inference-Header-Content-Length`)."""
     count, classes = probabilities.shape
     encoded: list[dict[str, Any]] = []
     blobs: list[bytes] = []
@@ -466,6 +469,20 @@ def encode_response(
                 blobs.append(bytes_tensor([label.encode() for label in best]))
             else:
                 tensor["data"] = best
+        elif name == "warnings":
+            texts = [
+                orjson.dumps(
+                    [{"code": w.code, "message": w.message} for w in warnings[i]]
+                    if i < len(warnings)
+                    else []
+                )
+                for i in range(count)
+            ]
+            tensor = {"name": name, "datatype": "BYTES", "shape": [count]}
+            if binary:
+                blobs.append(bytes_tensor(texts))
+            else:
+                tensor["data"] = [text.decode() for text in texts]
         else:
             as_fp32 = probabilities.astype(np.float32)
             tensor = {"name": name, "datatype": "FP32", "shape": [count, classes]}

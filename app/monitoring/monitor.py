@@ -232,6 +232,7 @@ class Monitor:
                 event.rows,
                 event.labels,
                 event.probabilities,
+                event.warnings,
             )
 
     def computer(self, entry: ModelEntry) -> StatisticsComputer:
@@ -395,6 +396,12 @@ class Monitor:
         cells = store.confusion(name, version, caller)
         matrix = [[cells.get((t, p), 0) for p in labels] for t in labels]
         drift = self._drift(entry, store, caller)
+        warnings = {
+            **entry.stats.warning_counts(),
+            "held_out_share": card.out_of_domain.held_out_warned
+            if card.out_of_domain is not None
+            else None,
+        }
         if not card.is_classifier:
             return {
                 "version": version,
@@ -405,6 +412,7 @@ class Monitor:
                 "confusion_matrix": None,
                 "regression": self._live_regression(entry, store, caller),
                 "drift": drift,
+                "input_warnings": warnings,
             }
         report = {
             "version": version,
@@ -417,6 +425,7 @@ class Monitor:
             },
             "confusion_matrix": {"labels": labels, "matrix": matrix},
             "drift": drift,
+            "input_warnings": warnings,
         }
         if caller is not None:
             return report

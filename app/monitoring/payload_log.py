@@ -36,6 +36,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from app.adapters.base import RowWarnings
 from app.preprocessing.text import EncodedText
 from app.protocols.v1 import encode_predictions
 
@@ -131,7 +132,10 @@ class PayloadLogger:
         self.backup_files = backup_files
         self.on_drop = on_drop
         self._queue: deque[
-            tuple[str, str, int, Sequence[Any], Sequence[str], np.ndarray, float, int]
+            tuple[
+                str, str, int, Sequence[Any], Sequence[str], np.ndarray, float, int,
+                Sequence[RowWarnings],
+            ]
         ] = deque()
         # Bytes of the rows queued or being written: what the bound counts.
         self.held_bytes = 0
@@ -173,10 +177,11 @@ class PayloadLogger:
         rows: Sequence[Any],
         labels: Sequence[str],
         probabilities: np.ndarray,
+        warnings: Sequence[RowWarnings] = (),
     ) -> None:
         """Queue one prediction's events (dropped and counted when the queue is full, in
-        events or in bytes): its rows as the adapter made them, and its `(N, C)`
-        probabilities over `labels`."""
+        events or in bytes): its rows as the adapter made them, its `(N, C)` probabilities
+        over `labels` and its rows' input warnings."""
         size = ITEM_OVERHEAD_BYTES + int(probabilities.nbytes) + sum(_row_bytes(r) for r in rows)
         with self._condition:
             full = (
@@ -187,7 +192,17 @@ class PayloadLogger:
             if not full:
                 self.held_bytes += size
                 self._queue.append(
-                    (request_id, model, version, rows, labels, probabilities, time.time(), size)
+                    (
+                        request_id,
+                        model,
+                        version,
+                        rows,
+                        labels,
+                        probabilities,
+                        time.time(),
+                        size,
+                        warnings,
+                    )
                 )
         if full:
             self._dropped(len(rows), "the queue is full (SYNERGY_PAYLOAD_LOG_QUEUE_BYTES)")
@@ -233,13 +248,13 @@ class PayloadLogger:
                 # event loop.
                 lines = [
                     self._encode(event)
-                    for request_id, model, version, rows, labels, probabilities, at, _ in items
+                    for request_id, model, version, rows, labels, probabilities, at, _, warned in items
                     for event in cloud_events(
                         request_id,
                         model,
                         version,
                         list(rows),
-                        encode_predictions(labels, probabilities),
+                        encode_predictions(labels, probabilities, warned),
                         at,
                         f"{self._prefix}-{next(self._counter)}",
                     )

@@ -30,10 +30,17 @@ INK_THRESHOLD = 32.0
 # The digit is searched for at most this many pixels a side (a phone photo is 4000): enough
 # for a digit a tenth of the frame high to keep more detail than MNIST's 20 px.
 WORK_SIDE = 640
+# A smaller image (a thumbnail, a low-DPI scan, a 28x28 grid whose digit fills it) is first
+# upscaled (bicubic) so its longer side has at least this many pixels: the smoothing, the
+# minimum areas and the background window below are sized for strokes a few pixels wide.
+MIN_WORK_SIDE = 112
 # Lighting is estimated at most this many pixels a side, with an opening window this fraction
 # of the short side (wider than any stroke of a digit that fills the frame).
 BACKGROUND_SIDE = 160
 BACKGROUND_WINDOW = 0.3
+# Paper darker than this (a deep shadow) is not brightened further when ink is measured
+# against it (noise would grow with it).
+MIN_PAPER_LEVEL = 48.0
 # Ink must stand this many noise deviations (median absolute deviation) above the paper, and
 # at least this many grey levels.
 NOISE_SIGMAS = 4.0
@@ -47,6 +54,10 @@ MIN_DIGIT_AREA = 12
 MIN_DIGIT_FRACTION = 0.0002
 PIECE_REACH = 0.3
 PIECE_MIN_MASS = 0.03
+# Another component counts as another digit beside the chosen one when it has this fraction
+# of its ink and of its height and lies beside it (no shared column).
+OTHER_DIGIT_MASS = 0.25
+OTHER_DIGIT_HEIGHT = 0.6
 # The strokes' core (this percentile of the digit's ink) becomes full white, 255.
 CORE_PERCENTILE = 90.0
 BLANK_MESSAGE = (
@@ -213,7 +224,8 @@ def _ink_map(grey: np.ndarray) -> np.ndarray:
     """
     smooth = cv2.medianBlur(grey, 3) if min(grey.shape) >= 3 else grey
     median = float(np.median(smooth))
-    if median - float(smooth.min()) > float(smooth.max()) - median:
+    dark_ink = median - float(smooth.min()) > float(smooth.max()) - median
+    if dark_ink:
         grey = np.float32(255.0) - grey
     height, width = grey.shape
     shrink = min(1.0, BACKGROUND_SIDE / max(height, width))
@@ -232,18 +244,32 @@ def _ink_map(grey: np.ndarray) -> np.ndarray:
     if shrink < 1.0:
         background = cv2.GaussianBlur(background, (0, 0), 1.0)
         background = cv2.resize(background, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(grey - background, 0.0, None)
+    ink = np.clip(grey - background, 0.0, None)
+    if dark_ink:
+        # Dark ink on paper: light multiplies (a shadow darkens paper and ink alike), so the
+        # ink is measured against the paper's own brightness there, not in grey levels: a
+        # stroke in a hard-edged shadow is as strong as one in the light.
+        paper = np.maximum(np.float32(255.0) - background, np.float32(MIN_PAPER_LEVEL))
+        ink = ink * (np.float32(255.0) / paper)
+    return ink
 
 
-def _digit_mask(ink: np.ndarray) -> np.ndarray:
+def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, int]:
     """The pixels of the digit: hysteresis thresholding, then the connected components that
     make up one digit (the strongest one plus the pieces close to it; specks, the paper's
     edges and shadows' rims are dropped). Raises ImageInputError when nothing stands out."""
     blurred = cv2.GaussianBlur(ink, (0, 0), 1.0) if min(ink.shape) >= 8 else ink
     level = float(np.median(blurred))
     spread = 1.4826 * float(np.median(np.abs(blurred - level)))
-    floor = max(level + NOISE_SIGMAS * spread, MIN_INK_LEVEL)
     peak = float(blurred.max())
+    if level + NOISE_SIGMAS * spread > 0.5 * peak:
+        # The median is ink, not paper: the digit covers most of the frame (a thumbnail
+        # cropped tight). The paper's level and noise then come from its darker quantiles
+        # (10th and 25th percentiles: 1.28 and 0.67 deviations below a normal's median).
+        p10, p25 = (float(v) for v in np.percentile(blurred, (10.0, 25.0)))
+        spread = (p25 - p10) / 0.6064
+        level = p25 + 0.6745 * spread
+    floor = max(level + NOISE_SIGMAS * spread, MIN_INK_LEVEL)
     if peak - level < INK_THRESHOLD:
         raise ImageInputError(BLANK_MESSAGE)
     scaled = np.clip(blurred * (255.0 / peak), 0, 255).astype(np.uint8)
@@ -297,7 +323,20 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     weak = (blurred > max(high * HYSTERESIS, floor)).astype(np.uint8)
     _, weak_labels = cv2.connectedComponents(weak, connectivity=8)
     keep_labels = np.unique(weak_labels[selected])
-    return np.isin(weak_labels, keep_labels[keep_labels > 0])
+    mask = np.isin(weak_labels, keep_labels[keep_labels > 0])
+    # Other digits beside this one (a photo of "42"): components clear of the frame, of a
+    # digit's height and ink, that do not overlap the digit's columns.
+    main_height, main_left = boxes[main, 3], boxes[main, 0]
+    main_right = main_left + boxes[main, 2]
+    others = int(
+        np.count_nonzero(
+            clear
+            & (masses >= OTHER_DIGIT_MASS * masses[main])
+            & (boxes[:, 3] >= OTHER_DIGIT_HEIGHT * main_height)
+            & ((boxes[:, 0] >= main_right) | (boxes[:, 0] + boxes[:, 2] <= main_left))
+        )
+    )
+    return mask, others
 
 
 def _already_mnist(grey: np.ndarray) -> np.ndarray | None:
@@ -323,7 +362,13 @@ def _already_mnist(grey: np.ndarray) -> np.ndarray | None:
 
 
 def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
-    """Grey levels (H, W) 0-255 of one digit -> a (28, 28) float32 array, MNIST-style.
+    """`read_grey` without the count of other digits: the (28, 28) array only."""
+    return read_grey(grey)[0]
+
+
+def read_grey(grey: np.ndarray) -> tuple[np.ndarray, int]:
+    """Grey levels (H, W) 0-255 of one digit -> a (28, 28) float32 array, MNIST-style, and
+    the number of other digit-like shapes beside it (several digits in one image).
 
     A 28x28 image that already is an MNIST grid is only normalised (`_already_mnist`).
     Otherwise: work at most WORK_SIDE px a side; turn the ink light on dark and remove the
@@ -336,14 +381,18 @@ def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
     if grey.shape == (MNIST_SIDE, MNIST_SIDE):
         as_is = _already_mnist(grey)
         if as_is is not None:
-            return as_is
+            return as_is, 0
     height, width = grey.shape
     shrink = min(1.0, WORK_SIDE / max(height, width))
     if shrink < 1.0:
         size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    elif max(height, width) < MIN_WORK_SIDE:
+        grow = MIN_WORK_SIDE / max(height, width)
+        size = (max(1, round(width * grow)), max(1, round(height * grow)))
+        grey = np.clip(cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC), 0.0, 255.0)
     ink = _ink_map(grey)
-    mask = _digit_mask(ink)
+    mask, others = _digit_mask(ink)
     strokes = ink[mask]
     core = float(np.percentile(strokes, CORE_PERCENTILE))
     ink = np.where(mask, np.clip(ink * (255.0 / max(core, 1e-6)), 0.0, 255.0), 0.0)
@@ -374,7 +423,7 @@ def grey_to_mnist(grey: np.ndarray) -> np.ndarray:
     left = min(max(left, 0), MNIST_SIDE - digit.shape[1])
     canvas = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
     canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
-    return canvas
+    return canvas, others
 
 
 def image_bytes_to_mnist(
@@ -382,6 +431,14 @@ def image_bytes_to_mnist(
 ) -> np.ndarray:
     """Decode image bytes and convert them the MNIST way (see `to_mnist`)."""
     return to_mnist(decode_image(data, max_pixels, budget))
+
+
+def read_image_bytes(
+    data: bytes, max_pixels: int, budget: RequestBudget | None = None
+) -> tuple[np.ndarray, int]:
+    """`image_bytes_to_mnist`, with how many other digit-like shapes stood beside the one
+    read (0 for one digit; see `read_grey`)."""
+    return read_grey(_to_grey(decode_image(data, max_pixels, budget)))
 
 
 def grid_to_mnist_scale(grid: np.ndarray) -> np.ndarray:
@@ -401,6 +458,34 @@ def grid_to_mnist_scale(grid: np.ndarray) -> np.ndarray:
     if high - low < INK_THRESHOLD:
         raise ImageInputError(BLANK_MESSAGE)
     return grid
+
+
+def read_grid(grid: np.ndarray) -> np.ndarray:
+    """A client's grid of grey levels (any polarity, 0-1 or 0-255) -> the model's 28x28 input.
+
+    The same reading as an image file (`grey_to_mnist`): a grid already laid out the MNIST way
+    (white digit on black, clear of the edge) is used as is; a black digit on white is turned
+    over; a digit that fills the grid or sits off-centre is boxed and centred. So a grid and
+    the same pixels sent as a PNG give the same answer. Raises ImageInputError when blank.
+    """
+    grey = grid_to_mnist_scale(grid)
+    if grey.shape == (MNIST_SIDE, MNIST_SIDE) and _plain_mnist(grey):
+        return grey
+    return grey_to_mnist(grey)
+
+
+def _plain_mnist(grey: np.ndarray) -> bool:
+    # The common case, at a few microseconds: black background (over half the pixels are
+    # exactly 0, so the median is 0) and no ink in the outer ring. Such a grid is used as is,
+    # as it always was (`_already_mnist` would only stretch its peak to 255).
+    ring = MNIST_MARGIN
+    return (
+        int(np.count_nonzero(grey)) < grey.size // 2
+        and float(grey[:ring].max()) < INK_THRESHOLD
+        and float(grey[-ring:].max()) < INK_THRESHOLD
+        and float(grey[:, :ring].max()) < INK_THRESHOLD
+        and float(grey[:, -ring:].max()) < INK_THRESHOLD
+    )
 
 
 def images_to_model_input(images: npt.ArrayLike) -> np.ndarray:

@@ -187,6 +187,12 @@ class TextVectorizer:
             return np.array([UNKNOWN_ID], dtype=np.int32)
         return np.unique(ids)[: self.sequence_length].astype(np.int32)
 
+    def word_counts(self, text: str) -> tuple[int, int]:
+        """(words, words in the vocabulary) of one text, as `encode` splits it."""
+        tokens = tokenize_bytes(text)
+        words = self._word_ids
+        return len(tokens), sum(1 for token in tokens if token in words)
+
     def encode_known(self, text: str) -> np.ndarray:
         """`encode`, refusing a text with no word in the vocabulary (NoKnownWordError).
 

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive
 
-from app.adapters import InputAdapter, named_rows
+from app.adapters import NO_WARNINGS, InputAdapter, RowWarnings, named_rows
 from app.budget import RequestBudget
 from app.context import RequestContext
 from app.core import InferenceCore
@@ -79,17 +79,40 @@ def parse_instances(adapter: InputAdapter, body: bytes) -> list[Any]:
     return instances
 
 
-def encode_predictions(labels: Sequence[str], probabilities: np.ndarray) -> list[dict[str, Any]]:
-    """`(N, C)` probabilities -> one `{"label", "probabilities"}` per row (the first most
-    probable class on a tie, as NumPy's argmax)."""
+def encode_predictions(
+    labels: Sequence[str],
+    probabilities: np.ndarray,
+    warnings: Sequence[RowWarnings] | None = None,
+) -> list[dict[str, Any]]:
+    """`(N, C)` probabilities -> one `{"label", "probabilities", "warnings"}` per row (the
+    first most probable class on a tie, as NumPy's argmax); `warnings` per row, as the
+    adapter found them (None or missing rows: none)."""
     # Plain Python over a few classes: on the event loop, 4x cheaper than NumPy's calls.
+    rows = probabilities.tolist()
+    if not warnings or len(warnings) != len(rows):
+        warnings = [NO_WARNINGS] * len(rows)
     return [
         {
             "label": labels[max(range(len(row)), key=row.__getitem__)],
             "probabilities": dict(zip(labels, row, strict=True)),
+            "warnings": [{"code": w.code, "message": w.message} for w in row_warnings],
         }
-        for row in probabilities.tolist()
+        for row, row_warnings in zip(rows, warnings, strict=True)
     ]
+
+
+def with_warnings(
+    predictions: list[dict[str, Any]], warnings: Sequence[RowWarnings] | None
+) -> list[dict[str, Any]]:
+    """Each prediction object with its row's `warnings` (a list of `{code, message}`; empty
+    when the input looks like the training data), whatever the task."""
+    if not warnings or len(warnings) != len(predictions):
+        for prediction in predictions:
+            prediction["warnings"] = []
+        return predictions
+    for prediction, found in zip(predictions, warnings, strict=True):
+        prediction["warnings"] = [{"code": w.code, "message": w.message} for w in found]
+    return predictions
 
 
 def _rows(
@@ -132,7 +155,7 @@ class V1Protocol:
         entry = self.core.select(name, version, context, label)
         rows = await self.decode(entry, body, context, receive)
         probabilities = await self.core.infer(entry, rows, context)
-        return self.encode(entry, probabilities)
+        return self.encode(entry, probabilities, context.warnings)
 
     async def decode(
         self,
@@ -166,13 +189,20 @@ class V1Protocol:
             )
         return _rows(adapter, instances, None)
 
-    def encode(self, entry: ModelEntry, probabilities: np.ndarray) -> dict[str, Any]:
-        """The `:predict` response for a version's probabilities."""
+    def encode(
+        self,
+        entry: ModelEntry,
+        probabilities: np.ndarray,
+        warnings: Sequence[RowWarnings] | None = None,
+    ) -> dict[str, Any]:
+        """The `:predict` response for a version's probabilities (and rows' warnings)."""
         assert entry.card is not None
         return {
             "model": entry.name,
             "version": entry.version,
-            "predictions": task_of(entry.card).encode_v1(entry.card, probabilities),
+            "predictions": with_warnings(
+                task_of(entry.card).encode_v1(entry.card, probabilities), warnings
+            ),
         }
 
     def json_rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
@@ -222,7 +252,7 @@ class V1Protocol:
             lambda budget: adapter.image_to_row(data, budget), context, receive
         )
         probabilities = await self.core.infer(entry, [row], context)
-        return self.encode(entry, probabilities)
+        return self.encode(entry, probabilities, context.warnings)
 
     # ------------------------------------------------------------------ read side
     def list_models(self) -> dict[str, Any]:

@@ -12,13 +12,16 @@ API's 422.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from starlette.types import Receive
 
 from app import __version__
+from app.adapters import RowWarnings
 from app.budget import RequestBudget
 from app.codecs.v2 import (
     EXTENSIONS,
@@ -40,7 +43,7 @@ from app.repository import ModelEntry, ModelRegistry, ModelState
 from app.schemas.v2 import InferenceRequest
 from app.schemas.versions import not_a_version
 from app.schemas.versions import parse_version as version_number
-from app.tasks import output_names, task_of
+from app.tasks import WARNINGS_OUTPUT, output_names, outputs_of, task_of
 
 
 def parse_version(registry: ModelRegistry, name: str, version: str | None) -> int | None:
@@ -73,7 +76,8 @@ def tensor_metadata(entry: ModelEntry) -> tuple[list[dict[str, Any]], list[dict[
     ]
     outputs: list[dict[str, Any]] = [
         {"name": output.name, "datatype": output.datatype, "shape": [-1, *output.row_shape]}
-        for output in task_of(card).outputs(card)
+        | ({"parameters": {"description": output.description}} if output is WARNINGS_OUTPUT else {})
+        for output in outputs_of(card)
     ]
     return inputs, outputs
 
@@ -86,6 +90,15 @@ class DecodedRequest:
     rows: list[Any]
     # (output name, as binary?) in the order asked for.
     outputs: list[tuple[str, bool]]
+
+
+def warning_texts(warnings: Sequence[RowWarnings], count: int) -> np.ndarray:
+    """The `warnings` output: per row, the JSON text of its list of `{code, message}`."""
+    texts = np.empty(count, dtype=object)
+    for index in range(count):
+        found = warnings[index] if index < len(warnings) else ()
+        texts[index] = orjson.dumps([{"code": w.code, "message": w.message} for w in found]).decode()
+    return texts
 
 
 class V2Protocol:
@@ -153,7 +166,7 @@ class V2Protocol:
             )
         except InvalidInput as exc:
             raise BadRequest(exc.message) from None
-        return self.encode(entry, decoded, probabilities)
+        return self.encode(entry, decoded, probabilities, context.warnings)
 
     async def decode(
         self,
@@ -209,7 +222,11 @@ class V2Protocol:
         return DecodedRequest(request, adapter.tensor_rows(datatype, values, budget), outputs)
 
     def encode(
-        self, entry: ModelEntry, decoded: DecodedRequest, probabilities: np.ndarray
+        self,
+        entry: ModelEntry,
+        decoded: DecodedRequest,
+        probabilities: np.ndarray,
+        warnings: Sequence[RowWarnings] = (),
     ) -> tuple[bytes, dict[str, str], str]:
         """(body, extra headers, media type) of the infer response."""
         card = entry.card
@@ -217,7 +234,13 @@ class V2Protocol:
         if not card.is_classifier:
             task = task_of(card)
             tensors = [
-                (name, task.tensor(card, name, probabilities), binary)
+                (
+                    name,
+                    warning_texts(warnings, len(probabilities))
+                    if name == WARNINGS_OUTPUT.name
+                    else task.tensor(card, name, probabilities),
+                    binary,
+                )
                 for name, binary in decoded.outputs
             ]
             return encode_tensors(entry.name, entry.version, decoded.request.id, tensors)
@@ -228,4 +251,5 @@ class V2Protocol:
             card.labels,
             probabilities,
             decoded.outputs,
+            warnings,
         )

@@ -172,12 +172,18 @@ JS = r"""
   function renderServing(serving) {
     var latency = serving.latency_ms || {};
     var errors = serving.errors || 0;
+    var warned = serving.input_warnings || {};
+    var codes = Object.keys(warned.by_code || {}).map(function (code) {
+      return code + " " + warned.by_code[code]; }).join(", ");
     fill("live-tiles", [
       tile("Requests", String(serving.requests)),
       tile("Errors", String(errors), errors ? "bad" : ""),
       tile("Latency p50 (ms)", fmt(latency.p50, 1)),
       tile("Latency p90 (ms)", fmt(latency.p90, 1)),
-      tile("Latency p99 (ms)", fmt(latency.p99, 1))]);
+      tile("Latency p99 (ms)", fmt(latency.p99, 1)),
+      tile("Predictions warned (input unlike training data)",
+        String(warned.warned_predictions || 0) + " (" + pct(warned.share) + ")" +
+        (codes ? ": " + codes : ""), warned.warned_predictions ? "bad" : "")]);
     var total = Object.keys(serving.predicted_labels || {}).reduce(function (n, k) {
       return n + serving.predicted_labels[k].count; }, 0);
     fill("live-labels", total ? [labelChart(config.labels, serving.predicted_labels)] :

@@ -35,6 +35,11 @@ class Model(ABC):
         """Class probabilities `(N, C)` float64 for the N rows of `batch`, in order, one
         column per label of the card."""
 
+    def predict_embedded(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`predict`, with the network's penultimate-layer features `(N, D)` float64 for the
+        out-of-domain score, or None where the runtime has none (the default)."""
+        return self.predict(batch), None
+
     def warmup(self, batch: np.ndarray) -> None:
         """Run every shape the server will use once, so no request pays for compilation.
 

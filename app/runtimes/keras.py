@@ -19,7 +19,7 @@ from app.runtimes.base import Model, binary_to_two_columns
 
 log = logging.getLogger(__name__)
 
-Forward = Callable[[np.ndarray], np.ndarray]
+Forward = Callable[[np.ndarray], Any]
 
 # JAX's XLA runs these small models several times faster than TensorFlow on CPU (per call
 # overhead ~30 us against ~500 us for a compiled tf.function; see bench/RESULTS.md) and the
@@ -92,6 +92,24 @@ def describe_device(backend: str) -> str:
     return f"cpu ({backend})"
 
 
+def _with_embedding(model: Any) -> Any:
+    """The same network with two outputs: the input of its last layer (the penultimate
+    features) and its output. One forward pass computes both."""
+    import keras
+
+    last = model.layers[-1]
+    return keras.Model(inputs=model.inputs, outputs=[last.input, model.outputs[0]])
+
+
+def _numpy(outputs: Any) -> Any:
+    """A backend tensor (or a list of them: the embedding and the output) as NumPy."""
+    if isinstance(outputs, list | tuple):
+        return tuple(_numpy(output) for output in outputs)
+    if type(outputs).__module__.startswith("torch"):
+        return outputs.detach().cpu().numpy()
+    return np.asarray(outputs)  # JAX arrays and TensorFlow eager tensors convert as they are
+
+
 def _compile_forward(model: Any, backend: str) -> Forward:
     """A forward pass that accepts any batch size without retracing."""
     if backend == "tensorflow":
@@ -99,7 +117,7 @@ def _compile_forward(model: Any, backend: str) -> Forward:
 
         spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
         traced = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        return lambda batch: traced(batch).numpy()
+        return lambda batch: _numpy(traced(batch))
     if backend == "jax":
         import jax
 
@@ -111,16 +129,16 @@ def _compile_forward(model: Any, backend: str) -> Forward:
             outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
             return outputs
 
-        return lambda batch: np.asarray(jitted(batch))
+        return lambda batch: _numpy(jitted(batch))
     if backend == "torch":
         import torch
 
-        def torch_forward(batch: np.ndarray) -> np.ndarray:
+        def torch_forward(batch: np.ndarray) -> Any:
             with torch.inference_mode():
-                return model(batch, training=False).cpu().numpy()  # type: ignore[no-any-return]
+                return _numpy(model(batch, training=False))
 
         return torch_forward
-    return lambda batch: np.asarray(model(batch, training=False))
+    return lambda batch: _numpy(model(batch, training=False))
 
 
 class KerasModel(Model):
@@ -132,6 +150,7 @@ class KerasModel(Model):
         self._backend = ""
         self._forward: Forward | None = None
         self._input_dtype: Any = np.float32
+        self._embeds = False
         # The loaded Keras model, for explanations (gradients, layers); None until load().
         self.network: Any = None
 
@@ -152,7 +171,12 @@ class KerasModel(Model):
             self.folder / self.card.model_file, compile=False, safe_mode=True
         )
         self._input_dtype = np.dtype(str(model.inputs[0].dtype))
-        self._forward = _compile_forward(model, self._backend)
+        checks = self.card.out_of_domain
+        # Only a card with an embedding-based out-of-domain score pays for the second output.
+        self._embeds = checks is not None and checks.embedding_statistics_file is not None
+        self._forward = _compile_forward(
+            _with_embedding(model) if self._embeds else model, self._backend
+        )
         self.network = model
 
     def _bucket_for(self, rows: int) -> int:
@@ -162,10 +186,14 @@ class KerasModel(Model):
         return self.buckets[-1]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.predict_embedded(batch)[0]
+
+    def predict_embedded(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         assert self._forward is not None, "load() first"
         batch = np.asarray(batch, dtype=self._input_dtype)
         largest = self.buckets[-1]
-        outputs = []
+        values_parts: list[np.ndarray] = []
+        embedded_parts: list[np.ndarray] = []
         for start in range(0, len(batch), largest):
             chunk = batch[start : start + largest]
             rows = len(chunk)
@@ -174,10 +202,20 @@ class KerasModel(Model):
                 # Pad with copies of a real row: padding must be a valid input (an all-zero
                 # text row would average over nothing) and is dropped right after.
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - rows, axis=0)])
-            outputs.append(np.asarray(self._forward(chunk))[:rows])
-        values = np.concatenate(outputs).astype(np.float64)
+            output = self._forward(chunk)
+            # Each chunk cut back to its real rows (the padding dropped) before joining.
+            if self._embeds:
+                embedded_part, values_part = output
+                values_parts.append(np.asarray(values_part)[:rows])
+                embedded_parts.append(np.asarray(embedded_part)[:rows])
+            else:
+                values_parts.append(np.asarray(output)[:rows])
+        values = np.concatenate(values_parts).astype(np.float64)
         # A sigmoid classifier's (N, 1) becomes (N, 2); a regressor's values stay as they are.
-        return binary_to_two_columns(values) if self.card.is_classifier else values
+        values = binary_to_two_columns(values) if self.card.is_classifier else values
+        if not self._embeds:
+            return values, None
+        return values, np.concatenate(embedded_parts).astype(np.float64)
 
     def warmup(self, batch: np.ndarray) -> None:
         """Call every bucket once (each may compile on first use)."""

@@ -249,6 +249,61 @@ class Calibration(_Strict):
     )
 
 
+class OutOfDomainChecks(_Strict):
+    """When a prediction's input is unlike the training data: the thresholds behind the
+    `warnings` of every prediction (see docs/warnings.md), chosen on data at calibration time
+    (`python -m training.ood`), with how often they fired there."""
+
+    method: str = Field(description="What is measured and how the thresholds were chosen.")
+    fitted_on: str = Field(description="The data the thresholds were chosen on.")
+    feature_low: list[float] | None = Field(
+        default=None,
+        description="Tabular: per feature, in the card's order, the lowest value taken as "
+        "in the training range (the training minimum less a margin).",
+    )
+    feature_high: list[float] | None = Field(
+        default=None, description="Tabular: per feature, the highest value (maximum + margin)."
+    )
+    max_unknown_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Text: the largest share of a text's words outside the vocabulary "
+        "(another language, another topic) before it is flagged.",
+    )
+    min_known_words: int | None = Field(
+        default=None,
+        ge=0,
+        description="Text: fewer known words than this and the text is too short to read "
+        "with confidence.",
+    )
+    embedding_statistics_file: ArtifactName | None = Field(
+        default=None,
+        description="Keras image models: an .npz (no pickles) of the penultimate-layer "
+        "statistics of the training images: `means` (C, D) per class and `precision` (D, D), "
+        "the inverse of the shared covariance (Mahalanobis score; listed in artifacts).",
+    )
+    max_embedding_distance: float | None = Field(
+        default=None,
+        gt=0,
+        description="Images: the largest Mahalanobis distance (to the nearest class mean, "
+        "square root) before the image is flagged as unlike the training digits.",
+    )
+    held_out_warned: float = Field(
+        ge=0, le=1, description="Share of the in-domain held-out inputs that got a warning."
+    )
+    out_of_domain_warned: dict[str, float] = Field(
+        description="Per generated out-of-domain family: the share of its inputs warned."
+    )
+    probability_floor: float = Field(
+        default=1e-4,
+        ge=0,
+        lt=0.5,
+        description="Every served probability is at least this (and at most 1 - this times "
+        "the number of other classes): no held-out set of this size supports more certainty.",
+    )
+
+
 class CardExample(_Strict):
     """A real held-out instance, as a client would send it, with its true label (or target)."""
 
@@ -330,6 +385,10 @@ class ModelCard(_Strict):
         description="The reference profile of the training data (input statistics, "
         "predicted-label shares) that drift detection compares live traffic with.",
     )
+    out_of_domain: OutOfDomainChecks | None = Field(
+        default=None,
+        description="Thresholds that flag inputs unlike the training data (warnings).",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -361,6 +420,14 @@ class ModelCard(_Strict):
             self._check_classifier(n)
         else:
             self._check_regressor(n)
+        checks = self.out_of_domain
+        statistics = checks.embedding_statistics_file if checks is not None else None
+        if statistics is not None and statistics not in self.artifacts:
+            raise ValueError(f"embedding_statistics_file {statistics!r} is not listed in artifacts")
+        if checks is not None and isinstance(self.input, TabularInput):
+            count = self.input.n_features
+            if len(checks.feature_low or ()) != count or len(checks.feature_high or ()) != count:
+                raise ValueError(f"out_of_domain feature ranges must have {count} entries")
         if self.errors_file is not None and self.errors_file not in self.artifacts:
             raise ValueError(f"errors_file {self.errors_file!r} is not listed in artifacts")
         return self

@@ -42,6 +42,17 @@ class B64Image(BaseModel):
     b64: str = Field(min_length=1, description="base64 of the image file's bytes")
 
 
+class PredictionWarning(BaseModel):
+    """The input is unlike the model's training data (see docs/warnings.md for the codes)."""
+
+    code: str = Field(
+        description="Stable code: feature_out_of_range, unknown_words, too_few_words, "
+        "unlike_training_images, several_digits (see docs/warnings.md).",
+        examples=["feature_out_of_range"],
+    )
+    message: str = Field(description="What was found, in words.")
+
+
 class Prediction(BaseModel):
     """One instance's prediction."""
 
@@ -57,7 +68,13 @@ class Prediction(BaseModel):
     )
     label: str = Field(description="The most probable class.")
     probabilities: dict[str, float] = Field(
-        description="Probability of every class label; they sum to 1."
+        description="Probability of every class label; they sum to 1. Each lies within "
+        "[floor, 1 - (C-1)*floor], the card's out_of_domain.probability_floor."
+    )
+    warnings: list[PredictionWarning] = Field(
+        default_factory=list,
+        description="Why this answer may not be trusted (the input is unlike the training "
+        "data); empty when there is nothing to say.",
     )
 
 

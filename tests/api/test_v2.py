@@ -209,15 +209,28 @@ def test_binary_tensors_in_and_out(client: Any, tiny_models_dir: Path) -> None:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/octet-stream"
     answer, blob = _split_binary_response(response)
-    label_output, probability_output = answer["outputs"]
+    label_output, probability_output, warning_output = answer["outputs"]
+    assert warning_output["name"] == "warnings" and warning_output["datatype"] == "BYTES"
     label_size = label_output["parameters"]["binary_data_size"]
-    assert probability_output["parameters"]["binary_data_size"] == len(grids) * 10 * 4
-    labels, offset = [], 0
-    while offset < label_size:
-        (length,) = struct.unpack_from("<I", blob, offset)
-        labels.append(blob[offset + 4 : offset + 4 + length].decode())
-        offset += 4 + length
-    probabilities = np.frombuffer(blob[label_size:], dtype="<f4").reshape(len(grids), 10)
+    probability_size = probability_output["parameters"]["binary_data_size"]
+    assert probability_size == len(grids) * 10 * 4
+
+    def elements(start: int, size: int) -> list[str]:
+        found, offset = [], start
+        while offset < start + size:
+            (length,) = struct.unpack_from("<I", blob, offset)
+            found.append(blob[offset + 4 : offset + 4 + length].decode())
+            offset += 4 + length
+        return found
+
+    labels = elements(0, label_size)
+    probabilities = np.frombuffer(
+        blob[label_size : label_size + probability_size], dtype="<f4"
+    ).reshape(len(grids), 10)
+    warning_size = warning_output["parameters"]["binary_data_size"]
+    assert len(blob) == label_size + probability_size + warning_size
+    # The tiny model's card has no out_of_domain section: every instance's list is empty.
+    assert elements(label_size + probability_size, warning_size) == ["[]"] * len(grids)
     friendly = predict(client, "mnist-cnn", grids).json()["predictions"]
     assert labels == [p["label"] for p in friendly]
     np.testing.assert_allclose(

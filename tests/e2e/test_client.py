@@ -27,6 +27,7 @@ from synergy_client import (
     Unavailable,
 )
 
+from app.adapters import bound_probabilities
 from app.schemas.card import ModelCard, sha256_file
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES, ROOT
 from tests.e2e.conftest import Server, start_server
@@ -56,9 +57,9 @@ def _assert_card_predictions(name: str, result: Any) -> None:
     for prediction, example in zip(result, card.examples, strict=True):
         assert list(prediction.probabilities) == card.labels
         assert example.probabilities is not None
-        np.testing.assert_allclose(
-            list(prediction.probabilities.values()), example.probabilities, atol=1e-4
-        )
+        floor = card.out_of_domain.probability_floor if card.out_of_domain else 1e-4
+        expected = bound_probabilities(np.array([example.probabilities]), floor)[0]
+        np.testing.assert_allclose(list(prediction.probabilities.values()), expected, atol=1e-4)
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 120) -> None:

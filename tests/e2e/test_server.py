@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.adapters import bound_probabilities
+from app.core import DEFAULT_PROBABILITY_FLOOR as PROBABILITY_FLOOR
 from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
 from tests.e2e.conftest import Server, start_server
@@ -35,7 +37,8 @@ def test_each_model_predicts_its_held_out_examples(server: Server, name: str) ->
     # The server runs Keras on JAX; the card's probabilities were computed on TensorFlow
     # right after training: the same .keras file gives the same answer on both backends.
     served = [list(p["probabilities"].values()) for p in predictions]
-    expected = [e.probabilities or [] for e in card.examples]
+    floor = card.out_of_domain.probability_floor if card.out_of_domain else PROBABILITY_FLOOR
+    expected = bound_probabilities(np.array([e.probabilities or [] for e in card.examples]), floor)
     np.testing.assert_allclose(served, expected, atol=1e-4)
 
 

@@ -508,6 +508,19 @@ def test_pil_images_and_other_arrays_are_encoded_to_png(photo: np.ndarray) -> No
     np.testing.assert_array_equal(_decoded(image_instance(floats)), [[0, 12], [255, 255]])
 
 
+def test_float_images_in_0_1_are_scaled_to_full_range_not_blanked(photo: np.ndarray) -> None:
+    # matplotlib.pyplot.imread gives PNGs as float32 in [0, 1], RGB or RGBA.
+    fractions = photo.astype(np.float32) / 255.0
+    np.testing.assert_array_equal(_decoded(image_instance(fractions)), photo)
+    rgba = np.concatenate(
+        [np.stack([fractions] * 3, axis=-1), np.ones((*photo.shape, 1), np.float32)], axis=-1
+    )
+    decoded = _decoded(image_instance(rgba))
+    assert decoded.shape == (*photo.shape, 4)
+    np.testing.assert_array_equal(decoded[..., 0], photo)
+    assert (decoded[..., 3] == 255).all()
+
+
 def test_a_28x28_array_is_sent_as_the_grid() -> None:
     grid = np.zeros((28, 28), dtype=np.uint8)
     grid[10:18, 13:15] = 255

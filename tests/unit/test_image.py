@@ -221,3 +221,70 @@ def test_a_28x28_mnist_grid_as_an_image_is_used_as_is_in_either_polarity() -> No
     # Ink at the edge: not an MNIST grid, so it is converted in full.
     off = np.roll(grid, 13, axis=1)
     assert not np.array_equal(to_mnist(Image.fromarray(off.astype(np.uint8))), off)
+
+
+def _mnist_digits(count: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist.npz"
+    if not path.exists():
+        pytest.skip("MNIST data not found")
+    with np.load(path) as data:
+        return data["x_test"][:count].astype(np.float32), data["y_test"][:count]
+
+
+def test_a_black_on_white_grid_is_read_like_the_same_pixels_as_a_png() -> None:
+    from app.preprocessing.image import read_grid
+
+    digits, _ = _mnist_digits(20)
+    for digit in digits:
+        inverted = 255.0 - digit
+        png = io.BytesIO()
+        Image.fromarray(inverted.astype(np.uint8)).save(png, format="PNG")
+        from_file = image_bytes_to_mnist(png.getvalue(), max_pixels=10**6)
+        np.testing.assert_allclose(read_grid(inverted), from_file, atol=1e-3)
+        # The plain MNIST grid itself is used as is.
+        np.testing.assert_array_equal(read_grid(digit), digit)
+
+
+def test_a_thumbnail_cropped_tight_is_read_not_refused() -> None:
+    import cv2
+
+    from app.preprocessing.image import grey_to_mnist
+
+    digits, _ = _mnist_digits(40)
+    reference = [grey_to_mnist(d) for d in digits]
+    close = 0
+    for digit, expected in zip(digits, reference, strict=True):
+        rows = np.flatnonzero(digit.max(axis=1) > 30)
+        cols = np.flatnonzero(digit.max(axis=0) > 30)
+        crop = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        small = cv2.resize(crop, (8, 8), interpolation=cv2.INTER_AREA)
+        thumbnail = 255.0 - cv2.resize(small, (32, 32), interpolation=cv2.INTER_NEAREST)
+        read = grey_to_mnist(np.clip(thumbnail, 0, 255))
+        close += float(np.abs(read - expected).mean()) < 40
+    assert close >= 30  # a blocky 8 px source keeps the digit's shape, not its detail
+
+
+def test_ink_under_a_hard_shadow_keeps_its_strength() -> None:
+    paper = np.full((200, 200), 230.0, np.float32)
+    paper[:, 100:] *= 0.4  # a hard shadow edge down the middle
+    digit = paper.copy()
+    digit[40:160, 60:70] *= 0.2  # one stroke in the light
+    digit[40:160, 130:140] *= 0.2  # one in the shade
+    from app.preprocessing.image import _ink_map
+
+    ink = _ink_map(digit)
+    light, shade = ink[100, 60:70].mean(), ink[100, 130:140].mean()
+    assert shade == pytest.approx(light, rel=0.15)
+
+
+def test_several_digits_side_by_side_are_counted_and_one_digit_is_not() -> None:
+    from app.preprocessing.image import read_grey
+
+    digits, _ = _mnist_digits(6)
+    for first, second in ((0, 1), (4, 5), (5, 4)):
+        pair = np.concatenate([np.pad(digits[first], 4), np.pad(digits[second], 4)], axis=1)
+        assert read_grey(255.0 - pair)[1] >= 1
+        single = np.pad(digits[first], 12)
+        assert read_grey(255.0 - single)[1] == 0

@@ -403,7 +403,7 @@ def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
     assert len({e["id"] for e in events}) == 2
     assert np.allclose(events[0]["data"]["instances"], [[5.1, 3.5, 1.4, 0.2]])
     assert events[1]["data"]["predictions"] == [
-        {"label": "setosa", "probabilities": {"setosa": 0.75, "versicolor": 0.25}}
+        {"label": "setosa", "probabilities": {"setosa": 0.75, "versicolor": 0.25}, "warnings": []}
     ]
 
 

@@ -193,9 +193,13 @@ def test_parse_request_names_the_problem() -> None:
         parse_request(b"{}")
 
 
-def test_outputs_default_to_both_and_follow_the_request() -> None:
+def test_outputs_default_to_all_three_and_follow_the_request() -> None:
     request = _request(datatype="FP32", shape=[1, 3], data=[1, 2, 3])
-    assert requested_outputs(request) == [("label", False), ("probabilities", False)]
+    assert requested_outputs(request) == [
+        ("label", False),
+        ("probabilities", False),
+        ("warnings", False),
+    ]
     asked = parse_request(
         orjson.dumps(
             {

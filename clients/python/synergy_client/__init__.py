@@ -24,6 +24,7 @@ from synergy_client.errors import (
 from synergy_client.responses import (
     CardExample,
     HeldOutMetrics,
+    InputWarning,
     LabelShare,
     LatencyStats,
     ModelCard,
@@ -44,6 +45,7 @@ __all__ = [
     "ClientError",
     "DeadlineExceeded",
     "HeldOutMetrics",
+    "InputWarning",
     "InvalidInput",
     "LabelShare",
     "LatencyStats",

@@ -98,7 +98,13 @@ def _array_instance(array: Any) -> Any:
             f"encoding a {array.shape} array to PNG needs Pillow: {_INSTALL_IMAGES}"
         ) from None
     if array.dtype != np.uint8:
-        array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+        is_float = array.dtype.kind == "f"
+        array = np.nan_to_num(array.astype(np.float64))
+        # Floats within [0, 1] (matplotlib's imread, scikit-image) are fractions of full
+        # scale: on 0-255 they would round to a blank image.
+        if is_float and array.size and array.min() >= 0.0 and array.max() <= 1.0:
+            array = np.rint(array * 255.0)
+        array = np.clip(array, 0, 255).astype(np.uint8)
     return _b64(_png(Image.fromarray(array)))
 
 

@@ -17,6 +17,20 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class InputWarning:
+    """The server's note that an input is unlike the model's training data.
+
+    Attributes:
+        code: stable code (feature_out_of_range, unknown_words, too_few_words,
+            unlike_training_images, several_digits; see the server's docs/warnings.md).
+        message: what was found, in words.
+    """
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Prediction:
     """One instance's prediction.
 
@@ -24,15 +38,20 @@ class Prediction:
         label: the most probable class.
         probabilities: the probability of every class label (in the card's label order);
             they sum to 1.
+        warnings: why the answer may not be trusted (empty when there is nothing to say).
     """
 
     label: str
     probabilities: Mapping[str, float]
+    warnings: tuple[InputWarning, ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Prediction:
         probabilities = {str(k): float(v) for k, v in data["probabilities"].items()}
-        return cls(label=str(data["label"]), probabilities=probabilities)
+        warnings = tuple(
+            InputWarning(str(w["code"]), str(w["message"])) for w in data.get("warnings") or ()
+        )
+        return cls(label=str(data["label"]), probabilities=probabilities, warnings=warnings)
 
 
 @dataclass(frozen=True, slots=True)

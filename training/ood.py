@@ -1,0 +1,501 @@
+"""Calibrate the out-of-domain warnings of a model version and record them in its card.
+
+    python -m training.ood [--models-dir models] [--data-dir ../shared/data] [NAME ...]
+
+For each tabular and text model (the latest version in `--models-dir`), the thresholds are
+chosen on data: the loosest setting that warns at most 1% of the model's in-domain held-out
+split (the split its card's metrics come from), then measured on out-of-domain families
+generated here. The result goes into the card's `out_of_domain` section (the card is not
+hashed; its artifacts are unchanged), and is printed as a table for docs/warnings.md.
+
+Families: tabular - every feature x10, one feature x10, every feature x0.1, one feature
+shifted by 10 training ranges; text - German and Spanish reviews (7-30 words drawn from
+common words of each language), two-word English reviews, letter salad.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.adapters import InputAdapter, make_adapter
+from app.schemas.card import ModelCard, OutOfDomainChecks, sha256_file
+from training.data import held_out_sets
+
+IN_DOMAIN_GOAL = 0.01
+MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+SHARES = tuple(round(x, 2) for x in np.arange(0.05, 0.96, 0.05))
+FLOOR = 1e-4
+
+GERMAN = [
+    "der",
+    "die",
+    "das",
+    "und",
+    "ist",
+    "nicht",
+    "ein",
+    "eine",
+    "ich",
+    "es",
+    "war",
+    "sehr",
+    "gut",
+    "schlecht",
+    "film",
+    "schauspieler",
+    "geschichte",
+    "langweilig",
+    "spannend",
+    "wirklich",
+    "leider",
+    "aber",
+    "auch",
+    "mit",
+    "für",
+    "auf",
+    "zu",
+    "hat",
+    "haben",
+    "wir",
+    "sie",
+    "er",
+    "kein",
+    "keine",
+    "ganz",
+    "schön",
+    "großartig",
+    "furchtbar",
+    "ende",
+    "anfang",
+    "musik",
+    "kamera",
+    "regie",
+    "handlung",
+    "figuren",
+    "zuschauer",
+    "kino",
+    "abend",
+    "zeit",
+    "geld",
+    "verschwendet",
+    "empfehlen",
+    "nie",
+    "wieder",
+    "besser",
+    "schlechter",
+    "meisterwerk",
+    "enttäuschend",
+    "überraschend",
+    "witzig",
+    "traurig",
+]
+SPANISH = [
+    "el",
+    "la",
+    "los",
+    "las",
+    "y",
+    "es",
+    "no",
+    "un",
+    "una",
+    "yo",
+    "fue",
+    "muy",
+    "bueno",
+    "malo",
+    "película",
+    "actores",
+    "historia",
+    "aburrida",
+    "emocionante",
+    "realmente",
+    "pero",
+    "también",
+    "con",
+    "para",
+    "en",
+    "que",
+    "tiene",
+    "han",
+    "nosotros",
+    "ella",
+    "él",
+    "ningún",
+    "bastante",
+    "hermosa",
+    "genial",
+    "terrible",
+    "final",
+    "principio",
+    "música",
+    "cámara",
+    "dirección",
+    "trama",
+    "personajes",
+    "espectadores",
+    "cine",
+    "noche",
+    "tiempo",
+    "dinero",
+    "perdido",
+    "recomendar",
+    "nunca",
+    "más",
+    "mejor",
+    "peor",
+    "obra",
+    "maestra",
+    "decepcionante",
+    "sorprendente",
+    "divertida",
+    "triste",
+]
+
+
+def _latest(models_dir: Path, name: str) -> Path:
+    return max(
+        (p for p in (models_dir / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+    )
+
+
+def _share_warned(adapter: InputAdapter, instances: list[Any]) -> float:
+    rows = []
+    for instance in instances:
+        try:
+            rows.append(adapter.to_row(instance))
+        except Exception:  # noqa: BLE001, S112 - a refused input is not served, so never warned
+            continue
+    if not rows:
+        return 1.0
+    warned = adapter.warnings(rows, adapter.featurize(rows))
+    if warned is None:
+        return 0.0
+    return sum(1 for row in warned if row) / len(instances)
+
+
+def _with(card: ModelCard, checks: OutOfDomainChecks) -> ModelCard:
+    return card.model_copy(update={"out_of_domain": checks})
+
+
+def calibrate_tabular(
+    card: ModelCard, folder: Path, held_out: list[Any], train: np.ndarray, seed: int
+) -> tuple[OutOfDomainChecks, dict[str, float]]:
+    """The smallest margin (fraction of each feature's training range) beyond the training
+    minimum and maximum that warns at most 1% of the held-out rows."""
+    low, high = train.min(axis=0), train.max(axis=0)
+    spread = np.maximum(high - low, 1e-6)
+    rng = np.random.default_rng(seed)
+    test = np.asarray(held_out, dtype=np.float64)
+    families: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "every feature x10": lambda x: x * 10.0,
+        "one feature x10": lambda x: _one(x, rng, lambda v: v * 10.0),
+        "every feature x0.1": lambda x: x * 0.1,
+        "one feature + 10 ranges": lambda x: _one(x, rng, lambda v: v + 10.0 * spread.mean()),
+    }
+    for margin in MARGINS:
+        checks = OutOfDomainChecks(
+            method=f"tabular: a feature outside [min - {margin:g} x range, max + {margin:g} x "
+            "range] of the training split",
+            fitted_on="the training split's per-feature minimum and maximum; the margin is the "
+            f"smallest of {list(MARGINS)} warning at most 1% of the held-out split",
+            feature_low=(low - margin * spread).tolist(),
+            feature_high=(high + margin * spread).tolist(),
+            held_out_warned=0.0,
+            out_of_domain_warned={},
+            probability_floor=FLOOR,
+        )
+        adapter = make_adapter(_with(card, checks), folder)
+        rate = _share_warned(adapter, list(test))
+        if rate <= IN_DOMAIN_GOAL:
+            break
+    shares = {
+        name: _share_warned(adapter, list(make(test.copy()))) for name, make in families.items()
+    }
+    return checks.model_copy(
+        update={"held_out_warned": round(rate, 4), "out_of_domain_warned": _rounded(shares)}
+    ), shares
+
+
+def _one(x: np.ndarray, rng: np.random.Generator, change: Callable[[Any], Any]) -> np.ndarray:
+    columns = rng.integers(0, x.shape[1], size=len(x))
+    for row, column in enumerate(columns):
+        x[row, column] = change(x[row, column])
+    return x
+
+
+def _rounded(shares: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 4) for name, value in shares.items()}
+
+
+def _review(words: list[str], rng: np.random.Generator, low: int, high: int) -> str:
+    count = int(rng.integers(low, high + 1))
+    return " ".join(str(w) for w in rng.choice(words, size=count)).capitalize() + "."
+
+
+def calibrate_text(
+    card: ModelCard, folder: Path, held_out: list[str], seed: int
+) -> tuple[OutOfDomainChecks, dict[str, float]]:
+    """The smallest unknown-word share warning at most 1% of the held-out reviews, and a
+    minimum of known words below every held-out review's count."""
+    rng = np.random.default_rng(seed)
+    base = make_adapter(card, folder)
+    vectorizer = base.vectorizer  # type: ignore[attr-defined]
+    counts = np.array([vectorizer.word_counts(text) for text in held_out], dtype=np.float64)
+    unknown = 1.0 - counts[:, 1] / np.maximum(counts[:, 0], 1.0)
+    share = next(s for s in SHARES if float((unknown > s).mean()) <= IN_DOMAIN_GOAL)
+    min_known = int(min(8, max(1, np.percentile(counts[:, 1], 0.5))))
+    english = [w for w in vectorizer.vocabulary[1:2000] if " " not in w]
+    families = {
+        "German reviews (7-30 words)": [_review(GERMAN, rng, 7, 30) for _ in range(300)],
+        "Spanish reviews (7-30 words)": [_review(SPANISH, rng, 7, 30) for _ in range(300)],
+        "two-word English reviews": [_review(english, rng, 2, 2) for _ in range(300)],
+        "letter salad": [
+            " ".join(
+                "".join(rng.choice(list("qxzjkvwy"), size=int(rng.integers(3, 9))))
+                for _ in range(int(rng.integers(5, 20)))
+            )
+            + " good"
+            for _ in range(300)
+        ],
+    }
+    checks = OutOfDomainChecks(
+        method=f"text: more than {share:g} of the words outside the vocabulary "
+        f"(unknown_words), or fewer than {min_known} known words (too_few_words)",
+        fitted_on="the held-out reviews: the smallest share (steps of 0.05) warning at most 1% "
+        "of them; the known-word minimum at most their 0.5th percentile (and at most 8)",
+        max_unknown_share=share,
+        min_known_words=min_known,
+        held_out_warned=0.0,
+        out_of_domain_warned={},
+        probability_floor=FLOOR,
+    )
+    adapter = make_adapter(_with(card, checks), folder)
+    rate = _share_warned(adapter, held_out)
+    shares = {name: _share_warned(adapter, texts) for name, texts in families.items()}
+    return checks.model_copy(
+        update={"held_out_warned": round(rate, 4), "out_of_domain_warned": _rounded(shares)}
+    ), shares
+
+
+EMBEDDING_FILE = "embedding.npz"
+IMAGE_QUANTILE = 99.2  # percent of held-out digits within the threshold (goal: <= 1% warned)
+GLYPHS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz+-=%&#@?*$!<>()[]{}/\\~^"
+
+
+def _glyph_png(text: str, rng: np.random.Generator) -> bytes:
+    """Dark text on light paper (Pillow's bundled font), 80-200 px, as a PNG."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = int(rng.integers(40, 110))
+    font = ImageFont.load_default(size=size)
+    canvas = Image.new("L", (size * (len(text) + 1), size * 2), int(rng.integers(200, 256)))
+    ImageDraw.Draw(canvas).text(
+        (size // 2, size // 3),
+        text,
+        fill=int(rng.integers(0, 60)),
+        font=font,
+        stroke_width=int(rng.integers(0, max(1, size // 15) + 1)),
+    )
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _png(grey: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_families(
+    x_test: np.ndarray, rng: np.random.Generator, count: int
+) -> dict[str, list[bytes]]:
+    """Generated non-digits as image files: letters and symbols, several digits in one image,
+    noise, textures."""
+    pick = rng.choice(len(x_test), size=(count, 3))
+    several = []
+    for first, second, third in pick:
+        parts = [x_test[first], x_test[second]] + ([x_test[third]] if rng.random() < 0.3 else [])
+        row = np.concatenate([np.pad(p, 2) for p in parts], axis=1).astype(np.float64)
+        several.append(_png(255.0 - row))
+    side = 96
+    ys, xs = np.indices((side, side))
+    textures = []
+    for _ in range(count):
+        kind = rng.integers(3)
+        if kind == 0:  # stripes at any angle and period
+            angle, period = rng.uniform(0, np.pi), rng.uniform(6, 30)
+            wave = np.sin((xs * np.cos(angle) + ys * np.sin(angle)) * 2 * np.pi / period)
+            grey = 128 + 100 * wave
+        elif kind == 1:  # blobs: smoothed noise, thresholded
+            import cv2
+
+            field = cv2.GaussianBlur(rng.normal(size=(side, side)), (0, 0), rng.uniform(3, 8))
+            grey = np.where(field > np.percentile(field, rng.uniform(50, 85)), 30.0, 220.0)
+        else:  # a checkerboard
+            cell = int(rng.integers(6, 24))
+            grey = np.where(((ys // cell) + (xs // cell)) % 2 == 0, 30.0, 220.0)
+        textures.append(_png(grey))
+    return {
+        "letters and symbols": [
+            _glyph_png(str(rng.choice(list(GLYPHS))), rng) for _ in range(count)
+        ],
+        "several digits in one image": several,
+        "noise": [_png(rng.uniform(0, 255, size=(64, 64))) for _ in range(count)],
+        "textures (stripes, blobs, checkerboards)": textures,
+    }
+
+
+def calibrate_image(
+    card: ModelCard, folder: Path, data_dir: Path, seed: int, count: int = 300
+) -> tuple[OutOfDomainChecks, dict[str, float], dict[str, Any]]:
+    """Mahalanobis score on the penultimate layer: class means and shared covariance of the
+    MNIST training images' features; the threshold is the 99.2th percentile of the held-out
+    test digits' scores. Writes EMBEDDING_FILE into `folder`; returns the checks, the share
+    warned per out-of-domain family (a refused image counts as caught) and the arrays."""
+    from app.adapters.image import embedding_distances
+    from app.errors import ServingError
+    from app.preprocessing.image import images_to_model_input
+    from app.runtimes.keras import KerasModel, configure_backend
+    from training.data import load_mnist
+
+    configure_backend(2)
+    rng = np.random.default_rng(seed)
+    probe = OutOfDomainChecks(
+        method="probe",
+        fitted_on="probe",
+        embedding_statistics_file=EMBEDDING_FILE,
+        held_out_warned=0.0,
+        out_of_domain_warned={},
+    )
+    model = KerasModel(_with(card, probe), folder, buckets=(1, 64, 256))
+    model.load()
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        chunks = [
+            model.predict_embedded(images_to_model_input(images[i : i + 256]))[1]
+            for i in range(0, len(images), 256)
+        ]
+        return np.concatenate([c for c in chunks if c is not None])
+
+    mnist = load_mnist(data_dir)
+    train = embed(mnist.x_train.astype(np.float32))
+    labels = np.asarray(mnist.y_train)
+    means = np.stack([train[labels == c].mean(axis=0) for c in range(len(card.labels))])
+    centred = train - means[labels]
+    covariance = centred.T @ centred / len(train)
+    precision = np.linalg.pinv(covariance + 1e-6 * np.eye(len(covariance)))
+    held = embedding_distances(embed(mnist.x_test.astype(np.float32)), means, precision)
+    limit = float(np.percentile(held, IMAGE_QUANTILE))
+    np.savez(folder / EMBEDDING_FILE, means=means.astype(np.float32), precision=precision)
+    checks = OutOfDomainChecks(
+        method="images: Mahalanobis distance of the network's penultimate-layer features "
+        "(the input of its last layer) to the nearest class mean, shared covariance (Lee et "
+        f"al., 2018); warned above {limit:.2f} (unlike_training_images). Also several_digits: "
+        "another component clear of the frame beside the digit read, with at least 25% of "
+        "its ink and 60% of its height (app.preprocessing.image.OTHER_DIGIT_*)",
+        fitted_on=f"class means and covariance: the {len(train)} MNIST training images; "
+        f"threshold: the {IMAGE_QUANTILE}th percentile of the {len(held)} MNIST test digits",
+        embedding_statistics_file=EMBEDDING_FILE,
+        max_embedding_distance=round(limit, 3),
+        held_out_warned=round(float((held > limit).mean()), 4),
+        out_of_domain_warned={},
+        probability_floor=FLOOR,
+    )
+    scored = _with(card, checks)
+    adapter = make_adapter(scored, folder, max_image_pixels=10**8)
+    model = KerasModel(scored, folder, buckets=(1, 64, 256))
+    model.load()
+    shares: dict[str, float] = {}
+    for family, files in image_families(mnist.x_test, rng, count).items():
+        rows, refused = [], 0
+        for data in files:
+            try:
+                rows.append(adapter.image_to_row(data))
+            except ServingError:
+                refused += 1
+        warned = 0
+        if rows:
+            features = adapter.featurize(rows)
+            _, embedded = model.predict_embedded(features)
+            flags = adapter.warnings(rows, features, embedded) or []
+            warned = sum(1 for flag in flags if flag)
+        shares[family] = (warned + refused) / len(files)
+        shares[f"{family}: refused (4xx)"] = refused / len(files)
+    checks = checks.model_copy(update={"out_of_domain_warned": _rounded(shares)})
+    return checks, shares, {"means": means, "precision": precision}
+
+
+def _train_split(name: str) -> np.ndarray:
+    from sklearn.datasets import load_iris, make_classification
+    from sklearn.model_selection import train_test_split
+
+    if name == "iris-knn":
+        x, y = load_iris(return_X_y=True)
+        train, _, _, _ = train_test_split(x, y, test_size=0.2, stratify=y, random_state=42)
+    else:
+        x, y = make_classification(n_samples=1000, n_features=20, n_classes=2, random_state=42)
+        train, _, _, _ = train_test_split(
+            x.astype(np.float32), y, test_size=0.3, stratify=y, random_state=42
+        )
+    return np.asarray(train, dtype=np.float64)
+
+
+def main() -> None:
+    root = Path(__file__).resolve().parents[1]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "names", nargs="*", default=["iris-knn", "binary-mlp", "imdb-sentiment", "mnist-cnn"]
+    )
+    parser.add_argument("--models-dir", type=Path, default=root / "models")
+    parser.add_argument("--data-dir", type=Path, default=root.parent / "shared" / "data")
+    parser.add_argument("--seed", type=int, default=23)
+    parser.add_argument("--dry-run", action="store_true", help="print, do not write cards")
+    args = parser.parse_args()
+    held = held_out_sets(args.data_dir)
+    for name in args.names:
+        folder = _latest(args.models_dir, name)
+        card = ModelCard.read(folder)
+        instances = held[name][0]
+        if card.input.kind == "tabular":
+            checks, shares = calibrate_tabular(
+                card, folder, instances, _train_split(name), args.seed
+            )
+        elif card.input.kind == "image":
+            checks, shares, _ = calibrate_image(card, folder, args.data_dir, args.seed)
+            if not args.dry_run:
+                card = card.model_copy(
+                    update={
+                        "artifacts": {
+                            **card.artifacts,
+                            EMBEDDING_FILE: sha256_file(folder / EMBEDDING_FILE),
+                        }
+                    }
+                )
+        else:
+            checks, shares = calibrate_text(card, folder, [str(t) for t in instances], args.seed)
+        print(f"\n{name} v{card.version}: {checks.method}")
+        print(
+            "| family | warned |\n|---|---:|\n"
+            f"| in-domain held-out | {checks.held_out_warned:.4f} |"
+        )
+        for family, share in shares.items():
+            print(f"| {family} | {share:.4f} |")
+        if not args.dry_run:
+            _with(card, checks).write(folder)
+
+
+if __name__ == "__main__":
+    main()
