@@ -253,6 +253,10 @@ def load_key_digests(
     return digests
 
 
+# Every admin path starts with this (see app.api.repository.ADMIN_PATHS).
+ADMIN_PREFIX = "/v2/repository/"
+
+
 def caller_fingerprint(digest: bytes) -> str:
     """What the server remembers of a key (the owner of a prediction): 16 hex digits of a
     hash of its sha256 digest, so neither the key nor its digest is ever stored."""
@@ -341,7 +345,11 @@ class ApiKeyMiddleware:
             context = request_context(scope)
             context.caller = self.fingerprints[index]
             context.admin = self.roles[index]
-        admin_only = self.admin_paths is not None and self.admin_paths.match(path) is not None
+        admin_only = (
+            self.admin_paths is not None
+            and path.startswith(ADMIN_PREFIX)  # a prefix test first: the regex is not free
+            and self.admin_paths.match(path) is not None
+        )
         if admin_only:
             if index >= 0 and self.roles[index]:
                 await self.app(scope, receive, send)
