@@ -133,7 +133,14 @@ class PayloadLogger:
         self.on_drop = on_drop
         self._queue: deque[
             tuple[
-                str, str, int, Sequence[Any], Sequence[str], np.ndarray, float, int,
+                str,
+                str,
+                int,
+                Sequence[Any],
+                Sequence[str],
+                np.ndarray,
+                float,
+                int,
                 Sequence[RowWarnings],
             ]
         ] = deque()
@@ -248,7 +255,17 @@ class PayloadLogger:
                 # event loop.
                 lines = [
                     self._encode(event)
-                    for request_id, model, version, rows, labels, probabilities, at, _, warned in items
+                    for (
+                        request_id,
+                        model,
+                        version,
+                        rows,
+                        labels,
+                        probabilities,
+                        at,
+                        _,
+                        warned,
+                    ) in items
                     for event in cloud_events(
                         request_id,
                         model,

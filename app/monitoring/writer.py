@@ -316,16 +316,23 @@ class Writer:
         deadline = time.monotonic() + timeout_s
         with self._condition:
             target = self._accepted
+            since = self._writing_since
+            if (
+                self._handled < target
+                and since is not None
+                and time.monotonic() - since > min(STUCK_S, timeout_s)
+            ):
+                # A batch stuck since before this call: waiting would only hold the caller.
+                # (A batch that starts while this call waits - its own - is waited for, up to
+                # timeout_s: a busy machine is slow, not stuck.)
+                return False
             while self._handled < target:
-                since = self._writing_since
-                if since is not None and time.monotonic() - since > min(STUCK_S, timeout_s):
-                    return False  # stuck: waiting would only hold the caller
                 self._flush_now = True
                 self._condition.notify_all()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._condition.wait(min(left, 1.0))  # and look again whether it is stuck
+                self._condition.wait(left)
         return True
 
     def _take(self) -> tuple[list[_Pending], int, int]:

@@ -97,7 +97,8 @@ def warning_texts(warnings: Sequence[RowWarnings], count: int) -> np.ndarray:
     texts = np.empty(count, dtype=object)
     for index in range(count):
         found = warnings[index] if index < len(warnings) else ()
-        texts[index] = orjson.dumps([{"code": w.code, "message": w.message} for w in found]).decode()
+        listed = [{"code": w.code, "message": w.message} for w in found]
+        texts[index] = orjson.dumps(listed).decode()
     return texts
 
 
