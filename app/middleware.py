@@ -281,7 +281,6 @@ def load_key_digests(
     return digests
 
 
-# Every admin path starts with this (see app.api.repository.ADMIN_PATHS).
 # Where admin paths (app.api.repository.ADMIN_PATHS) start or end.
 ADMIN_PREFIX = "/v2/repository/"
 ADMIN_SUFFIX = "/decisions"
