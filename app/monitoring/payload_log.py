@@ -57,7 +57,7 @@ def _row_bytes(row: Any) -> int:
     if isinstance(row, np.ndarray):
         return int(row.nbytes)
     if isinstance(row, EncodedText):
-        return len(row.text) + int(row.ids.nbytes)
+        return len(row.text) + (int(row.ids.nbytes) if row.ids is not None else 0)
     if isinstance(row, str | bytes):
         return len(row)
     return 64

@@ -535,7 +535,7 @@ class Promoter:
         if entry is None or entry.card is None or store is None:
             return {"note": "version not served"}
         try:
-            drift: dict[str, Any] = self.monitor._drift(entry, store)
+            drift: dict[str, Any] = self.monitor._drift(entry, store, None)
         except Exception as exc:  # noqa: BLE001 - drift is context, not the verdict
             return {"note": f"drift unavailable ({type(exc).__name__})"}
         return {

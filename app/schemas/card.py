@@ -461,6 +461,13 @@ class ModelCard(_Strict):
             if example.probabilities is not None:
                 raise ValueError("a regressor's examples have no probabilities")
 
+    def classification_metrics(self) -> HeldOutMetrics:
+        """The held-out classification metrics; ValueError for a regressor's or a card with
+        none (an imported model evaluated on no data)."""
+        if not isinstance(self.metrics, HeldOutMetrics):
+            raise ValueError(f"model {self.name} has no held-out classification metrics")
+        return self.metrics
+
     @property
     def is_classifier(self) -> bool:
         """Whether the model predicts class probabilities (else target values)."""

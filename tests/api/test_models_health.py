@@ -54,7 +54,7 @@ def test_metrics_endpoint_combines_held_out_and_live_numbers(
     predicted = [p["label"] for p in predict(client, "iris-knn", flowers).json()["predictions"]]
     predict(client, "iris-knn", [[1, 2, 3]])  # a 422
     body = client.get("/v1/models/iris-knn/metrics").json()
-    assert body["held_out"] == card.metrics.model_dump(mode="json")
+    assert body["held_out"] == card.classification_metrics().model_dump(mode="json")
     serving = body["serving"]
     assert serving["requests"] == before["requests"] + 2
     assert serving["errors"] == before["errors"] + 1

@@ -53,7 +53,8 @@ def _mine(client: Any, key: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert body["caller"] == "this key"
-    return body["versions"][0]
+    version: dict[str, Any] = body["versions"][0]
+    return version
 
 
 def test_another_key_cannot_label_a_prediction(tenants: Any) -> None:

@@ -62,7 +62,7 @@ def test_committed_artifact_is_valid_and_untampered(name: str) -> None:
     folder = COMMITTED_MODELS / name / VERSION
     card = ModelCard.read(folder)
     assert verify_artifacts(card, folder) == []
-    assert card.metrics.accuracy >= GOALS[name]
+    assert card.classification_metrics().accuracy >= GOALS[name]
 
 
 def test_committed_artifacts_are_small() -> None:
@@ -106,7 +106,9 @@ def test_iris_test_accuracy_recomputed() -> None:
     x, y = load_iris(return_X_y=True)
     _, x_test, _, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=42)
     rows = [adapter.to_row(list(row)) for row in x_test]
-    assert _accuracy(model, adapter, rows, y_test) == pytest.approx(card.metrics.accuracy)
+    assert _accuracy(model, adapter, rows, y_test) == pytest.approx(
+        card.classification_metrics().accuracy
+    )
 
 
 def test_binary_mlp_test_accuracy_recomputed() -> None:
@@ -117,7 +119,7 @@ def test_binary_mlp_test_accuracy_recomputed() -> None:
     )
     rows = [adapter.to_row(list(row)) for row in x_test]
     assert _accuracy(model, adapter, rows, y_test) == pytest.approx(
-        card.metrics.accuracy, abs=0.004
+        card.classification_metrics().accuracy, abs=0.004
     )
 
 
@@ -136,7 +138,9 @@ def test_mnist_test_accuracy_recomputed(data_dir: Path) -> None:
     rows = [adapter.to_row(image.astype(np.float32)) for image in mnist.x_test]
     probabilities = _probabilities(model, adapter, rows)
     accuracy = float((probabilities.argmax(axis=1) == mnist.y_test).mean())
-    assert accuracy == pytest.approx(card.metrics.accuracy, abs=0.0005)  # 5000 images
+    assert accuracy == pytest.approx(
+        card.classification_metrics().accuracy, abs=0.0005
+    )  # 5000 images
     assert accuracy >= GOALS["mnist-cnn"]
     ece = expected_calibration_error(mnist.y_test, probabilities)
     assert card.calibration is not None
@@ -154,7 +158,9 @@ def test_imdb_validation_accuracy_recomputed(data_dir: Path) -> None:
     probabilities = _probabilities(model, adapter, rows)
     labels = reviews.labels[held_out]
     accuracy = float((probabilities.argmax(axis=1) == labels).mean())
-    assert accuracy == pytest.approx(card.metrics.accuracy, abs=0.0005)  # 5000 reviews
+    assert accuracy == pytest.approx(
+        card.classification_metrics().accuracy, abs=0.0005
+    )  # 5000 reviews
     assert accuracy >= GOALS["imdb-sentiment"]
     ece = expected_calibration_error(labels, probabilities)
     assert card.calibration is not None
@@ -169,8 +175,12 @@ def test_every_card_says_how_it_was_calibrated(name: str) -> None:
     calibration = card.calibration
     assert calibration is not None
     assert calibration.bins == 15 == len(calibration.reliability)
-    assert sum(row.count for row in calibration.reliability) == card.metrics.test_size
-    assert calibration.accuracy_before == pytest.approx(card.metrics.accuracy, abs=0.004)
+    assert (
+        sum(row.count for row in calibration.reliability) == card.classification_metrics().test_size
+    )
+    assert calibration.accuracy_before == pytest.approx(
+        card.classification_metrics().accuracy, abs=0.004
+    )
     if name in ECE_GOALS:
         assert calibration.ece_after <= ECE_GOALS[name]
     assert calibration.ece_after <= calibration.ece_before + 0.01

@@ -180,7 +180,7 @@ def test_models_cards_metrics_and_health(server: Server) -> None:
             card = client.card(name, version=int(COMMITTED_VERSION))
             assert (card.name, card.labels) == (name, tuple(committed.labels))
             assert card.input["kind"] == committed.input.kind
-            assert card.metrics.accuracy == committed.metrics.accuracy
+            assert card.metrics.accuracy == committed.classification_metrics().accuracy
             assert card.serving.state == "ready"
             assert card.raw["artifacts"] == committed.artifacts
         before = client.model_metrics("iris-knn").serving.requests
@@ -188,7 +188,9 @@ def test_models_cards_metrics_and_health(server: Server) -> None:
         metrics = client.model_metrics("iris-knn", version=int(COMMITTED_VERSION))
     assert metrics.serving.requests == before + 1
     assert metrics.serving.predicted_labels["setosa"].count >= 1
-    assert metrics.held_out.accuracy == _committed_card("iris-knn").metrics.accuracy
+    assert (
+        metrics.held_out.accuracy == _committed_card("iris-knn").classification_metrics().accuracy
+    )
 
 
 # ---------------------------------------------------------------------- errors

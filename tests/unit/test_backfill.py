@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.schemas.card import ModelCard, verify_artifacts
+from app.schemas.card import ModelCard, TrainingData, verify_artifacts
 from tests.conftest import MODEL_NAMES
 from training.backfill import main
 from training.common import ERRORS_FILE
@@ -19,14 +19,21 @@ def test_trainers_write_the_misclassified_held_out_rows(tiny_models_dir: Path, n
     card = ModelCard.read(folder)
     assert card.errors_file == ERRORS_FILE and ERRORS_FILE in card.artifacts
     errors = json.loads((folder / ERRORS_FILE).read_text())
-    assert errors["evaluated_on"] == card.metrics.evaluated_on
-    assert errors["rows"] == card.metrics.test_size
-    matrix = card.metrics.confusion_matrix
-    assert errors["wrong"] == card.metrics.test_size - sum(matrix[i][i] for i in range(len(matrix)))
+    assert errors["evaluated_on"] == card.classification_metrics().evaluated_on
+    assert errors["rows"] == card.classification_metrics().test_size
+    matrix = card.classification_metrics().confusion_matrix
+    assert errors["wrong"] == card.classification_metrics().test_size - sum(
+        matrix[i][i] for i in range(len(matrix))
+    )
     assert len(errors["examples"]) == min(errors["wrong"], 12)
     confidences = [e["confidence"] for e in errors["examples"]]
     assert confidences == sorted(confidences, reverse=True)
     assert all(e["label"] != e["predicted"] for e in errors["examples"])
+
+
+def _training_data(card: ModelCard) -> TrainingData:
+    assert card.training_data is not None
+    return card.training_data
 
 
 def _strip_errors(folder: Path) -> ModelCard:
@@ -71,7 +78,7 @@ def test_backfill_refuses_data_other_than_the_training_data(
     folder = models_copy / "iris-knn" / "1"
     old = _strip_errors(folder)
     other = old.model_copy(
-        update={"training_data": old.training_data.model_copy(update={"sha256": "0" * 64})}
+        update={"training_data": _training_data(old).model_copy(update={"sha256": "0" * 64})}
     )
     other.write(folder)
     before = (folder / "card.json").read_bytes()
@@ -103,11 +110,11 @@ def test_backfill_records_the_roc_curve_of_a_binary_model_trained_before_it(
 ) -> None:
     folder = models_copy / "binary-mlp" / "1"
     trained = ModelCard.read(folder)
-    assert trained.metrics.roc_curve
+    assert trained.classification_metrics().roc_curve
     _strip_errors(folder)
     stripped = ModelCard.read(folder)
     stripped.model_copy(
-        update={"metrics": stripped.metrics.model_copy(update={"roc_curve": None})}
+        update={"metrics": stripped.classification_metrics().model_copy(update={"roc_curve": None})}
     ).write(folder)
 
     assert main(["errors", str(folder), "--data-dir", str(data_dir)]) == 0
@@ -115,4 +122,4 @@ def test_backfill_records_the_roc_curve_of_a_binary_model_trained_before_it(
     card = ModelCard.read(folder)
     assert verify_artifacts(card, folder) == []
     # The same held-out scores the trainer used: the same points.
-    assert card.metrics.roc_curve == trained.metrics.roc_curve
+    assert card.classification_metrics().roc_curve == trained.classification_metrics().roc_curve

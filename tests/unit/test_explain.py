@@ -166,7 +166,11 @@ def test_one_caller_cannot_take_the_worker_from_another() -> None:
         order: list[str] = []
 
         def job(name: str) -> Any:
-            return lambda check: order.append(name) or name
+            def run(check: Any) -> str:
+                order.append(name)
+                return name
+
+            return run
 
         running = asyncio.ensure_future(
             worker.run(_blocking_job(started, release), deadline, "x", caller="greedy")
@@ -202,7 +206,11 @@ def test_callers_are_served_in_turn() -> None:
         order: list[str] = []
 
         def job(name: str) -> Any:
-            return lambda check: order.append(name) or name
+            def run(check: Any) -> str:
+                order.append(name)
+                return name
+
+            return run
 
         first = asyncio.ensure_future(
             worker.run(_blocking_job(started, release), deadline, "x", caller="a")

@@ -27,7 +27,8 @@ def test_trainer_writes_a_valid_carded_artifact(tiny_models_dir: Path, name: str
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], "temp left over"
     # Readable by other users (a container's non-root service user), not private like a tempdir.
     assert folder.stat().st_mode & 0o005 == 0o005
-    assert card.metrics.test_size == sum(map(sum, card.metrics.confusion_matrix))
+    metrics = card.classification_metrics()
+    assert metrics.test_size == sum(sum(row) for row in metrics.confusion_matrix)
     assert card.library_versions["python"].startswith("3.")
     assert card.examples and all(e.probabilities for e in card.examples)
 
