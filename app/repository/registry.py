@@ -494,6 +494,18 @@ class Router:
         entry, _, name = self.targets[best]
         return entry, name
 
+    def continue_from(self, previous: Router) -> None:
+        """Carry the round robin's position over from the router this one replaces when the
+        split is the same (same versions, same weights): a rescan rebuilds every router, and
+        restarting the round at each one would send nearly every request of a model with
+        less than one request per scan to the first target."""
+        same = len(self.targets) == len(previous.targets) and all(
+            a is c and b == d
+            for (a, b, _), (c, d, _) in zip(self.targets, previous.targets, strict=True)
+        )
+        if same:
+            self._current = list(previous._current)
+
 
 @dataclass(eq=False)
 class ServedModel:
@@ -671,7 +683,9 @@ class ModelRegistry:
         shadow = None
         if config.shadow is not None:
             shadow = ready.get(config.version_of(config.shadow))
-        model.router = Router(default, targets, dict(config.labels), shadow)
+        router = Router(default, targets, dict(config.labels), shadow)
+        router.continue_from(model.router)
+        model.router = router
 
     def changed(self) -> None:
         """Tell the listeners that the repository changed."""

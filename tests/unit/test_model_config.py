@@ -81,6 +81,23 @@ def test_weighted_round_robin_matches_the_weights_in_every_window() -> None:
         assert [label for _, label in picks[start : start + 10]].count("canary") == 1
 
 
+def test_a_rebuilt_router_with_the_same_split_continues_the_round() -> None:
+    stable, canary = _entry(1), _entry(2)
+    split = [(stable, 90, "stable"), (canary, 10, "canary")]
+    router = Router(None, split, {}, None)
+    picks = []
+    for _ in range(100):  # a rescan (a new router) after every request
+        picks.append(router.pick(None)[1])
+        rebuilt = Router(None, list(split), {}, None)
+        rebuilt.continue_from(router)
+        router = rebuilt
+    assert Counter(picks) == {"stable": 90, "canary": 10}
+    # Another split starts its own round.
+    other = Router(None, [(stable, 50, "stable"), (canary, 50, "canary")], {}, None)
+    other.continue_from(router)
+    assert [other.pick(None)[1] for _ in range(2)] == ["stable", "canary"]
+
+
 def test_a_routing_key_always_picks_the_same_version_and_keys_split_by_weight() -> None:
     stable, canary = _entry(1), _entry(2)
     router = Router(None, [(stable, 3, "stable"), (canary, 1, "canary")], {}, None)
