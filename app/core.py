@@ -34,7 +34,12 @@ from typing import Any, TypeVar
 import numpy as np
 from starlette.types import Receive
 
-from app.adapters.base import NO_WARNINGS, RowWarnings, bound_probabilities
+from app.adapters.base import (
+    DEFAULT_PROBABILITY_FLOOR,
+    NO_WARNINGS,
+    RowWarnings,
+    bound_probabilities,
+)
 from app.batching import Batcher
 from app.budget import ClientDisconnected, RequestBudget, release_free_memory
 from app.context import RequestContext
@@ -53,9 +58,6 @@ TRIM_AFTER_PIXELS = 1_000_000
 # Shadow copies in flight at once, over every model: beyond it copies are dropped (counted),
 # so a slow shadow cannot pile up tasks and memory.
 MAX_SHADOW_REQUESTS = 256
-# Served probabilities stay within [floor, 1 - (C-1) floor] (see bound_probabilities): a card
-# without an out_of_domain section gets this floor; no held-out set here resolves finer.
-DEFAULT_PROBABILITY_FLOOR = 1e-4
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,11 @@ RowWarnings = tuple[InputWarning, ...]
 NO_WARNINGS: RowWarnings = ()
 
 
+# Served probabilities stay within [floor, 1 - (C-1) floor] (see bound_probabilities): a card
+# without an out_of_domain section gets this floor; no held-out set here resolves finer.
+DEFAULT_PROBABILITY_FLOOR = 1e-4
+
+
 def bound_probabilities(probabilities: np.ndarray, floor: float) -> np.ndarray:
     """(N, C) probabilities with every entry at least `floor`: p' = floor + (1 - C*floor) * p.
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from app.adapters.base import DEFAULT_PROBABILITY_FLOOR, bound_probabilities
 from app.schemas.card import ModelCard
 
 # Completeness bound (issue 16): |sum(attributions) - (f(x) - f(baseline))| must be within
@@ -44,6 +45,11 @@ def prediction(card: ModelCard, probabilities: list[float]) -> tuple[int, dict[s
         from app.tasks import task_of
 
         return 0, task_of(card).encode_v1(card, np.array([probabilities]))[0]
+    # Served as `:predict` serves them: bounded away from 0 and 1 (the attributions stay on
+    # the model's own scale; the bound moves them by less than the completeness tolerance).
+    checks = card.out_of_domain
+    floor = checks.probability_floor if checks is not None else DEFAULT_PROBABILITY_FLOOR
+    probabilities = bound_probabilities(np.array([probabilities]), floor)[0].tolist()
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
     return best, {
         "label": card.labels[best],
