@@ -40,6 +40,7 @@ from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, NotFound
 from app.protocols.v1 import LARGE_BODY_BYTES, V1Protocol
 from app.repository import ModelEntry, ModelRegistry, ModelState
+from app.schemas.card import ModelCard
 from app.schemas.v2 import InferenceRequest
 from app.schemas.versions import not_a_version
 from app.schemas.versions import parse_version as version_number
@@ -100,6 +101,26 @@ def warning_texts(warnings: Sequence[RowWarnings], count: int) -> np.ndarray:
         listed = [{"code": w.code, "message": w.message} for w in found]
         texts[index] = orjson.dumps(listed).decode()
     return texts
+
+
+def output_tensors(
+    card: ModelCard,
+    names: Sequence[str],
+    outputs: np.ndarray,
+    warnings: Sequence[RowWarnings],
+) -> list[tuple[str, np.ndarray]]:
+    """(name, values) of each V2 output asked for, from the model's `(N, C)` outputs and the
+    rows' warnings: the task's tensors (`app.tasks`) and `warnings`, whatever the protocol."""
+    task = task_of(card)
+    return [
+        (
+            name,
+            warning_texts(warnings, len(outputs))
+            if name == WARNINGS_OUTPUT.name
+            else task.tensor(card, name, outputs),
+        )
+        for name in names
+    ]
 
 
 class V2Protocol:
@@ -233,16 +254,14 @@ class V2Protocol:
         card = entry.card
         assert card is not None
         if not card.is_classifier:
-            task = task_of(card)
+            names = [name for name, _ in decoded.outputs]
             tensors = [
-                (
-                    name,
-                    warning_texts(warnings, len(probabilities))
-                    if name == WARNINGS_OUTPUT.name
-                    else task.tensor(card, name, probabilities),
-                    binary,
+                (name, values, binary)
+                for (name, values), (_, binary) in zip(
+                    output_tensors(card, names, probabilities, warnings),
+                    decoded.outputs,
+                    strict=True,
                 )
-                for name, binary in decoded.outputs
             ]
             return encode_tensors(entry.name, entry.version, decoded.request.id, tensors)
         return encode_response(

@@ -36,7 +36,7 @@ from app.errors import BadRequest, InvalidInput, ServingError
 from app.middleware import RequestRecorder, ServerState
 from app.protocols import triton
 from app.protocols.v1 import LARGE_BODY_BYTES
-from app.protocols.v2 import parse_version
+from app.protocols.v2 import output_tensors, parse_version
 from app.repository import ModelState
 from app.repository.control import RepositoryControl
 from app.rpc import status
@@ -45,6 +45,7 @@ from app.rpc.generated import grpc_service_pb2_grpc as pb_grpc
 from app.rpc.generated import model_config_pb2
 from app.rpc.tensors import decode_request, encode_response
 from app.service import PredictionService
+from app.tasks import output_names
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 self.service, request.name or None, request.version or None
             )
             response = pb.ModelStatisticsResponse()
-            json_format.ParseDict(statistics, response)
+            # Triton's message has no `shadow_stats` (a version's shadow copies, counted apart
+            # from its own figures): REST's statistics carry it, gRPC's leave it out.
+            json_format.ParseDict(statistics, response, ignore_unknown_fields=True)
             return response
 
         return await self._observed("ModelStatistics", context, handle)
@@ -281,7 +284,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         assert adapter is not None and card is not None
         try:
             decoded = decode_request(
-                request, adapter.tensor_spec, entry.name, self.settings.max_instances
+                request,
+                adapter.tensor_spec,
+                entry.name,
+                self.settings.max_instances,
+                output_names(card),
             )
             if adapter.slow_rows or decoded.values.nbytes > LARGE_BODY_BYTES:
                 rows = await core.off_loop(
@@ -299,9 +306,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             entry.name,
             entry.version,
             request.id,
-            card.labels,
-            probabilities,
-            decoded.outputs,
+            output_tensors(card, decoded.outputs, probabilities, context.warnings),
             decoded.raw,
         )
 

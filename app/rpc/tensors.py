@@ -75,7 +75,11 @@ def parameters_dict(parameters: Any) -> dict[str, Any]:
 
 
 def decode_request(
-    request: pb.ModelInferRequest, spec: TensorSpec, model: str, max_instances: int
+    request: pb.ModelInferRequest,
+    spec: TensorSpec,
+    model: str,
+    max_instances: int,
+    output_names: Sequence[str],
 ) -> DecodedTensor:
     """The request's one input as NumPy, checked as REST checks it, and the outputs asked
     for. Raises BadRequest (INVALID_ARGUMENT) or PayloadTooLarge (too many instances)."""
@@ -87,7 +91,7 @@ def decode_request(
         raise BadRequest(f"input {spec.name}: shape {list(shape)} has a negative or huge dimension")
     check_input(names, datatype, shape, spec, model, max_instances)
     assert tensor is not None
-    outputs = _requested_outputs(request)
+    outputs = _requested_outputs(request, output_names)
     parameters = parameters_dict(tensor.parameters)
     if any(key.startswith("shared_memory") for key in parameters):
         raise BadRequest(
@@ -165,7 +169,7 @@ def _typed_values(
     return array
 
 
-def _requested_outputs(request: pb.ModelInferRequest) -> list[str]:
+def _requested_outputs(request: pb.ModelInferRequest, names: Sequence[str]) -> list[str]:
     """The output names asked for, checked by the REST codec's rules (unknown, twice,
     shared memory, classification)."""
     as_rest = InferenceRequest.model_construct(
@@ -180,36 +184,32 @@ def _requested_outputs(request: pb.ModelInferRequest) -> list[str]:
         ]
         or None,
     )
-    return [name for name, _ in requested_outputs(as_rest)]
+    return [name for name, _ in requested_outputs(as_rest, names)]
 
 
 def encode_response(
     model: str,
     version: int,
     request_id: str,
-    labels: Sequence[str],
-    probabilities: np.ndarray,
-    outputs: Sequence[str],
+    tensors: Sequence[tuple[str, np.ndarray]],
     raw: bool,
 ) -> pb.ModelInferResponse:
-    """The `ModelInferResponse`: `label` (BYTES [N], the most probable class) and
-    `probabilities` (FP32 [N, C], C = len(labels)) as asked for, raw or typed."""
-    count, classes = probabilities.shape
+    """The `ModelInferResponse` holding `tensors` ((name, values): strings as BYTES, numbers
+    as FP32, shapes as the values'), raw or typed (from `app.protocols.v2.output_tensors`)."""
     response = pb.ModelInferResponse(model_name=model, model_version=str(version), id=request_id)
-    for name in outputs:
+    for name, values in tensors:
         tensor = response.outputs.add(name=name)
-        if name == "label":
+        tensor.shape.extend(values.shape)
+        if values.dtype.kind in "OUS":
             tensor.datatype = "BYTES"
-            tensor.shape.append(count)
-            best = [labels[i].encode() for i in np.argmax(probabilities, axis=1).tolist()]
+            items = [str(v).encode() for v in values.ravel().tolist()]
             if raw:
-                response.raw_output_contents.append(bytes_tensor(best))
+                response.raw_output_contents.append(bytes_tensor(items))
             else:
-                tensor.contents.bytes_contents.extend(best)
+                tensor.contents.bytes_contents.extend(items)
         else:
             tensor.datatype = "FP32"
-            tensor.shape.extend((count, classes))
-            as_fp32 = probabilities.astype("<f4")
+            as_fp32 = values.astype("<f4")
             if raw:
                 response.raw_output_contents.append(as_fp32.tobytes())
             else:

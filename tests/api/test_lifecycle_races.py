@@ -77,7 +77,7 @@ def test_a_load_during_an_unload_waits_for_it_and_the_model_is_loaded_at_the_end
     models_copy: Path,
 ) -> None:
     models = _iris_only(models_copy)
-    with running_app(models, model_poll_s=0) as client:
+    with running_app(models, model_poll_s=0, control_api=True) as client:
         entry = client.app.state.service.registry.find("iris-knn", 1)
         client.portal.call(entry.acquire)  # a request in flight holds version 1
         unload, unloaded = _in_thread(lambda: client.post("/v2/repository/models/iris-knn/unload"))
@@ -98,7 +98,7 @@ def test_an_unload_during_a_load_wins_and_the_load_answers_409(
     models_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     models = _iris_only(models_copy)
-    with running_app(models, model_poll_s=0) as client:
+    with running_app(models, model_poll_s=0, control_api=True) as client:
         assert client.post("/v2/repository/models/iris-knn/unload").status_code == 200
         with _gated_loads(monkeypatch, "iris-knn") as gate:
             load, loaded = _in_thread(lambda: client.post("/v2/repository/models/iris-knn/load"))
@@ -118,7 +118,7 @@ def test_two_loads_and_two_unloads_in_a_row_agree(
     models_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     models = _iris_only(models_copy)
-    with running_app(models, model_poll_s=0) as client:
+    with running_app(models, model_poll_s=0, control_api=True) as client:
         assert client.post("/v2/repository/models/iris-knn/unload").status_code == 200
         assert client.post("/v2/repository/models/iris-knn/unload").status_code == 200
         with _gated_loads(monkeypatch, "iris-knn") as gate:
@@ -227,7 +227,7 @@ def test_a_version_above_int32_works_on_every_route_and_in_config(models_copy: P
     models = _iris_only(models_copy)
     _publish(models, ABOVE_INT32)
     _config(models, {"labels": {"big": ABOVE_INT32}, "traffic": {str(ABOVE_INT32): 1}})
-    with running_app(models, model_poll_s=0) as client:
+    with running_app(models, model_poll_s=0, control_api=True) as client:
         assert "config_error" not in _iris(client), _iris(client)
         big = str(ABOVE_INT32)
         assert _version(_predict(client)) == ABOVE_INT32
@@ -301,7 +301,7 @@ def test_shadow_copies_are_counted_apart_from_the_versions_own_statistics(
         models,
         {"labels": {"stable": 1, "canary": 2}, "traffic": {"stable": 1}, "shadow": "canary"},
     )
-    with running_app(models, model_poll_s=0) as client:
+    with running_app(models, model_poll_s=0, control_api=True) as client:
         for _ in range(12):
             assert _version(_predict(client)) == 1
 

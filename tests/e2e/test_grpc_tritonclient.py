@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import queue
 import signal
 import struct
@@ -108,9 +109,13 @@ def _as_predictions(result: Any, labels: list[str]) -> list[dict[str, Any]]:
         {
             "label": label.decode() if isinstance(label, bytes) else label,
             "probabilities": dict(zip(labels, row.tolist(), strict=True)),
+            "warnings": json.loads(warned),
         }
-        for label, row in zip(
-            result.as_numpy("label"), result.as_numpy("probabilities"), strict=True
+        for label, row, warned in zip(
+            result.as_numpy("label"),
+            result.as_numpy("probabilities"),
+            result.as_numpy("warnings"),
+            strict=True,
         )
     ]
 
@@ -182,9 +187,12 @@ def test_every_model_and_datatype_answers_as_rest_does(
         name,
         COMMITTED_VERSION,
     )
-    assert len(response.raw_output_contents) == 2  # raw in, raw out (what tritonclient reads)
+    # label, probabilities and warnings: raw in, raw out (what tritonclient reads)
+    assert len(response.raw_output_contents) == 3
     served = _as_predictions(result, card.labels)
-    assert_same_predictions(served, _friendly(server, name, instances))
+    friendly = _friendly(server, name, instances)
+    assert_same_predictions(served, friendly)
+    assert [p["warnings"] for p in served] == [p["warnings"] for p in friendly]
     if datatype in ("FP32", "BYTES", "FP64"):
         assert [p["label"] for p in served] == [e.label for e in card.examples]
 

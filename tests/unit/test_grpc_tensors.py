@@ -22,6 +22,9 @@ from app.rpc import status
 from app.rpc.generated import grpc_service_pb2 as pb
 from app.rpc.tensors import CONTENTS_FIELDS, decode_request, encode_response
 
+# A classifier's V2 outputs (app.tasks.output_names).
+OUTPUTS = ("label", "probabilities", "warnings")
+
 TABULAR = TensorSpec("features", NUMERIC_TYPES, (4,), "FP32 [N, 4]")
 TEXT = TensorSpec("text", ("BYTES",), (), "BYTES [N] of text")
 
@@ -37,7 +40,7 @@ def _request(
 
 
 def _decode(request: pb.ModelInferRequest, spec: TensorSpec = TABULAR) -> np.ndarray:
-    return decode_request(request, spec, "m", 1000).values
+    return decode_request(request, spec, "m", 1000, OUTPUTS).values
 
 
 @pytest.mark.parametrize("datatype", [t for t in NUMERIC_TYPES if t != "FP16"])
@@ -45,7 +48,7 @@ def test_typed_contents_of_every_datatype_decode_to_its_numpy_type(datatype: str
     request = _request(datatype, [2, 4])
     field = getattr(request.inputs[0].contents, CONTENTS_FIELDS[datatype])
     field.extend([1, 2, 3, 4, 5, 6, 7, 8])
-    decoded = decode_request(request, TABULAR, "m", 1000)
+    decoded = decode_request(request, TABULAR, "m", 1000, OUTPUTS)
     assert decoded.values.dtype == np.dtype(NUMPY_TYPES[datatype])
     assert decoded.values.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
     assert not decoded.raw
@@ -55,7 +58,7 @@ def test_typed_contents_of_every_datatype_decode_to_its_numpy_type(datatype: str
 def test_raw_contents_of_every_datatype_decode_little_endian(datatype: str) -> None:
     values = np.arange(8, dtype=NUMPY_TYPES[datatype]).reshape(2, 4)
     raw = values.astype(values.dtype.newbyteorder("<")).tobytes()
-    decoded = decode_request(_request(datatype, [2, 4], raw=raw), TABULAR, "m", 1000)
+    decoded = decode_request(_request(datatype, [2, 4], raw=raw), TABULAR, "m", 1000, OUTPUTS)
     assert decoded.raw and decoded.values.tolist() == values.tolist()
 
 
@@ -157,7 +160,7 @@ def test_hostile_bytes_lengths_are_refused() -> None:
 def test_requested_outputs_follow_the_rest_rules() -> None:
     request = _request("FP32", [1, 4], raw=b"\0" * 16)
     request.outputs.add(name="probabilities")
-    assert decode_request(request, TABULAR, "m", 1000).outputs == ["probabilities"]
+    assert decode_request(request, TABULAR, "m", 1000, OUTPUTS).outputs == ["probabilities"]
     request.outputs.add(name="nope")
     with pytest.raises(BadRequest, match="unknown output 'nope'"):
         _decode(request)
@@ -170,9 +173,8 @@ def test_requested_outputs_follow_the_rest_rules() -> None:
 @pytest.mark.parametrize("raw", [True, False], ids=["raw", "typed"])
 def test_the_answer_uses_the_form_of_the_request(raw: bool) -> None:
     probabilities = np.array([[0.2, 0.8], [0.9, 0.1]])
-    response = encode_response(
-        "m", 3, "r1", ["no", "yes"], probabilities, ["label", "probabilities"], raw
-    )
+    tensors = [("label", np.array(["yes", "no"], dtype=object)), ("probabilities", probabilities)]
+    response = encode_response("m", 3, "r1", tensors, raw)
     assert (response.model_name, response.model_version, response.id) == ("m", "3", "r1")
     label, probs = response.outputs
     assert (label.datatype, list(label.shape)) == ("BYTES", [2])
