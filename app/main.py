@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             server_state,
             RequestRecorder(metrics_, access_log, "grpc"),
             key_digests,
+            admin_digests,
         )
 
     probes = ProbeListener(service.readiness) if settings.probe_port is not None else None

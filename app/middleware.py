@@ -292,6 +292,11 @@ def caller_fingerprint(digest: bytes) -> str:
     return hashlib.sha256(b"synergy-caller\0" + digest).hexdigest()[:16]
 
 
+def token_fingerprint(token: str) -> str:
+    """The caller fingerprint of a presented key (as `caller_fingerprint` of its digest)."""
+    return caller_fingerprint(_digest(token))
+
+
 def key_index(key_digests: list[bytes], token: str) -> int:
     """Index in `key_digests` of the key `token` is, or -1 (compared with every key, in
     constant time, whatever matches first). Every protocol checks keys with this."""

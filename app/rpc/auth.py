@@ -10,7 +10,9 @@ counterparts (`/health/*`, `/v2/health/*`, `/openapi.json`):
 - server reflection: it describes the API (as the OpenAPI document does), never its data.
 
 Everything else (inference, metadata, configuration, statistics, the repository) needs a key.
-A refused call gets UNAUTHENTICATED with the REST 401's words.
+A refused call gets UNAUTHENTICATED with the REST 401's words. With admin keys set
+(docs/security.md), `RepositoryModelLoad` and `RepositoryModelUnload` need one: a prediction
+key gets PERMISSION_DENIED, as REST's 403; admin keys work wherever a prediction key does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import grpc
 
 from app.context import RequestContext
-from app.middleware import RequestRecorder, key_matches
+from app.middleware import RequestRecorder, key_index
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 REFLECTION_SERVICES = (
@@ -40,6 +42,16 @@ OPEN_RPCS = frozenset(
         *(f"/{service}/ServerReflectionInfo" for service in REFLECTION_SERVICES),
     }
 )
+ADMIN_RPCS = frozenset(
+    {
+        "/inference.GRPCInferenceService/RepositoryModelLoad",
+        "/inference.GRPCInferenceService/RepositoryModelUnload",
+    }
+)
+ADMIN_MESSAGE = (
+    "this operation needs an admin key (SYNERGY_ADMIN_API_KEYS); prediction keys cannot "
+    "change the models served"
+)
 MESSAGE = (
     "missing or wrong API key: send the metadata 'authorization: Bearer <key>' (tritonclient: "
     "headers={'authorization': 'Bearer <key>'})"
@@ -52,22 +64,33 @@ def is_open(method: str) -> bool:
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses calls to RPCs that need a key and carry none, or a wrong one."""
+    """Refuses calls to RPCs that need a key and carry none, or a wrong one, and calls to the
+    admin RPCs with a prediction key when admin keys are set."""
 
-    def __init__(self, key_digests: list[bytes], recorder: RequestRecorder | None = None) -> None:
-        self.key_digests = key_digests
+    def __init__(
+        self,
+        key_digests: list[bytes],
+        recorder: RequestRecorder | None = None,
+        admin_digests: list[bytes] | None = None,
+    ) -> None:
+        admin_digests = admin_digests or []
+        self.digests = [*key_digests, *admin_digests]
+        self.roles = [False] * len(key_digests) + [True] * len(admin_digests)
+        # Only admin keys set: every RPC but the admin ones is open (as on REST).
+        self.require_key = bool(key_digests)
+        self.admin_enforced = bool(admin_digests)
         self.recorder = recorder
 
-    def _authorized(self, metadata: Any) -> bool:
+    def _key_index(self, metadata: Any) -> int:
+        """The presented key's index; -1 for none, -2 for a malformed or unknown one."""
         for key, value in metadata or ():
             if key == "authorization" and isinstance(value, str):
                 scheme, _, token = value.partition(" ")
-                return (
-                    scheme.lower() == "bearer"
-                    and bool(token.strip())
-                    and key_matches(self.key_digests, token.strip())
-                )
-        return False
+                if scheme.lower() != "bearer" or not token.strip():
+                    return -2
+                index = key_index(self.digests, token.strip())
+                return index if index >= 0 else -2
+        return -1
 
     async def intercept_service(
         self,
@@ -75,15 +98,32 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method: str = handler_call_details.method
-        metadata = handler_call_details.invocation_metadata
-        if is_open(method) or self._authorized(metadata):
+        if is_open(method):
+            return await continuation(handler_call_details)
+        index = self._key_index(handler_call_details.invocation_metadata)
+        if self.admin_enforced and method in ADMIN_RPCS:
+            if index >= 0 and self.roles[index]:
+                return await continuation(handler_call_details)
+            if index >= 0:
+                handler = await continuation(handler_call_details)
+                return self._refusal(
+                    method, handler, grpc.StatusCode.PERMISSION_DENIED, 403, ADMIN_MESSAGE
+                )
+        elif index >= 0 or (not self.require_key and index == -1):
             return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
-        return self._refusal(method, handler)
+        return self._refusal(method, handler, grpc.StatusCode.UNAUTHENTICATED, 401, MESSAGE)
 
-    def _refusal(self, method: str, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
-        """A handler of the same kind as `handler` that answers UNAUTHENTICATED, counted and
-        logged like any call (as REST's 401s are)."""
+    def _refusal(
+        self,
+        method: str,
+        handler: grpc.RpcMethodHandler | None,
+        code: grpc.StatusCode,
+        http_status: int,
+        message: str,
+    ) -> grpc.RpcMethodHandler:
+        """A handler of the same kind as `handler` that answers `code` with `message`, counted
+        and logged like any call (as REST's 401s and 403s are)."""
         recorder = self.recorder
         # An unknown method's name is the client's to choose: not a metric label.
         endpoint = method.rsplit("/", 1)[-1] if handler is not None else "unmatched"
@@ -93,7 +133,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
                 call = RequestContext(
                     request_id=f"{random.getrandbits(64):016x}", arrived=time.perf_counter()
                 )
-                call.status = 401
+                call.status = http_status
                 recorder.record(
                     call,
                     0.0,
@@ -101,9 +141,9 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
                     "POST",
                     method,
                     protocol="grpc",
-                    grpc_status="UNAUTHENTICATED",
+                    grpc_status=code.name,
                 )
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
+            await context.abort(code, message)
 
         return _same_kind(handler, refuse)
 

@@ -71,20 +71,25 @@ class GrpcServer:
         state: ServerState,
         recorder: RequestRecorder,
         key_digests: list[bytes],
+        admin_digests: list[bytes] | None = None,
     ) -> None:
         self.settings = settings
         host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
         self.address = f"{host}:{settings.grpc_port}"
-        self._servicer = InferenceServicer(service, repository, state, recorder)
+        keyed = bool(key_digests or admin_digests)
+        self._servicer = InferenceServicer(service, repository, state, recorder, keyed=keyed)
         self._health = HealthServicer(service)
         self._key_digests = key_digests
+        self._admin_digests = admin_digests or []
         self._recorder = recorder
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
         """Listen (on the running event loop). Raises RuntimeError when the port is taken."""
         interceptors = (
-            [ApiKeyInterceptor(self._key_digests, self._recorder)] if self._key_digests else []
+            [ApiKeyInterceptor(self._key_digests, self._recorder, self._admin_digests)]
+            if self._key_digests or self._admin_digests
+            else []
         )
         server = grpc.aio.server(options=server_options(self.settings), interceptors=interceptors)
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]

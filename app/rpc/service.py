@@ -33,7 +33,7 @@ from app import __version__
 from app.codecs.v2 import EXTENSIONS, SERVER_NAME
 from app.context import ROUTING_HEADERS, RequestContext
 from app.errors import BadRequest, InvalidInput, ServingError
-from app.middleware import RequestRecorder, ServerState
+from app.middleware import RequestRecorder, ServerState, token_fingerprint
 from app.protocols import triton
 from app.protocols.v1 import LARGE_BODY_BYTES
 from app.protocols.v2 import output_tensors, parse_version
@@ -66,8 +66,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         repository: RepositoryControl,
         state: ServerState,
         recorder: RequestRecorder,
+        *,
+        keyed: bool = False,
     ) -> None:
         self.service = service
+        # With keys set, a call's key names its caller (feedback ownership, as on REST).
+        self.keyed = keyed
         self.core = service.core
         self.registry = service.registry
         self.settings = service.settings
@@ -78,13 +82,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # ------------------------------------------------------------------ every call
     def _context(self, call: grpc.aio.ServicerContext[Any, Any], rpc: str) -> RequestContext:
         arrived = time.perf_counter()
-        request_id = ""
+        request_id = caller = ""
         routing: list[tuple[bytes, bytes]] | None = None
         for key, value in call.invocation_metadata() or ():
             if not isinstance(value, str):
                 continue
             if key == "x-request-id" and _REQUEST_ID.match(value):
                 request_id = value
+            elif key == "authorization" and self.keyed:
+                caller = token_fingerprint(value.partition(" ")[2].strip())
             elif key in _ROUTING_KEYS:
                 routing = [*(routing or ()), (key.encode(), value.encode("latin-1", "replace"))]
         context = RequestContext(
@@ -92,6 +98,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
         context.endpoint = rpc
         context.protocol = "grpc"
+        context.caller = caller
         remaining = call.time_remaining()
         if remaining is not None:
             context.client_deadline = arrived + remaining

@@ -5,6 +5,8 @@
 | BadRequest 400, UnsupportedMediaType 415,    | INVALID_ARGUMENT    |
 | InvalidInput 422                             |                     |
 | Unauthorized 401                             | UNAUTHENTICATED     |
+| Forbidden 403 (a prediction key, control off) | PERMISSION_DENIED  |
+| Conflict 409 (unload while polled, a race)   | FAILED_PRECONDITION |
 | NotFound 404                                 | NOT_FOUND           |
 | PayloadTooLarge 413                          | RESOURCE_EXHAUSTED  |
 | Unavailable 503 (overload, loading, drain)   | UNAVAILABLE         |
@@ -25,7 +27,9 @@ from app.errors import ServingError
 CODES: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     415: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
@@ -38,7 +42,9 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
     grpc.StatusCode.CANCELLED: 499,
     grpc.StatusCode.UNAVAILABLE: 503,

@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,22 @@ def test_the_docs_have_grpc_examples_for_every_model() -> None:
 @pytest.mark.parametrize(
     ("document", "code"), _blocks(), ids=[f"{d}-{n}" for n, (d, _) in enumerate(_blocks())]
 )
-def test_grpc_example_runs_as_written(server: Server, document: str, code: str) -> None:
+def test_grpc_example_runs_as_written(
+    server: Server, tmp_path: Path, document: str, code: str
+) -> None:
+    control = "unload_model(" in code
+    if control:  # model control is off by default and unload refused while polled
+        server = start_server(
+            tmp_path / "server.log", SYNERGY_CONTROL_API="true", SYNERGY_MODEL_POLL_S="0"
+        )
+    try:
+        _run_as_written(server, code)
+    finally:
+        if control:
+            server.stop()
+
+
+def _run_as_written(server: Server, code: str) -> None:
     runnable = code.replace(GRPC_ADDRESS, server.grpc_address).replace(
         HTTP_ADDRESS, server.url.removeprefix("http://")
     )

@@ -481,6 +481,37 @@ def test_api_keys_cover_every_rpc_by_policy(tmp_path: Path, iris_only: Path) -> 
         assert server.stop() == 0
 
 
+def test_model_control_over_grpc_needs_an_admin_key(tmp_path: Path, iris_only: Path) -> None:
+    server = start_server(
+        tmp_path / "server.log",
+        iris_only,
+        SYNERGY_API_KEYS="predict-key",
+        SYNERGY_ADMIN_API_KEYS="admin-key",
+        SYNERGY_MODEL_POLL_S="0",
+    )
+    try:
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            unload = service_pb2.RepositoryModelUnloadRequest(model_name="iris-knn")
+            load = service_pb2.RepositoryModelLoadRequest(model_name="iris-knn")
+            predictor = [("authorization", "Bearer predict-key")]
+            admin = [("authorization", "Bearer admin-key")]
+            code, details = _code(lambda: stub.RepositoryModelUnload(unload, metadata=predictor))
+            assert code == grpc.StatusCode.PERMISSION_DENIED and "admin key" in details
+            code, _ = _code(lambda: stub.RepositoryModelUnload(unload))
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+            # An admin key works wherever a prediction key does, and controls models.
+            request = _raw_request("iris-knn", "FP32", [1, 4], np.ones(4, "<f4").tobytes())
+            assert stub.ModelInfer(request, metadata=admin, timeout=30).outputs
+            stub.RepositoryModelUnload(unload, metadata=admin, timeout=60)
+            ready = service_pb2.ModelReadyRequest(name="iris-knn")
+            assert not stub.ModelReady(ready, metadata=predictor, timeout=30).ready
+            stub.RepositoryModelLoad(load, metadata=admin, timeout=120)
+            assert stub.ModelReady(ready, metadata=predictor, timeout=30).ready
+    finally:
+        assert server.stop() == 0
+
+
 def test_health_turns_not_serving_when_the_drain_begins(tmp_path: Path, iris_only: Path) -> None:
     server = start_server(tmp_path / "server.log", iris_only, SYNERGY_SHUTDOWN_GRACE_PERIOD_S="5")
     statuses: list[int] = []
