@@ -28,6 +28,7 @@ from sklearn.multioutput import MultiOutputRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from app.adapters.base import DEFAULT_PROBABILITY_FLOOR, bound_probabilities
 from tests.conftest import ROOT
 from tests.e2e.conftest import Server, start_server
 from training.importing import save_model
@@ -189,13 +190,21 @@ def _keras_models() -> list[tuple[Imported, tuple[Any, Any] | None]]:
 
 
 def _in_process(item: Imported) -> np.ndarray:
+    """The model's own outputs, in the form the server serves them: a classifier's
+    probabilities bounded away from 0 and 1 (docs/warnings.md)."""
     if item.labels is not None or not hasattr(item.model, "get_params"):  # Keras
-        return np.asarray(item.model.predict(item.x, verbose=0), dtype=np.float64).reshape(
+        outputs = np.asarray(item.model.predict(item.x, verbose=0), dtype=np.float64).reshape(
             len(item.instances), -1
         )
-    if item.classifier:
-        return np.asarray(item.model.predict_proba(item.x))
-    return np.asarray(item.model.predict(item.x)).reshape(len(item.instances), -1)
+    elif item.classifier:
+        outputs = np.asarray(item.model.predict_proba(item.x))
+    else:
+        return np.asarray(item.model.predict(item.x)).reshape(len(item.instances), -1)
+    if not item.classifier:
+        return outputs
+    if outputs.shape[1] == 1:  # a sigmoid's one column, served as two
+        outputs = np.hstack([1.0 - outputs, outputs])
+    return bound_probabilities(outputs, DEFAULT_PROBABILITY_FLOOR)
 
 
 @pytest.fixture(scope="module")
@@ -302,12 +311,18 @@ def test_v2_metadata_has_the_real_inputs_and_task_outputs(served: Any) -> None:
     server, _, _, _ = served
     wine = httpx.get(f"{server.url}/v2/models/wine-rf", timeout=10).json()
     assert wine["inputs"][0]["shape"] == [-1, 13]
-    assert [o["name"] for o in wine["outputs"]] == ["label", "probabilities"]
+    # The task's outputs, then every version's `warnings` (docs/warnings.md).
+    assert [o["name"] for o in wine["outputs"]] == ["label", "probabilities", "warnings"]
     gbr = httpx.get(f"{server.url}/v2/models/diabetes-gbr", timeout=10).json()
     assert "age" in gbr["inputs"][0]["parameters"]["description"]
-    assert [o["name"] for o in gbr["outputs"]] == ["predict"]
+    assert [o["name"] for o in gbr["outputs"]] == ["predict", "warnings"]
     multi = httpx.get(f"{server.url}/v2/models/diabetes-multi", timeout=10).json()
-    assert [o["name"] for o in multi["outputs"]] == ["predict", "target_0", "target_1"]
+    assert [o["name"] for o in multi["outputs"]] == [
+        "predict",
+        "target_0",
+        "target_1",
+        "warnings",
+    ]
     mixed = httpx.get(f"{server.url}/v2/models/mixed-ct", timeout=10).json()
     assert "city (a string, or null)" in mixed["inputs"][0]["parameters"]["description"]
 
@@ -391,7 +406,7 @@ def test_the_cli_imports_a_new_version_that_the_live_server_serves(
         json={"instances": x[:2].to_dict(orient="records")},
         timeout=10,
     )
-    expected = model.predict_proba(x[:2])
+    expected = bound_probabilities(model.predict_proba(x[:2]), DEFAULT_PROBABILITY_FLOOR)
     got = np.array([list(p["probabilities"].values()) for p in answer.json()["predictions"]])
     np.testing.assert_allclose(got, expected, atol=TOLERANCE)
 
