@@ -343,7 +343,12 @@ def test_shadow_copies_are_counted_apart_from_the_versions_own_statistics(
 
 
 # ---------------------------------------------------------------- Triton load parameters
-def test_load_refuses_triton_parameters_it_does_not_support(client: Any) -> None:
+def test_load_refuses_triton_parameters_it_does_not_support(tiny_models_dir: Path) -> None:
+    with running_app(tiny_models_dir, control_api=True, model_poll_s=0) as client:
+        _refuses_unsupported_parameters(client)
+
+
+def _refuses_unsupported_parameters(client: Any) -> None:
     load = "/v2/repository/models/iris-knn/load"
     unload = "/v2/repository/models/iris-knn/unload"
     assert_error(

@@ -41,7 +41,7 @@ def test_a_single_target_regressor_answers_value_and_predict() -> None:
     task = task_of(card)
     values = np.array([[1.5], [2.5]])
     assert task.encode_v1(card, values) == [{"value": 1.5}, {"value": 2.5}]
-    assert output_names(card) == ["predict"]
+    assert output_names(card) == ["predict", "warnings"]
     assert task.tensor(card, "predict", values).shape == (2,)
 
 
@@ -50,14 +50,14 @@ def test_a_multi_output_regressor_has_one_output_per_target() -> None:
     task = task_of(card)
     values = np.array([[1.0, 2.0]])
     assert task.encode_v1(card, values) == [{"values": {"a": 1.0, "b": 2.0}}]
-    assert output_names(card) == ["predict", "a", "b"]
+    assert output_names(card) == ["predict", "a", "b", "warnings"]
     assert task.tensor(card, "b", values).tolist() == [2.0]
     assert task.tensor(card, "predict", values).shape == (1, 2)
 
 
 def test_a_classifier_keeps_label_and_probabilities() -> None:
     card = _card("binary-classification", ["no", "yes"], label="yes", probabilities=[0.2, 0.8])
-    assert output_names(card) == ["label", "probabilities"]
+    assert output_names(card) == ["label", "probabilities", "warnings"]
     assert task_of(card).encode_v1(card, np.array([[0.2, 0.8]])) == [
         {"label": "yes", "probabilities": {"no": 0.2, "yes": 0.8}}
     ]
