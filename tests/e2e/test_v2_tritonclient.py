@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from PIL import Image
 
 from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES, assert_same_predictions
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, start_server
 
 httpclient = pytest.importorskip("tritonclient.http")
 InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
@@ -182,7 +183,20 @@ def test_inference_statistics_through_tritonclient(triton: Any) -> None:
     assert after["last_inference"] > 0
 
 
-def test_the_repository_api_works_with_tritonclient(triton: Any) -> None:
+def test_the_repository_api_works_with_tritonclient(tmp_path: Path) -> None:
+    # Model control is off by default, and unload refused while the models dir is polled.
+    server = start_server(
+        tmp_path / "server.log", SYNERGY_CONTROL_API="true", SYNERGY_MODEL_POLL_S="0"
+    )
+    triton = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+    try:
+        _repository_calls(triton)
+    finally:
+        triton.close()
+        server.stop()
+
+
+def _repository_calls(triton: Any) -> None:
     index = triton.get_model_repository_index()
     assert {(m["name"], m["state"]) for m in index} == {(n, "READY") for n in MODEL_NAMES}
     triton.unload_model("iris-knn")
