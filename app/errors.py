@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import Match
 
 from app.context import request_context
 from app.jsonutil import dumps
@@ -180,9 +181,11 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404:
             message = f"no such endpoint: {request.method} {request.url.path}; see /docs"
-        elif exc.status_code == 405:
+        headers = exc.headers
+        if exc.status_code == 405:
             message = f"method {request.method} is not allowed on {request.url.path}; see /docs"
-        return error_response(exc.status_code, message, exc.headers)
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        return error_response(exc.status_code, message, headers)
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         context = request_context(request.scope)
@@ -198,3 +201,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path (Starlette's 405 names only the first
+    route's, and a path may have a route per method: GET and POST .../decisions)."""
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            allowed |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(allowed))

@@ -135,5 +135,6 @@ def add_promotion_routes(app: FastAPI) -> None:
         methods=["POST"],
         tags=["monitoring"],
         summary="Promote, roll back or reset a candidate by hand",
-        responses=error_responses(400, 401, 404, 422, 503),
+        # 403: model control is off, or a prediction key where admin keys are set.
+        responses=error_responses(400, 401, 403, 404, 422, 503),
     )
