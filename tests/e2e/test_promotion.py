@@ -99,6 +99,7 @@ def test_two_replicas_on_postgresql_reach_the_same_decision(
         "SYNERGY_STORE_FLUSH_INTERVAL_MS": "100",
         "SYNERGY_PROMOTION_POLL_S": str(POLL_S),
         "SYNERGY_MODEL_POLL_S": "0.5",
+        "SYNERGY_CONTROL_API": "true",  # the decision by hand below
     }
     replicas = [start_server(tmp_path / f"{name}.log", models, **env) for name in ("a", "b")]
     try:
@@ -120,7 +121,19 @@ def test_two_replicas_on_postgresql_reach_the_same_decision(
             time.sleep(POLL_S)
         assert _decisions(replicas[1]) == decisions
         assert sum(_decided_here(r) for r in replicas) == 1
-        # A decision by hand on B (undo: reset) is followed by A.
+        # A decision by hand on B (undo: reset) is followed by A. Automatic decisions resume
+        # after a reset and the evidence has not changed, so the operator first turns them
+        # off (docs/promotion.md: keep a candidate serving after undoing a decision).
+        (models / "iris-knn" / "config.json").write_text(
+            json.dumps(
+                {
+                    "labels": {"stable": base, "canary": base + 1},
+                    "traffic": {"stable": 1, "canary": 1},
+                    "promotion": {"auto": False},
+                }
+            )
+        )
+        time.sleep(2)  # both replicas rescan every 0.5 s
         reset = httpx.post(
             f"{replicas[1].url}/v1/models/iris-knn/decisions",
             json={"action": "reset", "reason": "retrying the canary"},
