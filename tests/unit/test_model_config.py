@@ -83,7 +83,7 @@ def test_weighted_round_robin_matches_the_weights_in_every_window() -> None:
 
 def test_a_rebuilt_router_with_the_same_split_continues_the_round() -> None:
     stable, canary = _entry(1), _entry(2)
-    split = [(stable, 90, "stable"), (canary, 10, "canary")]
+    split: list[tuple[ModelEntry, float, str]] = [(stable, 90, "stable"), (canary, 10, "canary")]
     router = Router(None, split, {}, None)
     picks = []
     for _ in range(100):  # a rescan (a new router) after every request
