@@ -17,6 +17,7 @@ Any other name: Check answers NOT_FOUND and Watch SERVICE_UNKNOWN, as the protoc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,6 +43,19 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
     def __init__(self, service: PredictionService) -> None:
         self.service = service
+        # Set at shutdown: watchers wake at once to send NOT_SERVING and end, instead of at
+        # their next look (which could come after the server stopped and cut them off).
+        self._stopping = asyncio.Event()
+        self._watchers = 0
+        self._no_watchers = asyncio.Event()
+        self._no_watchers.set()
+
+    async def wake_watchers(self, timeout_s: float) -> None:
+        """Shutdown: every Watch sends its last status (NOT_SERVING) and ends; returns when
+        they have, or after `timeout_s`."""
+        self._stopping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_watchers.wait(), timeout_s)
 
     def status(self, name: str) -> Any:
         """The status of a service name (SERVICE_UNKNOWN for a name not served)."""
@@ -80,14 +94,22 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         """The status now, then each change; ends after NOT_SERVING at shutdown, so that a
         watcher does not hold the server's stop."""
         last = None
-        while True:
-            status = self.status(request.service)
-            if status != last:
-                yield health_pb2.HealthCheckResponse(status=status)
-                last = status
-            if self.service.draining:
-                return
-            await asyncio.sleep(WATCH_INTERVAL_S)
+        self._watchers += 1
+        self._no_watchers.clear()
+        try:
+            while True:
+                status = self.status(request.service)
+                if status != last:
+                    yield health_pb2.HealthCheckResponse(status=status)
+                    last = status
+                if self.service.draining:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), WATCH_INTERVAL_S)
+        finally:
+            self._watchers -= 1
+            if not self._watchers:
+                self._no_watchers.set()
 
     async def List(
         self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext[Any, Any]

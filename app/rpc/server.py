@@ -22,6 +22,7 @@ Channel options, each for a reason:
 from __future__ import annotations
 
 import logging
+import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,6 +38,8 @@ from app.service import PredictionService
 from app.settings import Settings
 
 log = logging.getLogger("synergy.server")
+# At shutdown, how long health watchers get to send NOT_SERVING before the server stops.
+WATCHERS_WAIT_S = 1.0
 
 # Room for a response's framing over the largest request (an answer is smaller than its
 # request for every model here, but a 1000-row text request's labels could be close).
@@ -118,5 +121,8 @@ class GrpcServer:
     async def stop(self, grace_s: float) -> None:
         """Stop listening; calls in flight get `grace_s` to finish, then are cancelled."""
         if self._server is not None:
-            await self._server.stop(grace_s)
+            # Health watchers first: they send NOT_SERVING and end within the grace period.
+            started = time.monotonic()
+            await self._health.wake_watchers(min(grace_s, WATCHERS_WAIT_S))
+            await self._server.stop(max(0.0, grace_s - (time.monotonic() - started)))
             self._server = None
