@@ -71,12 +71,36 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str]) ->
     """Rows true labels, columns predicted, each cell its count; the colour is the share of
     the row (the true class), so small classes show as clearly as large ones."""
     n = len(labels)
+    return count_heatmap(
+        matrix,
+        labels,
+        cmap="Blues",
+        axis_labels=("Predicted label", "True label"),
+        colorbar_label="Share of the true class (%)",
+        description=f"Confusion matrix on held-out data, {n} by {n}: rows are true labels, "
+        "columns predicted labels; each cell shows a count",
+    )
+
+
+def count_heatmap(
+    matrix: Sequence[Sequence[int]],
+    labels: Sequence[str],
+    *,
+    cmap: str,
+    axis_labels: tuple[str, str],
+    colorbar_label: str,
+    description: str,
+) -> str:
+    """A square matrix of counts over `labels` (rows, columns) as an SVG heatmap: each cell
+    its count, its colour the share of its row; `axis_labels` (columns, rows); `description`
+    for readers who cannot see the chart."""
+    n = len(labels)
     size = min(7.0, 2.6 + 0.45 * n)
     with _LOCK, matplotlib.rc_context(_STYLE):
         figure = _figure(size + 1.0, size)
         axes = figure.add_subplot()
         shares = [[count / max(1, sum(row)) * 100.0 for count in row] for row in matrix]
-        image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=100.0)
+        image = axes.imshow(shares, cmap=cmap, vmin=0.0, vmax=100.0)
         for i, row in enumerate(matrix):
             for j, count in enumerate(row):
                 axes.text(
@@ -90,16 +114,12 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str]) ->
                 )
         axes.set_xticks(range(n), labels, rotation=45 if max(map(len, labels)) > 3 else 0)
         axes.set_yticks(range(n), labels)
-        axes.set_xlabel("Predicted label")
-        axes.set_ylabel("True label")
+        axes.set_xlabel(axis_labels[0])
+        axes.set_ylabel(axis_labels[1])
         axes.spines[:].set_visible(False)
         colorbar = figure.colorbar(image, ax=axes, shrink=0.8)
-        colorbar.set_label("Share of the true class (%)")
-        return _svg(
-            figure,
-            f"Confusion matrix on held-out data, {n} by {n}: rows are true labels, columns "
-            "predicted labels; each cell shows a count",
-        )
+        colorbar.set_label(colorbar_label)
+        return _svg(figure, description)
 
 
 def roc_curve(points: Sequence[Sequence[float]], auc: float | None) -> str:

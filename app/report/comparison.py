@@ -50,35 +50,15 @@ def accuracy_intervals(rows: Sequence[tuple[str, float, float, float]]) -> str:
 def label_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
     """The shadow's label matrix (rows: the baseline's label, columns: the candidate's)."""
     n = len(labels)
-    size = min(7.0, 2.6 + 0.45 * n)
-    with charts._LOCK, matplotlib.rc_context(charts._STYLE):
-        figure = charts._figure(size + 1.0, size)
-        axes = figure.add_subplot()
-        shares = [[count / max(1, sum(row)) * 100.0 for count in row] for row in matrix]
-        image = axes.imshow(shares, cmap="Oranges", vmin=0.0, vmax=100.0)
-        for i, row in enumerate(matrix):
-            for j, count in enumerate(row):
-                axes.text(
-                    j,
-                    i,
-                    str(count),
-                    ha="center",
-                    va="center",
-                    fontsize=9 if n <= 10 else 7,
-                    color="white" if shares[i][j] > 65 else "#111111",
-                )
-        axes.set_xticks(range(n), labels, rotation=45 if max(map(len, labels)) > 3 else 0)
-        axes.set_yticks(range(n), labels)
-        axes.set_xlabel("Candidate's label")
-        axes.set_ylabel("Baseline's label")
-        axes.spines[:].set_visible(False)
-        colorbar = figure.colorbar(image, ax=axes, shrink=0.8)
-        colorbar.set_label("Share of the baseline's label (%)")
-        return charts._svg(
-            figure,
-            f"Labels of the baseline (rows) against the shadow candidate (columns), {n} by "
-            f"{n}; off the diagonal the two disagree; each cell shows a count of rows",
-        )
+    return charts.count_heatmap(
+        matrix,
+        labels,
+        cmap="Oranges",
+        axis_labels=("Candidate's label", "Baseline's label"),
+        colorbar_label="Share of the baseline's label (%)",
+        description=f"Labels of the baseline (rows) against the shadow candidate (columns), "
+        f"{n} by {n}; off the diagonal the two disagree; each cell shows a count of rows",
+    )
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
