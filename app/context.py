@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from app.adapters.base import RowWarnings
+    from app.kinds.base import RowWarnings
     from app.metrics import ServingStats
     from app.repository import ModelEntry
 

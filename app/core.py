@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 from starlette.types import Receive
 
-from app.adapters.base import (
+from app.kinds.base import (
     DEFAULT_PROBABILITY_FLOOR,
     NO_WARNINGS,
     RowWarnings,

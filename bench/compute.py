@@ -13,7 +13,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.adapters import make_adapter
+from app.kinds import make_adapter
 from app.runtimes.keras import KerasModel, configure_backend
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard

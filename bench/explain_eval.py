@@ -122,7 +122,7 @@ async def http_figures(models_dir: Path, latency_n: int, load_requests: int) -> 
 
 
 def load_models(models_dir: Path) -> dict[str, Any]:
-    from app.adapters import make_adapter
+    from app.kinds import make_adapter
     from app.explain.service import make_explainer
     from app.repository import discover
     from app.runtimes.keras import KerasModel, configure_backend

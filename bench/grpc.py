@@ -207,7 +207,7 @@ def compute_limit(model: str, batch: int) -> float:
     """Rows/s of the model's featurisation + forward pass at batches of `batch` rows (the
     server's max_batch_size), in this process, through the server's own adapter and runtime:
     the most a server could do with this many rows per model call."""
-    from app.adapters import make_adapter
+    from app.kinds import make_adapter
     from app.runtimes.keras import KerasModel, configure_backend
     from app.runtimes.sklearn import SklearnModel
     from app.schemas.card import ModelCard

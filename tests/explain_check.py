@@ -18,7 +18,7 @@ MNIST_TEST_IMAGES = 12
 
 
 def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
-    from app.adapters import make_adapter
+    from app.kinds import make_adapter
     from app.explain.service import make_explainer
     from app.repository import discover
     from app.runtimes.keras import KerasModel, configure_backend

@@ -111,7 +111,7 @@ HELD_OUT: dict[str, Callable[[Path | None], HeldOut]] = {
 
 def _load(card: ModelCard, folder: Path) -> tuple[Any, Any]:
     """The model and input adapter exactly as the server loads them."""
-    from app.adapters import make_adapter
+    from app.kinds import make_adapter
 
     if card.framework == "keras":
         from app.runtimes.keras import KerasModel

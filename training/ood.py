@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from app.adapters import InputAdapter, make_adapter
+from app.kinds import InputAdapter, make_adapter
 from app.schemas.card import ModelCard, OutOfDomainChecks, sha256_file
 from training.data import held_out_sets
 
@@ -365,7 +365,7 @@ def calibrate_image(
     MNIST training images' features; the threshold is the 99.2th percentile of the held-out
     test digits' scores. Writes EMBEDDING_FILE into `folder`; returns the checks, the share
     warned per out-of-domain family (a refused image counts as caught) and the arrays."""
-    from app.adapters.image import embedding_distances
+    from app.kinds.image import embedding_distances
     from app.errors import ServingError
     from app.preprocessing.image import images_to_model_input
     from app.runtimes.keras import KerasModel, configure_backend

@@ -104,7 +104,7 @@ def load_split(name: str, data_dir: Path | None, max_rows: int | None = None) ->
 
 def predict_labels(card: ModelCard, folder: Path, rows: Sequence[Any]) -> list[str]:
     """The labels the version in `folder` predicts for serving-form rows."""
-    from app.adapters import TextAdapter, make_adapter
+    from app.kinds import TextAdapter, make_adapter
     from app.preprocessing.text import EncodedText
     from app.runtimes.base import Model
     from app.runtimes.keras import KerasModel

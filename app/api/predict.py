@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.adapters import InputAdapter
+from app.kinds import InputAdapter
 from app.api.fastlane import Handler
 from app.api.openapi import predict_request_body, predict_response_example
 from app.context import request_context

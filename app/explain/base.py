@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from app.adapters.base import DEFAULT_PROBABILITY_FLOOR, bound_probabilities
+from app.kinds.base import DEFAULT_PROBABILITY_FLOOR, bound_probabilities
 from app.schemas.card import ModelCard
 
 # Completeness bound (issue 16): |sum(attributions) - (f(x) - f(baseline))| must be within

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import Receive
 
-from app.adapters import InputAdapter, TextAdapter
+from app.kinds import InputAdapter, TextAdapter
 from app.context import RequestContext
 from app.errors import NotFound, PayloadTooLarge, ServingError
 from app.explain.base import Explainer

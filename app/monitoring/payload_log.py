@@ -36,7 +36,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from app.adapters.base import RowWarnings
+from app.kinds.base import RowWarnings
 from app.preprocessing.text import EncodedText
 from app.protocols.v1 import encode_predictions
 

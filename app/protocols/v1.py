@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive
 
-from app.adapters import NO_WARNINGS, InputAdapter, RowWarnings, named_rows
+from app.kinds import NO_WARNINGS, InputAdapter, RowWarnings, named_rows
 from app.budget import RequestBudget
 from app.context import RequestContext
 from app.core import InferenceCore

@@ -21,7 +21,7 @@ import orjson
 from starlette.types import Receive
 
 from app import __version__
-from app.adapters import RowWarnings
+from app.kinds import RowWarnings
 from app.budget import RequestBudget
 from app.codecs.v2 import (
     EXTENSIONS,

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from app.adapters import InputAdapter, InputLimits, make_adapter
+from app.kinds import InputAdapter, InputLimits, make_adapter
 from app.budget import release_free_memory
 from app.errors import Conflict
 from app.metrics import Metrics

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.adapters import InputAdapter
+from app.kinds import InputAdapter
 from app.batching import Batcher
 from app.errors import NotFound, Unavailable
 from app.metrics import ServingStats

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.adapters import bound_probabilities
-from app.adapters.base import DEFAULT_PROBABILITY_FLOOR as PROBABILITY_FLOOR
+from app.kinds import bound_probabilities
+from app.kinds.base import DEFAULT_PROBABILITY_FLOOR as PROBABILITY_FLOOR
 from app.preprocessing.image import image_bytes_to_mnist
 from app.schemas.card import ModelCard
 from tests.conftest import MODEL_NAMES, assert_same_predictions, predict

@@ -14,7 +14,7 @@ import pytest
 from sklearn.datasets import load_iris, make_classification
 from sklearn.model_selection import train_test_split
 
-from app.adapters import make_adapter
+from app.kinds import make_adapter
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard, verify_artifacts

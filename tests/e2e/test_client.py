@@ -27,7 +27,7 @@ from synergy_client import (
     Unavailable,
 )
 
-from app.adapters import bound_probabilities
+from app.kinds import bound_probabilities
 from app.schemas.card import ModelCard, sha256_file
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES, ROOT
 from tests.e2e.conftest import Server, start_server

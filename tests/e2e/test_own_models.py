@@ -28,7 +28,7 @@ from sklearn.multioutput import MultiOutputRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from app.adapters.base import DEFAULT_PROBABILITY_FLOOR, bound_probabilities
+from app.kinds.base import DEFAULT_PROBABILITY_FLOOR, bound_probabilities
 from tests.conftest import ROOT
 from tests.e2e.conftest import Server, start_server
 from training.importing import save_model

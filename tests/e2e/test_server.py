@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.adapters import bound_probabilities
-from app.adapters.base import DEFAULT_PROBABILITY_FLOOR as PROBABILITY_FLOOR
+from app.kinds import bound_probabilities
+from app.kinds.base import DEFAULT_PROBABILITY_FLOOR as PROBABILITY_FLOOR
 from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
 from tests.e2e.conftest import Server, start_server

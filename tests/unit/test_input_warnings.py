@@ -10,8 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from app.adapters import bound_probabilities, make_adapter
-from app.adapters.base import InputAdapter, InputWarning, RowWarnings
+from app.kinds import bound_probabilities, make_adapter
+from app.kinds.base import InputAdapter, InputWarning, RowWarnings
 from app.codecs.v2 import encode_response
 from app.schemas.card import ModelCard
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.adapters import plain_numeric_rows
+from app.kinds import plain_numeric_rows
 from app.schemas.card import ModelCard
 from app.schemas.predict import predict_request_model
 from tests.unit.test_card import VALID

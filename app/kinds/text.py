@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from app.adapters.base import (
+from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,
     InputLimits,

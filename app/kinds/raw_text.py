@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from app.adapters.base import InputAdapter, InputLimits, named_rows
+from app.kinds.base import InputAdapter, InputLimits, named_rows
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from app.adapters.base import (
+from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,
     InputLimits,

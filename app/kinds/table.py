@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from app.adapters.base import InputAdapter, InputLimits
+from app.kinds.base import InputAdapter, InputLimits
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput
