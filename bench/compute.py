@@ -17,7 +17,7 @@ from app.kinds import make_adapter
 from app.runtimes.keras import KerasModel, configure_backend
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard
-from app.schemas.predict import predict_request_model
+from app.kinds import predict_request_model
 
 BATCHES = (1, 32, 128)
 

@@ -23,7 +23,7 @@ def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
     from app.repository import discover
     from app.runtimes.keras import KerasModel, configure_backend
     from app.runtimes.sklearn import SklearnModel
-    from app.schemas.predict import predict_request_model
+    from app.kinds import predict_request_model
     from app.settings import Settings
 
     backend = configure_backend(2)

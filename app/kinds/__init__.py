@@ -10,6 +10,9 @@ from the card alone) or the version's adapter (an instance, for what needs its f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from app.kinds.base import (
     NO_WARNINGS,
@@ -58,6 +61,7 @@ __all__ = [
     "make_adapter",
     "named_rows",
     "plain_numeric_rows",
+    "predict_request_model",
 ]
 
 
@@ -84,3 +88,13 @@ def kind_of(card: ModelCard) -> type[InputAdapter]:
     """The class of the card's input kind (what follows from the card alone: its schema,
     statistics, report sections)."""
     return KINDS[card.input.kind]
+
+
+def predict_request_model(
+    card: ModelCard, *, max_instances: int, max_text_chars: int, examples: list[Any]
+) -> type[BaseModel]:
+    """`{"instances": [...]}` for this model (its kind's schema), with its limits and a
+    working example."""
+    return kind_of(card).request_model_for(
+        card, max_instances=max_instances, max_text_chars=max_text_chars, examples=examples
+    )

@@ -33,13 +33,13 @@ from typing import Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import InvalidInput, ServingError
 from app.schemas.card import ModelCard, OutOfDomainChecks
-from app.schemas.predict import FLOAT32_MAX, predict_request_model
+from app.schemas.predict import FLOAT32_MAX, model_title
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +180,38 @@ class InputAdapter(ABC):
         """Read what the adapter needs beside the card (after the files were verified)."""
 
     # ------------------------------------------------------------------ friendly API (V1)
+    @classmethod
+    @abstractmethod
+    def instance_type(cls, card: ModelCard, max_text_chars: int) -> Any:
+        """The type of one instance of this kind, as clients send it (a pydantic type)."""
+
+    @classmethod
+    def request_model_for(
+        cls, card: ModelCard, *, max_instances: int, max_text_chars: int, examples: list[Any]
+    ) -> type[BaseModel]:
+        """`{"instances": [...]}` for this model, with its limits and a working example."""
+        instances_type: Any = list[cls.instance_type(card, max_text_chars)]  # type: ignore[misc]
+        model: type[BaseModel] = create_model(
+            f"{model_title(card.name)}PredictRequest",
+            __config__=ConfigDict(
+                extra="forbid", json_schema_extra={"examples": [{"instances": examples}]}
+            ),
+            instances=(
+                instances_type,
+                Field(
+                    min_length=1,
+                    max_length=max_instances,
+                    description=f"1 to {max_instances} instances; one prediction comes back "
+                    "for each, in the same order.",
+                ),
+            ),
+        )
+        return model
+
     @cached_property
     def request_model(self) -> type[BaseModel]:
         """`{"instances": [...]}` of this version, with the limits and the card's examples."""
-        return predict_request_model(
+        return self.request_model_for(
             self.card,
             max_instances=self.limits.max_instances,
             max_text_chars=self.limits.max_text_chars,

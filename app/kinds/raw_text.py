@@ -4,14 +4,15 @@ that starts with a TfidfVectorizer, a Keras model with a TextVectorization layer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field, StringConstraints
 
-from app.kinds.base import InputAdapter, InputLimits, named_rows
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest
+from app.kinds.base import InputAdapter, InputLimits, named_rows
 from app.schemas.card import ModelCard, RawTextInput
 
 
@@ -21,6 +22,14 @@ class RawTextAdapter(InputAdapter):
     def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
         super().__init__(card, folder, limits)
         assert isinstance(card.input, RawTextInput)
+
+    @classmethod
+    def instance_type(cls, card: ModelCard, max_text_chars: int) -> Any:
+        return Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=max_text_chars),
+            Field(description=f"Text, up to {max_text_chars} characters."),
+        ]
 
     @property
     def instance_help(self) -> str:

@@ -6,18 +6,33 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    create_model,
+)
 
-from app.kinds.base import InputAdapter, InputLimits
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput
+from app.kinds.base import InputAdapter, InputLimits
 from app.schemas.card import Feature, ModelCard, TableInput
-from app.schemas.predict import FLOAT32_MAX
+from app.schemas.predict import FLOAT32_MAX, model_title
+from app.schemas.predict import Feature as FeatureNumber
+
+_FEATURE_TYPES: dict[str, Any] = {
+    "number": FeatureNumber,
+    "string": Annotated[str, Strict(), StringConstraints(max_length=10_000)],
+    "boolean": Annotated[bool, Strict()],
+}
 
 
 def _describe(feature: Feature) -> str:
@@ -34,6 +49,26 @@ class TableAdapter(InputAdapter):
         assert isinstance(card.input, TableInput)
         self.features = card.input.features
         self.feature_names = [feature.name for feature in self.features]
+
+    @classmethod
+    def instance_type(cls, card: ModelCard, max_text_chars: int) -> Any:
+        spec = card.input
+        assert isinstance(spec, TableInput)
+
+        def field(feature: Feature) -> tuple[Any, Any]:
+            kind = _FEATURE_TYPES[feature.dtype]
+            description = " ".join(filter(None, [feature.description, feature.unit]))
+            if feature.categories:
+                description += " (seen: " + ", ".join(feature.categories[:20]) + ")"
+            if feature.missing:
+                return (kind | None, Field(description=description + "; null if missing"))
+            return (kind, Field(description=description))
+
+        return create_model(  # type: ignore[call-overload]
+            f"{model_title(card.name)}Row",
+            __config__=ConfigDict(extra="forbid"),
+            **{feature.name: field(feature) for feature in spec.features},
+        )
 
     @property
     def instance_help(self) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
+from app.budget import RequestBudget
+from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
+from app.errors import InvalidInput
 from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,
@@ -16,11 +19,9 @@ from app.kinds.base import (
     RowWarnings,
     plain_numeric_rows,
 )
-from app.budget import RequestBudget
-from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
-from app.errors import InvalidInput
 from app.schemas.card import ModelCard, OutOfDomainChecks, TabularInput
-from app.schemas.predict import FLOAT32_MAX
+from app.schemas.predict import FLOAT32_MAX, json_kind, model_title
+from app.schemas.predict import Feature as FeatureNumber
 
 
 class TabularAdapter(InputAdapter):
@@ -35,6 +36,35 @@ class TabularAdapter(InputAdapter):
         # The training range with its margin (card.out_of_domain), once loaded.
         self._low: np.ndarray | None = None
         self._high: np.ndarray | None = None
+
+    @classmethod
+    def instance_type(cls, card: ModelCard, max_text_chars: int) -> Any:
+        spec = card.input
+        assert isinstance(spec, TabularInput)
+        named = create_model(  # type: ignore[call-overload]
+            f"{model_title(card.name)}Features",
+            __config__=ConfigDict(extra="forbid"),
+            **{
+                feature.name: (
+                    FeatureNumber,
+                    Field(description=" ".join(filter(None, [feature.description, feature.unit]))),
+                )
+                for feature in spec.features
+            },
+        )
+        listed = Annotated[
+            list[FeatureNumber],
+            Field(
+                min_length=spec.n_features,
+                max_length=spec.n_features,
+                description=f"The {spec.n_features} features in this order: "
+                + ", ".join(f.name for f in spec.features),
+            ),
+        ]
+        return Annotated[
+            Annotated[named, Tag("object")] | Annotated[listed, Tag("array")],
+            Discriminator(json_kind),
+        ]
 
     @property
     def instance_help(self) -> str:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field, StringConstraints
 
+from app.budget import RequestBudget
+from app.codecs.v2 import TensorSpec
+from app.errors import BadRequest, InvalidInput, ServingError
 from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,
@@ -15,9 +19,6 @@ from app.kinds.base import (
     RowWarnings,
     named_rows,
 )
-from app.budget import RequestBudget
-from app.codecs.v2 import TensorSpec
-from app.errors import BadRequest, InvalidInput, ServingError
 from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer
 from app.schemas.card import ModelCard, OutOfDomainChecks, TextInput
 
@@ -49,6 +50,14 @@ class TextAdapter(InputAdapter):
         """The saved vocabulary (after `load()`)."""
         assert self._vectorizer is not None, "load() first"
         return self._vectorizer
+
+    @classmethod
+    def instance_type(cls, card: ModelCard, max_text_chars: int) -> Any:
+        return Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=max_text_chars),
+            Field(description=f"Review text in English, up to {max_text_chars} characters."),
+        ]
 
     @property
     def instance_help(self) -> str:

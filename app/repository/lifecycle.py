@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from app.kinds import InputAdapter, InputLimits, make_adapter
+from app.kinds import InputAdapter, InputLimits, make_adapter, predict_request_model
 from app.budget import release_free_memory
 from app.errors import Conflict
 from app.metrics import Metrics
@@ -51,7 +51,6 @@ from app.runtimes.base import Model
 from app.runtimes.keras import KerasModel, batch_buckets, configure_backend
 from app.runtimes.sklearn import SklearnModel
 from app.runtimes.trust import library_version_problem
-from app.schemas.predict import predict_request_model
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from app.kinds import make_adapter
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard, verify_artifacts
-from app.schemas.predict import predict_request_model
+from app.kinds import predict_request_model
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
 from training.calibration import expected_calibration_error
 from training.data import load_imdb, load_mnist

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from app.kinds import plain_numeric_rows
 from app.schemas.card import ModelCard
-from app.schemas.predict import predict_request_model
+from app.kinds import predict_request_model
 from tests.unit.test_card import VALID
 
 SHAPE = (2, 3)

@@ -13,7 +13,7 @@ from app.kinds import make_adapter
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard, verify_artifacts
-from app.schemas.predict import predict_request_model
+from app.kinds import predict_request_model
 from tests.conftest import MODEL_NAMES, ROOT
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from app.kinds import InputLimits, make_adapter
+from app.kinds import InputLimits, make_adapter, predict_request_model
 from app.repository.lifecycle import WARMUP_TOLERANCE
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import (
@@ -32,7 +32,6 @@ from app.schemas.card import (
     RawTextInput,
     sha256_file,
 )
-from app.schemas.predict import predict_request_model
 from training.common import next_version
 from training.importing.data import Dataset, as_dataset
 from training.importing.errors import ImportRefused
