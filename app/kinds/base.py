@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import InvalidInput, ServingError
+from app.kinds.statistics import InputStatistics
 from app.schemas.card import ModelCard, OutOfDomainChecks
 from app.schemas.predict import FLOAT32_MAX, model_title
 
@@ -175,6 +176,12 @@ class InputAdapter(ABC):
         self.card = card
         self.folder = folder
         self.limits = limits
+
+    @classmethod
+    @abstractmethod
+    def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:
+        """What drift monitoring measures of this kind's rows (`folder`: the version's files,
+        for kinds that need them, such as a vocabulary)."""
 
     def load(self) -> None:  # noqa: B027 - most kinds need nothing beyond the card
         """Read what the adapter needs beside the card (after the files were verified)."""

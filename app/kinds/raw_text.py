@@ -3,6 +3,7 @@ that starts with a TfidfVectorizer, a Keras model with a TextVectorization layer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest
 from app.kinds.base import InputAdapter, InputLimits, named_rows
+from app.kinds.statistics import InputStatistics
 from app.schemas.card import ModelCard, RawTextInput
 
 
@@ -30,6 +32,10 @@ class RawTextAdapter(InputAdapter):
             StringConstraints(min_length=1, max_length=max_text_chars),
             Field(description=f"Text, up to {max_text_chars} characters."),
         ]
+
+    @classmethod
+    def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:
+        return RawTextStatistics()
 
     @property
     def instance_help(self) -> str:
@@ -74,3 +80,17 @@ class RawTextAdapter(InputAdapter):
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.array(named_rows(str, rows), dtype=object)
+
+
+class RawTextStatistics(InputStatistics):
+    """`char_count` and `word_count` (split on white space); stored as the UTF-8 text."""
+
+    def __init__(self) -> None:
+        self.names = ["char_count", "word_count"]
+
+    def compute(self, rows: Sequence[Any]) -> np.ndarray:
+        texts = [str(r) for r in rows]
+        return np.array([[len(t), len(t.split())] for t in texts], dtype=np.float64)
+
+    def compact(self, rows: Sequence[Any]) -> list[bytes]:
+        return [str(r).encode("utf-8") for r in rows]

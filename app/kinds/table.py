@@ -5,6 +5,7 @@ pipeline fitted on a DataFrame takes)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput
 from app.kinds.base import InputAdapter, InputLimits
+from app.kinds.statistics import InputStatistics
 from app.schemas.card import Feature, ModelCard, TableInput
 from app.schemas.predict import FLOAT32_MAX, model_title
 from app.schemas.predict import Feature as FeatureNumber
@@ -69,6 +71,11 @@ class TableAdapter(InputAdapter):
             __config__=ConfigDict(extra="forbid"),
             **{feature.name: field(feature) for feature in spec.features},
         )
+
+    @classmethod
+    def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:
+        assert isinstance(card.input, TableInput)
+        return TableStatistics(card.input)
 
     @property
     def instance_help(self) -> str:
@@ -136,3 +143,54 @@ class TableAdapter(InputAdapter):
                     [math.nan if v is None else v for v in values], dtype=object
                 )
         return pd.DataFrame(columns)
+
+
+class TableStatistics(InputStatistics):
+    """Each feature: numbers as they are, strings and booleans as categories (see
+    `table_statistics`); stored as the row's JSON list."""
+
+    def __init__(self, spec: TableInput) -> None:
+        self.spec = spec
+        self.names = [feature.name for feature in spec.features]
+
+    def compute(self, rows: Sequence[Any]) -> np.ndarray:
+        return table_statistics(self.spec, rows)
+
+    def compact(self, rows: Sequence[Any]) -> list[bytes]:
+        return [orjson.dumps(list(r)) for r in rows]
+
+    def categories(self, index: int) -> list[str] | None:
+        return feature_categories(self.spec.features[index])
+
+
+OTHER_CATEGORY = "(other)"
+MISSING_CATEGORY = "(missing)"
+
+
+def feature_categories(feature: Feature) -> list[str] | None:
+    """The categories a string or boolean feature's drift is counted over (None: a number):
+    those the card records, then every other value, then missing."""
+    if feature.dtype == "number":
+        return None
+    known = ["false", "true"] if feature.dtype == "boolean" else list(feature.categories or [])
+    return [*known, OTHER_CATEGORY, MISSING_CATEGORY]
+
+
+def table_statistics(spec: TableInput, rows: Sequence[Any]) -> np.ndarray:
+    """(N, F) float64 of a table's rows: numbers as they are (NaN when missing); strings and
+    booleans as the index of their category in `feature_categories` (the last two: another
+    value, missing)."""
+    out = np.empty((len(rows), len(spec.features)))
+    for column, feature in enumerate(spec.features):
+        categories = feature_categories(feature)
+        index = {c: i for i, c in enumerate(categories or [])}
+        for row_index, row in enumerate(rows):
+            value = row[column]
+            if categories is None:
+                out[row_index, column] = np.nan if value is None else float(value)
+            elif value is None:
+                out[row_index, column] = len(categories) - 1
+            else:
+                text = str(value).lower() if feature.dtype == "boolean" else str(value)
+                out[row_index, column] = index.get(text, len(categories) - 2)
+    return out

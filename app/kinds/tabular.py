@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from app.kinds.base import (
     RowWarnings,
     plain_numeric_rows,
 )
+from app.kinds.statistics import InputStatistics
 from app.schemas.card import ModelCard, OutOfDomainChecks, TabularInput
 from app.schemas.predict import FLOAT32_MAX, json_kind, model_title
 from app.schemas.predict import Feature as FeatureNumber
@@ -65,6 +67,10 @@ class TabularAdapter(InputAdapter):
             Annotated[named, Tag("object")] | Annotated[listed, Tag("array")],
             Discriminator(json_kind),
         ]
+
+    @classmethod
+    def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:
+        return TabularStatistics(card)
 
     @property
     def instance_help(self) -> str:
@@ -162,3 +168,17 @@ class TabularAdapter(InputAdapter):
             "model can compute (its arithmetic overflowed float32 on this instance); send "
             "values in the range the model was trained on"
         )
+
+
+class TabularStatistics(InputStatistics):
+    """Each feature, as is; stored as the float32 row."""
+
+    def __init__(self, card: ModelCard) -> None:
+        assert isinstance(card.input, TabularInput)
+        self.names = [feature.name for feature in card.input.features]
+
+    def compute(self, rows: Sequence[Any]) -> np.ndarray:
+        return np.asarray(np.stack([np.asarray(r, dtype=np.float64) for r in rows]))
+
+    def compact(self, rows: Sequence[Any]) -> list[bytes]:
+        return [np.asarray(r, dtype=np.float32).tobytes() for r in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +20,8 @@ from app.kinds.base import (
     RowWarnings,
     named_rows,
 )
-from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer
+from app.kinds.statistics import InputStatistics
+from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer, tokenize_bytes
 from app.schemas.card import ModelCard, OutOfDomainChecks, TextInput
 
 
@@ -58,6 +60,15 @@ class TextAdapter(InputAdapter):
             StringConstraints(min_length=1, max_length=max_text_chars),
             Field(description=f"Review text in English, up to {max_text_chars} characters."),
         ]
+
+    @classmethod
+    def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:
+        assert isinstance(card.input, TextInput)
+        if folder is None:
+            raise ValueError("text statistics need the model folder (its vocabulary)")
+        return TextStatistics(
+            TextVectorizer.load(folder / card.input.vocabulary_file, card.input.sequence_length)
+        )
 
     @property
     def instance_help(self) -> str:
@@ -169,3 +180,38 @@ class TextAdapter(InputAdapter):
             if isinstance(row, EncodedText) and ids.size == 1 and ids[0] == UNKNOWN_ID
         }
         return self.vectorizer.pad(encoded), refused
+
+
+class TextStatistics(InputStatistics):
+    """`token_count` (words after tokenisation) and `oov_share` (share of those words that
+    are not in the model's vocabulary); stored as the vocabulary ids of the words as int32
+    (1 = unknown; the model's n-gram input follows from them)."""
+
+    def __init__(self, vectorizer: TextVectorizer) -> None:
+        self.names = ["token_count", "oov_share"]
+        # Word -> id (unigrams; a bigram counts only when both its words are known, so the
+        # model's n-gram input follows from the word ids: they are its compact form).
+        self._word_ids = {
+            gram.encode(): index
+            for index, gram in enumerate(vectorizer.vocabulary[1:], start=UNKNOWN_ID + 1)
+            if " " not in gram
+        }
+
+    def measure(self, rows: Sequence[Any]) -> tuple[np.ndarray, list[bytes]]:
+        stats = np.empty((len(rows), 2))
+        compact = []
+        get = self._word_ids.get
+        for index, row in enumerate(rows):
+            # Served rows are EncodedText (the adapter's); training passes the texts themselves.
+            text = row.text if isinstance(row, EncodedText) else str(row)
+            ids = [get(word, UNKNOWN_ID) for word in tokenize_bytes(text)]
+            stats[index, 0] = len(ids)
+            stats[index, 1] = ids.count(UNKNOWN_ID) / len(ids) if ids else 0.0
+            compact.append(np.array(ids, dtype=np.int32).tobytes())
+        return stats, compact
+
+    def compute(self, rows: Sequence[Any]) -> np.ndarray:
+        return self.measure(rows)[0]
+
+    def compact(self, rows: Sequence[Any]) -> list[bytes]:
+        return self.measure(rows)[1]
