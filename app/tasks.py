@@ -18,6 +18,23 @@ import numpy as np
 from app.codecs.v2 import OUTPUT_NAMES
 from app.schemas.card import ModelCard
 
+# Served probabilities stay within [floor, 1 - (C-1) floor] (see bound_probabilities): a card
+# without an out_of_domain section gets this floor; no held-out set here resolves finer.
+DEFAULT_PROBABILITY_FLOOR = 1e-4
+
+
+def bound_probabilities(probabilities: np.ndarray, floor: float) -> np.ndarray:
+    """(N, C) probabilities with every entry at least `floor`: p' = floor + (1 - C*floor) * p.
+
+    An affine shrink towards uniform, so the order of the classes and the sum (1) are kept, a
+    probability of 1 becomes 1 - (C-1)*floor and one of 0 becomes `floor`. Rows that are not
+    finite pass through (the caller refuses them)."""
+    count = probabilities.shape[1]
+    if floor <= 0.0:
+        return probabilities
+    bounded: np.ndarray = floor + (1.0 - count * floor) * probabilities
+    return bounded
+
 
 @dataclass(frozen=True)
 class OutputTensor:
@@ -46,6 +63,13 @@ class Task:
 
     def tensor(self, card: ModelCard, name: str, values: np.ndarray) -> np.ndarray:
         """The V2 output `name` (one of `outputs(card)`) for `(N, C)` model outputs."""
+        raise NotImplementedError
+
+    def explained_prediction(
+        self, card: ModelCard, outputs: list[float]
+    ) -> tuple[int, dict[str, Any]]:
+        """One row's `C` model outputs -> (the output column an explanation attributes, the
+        prediction as `:predict` gives it)."""
         raise NotImplementedError
 
 
@@ -78,6 +102,21 @@ class ClassificationTask(Task):
             }
             for row in values.tolist()
         ]
+
+    def explained_prediction(
+        self, card: ModelCard, outputs: list[float]
+    ) -> tuple[int, dict[str, Any]]:
+        # Served as `:predict` serves them: bounded away from 0 and 1 (the attributions stay
+        # on the model's own scale; the bound moves them by less than the completeness
+        # tolerance). The explained class is the predicted one.
+        checks = card.out_of_domain
+        floor = checks.probability_floor if checks is not None else DEFAULT_PROBABILITY_FLOOR
+        probabilities = bound_probabilities(np.array([outputs]), floor)[0].tolist()
+        best = max(range(len(probabilities)), key=probabilities.__getitem__)
+        return best, {
+            "label": card.labels[best],
+            "probabilities": dict(zip(card.labels, probabilities, strict=True)),
+        }
 
     def tensor(self, card: ModelCard, name: str, values: np.ndarray) -> np.ndarray:
         if name == OUTPUT_NAMES[0]:
@@ -112,6 +151,12 @@ class RegressionTask(Task):
         if len(targets) == 1:
             return [{"value": row[0]} for row in values.tolist()]
         return [{"values": dict(zip(targets, row, strict=True))} for row in values.tolist()]
+
+    def explained_prediction(
+        self, card: ModelCard, outputs: list[float]
+    ) -> tuple[int, dict[str, Any]]:
+        # The first target is the one explained.
+        return 0, self.encode_v1(card, np.array([outputs]))[0]
 
     def tensor(self, card: ModelCard, name: str, values: np.ndarray) -> np.ndarray:
         as_fp32 = values.astype(np.float32)

@@ -17,7 +17,6 @@ from app.explain.service import ExplanationService
 from app.jsonutil import json_response
 from app.protocols.v1 import parse_instances
 from app.repository import ModelEntry
-from app.schemas.card import ImageInput
 from app.schemas.explain import ExplainResponse
 from app.schemas.responses import ErrorResponse, error_responses
 from app.schemas.versions import MAX_VERSION
@@ -148,17 +147,6 @@ def _responses(
     return responses
 
 
-METHODS = {
-    "tabular": "Shapley values of the features for the predicted class's probability, against "
-    "the training mean: exact (all coalitions) for few features, antithetic permutation "
-    "sampling for more; a KNN also returns its k nearest training examples.",
-    "image": "Integrated gradients of the predicted class's probability from a black image: "
-    "a 28x28 attribution map and a PNG overlay (red for the class, blue against).",
-    "text": "Shapley values (antithetic permutation sampling) of the words and word pairs the "
-    "model looked up; unknown words share the [UNK] token.",
-}
-
-
 def _invalid_input_message(entry: ModelEntry) -> str | None:
     """What this model's `:explain` really answers to an instance of the wrong kind."""
     assert entry.adapter is not None
@@ -188,7 +176,7 @@ def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict
         description = (
             f"Why {name} predicts what it does. The body is the same as `:predict`'s (each "
             f"instance: {adapter.instance_help}), at most "
-            f"{settings.explain_max_instances} instances. {METHODS[card.input.kind]} Every "
+            f"{settings.explain_max_instances} instances. {adapter.explanation_method} Every "
             "attribution set adds up to f(x) - f(baseline) for the explained class (the "
             "`completeness` field reports the error). Explanations run on a worker of their "
             f"own, within {settings.explain_timeout_ms:g} ms."
@@ -229,13 +217,13 @@ def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict
                 "responses": responses,
             }
         }
-        if isinstance(card.input, ImageInput):
+        if adapter.takes_image_files:
             paths[f"/v1/models/{name}:explain-image"] = {
                 "post": {
                     "tags": ["explain"],
                     "summary": f"Explain {name}'s prediction for an uploaded image file",
                     "description": "Upload one image file (PNG or JPEG) of a single digit, any "
-                    "size; it is converted as for `:predict-image`. " + METHODS["image"],
+                    "size; it is converted as for `:predict-image`. " + adapter.explanation_method,
                     "operationId": f"explain_image_{operation_name}",
                     "parameters": [
                         {

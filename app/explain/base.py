@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from app.kinds.base import DEFAULT_PROBABILITY_FLOOR, bound_probabilities
+from app.errors import ServingError
 from app.schemas.card import ModelCard
+from app.tasks import task_of
 
 # Completeness bound (issue 16): |sum(attributions) - (f(x) - f(baseline))| must be within
 # 2% of |f(x) - f(baseline)|, or within this absolute amount when that difference is small.
@@ -17,6 +18,14 @@ RELATIVE_TOLERANCE = 0.02
 ABSOLUTE_TOLERANCE = 0.01
 
 Predict = Callable[[np.ndarray], np.ndarray]  # a runtime's: (N, C) probabilities
+
+
+class NotExplainable(ServingError):
+    """This model cannot be explained on this server (a Keras backend without gradients)."""
+
+    status_code = 501
+
+
 Check = Callable[[], None]
 
 
@@ -40,21 +49,7 @@ def completeness(attributions: np.ndarray, f_x: float, f_baseline: float) -> dic
 def prediction(card: ModelCard, probabilities: list[float]) -> tuple[int, dict[str, Any]]:
     """(index of the predicted class, {"label", "probabilities"}) as `:predict` gives them;
     a regressor: (0, the first target explained, its `value`/`values` as `:predict`)."""
-    probabilities = [float(p) for p in probabilities]  # a runtime's row may be an array
-    if not card.is_classifier:
-        from app.tasks import task_of
-
-        return 0, task_of(card).encode_v1(card, np.array([probabilities]))[0]
-    # Served as `:predict` serves them: bounded away from 0 and 1 (the attributions stay on
-    # the model's own scale; the bound moves them by less than the completeness tolerance).
-    checks = card.out_of_domain
-    floor = checks.probability_floor if checks is not None else DEFAULT_PROBABILITY_FLOOR
-    probabilities = bound_probabilities(np.array([probabilities]), floor)[0].tolist()
-    best = max(range(len(probabilities)), key=probabilities.__getitem__)
-    return best, {
-        "label": card.labels[best],
-        "probabilities": dict(zip(card.labels, probabilities, strict=True)),
-    }
+    return task_of(card).explained_prediction(card, [float(p) for p in probabilities])
 
 
 class Explainer(ABC):

@@ -15,30 +15,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import Receive
 
-from app.kinds import InputAdapter, TextAdapter
 from app.context import RequestContext
 from app.errors import NotFound, PayloadTooLarge, ServingError
 from app.explain.base import Explainer
-from app.explain.gradients import UnsupportedBackend, make_gradient
-from app.explain.image import IntegratedGradients
-from app.explain.table import TableShapley, WordShapley
-from app.explain.tabular import TabularExplainer
-from app.explain.text import TextShapley
 from app.explain.worker import Check, ExplainWorker
+from app.kinds import InputAdapter
 from app.repository import ModelEntry
-from app.runtimes.keras import KerasModel
-from app.runtimes.sklearn import SklearnModel
-from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
 from app.service import PredictionService
 from app.settings import Settings
 
 EXPLAIN_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-
-class NotExplainable(ServingError):
-    """This model cannot be explained on this server (a Keras backend without gradients)."""
-
-    status_code = 501
 
 
 class ExplainMetrics:
@@ -214,43 +200,8 @@ def build_explainer(entry: ModelEntry, settings: Settings) -> Explainer:
 
 
 def make_explainer(card: Any, model: Any, adapter: InputAdapter, settings: Settings) -> Explainer:
-    """The explainer for (card, loaded runtime, adapter): see app.explain's modules."""
-    if isinstance(card.input, TabularInput):
-        return TabularExplainer(
-            card,
-            model.predict,
-            estimator=model.estimator if isinstance(model, SklearnModel) else None,
-            network=model.network if isinstance(model, KerasModel) else None,
-            exact_max_features=settings.explain_exact_max_features,
-            permutations=settings.explain_permutations,
-        )
-    if isinstance(card.input, TableInput | RawTextInput):
-
-        def outputs(rows: list[Any]) -> Any:
-            return model.predict(adapter.featurize(rows))
-
-        if isinstance(card.input, TableInput):
-            return TableShapley(card, outputs, permutations=settings.explain_permutations)
-        return WordShapley(card, outputs, permutations=settings.explain_text_permutations)
-    if isinstance(card.input, ImageInput):
-        if not isinstance(model, KerasModel):
-            raise NotExplainable(f"model {card.name}: image explanations need a Keras model")
-        try:
-            gradient = make_gradient(model.network, model.backend)
-        except UnsupportedBackend as exc:
-            raise NotExplainable(str(exc)) from None
-        return IntegratedGradients(
-            card,
-            model.predict,
-            gradient,
-            featurize=adapter.featurize,
-            initial_steps=settings.explain_ig_steps,
-            max_steps=settings.explain_ig_max_steps,
-        )
-    assert isinstance(adapter, TextAdapter)
-    return TextShapley(
-        card, model.predict, adapter.vectorizer, permutations=settings.explain_text_permutations
-    )
+    """The explainer for (card, loaded runtime, adapter): its input kind's (`app.kinds`)."""
+    return adapter.explainer(model, settings)
 
 
 def _share(context: RequestContext) -> str:

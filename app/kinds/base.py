@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -38,9 +38,16 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import InvalidInput, ServingError
+from app.explain.base import Explainer
 from app.kinds.statistics import InputStatistics
+from app.runtimes.base import Model
 from app.schemas.card import ModelCard, OutOfDomainChecks
 from app.schemas.predict import FLOAT32_MAX, model_title
+from app.settings import Settings
+
+# Served probabilities are the task's business; re-exported for the core's import.
+from app.tasks import DEFAULT_PROBABILITY_FLOOR as DEFAULT_PROBABILITY_FLOOR
+from app.tasks import bound_probabilities as bound_probabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,24 +62,6 @@ class InputWarning:
 # Per row: the warnings of its prediction (an empty tuple, shared, when there are none).
 RowWarnings = tuple[InputWarning, ...]
 NO_WARNINGS: RowWarnings = ()
-
-
-# Served probabilities stay within [floor, 1 - (C-1) floor] (see bound_probabilities): a card
-# without an out_of_domain section gets this floor; no held-out set here resolves finer.
-DEFAULT_PROBABILITY_FLOOR = 1e-4
-
-
-def bound_probabilities(probabilities: np.ndarray, floor: float) -> np.ndarray:
-    """(N, C) probabilities with every entry at least `floor`: p' = floor + (1 - C*floor) * p.
-
-    An affine shrink towards uniform, so the order of the classes and the sum (1) are kept, a
-    probability of 1 becomes 1 - (C-1)*floor and one of 0 becomes `floor`. Rows that are not
-    finite pass through (the caller refuses them)."""
-    count = probabilities.shape[1]
-    if floor <= 0.0:
-        return probabilities
-    bounded: np.ndarray = floor + (1.0 - count * floor) * probabilities
-    return bounded
 
 
 @dataclass(frozen=True)
@@ -177,6 +166,16 @@ class InputAdapter(ABC):
         self.folder = folder
         self.limits = limits
 
+    # ------------------------------------------------------------------ explanations
+    # One sentence for the docs: how `:explain` explains a model of this kind.
+    explanation_method: ClassVar[str]
+
+    @abstractmethod
+    def explainer(self, model: Model, settings: Settings) -> Explainer:
+        """The explainer of this loaded version (`model`: its runtime), from app.explain's
+        methods; raises NotExplainable (501) when this server cannot explain it."""
+
+    # ------------------------------------------------------------------ monitoring
     @classmethod
     @abstractmethod
     def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:

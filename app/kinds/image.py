@@ -12,6 +12,9 @@ from pydantic import Discriminator, Field, Tag
 from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput, PayloadTooLarge
+from app.explain.base import Explainer, NotExplainable
+from app.explain.gradients import UnsupportedBackend, make_gradient
+from app.explain.image import IntegratedGradients
 from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,
@@ -30,8 +33,11 @@ from app.preprocessing.image import (
     read_grid,
     read_image_bytes,
 )
+from app.runtimes.base import Model
+from app.runtimes.keras import KerasModel
 from app.schemas.card import ImageInput, ModelCard, OutOfDomainChecks
 from app.schemas.predict import B64Image, Number, json_kind
+from app.settings import Settings
 
 
 class ImageAdapter(InputAdapter):
@@ -82,6 +88,27 @@ class ImageAdapter(InputAdapter):
     def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:
         assert isinstance(card.input, ImageInput)
         return ImageStatistics(card.input.max_value)
+
+    explanation_method = (
+        "Integrated gradients of the predicted class's probability from a black image: "
+        "a 28x28 attribution map and a PNG overlay (red for the class, blue against)."
+    )
+
+    def explainer(self, model: Model, settings: Settings) -> Explainer:
+        if not isinstance(model, KerasModel):
+            raise NotExplainable(f"model {self.card.name}: image explanations need a Keras model")
+        try:
+            gradient = make_gradient(model.network, model.backend)
+        except UnsupportedBackend as exc:
+            raise NotExplainable(str(exc)) from None
+        return IntegratedGradients(
+            self.card,
+            model.predict,
+            gradient,
+            featurize=self.featurize,
+            initial_steps=settings.explain_ig_steps,
+            max_steps=settings.explain_ig_max_steps,
+        )
 
     @property
     def instance_help(self) -> str:

@@ -13,9 +13,13 @@ from pydantic import Field, StringConstraints
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest
+from app.explain.base import Explainer
+from app.explain.table import WordShapley
 from app.kinds.base import InputAdapter, InputLimits, named_rows
 from app.kinds.statistics import InputStatistics
+from app.runtimes.base import Model
 from app.schemas.card import ModelCard, RawTextInput
+from app.settings import Settings
 
 
 class RawTextAdapter(InputAdapter):
@@ -36,6 +40,17 @@ class RawTextAdapter(InputAdapter):
     @classmethod
     def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:
         return RawTextStatistics()
+
+    explanation_method = (
+        "Shapley values (antithetic permutation sampling) of the words, or of runs of "
+        "neighbouring words, for the predicted class's probability."
+    )
+
+    def explainer(self, model: Model, settings: Settings) -> Explainer:
+        def outputs(rows: list[Any]) -> Any:
+            return model.predict(self.featurize(rows))
+
+        return WordShapley(self.card, outputs, permutations=settings.explain_text_permutations)
 
     @property
     def instance_help(self) -> str:

@@ -24,11 +24,15 @@ from pydantic import (
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput
+from app.explain.base import Explainer
+from app.explain.table import TableShapley
 from app.kinds.base import InputAdapter, InputLimits
 from app.kinds.statistics import InputStatistics
+from app.runtimes.base import Model
 from app.schemas.card import Feature, ModelCard, TableInput
 from app.schemas.predict import FLOAT32_MAX, model_title
 from app.schemas.predict import Feature as FeatureNumber
+from app.settings import Settings
 
 _FEATURE_TYPES: dict[str, Any] = {
     "number": FeatureNumber,
@@ -76,6 +80,17 @@ class TableAdapter(InputAdapter):
     def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:
         assert isinstance(card.input, TableInput)
         return TableStatistics(card.input)
+
+    explanation_method = (
+        "Shapley values (antithetic permutation sampling) of the features, or of groups of "
+        "neighbouring features, for the predicted class's probability."
+    )
+
+    def explainer(self, model: Model, settings: Settings) -> Explainer:
+        def outputs(rows: list[Any]) -> Any:
+            return model.predict(self.featurize(rows))
+
+        return TableShapley(self.card, outputs, permutations=settings.explain_permutations)
 
     @property
     def instance_help(self) -> str:

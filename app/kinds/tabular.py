@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_mo
 from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput
+from app.explain.base import Explainer
+from app.explain.tabular import TabularExplainer
 from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,
@@ -21,9 +23,13 @@ from app.kinds.base import (
     plain_numeric_rows,
 )
 from app.kinds.statistics import InputStatistics
+from app.runtimes.base import Model
+from app.runtimes.keras import KerasModel
+from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard, OutOfDomainChecks, TabularInput
 from app.schemas.predict import FLOAT32_MAX, json_kind, model_title
 from app.schemas.predict import Feature as FeatureNumber
+from app.settings import Settings
 
 
 class TabularAdapter(InputAdapter):
@@ -71,6 +77,22 @@ class TabularAdapter(InputAdapter):
     @classmethod
     def statistics(cls, card: ModelCard, folder: Path | None) -> InputStatistics:
         return TabularStatistics(card)
+
+    explanation_method = (
+        "Shapley values of the features for the predicted class's probability, against "
+        "the training mean: exact (all coalitions) for few features, antithetic permutation "
+        "sampling for more; a KNN also returns its k nearest training examples."
+    )
+
+    def explainer(self, model: Model, settings: Settings) -> Explainer:
+        return TabularExplainer(
+            self.card,
+            model.predict,
+            estimator=model.estimator if isinstance(model, SklearnModel) else None,
+            network=model.network if isinstance(model, KerasModel) else None,
+            exact_max_features=settings.explain_exact_max_features,
+            permutations=settings.explain_permutations,
+        )
 
     @property
     def instance_help(self) -> str:

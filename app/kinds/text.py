@@ -12,6 +12,8 @@ from pydantic import Field, StringConstraints
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput, ServingError
+from app.explain.base import Explainer
+from app.explain.text import TextShapley
 from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,
@@ -22,7 +24,9 @@ from app.kinds.base import (
 )
 from app.kinds.statistics import InputStatistics
 from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer, tokenize_bytes
+from app.runtimes.base import Model
 from app.schemas.card import ModelCard, OutOfDomainChecks, TextInput
+from app.settings import Settings
 
 
 class TextAdapter(InputAdapter):
@@ -68,6 +72,19 @@ class TextAdapter(InputAdapter):
             raise ValueError("text statistics need the model folder (its vocabulary)")
         return TextStatistics(
             TextVectorizer.load(folder / card.input.vocabulary_file, card.input.sequence_length)
+        )
+
+    explanation_method = (
+        "Shapley values (antithetic permutation sampling) of the words and word pairs the "
+        "model looked up; unknown words share the [UNK] token."
+    )
+
+    def explainer(self, model: Model, settings: Settings) -> Explainer:
+        return TextShapley(
+            self.card,
+            model.predict,
+            self.vectorizer,
+            permutations=settings.explain_text_permutations,
         )
 
     @property
