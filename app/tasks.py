@@ -52,6 +52,19 @@ class Task:
     kind: ClassVar[str]
     # The held-out metrics the card and the report show, and that feedback recomputes live.
     metric_names: ClassVar[tuple[str, ...]]
+    # What the card's `labels` name: the classes, or the predicted targets.
+    outputs_heading: ClassVar[str]
+
+    def charts(self, card: ModelCard) -> tuple[str, ...]:
+        """The held-out quality charts of the report page that apply to this version (drawn
+        by `app.report.charts`): "confusion_matrix", "roc_curve", "predicted_vs_true",
+        "residuals"."""
+        raise NotImplementedError
+
+    def errors_lead(self, shown: int, wrong: int | None) -> str:
+        """The report's words above the `shown` held-out mistakes (`wrong`: how many the
+        model made in all, where recorded)."""
+        raise NotImplementedError
 
     def outputs(self, card: ModelCard) -> list[OutputTensor]:
         """The V2 outputs of a version, in the order a request without `outputs` gets."""
@@ -78,6 +91,21 @@ class ClassificationTask(Task):
 
     kind = "classification"
     metric_names = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+    outputs_heading = "Labels"
+
+    def charts(self, card: ModelCard) -> tuple[str, ...]:
+        # A ROC curve needs one positive class.
+        if card.task == "binary-classification":
+            return ("confusion_matrix", "roc_curve")
+        return ("confusion_matrix",)
+
+    def errors_lead(self, shown: int, wrong: int | None) -> str:
+        if wrong is None:
+            return f"{shown} held-out rows the model got wrong."
+        return (
+            f"{shown} of the {wrong:,} held-out rows the model got wrong, most confident "
+            "mistakes first."
+        )
 
     def outputs(self, card: ModelCard) -> list[OutputTensor]:
         count = len(card.labels)
@@ -130,6 +158,17 @@ class RegressionTask(Task):
 
     kind = "regression"
     metric_names = ("mae", "rmse", "r2")
+    outputs_heading = "Targets"
+
+    def charts(self, card: ModelCard) -> tuple[str, ...]:
+        return ("predicted_vs_true", "residuals")
+
+    def errors_lead(self, shown: int, wrong: int | None) -> str:
+        return (
+            f"The {shown} held-out rows with the largest absolute errors (true and predicted "
+            "values), largest first."
+        )
+
     PREDICT = "predict"
 
     def outputs(self, card: ModelCard) -> list[OutputTensor]:

@@ -39,9 +39,10 @@ from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import InvalidInput, ServingError
 from app.explain.base import Explainer
+from app.kinds.report import json_sample
 from app.kinds.statistics import InputStatistics
 from app.runtimes.base import Model
-from app.schemas.card import ModelCard, OutOfDomainChecks
+from app.schemas.card import CardExample, ModelCard, OutOfDomainChecks
 from app.schemas.predict import FLOAT32_MAX, model_title
 from app.settings import Settings
 
@@ -174,6 +175,23 @@ class InputAdapter(ABC):
     def explainer(self, model: Model, settings: Settings) -> Explainer:
         """The explainer of this loaded version (`model`: its runtime), from app.explain's
         methods; raises NotExplainable (501) when this server cannot explain it."""
+
+    # ------------------------------------------------------------------ report page
+    @classmethod
+    @abstractmethod
+    def report_inputs(cls, card: ModelCard) -> str:
+        """HTML of the report's "Input" part: what one instance of this kind is."""
+
+    @classmethod
+    @abstractmethod
+    def report_examples(cls, card: ModelCard, examples: list[dict[str, Any]]) -> str:
+        """HTML of held-out examples the model got wrong (each a dict of `instance`, `label`,
+        `predicted` and `confidence`), for the report's "Mistakes" section."""
+
+    @classmethod
+    def report_sample(cls, card: ModelCard, example: CardExample) -> str:
+        """HTML of the card's sample input, shown above its explanation."""
+        return json_sample(example)
 
     # ------------------------------------------------------------------ monitoring
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from app.errors import InvalidInput, PayloadTooLarge
 from app.explain.base import Explainer, NotExplainable
 from app.explain.gradients import UnsupportedBackend, make_gradient
 from app.explain.image import IntegratedGradients
+from app.html import digit_png, verdict
 from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,
@@ -35,7 +37,7 @@ from app.preprocessing.image import (
 )
 from app.runtimes.base import Model
 from app.runtimes.keras import KerasModel
-from app.schemas.card import ImageInput, ModelCard, OutOfDomainChecks
+from app.schemas.card import CardExample, ImageInput, ModelCard, OutOfDomainChecks
 from app.schemas.predict import B64Image, Number, json_kind
 from app.settings import Settings
 
@@ -108,6 +110,41 @@ class ImageAdapter(InputAdapter):
             featurize=self.featurize,
             initial_steps=settings.explain_ig_steps,
             max_steps=settings.explain_ig_max_steps,
+        )
+
+    @classmethod
+    def report_inputs(cls, card: ModelCard) -> str:
+        spec = card.input
+        assert isinstance(spec, ImageInput)
+        return (
+            f"<p>Grey-level image, {spec.height} x {spec.width} pixels, values 0 to "
+            f"{spec.max_value:g}. {escape(spec.description or '')}</p>"
+        )
+
+    @classmethod
+    def report_examples(cls, card: ModelCard, examples: list[dict[str, Any]]) -> str:
+        cells = []
+        for e in examples:
+            png = digit_png(e["instance"])
+            if png is None:
+                continue
+            alt = f"Held-out image, true label {e['label']}, predicted {e['predicted']}"
+            cells.append(
+                f'<figure><img src="data:image/png;base64,{png}" width="112" height="112" '
+                f'alt="{escape(alt)}"><figcaption>{verdict(e)}</figcaption></figure>'
+            )
+        return f'<div class="examples">{"".join(cells)}</div>'
+
+    @classmethod
+    def report_sample(cls, card: ModelCard, example: CardExample) -> str:
+        png = digit_png(example.instance)
+        if png is None:
+            return ""
+        label = escape(str(example.label))
+        return (
+            f'<figure class="sample"><img src="data:image/png;base64,{png}" width="112" '
+            f'height="112" alt="Sample held-out digit, true label {label}">'
+            f"<figcaption>Sample input from the card: a held-out {label}.</figcaption></figure>"
         )
 
     @property

@@ -16,9 +16,10 @@ from app.errors import BadRequest
 from app.explain.base import Explainer
 from app.explain.table import WordShapley
 from app.kinds.base import InputAdapter, InputLimits, named_rows
+from app.kinds.report import text_examples, text_sample
 from app.kinds.statistics import InputStatistics
 from app.runtimes.base import Model
-from app.schemas.card import ModelCard, RawTextInput
+from app.schemas.card import CardExample, ModelCard, RawTextInput
 from app.settings import Settings
 
 
@@ -51,6 +52,18 @@ class RawTextAdapter(InputAdapter):
             return model.predict(self.featurize(rows))
 
         return WordShapley(self.card, outputs, permutations=settings.explain_text_permutations)
+
+    @classmethod
+    def report_inputs(cls, card: ModelCard) -> str:
+        return "<p>Raw text, given to the model as is (it tokenises it itself).</p>"
+
+    @classmethod
+    def report_examples(cls, card: ModelCard, examples: list[dict[str, Any]]) -> str:
+        return text_examples(examples)
+
+    @classmethod
+    def report_sample(cls, card: ModelCard, example: CardExample) -> str:
+        return text_sample(example)
 
     @property
     def instance_help(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +27,9 @@ from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput
 from app.explain.base import Explainer
 from app.explain.table import TableShapley
+from app.html import table
 from app.kinds.base import InputAdapter, InputLimits
+from app.kinds.report import feature_examples
 from app.kinds.statistics import InputStatistics
 from app.runtimes.base import Model
 from app.schemas.card import Feature, ModelCard, TableInput
@@ -91,6 +94,28 @@ class TableAdapter(InputAdapter):
             return model.predict(self.featurize(rows))
 
         return TableShapley(self.card, outputs, permutations=settings.explain_permutations)
+
+    @classmethod
+    def report_inputs(cls, card: ModelCard) -> str:
+        spec = card.input
+        assert isinstance(spec, TableInput)
+        return f"{spec.n_features} named features of mixed types" + table(
+            ["Feature", "Type", "Missing allowed", "Categories seen"],
+            [
+                [
+                    escape(f.name),
+                    escape(f.dtype),
+                    "yes" if f.missing else "no",
+                    escape(", ".join(f.categories or [])),
+                ]
+                for f in spec.features
+            ],
+        )
+
+    @classmethod
+    def report_examples(cls, card: ModelCard, examples: list[dict[str, Any]]) -> str:
+        assert isinstance(card.input, TableInput)
+        return feature_examples([f.name for f in card.input.features], examples)
 
     @property
     def instance_help(self) -> str:

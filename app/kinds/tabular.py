@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput
 from app.explain.base import Explainer
 from app.explain.tabular import TabularExplainer
+from app.html import table
 from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,
@@ -22,6 +24,7 @@ from app.kinds.base import (
     RowWarnings,
     plain_numeric_rows,
 )
+from app.kinds.report import feature_examples
 from app.kinds.statistics import InputStatistics
 from app.runtimes.base import Model
 from app.runtimes.keras import KerasModel
@@ -93,6 +96,23 @@ class TabularAdapter(InputAdapter):
             exact_max_features=settings.explain_exact_max_features,
             permutations=settings.explain_permutations,
         )
+
+    @classmethod
+    def report_inputs(cls, card: ModelCard) -> str:
+        spec = card.input
+        assert isinstance(spec, TabularInput)
+        return f"{spec.n_features} numeric features" + table(
+            ["Feature", "Unit", "Description"],
+            [
+                [escape(f.name), escape(f.unit or ""), escape(f.description or "")]
+                for f in spec.features
+            ],
+        )
+
+    @classmethod
+    def report_examples(cls, card: ModelCard, examples: list[dict[str, Any]]) -> str:
+        assert isinstance(card.input, TabularInput)
+        return feature_examples([f.name for f in card.input.features], examples)
 
     @property
     def instance_help(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,10 +23,11 @@ from app.kinds.base import (
     RowWarnings,
     named_rows,
 )
+from app.kinds.report import text_examples, text_sample
 from app.kinds.statistics import InputStatistics
 from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer, tokenize_bytes
 from app.runtimes.base import Model
-from app.schemas.card import ModelCard, OutOfDomainChecks, TextInput
+from app.schemas.card import CardExample, ModelCard, OutOfDomainChecks, TextInput
 from app.settings import Settings
 
 
@@ -86,6 +88,25 @@ class TextAdapter(InputAdapter):
             self.vectorizer,
             permutations=settings.explain_text_permutations,
         )
+
+    @classmethod
+    def report_inputs(cls, card: ModelCard) -> str:
+        spec = card.input
+        assert isinstance(spec, TextInput)
+        return (
+            f"<p>Raw text: up to {spec.sequence_length} tokens (words"
+            f"{' and word pairs' if spec.ngram_max > 1 else ''}), "
+            f"{'lower-cased' if spec.lowercase else 'case kept'}; vocabulary in "
+            f"<code>{escape(spec.vocabulary_file)}</code>. {escape(spec.description or '')}</p>"
+        )
+
+    @classmethod
+    def report_examples(cls, card: ModelCard, examples: list[dict[str, Any]]) -> str:
+        return text_examples(examples)
+
+    @classmethod
+    def report_sample(cls, card: ModelCard, example: CardExample) -> str:
+        return text_sample(example)
 
     @property
     def instance_help(self) -> str:

@@ -10,17 +10,15 @@ guessed.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from app.html import digit_png as digit_png  # the page's images; re-exported for the tests
 from app.repository import RepositoryFileError, read_repository_file
 from app.schemas.card import ModelCard
 
@@ -153,26 +151,6 @@ def file_sizes(card: ModelCard, folder: Path) -> dict[str, int | None]:
         except OSError:
             sizes[name] = None
     return sizes
-
-
-def digit_png(instance: Any, scale: int = 4) -> str | None:
-    """A grey-level image (rows of 0-255 values, or 0-1) as a base64 PNG, enlarged `scale`
-    times with square pixels; None when the instance is not a 2-D grid of numbers."""
-    try:
-        pixels = np.asarray(instance, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    if pixels.ndim == 3 and pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    if pixels.ndim != 2 or pixels.size == 0 or not np.isfinite(pixels).all():
-        return None
-    if pixels.max() <= 1.0:
-        pixels = pixels * 255.0
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
-    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def human_bytes(size: int | None) -> str:

@@ -93,7 +93,7 @@ def test_digit_png_draws_grids_and_refuses_the_rest() -> None:
 def test_calibration_lights_up_when_the_card_has_it() -> None:
     """The shape the calibration work adds to the card (ECE before/after, a reliability table
     per bin); a card without it says so."""
-    from app.report.page import _calibration
+    from app.report.quality import calibration as _calibration
     from app.schemas.card import ModelCard
     from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 
