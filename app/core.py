@@ -34,16 +34,16 @@ from typing import Any, TypeVar
 import numpy as np
 from starlette.types import Receive
 
+from app.batching import Batcher
+from app.budget import ClientDisconnected, RequestBudget, release_free_memory
+from app.context import RequestContext
+from app.errors import BadRequest, DeadlineExceeded, ServingError, Unavailable
 from app.kinds.base import (
     DEFAULT_PROBABILITY_FLOOR,
     NO_WARNINGS,
     RowWarnings,
     bound_probabilities,
 )
-from app.batching import Batcher
-from app.budget import ClientDisconnected, RequestBudget, release_free_memory
-from app.context import RequestContext
-from app.errors import BadRequest, DeadlineExceeded, ServingError, Unavailable
 from app.metrics import Metrics
 from app.repository import ModelEntry, ModelRegistry
 from app.schemas.versions import not_a_version, parse_version

@@ -63,7 +63,7 @@ def excerpt(text: str) -> str:
 
 
 def verdict(example: dict[str, Any]) -> str:
-    """"true X, predicted Y (confidence)" of a misclassified held-out example."""
+    """The "true X, predicted Y (confidence)" line of a misclassified held-out example."""
     confidence = example.get("confidence")
     conf = f" ({confidence:.0%})" if isinstance(confidence, int | float) else ""
     return (

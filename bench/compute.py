@@ -13,11 +13,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.kinds import make_adapter
+from app.kinds import make_adapter, predict_request_model
 from app.runtimes.keras import KerasModel, configure_backend
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard
-from app.kinds import predict_request_model
 
 BATCHES = (1, 32, 128)
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from PIL import Image
 
-from app.kinds import InputAdapter, make_adapter
 from app.errors import ServingError
+from app.kinds import InputAdapter, make_adapter
 from app.runtimes.keras import KerasModel, configure_backend
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard

@@ -122,8 +122,8 @@ async def http_figures(models_dir: Path, latency_n: int, load_requests: int) -> 
 
 
 def load_models(models_dir: Path) -> dict[str, Any]:
-    from app.kinds import make_adapter
     from app.explain.service import make_explainer
+    from app.kinds import make_adapter
     from app.repository import discover
     from app.runtimes.keras import KerasModel, configure_backend
     from app.runtimes.sklearn import SklearnModel

@@ -18,12 +18,11 @@ MNIST_TEST_IMAGES = 12
 
 
 def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
-    from app.kinds import make_adapter
     from app.explain.service import make_explainer
+    from app.kinds import make_adapter, predict_request_model
     from app.repository import discover
     from app.runtimes.keras import KerasModel, configure_backend
     from app.runtimes.sklearn import SklearnModel
-    from app.kinds import predict_request_model
     from app.settings import Settings
 
     backend = configure_backend(2)

@@ -365,8 +365,8 @@ def calibrate_image(
     MNIST training images' features; the threshold is the 99.2th percentile of the held-out
     test digits' scores. Writes EMBEDDING_FILE into `folder`; returns the checks, the share
     warned per out-of-domain family (a refused image counts as caught) and the arrays."""
-    from app.kinds.image import embedding_distances
     from app.errors import ServingError
+    from app.kinds.image import embedding_distances
     from app.preprocessing.image import images_to_model_input
     from app.runtimes.keras import KerasModel, configure_backend
     from training.data import load_mnist

@@ -104,8 +104,7 @@ def load_split(name: str, data_dir: Path | None, max_rows: int | None = None) ->
 
 def predict_labels(card: ModelCard, folder: Path, rows: Sequence[Any]) -> list[str]:
     """The labels the version in `folder` predicts for serving-form rows."""
-    from app.kinds import TextAdapter, make_adapter
-    from app.preprocessing.text import EncodedText
+    from app.kinds import make_adapter
     from app.runtimes.base import Model
     from app.runtimes.keras import KerasModel
     from app.runtimes.sklearn import SklearnModel
@@ -120,10 +119,7 @@ def predict_labels(card: ModelCard, folder: Path, rows: Sequence[Any]) -> list[s
     labels: list[str] = []
     for start in range(0, len(rows), PREDICT_CHUNK_ROWS):
         chunk = list(rows[start : start + PREDICT_CHUNK_ROWS])
-        if isinstance(adapter, TextAdapter):
-            # Texts as the adapter's rows; `encode`, not `to_row`: a training review with no
-            # known word is still part of the training distribution.
-            chunk = [EncodedText(text, adapter.vectorizer.encode(text)) for text in chunk]
+        chunk = adapter.training_rows(chunk)
         probabilities = np.asarray(model.predict(adapter.featurize(chunk)))
         labels.extend(card.labels[int(i)] for i in probabilities.argmax(axis=1))
     return labels

@@ -21,7 +21,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.kinds import InputAdapter
 from app.api.fastlane import Handler
 from app.api.openapi import predict_request_body, predict_response_example
 from app.context import request_context
@@ -34,6 +33,7 @@ from app.errors import (
     unexpected_error_response,
 )
 from app.jsonutil import dumps, json_response, send_json_ok
+from app.kinds import InputAdapter
 from app.preprocessing.image import MNIST_SIDE, ImageInputError, image_bytes_to_mnist
 from app.protocols.v1 import V1Protocol, parse_instances
 from app.repository import ModelEntry

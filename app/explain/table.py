@@ -20,7 +20,7 @@ import numpy as np
 
 from app.explain.base import Check, Explainer, completeness, prediction
 from app.explain.shapley import exact_shapley, permutation_shapley
-from app.schemas.card import ModelCard, TableInput
+from app.schemas.card import Feature, ModelCard
 
 MAX_PLAYERS = 32
 EXACT_MAX_PLAYERS = 10
@@ -60,12 +60,13 @@ def _method(players: str, n: int, permutations: int) -> dict[str, Any]:
 class TableShapley(Explainer):
     """Shapley values per feature (or group of neighbouring features) of a mixed table."""
 
-    def __init__(self, card: ModelCard, outputs: Outputs, permutations: int = 32) -> None:
+    def __init__(
+        self, card: ModelCard, features: list[Feature], outputs: Outputs, permutations: int = 32
+    ) -> None:
         super().__init__(card)
-        assert isinstance(card.input, TableInput)
         self.outputs = outputs
         self.permutations = permutations
-        self.features = card.input.features
+        self.features = features
         self.names = [f.name for f in self.features]
         self.reference = self._reference()
 

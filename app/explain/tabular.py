@@ -18,7 +18,7 @@ import numpy as np
 
 from app.explain.base import Check, Explainer, Predict, completeness, prediction
 from app.explain.shapley import exact_shapley, permutation_shapley
-from app.schemas.card import ModelCard, TabularInput
+from app.schemas.card import ModelCard
 
 
 class KnnView:
@@ -98,15 +98,15 @@ class TabularExplainer(Explainer):
         card: ModelCard,
         predict: Predict,
         *,
+        feature_names: list[str],
         estimator: Any = None,
         network: Any = None,
         exact_max_features: int = 10,
         permutations: int = 32,
     ) -> None:
         super().__init__(card)
-        assert isinstance(card.input, TabularInput)
         self.predict = predict
-        self.names = [feature.name for feature in card.input.features]
+        self.names = list(feature_names)
         self.exact = len(self.names) <= exact_max_features
         self.permutations = permutations
         self.knn = KnnView.find(estimator) if estimator is not None else None

@@ -161,11 +161,27 @@ class InputAdapter(ABC):
     slow_rows = False
     # Whether the version takes uploaded image files (`:predict-image`).
     takes_image_files = False
+    # Whether a row of zeros can stand in for an example instance (an imported model given
+    # none: its card's replay example).
+    zeros_example = False
 
     def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
         self.card = card
         self.folder = folder
         self.limits = limits
+
+    # ------------------------------------------------------------------ training data
+    def training_rows(self, values: list[Any]) -> list[Any]:
+        """Training instances (as the training scripts hold them) -> this kind's rows, without
+        the refusals of the request path (a training review with no known word is still part
+        of the training distribution)."""
+        return values
+
+    @classmethod
+    def record_rows(cls, card: ModelCard, records: list[Any]) -> list[Any] | None:
+        """Evaluation data given at import (a record of named features, or a text, each) ->
+        this kind's rows for the drift profile; None where the kind takes no such data."""
+        return None
 
     # ------------------------------------------------------------------ explanations
     # One sentence for the docs: how `:explain` explains a model of this kind.

@@ -65,6 +65,10 @@ class RawTextAdapter(InputAdapter):
     def report_sample(cls, card: ModelCard, example: CardExample) -> str:
         return text_sample(example)
 
+    @classmethod
+    def record_rows(cls, card: ModelCard, records: list[Any]) -> list[Any] | None:
+        return list(records)
+
     @property
     def instance_help(self) -> str:
         return f"a string of text, 1 to {self.limits.max_text_chars} characters"

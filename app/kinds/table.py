@@ -93,7 +93,9 @@ class TableAdapter(InputAdapter):
         def outputs(rows: list[Any]) -> Any:
             return model.predict(self.featurize(rows))
 
-        return TableShapley(self.card, outputs, permutations=settings.explain_permutations)
+        return TableShapley(
+            self.card, self.features, outputs, permutations=settings.explain_permutations
+        )
 
     @classmethod
     def report_inputs(cls, card: ModelCard) -> str:
@@ -116,6 +118,14 @@ class TableAdapter(InputAdapter):
     def report_examples(cls, card: ModelCard, examples: list[dict[str, Any]]) -> str:
         assert isinstance(card.input, TableInput)
         return feature_examples([f.name for f in card.input.features], examples)
+
+    zeros_example = True
+
+    @classmethod
+    def record_rows(cls, card: ModelCard, records: list[Any]) -> list[Any] | None:
+        assert isinstance(card.input, TableInput)
+        features = card.input.features
+        return [tuple(row[f.name] for f in features) for row in records]
 
     @property
     def instance_help(self) -> str:

@@ -91,6 +91,7 @@ class TabularAdapter(InputAdapter):
         return TabularExplainer(
             self.card,
             model.predict,
+            feature_names=self.feature_names,
             estimator=model.estimator if isinstance(model, SklearnModel) else None,
             network=model.network if isinstance(model, KerasModel) else None,
             exact_max_features=settings.explain_exact_max_features,
@@ -113,6 +114,14 @@ class TabularAdapter(InputAdapter):
     def report_examples(cls, card: ModelCard, examples: list[dict[str, Any]]) -> str:
         assert isinstance(card.input, TabularInput)
         return feature_examples([f.name for f in card.input.features], examples)
+
+    zeros_example = True
+
+    @classmethod
+    def record_rows(cls, card: ModelCard, records: list[Any]) -> list[Any] | None:
+        assert isinstance(card.input, TabularInput)
+        features = card.input.features
+        return [np.array([row[f.name] for f in features], dtype=np.float32) for row in records]
 
     @property
     def instance_help(self) -> str:

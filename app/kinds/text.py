@@ -108,6 +108,10 @@ class TextAdapter(InputAdapter):
     def report_sample(cls, card: ModelCard, example: CardExample) -> str:
         return text_sample(example)
 
+    def training_rows(self, values: list[Any]) -> list[Any]:
+        # `encode`, not `to_row`: no refusal of a review with no known word.
+        return [EncodedText(text, self.vectorizer.encode(text)) for text in values]
+
     @property
     def instance_help(self) -> str:
         return f"a string of review text, 1 to {self.limits.max_text_chars} characters"

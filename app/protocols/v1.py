@@ -15,11 +15,11 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive
 
-from app.kinds import NO_WARNINGS, InputAdapter, RowWarnings, named_rows
 from app.budget import RequestBudget
 from app.context import RequestContext
 from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, ServingError
+from app.kinds import NO_WARNINGS, InputAdapter, RowWarnings, named_rows
 from app.repository import ModelEntry, ModelState
 from app.tasks import task_of
 

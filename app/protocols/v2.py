@@ -21,7 +21,6 @@ import orjson
 from starlette.types import Receive
 
 from app import __version__
-from app.kinds import RowWarnings
 from app.budget import RequestBudget
 from app.codecs.v2 import (
     EXTENSIONS,
@@ -38,6 +37,7 @@ from app.codecs.v2 import (
 from app.context import RequestContext
 from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, NotFound
+from app.kinds import RowWarnings
 from app.protocols.v1 import LARGE_BODY_BYTES, V1Protocol
 from app.repository import ModelEntry, ModelRegistry, ModelState
 from app.schemas.card import ModelCard

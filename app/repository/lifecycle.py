@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from app.kinds import InputAdapter, InputLimits, make_adapter, predict_request_model
 from app.budget import release_free_memory
 from app.errors import Conflict
+from app.kinds import InputAdapter, InputLimits, make_adapter, predict_request_model
 from app.metrics import Metrics
 from app.repository.config import ModelConfig
 from app.repository.registry import (

@@ -29,9 +29,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.kinds import InputAdapter
 from app.batching import Batcher
 from app.errors import NotFound, Unavailable
+from app.kinds import InputAdapter
 from app.metrics import ServingStats
 from app.repository.config import (
     CONFIG_FILENAME,

@@ -37,6 +37,19 @@ class _Strict(BaseModel):
 FeatureType = Literal["number", "string", "boolean"]
 
 
+class _InputSpec(_Strict):
+    """What every input section of a card answers for the card's own checks (the rest of
+    what an input kind means lives in `app.kinds`)."""
+
+    def artifact_files(self) -> dict[str, str]:
+        """The files beside the card this input needs, by field name (each must be listed
+        in the card's artifacts)."""
+        return {}
+
+    def check_out_of_domain(self, checks: OutOfDomainChecks) -> None:
+        """Raise ValueError where the card's out_of_domain section does not fit this input."""
+
+
 class Feature(_Strict):
     """One named input feature of a tabular model.
 
@@ -57,7 +70,7 @@ class Feature(_Strict):
     )
 
 
-class TabularInput(_Strict):
+class TabularInput(_InputSpec):
     """Rows of numbers; the service accepts named features or a plain list in this order."""
 
     kind: Literal["tabular"] = "tabular"
@@ -68,6 +81,11 @@ class TabularInput(_Strict):
         """Number of features one instance must have."""
         return len(self.features)
 
+    def check_out_of_domain(self, checks: OutOfDomainChecks) -> None:
+        count = self.n_features
+        if len(checks.feature_low or ()) != count or len(checks.feature_high or ()) != count:
+            raise ValueError(f"out_of_domain feature ranges must have {count} entries")
+
     @property
     def mixed(self) -> bool:
         """Whether any feature is not a plain number (a string, a boolean, or may be missing):
@@ -75,7 +93,7 @@ class TabularInput(_Strict):
         return any(f.dtype != "number" or f.missing for f in self.features)
 
 
-class TableInput(_Strict):
+class TableInput(_InputSpec):
     """A named table: each instance an object of named features of mixed types (numbers,
     category strings, booleans, missing values where the model takes them), given to the
     model as a one-row-per-instance DataFrame with the card's column names and types (a
@@ -90,7 +108,7 @@ class TableInput(_Strict):
         return len(self.features)
 
 
-class ImageInput(_Strict):
+class ImageInput(_InputSpec):
     """Grey-level images, white ink on black, values 0-255 (the MNIST convention)."""
 
     kind: Literal["image"] = "image"
@@ -101,7 +119,7 @@ class ImageInput(_Strict):
     description: str | None = None
 
 
-class TextInput(_Strict):
+class TextInput(_InputSpec):
     """Raw text, tokenised outside the model graph with the saved vocabulary."""
 
     kind: Literal["text"] = "text"
@@ -120,8 +138,11 @@ class TextInput(_Strict):
     )
     description: str | None = None
 
+    def artifact_files(self) -> dict[str, str]:
+        return {"vocabulary_file": self.vocabulary_file}
 
-class RawTextInput(_Strict):
+
+class RawTextInput(_InputSpec):
     """Raw text handed to the model as strings: the model tokenises it itself (a scikit-learn
     pipeline starting with a TfidfVectorizer, a Keras model with a TextVectorization layer)."""
 
@@ -405,10 +426,9 @@ class ModelCard(_Strict):
             raise ValueError("the card cannot list its own hash")
         if self.history_file is not None and self.history_file not in self.artifacts:
             raise ValueError(f"history_file {self.history_file!r} is not listed in artifacts")
-        if isinstance(self.input, TextInput) and self.input.vocabulary_file not in self.artifacts:
-            raise ValueError(
-                f"vocabulary_file {self.input.vocabulary_file!r} is not listed in artifacts"
-            )
+        for field, file in self.input.artifact_files().items():
+            if file not in self.artifacts:
+                raise ValueError(f"{field} {file!r} is not listed in artifacts")
         if self.profile_file is not None and self.profile_file not in self.artifacts:
             raise ValueError(f"profile_file {self.profile_file!r} is not listed in artifacts")
         n = len(self.labels)
@@ -424,10 +444,8 @@ class ModelCard(_Strict):
         statistics = checks.embedding_statistics_file if checks is not None else None
         if statistics is not None and statistics not in self.artifacts:
             raise ValueError(f"embedding_statistics_file {statistics!r} is not listed in artifacts")
-        if checks is not None and isinstance(self.input, TabularInput):
-            count = self.input.n_features
-            if len(checks.feature_low or ()) != count or len(checks.feature_high or ()) != count:
-                raise ValueError(f"out_of_domain feature ranges must have {count} entries")
+        if checks is not None:
+            self.input.check_out_of_domain(checks)
         if self.errors_file is not None and self.errors_file not in self.artifacts:
             raise ValueError(f"errors_file {self.errors_file!r} is not listed in artifacts")
         return self

@@ -14,11 +14,10 @@ import pytest
 from sklearn.datasets import load_iris, make_classification
 from sklearn.model_selection import train_test_split
 
-from app.kinds import make_adapter
+from app.kinds import make_adapter, predict_request_model
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard, verify_artifacts
-from app.kinds import predict_request_model
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
 from training.calibration import expected_calibration_error
 from training.data import load_imdb, load_mnist

@@ -356,7 +356,8 @@ def test_a_calibrated_knn_artifact_is_explained_with_its_neighbours() -> None:
     def predict(batch: np.ndarray) -> np.ndarray:
         return np.asarray(estimator.predict_proba(batch), dtype=np.float64)
 
-    explainer = TabularExplainer(card, predict, estimator=estimator)
+    names = [f.name for f in card.input.features]  # type: ignore[union-attr]
+    explainer = TabularExplainer(card, predict, feature_names=names, estimator=estimator)
     x, _ = _iris()
     result = explainer.explain(x[120].astype(np.float32), lambda: None)
     completeness = result["completeness"]

@@ -10,9 +10,9 @@ import numpy as np
 import orjson
 import pytest
 
+from app.codecs.v2 import encode_response
 from app.kinds import bound_probabilities, make_adapter
 from app.kinds.base import InputAdapter, InputWarning, RowWarnings
-from app.codecs.v2 import encode_response
 from app.schemas.card import ModelCard
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -10,9 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.kinds import plain_numeric_rows
+from app.kinds import plain_numeric_rows, predict_request_model
 from app.schemas.card import ModelCard
-from app.kinds import predict_request_model
 from tests.unit.test_card import VALID
 
 SHAPE = (2, 3)

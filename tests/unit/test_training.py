@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.kinds import make_adapter
+from app.kinds import make_adapter, predict_request_model
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard, verify_artifacts
-from app.kinds import predict_request_model
 from tests.conftest import MODEL_NAMES, ROOT
 
 

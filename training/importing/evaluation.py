@@ -15,15 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from app.kinds import kind_of
 from app.monitoring.profile import StatisticsComputer, build_profile
 from app.schemas.card import (
     Calibration,
     HeldOutMetrics,
     ModelCard,
-    RawTextInput,
     RegressionMetrics,
-    TableInput,
-    TabularInput,
     sha256_file,
 )
 from training.calibration import ECE_BINS, reliability
@@ -149,16 +147,7 @@ def evaluate_into(
         artifacts[name] = sha256_file(folder / name)
         update["errors_file"] = name
     update["metrics"] = metrics
-    spec = card.input
-    rows: list[Any] | None = None
-    if isinstance(spec, TabularInput):
-        rows = [
-            np.array([row[f.name] for f in spec.features], dtype=np.float32) for row in instances
-        ]
-    elif isinstance(spec, TableInput):
-        rows = [tuple(row[f.name] for f in spec.features) for row in instances]
-    elif isinstance(spec, RawTextInput):
-        rows = list(instances)
+    rows = kind_of(card).record_rows(card, list(instances))
     if rows is not None:
         profile = build_profile(StatisticsComputer(card), rows, predicted)
         path = profile.write(folder)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from app.kinds import InputLimits, make_adapter, predict_request_model
+from app.kinds import KINDS, InputLimits, make_adapter, predict_request_model
 from app.repository.lifecycle import WARMUP_TOLERANCE
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import (
@@ -241,7 +241,7 @@ def _import(
         sample = _keras_dataset(np.zeros((1, width)), names)
         schema.notes.append("no example given: the replay example is a row of zeros")
     if sample is None:
-        if isinstance(schema.input, RawTextInput):
+        if not KINDS[schema.input.kind].zeros_example:
             raise ImportRefused("a text model needs an example (a few texts) for its card")
         width = len(getattr(schema.input, "features", []))
         sample = as_dataset(np.zeros((1, width)), estimator)
