@@ -120,7 +120,11 @@ def switches(source: str) -> tuple[set[str], bool]:
             if keyed_by_kind and not _is_name(node.value, "KINDS"):
                 kinds |= KIND_NAMES
         elif isinstance(node, ast.Dict):
-            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+            keys = {
+                k.value
+                for k in node.keys
+                if isinstance(k, ast.Constant) and isinstance(k.value, str)
+            }
             if len(keys & KIND_NAMES) >= 2:
                 kinds |= keys & KIND_NAMES
             if len(keys & TASK_NAMES) >= 2:
