@@ -20,6 +20,7 @@ Run as a script to count, per input kind, the files that switch on it:
 from __future__ import annotations
 
 import ast
+import inspect
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -199,6 +200,18 @@ def test_no_file_outside_app_tasks_switches_on_the_task() -> None:
     assert outside == [], (
         "these files switch on the task: ask the task plug-in (app.tasks.task_of(card))"
     )
+
+
+def test_every_registered_kind_answers_everything() -> None:
+    """A kind in the table implements every abstract part of `InputAdapter` (schema, tensor,
+    rows, statistics, explainer, report sections) and words its explanation for the docs;
+    its key is the card's `input.kind` it serves."""
+    from app.kinds import KINDS
+
+    assert set(KINDS) == KIND_NAMES
+    for name, kind in KINDS.items():
+        assert not inspect.isabstract(kind), (name, sorted(kind.__abstractmethods__))
+        assert kind.explanation_method.strip(), name
 
 
 def test_the_allow_lists_only_shrink() -> None:
