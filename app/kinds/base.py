@@ -1,7 +1,7 @@
 """What one input kind means, in one place: the adapter of a model version.
 
 A model version's adapter (made from its card) holds everything that depends on the kind of
-input it takes (tabular, image, text), for every protocol:
+input it takes (tabular, table, image, text, raw-text), for every protocol:
 - the friendly API's request schema (`request_model`) and its one-line help (`instance_help`);
 - the V2 input tensor it takes (`tensor_spec`), a docs example of it (`tensor_example`) and
   how tensor values become rows (`tensor_rows`);
@@ -13,7 +13,13 @@ input it takes (tabular, image, text), for every protocol:
     server calls there, and may refuse single rows (a review with no known word) with the
     client error of that row alone.
   Both call the same functions the training scripts use.
-- the message for a row the model cannot compute (`uncomputable`).
+- the message for a row the model cannot compute (`uncomputable`);
+- what follows from the card alone, as class methods (`app.kinds.kind_of(card)`): the
+  instance schema (`instance_type`), the drift statistics of its rows (`statistics`), the
+  report page's sections (`report_inputs`, `report_examples`, `report_sample`) and the
+  evaluation data's rows at import (`record_rows`);
+- the explainer of a loaded version (`explainer`) and the docs' words for it
+  (`explanation_method`).
 
 Adapters are made per version at discovery (cheap: the card only) and `load()`ed with the
 model (files beside the card, such as a vocabulary), so two versions of one model that take
