@@ -30,7 +30,7 @@ from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
 from app.service import PredictionService
-from app.settings import Settings
+from app.settings import ExplainSettings
 
 EXPLAIN_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -63,7 +63,7 @@ class ExplainMetrics:
 class ExplanationService:
     """Everything between an `:explain` route and the explainers."""
 
-    def __init__(self, settings: Settings, service: PredictionService) -> None:
+    def __init__(self, settings: ExplainSettings, service: PredictionService) -> None:
         self.settings = settings
         self.service = service
         self.metrics = ExplainMetrics(service.metrics.registry)
@@ -206,14 +206,16 @@ class ExplanationService:
         return explainer
 
 
-def build_explainer(entry: ModelEntry, settings: Settings) -> Explainer:
+def build_explainer(entry: ModelEntry, settings: ExplainSettings) -> Explainer:
     """The explainer for a loaded version's input kind and runtime."""
     card, model, adapter = entry.card, entry.model, entry.adapter
     assert card is not None and model is not None and adapter is not None
     return make_explainer(card, model, adapter, settings)
 
 
-def make_explainer(card: Any, model: Any, adapter: InputAdapter, settings: Settings) -> Explainer:
+def make_explainer(
+    card: Any, model: Any, adapter: InputAdapter, settings: ExplainSettings
+) -> Explainer:
     """The explainer for (card, loaded runtime, adapter): see app.explain's modules."""
     if isinstance(card.input, TabularInput):
         return TabularExplainer(

@@ -41,7 +41,7 @@ from app.monitoring.store import Store, database_url, is_disk_full
 from app.monitoring.writer import Writer
 from app.repository import ModelEntry, ModelRegistry
 from app.schemas.card import HeldOutMetrics, ModelCard, RegressionMetrics
-from app.settings import Settings
+from app.settings import DriftSettings, PayloadLogSettings, StoreSettings
 
 if TYPE_CHECKING:
     from app.core import PredictionEvent
@@ -62,11 +62,18 @@ class Monitor:
     """Prediction store, feedback, live accuracy, drift and payload log of one server."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, metrics: CollectorRegistry
+        self,
+        store_settings: StoreSettings,
+        drift_settings: DriftSettings,
+        payload_log_settings: PayloadLogSettings,
+        registry: ModelRegistry,
+        metrics: CollectorRegistry,
     ) -> None:
-        self.settings = settings
+        self.store_settings = store_settings
+        self.drift_settings = drift_settings
+        self.payload_log_sample = payload_log_settings.payload_log_sample
         self.registry = registry
-        self.enabled = settings.store_predictions
+        self.enabled = store_settings.store_predictions
         self.store: Store | None = None
         self.writer: Writer | None = None
         self.payload_log: PayloadLogger | None = None
@@ -140,15 +147,15 @@ class Monitor:
             ["model", "version", "statistic"],
             registry=metrics,
         )
-        if settings.payload_log.strip().lower() not in ("", "off"):
+        if payload_log_settings.payload_log.strip().lower() not in ("", "off"):
             self.payload_log = PayloadLogger(
-                settings.payload_log.strip(),
-                max_events=settings.payload_log_queue_events,
+                payload_log_settings.payload_log.strip(),
+                max_events=payload_log_settings.payload_log_queue_events,
                 on_drop=self.dropped.labels("payload_log").inc,
-                max_bytes=settings.payload_log_queue_bytes,
-                max_event_bytes=settings.payload_log_max_event_bytes,
-                max_file_bytes=settings.payload_log_max_file_bytes,
-                backup_files=settings.payload_log_backup_files,
+                max_bytes=payload_log_settings.payload_log_queue_bytes,
+                max_event_bytes=payload_log_settings.payload_log_max_event_bytes,
+                max_file_bytes=payload_log_settings.payload_log_max_file_bytes,
+                backup_files=payload_log_settings.payload_log_backup_files,
             )
 
     # ------------------------------------------------------------------ lifecycle
@@ -160,10 +167,11 @@ class Monitor:
             self.payload_log.start()
         if not self.enabled:
             return
-        settings = self.settings
         url = database_url(
-            settings.database_url.get_secret_value() if settings.database_url else None,
-            settings.store_dir,
+            self.store_settings.database_url.get_secret_value()
+            if self.store_settings.database_url
+            else None,
+            self.store_settings.store_dir,
         )
         try:
             store = await asyncio.get_running_loop().run_in_executor(
@@ -175,17 +183,17 @@ class Monitor:
         self.store = store
         self.writer = Writer(
             url,
-            max_rows=settings.store_queue_rows,
-            batch_rows=settings.store_batch_rows,
-            flush_interval_s=settings.store_flush_interval_ms / 1000,
+            max_rows=self.store_settings.store_queue_rows,
+            batch_rows=self.store_settings.store_batch_rows,
+            flush_interval_s=self.store_settings.store_flush_interval_ms / 1000,
             on_drop=self.dropped.labels("store").inc,
             on_tick=self.housekeeping,
-            tick_interval_s=settings.monitoring_interval_s,
-            max_bytes=settings.store_max_bytes,
-            max_row_bytes=settings.store_max_row_bytes,
+            tick_interval_s=self.drift_settings.monitoring_interval_s,
+            max_bytes=self.store_settings.store_max_bytes,
+            max_row_bytes=self.store_settings.store_max_row_bytes,
             on_omit=self.omitted_inputs.inc,
             on_prune=self._pruned,
-            max_queue_bytes=settings.store_queue_bytes,
+            max_queue_bytes=self.store_settings.store_queue_bytes,
         )
         self.writer.start()
         self.started = True
@@ -224,7 +232,7 @@ class Monitor:
                 event.rows,
                 event.probabilities,
             )
-        if self.payload_log is not None and random.random() < self.settings.payload_log_sample:  # noqa: S311
+        if self.payload_log is not None and random.random() < self.payload_log_sample:  # noqa: S311
             self.payload_log.submit(
                 event.request_id,
                 entry.name,
@@ -285,7 +293,7 @@ class Monitor:
         if not rows and store.dialect != "sqlite":
             # Another replica may have made the prediction and still hold its rows in its
             # queue: they reach the shared database within one flush interval.
-            deadline = time.monotonic() + 2 * self.settings.store_flush_interval_ms / 1000 + 1
+            deadline = time.monotonic() + 2 * self.store_settings.store_flush_interval_ms / 1000 + 1
             while not rows and time.monotonic() < deadline:
                 time.sleep(0.1)
                 rows = _storing(store.prediction, name, request_id, caller)
@@ -388,7 +396,9 @@ class Monitor:
         assert store is not None and card is not None
         name, version, labels = entry.name, entry.version, list(card.labels)
         predicted_rows, feedback_rows, correct = store.counts(name, version, caller)
-        recent = store.recent_feedback(name, version, self.settings.accuracy_window_rows, caller)
+        recent = store.recent_feedback(
+            name, version, self.drift_settings.accuracy_window_rows, caller
+        )
         recent_correct = sum(true == predicted for true, predicted in recent)
         held_out = card.metrics.accuracy if isinstance(card.metrics, HeldOutMetrics) else None
         all_time = _accuracy(correct, feedback_rows, held_out)
@@ -421,7 +431,10 @@ class Monitor:
             "held_out_accuracy": held_out,
             "accuracy": {
                 "all_time": all_time,
-                "recent": {**recent_accuracy, "window_rows": self.settings.accuracy_window_rows},
+                "recent": {
+                    **recent_accuracy,
+                    "window_rows": self.drift_settings.accuracy_window_rows,
+                },
             },
             "confusion_matrix": {"labels": labels, "matrix": matrix},
             "drift": drift,
@@ -448,7 +461,7 @@ class Monitor:
     ) -> dict[str, Any]:
         """MAE, RMSE and R² over the newest rows with feedback (a regressor's)."""
         assert entry.card is not None
-        limit = self.settings.accuracy_window_rows
+        limit = self.drift_settings.accuracy_window_rows
         pairs = store.recent_truths(entry.name, entry.version, limit, caller)
         held = entry.card.metrics
         figures: dict[str, Any] = {
@@ -465,11 +478,12 @@ class Monitor:
         return figures
 
     def _drift(self, entry: ModelEntry, store: Store, caller: str | None) -> dict[str, Any]:
-        settings = self.settings
         profile = self.profile(entry)
-        window = store.recent_rows(entry.name, entry.version, settings.drift_window_rows, caller)
+        window = store.recent_rows(
+            entry.name, entry.version, self.drift_settings.drift_window_rows, caller
+        )
         out: dict[str, Any] = {
-            "window_rows": settings.drift_window_rows,
+            "window_rows": self.drift_settings.drift_window_rows,
             "rows": len(window),
             "distinct_rows": 0,
             "profile": profile is not None,
@@ -493,14 +507,14 @@ class Monitor:
         stats = stats[keep]
         labels = [window[i][1] for i in keep]
         out["distinct_rows"] = len(keep)
-        if len(keep) < settings.drift_min_rows:
+        if len(keep) < self.drift_settings.drift_min_rows:
             out["note"] = (
-                f"drift is tested from {settings.drift_min_rows} distinct stored rows; "
+                f"drift is tested from {self.drift_settings.drift_min_rows} distinct stored rows; "
                 f"{len(keep)} so far"
             )
             return out
         tests = len(profile.statistics)
-        alpha = settings.drift_alpha / max(1, tests)
+        alpha = self.drift_settings.drift_alpha / max(1, tests)
         results: list[DriftResult] = []
         for index, stat in enumerate(names):
             reference = profile.statistics.get(stat)
@@ -511,7 +525,7 @@ class Monitor:
                         category_names(stats[:, index], reference),
                         reference,
                         alpha=alpha,
-                        psi_threshold=settings.drift_psi_threshold,
+                        psi_threshold=self.drift_settings.drift_psi_threshold,
                     )
                 )
             elif isinstance(reference, ContinuousReference):
@@ -522,7 +536,7 @@ class Monitor:
                         column[np.isfinite(column)],  # a missing value is not a number
                         reference,
                         alpha=alpha,
-                        psi_threshold=settings.drift_psi_threshold,
+                        psi_threshold=self.drift_settings.drift_psi_threshold,
                     )
                 )
         label_reference = profile.statistics.get(PREDICTED_LABEL)
@@ -533,7 +547,7 @@ class Monitor:
                     labels,
                     label_reference,
                     alpha=alpha,
-                    psi_threshold=settings.drift_psi_threshold,
+                    psi_threshold=self.drift_settings.drift_psi_threshold,
                 )
             )
         out["statistics"] = [
@@ -601,11 +615,12 @@ class Monitor:
         store = self.store
         if store is None:
             return
-        settings = self.settings
         self._check_file(store)
         retention = (
-            settings.store_retention_days * 86400 if settings.store_retention_days else None,
-            settings.store_max_rows,
+            self.store_settings.store_retention_days * 86400
+            if self.store_settings.store_retention_days
+            else None,
+            self.store_settings.store_max_rows,
         )
         try:
             deleted = store.prune(*retention)

@@ -67,7 +67,7 @@ from app.repository.rules import PromotionRules
 if TYPE_CHECKING:
     from app.core import ShadowEvent
     from app.monitoring.monitor import Monitor
-    from app.settings import Settings
+    from app.settings import PromotionSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,7 +83,7 @@ class Promoter:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: PromotionSettings,
         registry: ModelRegistry,
         monitor: Monitor,
         metrics: CollectorRegistry,
