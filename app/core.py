@@ -48,6 +48,7 @@ from app.metrics import Metrics
 from app.repository import ModelEntry, ModelRegistry
 from app.schemas.versions import not_a_version, parse_version
 from app.settings import Settings
+from app.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,8 @@ class InferenceCore:
         """Start the batcher of a loaded version (its runtime and adapter are set)."""
         assert entry.card is not None and entry.model is not None and entry.adapter is not None
         batching = self.settings.batching.for_model(entry.name)
-        model, adapter, labels = entry.model, entry.adapter, entry.card.labels
+        model, adapter, card = entry.model, entry.adapter, entry.card
+        task = task_of(card)
         version = str(entry.version)
         prediction_counter = self.metrics.predictions
         stats = entry.stats
@@ -338,7 +340,6 @@ class InferenceCore:
                 for index, error in refused.items():
                     results[index] = error
                 finite[list(refused)] = False  # neither an answer nor a counted prediction
-            best = np.argmax(probabilities, axis=1)
             if not finite.all():
                 # NaN/infinity out of a model that is fine on other rows: this input is
                 # outside what its float32 arithmetic can compute. A client error for this
@@ -348,7 +349,7 @@ class InferenceCore:
                         results[index] = adapter.uncomputable(rows[index])
             own = batcher.own_rows  # shadow copies are not this version's predictions
             counted = finite if own is None else finite & np.asarray(own, dtype=bool)
-            tally = Counter(labels[i] for i in best[counted].tolist())
+            tally = Counter(task.predicted_labels(card, probabilities[counted]))
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)
             stats.record_labels(tally)

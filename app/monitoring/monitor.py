@@ -9,7 +9,7 @@ module's small pool of database threads, never the event loop.
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import random
 import threading
@@ -18,30 +18,22 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from app.errors import InvalidInput, NotFound, Unavailable
 from app.monitoring.payload_log import PayloadLogger
 from app.monitoring.profile import (
-    PREDICTED_LABEL,
-    CategoricalReference,
-    ContinuousReference,
     Profile,
     StatisticsComputer,
-    category_names,
 )
-from app.monitoring.stats import (
-    DriftResult,
-    categorical_drift,
-    continuous_drift,
-    wilson_interval,
-)
+from app.monitoring.quality import LiveQuality, drift_report
 from app.monitoring.store import Store, database_url, is_disk_full
 from app.monitoring.writer import Writer
 from app.repository import ModelEntry, ModelRegistry
-from app.schemas.card import HeldOutMetrics, ModelCard, RegressionMetrics
+from app.schemas.card import ModelCard
+from app.series import MonitoringSeries
 from app.settings import DriftSettings, PayloadLogSettings, StoreSettings
+from app.tasks import task_of
 
 if TYPE_CHECKING:
     from app.core import PredictionEvent
@@ -86,72 +78,12 @@ class Monitor:
         self._feedback_executor = ThreadPoolExecutor(
             DATABASE_THREADS, thread_name_prefix="monitoring-feedback"
         )
-        self.dropped = Counter(
-            "synergy_monitoring_dropped_rows_total",
-            "Predicted rows not stored (queue full or database error) or not payload-logged.",
-            ["sink"],
-            registry=metrics,
-        )
-        self.omitted_inputs = Counter(
-            "synergy_monitoring_inputs_omitted_total",
-            "Stored rows whose compact input was over SYNERGY_STORE_MAX_ROW_BYTES (their "
-            "statistics and prediction are stored, the input is not).",
-            registry=metrics,
-        )
-        self.deleted_rows = Counter(
-            "synergy_monitoring_deleted_rows_total",
-            "Stored rows deleted before their retention: over the byte budget "
-            "(SYNERGY_STORE_MAX_BYTES) or to make room on a full disk.",
-            registry=metrics,
-        )
-        self.feedback_rows = Gauge(
-            "synergy_feedback_rows",
-            "Stored rows with a true label from feedback.",
-            ["model", "version"],
-            registry=metrics,
-        )
-        self.stored_rows = Gauge(
-            "synergy_monitoring_rows",
-            "Stored predicted rows (within retention).",
-            ["model", "version"],
-            registry=metrics,
-        )
-        self.live_accuracy = Gauge(
-            "synergy_live_accuracy",
-            "Accuracy on rows with feedback (window: all or recent).",
-            ["model", "version", "window"],
-            registry=metrics,
-        )
-        self.below_held_out = Gauge(
-            "synergy_live_accuracy_below_held_out",
-            "1 when the recent live accuracy's Wilson 95% interval lies below the card's "
-            "held-out accuracy.",
-            ["model", "version"],
-            registry=metrics,
-        )
-        self.drift_score = Gauge(
-            "synergy_drift_score",
-            "PSI of the recent window against the training profile.",
-            ["model", "version", "statistic"],
-            registry=metrics,
-        )
-        self.drift_p_value = Gauge(
-            "synergy_drift_p_value",
-            "KS (continuous) or chi-squared (categorical) p-value of the recent window.",
-            ["model", "version", "statistic"],
-            registry=metrics,
-        )
-        self.drift_flag = Gauge(
-            "synergy_drift_flag",
-            "1 when the statistic drifted (p-value and PSI past their thresholds).",
-            ["model", "version", "statistic"],
-            registry=metrics,
-        )
+        self.series = MonitoringSeries(metrics)
         if payload_log_settings.payload_log.strip().lower() not in ("", "off"):
             self.payload_log = PayloadLogger(
                 payload_log_settings.payload_log.strip(),
                 max_events=payload_log_settings.payload_log_queue_events,
-                on_drop=self.dropped.labels("payload_log").inc,
+                on_drop=self.series.dropped.labels("payload_log").inc,
                 max_bytes=payload_log_settings.payload_log_queue_bytes,
                 max_event_bytes=payload_log_settings.payload_log_max_event_bytes,
                 max_file_bytes=payload_log_settings.payload_log_max_file_bytes,
@@ -186,12 +118,12 @@ class Monitor:
             max_rows=self.store_settings.store_queue_rows,
             batch_rows=self.store_settings.store_batch_rows,
             flush_interval_s=self.store_settings.store_flush_interval_ms / 1000,
-            on_drop=self.dropped.labels("store").inc,
+            on_drop=self.series.dropped.labels("store").inc,
             on_tick=self.housekeeping,
             tick_interval_s=self.drift_settings.monitoring_interval_s,
             max_bytes=self.store_settings.store_max_bytes,
             max_row_bytes=self.store_settings.store_max_row_bytes,
-            on_omit=self.omitted_inputs.inc,
+            on_omit=self.series.omitted_inputs.inc,
             on_prune=self._pruned,
             max_queue_bytes=self.store_settings.store_queue_bytes,
         )
@@ -233,12 +165,13 @@ class Monitor:
                 event.probabilities,
             )
         if self.payload_log is not None and random.random() < self.payload_log_sample:  # noqa: S311
+            assert entry.card is not None
             self.payload_log.submit(
                 event.request_id,
                 entry.name,
                 entry.version,
                 event.rows,
-                event.labels,
+                functools.partial(task_of(entry.card).encode_v1, entry.card),
                 event.probabilities,
                 event.warnings,
             )
@@ -317,27 +250,11 @@ class Monitor:
             )
         version = rows[0][1]
         card = self._card(name, version)
-        known = list(card.labels)
-        texts: list[str | None] = []
-        for index, label in enumerate(labels):
-            if label is None:
-                texts.append(None)
-            elif card.is_classifier:
-                if not isinstance(label, str) or label not in known:
-                    raise InvalidInput(
-                        f"labels[{index}]: {label!r} is not a label of model {name} version "
-                        f"{version}; use one of {known} or null"
-                    )
-                texts.append(label)
-            else:
-                values = label if isinstance(label, list) else [label]
-                if isinstance(label, str) or len(values) != len(known):
-                    raise InvalidInput(
-                        f"labels[{index}]: model {name} is a regressor: send its true value, "
-                        + ("a number" if len(known) == 1 else f"a list of {len(known)} numbers")
-                        + " (or null)"
-                    )
-                texts.append(json.dumps([float(v) for v in values]))
+        task = task_of(card)
+        texts = [
+            None if label is None else task.feedback_value(card, label, index, name, version)
+            for index, label in enumerate(labels)
+        ]
         given = {
             row_id: text
             for (row_id, _, _), text in zip(rows, texts, strict=True)
@@ -394,176 +311,50 @@ class Monitor:
         store = self.store
         card = entry.card
         assert store is not None and card is not None
-        name, version, labels = entry.name, entry.version, list(card.labels)
+        name, version = entry.name, entry.version
         predicted_rows, feedback_rows, correct = store.counts(name, version, caller)
-        recent = store.recent_feedback(
-            name, version, self.drift_settings.accuracy_window_rows, caller
+        # The task says which live figures apply: accuracy and a confusion matrix for labels,
+        # errors for values.
+        live = LiveQuality(
+            store, name, version, caller, self.drift_settings.accuracy_window_rows, correct
         )
-        recent_correct = sum(true == predicted for true, predicted in recent)
-        held_out = card.metrics.accuracy if isinstance(card.metrics, HeldOutMetrics) else None
-        all_time = _accuracy(correct, feedback_rows, held_out)
-        recent_accuracy = _accuracy(recent_correct, len(recent), held_out)
-        cells = store.confusion(name, version, caller)
-        matrix = [[cells.get((t, p), 0) for p in labels] for t in labels]
-        drift = self._drift(entry, store, caller)
-        warnings = {
-            **entry.stats.warning_counts(),
-            "held_out_share": card.out_of_domain.held_out_warned
-            if card.out_of_domain is not None
-            else None,
-        }
-        if not card.is_classifier:
-            return {
-                "version": version,
-                "rows_predicted": predicted_rows,
-                "rows_with_feedback": feedback_rows,
-                "held_out_accuracy": None,
-                "accuracy": None,
-                "confusion_matrix": None,
-                "regression": self._live_regression(entry, store, caller),
-                "drift": drift,
-                "input_warnings": warnings,
-            }
+        quality = task_of(card).live_quality(card, feedback_rows, live)
         report = {
             "version": version,
             "rows_predicted": predicted_rows,
             "rows_with_feedback": feedback_rows,
-            "held_out_accuracy": held_out,
-            "accuracy": {
-                "all_time": all_time,
-                "recent": {
-                    **recent_accuracy,
-                    "window_rows": self.drift_settings.accuracy_window_rows,
-                },
+            **quality,
+            "drift": self._drift(entry, store, caller),
+            "input_warnings": {
+                **entry.stats.warning_counts(),
+                "held_out_share": card.out_of_domain.held_out_warned
+                if card.out_of_domain is not None
+                else None,
             },
-            "confusion_matrix": {"labels": labels, "matrix": matrix},
-            "drift": drift,
-            "input_warnings": warnings,
         }
-        if caller is not None:
+        if caller is not None or live.accuracies is None:
             return report
         v = str(version)
-        self.stored_rows.labels(name, v).set(predicted_rows)
-        self.feedback_rows.labels(name, v).set(feedback_rows)
+        self.series.stored_rows.labels(name, v).set(predicted_rows)
+        self.series.feedback_rows.labels(name, v).set(feedback_rows)
+        all_time, recent_accuracy = live.accuracies
         for window, figures in (("all", all_time), ("recent", recent_accuracy)):
             if figures["accuracy"] is not None:
-                self.live_accuracy.labels(name, v, window).set(figures["accuracy"])
-        self.below_held_out.labels(name, v).set(int(recent_accuracy["below_held_out"]))
-        for result in drift["statistics"]:
+                self.series.live_accuracy.labels(name, v, window).set(figures["accuracy"])
+        self.series.below_held_out.labels(name, v).set(int(recent_accuracy["below_held_out"]))
+        for result in report["drift"]["statistics"]:
             stat = result["statistic"]
-            self.drift_score.labels(name, v, stat).set(result["score"])
-            self.drift_p_value.labels(name, v, stat).set(result["p_value"])
-            self.drift_flag.labels(name, v, stat).set(int(result["flag"]))
+            self.series.drift_score.labels(name, v, stat).set(result["score"])
+            self.series.drift_p_value.labels(name, v, stat).set(result["p_value"])
+            self.series.drift_flag.labels(name, v, stat).set(int(result["flag"]))
         return report
 
-    def _live_regression(
-        self, entry: ModelEntry, store: Store, caller: str | None
-    ) -> dict[str, Any]:
-        """MAE, RMSE and R² over the newest rows with feedback (a regressor's)."""
-        assert entry.card is not None
-        limit = self.drift_settings.accuracy_window_rows
-        pairs = store.recent_truths(entry.name, entry.version, limit, caller)
-        held = entry.card.metrics
-        figures: dict[str, Any] = {
-            "rows": len(pairs),
-            "window_rows": limit,
-            "held_out": {"mae": held.mae, "rmse": held.rmse, "r2": held.r2}
-            if isinstance(held, RegressionMetrics)
-            else None,
-            **regression_figures(
-                np.array([np.frombuffer(p, dtype=np.float32) for p, _ in pairs]),
-                np.array([json.loads(t) for _, t in pairs], dtype=np.float64),
-            ),
-        }
-        return figures
-
     def _drift(self, entry: ModelEntry, store: Store, caller: str | None) -> dict[str, Any]:
+        window_rows = self.drift_settings.drift_window_rows
+        window = store.recent_rows(entry.name, entry.version, window_rows, caller)
         profile = self.profile(entry)
-        window = store.recent_rows(
-            entry.name, entry.version, self.drift_settings.drift_window_rows, caller
-        )
-        out: dict[str, Any] = {
-            "window_rows": self.drift_settings.drift_window_rows,
-            "rows": len(window),
-            "distinct_rows": 0,
-            "profile": profile is not None,
-            "flagged": False,
-            "statistics": [],
-        }
-        if profile is None:
-            out["note"] = (
-                "this version's artifact has no reference profile (profile.json): run "
-                "python -m training profile on it to enable drift detection"
-            )
-            return out
-        computer = self.computer(entry)
-        names = computer.names
-        stats = np.frombuffer(b"".join(row[0] for row in window), dtype=np.float64)
-        stats = stats.reshape(len(window), len(names))
-        # Identical inputs count once: a client re-sending the same rows (retries, a popular
-        # item) repeats one observation, and counting it again would make the tests as sure
-        # as if it were many independent ones.
-        keep = np.sort(np.unique(stats, axis=0, return_index=True)[1])
-        stats = stats[keep]
-        labels = [window[i][1] for i in keep]
-        out["distinct_rows"] = len(keep)
-        if len(keep) < self.drift_settings.drift_min_rows:
-            out["note"] = (
-                f"drift is tested from {self.drift_settings.drift_min_rows} distinct stored rows; "
-                f"{len(keep)} so far"
-            )
-            return out
-        tests = len(profile.statistics)
-        alpha = self.drift_settings.drift_alpha / max(1, tests)
-        results: list[DriftResult] = []
-        for index, stat in enumerate(names):
-            reference = profile.statistics.get(stat)
-            if isinstance(reference, CategoricalReference):  # a table's string/boolean feature
-                results.append(
-                    categorical_drift(
-                        stat,
-                        category_names(stats[:, index], reference),
-                        reference,
-                        alpha=alpha,
-                        psi_threshold=self.drift_settings.drift_psi_threshold,
-                    )
-                )
-            elif isinstance(reference, ContinuousReference):
-                column = stats[:, index]
-                results.append(
-                    continuous_drift(
-                        stat,
-                        column[np.isfinite(column)],  # a missing value is not a number
-                        reference,
-                        alpha=alpha,
-                        psi_threshold=self.drift_settings.drift_psi_threshold,
-                    )
-                )
-        label_reference = profile.statistics.get(PREDICTED_LABEL)
-        if isinstance(label_reference, CategoricalReference):
-            results.append(
-                categorical_drift(
-                    PREDICTED_LABEL,
-                    labels,
-                    label_reference,
-                    alpha=alpha,
-                    psi_threshold=self.drift_settings.drift_psi_threshold,
-                )
-            )
-        out["statistics"] = [
-            {
-                "statistic": r.statistic,
-                "kind": r.kind,
-                "test": r.test,
-                "score": round(r.score, 6),
-                "p_value": float(f"{r.p_value:.6g}"),
-                "window_rows": r.window_rows,
-                "flag": r.flag,
-            }
-            for r in results
-        ]
-        out["flagged"] = any(r.flag for r in results)
-        return out
+        names = self.computer(entry).names if profile is not None else []
+        return drift_report(profile, names, window, self.drift_settings)
 
     def profile(self, entry: ModelEntry) -> Profile | None:
         """The version's reference profile (read once), None when its card names none."""
@@ -589,7 +380,7 @@ class Monitor:
         return profile
 
     def _pruned(self, rows: int) -> None:
-        self.deleted_rows.inc(rows)
+        self.series.deleted_rows.inc(rows)
         now = time.monotonic()
         if now - self._pruned_logged_at >= PRUNE_LOG_INTERVAL_S:
             self._pruned_logged_at = now
@@ -675,38 +466,6 @@ def _open_store(url: str) -> Store:
     store = Store(url)
     store.migrate()
     return store
-
-
-def regression_figures(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
-    """MAE, RMSE and R² (averaged over targets) of (N, T) predictions against truths; None
-    where undefined (no rows; R² with fewer than 2 rows or a constant truth)."""
-    if len(truth) == 0:
-        return {"mae": None, "rmse": None, "r2": None}
-    error = predicted.reshape(truth.shape) - truth
-    mae = float(np.abs(error).mean())
-    rmse = float(np.sqrt((error**2).mean()))
-    spread = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
-    r2 = (
-        float(np.mean(1.0 - (error**2).sum(axis=0) / spread))
-        if len(truth) >= 2 and (spread > 0).all()
-        else None
-    )
-    return {
-        "mae": round(mae, 6),
-        "rmse": round(rmse, 6),
-        "r2": None if r2 is None else round(r2, 6),
-    }
-
-
-def _accuracy(correct: int, total: int, held_out: float | None) -> dict[str, Any]:
-    low, high = wilson_interval(correct, total)
-    return {
-        "rows": total,
-        "correct": correct,
-        "accuracy": round(correct / total, 6) if total else None,
-        "interval_95": [round(low, 6), round(high, 6)],
-        "below_held_out": bool(total and held_out is not None and high < held_out),
-    }
 
 
 def _describe(exc: BaseException) -> str:

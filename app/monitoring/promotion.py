@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from app.errors import BadRequest, NotFound, Unavailable
 from app.monitoring.comparison import (
@@ -63,6 +63,7 @@ from app.repository.promotion import (
 )
 from app.repository.registry import ModelRegistry, ModelState, ServedModel
 from app.repository.rules import PromotionRules
+from app.series import PromotionSeries
 
 if TYPE_CHECKING:
     from app.core import ShadowEvent
@@ -103,17 +104,7 @@ class Promoter:
         self._shadow_dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="promotion")
-        self.decisions_total = Counter(
-            "synergy_promotion_decisions_total",
-            "Promotion decisions this replica recorded (promote, rollback, reset).",
-            ["model", "action", "decided_by"],
-            registry=metrics,
-        )
-        self.shadow_rows_dropped = Counter(
-            "synergy_promotion_shadow_rows_dropped_total",
-            "Shadow answers not stored for comparisons (queue full or database error).",
-            registry=metrics,
-        )
+        self.series = PromotionSeries(metrics)
         registry.overlay = self._overlay
 
     # ------------------------------------------------------------------ lifecycle
@@ -182,7 +173,7 @@ class Promoter:
         now = time.time()
         with self._pending_lock:
             if len(self._pending) + len(event.shadow_labels) > MAX_PENDING_SHADOW_ROWS:
-                self.shadow_rows_dropped.inc(len(event.shadow_labels))
+                self.series.shadow_rows_dropped.inc(len(event.shadow_labels))
                 return
             for index, (primary, shadow) in enumerate(
                 zip(event.primary_labels, event.shadow_labels, strict=True)
@@ -210,7 +201,7 @@ class Promoter:
             self.evidence.insert_shadow_rows(rows)
         except Exception as exc:  # noqa: BLE001 - counted: a smaller sample, not an outage
             log.error("storing %d shadow rows failed: %s", len(rows), type(exc).__name__)
-            self.shadow_rows_dropped.inc(len(rows))
+            self.series.shadow_rows_dropped.inc(len(rows))
 
     # ------------------------------------------------------------------ decisions
     def _overlay(self, model: ServedModel) -> Any:
@@ -262,7 +253,7 @@ class Promoter:
         if decision is None:  # another replica decided first: follow its decision
             await self._sync()
             return None
-        self.decisions_total.labels(name, action, decided_by).inc()
+        self.series.decisions_total.labels(name, action, decided_by).inc()
         (log.warning if action == "rollback" else log.info)(
             "model %s: version %d %s against version %d by %s: %s",
             name,
