@@ -183,7 +183,7 @@ class RegressionTask(Task):
         self, card: ModelCard, truth: object, index: int, model: str, version: int
     ) -> str:
         targets = len(card.labels)
-        values = truth if isinstance(truth, list) else [truth]
+        values: list[Any] = truth if isinstance(truth, list) else [truth]
         try:
             if isinstance(truth, str) or len(values) != targets:
                 raise ValueError

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import CollectorRegistry
 
 from app.errors import InvalidInput, NotFound, Unavailable
+from app.monitoring.database import database_url, is_disk_full
 from app.monitoring.payload_log import PayloadLogger
 from app.monitoring.profile import (
     Profile,
     StatisticsComputer,
 )
 from app.monitoring.quality import LiveQuality, drift_report
-from app.monitoring.store import Store, database_url, is_disk_full
+from app.monitoring.store import Store
 from app.monitoring.writer import Writer
 from app.repository import ModelEntry, ModelRegistry
 from app.schemas.card import ModelCard

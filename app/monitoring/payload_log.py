@@ -137,7 +137,7 @@ class PayloadLogger:
                 str,
                 int,
                 Sequence[Any],
-                Sequence[str],
+                Callable[[np.ndarray], list[dict[str, Any]]],
                 np.ndarray,
                 float,
                 int,

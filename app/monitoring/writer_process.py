@@ -155,7 +155,7 @@ def child_main() -> None:
     from app.schemas.card import ModelCard
 
     logging.basicConfig(level=logging.WARNING, format="monitoring-writer: %(message)s")
-    from app.monitoring.store import is_disk_full
+    from app.monitoring.database import is_disk_full
 
     store: Store | None = None
     limits: dict[str, int | None] = {}

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.monitoring.database import database_url
 from app.monitoring.payload_log import PayloadLogger
 from app.monitoring.profile import (
     CategoricalReference,
@@ -20,7 +21,7 @@ from app.monitoring.profile import (
     image_statistics,
 )
 from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilson_interval
-from app.monitoring.store import Store, database_url
+from app.monitoring.store import Store
 from app.monitoring.writer import Record, Writer
 from app.repository import ModelEntry
 from app.schemas.card import ModelCard
@@ -520,7 +521,7 @@ def test_a_full_disk_makes_room_by_deleting_the_oldest_rows(tmp_path: Path) -> N
     from sqlalchemy import event
     from sqlalchemy.exc import OperationalError
 
-    from app.monitoring.store import is_disk_full
+    from app.monitoring.database import is_disk_full
 
     store = Store(database_url(None, tmp_path / "store"))
     store.migrate()
@@ -643,7 +644,7 @@ def test_the_migration_backfills_the_tallies_of_stored_rows(tmp_path: Path) -> N
     from alembic import command
     from alembic.config import Config
 
-    from app.monitoring.store import MIGRATIONS
+    from app.monitoring.database import MIGRATIONS
 
     store = Store(database_url(None, tmp_path / "old"))
     config = Config()
