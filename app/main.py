@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     service = PredictionService(settings, registry, metrics_)
     explainer = ExplanationService(settings.explain, service)
     monitor = Monitor(
-        settings.store, settings.drift, settings.payload_log, registry, metrics_.registry
+        settings.store, settings.drift, settings.payload_logging, registry, metrics_.registry
     )
     service.attach_monitor(monitor)
     promoter = Promoter(settings.promotion, registry, monitor, metrics_.registry)

@@ -31,7 +31,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
 from prometheus_client import CollectorRegistry
 
 from app.errors import BadRequest, NotFound, Unavailable
@@ -39,16 +38,11 @@ from app.monitoring.comparison import (
     ShadowCounts,
     Verdict,
     VersionCounts,
-    interval,
     judge_canary,
     judge_shadow,
-    mcnemar,
-    newcombe_difference,
-    paired_difference,
-    two_proportion_test,
     verdict_json,
-    wilson,
 )
+from app.monitoring.comparison_json import canary_json, shadow_json
 from app.monitoring.evidence import Evidence, ShadowRow
 from app.repository.promotion import (
     ACTIONS,
@@ -419,63 +413,11 @@ class Promoter:
         counts.latency_samples = int(latency["window"])
 
     def _shadow_json(self, model: ServedModel, pair: Pair, counts: ShadowCounts) -> dict[str, Any]:
-        labels = self._labels(model, pair)
-        n = counts.feedback_rows
-        b, c = counts.baseline_only, counts.candidate_only
-        base_correct = counts.both_right + b
-        cand_correct = counts.both_right + c
-        test = mcnemar(b, c)
-        diff, low, high = paired_difference(counts.both_right, b, c, counts.neither)
-        matrix = [[counts.matrix.get((t, p), 0) for p in labels] for t in labels]
-        entry = model.versions.get(pair.baseline)
         base_serving = VersionCounts()
-        if entry is not None:
+        if model.versions.get(pair.baseline) is not None:
             self._serving(model, pair.baseline, base_serving)
         latencies = self._shadow_latency.get((model.name, pair.candidate))
-        shadow_p99 = (
-            round(float(np.percentile(np.fromiter(latencies, float), 99)), 3) if latencies else None
-        )
-        answered = counts.rows + counts.candidate_failed
-        return {
-            "agreement": {
-                "rows": counts.rows,
-                "agreed": counts.agreed,
-                "rate": round(counts.agreed / counts.rows, 6) if counts.rows else None,
-                "interval_95": interval(*wilson(counts.agreed, counts.rows)),
-            },
-            "disagreement": {
-                "labels": labels,
-                "matrix": matrix,
-                "rows": counts.rows,
-                "note": "rows: the baseline's label; columns: the candidate's",
-            },
-            "accuracy": {
-                "feedback_rows": n,
-                "baseline": _accuracy(base_correct, n),
-                "candidate": _accuracy(cand_correct, n),
-                "difference": {"value": round(diff, 6), "interval_95": interval(low, high)},
-                "mcnemar": {
-                    "baseline_only_right": b,
-                    "candidate_only_right": c,
-                    "p_value": _p(test.p_value),
-                    "p_candidate_worse": _p(test.p_worse),
-                },
-            },
-            "serving": {
-                "baseline": _serving_json(base_serving),
-                "candidate": {
-                    "copies": answered,
-                    "failed": counts.candidate_failed,
-                    "error_rate": round(counts.candidate_failed / answered, 6)
-                    if answered
-                    else None,
-                    "p99_ms": shadow_p99,
-                    "latency_samples": len(latencies) if latencies else 0,
-                    "note": "the shadow's own inference time on this replica (its copies "
-                    "are not requests): not comparable with a request's latency",
-                },
-            },
-        }
+        return shadow_json(self._labels(model, pair), counts, base_serving, latencies)
 
     def _canary_json(
         self,
@@ -485,40 +427,15 @@ class Promoter:
         baseline: VersionCounts,
         details: bool = True,
     ) -> dict[str, Any]:
-        test = two_proportion_test(
-            candidate.correct, candidate.feedback_rows, baseline.correct, baseline.feedback_rows
-        )
-        diff, low, high = newcombe_difference(
-            candidate.correct, candidate.feedback_rows, baseline.correct, baseline.feedback_rows
-        )
-        return {
-            "accuracy": {
-                "baseline": {
-                    **_accuracy(baseline.correct, baseline.feedback_rows),
-                    "rows_predicted": baseline.rows,
-                },
-                "candidate": {
-                    **_accuracy(candidate.correct, candidate.feedback_rows),
-                    "rows_predicted": candidate.rows,
-                },
-                "difference": {"value": round(diff, 6), "interval_95": interval(low, high)},
-                "z_test": {
-                    "z": round(test.z, 6),
-                    "p_value": _p(test.p_value),
-                    "p_candidate_worse": _p(test.p_worse),
-                },
-            },
-            "drift": {
+        drift = (
+            {
                 "baseline": self._drift(model, pair.baseline),
                 "candidate": self._drift(model, pair.candidate),
             }
             if details
-            else {},
-            "serving": {
-                "baseline": _serving_json(baseline),
-                "candidate": _serving_json(candidate),
-            },
-        }
+            else {}
+        )
+        return canary_json(candidate, baseline, drift)
 
     def _drift(self, model: ServedModel, version: int) -> dict[str, Any]:
         entry = model.versions.get(version)
@@ -555,27 +472,3 @@ class Promoter:
 
 def _label(model: ServedModel, version: int) -> str:
     return next((k for k, v in model.config.labels.items() if v == version), "")
-
-
-def _accuracy(correct: int, rows: int) -> dict[str, Any]:
-    return {
-        "rows": rows,
-        "correct": correct,
-        "accuracy": round(correct / rows, 6) if rows else None,
-        "interval_95": interval(*wilson(correct, rows)),
-    }
-
-
-def _serving_json(counts: VersionCounts) -> dict[str, Any]:
-    return {
-        "requests": counts.requests,
-        "errors": counts.errors,
-        "error_rate": round(counts.errors / counts.requests, 6) if counts.requests else None,
-        "p99_ms": counts.p99_ms,
-        "latency_samples": counts.latency_samples,
-        "note": "this replica's requests since it started",
-    }
-
-
-def _p(value: float) -> float:
-    return float(f"{value:.6g}")

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
-    payload_log: PayloadLogSettings = Field(default_factory=PayloadLogSettings)
+    payload_logging: PayloadLogSettings = Field(default_factory=PayloadLogSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -136,6 +136,8 @@ def _groups() -> Iterator[tuple[str, type[BaseModel]]]:
 
 GROUP_OF: dict[str, str] = {name: group for group, kind in _groups() for name in kind.model_fields}
 """Each flat setting name (the variable without `SYNERGY_`, lower case) -> its group."""
+# A group named like a setting would make `nest` ambiguous (is `x={...}` the group or a value?).
+assert not set(GROUP_OF) & set(Settings.model_fields), "a group is named like a setting"
 
 
 def flat_fields() -> Iterator[tuple[str, FieldInfo]]:

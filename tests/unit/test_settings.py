@@ -91,3 +91,11 @@ def test_flat_keywords_and_the_environment_fill_the_groups(
 def test_the_global_queue_may_hold_less_than_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNERGY_MAX_QUEUE_ROWS", "10")
     assert Settings().batching.for_model("any").max_queue_rows == 64
+
+
+def test_the_payload_log_setting_is_a_value_of_its_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(payload_log="stdout").payload_logging.payload_log == "stdout"  # type: ignore[call-arg]
+    monkeypatch.setenv("SYNERGY_PAYLOAD_LOG", "/var/log/payloads.jsonl")
+    monkeypatch.setenv("SYNERGY_PAYLOAD_LOG_SAMPLE", "0.5")
+    group = Settings().payload_logging
+    assert (group.payload_log, group.payload_log_sample) == ("/var/log/payloads.jsonl", 0.5)
