@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from app.errors import InvalidInput, NotFound, Unavailable
+from app.errors import NotFound, Unavailable
 from app.monitoring.database import database_url, is_disk_full
+from app.monitoring.feedback import Asked, check_file, describe, store_feedback, storing
 from app.monitoring.payload_log import PayloadLogger
 from app.monitoring.profile import (
     Profile,
@@ -42,11 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Feedback for a request whose rows are still queued on this replica waits for them this long.
-# A writer that is stuck (a batch in flight for over writer.STUCK_S) is not waited for at all:
-# the caller gets a 503 to retry. Feedback waits on threads of its own, so monitoring
-# reports never queue behind it.
-FEEDBACK_FLUSH_WAIT_S = 10.0
 DATABASE_THREADS = 4
 PRUNE_LOG_INTERVAL_S = 60.0
 
@@ -111,7 +107,7 @@ class Monitor:
                 self._executor, _open_store, url
             )
         except Exception as exc:  # noqa: BLE001 - reported, serving goes on
-            log.error("the prediction store is off: %s", _describe(exc))
+            log.error("the prediction store is off: %s", describe(exc))
             return
         self.store = store
         self.writer = Writer(
@@ -217,58 +213,14 @@ class Monitor:
         labels: Sequence[str | float | list[float] | None],
         caller: str | None,
     ) -> dict[str, Any]:
-        store = self.store
-        assert store is not None
-        _storing(self._check_file, store)
-        written = True
-        if self.writer is not None:
-            written = self.writer.wait_written(request_id, FEEDBACK_FLUSH_WAIT_S)
-        rows = _storing(store.prediction, name, request_id, caller)
-        if not rows and store.dialect != "sqlite":
-            # Another replica may have made the prediction and still hold its rows in its
-            # queue: they reach the shared database within one flush interval.
-            deadline = time.monotonic() + 2 * self.store_settings.store_flush_interval_ms / 1000 + 1
-            while not rows and time.monotonic() < deadline:
-                time.sleep(0.1)
-                rows = _storing(store.prediction, name, request_id, caller)
-        if not rows and not written:
-            raise Unavailable(
-                "the prediction store's writer is behind (its last batch has not committed "
-                "yet), so this prediction may not be stored yet; retry shortly",
-                retry_after_s=5,
-            )
-        if not rows:
-            raise NotFound(
-                f"model {name} has no stored prediction with request id {request_id!r} made "
-                "with this API key; send the X-Request-ID of a prediction response of this "
-                "model, with the key that made it (predictions are kept for the retention "
-                "period, and not at all when the store was full or off)"
-            )
-        if len(labels) != len(rows):
-            raise InvalidInput(
-                f"request {request_id} predicted {len(rows)} instance(s) but {len(labels)} "
-                f"label(s) were sent; send one label (or null) per instance, in order"
-            )
-        version = rows[0][1]
-        card = self._card(name, version)
-        task = task_of(card)
-        texts = [
-            None if label is None else task.feedback_value(card, label, index, name, version)
-            for index, label in enumerate(labels)
-        ]
-        given = {
-            row_id: text
-            for (row_id, _, _), text in zip(rows, texts, strict=True)
-            if text is not None
-        }
-        _storing(store.set_feedback, given)
-        return {
-            "model": name,
-            "version": version,
-            "request_id": request_id,
-            "rows": len(rows),
-            "labelled": len(given),
-        }
+        assert self.store is not None
+        return store_feedback(
+            self.store,
+            self.writer,
+            self._card,
+            Asked(name, request_id, labels, caller),
+            self.store_settings.store_flush_interval_ms / 1000,
+        )
 
     def _card(self, name: str, version: int) -> ModelCard:
         versions = self.registry.versions(name)
@@ -296,7 +248,7 @@ class Monitor:
         self._require_store()
         reports = await self._in_thread(
             lambda: [
-                _storing(self.version_report, e, caller)
+                storing(self.version_report, e, caller)
                 for e in sorted(entries, key=lambda e: e.version)
             ]
         )
@@ -374,7 +326,7 @@ class Monitor:
                     "%s/%s: the reference profile is unreadable: %s",
                     entry.name,
                     entry.version,
-                    _describe(exc),
+                    describe(exc),
                 )
         with self._lock:
             self._profiles[key] = profile
@@ -392,22 +344,12 @@ class Monitor:
                 rows,
             )
 
-    def _check_file(self, store: Store) -> None:
-        """A deleted or replaced SQLite file: say so and use a new one, rather than answer
-        from (or write feedback to) a file that is gone."""
-        if store.file_replaced():
-            log.error(
-                "the prediction store's SQLite file was deleted or replaced: the rows it held "
-                "are gone; continuing with a new file"
-            )
-            store.reopen()
-
     def housekeeping(self) -> None:
         """Retention, then refresh the Prometheus gauges of every version (writer thread)."""
         store = self.store
         if store is None:
             return
-        self._check_file(store)
+        check_file(store)
         retention = (
             self.store_settings.store_retention_days * 86400
             if self.store_settings.store_retention_days
@@ -445,30 +387,7 @@ class Monitor:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
 
-def _storing(function: Callable[..., T], *args: Any) -> T:
-    """Call a store method; a database error (a full disk, a deleted or locked file, a lost
-    connection) is a 503 that says so, never a 500 (reserved for a model that raised)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        return function(*args)
-    except SQLAlchemyError as exc:
-        log.error("prediction store: %s", _describe(exc))
-        full = is_disk_full(exc)
-        raise Unavailable(
-            "the prediction store cannot "
-            + ("write: its disk is full" if full else "be used right now")
-            + "; retry later (the server log says why)",
-            retry_after_s=30,
-        ) from None
-
-
 def _open_store(url: str) -> Store:
     store = Store(url)
     store.migrate()
     return store
-
-
-def _describe(exc: BaseException) -> str:
-    # The database URL may hold a password: name the failure, not the connection string.
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"

@@ -25,8 +25,6 @@ import asyncio
 import collections
 import logging
 import socket
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,7 +41,8 @@ from app.monitoring.comparison import (
     verdict_json,
 )
 from app.monitoring.comparison_json import canary_json, shadow_json
-from app.monitoring.evidence import Evidence, ShadowRow
+from app.monitoring.evidence import Evidence
+from app.monitoring.shadow import ShadowRows
 from app.repository.promotion import (
     ACTIONS,
     Decision,
@@ -67,11 +66,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Shadow rows waiting for the next flush; more are dropped (a slow database never grows
-# memory). The shadow's answers are evidence, not records: a dropped row is a smaller sample.
-MAX_PENDING_SHADOW_ROWS = 50_000
-SHADOW_LATENCY_WINDOW = 10_000
-
 
 class Promoter:
     """Comparisons, automatic and manual decisions, and the routing overlay of one replica."""
@@ -92,13 +86,10 @@ class Promoter:
         self._decisions: dict[str, list[Decision]] = collections.defaultdict(list)
         self._last_id = 0
         self._judged: dict[tuple[str, int, int], int] = {}
-        self._pending: collections.deque[ShadowRow] = collections.deque()
-        self._pending_lock = threading.Lock()
-        self._shadow_latency: dict[tuple[str, int], collections.deque[float]] = {}
-        self._shadow_dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="promotion")
         self.series = PromotionSeries(metrics)
+        self.shadow = ShadowRows(self.series)
         registry.overlay = self._overlay
 
     # ------------------------------------------------------------------ lifecycle
@@ -156,46 +147,11 @@ class Promoter:
     # ------------------------------------------------------------------ shadow rows
     def record_shadow(self, event: ShadowEvent) -> None:
         """Queue a shadow copy's rows (on the loop, in the shadow's task): a deque append."""
-        if event.latency_s is not None:
-            window = self._shadow_latency.get((event.model, event.shadow_version))
-            if window is None:
-                window = collections.deque(maxlen=SHADOW_LATENCY_WINDOW)
-                self._shadow_latency[(event.model, event.shadow_version)] = window
-            window.append(event.latency_s * 1000.0)
-        if self.evidence is None:
-            return
-        now = time.time()
-        with self._pending_lock:
-            if len(self._pending) + len(event.shadow_labels) > MAX_PENDING_SHADOW_ROWS:
-                self.series.shadow_rows_dropped.inc(len(event.shadow_labels))
-                return
-            for index, (primary, shadow) in enumerate(
-                zip(event.primary_labels, event.shadow_labels, strict=True)
-            ):
-                self._pending.append(
-                    (
-                        event.model,
-                        event.request_id[:128],
-                        index,
-                        event.primary_version,
-                        event.shadow_version,
-                        primary,
-                        shadow,
-                        now,
-                    )
-                )
+        self.shadow.record(event, stored=self.evidence is not None)
 
     def _flush(self) -> None:
-        with self._pending_lock:
-            rows = list(self._pending)
-            self._pending.clear()
-        if not rows or self.evidence is None:
-            return
-        try:
-            self.evidence.insert_shadow_rows(rows)
-        except Exception as exc:  # noqa: BLE001 - counted: a smaller sample, not an outage
-            log.error("storing %d shadow rows failed: %s", len(rows), type(exc).__name__)
-            self.series.shadow_rows_dropped.inc(len(rows))
+        if self.evidence is not None:
+            self.shadow.flush(self.evidence)
 
     # ------------------------------------------------------------------ decisions
     def _overlay(self, model: ServedModel) -> Any:
@@ -416,7 +372,7 @@ class Promoter:
         base_serving = VersionCounts()
         if model.versions.get(pair.baseline) is not None:
             self._serving(model, pair.baseline, base_serving)
-        latencies = self._shadow_latency.get((model.name, pair.candidate))
+        latencies = self.shadow.latencies_ms.get((model.name, pair.candidate))
         return shadow_json(self._labels(model, pair), counts, base_serving, latencies)
 
     def _canary_json(
