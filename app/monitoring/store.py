@@ -38,6 +38,9 @@ from app.monitoring.database import (
 
 log = logging.getLogger(__name__)
 
+# The tallies' true label of a row with feedback whose truth is a value, not a label.
+VALUE_TRUTH = "*"
+
 # Disk space SQLite keeps in reserve (a file next to the database): on a full disk, freeing it
 # is what lets retention delete rows at all (a delete needs room in the write-ahead log).
 RESERVE_BYTES = 8 * 1024 * 1024
@@ -190,8 +193,8 @@ class Store:
                 old = before.get(row_id)
                 if old is not None and old.true_label != label:
                     key = (old.model, old.version, old.caller, old.predicted)
-                    tallies[(*key, old.true_label or "")] -= 1
-                    tallies[(*key, label)] += 1
+                    tallies[(*key, tallied_truth(old.predicted, old.true_label))] -= 1
+                    tallies[(*key, tallied_truth(old.predicted, label))] += 1
             self._tally(connection, tallies)
 
     def _tally(self, connection: Any, changes: Counter[tuple[Any, ...]]) -> None:
@@ -212,7 +215,11 @@ class Store:
     def _delete_rows(self, connection: Any, where: Any) -> int:
         """Delete the rows `where` selects, taking them off the tallies (O(rows deleted))."""
         t = prediction_rows
-        label = func.coalesce(t.c.true_label, "")
+        label = case(
+            (t.c.true_label.is_(None), ""),
+            (t.c.predicted == "", VALUE_TRUTH),  # as `tallied_truth`, in SQL
+            else_=t.c.true_label,
+        )
         gone = connection.execute(
             select(t.c.model, t.c.version, t.c.caller, t.c.predicted, label, func.count())
             .where(where)
@@ -395,6 +402,15 @@ class Store:
                 .limit(limit)
             ).all()
         return [(row[0], row[1]) for row in rows]
+
+
+def tallied_truth(predicted: str, true_label: str | None) -> str:
+    """The true-label key a row is tallied under: "" without feedback; for a row with no
+    predicted label (a regressor's: its truth is a value, as JSON) `VALUE_TRUTH`, so each
+    distinct true value does not add a tally row; else the true label."""
+    if true_label is None:
+        return ""
+    return VALUE_TRUTH if predicted == "" else true_label
 
 
 def _of(caller: str | None) -> list[Any]:

@@ -165,6 +165,22 @@ def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
     assert store.confusion("m", 1) == {("a", "a"): 1, ("a", "b"): 1}
 
 
+def test_a_regressor_s_true_values_do_not_grow_the_tallies(store: Store) -> None:
+    # A regressor's rows carry no predicted label; each truth is a distinct value (JSON).
+    store.insert_rows([_row("r", i, predicted="", created_at=1.0) for i in range(5)])
+    rows = store.prediction("m", "r", "")
+    store.set_feedback({row[0]: json.dumps([float(i) + 0.5]) for i, row in enumerate(rows[:4])})
+    store.set_feedback({rows[0][0]: "[9.0]"})  # a corrected value moves no tally
+    assert store.counts("m", 1) == (5, 4, 0)
+    assert store.confusion("m", 1) == {("*", ""): 4}
+    assert [json.loads(t) for _, t in store.recent_truths("m", 1, 10)][-1] == [9.0]
+    with store.engine.connect() as connection:
+        tallies = connection.exec_driver_sql("SELECT COUNT(*) FROM prediction_tallies").scalar()
+    assert tallies == 2  # ("", "") and ("*", ""), not one per true value
+    assert store.prune(max_age_s=None, max_rows=1) == 4
+    assert store.counts("m", 1) == (1, 0, 0)
+
+
 def test_store_newest_prediction_wins_for_a_reused_request_id(store: Store) -> None:
     store.insert_rows([_row("dup", 0, "a", created_at=1.0)])
     store.insert_rows([_row("dup", 0, "b", created_at=2.0), _row("dup", 1, "b", created_at=2.0)])
