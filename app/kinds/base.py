@@ -50,7 +50,7 @@ from app.kinds.statistics import InputStatistics
 from app.runtimes.base import Model
 from app.schemas.card import CardExample, ModelCard, OutOfDomainChecks
 from app.schemas.predict import FLOAT32_MAX, model_title
-from app.settings import Settings
+from app.settings import ExplainSettings
 
 # Served probabilities are the task's business; re-exported for the core's import.
 from app.tasks import DEFAULT_PROBABILITY_FLOOR as DEFAULT_PROBABILITY_FLOOR
@@ -194,7 +194,7 @@ class InputAdapter(ABC):
     explanation_method: ClassVar[str]
 
     @abstractmethod
-    def explainer(self, model: Model, settings: Settings) -> Explainer:
+    def explainer(self, model: Model, settings: ExplainSettings) -> Explainer:
         """The explainer of this loaded version (`model`: its runtime), from app.explain's
         methods; raises NotExplainable (501) when this server cannot explain it."""
 

@@ -39,7 +39,7 @@ from app.runtimes.base import Model
 from app.runtimes.keras import KerasModel
 from app.schemas.card import CardExample, ImageInput, ModelCard, OutOfDomainChecks
 from app.schemas.predict import B64Image, Number, json_kind
-from app.settings import Settings
+from app.settings import ExplainSettings
 
 
 class ImageAdapter(InputAdapter):
@@ -96,7 +96,7 @@ class ImageAdapter(InputAdapter):
         "a 28x28 attribution map and a PNG overlay (red for the class, blue against)."
     )
 
-    def explainer(self, model: Model, settings: Settings) -> Explainer:
+    def explainer(self, model: Model, settings: ExplainSettings) -> Explainer:
         if not isinstance(model, KerasModel):
             raise NotExplainable(f"model {self.card.name}: image explanations need a Keras model")
         try:

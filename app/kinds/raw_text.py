@@ -20,7 +20,7 @@ from app.kinds.report import text_examples, text_sample
 from app.kinds.statistics import InputStatistics
 from app.runtimes.base import Model
 from app.schemas.card import CardExample, ModelCard, RawTextInput
-from app.settings import Settings
+from app.settings import ExplainSettings
 
 
 class RawTextAdapter(InputAdapter):
@@ -47,7 +47,7 @@ class RawTextAdapter(InputAdapter):
         "neighbouring words, for the predicted class's probability."
     )
 
-    def explainer(self, model: Model, settings: Settings) -> Explainer:
+    def explainer(self, model: Model, settings: ExplainSettings) -> Explainer:
         def outputs(rows: list[Any]) -> Any:
             return model.predict(self.featurize(rows))
 

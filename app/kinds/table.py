@@ -35,7 +35,7 @@ from app.runtimes.base import Model
 from app.schemas.card import Feature, ModelCard, TableInput
 from app.schemas.predict import FLOAT32_MAX, model_title
 from app.schemas.predict import Feature as FeatureNumber
-from app.settings import Settings
+from app.settings import ExplainSettings
 
 _FEATURE_TYPES: dict[str, Any] = {
     "number": FeatureNumber,
@@ -89,7 +89,7 @@ class TableAdapter(InputAdapter):
         "neighbouring features, for the predicted class's probability."
     )
 
-    def explainer(self, model: Model, settings: Settings) -> Explainer:
+    def explainer(self, model: Model, settings: ExplainSettings) -> Explainer:
         def outputs(rows: list[Any]) -> Any:
             return model.predict(self.featurize(rows))
 

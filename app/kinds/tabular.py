@@ -32,7 +32,7 @@ from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard, OutOfDomainChecks, TabularInput
 from app.schemas.predict import FLOAT32_MAX, json_kind, model_title
 from app.schemas.predict import Feature as FeatureNumber
-from app.settings import Settings
+from app.settings import ExplainSettings
 
 
 class TabularAdapter(InputAdapter):
@@ -87,7 +87,7 @@ class TabularAdapter(InputAdapter):
         "sampling for more; a KNN also returns its k nearest training examples."
     )
 
-    def explainer(self, model: Model, settings: Settings) -> Explainer:
+    def explainer(self, model: Model, settings: ExplainSettings) -> Explainer:
         return TabularExplainer(
             self.card,
             model.predict,

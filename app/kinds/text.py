@@ -28,7 +28,7 @@ from app.kinds.statistics import InputStatistics
 from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer, tokenize_bytes
 from app.runtimes.base import Model
 from app.schemas.card import CardExample, ModelCard, OutOfDomainChecks, TextInput
-from app.settings import Settings
+from app.settings import ExplainSettings
 
 
 class TextAdapter(InputAdapter):
@@ -81,7 +81,7 @@ class TextAdapter(InputAdapter):
         "model looked up; unknown words share the [UNK] token."
     )
 
-    def explainer(self, model: Model, settings: Settings) -> Explainer:
+    def explainer(self, model: Model, settings: ExplainSettings) -> Explainer:
         return TextShapley(
             self.card,
             model.predict,

@@ -53,7 +53,6 @@ TASK_SCHEMA = ("app/schemas/card.py",)
 TASK_ALLOWED = {
     "app/core.py": "probability bounding for classifiers (core owner)",
     "app/protocols/v2.py": "V2 output metadata (protocols owner)",
-    "app/monitoring/monitor.py": "live metrics per task (settings owner converts monitoring)",
     "app/repository/lifecycle.py": "load-time replay tolerance (repository owner)",
     "app/runtimes/keras.py": "one sigmoid column to two (runtimes owner)",
     "app/runtimes/sklearn.py": "predict_proba or predict (runtimes owner)",
