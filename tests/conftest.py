@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.tiers import GUARD, TIERS, TRAINING_FIXTURES, tier_of
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # In-process tests train tiny models, and training runs on TensorFlow; Keras picks its backend
 # once per process, so the in-process app serves on TensorFlow too. The e2e tests start real
@@ -23,6 +25,62 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_MODELS = ROOT / "models"
 COMMITTED_VERSION = "2"  # the one version of each model committed in models/
 MODEL_NAMES = ("iris-knn", "binary-mlp", "mnist-cnn", "imdb-sentiment")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    GUARD.install()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's tier; a test outside the tier folders is an error."""
+    stray = set()
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            stray.add(str(item.path))
+        else:
+            item.add_marker(tier)
+    if stray:
+        raise pytest.UsageError(
+            f"tests outside tests/{{{','.join(TIERS)}}}/ have no tier: {sorted(stray)}"
+        )
+
+
+def _guarded(item: pytest.Item) -> Iterator[None]:
+    """Run one phase of a unit test with the guard armed; fail it on any violation."""
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    GUARD.take()
+    try:
+        with GUARD.armed():
+            yield
+    finally:
+        # Also when the phase raised: the violation is the reason to report, not its effect.
+        violations = GUARD.take()
+        if violations:
+            pytest.fail("\n".join(violations), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    trains = sorted(TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if trains and item.get_closest_marker("unit") is not None:
+        pytest.fail(
+            f"a unit test trains models (fixtures {trains}); move it to tests/integration/",
+            pytrace=False,
+        )
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    return (yield from _guarded(item))
 
 
 def _data_dir() -> Path:
