@@ -21,6 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # servers on the default backend (JAX), and a test compares the two.
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
+# Fixtures shared by tests of two tiers, each module by theme.
+pytest_plugins = ["tests.monitoring_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_MODELS = ROOT / "models"
 COMMITTED_VERSION = "2"  # the one version of each model committed in models/

@@ -13,6 +13,7 @@ import pytest
 from tests.tiers import GUARD, ROOT, TIERS, UnitTierViolation, tier_of
 
 COMMITTED_CARD = next((ROOT / "models").glob("*/*/card.json"))
+COMMITTED_ARTIFACT = next(p for p in COMMITTED_CARD.parent.iterdir() if p.name != "card.json")
 
 
 @pytest.mark.parametrize(
@@ -55,10 +56,15 @@ def test_a_multiprocessing_child_is_refused() -> None:
     assert GUARD.take()
 
 
-def test_opening_a_committed_model_file_is_refused() -> None:
-    with pytest.raises(UnitTierViolation, match="opens a committed model file"):
-        COMMITTED_CARD.read_text()
+def test_opening_a_committed_model_artifact_is_refused() -> None:
+    with pytest.raises(UnitTierViolation, match="opens a committed model artifact"):
+        COMMITTED_ARTIFACT.read_bytes()
     assert GUARD.take()
+
+
+def test_a_committed_card_is_metadata_and_may_be_read() -> None:
+    assert COMMITTED_CARD.read_text().startswith("{")
+    assert GUARD.violations == []
 
 
 def test_other_files_open_as_usual(tmp_path: Path) -> None:
