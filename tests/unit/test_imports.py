@@ -14,9 +14,10 @@ from scripts.import_cycles import import_cycles, strongly_connected
 from tests.conftest import ROOT
 
 # A contract the code breaks today, checked with the real ones: the check can fail.
-CANARY = {
+CANARY_NAME = "canary: routes may not use the protocols"
+CANARY: dict[str, Any] = {
     "id": "canary",
-    "name": "canary: routes may not use the protocols",
+    "name": CANARY_NAME,
     "type": "forbidden",
     "source_modules": ["app.api"],
     "forbidden_modules": ["app.protocols"],
@@ -34,13 +35,13 @@ def checks() -> dict[str, Any]:
 
 
 def test_every_contract_in_pyproject_holds(checks: dict[str, Any]) -> None:
-    real = {name: check for name, check in checks.items() if name != CANARY["name"]}
+    real = {name: check for name, check in checks.items() if name != CANARY_NAME}
     assert len(real) >= 5
     assert [name for name, check in real.items() if not check.kept] == []
 
 
 def test_a_broken_contract_is_reported_broken(checks: dict[str, Any]) -> None:
-    assert checks[CANARY["name"]].kept is False
+    assert checks[CANARY_NAME].kept is False
 
 
 @pytest.mark.parametrize(
