@@ -35,7 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its folder's tier; a test outside the tier folders is an error."""
+    """Mark each test with its folder's tier; a test outside the tier folders is an error.
+
+    The run goes tier by tier, quickest first: a broken unit test shows in seconds, not after
+    the e2e tier, and session fixtures end in the last tier's teardown, not a unit test's."""
     stray = set()
     for item in items:
         tier = tier_of(item.path)
@@ -47,6 +50,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             f"tests outside tests/{{{','.join(TIERS)}}}/ have no tier: {sorted(stray)}"
         )
+    items.sort(key=lambda item: TIERS.index(tier_of(item.path) or TIERS[0]))
 
 
 def _guarded(item: pytest.Item) -> Iterator[None]:
