@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.monitoring.store import Store, database_url
+from app.monitoring.database import database_url
+from app.monitoring.store import Store
 from app.monitoring.writer import Record, Writer
 from app.repository import ModelEntry
 from app.schemas.card import ModelCard

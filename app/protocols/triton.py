@@ -60,7 +60,7 @@ def model_config(service: PredictionService, name: str, version: str | None) -> 
     entry = registry.carded(name, parse_version(registry, name, version))
     card = entry.card
     assert card is not None
-    batching = service.settings.batching_for(name)
+    batching = service.settings.batching.for_model(name)
     inputs, outputs = tensor_metadata(entry)
     device = entry.model.device if entry.model is not None else "cpu"
     return {

@@ -122,7 +122,7 @@ def test_a_version_whose_statistics_fail_loses_only_its_rows(
 
 def test_an_oversize_input_is_stored_without_its_compact_form() -> None:
     from app.monitoring.profile import StatisticsComputer
-    from app.monitoring.writer import Group, to_rows
+    from app.monitoring.writer_process import Group, to_rows
 
     folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
     card = ModelCard.read(folder)
