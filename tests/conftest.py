@@ -71,7 +71,12 @@ def _guarded(item: pytest.Item) -> Iterator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    trains = sorted(TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())))
+    trains = sorted(
+        name
+        for name, definitions in item._fixtureinfo.name2fixturedefs.items()  # type: ignore[attr-defined]
+        # the conftest's own fixture, not a module's fixture of the same name (a fake `client`)
+        if name in TRAINING_FIXTURES and definitions[-1].func.__module__ == __name__
+    )
     if trains and item.get_closest_marker("unit") is not None:
         pytest.fail(
             f"a unit test trains models (fixtures {trains}); move it to tests/integration/",
