@@ -39,7 +39,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 if TYPE_CHECKING:
-    from app.repository import ModelEntry
+    from app.repository import CardedVersion
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Record(NamedTuple):
     """One prediction request, as `Writer.submit(*record)` takes it."""
 
     request_id: str
-    entry: ModelEntry  # name, version, card (labels, input kind) and folder of the version
+    entry: CardedVersion  # name, version, card (labels, input kind) and folder of the version
     caller: str  # the API key's fingerprint ("" without keys)
     route: str
     created_at: float
@@ -108,7 +108,7 @@ class _Pending:
         "size",
     )
 
-    def __init__(self, entry: ModelEntry, capacity: int) -> None:
+    def __init__(self, entry: CardedVersion, capacity: int) -> None:
         self.entry = entry
         self.request_ids: list[str] = []
         self.callers: list[str] = []
@@ -271,7 +271,7 @@ class Writer:
     def submit(
         self,
         request_id: str,
-        entry: ModelEntry,
+        entry: CardedVersion,
         caller: str,
         route: str,
         created_at: float,
@@ -405,7 +405,6 @@ class Writer:
             entry = pending.entry
             key = (entry.name, entry.version)
             if key not in self._versions_sent:
-                assert entry.card is not None
                 messages.append(("version", *key, entry.card.model_dump_json(), str(entry.folder)))
         messages.append(("batch", groups))
         try:

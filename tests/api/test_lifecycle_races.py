@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from app.repository.lifecycle import Lifecycle
+from app.repository import ModelEntry, lifecycle
+from app.runtimes.base import Model
 from app.schemas.versions import MAX_VERSION
 from tests.api.test_lifecycle import (
     IRIS,
@@ -45,15 +46,15 @@ class _Gate:
 @contextmanager
 def _gated_loads(monkeypatch: pytest.MonkeyPatch, model: str) -> Iterator[_Gate]:
     gate = _Gate(model)
-    real_load = Lifecycle.load
+    real_load = lifecycle.load_version
 
-    def load(self: Lifecycle, entry: Any) -> bool:
+    def load(entry: ModelEntry, *args: Any) -> Model | None:
         if entry.name == gate.model:
             gate.waiting.set()
             assert gate.opened.wait(120), "the gate was never opened"
-        return real_load(self, entry)
+        return real_load(entry, *args)
 
-    monkeypatch.setattr(Lifecycle, "load", load)
+    monkeypatch.setattr(lifecycle, "load_version", load)
     try:
         yield gate
     finally:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.adapters import make_adapter
+from app.metrics import ServingStats
 from app.monitoring.payload_log import PayloadLogger
 from app.monitoring.profile import (
     CategoricalReference,
@@ -20,7 +22,7 @@ from app.monitoring.profile import (
 from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilson_interval
 from app.monitoring.store import Store, database_url
 from app.monitoring.writer import Record, Writer
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 
@@ -194,11 +196,17 @@ IRIS_FOLDER = COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION
 
 
 @pytest.fixture(scope="module")
-def iris() -> ModelEntry:
-    return ModelEntry("iris-knn", int(COMMITTED_VERSION), IRIS_FOLDER, ModelCard.read(IRIS_FOLDER))
+def iris() -> CardedVersion:
+    return _carded("iris-knn", int(COMMITTED_VERSION), IRIS_FOLDER, ModelCard.read(IRIS_FOLDER))
 
 
-def _record(entry: ModelEntry, request_id: str, rows: int) -> Record:
+def _carded(name: str, version: int, folder: Path, card: ModelCard) -> CardedVersion:
+    """A version as the writer gets it (its input kind made from the card, not loaded)."""
+    kind = make_adapter(card, folder, load=False)
+    return CardedVersion(name, version, folder, card, kind, ServingStats())
+
+
+def _record(entry: CardedVersion, request_id: str, rows: int) -> Record:
     return Record(
         request_id=request_id,
         entry=entry,
@@ -222,7 +230,9 @@ def _writer(store: Store, **overrides: Any) -> Writer:
     return Writer(store.url, **options)
 
 
-def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: ModelEntry) -> None:
+def test_writer_drops_and_counts_when_full_and_never_blocks(
+    store: Store, iris: CardedVersion
+) -> None:
     dropped: list[int] = []
     # Never started: nothing drains the queue.
     writer = _writer(store, max_rows=5, on_drop=dropped.append)
@@ -234,7 +244,7 @@ def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: 
     assert dropped == [1] and writer.queued_rows == 5
 
 
-def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) -> None:
+def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: CardedVersion) -> None:
     from app.preprocessing.text import EncodedText
 
     dropped: list[int] = []
@@ -248,7 +258,7 @@ def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) ->
     assert sum(dropped) == 80
 
 
-def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
+def test_feedback_wait_flushes_at_once(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)
     writer.start()
     try:
@@ -263,7 +273,7 @@ def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
         writer.stop()
 
 
-def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntry) -> None:
+def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)  # not started: its batch never commits
     writer.submit(*_record(iris, "queued", 1))
     # A batch that has been in flight for a minute: the database is stuck.
@@ -273,7 +283,9 @@ def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntr
     assert time.perf_counter() - started < 5
 
 
-def test_the_writer_process_stores_what_the_store_records(store: Store, iris: ModelEntry) -> None:
+def test_the_writer_process_stores_what_the_store_records(
+    store: Store, iris: CardedVersion
+) -> None:
     writer = _writer(store)
     writer.start()
     try:
@@ -294,7 +306,7 @@ def test_the_writer_process_stores_what_the_store_records(store: Store, iris: Mo
     assert np.frombuffer(row[4], dtype=np.float32).tolist() == pytest.approx([0.4, 0.4, 0.2])
 
 
-def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> None:
+def test_writer_stop_writes_what_is_queued(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)
     writer.start()
     writer.submit(*_record(iris, "last", 1))
@@ -303,7 +315,7 @@ def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> No
 
 
 def test_a_dead_writer_process_drops_counts_and_is_replaced(
-    store: Store, iris: ModelEntry, monkeypatch: pytest.MonkeyPatch
+    store: Store, iris: CardedVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("app.monitoring.writer.RESTART_BACKOFF_S", 0.0)
     dropped: list[int] = []
@@ -328,7 +340,7 @@ def test_a_dead_writer_process_drops_counts_and_is_replaced(
     assert dropped == [] if store.prediction("iris-knn", "lost", "") else dropped == [2]
 
 
-def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -> None:
+def test_queued_rows_are_copied_exactly_whatever_their_route(iris: CardedVersion) -> None:
     from app.monitoring.writer import _Pending
     from app.preprocessing.text import EncodedText
 
@@ -355,11 +367,11 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -
 
 
 def test_a_version_whose_statistics_fail_loses_only_its_rows(
-    store: Store, iris: ModelEntry, tmp_path: Path
+    store: Store, iris: CardedVersion, tmp_path: Path
 ) -> None:
     folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
     # The card, but a folder without its vocabulary: text statistics cannot be computed.
-    broken = ModelEntry("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
+    broken = _carded("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
     dropped: list[int] = []
     writer = _writer(store, on_drop=dropped.append)
     writer.start()
