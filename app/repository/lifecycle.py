@@ -1,9 +1,9 @@
 """How a discovered model version comes to serve, and stops.
 
-    discovered (card read, adapter made)  -> verify the files' sha256 against the card
+    discovered (card read, input kind made: a CardedVersion) -> verify the files' sha256
     -> load the runtime (and the adapter's files: a vocabulary) -> warm up every batch bucket
     -> replay the card's examples end to end (their recorded probabilities must come back)
-    -> serve (the core starts its batcher)  -> READY
+    -> serve (the core starts its batcher)  -> READY, with a frozen ServedVersion
     -> retired (out of the policy, folder removed, unloaded): UNLOADING, takes no new
        requests, finishes those in flight -> batcher stopped, runtime dropped, memory freed
     ... STOPPED at shutdown
@@ -11,6 +11,8 @@
 Any step that fails marks the version FAILED with a reason in the project's words (readiness
 and the listing show it); the other versions serve. Loading runs on a daemon thread in the
 background, so health endpoints answer meanwhile and a stop during start-up is immediate.
+The steps of one load are `app.repository.loading`'s; applying a scan to the registry is
+`app.repository.changes`'.
 
 With SYNERGY_MODEL_POLL_S > 0 the repository is scanned again every that many seconds (and on
 `rescan`, the repository API's load): new models and versions are admitted and loaded, changed
@@ -134,7 +136,7 @@ class Lifecycle:
             self.backend = await in_daemon_thread(
                 configure_backend, self.settings.resolved_inference_threads()
             )
-        for entry in self.registry:  # the versions of the first scan (a copy of the list)
+        for entry in self.registry:  # the versions of the first scan (a snapshot)
             async with self._load_lock:
                 if entry.state is ModelState.LOADING and entry not in self._loading:
                     await self._load_one(entry)
