@@ -291,13 +291,12 @@ class V1Protocol:
 
     def model_metrics(self, name: str, version: int | None) -> dict[str, Any]:
         """Held-out metrics from the card plus live serving stats."""
-        carded = self.registry.carded(name, version)
-        entry = self.registry.find(name, carded.version)
+        entry = self.registry.carded(name, version)
         return {
             "model": entry.name,
             "version": entry.version,
             "held_out": None
-            if carded.card.metrics is None
-            else carded.card.metrics.model_dump(mode="json"),
+            if entry.card.metrics is None
+            else entry.card.metrics.model_dump(mode="json"),
             "serving": entry.stats.snapshot(),
         }
