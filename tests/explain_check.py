@@ -20,16 +20,16 @@ MNIST_TEST_IMAGES = 12
 def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
     from app.adapters import make_adapter
     from app.explain.service import make_explainer
-    from app.repository import discover
+    from app.repository import ModelRegistry, VersionPolicy
     from app.runtimes.keras import KerasModel, configure_backend
     from app.runtimes.sklearn import SklearnModel
     from app.schemas.predict import predict_request_model
     from app.settings import Settings
 
     backend = configure_backend(2)
-    settings = Settings(_env_file=None, models_dir=models_dir)
+    settings = Settings(_env_file=None, models_dir=models_dir)  # type: ignore[call-arg]
     newest: dict[str, Any] = {}
-    for entry in discover(models_dir):
+    for entry in ModelRegistry.scan(models_dir, VersionPolicy()):
         if entry.card is not None and entry.version >= getattr(
             newest.get(entry.name), "version", 0
         ):

@@ -24,7 +24,7 @@ from app.explain.table import TableShapley, WordShapley
 from app.explain.tabular import TabularExplainer
 from app.explain.text import TextShapley
 from app.explain.worker import Check, ExplainWorker
-from app.repository import ModelEntry
+from app.repository import ServedVersion
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
@@ -52,7 +52,8 @@ class ExplanationService:
             max_per_caller=settings.explain_max_per_caller,
             niceness=settings.explain_niceness,
             pressure=lambda: any(
-                entry.batcher is not None and entry.batcher.in_flight_rows > 0 for entry in registry
+                entry.served is not None and entry.served.batcher.in_flight_rows > 0
+                for entry in registry
             ),
             max_yield_s=settings.explain_max_yield_ms / 1000.0,
         )
@@ -98,8 +99,7 @@ class ExplanationService:
     ) -> dict[str, Any]:
         """One uploaded image file -> one explanation."""
         entry = self.service.core.select(name, version, context)
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         if not adapter.takes_image_files:
             raise NotFound(
                 f"model {name} does not take images, so it has no :explain-image; use "
@@ -115,7 +115,7 @@ class ExplanationService:
             raise
 
     async def _explain(
-        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
     ) -> dict[str, Any]:
         limit = self.settings.explain_max_instances
         if len(rows) > limit:
@@ -141,11 +141,10 @@ class ExplanationService:
         return {"model": entry.name, "version": entry.version, "explanations": explanations}
 
     # ------------------------------------------------------------------ worker side
-    def explain_rows(self, entry: ModelEntry, rows: list[Any], check: Check) -> list[Any]:
+    def explain_rows(self, entry: ServedVersion, rows: list[Any], check: Check) -> list[Any]:
         """Explain every row (on the worker thread); a row the model cannot compute is a 422
         naming it, as in `:predict`."""
-        model, adapter = entry.model, entry.adapter
-        assert model is not None and adapter is not None
+        model, adapter = entry.model, entry.kind
         explainer = self.explainer_for(entry)
         features, refused = adapter.featurize_batch(rows)
         if refused:  # as `:predict` refuses it (a review with no known word)
@@ -166,13 +165,17 @@ class ExplanationService:
 
     def _forget_unloaded(self) -> None:
         """Drop the explainers of versions that were unloaded (they hold the runtime)."""
-        live = {(e.name, e.version): e.model for e in self.service.registry}
+        live = {
+            (e.name, e.version): e.served.model
+            for e in self.service.registry
+            if e.served is not None
+        }
         with self._lock:
             for key, (model, _) in list(self._explainers.items()):
                 if live.get(key) is not model:
                     del self._explainers[key]
 
-    def explainer_for(self, entry: ModelEntry) -> Explainer:
+    def explainer_for(self, entry: ServedVersion) -> Explainer:
         """The explainer of this loaded version (built once, on first use)."""
         key = (entry.name, entry.version)
         with self._lock:
@@ -185,11 +188,9 @@ class ExplanationService:
         return explainer
 
 
-def build_explainer(entry: ModelEntry, settings: ExplainSettings) -> Explainer:
+def build_explainer(entry: ServedVersion, settings: ExplainSettings) -> Explainer:
     """The explainer for a loaded version's input kind and runtime."""
-    card, model, adapter = entry.card, entry.model, entry.adapter
-    assert card is not None and model is not None and adapter is not None
-    return make_explainer(card, model, adapter, settings)
+    return make_explainer(entry.card, entry.model, entry.kind, settings)
 
 
 def make_explainer(

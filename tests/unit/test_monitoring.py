@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.adapters import make_adapter
+from app.metrics import ServingStats
 from app.monitoring.database import database_url
 from app.monitoring.payload_log import PayloadLogger
 from app.monitoring.profile import (
@@ -23,7 +25,7 @@ from app.monitoring.profile import (
 from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilson_interval
 from app.monitoring.store import Store
 from app.monitoring.writer import Record, Writer
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.card import ModelCard
 from app.tasks import CLASSIFICATION, REGRESSION
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
@@ -214,11 +216,17 @@ IRIS_FOLDER = COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION
 
 
 @pytest.fixture(scope="module")
-def iris() -> ModelEntry:
-    return ModelEntry("iris-knn", int(COMMITTED_VERSION), IRIS_FOLDER, ModelCard.read(IRIS_FOLDER))
+def iris() -> CardedVersion:
+    return _carded("iris-knn", int(COMMITTED_VERSION), IRIS_FOLDER, ModelCard.read(IRIS_FOLDER))
 
 
-def _record(entry: ModelEntry, request_id: str, rows: int) -> Record:
+def _carded(name: str, version: int, folder: Path, card: ModelCard) -> CardedVersion:
+    """A version as the writer gets it (its input kind made from the card, not loaded)."""
+    kind = make_adapter(card, folder, load=False)
+    return CardedVersion(name, version, folder, card, kind, ServingStats())
+
+
+def _record(entry: CardedVersion, request_id: str, rows: int) -> Record:
     return Record(
         request_id=request_id,
         entry=entry,
@@ -242,7 +250,9 @@ def _writer(store: Store, **overrides: Any) -> Writer:
     return Writer(store.url, **options)
 
 
-def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: ModelEntry) -> None:
+def test_writer_drops_and_counts_when_full_and_never_blocks(
+    store: Store, iris: CardedVersion
+) -> None:
     dropped: list[int] = []
     # Never started: nothing drains the queue.
     writer = _writer(store, max_rows=5, on_drop=dropped.append)
@@ -254,7 +264,7 @@ def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: 
     assert dropped == [1] and writer.queued_rows == 5
 
 
-def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) -> None:
+def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: CardedVersion) -> None:
     from app.preprocessing.text import EncodedText
 
     dropped: list[int] = []
@@ -268,7 +278,7 @@ def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) ->
     assert sum(dropped) == 80
 
 
-def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
+def test_feedback_wait_flushes_at_once(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)
     writer.start()
     try:
@@ -283,7 +293,7 @@ def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
         writer.stop()
 
 
-def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntry) -> None:
+def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)  # not started: its batch never commits
     writer.submit(*_record(iris, "queued", 1))
     # A batch that has been in flight for a minute: the database is stuck.
@@ -293,7 +303,9 @@ def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntr
     assert time.perf_counter() - started < 5
 
 
-def test_the_writer_process_stores_what_the_store_records(store: Store, iris: ModelEntry) -> None:
+def test_the_writer_process_stores_what_the_store_records(
+    store: Store, iris: CardedVersion
+) -> None:
     writer = _writer(store)
     writer.start()
     try:
@@ -314,7 +326,7 @@ def test_the_writer_process_stores_what_the_store_records(store: Store, iris: Mo
     assert np.frombuffer(row[4], dtype=np.float32).tolist() == pytest.approx([0.4, 0.4, 0.2])
 
 
-def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> None:
+def test_writer_stop_writes_what_is_queued(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)
     writer.start()
     writer.submit(*_record(iris, "last", 1))
@@ -323,7 +335,7 @@ def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> No
 
 
 def test_a_dead_writer_process_drops_counts_and_is_replaced(
-    store: Store, iris: ModelEntry, monkeypatch: pytest.MonkeyPatch
+    store: Store, iris: CardedVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("app.monitoring.writer.RESTART_BACKOFF_S", 0.0)
     dropped: list[int] = []
@@ -348,7 +360,7 @@ def test_a_dead_writer_process_drops_counts_and_is_replaced(
     assert dropped == [] if store.prediction("iris-knn", "lost", "") else dropped == [2]
 
 
-def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -> None:
+def test_queued_rows_are_copied_exactly_whatever_their_route(iris: CardedVersion) -> None:
     from app.monitoring.writer import _Pending
     from app.preprocessing.text import EncodedText
 
@@ -375,11 +387,11 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -
 
 
 def test_a_version_whose_statistics_fail_loses_only_its_rows(
-    store: Store, iris: ModelEntry, tmp_path: Path
+    store: Store, iris: CardedVersion, tmp_path: Path
 ) -> None:
     folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
     # The card, but a folder without its vocabulary: text statistics cannot be computed.
-    broken = ModelEntry("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
+    broken = _carded("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
     dropped: list[int] = []
     writer = _writer(store, on_drop=dropped.append)
     writer.start()
@@ -400,7 +412,7 @@ def test_a_version_whose_statistics_fail_loses_only_its_rows(
 # ---------------------------------------------------------------------- payload log
 def _classes(*labels: str) -> Any:
     """The classification encoder of a card with these labels (what the monitor passes)."""
-    return functools.partial(CLASSIFICATION.encode_v1, SimpleNamespace(labels=list(labels)))
+    return functools.partial(CLASSIFICATION.encode_v1, SimpleNamespace(labels=list(labels)))  # type: ignore[arg-type]
 
 
 def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
@@ -437,7 +449,7 @@ def test_payload_log_writes_a_regressor_s_values_not_labels(tmp_path: Path) -> N
     logger = PayloadLogger(str(path), max_events=10, on_drop=print)
     logger.start()
     card = SimpleNamespace(labels=["price"])
-    encode = functools.partial(REGRESSION.encode_v1, card)
+    encode = functools.partial(REGRESSION.encode_v1, card)  # type: ignore[arg-type]
     logger.submit("req-1", "houses", 1, [np.ones(3)], encode, np.array([[251.5], [7.0]]))
     logger.stop()
     response = [json.loads(line) for line in path.read_text().splitlines()][1]

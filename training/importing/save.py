@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from app.adapters import InputLimits, make_adapter
-from app.repository.lifecycle import WARMUP_TOLERANCE
+from app.repository.loading import WARMUP_TOLERANCE
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import (
     CardExample,
