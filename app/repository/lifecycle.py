@@ -47,10 +47,14 @@ from app.repository.registry import (
     scan_repository,
     verify,
 )
-from app.runtimes.base import Model
-from app.runtimes.keras import KerasModel, batch_buckets, configure_backend
-from app.runtimes.sklearn import SklearnModel
-from app.runtimes.trust import library_version_problem
+from app.runtimes import (
+    Model,
+    Runtime,
+    library_version_problem,
+    load_model,
+    prepare_runtimes,
+    runtime_of,
+)
 from app.schemas.predict import predict_request_model
 from app.settings import Settings
 
@@ -89,7 +93,6 @@ class Lifecycle:
         self.registry = registry
         self.metrics = metrics
         self._serve = serve
-        self.backend = ""
         self.stopping = False
         self.started_up = False  # the start-up loading has finished
         self._loader: asyncio.Task[None] | None = None
@@ -148,11 +151,13 @@ class Lifecycle:
 
     async def _load_all(self) -> None:
         started = time.perf_counter()
-        needs_keras = any(e.card and e.card.framework == "keras" for e in self.registry)
-        if needs_keras:
-            self.backend = await _in_daemon_thread(
-                configure_backend, self.settings.resolved_inference_threads()
-            )
+        # Each framework's process set-up (a backend chosen before its library is imported)
+        # once, before the first model loads.
+        await _in_daemon_thread(
+            prepare_runtimes,
+            {e.card.framework for e in self.registry if e.card is not None},
+            self.settings.resolved_inference_threads(),
+        )
         for entry in self.registry:  # the versions of the first scan (a copy of the list)
             async with self._load_lock:
                 if entry.state is ModelState.LOADING and entry not in self._loading:
@@ -177,10 +182,11 @@ class Lifecycle:
     async def _load_one(self, entry: ModelEntry) -> None:
         """Load one admitted version and, if it passes every check, put it into service."""
         labels = (entry.name, str(entry.version))
-        if not self.backend and entry.card is not None and entry.card.framework == "keras":
-            # The first Keras version arrived after start-up (polling, the repository API).
-            self.backend = await _in_daemon_thread(
-                configure_backend, self.settings.resolved_inference_threads()
+        if entry.card is not None:
+            # A framework first seen after start-up (polling, the repository API); a no-op
+            # for the frameworks already set up.
+            await _in_daemon_thread(
+                prepare_runtimes, [entry.card.framework], self.settings.resolved_inference_threads()
             )
         loaded = await _in_daemon_thread(self.load, entry)
         if entry.state is ModelState.UNLOADING:  # retired (unloaded) while it loaded
@@ -466,14 +472,17 @@ class Lifecycle:
         self.registry.remove(entry)
         self.registry.refresh(entry.name)
         self.registry.changed()  # listeners drop what they cached of the version
-        compiled = isinstance(model, KerasModel) and self.backend == "jax"
+        runtime = runtime_of(model) if model is not None else None
         live: list[tuple[Model | None, InputAdapter | None]] = [
             (e.model, e.adapter)
             for e in self.registry
-            if e.state is ModelState.READY and isinstance(e.model, KerasModel)
+            if e.state is ModelState.READY
+            and e.model is not None
+            and runtime is not None
+            and runtime.owns(e.model)
         ]
         del model
-        await asyncio.to_thread(_collect, live if compiled else None)
+        await asyncio.to_thread(_collect, runtime, live)
         log.info("model %s version %s unloaded", entry.name, entry.version)
 
     async def wait_retired(self) -> None:
@@ -490,19 +499,12 @@ class Lifecycle:
         try:
             if not verify(entry):
                 return False
-            mismatch = library_version_problem(card.framework, card.library_versions)
+            mismatch = library_version_problem(card)
             if mismatch is not None and not self.settings.allow_library_version_mismatch:
                 entry.fail(f"loading failed: {mismatch}")
                 return False
-            model: Model
-            if card.framework == "keras":
-                batching = self.settings.batching_for(entry.name)
-                model = KerasModel(
-                    card, entry.folder, buckets=batch_buckets(batching.max_batch_size)
-                )
-            else:
-                model = SklearnModel(card, entry.folder)
-            model.load()
+            batching = self.settings.batching_for(entry.name)
+            model = load_model(card, entry.folder, max_batch_size=batching.max_batch_size)
             adapter.load()
             if self.settings.warmup:
                 warm_up(model, adapter)
@@ -524,22 +526,18 @@ class Lifecycle:
         return True
 
 
-def _collect(recompile: list[tuple[Model | None, InputAdapter | None]] | None = None) -> None:
+def _collect(runtime: Runtime | None, live: list[tuple[Model | None, InputAdapter | None]]) -> None:
     """Free an unloaded version's memory: the runtime's objects, and glibc's freed arenas.
 
-    `recompile` (after a Keras version on JAX): JAX keeps every function it compiled in
-    process-wide caches that outlive the model (each unload and load of a text model left
-    ~15 MB behind, bench/reload_memory.py), so they are cleared, and the versions still
-    serving are warmed up again here, off the event loop, rather than compiling on their
-    next request.
+    The unloaded model's `runtime` drops what it keeps process-wide for it (JAX's compiled
+    functions, `Runtime.clear_caches`); if that costs its versions still serving (`live`)
+    their compiled shapes, they are warmed up again here, off the event loop, rather than
+    compiling on their next request.
     """
     gc.collect()
-    if recompile is not None:
-        import jax
-
-        jax.clear_caches()  # type: ignore[no-untyped-call]
+    if runtime is not None and runtime.clear_caches():
         gc.collect()
-        for model, adapter in recompile:
+        for model, adapter in live:
             if model is not None and adapter is not None:
                 try:
                     warm_up(model, adapter)

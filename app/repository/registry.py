@@ -42,8 +42,8 @@ from app.repository.config import (
     check_selection,
     parse_config,
 )
+from app.runtimes import UntrustedArtifact
 from app.runtimes.base import Model
-from app.runtimes.sklearn import UntrustedArtifact
 from app.schemas.card import CARD_FILENAME, MODEL_NAME_PATTERN, ModelCard, verify_artifacts
 from app.schemas.versions import VERSION_RANGE, is_version_folder_name, parse_version
 
