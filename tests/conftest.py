@@ -50,7 +50,7 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) ->
 
     API tests use these so they exercise the pipeline, not the committed artifacts.
     """
-    from training.__main__ import TRAINERS
+    from training.train import TRAINERS
     from training.common import TrainOptions, train_and_save
 
     out = tmp_path_factory.mktemp("models")
