@@ -219,7 +219,7 @@ def make_explainer(card: Any, model: Model, adapter: InputAdapter, settings: Set
             card,
             model.predict,
             estimator=model.estimator,
-            network=model.network,
+            input_mean=model.input_mean(),
             exact_max_features=settings.explain_exact_max_features,
             permutations=settings.explain_permutations,
         )

@@ -3,7 +3,7 @@
 A runtime turns a batch of model inputs (already featurised: numbers, pixels or token ids) into
 an `(N, C)` array of class probabilities. It knows nothing of HTTP, batching or JSON.
 
-What explanations need from a model (the fitted estimator, the network, input gradients) is
+What explanations need from a model (the fitted estimator, the training mean, input gradients) is
 asked of this class too, so no caller checks which runtime it holds: a runtime without the
 capability answers None or raises `NoInputGradients`.
 """
@@ -38,10 +38,6 @@ class UntrustedArtifact(ValueError):
 class Model(ABC):
     """A loaded model: `load()` once, then `predict(batch)` from one worker thread."""
 
-    # The loaded network object (a Keras model), for explanations that read its layers;
-    # None for runtimes without one, or before load().
-    network: Any = None
-
     def __init__(self, card: ModelCard, folder: Path) -> None:
         self.card = card
         self.folder = folder
@@ -50,6 +46,12 @@ class Model(ABC):
     def estimator(self) -> Any:
         """The fitted estimator object (scikit-learn's), for explanations that look inside
         it; None for runtimes without one, or before load()."""
+        return None
+
+    def input_mean(self) -> np.ndarray | None:
+        """The training data's mean input row `(F,)` float64, where the artifact holds it
+        (a normalisation layer fitted on the training data), for explanation baselines; None
+        where it does not (the default)."""
         return None
 
     def input_gradient(self) -> Gradient:

@@ -182,6 +182,16 @@ class KerasModel(Model):
         )
         self.network = model
 
+    def input_mean(self) -> np.ndarray | None:
+        """The mean of the first Normalization layer (adapted on the training data), flat."""
+        for layer in getattr(self.network, "layers", []):
+            if (
+                layer.__class__.__name__ == "Normalization"
+                and getattr(layer, "mean", None) is not None
+            ):
+                return np.asarray(layer.mean, dtype=np.float64).reshape(-1)
+        return None
+
     def input_gradient(self) -> Gradient:
         """Compiled on the backend the model was loaded on (jax or tensorflow); raises
         NoInputGradients on another backend."""

@@ -158,7 +158,7 @@ def test_loading_does_not_set_the_runtime_up(fake: FakeRuntime, tmp_path: Path) 
 
 def test_capabilities_default_to_none_or_a_clear_refusal(fake: FakeRuntime, tmp_path: Path) -> None:
     model = load_model(_card("fake"), tmp_path)
-    assert model.estimator is None and model.network is None
+    assert model.estimator is None and model.input_mean() is None
     with pytest.raises(NoInputGradients, match="toy: its fake runtime has no input gradients"):
         model.input_gradient()
     assert fake.clear_caches() is False
