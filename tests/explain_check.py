@@ -21,8 +21,8 @@ def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
     from app.adapters import make_adapter
     from app.explain.service import make_explainer
     from app.repository import ModelRegistry, VersionPolicy
-    from app.runtimes.keras import KerasModel, configure_backend
-    from app.runtimes.sklearn import SklearnModel
+    from app.runtimes import load_model
+    from app.runtimes.keras import configure_backend
     from app.schemas.predict import predict_request_model
     from app.settings import Settings
 
@@ -37,12 +37,7 @@ def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"backend": backend, "models": {}}
     for name, entry in sorted(newest.items()):
         card = entry.card
-        model: Any = (
-            KerasModel(card, entry.folder, buckets=[1, 8, 64])
-            if card.framework == "keras"
-            else SklearnModel(card, entry.folder)
-        )
-        model.load()
+        model: Any = load_model(card, entry.folder, buckets=[1, 8, 64])
         adapter = make_adapter(card, entry.folder, max_image_pixels=4_000_000)
         request = predict_request_model(card, max_instances=64, max_text_chars=10**9, examples=[])
         instances = request.model_validate(
