@@ -120,8 +120,8 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) ->
 
     API tests use these so they exercise the pipeline, not the committed artifacts.
     """
-    from training.__main__ import TRAINERS
     from training.common import TrainOptions, train_and_save
+    from training.train import TRAINERS
 
     out = tmp_path_factory.mktemp("models")
     options = TrainOptions(data_dir=data_dir, epochs=1, max_rows=400, quiet=True)

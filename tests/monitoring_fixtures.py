@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.adapters import make_adapter
+from app.metrics import ServingStats
 from app.monitoring.database import database_url
 from app.monitoring.store import Store
 from app.monitoring.writer import Record, Writer
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 
@@ -31,11 +33,17 @@ IRIS_FOLDER = COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION
 
 
 @pytest.fixture(scope="module")
-def iris() -> ModelEntry:
-    return ModelEntry("iris-knn", int(COMMITTED_VERSION), IRIS_FOLDER, ModelCard.read(IRIS_FOLDER))
+def iris() -> CardedVersion:
+    return _carded("iris-knn", int(COMMITTED_VERSION), IRIS_FOLDER, ModelCard.read(IRIS_FOLDER))
 
 
-def _record(entry: ModelEntry, request_id: str, rows: int) -> Record:
+def _carded(name: str, version: int, folder: Path, card: ModelCard) -> CardedVersion:
+    """A version as the writer gets it (its input kind made from the card, not loaded)."""
+    kind = make_adapter(card, folder, load=False)
+    return CardedVersion(name, version, folder, card, kind, ServingStats())
+
+
+def _record(entry: CardedVersion, request_id: str, rows: int) -> Record:
     return Record(
         request_id=request_id,
         entry=entry,

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from app.monitoring.store import Store
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
-from tests.monitoring_fixtures import _record, _writer
+from tests.monitoring_fixtures import _carded, _record, _writer
 
 
 def test_text_statistics_count_tokens_and_unknown_words() -> None:
@@ -27,7 +27,7 @@ def test_text_statistics_count_tokens_and_unknown_words() -> None:
     assert stats[1, 0] == 3.0 and stats[1, 1] == pytest.approx(2 / 3)
 
 
-def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
+def test_feedback_wait_flushes_at_once(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)
     writer.start()
     try:
@@ -42,7 +42,9 @@ def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
         writer.stop()
 
 
-def test_the_writer_process_stores_what_the_store_records(store: Store, iris: ModelEntry) -> None:
+def test_the_writer_process_stores_what_the_store_records(
+    store: Store, iris: CardedVersion
+) -> None:
     writer = _writer(store)
     writer.start()
     try:
@@ -63,7 +65,7 @@ def test_the_writer_process_stores_what_the_store_records(store: Store, iris: Mo
     assert np.frombuffer(row[4], dtype=np.float32).tolist() == pytest.approx([0.4, 0.4, 0.2])
 
 
-def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> None:
+def test_writer_stop_writes_what_is_queued(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)
     writer.start()
     writer.submit(*_record(iris, "last", 1))
@@ -72,7 +74,7 @@ def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> No
 
 
 def test_a_dead_writer_process_drops_counts_and_is_replaced(
-    store: Store, iris: ModelEntry, monkeypatch: pytest.MonkeyPatch
+    store: Store, iris: CardedVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("app.monitoring.writer.RESTART_BACKOFF_S", 0.0)
     dropped: list[int] = []
@@ -98,11 +100,11 @@ def test_a_dead_writer_process_drops_counts_and_is_replaced(
 
 
 def test_a_version_whose_statistics_fail_loses_only_its_rows(
-    store: Store, iris: ModelEntry, tmp_path: Path
+    store: Store, iris: CardedVersion, tmp_path: Path
 ) -> None:
     folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
     # The card, but a folder without its vocabulary: text statistics cannot be computed.
-    broken = ModelEntry("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
+    broken = _carded("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
     dropped: list[int] = []
     writer = _writer(store, on_drop=dropped.append)
     writer.start()

@@ -22,7 +22,7 @@ from app.monitoring.profile import (
 )
 from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilson_interval
 from app.monitoring.store import Store
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.card import ModelCard
 from app.tasks import CLASSIFICATION, REGRESSION
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
@@ -192,7 +192,9 @@ def test_store_retention_by_age_and_rows(store: Store) -> None:
 
 
 # ---------------------------------------------------------------------- writer
-def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: ModelEntry) -> None:
+def test_writer_drops_and_counts_when_full_and_never_blocks(
+    store: Store, iris: CardedVersion
+) -> None:
     dropped: list[int] = []
     # Never started: nothing drains the queue.
     writer = _writer(store, max_rows=5, on_drop=dropped.append)
@@ -204,7 +206,7 @@ def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: 
     assert dropped == [1] and writer.queued_rows == 5
 
 
-def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) -> None:
+def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: CardedVersion) -> None:
     from app.preprocessing.text import EncodedText
 
     dropped: list[int] = []
@@ -218,7 +220,7 @@ def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) ->
     assert sum(dropped) == 80
 
 
-def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntry) -> None:
+def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)  # not started: its batch never commits
     writer.submit(*_record(iris, "queued", 1))
     # A batch that has been in flight for a minute: the database is stuck.
@@ -228,7 +230,7 @@ def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntr
     assert time.perf_counter() - started < 5
 
 
-def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -> None:
+def test_queued_rows_are_copied_exactly_whatever_their_route(iris: CardedVersion) -> None:
     from app.monitoring.writer import _Pending
     from app.preprocessing.text import EncodedText
 
@@ -257,7 +259,7 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -
 # ---------------------------------------------------------------------- payload log
 def _classes(*labels: str) -> Any:
     """The classification encoder of a card with these labels (what the monitor passes)."""
-    return functools.partial(CLASSIFICATION.encode_v1, SimpleNamespace(labels=list(labels)))
+    return functools.partial(CLASSIFICATION.encode_v1, SimpleNamespace(labels=list(labels)))  # type: ignore[arg-type]
 
 
 def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
@@ -294,7 +296,7 @@ def test_payload_log_writes_a_regressor_s_values_not_labels(tmp_path: Path) -> N
     logger = PayloadLogger(str(path), max_events=10, on_drop=print)
     logger.start()
     card = SimpleNamespace(labels=["price"])
-    encode = functools.partial(REGRESSION.encode_v1, card)
+    encode = functools.partial(REGRESSION.encode_v1, card)  # type: ignore[arg-type]
     logger.submit("req-1", "houses", 1, [np.ones(3)], encode, np.array([[251.5], [7.0]]))
     logger.stop()
     response = [json.loads(line) for line in path.read_text().splitlines()][1]
