@@ -16,8 +16,9 @@ import pytest
 from app.adapters import make_adapter
 from app.batching import Batcher
 from app.metrics import ServingStats
-from app.repository import CardedVersion, Leases, ServedVersion, loading
-from app.runtimes.base import Model
+from app.repository import CardedVersion, Leases, ServedVersion
+from app.runtimes import RUNTIMES
+from app.runtimes.base import Model, Runtime
 from app.schemas.card import CARD_FILENAME, ModelCard, sha256_file
 
 ARTIFACT = "model.bin"
@@ -76,9 +77,21 @@ class FakeRuntime(Model):
         return np.tile([1.0 - positive, positive], (len(batch), 1))
 
 
+class FakeRuntimeTable(Runtime):
+    """The runtime-table entry that builds FakeRuntime models (under the card's framework)."""
+
+    framework = "sklearn"
+
+    def create(self, card: ModelCard, folder: Path, *, max_batch_size: int, buckets: Any) -> Model:
+        return FakeRuntime(card, folder)
+
+    def owns(self, model: Model) -> bool:
+        return isinstance(model, FakeRuntime)
+
+
 def register_fake_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     """Serve the card's framework (sklearn) with the fake runtime for one test."""
-    monkeypatch.setattr(loading, "SklearnModel", FakeRuntime)
+    monkeypatch.setitem(RUNTIMES, "sklearn", FakeRuntimeTable())
     monkeypatch.setattr(FakeRuntime, "loaded", [])
     monkeypatch.setattr(FakeRuntime, "fail", False)
 
