@@ -21,7 +21,8 @@ Predict = Callable[[np.ndarray], np.ndarray]  # a runtime's: (N, C) probabilitie
 
 
 class NotExplainable(ServingError):
-    """This model cannot be explained on this server (a Keras backend without gradients)."""
+    """This model cannot be explained on this server (its runtime or backend has no input
+    gradients)."""
 
     status_code = 501
 

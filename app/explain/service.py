@@ -19,7 +19,8 @@ from app.errors import NotFound, PayloadTooLarge, ServingError
 from app.explain.base import Explainer
 from app.explain.worker import Check, ExplainWorker
 from app.kinds import InputAdapter
-from app.repository import ModelEntry
+from app.repository import ServedVersion
+from app.runtimes import Model
 from app.series import ExplainSeries
 from app.service import PredictionService
 from app.settings import ExplainSettings
@@ -38,7 +39,8 @@ class ExplanationService:
             max_per_caller=settings.explain_max_per_caller,
             niceness=settings.explain_niceness,
             pressure=lambda: any(
-                entry.batcher is not None and entry.batcher.in_flight_rows > 0 for entry in registry
+                entry.served is not None and entry.served.batcher.in_flight_rows > 0
+                for entry in registry
             ),
             max_yield_s=settings.explain_max_yield_ms / 1000.0,
         )
@@ -84,8 +86,7 @@ class ExplanationService:
     ) -> dict[str, Any]:
         """One uploaded image file -> one explanation."""
         entry = self.service.core.select(name, version, context)
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         if not adapter.takes_image_files:
             raise NotFound(
                 f"model {name} does not take images, so it has no :explain-image; use "
@@ -101,7 +102,7 @@ class ExplanationService:
             raise
 
     async def _explain(
-        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
     ) -> dict[str, Any]:
         limit = self.settings.explain_max_instances
         if len(rows) > limit:
@@ -127,11 +128,10 @@ class ExplanationService:
         return {"model": entry.name, "version": entry.version, "explanations": explanations}
 
     # ------------------------------------------------------------------ worker side
-    def explain_rows(self, entry: ModelEntry, rows: list[Any], check: Check) -> list[Any]:
+    def explain_rows(self, entry: ServedVersion, rows: list[Any], check: Check) -> list[Any]:
         """Explain every row (on the worker thread); a row the model cannot compute is a 422
         naming it, as in `:predict`."""
-        model, adapter = entry.model, entry.adapter
-        assert model is not None and adapter is not None
+        model, adapter = entry.model, entry.kind
         explainer = self.explainer_for(entry)
         features, refused = adapter.featurize_batch(rows)
         if refused:  # as `:predict` refuses it (a review with no known word)
@@ -152,13 +152,17 @@ class ExplanationService:
 
     def _forget_unloaded(self) -> None:
         """Drop the explainers of versions that were unloaded (they hold the runtime)."""
-        live = {(e.name, e.version): e.model for e in self.service.registry}
+        live = {
+            (e.name, e.version): e.served.model
+            for e in self.service.registry
+            if e.served is not None
+        }
         with self._lock:
             for key, (model, _) in list(self._explainers.items()):
                 if live.get(key) is not model:
                     del self._explainers[key]
 
-    def explainer_for(self, entry: ModelEntry) -> Explainer:
+    def explainer_for(self, entry: ServedVersion) -> Explainer:
         """The explainer of this loaded version (built once, on first use)."""
         key = (entry.name, entry.version)
         with self._lock:
@@ -171,15 +175,13 @@ class ExplanationService:
         return explainer
 
 
-def build_explainer(entry: ModelEntry, settings: ExplainSettings) -> Explainer:
+def build_explainer(entry: ServedVersion, settings: ExplainSettings) -> Explainer:
     """The explainer for a loaded version's input kind and runtime."""
-    card, model, adapter = entry.card, entry.model, entry.adapter
-    assert card is not None and model is not None and adapter is not None
-    return make_explainer(card, model, adapter, settings)
+    return make_explainer(entry.card, entry.model, entry.kind, settings)
 
 
 def make_explainer(
-    card: Any, model: Any, adapter: InputAdapter, settings: ExplainSettings
+    card: Any, model: Model, adapter: InputAdapter, settings: ExplainSettings
 ) -> Explainer:
     """The explainer for (card, loaded runtime, adapter): its input kind's (`app.kinds`)."""
     return adapter.explainer(model, settings)

@@ -14,7 +14,6 @@ from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput, PayloadTooLarge
 from app.explain.base import Explainer, NotExplainable
-from app.explain.gradients import UnsupportedBackend, make_gradient
 from app.explain.image import IntegratedGradients
 from app.html import digit_png, verdict
 from app.kinds.base import (
@@ -35,8 +34,7 @@ from app.preprocessing.image import (
     read_grid,
     read_image_bytes,
 )
-from app.runtimes.base import Model
-from app.runtimes.keras import KerasModel
+from app.runtimes.base import Model, NoInputGradients
 from app.schemas.card import CardExample, ImageInput, ModelCard, OutOfDomainChecks
 from app.schemas.predict import B64Image, Number, json_kind
 from app.settings import ExplainSettings
@@ -97,11 +95,9 @@ class ImageAdapter(InputAdapter):
     )
 
     def explainer(self, model: Model, settings: ExplainSettings) -> Explainer:
-        if not isinstance(model, KerasModel):
-            raise NotExplainable(f"model {self.card.name}: image explanations need a Keras model")
         try:
-            gradient = make_gradient(model.network, model.backend)
-        except UnsupportedBackend as exc:
+            gradient = model.input_gradient()
+        except NoInputGradients as exc:
             raise NotExplainable(str(exc)) from None
         return IntegratedGradients(
             self.card,

@@ -27,8 +27,6 @@ from app.kinds.base import (
 from app.kinds.report import feature_examples
 from app.kinds.statistics import InputStatistics
 from app.runtimes.base import Model
-from app.runtimes.keras import KerasModel
-from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ModelCard, OutOfDomainChecks, TabularInput
 from app.schemas.predict import FLOAT32_MAX, json_kind, model_title
 from app.schemas.predict import Feature as FeatureNumber
@@ -92,8 +90,8 @@ class TabularAdapter(InputAdapter):
             self.card,
             model.predict,
             feature_names=self.feature_names,
-            estimator=model.estimator if isinstance(model, SklearnModel) else None,
-            network=model.network if isinstance(model, KerasModel) else None,
+            estimator=model.estimator,
+            input_mean=model.input_mean(),
             exact_max_features=settings.explain_exact_max_features,
             permutations=settings.explain_permutations,
         )

@@ -53,7 +53,7 @@ TASK_SCHEMA = ("app/schemas/card.py",)
 TASK_ALLOWED = {
     "app/core.py": "probability bounding for classifiers (core owner)",
     "app/protocols/v2.py": "V2 output metadata (protocols owner)",
-    "app/repository/lifecycle.py": "load-time replay tolerance (repository owner)",
+    "app/repository/loading.py": "load-time replay tolerance (repository owner)",
     "app/runtimes/keras.py": "one sigmoid column to two (runtimes owner)",
     "app/runtimes/sklearn.py": "predict_proba or predict (runtimes owner)",
     "training/importing/evaluation.py": "held-out metrics per task at import (training owner)",
