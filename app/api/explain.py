@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from app.api.openapi import predict_request_body
 from app.api.predict import documented_versions, parse_version, require_json
+from app.attributions.image import captioned_png
 from app.context import request_context
 from app.errors import ServingError
-from app.explain.image import captioned_png
 from app.explain.service import ExplanationService
 from app.jsonutil import json_response
 from app.protocols.v1 import parse_instances

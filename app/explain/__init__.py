@@ -1,1 +1,2 @@
-"""Explanations: attribution methods per input kind (no HTTP); see app.explain.service."""
+"""Explanations (`:explain`): the service that runs each version's explainer (its input
+kind's, from `app.attributions`) on a worker of its own; no HTTP."""

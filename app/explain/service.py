@@ -14,9 +14,9 @@ from typing import Any
 
 from starlette.types import Receive
 
+from app.attributions.base import Explainer
 from app.context import RequestContext
 from app.errors import NotFound, PayloadTooLarge, ServingError
-from app.explain.base import Explainer
 from app.explain.worker import Check, ExplainWorker
 from app.kinds import InputAdapter
 from app.repository import ServedVersion

@@ -41,10 +41,10 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from app.attributions.base import Explainer
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import InvalidInput, ServingError
-from app.explain.base import Explainer
 from app.kinds.report import json_sample
 from app.kinds.statistics import InputStatistics
 from app.runtimes.base import Model

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Discriminator, Field, Tag
 
+from app.attributions.base import Explainer, NotExplainable
+from app.attributions.image import IntegratedGradients
 from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput, PayloadTooLarge
-from app.explain.base import Explainer, NotExplainable
-from app.explain.image import IntegratedGradients
 from app.html import digit_png, verdict
 from app.kinds.base import (
     NO_WARNINGS,

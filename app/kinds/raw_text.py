@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, StringConstraints
 
+from app.attributions.base import Explainer
+from app.attributions.table import WordShapley
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest
-from app.explain.base import Explainer
-from app.explain.table import WordShapley
 from app.kinds.base import InputAdapter, InputLimits, named_rows
 from app.kinds.report import text_examples, text_sample
 from app.kinds.statistics import InputStatistics

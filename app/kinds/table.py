@@ -22,11 +22,11 @@ from pydantic import (
     create_model,
 )
 
+from app.attributions.base import Explainer
+from app.attributions.table import TableShapley
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput
-from app.explain.base import Explainer
-from app.explain.table import TableShapley
 from app.html import table
 from app.kinds.base import InputAdapter, InputLimits
 from app.kinds.report import feature_examples

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
+from app.attributions.base import Explainer
+from app.attributions.tabular import TabularExplainer
 from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput
-from app.explain.base import Explainer
-from app.explain.tabular import TabularExplainer
 from app.html import table
 from app.kinds.base import (
     NO_WARNINGS,

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, StringConstraints
 
+from app.attributions.base import Explainer
+from app.attributions.text import TextShapley
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
 from app.errors import BadRequest, InvalidInput, ServingError
-from app.explain.base import Explainer
-from app.explain.text import TextShapley
 from app.kinds.base import (
     NO_WARNINGS,
     InputAdapter,

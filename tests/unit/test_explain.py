@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from app.attributions.image import overlay_png
+from app.attributions.shapley import exact_shapley, permutation_shapley
+from app.attributions.tabular import KnnView
 from PIL import Image
 
 from app.errors import DeadlineExceeded, Unavailable
-from app.explain.image import overlay_png
-from app.explain.shapley import exact_shapley, permutation_shapley
-from app.explain.tabular import KnnView
 from app.explain.worker import ExplainWorker
 from tests.estimators import iris as _iris
 from tests.estimators import wrapped_knns as _wrapped_knns
@@ -272,7 +272,8 @@ def test_between_chunks_the_worker_gives_way_while_predictions_are_queued() -> N
 
 
 def test_word_pairs_fold_into_the_words_they_cover_and_keep_the_sum() -> None:
-    from app.explain.text import fold_into_words
+    from app.attributions.text import fold_into_words
+
     from app.preprocessing.text import UNKNOWN
 
     words = ["the", "star", "of", "the", "star", "zorblax"]

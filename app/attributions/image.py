@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from app.explain.base import Check, Explainer, Predict, completeness, prediction, tolerance
+from app.attributions.base import Check, Explainer, Predict, completeness, prediction, tolerance
 from app.runtimes.base import Gradient
 from app.schemas.card import ModelCard
 

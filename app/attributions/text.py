@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from app.explain.base import Check, Explainer, Predict, completeness, prediction
-from app.explain.shapley import permutation_shapley
+from app.attributions.base import Check, Explainer, Predict, completeness, prediction
+from app.attributions.shapley import permutation_shapley
 from app.preprocessing.text import PADDING_ID, UNKNOWN, UNKNOWN_ID, TextVectorizer, tokenize
 from app.schemas.card import ModelCard
 

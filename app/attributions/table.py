@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from app.explain.base import Check, Explainer, completeness, prediction
-from app.explain.shapley import exact_shapley, permutation_shapley
+from app.attributions.base import Check, Explainer, completeness, prediction
+from app.attributions.shapley import exact_shapley, permutation_shapley
 from app.schemas.card import Feature, ModelCard
 
 MAX_PLAYERS = 32

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from app.explain.base import Check, Explainer, Predict, completeness, prediction
-from app.explain.shapley import exact_shapley, permutation_shapley
+from app.attributions.base import Check, Explainer, Predict, completeness, prediction
+from app.attributions.shapley import exact_shapley, permutation_shapley
 from app.schemas.card import ModelCard
 
 
