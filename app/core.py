@@ -51,6 +51,7 @@ from app.repository import CardedVersion, ModelRegistry, ServedVersion
 from app.runtimes.base import Model
 from app.schemas.versions import not_a_version, parse_version
 from app.settings import Settings
+from app.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class InferenceCore:
         self._shadow_listeners: list[ShadowListener] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._decoder = ThreadPoolExecutor(
-            settings.resolved_decode_threads(), thread_name_prefix="decode"
+            settings.serving.resolved_decode_threads(), thread_name_prefix="decode"
         )
 
     # ------------------------------------------------------------------ selection
@@ -263,7 +264,7 @@ class InferenceCore:
         try:
             results = await shadow.batcher.predict(
                 shadow.kind.rows_from(rows),
-                self.settings.request_timeout_ms / 1000.0,
+                self.settings.serving.request_timeout_ms / 1000.0,
                 shadow=True,
             )
             shadow_labels = [
@@ -309,8 +310,9 @@ class InferenceCore:
     def serve(self, entry: CardedVersion, model: Model) -> Batcher:
         """Start the batcher of a loaded version: `model` (its runtime) behind it, the
         version's kind (loaded) featurising, its stats fed per batch."""
-        batching = self.settings.batching_for(entry.name)
-        adapter, labels, stats = entry.kind, entry.card.labels, entry.stats
+        batching = self.settings.batching.for_model(entry.name)
+        adapter, card, stats = entry.kind, entry.card, entry.stats
+        task = task_of(card)
         version = str(entry.version)
         prediction_counter = self.metrics.predictions
 
@@ -342,7 +344,6 @@ class InferenceCore:
                 for index, error in refused.items():
                     results[index] = error
                 finite[list(refused)] = False  # neither an answer nor a counted prediction
-            best = np.argmax(probabilities, axis=1)
             if not finite.all():
                 # NaN/infinity out of a model that is fine on other rows: this input is
                 # outside what its float32 arithmetic can compute. A client error for this
@@ -352,7 +353,7 @@ class InferenceCore:
                         results[index] = adapter.uncomputable(rows[index])
             own = batcher.own_rows  # shadow copies are not this version's predictions
             counted = finite if own is None else finite & np.asarray(own, dtype=bool)
-            tally = Counter(labels[i] for i in best[counted].tolist())
+            tally = Counter(task.predicted_labels(card, probabilities[counted]))
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)
             stats.record_labels(tally)
@@ -378,14 +379,15 @@ class InferenceCore:
         """Seconds left of this request's deadline (counted from its arrival), or of the
         client's own deadline when that comes first (a gRPC call's)."""
         now = time.perf_counter()
-        remaining = self.settings.request_timeout_ms / 1000.0 - (now - context.arrived)
+        remaining = self.settings.serving.request_timeout_ms / 1000.0 - (now - context.arrived)
         if context.client_deadline is not None:
             return min(remaining, context.client_deadline - now)
         return remaining
 
     def deadline_exceeded(self) -> DeadlineExceeded:
         return DeadlineExceeded(
-            f"the request took longer than its deadline ({self.settings.request_timeout_ms:g} ms);"
+            "the request took longer than its deadline "
+            f"({self.settings.serving.request_timeout_ms:g} ms);"
             " send fewer or smaller instances, or retry later"
         )
 
@@ -407,7 +409,7 @@ class InferenceCore:
         if remaining_s <= 0:
             raise self.deadline_exceeded()
         budget = RequestBudget(
-            time.perf_counter() + remaining_s, self.settings.max_request_image_pixels
+            time.perf_counter() + remaining_s, self.settings.limits.max_request_image_pixels
         )
         work = asyncio.get_running_loop().run_in_executor(self._decoder, _run_job, job, budget)
         work.add_done_callback(_consume)

@@ -12,7 +12,6 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import Receive
 
 from app.adapters import InputAdapter, TextAdapter
@@ -29,10 +28,9 @@ from app.repository import ServedVersion
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
+from app.series import ExplainSeries
 from app.service import PredictionService
-from app.settings import Settings
-
-EXPLAIN_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from app.settings import ExplainSettings
 
 
 class NotExplainable(ServingError):
@@ -41,32 +39,13 @@ class NotExplainable(ServingError):
     status_code = 501
 
 
-class ExplainMetrics:
-    """Prometheus series of explanations, on the app's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "synergy_explanations_total",
-            "Explanation requests by model, version and status (ok or the HTTP status).",
-            ["model", "version", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "synergy_explanation_duration_seconds",
-            "Time to explain one request on the explanation worker (queueing excluded).",
-            ["model"],
-            buckets=EXPLAIN_LATENCY_BUCKETS_S,
-            registry=registry,
-        )
-
-
 class ExplanationService:
     """Everything between an `:explain` route and the explainers."""
 
-    def __init__(self, settings: Settings, service: PredictionService) -> None:
+    def __init__(self, settings: ExplainSettings, service: PredictionService) -> None:
         self.settings = settings
         self.service = service
-        self.metrics = ExplainMetrics(service.metrics.registry)
+        self.metrics = ExplainSeries(service.metrics.registry)
         registry = service.registry
         self.worker = ExplainWorker(
             max_queue=settings.explain_max_queue,
@@ -209,12 +188,14 @@ class ExplanationService:
         return explainer
 
 
-def build_explainer(entry: ServedVersion, settings: Settings) -> Explainer:
+def build_explainer(entry: ServedVersion, settings: ExplainSettings) -> Explainer:
     """The explainer for a loaded version's input kind and runtime."""
     return make_explainer(entry.card, entry.model, entry.kind, settings)
 
 
-def make_explainer(card: Any, model: Any, adapter: InputAdapter, settings: Settings) -> Explainer:
+def make_explainer(
+    card: Any, model: Any, adapter: InputAdapter, settings: ExplainSettings
+) -> Explainer:
     """The explainer for (card, loaded runtime, adapter): see app.explain's modules."""
     if isinstance(card.input, TabularInput):
         return TabularExplainer(

@@ -59,7 +59,7 @@ def model_config(service: PredictionService, name: str, version: str | None) -> 
     registry = service.registry
     entry = registry.carded(name, parse_version(registry, name, version))
     card = entry.card
-    batching = service.settings.batching_for(name)
+    batching = service.settings.batching.for_model(name)
     inputs, outputs = tensor_metadata(entry)
     served = registry.find(name, entry.version).served
     device = served.model.device if served is not None else "cpu"

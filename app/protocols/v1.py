@@ -177,7 +177,7 @@ class V1Protocol:
             return await self.core.off_loop(
                 lambda budget: self.json_rows(entry, body, budget), context, receive
             )
-        rows = adapter.plain_rows(body, self.settings.max_instances)
+        rows = adapter.plain_rows(body, self.settings.limits.max_instances)
         if rows is not None:
             return rows
         instances = parse_instances(adapter, body)
@@ -206,7 +206,7 @@ class V1Protocol:
         """A `{"instances": [...]}` body -> rows (on a decoding thread; its values were
         counted already)."""
         adapter = entry.kind
-        plain = adapter.plain_rows(body, self.settings.max_instances)
+        plain = adapter.plain_rows(body, self.settings.limits.max_instances)
         if plain is not None:
             return plain
         return _rows(adapter, parse_instances(adapter, body), budget)
@@ -215,12 +215,13 @@ class V1Protocol:
         """413 before parsing when a JSON body holds more values than the largest valid
         request can (counted by its commas: a few milliseconds for 8 MB, where parsing would
         take a few hundred), so a body of a million zeros costs nothing to refuse."""
-        limit = entry.kind.max_values(self.settings.max_instances)
+        limit = entry.kind.max_values(self.settings.limits.max_instances)
         if limit is not None and values > limit + VALUE_COUNT_SLACK:
             raise PayloadTooLarge(
                 f"the body holds {values} values or more, more than "
-                f"{self.settings.max_instances} instances of model {entry.name} can have "
-                f"({limit}); send at most {self.settings.max_instances} instances per request"
+                f"{self.settings.limits.max_instances} instances of model {entry.name} can have "
+                f"({limit}); send at most {self.settings.limits.max_instances} instances per "
+                "request"
             )
 
     async def predict_image(
@@ -275,7 +276,7 @@ class V1Protocol:
         """The card plus how this server runs the model."""
         carded = self.registry.carded(name, version)
         entry = self.registry.find(name, carded.version)
-        batching = self.settings.batching_for(name)
+        batching = self.settings.batching.for_model(name)
         status = entry.status()
         return {
             "card": carded.card.model_dump(mode="json"),

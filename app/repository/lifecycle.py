@@ -107,7 +107,7 @@ class Lifecycle:
         """Begin loading every version in the background, and poll the repository (when
         SYNERGY_MODEL_POLL_S > 0) meanwhile; returns at once."""
         self._loader = asyncio.create_task(self._load_all(), name="load-models")
-        if self.settings.model_poll_s > 0:
+        if self.settings.repository.model_poll_s > 0:
             self._poller = asyncio.create_task(self._poll(), name="poll-models")
 
     async def wait_loaded(self) -> None:
@@ -134,7 +134,7 @@ class Lifecycle:
         needs_keras = any(e.card and e.card.framework == "keras" for e in self.registry)
         if needs_keras:
             self.backend = await in_daemon_thread(
-                configure_backend, self.settings.resolved_inference_threads()
+                configure_backend, self.settings.repository.resolved_inference_threads()
             )
         for entry in self.registry:  # the versions of the first scan (a snapshot)
             async with self._load_lock:
@@ -163,7 +163,7 @@ class Lifecycle:
         if not self.backend and entry.card is not None and entry.card.framework == "keras":
             # The first Keras version arrived after start-up (polling, the repository API).
             self.backend = await in_daemon_thread(
-                configure_backend, self.settings.resolved_inference_threads()
+                configure_backend, self.settings.repository.resolved_inference_threads()
             )
         carded = entry.carded
         model = None
@@ -187,7 +187,7 @@ class Lifecycle:
         """Rescan every SYNERGY_MODEL_POLL_S seconds, from start-up on (a scan never waits
         for a load: configs, labels and traffic apply at the next poll)."""
         while not self.stopping:
-            await asyncio.sleep(self.settings.model_poll_s)
+            await asyncio.sleep(self.settings.repository.model_poll_s)
             try:
                 await self.rescan()
             except Exception:  # a scan's failure must not end polling
@@ -215,7 +215,7 @@ class Lifecycle:
             }
             scans = await asyncio.to_thread(
                 scan_repository,
-                self.settings.models_dir,
+                self.settings.repository.models_dir,
                 self.registry.policy,
                 configs,
                 self.registry.known(),
@@ -355,7 +355,9 @@ class Lifecycle:
 
     async def _unload(self, entry: ModelEntry) -> None:
         settings = self.settings
-        longest_s = max(settings.request_timeout_ms, settings.explain_timeout_ms) / 1000.0
+        longest_s = (
+            max(settings.serving.request_timeout_ms, settings.explain.explain_timeout_ms) / 1000.0
+        )
         if not await entry.leases.wait_idle(longest_s + 1.0):
             log.warning(
                 "model %s version %s: %d request(s) still hold it after their deadline; "
@@ -366,7 +368,7 @@ class Lifecycle:
             )
         served = entry.served
         if served is not None:
-            await served.batcher.stop(settings.shutdown_grace_period_s)
+            await served.batcher.stop(settings.serving.shutdown_grace_period_s)
         labels = (entry.name, str(entry.version))
         for gauge in (self.metrics.model_ready, self.metrics.queue_rows):
             with contextlib.suppress(KeyError):

@@ -41,9 +41,9 @@ class ArtifactMismatch(RuntimeError):
 def input_limits(settings: Settings) -> InputLimits:
     """The settings' limits on a request's inputs, for the adapters."""
     return InputLimits(
-        max_instances=settings.max_instances,
-        max_text_chars=settings.max_text_chars,
-        max_image_pixels=settings.max_image_pixels,
+        max_instances=settings.limits.max_instances,
+        max_text_chars=settings.limits.max_text_chars,
+        max_image_pixels=settings.limits.max_image_pixels,
     )
 
 
@@ -69,18 +69,18 @@ def load_version(
         if not verify(entry, card):
             return None
         mismatch = library_version_problem(card.framework, card.library_versions)
-        if mismatch is not None and not settings.allow_library_version_mismatch:
+        if mismatch is not None and not settings.repository.allow_library_version_mismatch:
             entry.fail(f"loading failed: {mismatch}")
             return None
         model: Model
         if card.framework == "keras":
-            batching = settings.batching_for(entry.name)
+            batching = settings.batching.for_model(entry.name)
             model = KerasModel(card, entry.folder, buckets=batch_buckets(batching.max_batch_size))
         else:
             model = SklearnModel(card, entry.folder)
         model.load()
         adapter.load()
-        if settings.warmup:
+        if settings.repository.warmup:
             warm_up(model, adapter)
         if stopping():  # stopped while it loaded: it never served
             return None
