@@ -43,6 +43,7 @@ from app.repository.versions import CardedVersion, ModelEntry, ModelState, Serve
 from app.runtimes.base import Model
 from app.runtimes.keras import KerasModel, configure_backend
 from app.settings import Settings
+from app.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,13 @@ class Lifecycle:
             # Per version, from its card alone: its schema and V2 spec exist at once.
             kind = make_adapter(entry.card, entry.folder, self._limits, load=False)
             entry.carded = CardedVersion(
-                entry.name, entry.version, entry.folder, entry.card, kind, entry.stats
+                entry.name,
+                entry.version,
+                entry.folder,
+                entry.card,
+                kind,
+                task_of(entry.card),
+                entry.stats,
             )
         self.metrics.model_ready.labels(entry.name, str(entry.version)).set(0)
 

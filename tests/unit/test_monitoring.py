@@ -27,7 +27,7 @@ from app.monitoring.store import Store
 from app.monitoring.writer import Record, Writer
 from app.repository import CardedVersion
 from app.schemas.card import ModelCard
-from app.tasks import CLASSIFICATION, REGRESSION
+from app.tasks import CLASSIFICATION, REGRESSION, task_of
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,7 +223,7 @@ def iris() -> CardedVersion:
 def _carded(name: str, version: int, folder: Path, card: ModelCard) -> CardedVersion:
     """A version as the writer gets it (its input kind made from the card, not loaded)."""
     kind = make_adapter(card, folder, load=False)
-    return CardedVersion(name, version, folder, card, kind, ServingStats())
+    return CardedVersion(name, version, folder, card, kind, task_of(card), ServingStats())
 
 
 def _record(entry: CardedVersion, request_id: str, rows: int) -> Record:
