@@ -125,8 +125,8 @@ def load_models(models_dir: Path) -> dict[str, Any]:
     from app.adapters import make_adapter
     from app.explain.service import make_explainer
     from app.repository import ModelRegistry, VersionPolicy
-    from app.runtimes.keras import KerasModel, configure_backend
-    from app.runtimes.sklearn import SklearnModel
+    from app.runtimes import load_model
+    from app.runtimes.keras import configure_backend
     from app.settings import Settings
 
     configure_backend(2)
@@ -136,12 +136,7 @@ def load_models(models_dir: Path) -> dict[str, Any]:
         card = entry.card
         if card is None or entry.name not in ("mnist-cnn", "imdb-sentiment"):
             continue
-        model: Any = (
-            KerasModel(card, entry.folder, buckets=[1, 8, 64])
-            if card.framework == "keras"
-            else SklearnModel(card, entry.folder)
-        )
-        model.load()
+        model: Any = load_model(card, entry.folder, buckets=[1, 8, 64])
         adapter = make_adapter(card, entry.folder, max_image_pixels=4_000_000)
         loaded[entry.name] = (
             model,

@@ -18,15 +18,13 @@ from app.adapters import InputAdapter, TextAdapter
 from app.context import RequestContext
 from app.errors import NotFound, PayloadTooLarge, ServingError
 from app.explain.base import Explainer
-from app.explain.gradients import UnsupportedBackend, make_gradient
 from app.explain.image import IntegratedGradients
 from app.explain.table import TableShapley, WordShapley
 from app.explain.tabular import TabularExplainer
 from app.explain.text import TextShapley
 from app.explain.worker import Check, ExplainWorker
 from app.repository import ServedVersion
-from app.runtimes.keras import KerasModel
-from app.runtimes.sklearn import SklearnModel
+from app.runtimes import Model, NoInputGradients
 from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
 from app.series import ExplainSeries
 from app.service import PredictionService
@@ -34,7 +32,8 @@ from app.settings import ExplainSettings
 
 
 class NotExplainable(ServingError):
-    """This model cannot be explained on this server (a Keras backend without gradients)."""
+    """This model cannot be explained on this server (its runtime or backend has no input
+    gradients)."""
 
     status_code = 501
 
@@ -194,15 +193,15 @@ def build_explainer(entry: ServedVersion, settings: ExplainSettings) -> Explaine
 
 
 def make_explainer(
-    card: Any, model: Any, adapter: InputAdapter, settings: ExplainSettings
+    card: Any, model: Model, adapter: InputAdapter, settings: ExplainSettings
 ) -> Explainer:
     """The explainer for (card, loaded runtime, adapter): see app.explain's modules."""
     if isinstance(card.input, TabularInput):
         return TabularExplainer(
             card,
             model.predict,
-            estimator=model.estimator if isinstance(model, SklearnModel) else None,
-            network=model.network if isinstance(model, KerasModel) else None,
+            estimator=model.estimator,
+            input_mean=model.input_mean(),
             exact_max_features=settings.explain_exact_max_features,
             permutations=settings.explain_permutations,
         )
@@ -215,11 +214,9 @@ def make_explainer(
             return TableShapley(card, outputs, permutations=settings.explain_permutations)
         return WordShapley(card, outputs, permutations=settings.explain_text_permutations)
     if isinstance(card.input, ImageInput):
-        if not isinstance(model, KerasModel):
-            raise NotExplainable(f"model {card.name}: image explanations need a Keras model")
         try:
-            gradient = make_gradient(model.network, model.backend)
-        except UnsupportedBackend as exc:
+            gradient = model.input_gradient()
+        except NoInputGradients as exc:
             raise NotExplainable(str(exc)) from None
         return IntegratedGradients(
             card,

@@ -40,8 +40,7 @@ from app.repository.loading import collect, in_daemon_thread, input_limits, load
 from app.repository.registry import ModelRegistry, ServedModel
 from app.repository.scan import scan_repository
 from app.repository.versions import CardedVersion, ModelEntry, ModelState, ServedVersion
-from app.runtimes.base import Model
-from app.runtimes.keras import KerasModel, configure_backend
+from app.runtimes import Model, prepare_runtimes, runtime_of
 from app.settings import Settings
 from app.tasks import task_of
 
@@ -70,7 +69,6 @@ class Lifecycle:
         self.registry = registry
         self.metrics = metrics
         self._serve = serve
-        self.backend = ""
         self.stopping = False
         self.started_up = False  # the start-up loading has finished
         self._loader: asyncio.Task[None] | None = None
@@ -138,11 +136,13 @@ class Lifecycle:
 
     async def _load_all(self) -> None:
         started = time.perf_counter()
-        needs_keras = any(e.card and e.card.framework == "keras" for e in self.registry)
-        if needs_keras:
-            self.backend = await in_daemon_thread(
-                configure_backend, self.settings.repository.resolved_inference_threads()
-            )
+        # Each framework's process set-up (a backend chosen before its library is imported)
+        # once, before the first model loads.
+        await in_daemon_thread(
+            prepare_runtimes,
+            {e.card.framework for e in self.registry if e.card is not None},
+            self.settings.repository.resolved_inference_threads(),
+        )
         for entry in self.registry:  # the versions of the first scan (a snapshot)
             async with self._load_lock:
                 if entry.state is ModelState.LOADING and entry not in self._loading:
@@ -167,10 +167,13 @@ class Lifecycle:
     async def _load_one(self, entry: ModelEntry) -> None:
         """Load one admitted version and, if it passes every check, put it into service."""
         labels = (entry.name, str(entry.version))
-        if not self.backend and entry.card is not None and entry.card.framework == "keras":
-            # The first Keras version arrived after start-up (polling, the repository API).
-            self.backend = await in_daemon_thread(
-                configure_backend, self.settings.repository.resolved_inference_threads()
+        if entry.card is not None:
+            # A framework first seen after start-up (polling, the repository API); a no-op
+            # for the frameworks already set up.
+            await in_daemon_thread(
+                prepare_runtimes,
+                [entry.card.framework],
+                self.settings.repository.resolved_inference_threads(),
             )
         carded = entry.carded
         model = None
@@ -385,14 +388,15 @@ class Lifecycle:
         self.registry.remove(entry)
         self.registry.refresh(entry.name)
         self.registry.changed()  # listeners drop what they cached of the version
-        compiled = isinstance(model, KerasModel) and self.backend == "jax"
+        runtime = runtime_of(model) if model is not None else None
         live: list[tuple[Model, InputAdapter]] = [
             (e.served.model, e.served.kind)
             for e in self.registry
             if e.state is ModelState.READY
             and e.served is not None
-            and isinstance(e.served.model, KerasModel)
+            and runtime is not None
+            and runtime.owns(e.served.model)
         ]
         del model
-        await asyncio.to_thread(collect, live if compiled else None)
+        await asyncio.to_thread(collect, runtime, live)
         log.info("model %s version %s unloaded", entry.name, entry.version)

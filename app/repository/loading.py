@@ -18,10 +18,7 @@ from typing import Any, TypeVar
 from app.adapters import InputAdapter, InputLimits
 from app.budget import release_free_memory
 from app.repository.versions import CardedVersion, ModelEntry
-from app.runtimes.base import Model
-from app.runtimes.keras import KerasModel, batch_buckets
-from app.runtimes.sklearn import SklearnModel, UntrustedArtifact
-from app.runtimes.trust import library_version_problem
+from app.runtimes import Model, Runtime, UntrustedArtifact, library_version_problem, load_model
 from app.schemas.card import ModelCard, verify_artifacts
 from app.schemas.predict import predict_request_model
 from app.settings import Settings
@@ -68,17 +65,12 @@ def load_version(
     try:
         if not verify(entry, card):
             return None
-        mismatch = library_version_problem(card.framework, card.library_versions)
+        mismatch = library_version_problem(card)
         if mismatch is not None and not settings.repository.allow_library_version_mismatch:
             entry.fail(f"loading failed: {mismatch}")
             return None
-        model: Model
-        if card.framework == "keras":
-            batching = settings.batching.for_model(entry.name)
-            model = KerasModel(card, entry.folder, buckets=batch_buckets(batching.max_batch_size))
-        else:
-            model = SklearnModel(card, entry.folder)
-        model.load()
+        batching = settings.batching.for_model(entry.name)
+        model = load_model(card, entry.folder, max_batch_size=batching.max_batch_size)
         adapter.load()
         if settings.repository.warmup:
             warm_up(model, adapter)
@@ -112,22 +104,18 @@ def load_failure_reason(card: ModelCard, exc: BaseException) -> str:
     )
 
 
-def collect(recompile: list[tuple[Model, InputAdapter]] | None = None) -> None:
+def collect(runtime: Runtime | None, live: list[tuple[Model, InputAdapter]]) -> None:
     """Free an unloaded version's memory: the runtime's objects, and glibc's freed arenas.
 
-    `recompile` (after a Keras version on JAX): JAX keeps every function it compiled in
-    process-wide caches that outlive the model (each unload and load of a text model left
-    ~15 MB behind, bench/reload_memory.py), so they are cleared, and the versions still
-    serving are warmed up again here, off the event loop, rather than compiling on their
-    next request.
+    The unloaded model's `runtime` drops what it keeps process-wide for it (JAX's compiled
+    functions, `Runtime.clear_caches`); if that costs its versions still serving (`live`)
+    their compiled shapes, they are warmed up again here, off the event loop, rather than
+    compiling on their next request.
     """
     gc.collect()
-    if recompile is not None:
-        import jax
-
-        jax.clear_caches()  # type: ignore[no-untyped-call]
+    if runtime is not None and runtime.clear_caches():
         gc.collect()
-        for model, adapter in recompile:
+        for model, adapter in live:
             try:
                 warm_up(model, adapter)
             except Exception:  # it serves anyway; its next request compiles
