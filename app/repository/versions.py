@@ -23,7 +23,7 @@ from app.batching import Batcher
 from app.metrics import ServingStats
 from app.runtimes.base import Model
 from app.schemas.card import ModelCard
-from app.tasks import Task
+from app.tasks import Task, task_of
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,13 @@ class ModelEntry:
     # tried again only when its files change.
     fingerprint: str = ""
     leases: Leases = field(default_factory=Leases)
+
+    def admit(self, card: ModelCard, kind: InputAdapter) -> CardedVersion:
+        """Hold the version as carded (`card`, its valid card; `kind`, made from it)."""
+        self.carded = CardedVersion(
+            self.name, self.version, self.folder, card, kind, task_of(card), self.stats
+        )
+        return self.carded
 
     def ready(self, served: ServedVersion) -> None:
         """Mark the version serving (loaded, warm, its batcher running)."""
