@@ -1,7 +1,8 @@
 """Explain real held-out examples with the committed models on one Keras backend; print JSON.
 
-Run by tests/unit/test_explain.py in a subprocess per backend (Keras picks its backend once
-per process): `KERAS_BACKEND=jax python -m tests.explain_check <models_dir> <data_dir>`.
+Run by tests/integration/test_explain_models.py in a subprocess per backend (Keras picks
+its backend once per process):
+`KERAS_BACKEND=jax python -m tests.explain_check <models_dir> <data_dir>`.
 Held-out examples: every card's examples, plus the first MNIST test images.
 """
 

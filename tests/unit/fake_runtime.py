@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +17,8 @@ from app.adapters import make_adapter
 from app.batching import Batcher
 from app.metrics import ServingStats
 from app.repository import CardedVersion, Leases, ServedVersion
-from app.runtimes import RUNTIMES, Model, Runtime
+from app.runtimes import RUNTIMES
+from app.runtimes.base import Model, Runtime
 from app.schemas.card import CARD_FILENAME, ModelCard, sha256_file
 
 ARTIFACT = "model.bin"
@@ -77,14 +77,12 @@ class FakeRuntime(Model):
         return np.tile([1.0 - positive, positive], (len(batch), 1))
 
 
-class FakeRuntimePlugin(Runtime):
-    """The runtime-table entry that builds `FakeRuntime` models (no set-up, no caches)."""
+class FakeRuntimeTable(Runtime):
+    """The runtime-table entry that builds FakeRuntime models (under the card's framework)."""
 
     framework = "sklearn"
 
-    def create(
-        self, card: ModelCard, folder: Path, *, max_batch_size: int, buckets: Sequence[int] | None
-    ) -> Model:
+    def create(self, card: ModelCard, folder: Path, *, max_batch_size: int, buckets: Any) -> Model:
         return FakeRuntime(card, folder)
 
     def owns(self, model: Model) -> bool:
@@ -93,7 +91,7 @@ class FakeRuntimePlugin(Runtime):
 
 def register_fake_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     """Serve the card's framework (sklearn) with the fake runtime for one test."""
-    monkeypatch.setitem(RUNTIMES, "sklearn", FakeRuntimePlugin())
+    monkeypatch.setitem(RUNTIMES, "sklearn", FakeRuntimeTable())
     monkeypatch.setattr(FakeRuntime, "loaded", [])
     monkeypatch.setattr(FakeRuntime, "fail", False)
 
