@@ -26,13 +26,12 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from starlette.types import Receive
 
 from app.adapters.base import (
     DEFAULT_PROBABILITY_FLOOR,
@@ -43,7 +42,14 @@ from app.adapters.base import (
 from app.batching import Batcher
 from app.budget import ClientDisconnected, RequestBudget, release_free_memory
 from app.context import RequestContext
-from app.errors import BadRequest, DeadlineExceeded, ServingError, Unavailable
+from app.errors import (
+    DeadlineExceeded,
+    MalformedVersion,
+    PayloadTooLarge,
+    ServingError,
+    Unavailable,
+)
+from app.explain.service import ExplanationService
 from app.metrics import Metrics
 from app.repository import ModelEntry, ModelRegistry
 from app.schemas.versions import not_a_version, parse_version
@@ -52,12 +58,21 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# A connection's `receive` (ASGI's, as starlette types it): the core watches it for the
+# client's disconnect, and spells the type itself so that it needs no web framework.
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 # After a request decoded this many pixels, hand the freed memory back to the OS (glibc keeps
 # it in per-thread arenas otherwise: six 25 MP decodes left the process 2 GB larger).
 TRIM_AFTER_PIXELS = 1_000_000
 # Shadow copies in flight at once, over every model: beyond it copies are dropped (counted),
 # so a slow shadow cannot pile up tasks and memory.
 MAX_SHADOW_REQUESTS = 256
+# Values beyond those of the largest valid request that a body may hold (the keys and
+# metadata of a JSON body are counted with its values).
+VALUE_COUNT_SLACK = 256
+# Bodies over this are decoded on a decoding thread (`off_loop`): parsing ~1,000 28x28 images
+# as JSON takes milliseconds, too long for the event loop that answers every other request.
+LARGE_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +125,8 @@ class InferenceCore:
         self._listeners: list[PredictionListener] = []
         self._shadow_listeners: list[ShadowListener] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        # The explanation verb: its explainers and its own worker (started on first use).
+        self.explanations = ExplanationService(settings, registry, metrics.registry)
         self._decoder = ThreadPoolExecutor(
             settings.resolved_decode_threads(), thread_name_prefix="decode"
         )
@@ -130,7 +147,8 @@ class InferenceCore:
         above named a version) are copied to the model's shadow.
 
         Raises NotFound (unknown model, version or label), Unavailable (loading, failed, or
-        the request arrived after shutdown began), BadRequest (400: a malformed version header).
+        the request arrived after shutdown began), MalformedVersion (400: a
+        malformed version header).
         Records the version and its route label on `context`, which leases it until the
         request ends.
         """
@@ -163,33 +181,49 @@ class InferenceCore:
             context.shadow = shadow
         return entry
 
+    # ------------------------------------------------------------------ admission
+    def check_value_count(self, entry: ModelEntry, values: int) -> None:
+        """PayloadTooLarge (413) before parsing when a body holds more values than the largest
+        valid request can (counted by the protocol, e.g. a JSON body's commas: a few
+        milliseconds for 8 MB, where parsing would take a few hundred), so a body of a million
+        zeros costs nothing to refuse."""
+        assert entry.adapter is not None
+        max_instances = self.settings.max_instances
+        limit = entry.adapter.max_values(max_instances)
+        if limit is not None and values > limit + VALUE_COUNT_SLACK:
+            raise PayloadTooLarge(
+                f"the body holds {values} values or more, more than "
+                f"{max_instances} instances of model {entry.name} can have "
+                f"({limit}); send at most {max_instances} instances per request"
+            )
+
+    def admit(self, entry: ModelEntry, rows: int, context: RequestContext) -> None:
+        """Refuse now (Unavailable, 503) when the version's batcher has no room for `rows`
+        within the request's deadline: before the protocol pays for parsing a large body."""
+        assert entry.batcher is not None
+        entry.batcher.admit(rows, self.remaining_s(context))
+
     # ------------------------------------------------------------------ inference
     async def infer(
         self,
         entry: ModelEntry,
         rows: Sequence[Any],
         context: RequestContext,
-        where: str = "instances[{}]",
     ) -> np.ndarray:
         """Probabilities `(N, C)` for `rows` (made by `entry.adapter`), in order.
 
         The deadline (SYNERGY_REQUEST_TIMEOUT_MS) runs from when the request arrived, so time
         spent reading and decoding the body counts. An error about one row (an input the
-        model cannot compute) names it with `where` (the protocol's way to point at an
-        instance). Raises Unavailable (overloaded, stopping), DeadlineExceeded, ModelFailed,
-        InvalidInput.
+        model cannot compute) carries the row's index in `exc.instance`, and the protocol
+        names the row its own way (`instances[3]`, `input features[3]`). Raises Unavailable
+        (overloaded, stopping), DeadlineExceeded, ModelFailed, InvalidInput.
         """
         assert entry.batcher is not None
         context.rows = len(rows)
         remaining_s = self.remaining_s(context)
         if remaining_s <= 0:
             raise self.deadline_exceeded()
-        try:
-            results = await entry.batcher.predict(rows, remaining_s)
-        except ServingError as exc:
-            if exc.instance is not None:
-                exc.message = f"{where.format(exc.instance)}: {exc.message}"
-            raise
+        results = await entry.batcher.predict(rows, remaining_s)
         # One row (the common request): a view, not a copy.
         probabilities = (
             results[0][0][None, :] if len(results) == 1 else np.stack([r[0] for r in results])
@@ -217,6 +251,19 @@ class InferenceCore:
                 except Exception:  # a listener's failure never fails the prediction
                     log.exception("prediction listener %r failed", listener)
         return probabilities
+
+    # ------------------------------------------------------------------ explanation
+    async def explain(
+        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+    ) -> list[Any]:
+        """One explanation per row of `rows` (made by `entry.adapter`), in order: the verb
+        next to `infer`, on the explanation worker with its own queue, instance limit and
+        deadline (`app.explain.service`). Errors as `ExplanationService.explain`."""
+        return await self.explanations.explain(entry, rows, context)
+
+    def explain_refused(self, entry: ModelEntry, exc: ServingError) -> None:
+        """Count an explanation request refused while the protocol decoded it."""
+        self.explanations.refused(entry, exc)
 
     def _copy_to_shadow(
         self,
@@ -444,13 +491,14 @@ class InferenceCore:
         batchers = [e.batcher for e in self.registry if e.batcher is not None]
         await asyncio.gather(*(b.stop(drain_timeout_s) for b in batchers))
         self._decoder.shutdown(wait=False, cancel_futures=True)
+        self.explanations.stop()  # after its current job
 
 
 def _pinned_version(text: str) -> int:
-    """The X-Model-Version header -> a version number (BadRequest otherwise)."""
+    """The X-Model-Version header -> a version number (MalformedVersion otherwise)."""
     version = parse_version(text)
     if version is None:
-        raise BadRequest(f"the X-Model-Version header: {not_a_version(text)}")
+        raise MalformedVersion(f"the X-Model-Version header: {not_a_version(text)}")
     return version
 
 

@@ -33,7 +33,7 @@ class PredictionService:
         self.core = InferenceCore(settings, registry, metrics)
         self.lifecycle = Lifecycle(settings, registry, metrics, self.core.serve)
         self.v1 = V1Protocol(self.core)
-        self.v2 = V2Protocol(self.core, self.v1, lambda: self.readiness()[0])
+        self.v2 = V2Protocol(self.core, lambda: self.readiness()[0])
         self.monitor: Monitor | None = None
 
     def attach_monitor(self, monitor: Monitor) -> None:

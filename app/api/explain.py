@@ -9,18 +9,18 @@ from fastapi import FastAPI, File, Query, Request, UploadFile
 from starlette.responses import Response
 
 from app.api.openapi import predict_request_body
-from app.api.predict import documented_versions, parse_version, require_json
+from app.api.predict import documented_versions, require_json
 from app.context import request_context
 from app.errors import ServingError
 from app.explain.image import captioned_png
-from app.explain.service import ExplanationService
 from app.jsonutil import json_response
-from app.protocols.v1 import parse_instances
+from app.protocols.v1 import V1Protocol, parse_instances
 from app.repository import ModelEntry
 from app.schemas.card import ImageInput
 from app.schemas.explain import ExplainResponse
 from app.schemas.responses import ErrorResponse, error_responses
-from app.schemas.versions import MAX_VERSION
+from app.schemas.versions import MAX_VERSION, requested_version
+from app.service import PredictionService
 
 ERROR_CODES = (400, 401, 404, 413, 415, 422, 500, 503, 504)
 IMAGE_ERROR_CODES = (400, 401, 404, 413, 422, 500, 503, 504)
@@ -43,13 +43,13 @@ def _context(request: Request) -> Any:
     return context
 
 
-def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
+def add_explain_routes(app: FastAPI, v1: V1Protocol) -> None:
     """The generic `:explain` routes (documented per model by `explain_openapi`)."""
 
     async def explain(request: Request) -> Response:
         require_json(request)
         return json_response(
-            await explainer.explain_json(
+            await v1.explain(
                 request.path_params["name"],
                 None,
                 await request.body(),
@@ -60,10 +60,11 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
 
     async def explain_version(request: Request, version: str) -> Response:
         require_json(request)
-        number = parse_version(version)  # the one version parser: 422 as on :predict
+        name = request.path_params["name"]
+        number = requested_version(name, version)  # the one version parser, as on :predict
         return json_response(
-            await explainer.explain_json(
-                request.path_params["name"],
+            await v1.explain(
+                name,
                 number,
                 await request.body(),
                 _context(request),
@@ -76,7 +77,7 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
         file: Annotated[UploadFile, File(description="An image file.")],
         output: Annotated[Literal["json", "png"], Query(alias="format")] = "json",
     ) -> Response:
-        result = await explainer.explain_image(
+        result = await v1.explain_image(
             request.path_params["name"],
             None,
             await file.read(),
@@ -169,10 +170,9 @@ def _invalid_input_message(entry: ModelEntry) -> str | None:
     return None
 
 
-def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict[str, Any]]:
+def explain_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas): one documented `:explain` operation per model."""
-    service = explainer.service
-    settings = explainer.settings
+    settings = service.settings
     components: dict[str, Any] = {}
     for model in (ExplainResponse, ErrorResponse):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -103,9 +103,9 @@ def add_model_routes(app: FastAPI) -> None:
 
 
 def _documented_errors(path: str) -> dict[int | str, dict[str, Any]]:
-    """The errors a model route can give: 422 only where a version must parse as an integer."""
+    """The errors a model route can give: 400 only where a version must parse as a number."""
     if path == "/v1/models":
         return error_responses(401)
     if "{version" in path:
-        return error_responses(401, 404, 422, 503)
+        return error_responses(400, 401, 404, 503)
     return error_responses(401, 404, 503)

@@ -83,5 +83,5 @@ def add_monitoring_routes(app: FastAPI) -> None:
         tags=["monitoring"],
         summary="Live accuracy and drift of one version",
         response_model=MonitoringResponse,
-        responses=error_responses(401, 404, 422, 503),
+        responses=error_responses(400, 401, 404, 422, 503),
     )

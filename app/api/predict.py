@@ -22,25 +22,18 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.adapters import InputAdapter
+from app.api.errors import render_error, unexpected_error_response
 from app.api.fastlane import Handler
 from app.api.openapi import predict_request_body, predict_response_example
 from app.context import request_context
-from app.errors import (
-    BadRequest,
-    InvalidInput,
-    ServingError,
-    UnsupportedMediaType,
-    render_error,
-    unexpected_error_response,
-)
+from app.errors import BadRequest, ServingError, UnsupportedMediaType
 from app.jsonutil import dumps, json_response, send_json_ok
 from app.preprocessing.image import MNIST_SIDE, ImageInputError, image_bytes_to_mnist
 from app.protocols.v1 import V1Protocol, parse_instances
 from app.repository import ModelEntry
 from app.schemas.predict import PredictResponse
 from app.schemas.responses import ErrorResponse, error_responses
-from app.schemas.versions import MAX_VERSION, not_a_version
-from app.schemas.versions import parse_version as parse_version_text
+from app.schemas.versions import MAX_VERSION, requested_version
 from app.service import PredictionService
 
 PREDICT_ERRORS = (400, 401, 404, 413, 415, 422, 500, 503, 504)
@@ -63,14 +56,6 @@ def check_json_content_type(content_type: str | None) -> None:
             f"{media_type or 'an empty content type'}); with curl add "
             "-H 'Content-Type: application/json'"
         )
-
-
-def parse_version(text: str) -> int:
-    """A version path segment -> its number (422, like every V1 path parameter, otherwise)."""
-    version = parse_version_text(text)
-    if version is None:
-        raise InvalidInput(f"path.version: {not_a_version(text)}")
-    return version
 
 
 PREDICT_PREFIX = "/v1/models/"
@@ -119,7 +104,7 @@ class PredictEndpoint:
             else "predict_label"
         )
         try:
-            number = None if version is None else parse_version(version)
+            number = None if version is None else requested_version(name, version)
             content_type = None
             for key, value in scope["headers"]:
                 if key == b"content-type":

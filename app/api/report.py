@@ -141,7 +141,7 @@ def add_report_routes(app: FastAPI) -> None:
             "Report page of one version (HTML)",
         ),
     ):
-        errors = _json_errors(*((401, 404, 422, 503) if "{version" in path else (401, 404, 503)))
+        errors = _json_errors(*((400, 401, 404, 503) if "{version" in path else (401, 404, 503)))
         app.add_api_route(
             path,
             endpoint,

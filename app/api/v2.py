@@ -11,11 +11,12 @@ from fastapi import FastAPI, Path, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app.api.errors import render_error, unexpected_error_response
 from app.api.fastlane import Handler
 from app.api.predict import read_body
 from app.codecs.v2 import HEADER_LENGTH
 from app.context import request_context
-from app.errors import ServingError, render_error, unexpected_error_response
+from app.errors import ServingError
 from app.jsonutil import json_response
 from app.protocols import triton
 from app.protocols.v2 import V2Protocol
@@ -90,28 +91,28 @@ def _service(request: Request) -> PredictionService:
 async def model_config(request: Request, name: ModelName) -> Response:
     """Triton's model configuration: inputs and outputs (dims without the batch dimension),
     max_batch_size, dynamic batching, version policy."""
-    return json_response(triton.model_config(_service(request), name, None))
+    return json_response(triton.model_config(_service(request).core, name, None))
 
 
 async def model_config_version(request: Request, name: ModelName, version: Version) -> Response:
     """Triton's model configuration of one version."""
-    return json_response(triton.model_config(_service(request), name, version))
+    return json_response(triton.model_config(_service(request).core, name, version))
 
 
 async def all_statistics(request: Request) -> Response:
     """Triton's statistics of every served version of every model: requests (success, fail,
     queue and compute time, ns) and model calls by batch size, since the server started."""
-    return json_response(triton.model_statistics(_service(request), None, None))
+    return json_response(triton.model_statistics(_service(request).core, None, None))
 
 
 async def model_statistics(request: Request, name: ModelName) -> Response:
     """Triton's statistics of every served version of one model."""
-    return json_response(triton.model_statistics(_service(request), name, None))
+    return json_response(triton.model_statistics(_service(request).core, name, None))
 
 
 async def model_statistics_version(request: Request, name: ModelName, version: Version) -> Response:
     """Triton's statistics of one version."""
-    return json_response(triton.model_statistics(_service(request), name, version))
+    return json_response(triton.model_statistics(_service(request).core, name, version))
 
 
 INFER_PREFIX = "/v2/models/"

@@ -1,8 +1,11 @@
-"""ExplanationService: `:explain` bodies -> rows (as `:predict` parses them) -> explanations.
+"""ExplanationService: a version's rows -> explanations, on the explanation worker.
 
-Protocol-neutral: the routes in app.api.explain only read bodies and write JSON. Rows come
-from the same adapters and parsing as predictions (named features, arrays, base64 images,
-uploads, raw text), so an input `:predict` accepts is explained as it is predicted.
+The `explain` verb behind `InferenceCore.explain`, protocol-neutral: a protocol decodes a
+request into rows with the same adapters and parsing as predictions (named features, arrays,
+base64 images, uploads, raw text), so an input `:predict` accepts is explained as it is
+predicted; the protocol encodes the explanations. This module owns what is particular to the
+verb: the explainers (built once per loaded version), the worker with its own queue and fair
+shares, the instance limit and the deadline.
 """
 
 from __future__ import annotations
@@ -13,11 +16,10 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.types import Receive
 
 from app.adapters import InputAdapter, TextAdapter
 from app.context import RequestContext
-from app.errors import NotFound, PayloadTooLarge, ServingError
+from app.errors import PayloadTooLarge, ServingError
 from app.explain.base import Explainer
 from app.explain.gradients import UnsupportedBackend, make_gradient
 from app.explain.image import IntegratedGradients
@@ -25,11 +27,10 @@ from app.explain.table import TableShapley, WordShapley
 from app.explain.tabular import TabularExplainer
 from app.explain.text import TextShapley
 from app.explain.worker import Check, ExplainWorker
-from app.repository import ModelEntry
+from app.repository import ModelEntry, ModelRegistry
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
-from app.service import PredictionService
 from app.settings import Settings
 
 EXPLAIN_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -61,13 +62,14 @@ class ExplainMetrics:
 
 
 class ExplanationService:
-    """Everything between an `:explain` route and the explainers."""
+    """Everything between a decoded `:explain` request and the explainers."""
 
-    def __init__(self, settings: Settings, service: PredictionService) -> None:
+    def __init__(
+        self, settings: Settings, registry: ModelRegistry, metrics: CollectorRegistry
+    ) -> None:
         self.settings = settings
-        self.service = service
-        self.metrics = ExplainMetrics(service.metrics.registry)
-        registry = service.registry
+        self.registry = registry
+        self.metrics = ExplainMetrics(metrics)
         self.worker = ExplainWorker(
             max_queue=settings.explain_max_queue,
             max_per_caller=settings.explain_max_per_caller,
@@ -88,56 +90,29 @@ class ExplanationService:
         self.worker.stop()
 
     # ------------------------------------------------------------------ requests
-    async def explain_json(
-        self,
-        name: str,
-        version: int | None,
-        body: bytes,
-        context: RequestContext,
-        receive: Receive | None = None,
-    ) -> dict[str, Any]:
-        """The whole `:explain` path for one `{"instances": [...]}` body."""
-        entry = self.service.core.select(name, version, context)
+    def refused(self, entry: ModelEntry, exc: ServingError) -> None:
+        """Count a request for `entry` that failed before or while explaining (by status)."""
+        self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
+
+    async def explain(
+        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+    ) -> list[Any]:
+        """One explanation per row, in order, computed on the explanation worker.
+
+        Raises PayloadTooLarge (over SYNERGY_EXPLAIN_MAX_INSTANCES rows), Unavailable (the
+        worker's queue or the caller's share is full), DeadlineExceeded
+        (SYNERGY_EXPLAIN_TIMEOUT_MS from the request's arrival), InvalidInput with
+        `exc.instance` (a row the model cannot compute), NotExplainable (501).
+        """
         try:
-            # Always parsed on a decoding thread: explanations are never on the hot path, and
-            # the same call handles every input form (and images to decode) within a budget.
-            rows = await self.service.core.off_loop(
-                lambda budget: self.service.v1.json_rows(entry, body, budget), context, receive
-            )
             return await self._explain(entry, rows, context)
         except ServingError as exc:
-            self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
-            raise
-
-    async def explain_image(
-        self,
-        name: str,
-        version: int | None,
-        data: bytes,
-        context: RequestContext,
-        receive: Receive | None = None,
-    ) -> dict[str, Any]:
-        """One uploaded image file -> one explanation."""
-        entry = self.service.core.select(name, version, context)
-        adapter = entry.adapter
-        assert adapter is not None
-        if not adapter.takes_image_files:
-            raise NotFound(
-                f"model {name} does not take images, so it has no :explain-image; use "
-                f":explain with {adapter.instance_help}"
-            )
-        try:
-            row = await self.service.core.off_loop(
-                lambda budget: adapter.image_to_row(data, budget), context, receive
-            )
-            return await self._explain(entry, [row], context)
-        except ServingError as exc:
-            self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
+            self.refused(entry, exc)
             raise
 
     async def _explain(
         self, entry: ModelEntry, rows: list[Any], context: RequestContext
-    ) -> dict[str, Any]:
+    ) -> list[Any]:
         limit = self.settings.explain_max_instances
         if len(rows) > limit:
             raise PayloadTooLarge(
@@ -148,7 +123,7 @@ class ExplanationService:
         deadline = context.arrived + self.settings.explain_timeout_ms / 1000.0
         started: list[float] = []
 
-        def work(check: Check) -> list[dict[str, Any]]:
+        def work(check: Check) -> list[Any]:
             started.append(time.perf_counter())
             try:
                 return self.explain_rows(entry, rows, check)
@@ -159,12 +134,12 @@ class ExplanationService:
             work, deadline, f"{self.settings.explain_timeout_ms:g} ms", _share(context)
         )
         self.metrics.requests.labels(entry.name, str(entry.version), "ok").inc()
-        return {"model": entry.name, "version": entry.version, "explanations": explanations}
+        return explanations
 
     # ------------------------------------------------------------------ worker side
     def explain_rows(self, entry: ModelEntry, rows: list[Any], check: Check) -> list[Any]:
         """Explain every row (on the worker thread); a row the model cannot compute is a 422
-        naming it, as in `:predict`."""
+        with its index in `exc.instance` (the protocol names it), as in `:predict`."""
         model, adapter = entry.model, entry.adapter
         assert model is not None and adapter is not None
         explainer = self.explainer_for(entry)
@@ -172,14 +147,14 @@ class ExplanationService:
         if refused:  # as `:predict` refuses it (a review with no known word)
             index = min(refused)
             error = refused[index]
-            error.message = f"instances[{index}]: {error.message}"
+            error.instance = index
             raise error
         probabilities = model.predict(features)
         results = []
         for index, (row, row_probabilities) in enumerate(zip(rows, probabilities, strict=True)):
             if not all(math.isfinite(p) for p in row_probabilities):
                 error = adapter.uncomputable(row)
-                error.message = f"instances[{index}]: {error.message}"
+                error.instance = index
                 raise error
             check()
             results.append(explainer.explain(row, check))
@@ -187,7 +162,7 @@ class ExplanationService:
 
     def _forget_unloaded(self) -> None:
         """Drop the explainers of versions that were unloaded (they hold the runtime)."""
-        live = {(e.name, e.version): e.model for e in self.service.registry}
+        live = {(e.name, e.version): e.model for e in self.registry}
         with self._lock:
             for key, (model, _) in list(self._explainers.items()):
                 if live.get(key) is not model:

@@ -37,8 +37,8 @@ import numpy as np
 import orjson
 
 from app.adapters.base import RowWarnings
+from app.codecs.predictions import encode_predictions
 from app.preprocessing.text import EncodedText
-from app.protocols.v1 import encode_predictions
 
 log = logging.getLogger(__name__)
 

@@ -13,21 +13,14 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
-from starlette.types import Receive
 
-from app.adapters import NO_WARNINGS, InputAdapter, RowWarnings, named_rows
+from app.adapters import InputAdapter, RowWarnings, named_rows
 from app.budget import RequestBudget
 from app.context import RequestContext
-from app.core import InferenceCore
+from app.core import LARGE_BODY_BYTES, InferenceCore, Receive
 from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, ServingError
 from app.repository import ModelEntry, ModelState
 from app.tasks import task_of
-
-# Bodies over this are parsed on a decoding thread: parsing ~1,000 28x28 images as JSON takes
-# milliseconds, too long for the event loop that answers every other request meanwhile.
-LARGE_BODY_BYTES = 64 * 1024
-# Commas beyond the values of the largest valid request (keys and metadata of the JSON).
-VALUE_COUNT_SLACK = 256
 
 
 def _format_location(location: Sequence[int | str]) -> str:
@@ -69,6 +62,14 @@ def describe_validation_error(exc: ValidationError, instance_help: str) -> Servi
     return InvalidInput("; ".join(problems) + more + f". Each instance: {instance_help}")
 
 
+def name_instance(exc: ServingError) -> ServingError:
+    """An error about one row (`exc.instance`) worded the V1 way: `instances[3]: ...`."""
+    if exc.instance is not None:
+        exc.message = f"instances[{exc.instance}]: {exc.message}"
+        exc.instance = None
+    return exc
+
+
 def parse_instances(adapter: InputAdapter, body: bytes) -> list[Any]:
     """Validate a `{"instances": [...]}` body against the version's schema."""
     try:
@@ -77,28 +78,6 @@ def parse_instances(adapter: InputAdapter, body: bytes) -> list[Any]:
         raise describe_validation_error(exc, adapter.instance_help) from None
     instances: list[Any] = parsed.instances  # type: ignore[attr-defined]
     return instances
-
-
-def encode_predictions(
-    labels: Sequence[str],
-    probabilities: np.ndarray,
-    warnings: Sequence[RowWarnings] | None = None,
-) -> list[dict[str, Any]]:
-    """`(N, C)` probabilities -> one `{"label", "probabilities", "warnings"}` per row (the
-    first most probable class on a tie, as NumPy's argmax); `warnings` per row, as the
-    adapter found them (None or missing rows: none)."""
-    # Plain Python over a few classes: on the event loop, 4x cheaper than NumPy's calls.
-    rows = probabilities.tolist()
-    if not warnings or len(warnings) != len(rows):
-        warnings = [NO_WARNINGS] * len(rows)
-    return [
-        {
-            "label": labels[max(range(len(row)), key=row.__getitem__)],
-            "probabilities": dict(zip(labels, row, strict=True)),
-            "warnings": [{"code": w.code, "message": w.message} for w in row_warnings],
-        }
-        for row, row_warnings in zip(rows, warnings, strict=True)
-    ]
 
 
 def with_warnings(
@@ -154,8 +133,15 @@ class V1Protocol:
         context.protocol = "v1"
         entry = self.core.select(name, version, context, label)
         rows = await self.decode(entry, body, context, receive)
-        probabilities = await self.core.infer(entry, rows, context)
+        probabilities = await self._infer(entry, rows, context)
         return self.encode(entry, probabilities, context.warnings)
+
+    async def _infer(self, entry: ModelEntry, rows: list[Any], context: RequestContext) -> Any:
+        try:
+            return await self.core.infer(entry, rows, context)
+        except ServingError as exc:
+            name_instance(exc)
+            raise
 
     async def decode(
         self,
@@ -173,9 +159,8 @@ class V1Protocol:
                 # Refuse what cannot be served before paying for the parse: too many values,
                 # or at least values // per_row rows that the model has no room for now.
                 values = await self.core.off_loop(lambda _: body.count(b",") + 1, context, receive)
-                self.check_value_count(entry, values)
-                assert entry.batcher is not None
-                entry.batcher.admit(max(1, values // per_row), self.core.remaining_s(context))
+                self.core.check_value_count(entry, values)
+                self.core.admit(entry, max(1, values // per_row), context)
             return await self.core.off_loop(
                 lambda budget: self.json_rows(entry, body, budget), context, receive
             )
@@ -215,19 +200,6 @@ class V1Protocol:
             return plain
         return _rows(adapter, parse_instances(adapter, body), budget)
 
-    def check_value_count(self, entry: ModelEntry, values: int) -> None:
-        """413 before parsing when a JSON body holds more values than the largest valid
-        request can (counted by its commas: a few milliseconds for 8 MB, where parsing would
-        take a few hundred), so a body of a million zeros costs nothing to refuse."""
-        assert entry.adapter is not None
-        limit = entry.adapter.max_values(self.settings.max_instances)
-        if limit is not None and values > limit + VALUE_COUNT_SLACK:
-            raise PayloadTooLarge(
-                f"the body holds {values} values or more, more than "
-                f"{self.settings.max_instances} instances of model {entry.name} can have "
-                f"({limit}); send at most {self.settings.max_instances} instances per request"
-            )
-
     async def predict_image(
         self,
         name: str,
@@ -251,8 +223,67 @@ class V1Protocol:
         row = await self.core.off_loop(
             lambda budget: adapter.image_to_row(data, budget), context, receive
         )
-        probabilities = await self.core.infer(entry, [row], context)
+        probabilities = await self._infer(entry, [row], context)
         return self.encode(entry, probabilities, context.warnings)
+
+    # ------------------------------------------------------------------ explanations
+    async def explain(
+        self,
+        name: str,
+        version: int | None,
+        body: bytes,
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> dict[str, Any]:
+        """`:explain`: the `:predict` body decoded the same way -> `core.explain` -> one
+        explanation per instance."""
+        entry = self.core.select(name, version, context)
+        try:
+            # Always parsed on a decoding thread: explanations are never on the hot path, and
+            # the same call handles every input form (and images to decode) within a budget.
+            rows = await self.core.off_loop(
+                lambda budget: self.json_rows(entry, body, budget), context, receive
+            )
+        except ServingError as exc:
+            self.core.explain_refused(entry, exc)
+            raise
+        return await self._explain(entry, rows, context)
+
+    async def explain_image(
+        self,
+        name: str,
+        version: int | None,
+        data: bytes,
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> dict[str, Any]:
+        """`:explain-image`: one uploaded image file -> one explanation."""
+        entry = self.core.select(name, version, context)
+        adapter = entry.adapter
+        assert adapter is not None
+        if not adapter.takes_image_files:
+            raise NotFound(
+                f"model {name} does not take images, so it has no :explain-image; use "
+                f":explain with {adapter.instance_help}"
+            )
+        try:
+            row = await self.core.off_loop(
+                lambda budget: adapter.image_to_row(data, budget), context, receive
+            )
+        except ServingError as exc:
+            self.core.explain_refused(entry, exc)
+            raise
+        return await self._explain(entry, [row], context)
+
+    async def _explain(
+        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+    ) -> dict[str, Any]:
+        try:
+            explanations = await self.core.explain(entry, rows, context)
+        except ServingError as exc:
+            name_instance(exc)
+            raise
+        return {"model": entry.name, "version": entry.version, "explanations": explanations}
 
     # ------------------------------------------------------------------ read side
     def list_models(self) -> dict[str, Any]:

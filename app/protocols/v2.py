@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-from starlette.types import Receive
 
 from app import __version__
 from app.adapters import RowWarnings
@@ -36,27 +35,19 @@ from app.codecs.v2 import (
     split_body,
 )
 from app.context import RequestContext
-from app.core import InferenceCore
-from app.errors import BadRequest, InvalidInput, NotFound
-from app.protocols.v1 import LARGE_BODY_BYTES, V1Protocol
-from app.repository import ModelEntry, ModelRegistry, ModelState
+from app.core import LARGE_BODY_BYTES, InferenceCore, Receive
+from app.errors import BadRequest, InvalidInput, ServingError
+from app.repository import ModelEntry, ModelState
 from app.schemas.card import ModelCard
 from app.schemas.v2 import InferenceRequest
-from app.schemas.versions import not_a_version
-from app.schemas.versions import parse_version as version_number
+from app.schemas.versions import requested_version
 from app.tasks import WARNINGS_OUTPUT, output_names, outputs_of, task_of
 
 
-def parse_version(registry: ModelRegistry, name: str, version: str | None) -> int | None:
+def parse_version(name: str, version: str | None) -> int | None:
     """A V2 path's version (a string) as a number; None when the path has none. Raises
-    NotFound (naming the versions there are) for anything but digits."""
-    if version is None:
-        return None
-    number = version_number(version)
-    if number is None:
-        versions = ", ".join(str(v) for v in sorted(registry.versions(name)))
-        raise NotFound(f"model {name!r}: {not_a_version(version)}; available: {versions}")
-    return number
+    MalformedVersion (400, as on every route) for anything but a version number."""
+    return None if version is None else requested_version(name, version)
 
 
 def tensor_metadata(entry: ModelEntry) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -81,6 +72,36 @@ def tensor_metadata(entry: ModelEntry) -> tuple[list[dict[str, Any]], list[dict[
         for output in outputs_of(card)
     ]
     return inputs, outputs
+
+
+def tensor_error(exc: ServingError, tensor: str) -> ServingError:
+    """An error of the core worded the V2 way: a row named as `input features[3]`, and every
+    error the client can fix a 400 (the protocol's convention), not the friendly API's 422."""
+    if exc.instance is not None:
+        exc.message = f"input {tensor}[{exc.instance}]: {exc.message}"
+        exc.instance = None
+    if isinstance(exc, InvalidInput):
+        return BadRequest(exc.message)
+    return exc
+
+
+def model_metadata(core: InferenceCore, name: str, version: str | None) -> dict[str, Any]:
+    """A version's V2 metadata (REST `GET /v2/models/{name}[/versions/{version}]` and gRPC
+    `ModelMetadata`): name, versions, platform, input and output tensors, labels. Raises
+    NotFound (unknown model or version), MalformedVersion (400), Unavailable (no valid card).
+    """
+    entry = core.registry.carded(name, parse_version(name, version))
+    card = entry.card
+    assert card is not None
+    inputs, outputs = tensor_metadata(entry)
+    return {
+        "name": card.name,
+        "versions": [str(v) for v in sorted(core.registry.versions(name))],
+        "platform": card.framework,
+        "inputs": inputs,
+        "outputs": outputs,
+        "labels": card.labels,
+    }
 
 
 @dataclass
@@ -126,12 +147,10 @@ def output_tensors(
 class V2Protocol:
     """The V2 endpoints' logic, over the core."""
 
-    def __init__(self, core: InferenceCore, v1: V1Protocol, ready: Any) -> None:
+    def __init__(self, core: InferenceCore, ready: Any) -> None:
         self.core = core
         self.registry = core.registry
         self.settings = core.settings
-        # Value counting before parsing is shared with the friendly API.
-        self._v1 = v1
         self._server_ready = ready
 
     # ------------------------------------------------------------------ metadata and health
@@ -144,22 +163,11 @@ class V2Protocol:
         return bool(self._server_ready())
 
     def _version(self, name: str, version: str | None) -> int | None:
-        return parse_version(self.registry, name, version)
+        return parse_version(name, version)
 
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         """`GET /v2/models/{name}[/versions/{version}]`."""
-        entry = self.registry.carded(name, self._version(name, version))
-        card = entry.card
-        assert card is not None
-        inputs, outputs = tensor_metadata(entry)
-        return {
-            "name": card.name,
-            "versions": [str(v) for v in sorted(self.registry.versions(name))],
-            "platform": card.framework,
-            "inputs": inputs,
-            "outputs": outputs,
-            "labels": card.labels,
-        }
+        return model_metadata(self.core, name, version)
 
     def model_ready(self, name: str, version: str | None) -> tuple[bool, dict[str, Any]]:
         """(ready?, body) for `GET /v2/models/{name}[/versions/{version}]/ready`."""
@@ -183,11 +191,9 @@ class V2Protocol:
         decoded = await self.decode(entry, body, headers, context, receive)
         assert entry.adapter is not None
         try:
-            probabilities = await self.core.infer(
-                entry, decoded.rows, context, f"input {entry.adapter.tensor_spec.name}[{{}}]"
-            )
-        except InvalidInput as exc:
-            raise BadRequest(exc.message) from None
+            probabilities = await self.core.infer(entry, decoded.rows, context)
+        except ServingError as exc:
+            raise tensor_error(exc, entry.adapter.tensor_spec.name) from None
         return self.encode(entry, decoded, probabilities, context.warnings)
 
     async def decode(
@@ -230,11 +236,11 @@ class V2Protocol:
             # Only an all-JSON body's commas are values; binary tensor data has any bytes.
             None
             if header_length is not None or limit is None
-            else lambda values: self._v1.check_value_count(entry, values),
+            else lambda values: self.core.check_value_count(entry, values),
         )
         header, binary = split_body(body, header_length)
         if len(header) > LARGE_BODY_BYTES:
-            self._v1.check_value_count(entry, header.count(b",") + 1)
+            self.core.check_value_count(entry, header.count(b",") + 1)
         request = parse_request(header)
         assert entry.card is not None
         outputs = requested_outputs(request, output_names(entry.card))

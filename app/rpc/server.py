@@ -80,7 +80,14 @@ class GrpcServer:
         host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
         self.address = f"{host}:{settings.grpc_port}"
         keyed = bool(key_digests or admin_digests)
-        self._servicer = InferenceServicer(service, repository, state, recorder, keyed=keyed)
+        self._servicer = InferenceServicer(
+            service.core,
+            lambda: service.readiness()[0],
+            repository,
+            state,
+            recorder,
+            keyed=keyed,
+        )
         self._health = HealthServicer(service)
         self._key_digests = key_digests
         self._admin_digests = admin_digests or []

@@ -19,6 +19,18 @@ from tests.api.openapi_diff import differences
 from tests.conftest import COMMITTED_MODELS, running_app
 
 SNAPSHOT = Path(__file__).parent / "fixtures" / "openapi-before-21.json"
+# Issue 21's one deliberate change to the document: a malformed version in a path is a 400
+# from the one version parser on every route (it was a 422 from FastAPI on these routes).
+DELIBERATE = sorted(
+    [
+        *(
+            f"/paths//v1/models/{{name}}/versions/{{version}}{suffix}/get/responses/{change}"
+            for suffix in ("", "/metrics", "/report")
+            for change in ("400: added", "422: removed")
+        ),
+        "/paths//v1/models/{name}/versions/{version}/monitoring/get/responses/400: added",
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +45,10 @@ def snapshot() -> dict[str, Any]:
     return loaded
 
 
-def test_the_document_is_the_one_before_the_reshape(
+def test_the_document_is_the_one_before_the_reshape_but_for_the_deliberate_change(
     document: dict[str, Any], snapshot: dict[str, Any]
 ) -> None:
-    assert differences(snapshot, document) == []
+    assert sorted(differences(snapshot, document)) == DELIBERATE
 
 
 def _first_operation(document: dict[str, Any]) -> dict[str, Any]:
