@@ -5,9 +5,7 @@ validation and routing errors."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +16,7 @@ from starlette.routing import Match
 
 from app.context import request_context
 from app.errors import ServingError, error_body
+from app.schemas import problems
 from app.schemas.versions import requested_version
 
 log = logging.getLogger(__name__)
@@ -48,23 +47,18 @@ def unexpected_error_response(
     )
 
 
-_CLASS_REPR = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
-
-
-def _validation_message(error: Mapping[str, Any]) -> str:
-    """One FastAPI/pydantic validation problem in the project's words: no class reprs."""
-    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    if "UploadFile" in message:
-        return "must be a file upload (a multipart/form-data part with a filename)"
-    return _CLASS_REPR.sub(r"\1", message)
-
-
 def _describe_validation(exc: RequestValidationError) -> str:
-    problems = []
-    for error in exc.errors()[:5]:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-        problems.append(f"{location or 'body'}: {_validation_message(error)}")
-    return "; ".join(problems)
+    """FastAPI's validation problems (parameters, parsed bodies) in the project's words."""
+
+    errors = [
+        {**error, "msg": "must be a file upload (a multipart/form-data part with a filename)"}
+        if "UploadFile" in str(error.get("msg", ""))
+        else error
+        for error in exc.errors()
+    ]
+    return problems.describe(
+        errors, limit=5, where=lambda error: problems.location(error.get("loc", ()), skip={"body"})
+    )
 
 
 def _malformed_version(request: Request, exc: RequestValidationError) -> ServingError | None:

@@ -8,7 +8,7 @@ rows, so a model whose versions take different inputs is decoded right for each 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,20 +20,16 @@ from app.context import RequestContext
 from app.core import LARGE_BODY_BYTES, InferenceCore, Receive
 from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, ServingError
 from app.repository import ModelEntry, ModelState
+from app.schemas import problems
 from app.tasks import task_of
 
 
-def _format_location(location: Sequence[int | str]) -> str:
-    # ("instances", 0, "array", 3, 5) -> "instances[0][3][5]": the union tag is noise.
-    text = ""
-    for position, part in enumerate(location):
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif position == 2 and part in ("array", "object") and location[0] == "instances":
-            continue
-        else:
-            text += f".{part}" if text else part
-    return text or "body"
+def _instance_location(error: Mapping[str, Any]) -> str:
+    # ("instances", 0, "array", 3, 5) -> "instances[0][3][5]": the union's tag is noise.
+    parts = list(error["loc"])
+    if len(parts) > 2 and parts[0] == "instances" and parts[2] in ("array", "object"):
+        del parts[2]
+    return problems.location(parts)
 
 
 def describe_validation_error(exc: ValidationError, instance_help: str) -> ServingError:
@@ -57,9 +53,8 @@ def describe_validation_error(exc: ValidationError, instance_help: str) -> Servi
             )
         if not error["loc"] and error["type"] == "model_type":
             return InvalidInput('the body must be a JSON object {"instances": [...]}')
-    problems = [f"{_format_location(e['loc'])}: {e['msg']}" for e in errors[:3]]
-    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-    return InvalidInput("; ".join(problems) + more + f". Each instance: {instance_help}")
+    described = problems.describe(errors, where=_instance_location)
+    return InvalidInput(f"{described}. Each instance: {instance_help}")
 
 
 def name_instance(exc: ServingError) -> ServingError:
