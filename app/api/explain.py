@@ -9,6 +9,12 @@ from fastapi import FastAPI, File, Query, Request, UploadFile
 from starlette.responses import Response
 
 from app.api.openapi import predict_request_body
+from app.api.operations import (
+    ImageOperation,
+    ModelOperations,
+    documented_errors,
+    schema_components,
+)
 from app.api.predict import documented_versions, require_json
 from app.context import request_context
 from app.errors import ServingError
@@ -18,8 +24,8 @@ from app.protocols.v1 import V1Protocol, parse_instances
 from app.repository import ModelEntry
 from app.schemas.card import ImageInput
 from app.schemas.explain import ExplainResponse
-from app.schemas.responses import ErrorResponse, error_responses
-from app.schemas.versions import MAX_VERSION, requested_version
+from app.schemas.responses import ErrorResponse
+from app.schemas.versions import requested_version
 from app.service import PredictionService
 
 ERROR_CODES = (400, 401, 404, 413, 415, 422, 500, 503, 504)
@@ -124,29 +130,15 @@ def _responses(
     }
     if png:
         content["image/png"] = {"schema": {"type": "string", "format": "binary"}}
-    responses: dict[str, Any] = {
-        "200": {
-            "description": "One explanation per instance, in order"
-            + (" (with format=png: the overlay image alone)." if png else "."),
-            "content": content,
-        }
+    ok = {
+        "description": "One explanation per instance, in order"
+        + (" (with format=png: the overlay image alone)." if png else "."),
+        "content": content,
     }
-    for code, doc in error_responses(*codes).items():
-        example = doc["content"]["application/json"]["example"]
-        if code in ERROR_EXAMPLES:
-            example = {"error": ERROR_EXAMPLES[int(code)]}
-        if code == 422 and invalid_input is not None:
-            example = {"error": invalid_input}
-        responses[str(code)] = {
-            "description": doc["description"],
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/ErrorResponse"},
-                    "example": example,
-                }
-            },
-        }
-    return responses
+    examples = dict(ERROR_EXAMPLES)
+    if invalid_input is not None:
+        examples[422] = invalid_input
+    return {"200": ok, **documented_errors(codes, examples)}
 
 
 METHODS = {
@@ -170,112 +162,51 @@ def _invalid_input_message(entry: ModelEntry) -> str | None:
     return None
 
 
+FORMAT_PARAMETER = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["json", "png"], "default": "json"},
+    "description": "json: the explanation (as `:explain`); png: only the overlay image (red "
+    "for the predicted digit, blue against), which Swagger UI displays.",
+    "examples": {
+        "png": {"summary": "the overlay image", "value": "png"},
+        "json": {"summary": "the explanation", "value": "json"},
+    },
+}
+
+
 def explain_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas): one documented `:explain` operation per model."""
     settings = service.settings
-    components: dict[str, Any] = {}
-    for model in (ExplainResponse, ErrorResponse):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(schema.pop("$defs", {}))
-        components[model.__name__] = schema
+    components = schema_components(ExplainResponse, ErrorResponse)
     paths: dict[str, Any] = {}
     for name, entry in documented_versions(service):
         card, adapter = entry.card, entry.adapter
         assert card is not None and adapter is not None
-        operation_name = name.replace("-", "_").replace(".", "_")
-        request_model = adapter.request_model
-        body = predict_request_body(card, request_model, components)
-        description = (
-            f"Why {name} predicts what it does. The body is the same as `:predict`'s (each "
-            f"instance: {adapter.instance_help}), at most "
+        image = ImageOperation(
+            summary=f"Explain {name}'s prediction for an uploaded image file",
+            description="Upload one image file (PNG or JPEG) of a single digit, any size; it "
+            "is converted as for `:predict-image`. " + METHODS["image"],
+            responses=_responses(IMAGE_ERROR_CODES, png=True),
+            parameters=[FORMAT_PARAMETER],
+        )
+        operations = ModelOperations(
+            verb="explain",
+            tag="explain",
+            name=name,
+            version=entry.version,
+            summary=f"Explain {name}'s predictions",
+            version_summary=f"Explain the predictions of one version of {name}",
+            description=f"Why {name} predicts what it does. The body is the same as "
+            f"`:predict`'s (each instance: {adapter.instance_help}), at most "
             f"{settings.explain_max_instances} instances. {METHODS[card.input.kind]} Every "
             "attribution set adds up to f(x) - f(baseline) for the explained class (the "
             "`completeness` field reports the error). Explanations run on a worker of their "
-            f"own, within {settings.explain_timeout_ms:g} ms."
+            f"own, within {settings.explain_timeout_ms:g} ms.",
+            body=predict_request_body(card, adapter.request_model, components),
+            responses=_responses(ERROR_CODES, _invalid_input_message(entry)),
+            image=image if isinstance(card.input, ImageInput) else None,
         )
-        responses = _responses(ERROR_CODES, _invalid_input_message(entry))
-        paths[f"/v1/models/{name}:explain"] = {
-            "post": {
-                "tags": ["explain"],
-                "summary": f"Explain {name}'s predictions",
-                "description": description,
-                "operationId": f"explain_{operation_name}",
-                "requestBody": body,
-                "responses": responses,
-            }
-        }
-        paths[f"/v1/models/{name}/versions/{{version}}:explain"] = {
-            "post": {
-                "tags": ["explain"],
-                "summary": f"Explain the predictions of one version of {name}",
-                "description": description,
-                "operationId": f"explain_{operation_name}_version",
-                "parameters": [
-                    {
-                        "name": "version",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
-                        "description": "Model version (an integer)",
-                        "examples": {
-                            f"v{entry.version}": {
-                                "summary": f"version {entry.version}",
-                                "value": entry.version,
-                            }
-                        },
-                    }
-                ],
-                "requestBody": body,
-                "responses": responses,
-            }
-        }
-        if isinstance(card.input, ImageInput):
-            paths[f"/v1/models/{name}:explain-image"] = {
-                "post": {
-                    "tags": ["explain"],
-                    "summary": f"Explain {name}'s prediction for an uploaded image file",
-                    "description": "Upload one image file (PNG or JPEG) of a single digit, any "
-                    "size; it is converted as for `:predict-image`. " + METHODS["image"],
-                    "operationId": f"explain_image_{operation_name}",
-                    "parameters": [
-                        {
-                            "name": "format",
-                            "in": "query",
-                            "required": False,
-                            "schema": {
-                                "type": "string",
-                                "enum": ["json", "png"],
-                                "default": "json",
-                            },
-                            "description": "json: the explanation (as `:explain`); png: only "
-                            "the overlay image (red for the predicted digit, blue against), "
-                            "which Swagger UI displays.",
-                            "examples": {
-                                "png": {"summary": "the overlay image", "value": "png"},
-                                "json": {"summary": "the explanation", "value": "json"},
-                            },
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["file"],
-                                    "properties": {
-                                        "file": {
-                                            "type": "string",
-                                            "format": "binary",
-                                            "contentMediaType": "application/octet-stream",
-                                            "description": "An image file with one digit.",
-                                        }
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": _responses(IMAGE_ERROR_CODES, png=True),
-                }
-            }
+        paths.update(operations.paths())
     return paths, components
