@@ -130,7 +130,7 @@ class ExplanationService:
             finally:
                 self.metrics.duration.labels(entry.name).observe(time.perf_counter() - started[0])
 
-        explanations = await self.worker.run(
+        explanations: list[Any] = await self.worker.run(
             work, deadline, f"{self.settings.explain_timeout_ms:g} ms", _share(context)
         )
         self.metrics.requests.labels(entry.name, str(entry.version), "ok").inc()

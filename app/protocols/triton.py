@@ -3,7 +3,7 @@ statistics (`perf_analyzer`, `tritonclient`'s `get_model_config` and
 `get_inference_statistics`).
 
 - `model_config`: Triton's model configuration (its `model_config.proto` as JSON) of a
-  version, made from the same tensors as the V2 metadata (`app.protocols.v2.tensor_metadata`)
+  version, made from the same tensors as the V2 metadata (`app.protocols.tensors.tensor_metadata`)
   and the batching settings the version's batcher runs with.
 - `model_statistics`: Triton's statistics of every version asked for, from the version's live
   stats (`entry.stats`: requests counted as they complete, batches as the batcher runs them).
@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from app.core import InferenceCore
-from app.protocols.v2 import parse_version, tensor_metadata
+from app.protocols.tensors import parse_version, tensor_metadata
 from app.repository import ModelEntry
 
 # V2 datatypes in Triton's model configuration: TYPE_ + the datatype, except BYTES, which the

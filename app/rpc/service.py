@@ -36,7 +36,7 @@ from app.core import LARGE_BODY_BYTES, InferenceCore
 from app.errors import BadRequest, ServingError
 from app.middleware import RequestRecorder, ServerState, token_fingerprint
 from app.protocols import triton
-from app.protocols.v2 import model_metadata, output_tensors, parse_version, tensor_error
+from app.protocols.tensors import model_metadata, output_tensors, parse_version, tensor_error
 from app.repository import ModelState
 from app.repository.control import RepositoryControl
 from app.rpc import status

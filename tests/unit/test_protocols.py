@@ -14,8 +14,9 @@ import pytest
 
 from app.errors import BadRequest, InvalidInput, MalformedVersion, ServingError
 from app.protocols import triton
+from app.protocols.tensors import model_metadata
 from app.protocols.v1 import V1Protocol
-from app.protocols.v2 import V2Protocol, model_metadata
+from app.protocols.v2 import V2Protocol
 from app.rpc.generated import grpc_service_pb2 as pb
 from app.rpc.service import InferenceServicer
 from tests.unit.fake_version import LABELS, NAME, POISON, Served, context, expected, serve
