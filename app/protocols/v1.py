@@ -128,7 +128,11 @@ class V1Protocol:
         context.protocol = "v1"
         entry = self.core.select(name, version, context, label)
         rows = await self.decode(entry, body, context, receive)
-        probabilities = await self._infer(entry, rows, context)
+        try:  # inline, not `_infer`: one coroutine less per request on the hot path
+            probabilities = await self.core.infer(entry, rows, context)
+        except ServingError as exc:
+            name_instance(exc)
+            raise
         return self.encode(entry, probabilities, context.warnings)
 
     async def _infer(self, entry: ModelEntry, rows: list[Any], context: RequestContext) -> Any:
