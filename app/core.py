@@ -26,9 +26,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -40,8 +38,9 @@ from app.adapters.base import (
     bound_probabilities,
 )
 from app.batching import Batcher
-from app.budget import ClientDisconnected, RequestBudget, release_free_memory
+from app.budget import RequestBudget
 from app.context import RequestContext
+from app.decoding import DecodingPool, Receive
 from app.errors import (
     DeadlineExceeded,
     MalformedVersion,
@@ -49,6 +48,7 @@ from app.errors import (
     ServingError,
     Unavailable,
 )
+from app.events import PredictionEvent, PredictionListener, ShadowEvent, ShadowListener
 from app.explain.service import ExplanationService
 from app.metrics import Metrics
 from app.repository import ModelEntry, ModelRegistry
@@ -58,59 +58,12 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# A connection's `receive` (ASGI's, as starlette types it): the core watches it for the
-# client's disconnect, and spells the type itself so that it needs no web framework.
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-# After a request decoded this many pixels, hand the freed memory back to the OS (glibc keeps
-# it in per-thread arenas otherwise: six 25 MP decodes left the process 2 GB larger).
-TRIM_AFTER_PIXELS = 1_000_000
 # Shadow copies in flight at once, over every model: beyond it copies are dropped (counted),
 # so a slow shadow cannot pile up tasks and memory.
 MAX_SHADOW_REQUESTS = 256
 # Values beyond those of the largest valid request that a body may hold (the keys and
 # metadata of a JSON body are counted with its values).
 VALUE_COUNT_SLACK = 256
-# Bodies over this are decoded on a decoding thread (`off_loop`): parsing ~1,000 28x28 images
-# as JSON takes milliseconds, too long for the event loop that answers every other request.
-LARGE_BODY_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class PredictionEvent:
-    """One completed inference, for listeners (monitoring, payload logging)."""
-
-    request_id: str
-    model: str
-    version: int
-    labels: Sequence[str]
-    rows: Sequence[Any]  # as the version's adapter made them (before featurisation)
-    probabilities: np.ndarray  # (N, C) float64, columns in the order of `labels`
-    endpoint: str | None
-    protocol: str | None
-    # A fingerprint of the caller's API key ("" without keys): who may give its feedback.
-    caller: str = ""
-    # Per row: its input warnings (empty when none; see InputAdapter.warnings).
-    warnings: Sequence[RowWarnings] = ()
-
-
-PredictionListener = Callable[[PredictionEvent], None]
-
-
-@dataclass(frozen=True, slots=True)
-class ShadowEvent:
-    """One request's copy answered (or dropped) by a shadow version, next to the primary's
-    answer: for the comparison of the two (`app.monitoring.promotion`)."""
-
-    request_id: str
-    model: str
-    primary_version: int
-    shadow_version: int
-    primary_labels: Sequence[str]
-    shadow_labels: Sequence[str | None]  # None: the shadow failed on the row
-    latency_s: float | None  # the shadow's time for the copy; None when it failed
-
-
-ShadowListener = Callable[[ShadowEvent], None]
 
 
 class InferenceCore:
@@ -127,8 +80,8 @@ class InferenceCore:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         # The explanation verb: its explainers and its own worker (started on first use).
         self.explanations = ExplanationService(settings, registry, metrics.registry)
-        self._decoder = ThreadPoolExecutor(
-            settings.resolved_decode_threads(), thread_name_prefix="decode"
+        self._decoding = DecodingPool(
+            settings.resolved_decode_threads(), settings.max_request_image_pixels
         )
 
     # ------------------------------------------------------------------ selection
@@ -450,32 +403,7 @@ class InferenceCore:
         remaining_s = self.remaining_s(context)
         if remaining_s <= 0:
             raise self.deadline_exceeded()
-        budget = RequestBudget(
-            time.perf_counter() + remaining_s, self.settings.max_request_image_pixels
-        )
-        work = asyncio.get_running_loop().run_in_executor(self._decoder, _run_job, job, budget)
-        work.add_done_callback(_consume)
-        watcher = asyncio.ensure_future(_disconnect(receive)) if receive is not None else None
-        try:
-            waiting: set[asyncio.Future[Any]] = {work} if watcher is None else {work, watcher}
-            done, _ = await asyncio.wait(
-                waiting, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            if work in done:
-                return work.result()
-            reason: ServingError = (
-                ClientDisconnected("the client disconnected before the answer")
-                if watcher is not None and watcher in done
-                else self.deadline_exceeded()
-            )
-            budget.stop(reason)
-            raise reason
-        except asyncio.CancelledError:
-            budget.stop(ClientDisconnected("the request was cancelled"))
-            raise
-        finally:
-            if watcher is not None:
-                watcher.cancel()
+        return await self._decoding.run(job, remaining_s, receive, self.deadline_exceeded)
 
     # ------------------------------------------------------------------ shutdown
     def begin_drain(self) -> None:
@@ -490,7 +418,7 @@ class InferenceCore:
         self.begin_drain()
         batchers = [e.batcher for e in self.registry if e.batcher is not None]
         await asyncio.gather(*(b.stop(drain_timeout_s) for b in batchers))
-        self._decoder.shutdown(wait=False, cancel_futures=True)
+        self._decoding.shutdown()
         self.explanations.stop()  # after its current job
 
 
@@ -500,26 +428,3 @@ def _pinned_version(text: str) -> int:
     if version is None:
         raise MalformedVersion(f"the X-Model-Version header: {not_a_version(text)}")
     return version
-
-
-def _run_job(job: Callable[[RequestBudget], T], budget: RequestBudget) -> T:
-    """A decoding job on its thread; afterwards, large decodes' memory goes back to the OS."""
-    try:
-        budget.check()  # it may have waited for a thread past its deadline
-        return job(budget)
-    finally:
-        if budget.pixels >= TRIM_AFTER_PIXELS:
-            release_free_memory()
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    # A job abandoned at its deadline still ends with a result or an error: nobody reads it.
-    if not future.cancelled():
-        future.exception()
-
-
-async def _disconnect(receive: Receive) -> None:
-    """Returns when the client has closed the connection (the body was read already, so
-    the server's next message is the disconnect)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass

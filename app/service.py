@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core import InferenceCore, PredictionEvent, PredictionListener
+from app.core import InferenceCore
+from app.events import PredictionEvent, PredictionListener
 from app.metrics import Metrics
 from app.monitoring import Monitor
 from app.protocols.v1 import V1Protocol

@@ -44,7 +44,7 @@ from app.schemas.card import HeldOutMetrics, ModelCard, RegressionMetrics
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from app.core import PredictionEvent
+    from app.events import PredictionEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

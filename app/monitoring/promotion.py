@@ -65,7 +65,7 @@ from app.repository.registry import ModelRegistry, ModelState, ServedModel
 from app.repository.rules import PromotionRules
 
 if TYPE_CHECKING:
-    from app.core import ShadowEvent
+    from app.events import ShadowEvent
     from app.monitoring.monitor import Monitor
     from app.settings import Settings
 

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 from app.adapters import InputAdapter, RowWarnings, named_rows
 from app.budget import RequestBudget
 from app.context import RequestContext
-from app.core import LARGE_BODY_BYTES, InferenceCore, Receive
+from app.core import InferenceCore
+from app.decoding import LARGE_BODY_BYTES, Receive
 from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, ServingError
 from app.repository import ModelEntry, ModelState
 from app.schemas import problems

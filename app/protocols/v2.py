@@ -34,7 +34,8 @@ from app.codecs.v2 import (
     split_body,
 )
 from app.context import RequestContext
-from app.core import LARGE_BODY_BYTES, InferenceCore, Receive
+from app.core import InferenceCore
+from app.decoding import LARGE_BODY_BYTES, Receive
 from app.errors import BadRequest, InvalidInput, ServingError
 from app.protocols.tensors import (
     model_metadata,

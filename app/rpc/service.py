@@ -32,7 +32,8 @@ from google.protobuf import json_format
 from app import __version__
 from app.codecs.v2 import EXTENSIONS, SERVER_NAME
 from app.context import ROUTING_HEADERS, RequestContext
-from app.core import LARGE_BODY_BYTES, InferenceCore
+from app.core import InferenceCore
+from app.decoding import LARGE_BODY_BYTES
 from app.errors import BadRequest, ServingError
 from app.middleware import RequestRecorder, ServerState, token_fingerprint
 from app.protocols import triton
