@@ -88,7 +88,7 @@ class GrpcServer:
             recorder,
             keyed=keyed,
         )
-        self._health = HealthServicer(service)
+        self._health = HealthServicer(service.core, lambda: service.readiness()[0])
         self._key_digests = key_digests
         self._admin_digests = admin_digests or []
         self._recorder = recorder
