@@ -54,6 +54,7 @@ from app.metrics import Metrics
 from app.repository import ModelEntry, ModelRegistry
 from app.schemas.versions import not_a_version, parse_version
 from app.settings import Settings
+from app.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,9 @@ class InferenceCore:
         self._shadow_listeners: list[ShadowListener] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         # The explanation verb: its explainers and its own worker (started on first use).
-        self.explanations = ExplanationService(settings, registry, metrics.registry)
+        self.explanations = ExplanationService(settings.explain, registry, metrics.registry)
         self._decoding = DecodingPool(
-            settings.resolved_decode_threads(), settings.max_request_image_pixels
+            settings.serving.resolved_decode_threads(), settings.limits.max_request_image_pixels
         )
 
     # ------------------------------------------------------------------ selection
@@ -141,7 +142,7 @@ class InferenceCore:
         milliseconds for 8 MB, where parsing would take a few hundred), so a body of a million
         zeros costs nothing to refuse."""
         assert entry.adapter is not None
-        max_instances = self.settings.max_instances
+        max_instances = self.settings.limits.max_instances
         limit = entry.adapter.max_values(max_instances)
         if limit is not None and values > limit + VALUE_COUNT_SLACK:
             raise PayloadTooLarge(
@@ -258,7 +259,7 @@ class InferenceCore:
             assert primary.card is not None and shadow.adapter is not None
             results = await shadow.batcher.predict(
                 shadow.adapter.rows_from(rows),
-                self.settings.request_timeout_ms / 1000.0,
+                self.settings.serving.request_timeout_ms / 1000.0,
                 shadow=True,
             )
             shadow_labels = [
@@ -304,8 +305,9 @@ class InferenceCore:
     def serve(self, entry: ModelEntry) -> Batcher:
         """Start the batcher of a loaded version (its runtime and adapter are set)."""
         assert entry.card is not None and entry.model is not None and entry.adapter is not None
-        batching = self.settings.batching_for(entry.name)
-        model, adapter, labels = entry.model, entry.adapter, entry.card.labels
+        batching = self.settings.batching.for_model(entry.name)
+        model, adapter, card = entry.model, entry.adapter, entry.card
+        task = task_of(card)
         version = str(entry.version)
         prediction_counter = self.metrics.predictions
         stats = entry.stats
@@ -338,7 +340,6 @@ class InferenceCore:
                 for index, error in refused.items():
                     results[index] = error
                 finite[list(refused)] = False  # neither an answer nor a counted prediction
-            best = np.argmax(probabilities, axis=1)
             if not finite.all():
                 # NaN/infinity out of a model that is fine on other rows: this input is
                 # outside what its float32 arithmetic can compute. A client error for this
@@ -348,7 +349,7 @@ class InferenceCore:
                         results[index] = adapter.uncomputable(rows[index])
             own = batcher.own_rows  # shadow copies are not this version's predictions
             counted = finite if own is None else finite & np.asarray(own, dtype=bool)
-            tally = Counter(labels[i] for i in best[counted].tolist())
+            tally = Counter(task.predicted_labels(card, probabilities[counted]))
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)
             stats.record_labels(tally)
@@ -375,14 +376,15 @@ class InferenceCore:
         """Seconds left of this request's deadline (counted from its arrival), or of the
         client's own deadline when that comes first (a gRPC call's)."""
         now = time.perf_counter()
-        remaining = self.settings.request_timeout_ms / 1000.0 - (now - context.arrived)
+        remaining = self.settings.serving.request_timeout_ms / 1000.0 - (now - context.arrived)
         if context.client_deadline is not None:
             return min(remaining, context.client_deadline - now)
         return remaining
 
     def deadline_exceeded(self) -> DeadlineExceeded:
         return DeadlineExceeded(
-            f"the request took longer than its deadline ({self.settings.request_timeout_ms:g} ms);"
+            "the request took longer than its deadline "
+            f"({self.settings.serving.request_timeout_ms:g} ms);"
             " send fewer or smaller instances, or retry later"
         )
 

@@ -143,7 +143,11 @@ def load_models(models_dir: Path) -> dict[str, Any]:
         )
         model.load()
         adapter = make_adapter(card, entry.folder, max_image_pixels=4_000_000)
-        loaded[entry.name] = (model, adapter, make_explainer(card, model, adapter, settings))
+        loaded[entry.name] = (
+            model,
+            adapter,
+            make_explainer(card, model, adapter, settings.explain),
+        )
     return loaded
 
 

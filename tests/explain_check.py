@@ -52,7 +52,7 @@ def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
         if card.input.kind == "image":
             with np.load(data_dir / "mnist.npz") as data:
                 rows += list(data["x_test"][:MNIST_TEST_IMAGES].astype(np.float32))
-        explainer = make_explainer(card, model, adapter, settings)
+        explainer = make_explainer(card, model, adapter, settings.explain)
         predicted = model.predict(adapter.featurize(rows))
         records = []
         for row, probabilities in zip(rows, predicted, strict=True):

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from app.adapters import InputAdapter, TextAdapter
 from app.context import RequestContext
@@ -31,9 +31,8 @@ from app.repository import ModelEntry, ModelRegistry
 from app.runtimes.keras import KerasModel
 from app.runtimes.sklearn import SklearnModel
 from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
-from app.settings import Settings
-
-EXPLAIN_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from app.series import ExplainSeries
+from app.settings import ExplainSettings
 
 
 class NotExplainable(ServingError):
@@ -42,34 +41,15 @@ class NotExplainable(ServingError):
     status_code = 501
 
 
-class ExplainMetrics:
-    """Prometheus series of explanations, on the app's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "synergy_explanations_total",
-            "Explanation requests by model, version and status (ok or the HTTP status).",
-            ["model", "version", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "synergy_explanation_duration_seconds",
-            "Time to explain one request on the explanation worker (queueing excluded).",
-            ["model"],
-            buckets=EXPLAIN_LATENCY_BUCKETS_S,
-            registry=registry,
-        )
-
-
 class ExplanationService:
     """Everything between a decoded `:explain` request and the explainers."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, metrics: CollectorRegistry
+        self, settings: ExplainSettings, registry: ModelRegistry, metrics: CollectorRegistry
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.metrics = ExplainMetrics(metrics)
+        self.metrics = ExplainSeries(metrics)
         self.worker = ExplainWorker(
             max_queue=settings.explain_max_queue,
             max_per_caller=settings.explain_max_per_caller,
@@ -181,14 +161,16 @@ class ExplanationService:
         return explainer
 
 
-def build_explainer(entry: ModelEntry, settings: Settings) -> Explainer:
+def build_explainer(entry: ModelEntry, settings: ExplainSettings) -> Explainer:
     """The explainer for a loaded version's input kind and runtime."""
     card, model, adapter = entry.card, entry.model, entry.adapter
     assert card is not None and model is not None and adapter is not None
     return make_explainer(card, model, adapter, settings)
 
 
-def make_explainer(card: Any, model: Any, adapter: InputAdapter, settings: Settings) -> Explainer:
+def make_explainer(
+    card: Any, model: Any, adapter: InputAdapter, settings: ExplainSettings
+) -> Explainer:
     """The explainer for (card, loaded runtime, adapter): see app.explain's modules."""
     if isinstance(card.input, TabularInput):
         return TabularExplainer(

@@ -58,7 +58,7 @@ def model_config(core: InferenceCore, name: str, version: str | None) -> dict[st
     entry = core.registry.carded(name, parse_version(name, version))
     card = entry.card
     assert card is not None
-    batching = core.settings.batching_for(name)
+    batching = core.settings.batching.for_model(name)
     inputs, outputs = tensor_metadata(entry)
     device = entry.model.device if entry.model is not None else "cpu"
     return {

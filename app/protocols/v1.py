@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.adapters import InputAdapter, RowWarnings, named_rows
 from app.budget import RequestBudget
+from app.codecs.predictions import with_warnings
 from app.context import RequestContext
 from app.core import InferenceCore
 from app.decoding import LARGE_BODY_BYTES, Receive
@@ -74,20 +75,6 @@ def parse_instances(adapter: InputAdapter, body: bytes) -> list[Any]:
         raise describe_validation_error(exc, adapter.instance_help) from None
     instances: list[Any] = parsed.instances  # type: ignore[attr-defined]
     return instances
-
-
-def with_warnings(
-    predictions: list[dict[str, Any]], warnings: Sequence[RowWarnings] | None
-) -> list[dict[str, Any]]:
-    """Each prediction object with its row's `warnings` (a list of `{code, message}`; empty
-    when the input looks like the training data), whatever the task."""
-    if not warnings or len(warnings) != len(predictions):
-        for prediction in predictions:
-            prediction["warnings"] = []
-        return predictions
-    for prediction, found in zip(predictions, warnings, strict=True):
-        prediction["warnings"] = [{"code": w.code, "message": w.message} for w in found]
-    return predictions
 
 
 def _rows(
@@ -164,7 +151,7 @@ class V1Protocol:
             return await self.core.off_loop(
                 lambda budget: self.json_rows(entry, body, budget), context, receive
             )
-        rows = adapter.plain_rows(body, self.settings.max_instances)
+        rows = adapter.plain_rows(body, self.settings.limits.max_instances)
         if rows is not None:
             return rows
         instances = parse_instances(adapter, body)
@@ -195,7 +182,7 @@ class V1Protocol:
         counted already)."""
         adapter = entry.adapter
         assert adapter is not None
-        plain = adapter.plain_rows(body, self.settings.max_instances)
+        plain = adapter.plain_rows(body, self.settings.limits.max_instances)
         if plain is not None:
             return plain
         return _rows(adapter, parse_instances(adapter, body), budget)
@@ -312,7 +299,7 @@ class V1Protocol:
         """The card plus how this server runs the model."""
         entry = self.registry.carded(name, version)
         assert entry.card is not None
-        batching = self.settings.batching_for(name)
+        batching = self.settings.batching.for_model(name)
         status = entry.status()
         return {
             "card": entry.card.model_dump(mode="json"),

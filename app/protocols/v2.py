@@ -142,11 +142,11 @@ class V2Protocol:
         adapter = entry.adapter
         assert adapter is not None
         header_length = headers.get(HEADER_LENGTH.lower())
-        limit = adapter.max_values(self.settings.max_instances)
+        limit = adapter.max_values(self.settings.limits.max_instances)
         body = decompress_body(
             body,
             headers.get("content-encoding"),
-            self.settings.max_body_bytes,
+            self.settings.limits.max_body_bytes,
             # Only an all-JSON body's commas are values; binary tensor data has any bytes.
             None
             if header_length is not None or limit is None
@@ -159,7 +159,7 @@ class V2Protocol:
         assert entry.card is not None
         outputs = requested_outputs(request, output_names(entry.card))
         datatype, values = decode_input(
-            request, binary, adapter.tensor_spec, entry.name, self.settings.max_instances
+            request, binary, adapter.tensor_spec, entry.name, self.settings.limits.max_instances
         )
         return DecodedRequest(request, adapter.tensor_rows(datatype, values, budget), outputs)
 

@@ -66,9 +66,9 @@ YOUNG_GC_THRESHOLD = 20_000
 def input_limits(settings: Settings) -> InputLimits:
     """The settings' limits on a request's inputs, for the adapters."""
     return InputLimits(
-        max_instances=settings.max_instances,
-        max_text_chars=settings.max_text_chars,
-        max_image_pixels=settings.max_image_pixels,
+        max_instances=settings.limits.max_instances,
+        max_text_chars=settings.limits.max_text_chars,
+        max_image_pixels=settings.limits.max_image_pixels,
     )
 
 
@@ -124,7 +124,7 @@ class Lifecycle:
         """Begin loading every version in the background, and poll the repository (when
         SYNERGY_MODEL_POLL_S > 0) meanwhile; returns at once."""
         self._loader = asyncio.create_task(self._load_all(), name="load-models")
-        if self.settings.model_poll_s > 0:
+        if self.settings.repository.model_poll_s > 0:
             self._poller = asyncio.create_task(self._poll(), name="poll-models")
 
     async def wait_loaded(self) -> None:
@@ -151,7 +151,7 @@ class Lifecycle:
         needs_keras = any(e.card and e.card.framework == "keras" for e in self.registry)
         if needs_keras:
             self.backend = await _in_daemon_thread(
-                configure_backend, self.settings.resolved_inference_threads()
+                configure_backend, self.settings.repository.resolved_inference_threads()
             )
         for entry in self.registry:  # the versions of the first scan (a copy of the list)
             async with self._load_lock:
@@ -180,7 +180,7 @@ class Lifecycle:
         if not self.backend and entry.card is not None and entry.card.framework == "keras":
             # The first Keras version arrived after start-up (polling, the repository API).
             self.backend = await _in_daemon_thread(
-                configure_backend, self.settings.resolved_inference_threads()
+                configure_backend, self.settings.repository.resolved_inference_threads()
             )
         loaded = await _in_daemon_thread(self.load, entry)
         if entry.state is ModelState.UNLOADING:  # retired (unloaded) while it loaded
@@ -200,7 +200,7 @@ class Lifecycle:
         """Rescan every SYNERGY_MODEL_POLL_S seconds, from start-up on (a scan never waits
         for a load: configs, labels and traffic apply at the next poll)."""
         while not self.stopping:
-            await asyncio.sleep(self.settings.model_poll_s)
+            await asyncio.sleep(self.settings.repository.model_poll_s)
             try:
                 await self.rescan()
             except Exception:  # a scan's failure must not end polling
@@ -228,7 +228,7 @@ class Lifecycle:
             }
             scans = await asyncio.to_thread(
                 scan_repository,
-                self.settings.models_dir,
+                self.settings.repository.models_dir,
                 self.registry.policy,
                 configs,
                 self.registry.known(),
@@ -446,7 +446,9 @@ class Lifecycle:
 
     async def _unload(self, entry: ModelEntry) -> None:
         settings = self.settings
-        longest_s = max(settings.request_timeout_ms, settings.explain_timeout_ms) / 1000.0
+        longest_s = (
+            max(settings.serving.request_timeout_ms, settings.explain.explain_timeout_ms) / 1000.0
+        )
         if not await entry.wait_idle(longest_s + 1.0):
             log.warning(
                 "model %s version %s: %d request(s) still hold it after their deadline; "
@@ -456,7 +458,7 @@ class Lifecycle:
                 entry.leases,
             )
         if entry.batcher is not None:
-            await entry.batcher.stop(settings.shutdown_grace_period_s)
+            await entry.batcher.stop(settings.serving.shutdown_grace_period_s)
         labels = (entry.name, str(entry.version))
         for gauge in (self.metrics.model_ready, self.metrics.queue_rows):
             with contextlib.suppress(KeyError):
@@ -491,12 +493,12 @@ class Lifecycle:
             if not verify(entry):
                 return False
             mismatch = library_version_problem(card.framework, card.library_versions)
-            if mismatch is not None and not self.settings.allow_library_version_mismatch:
+            if mismatch is not None and not self.settings.repository.allow_library_version_mismatch:
                 entry.fail(f"loading failed: {mismatch}")
                 return False
             model: Model
             if card.framework == "keras":
-                batching = self.settings.batching_for(entry.name)
+                batching = self.settings.batching.for_model(entry.name)
                 model = KerasModel(
                     card, entry.folder, buckets=batch_buckets(batching.max_batch_size)
                 )
@@ -504,7 +506,7 @@ class Lifecycle:
                 model = SklearnModel(card, entry.folder)
             model.load()
             adapter.load()
-            if self.settings.warmup:
+            if self.settings.repository.warmup:
                 warm_up(model, adapter)
             if self.stopping:  # stopped while it loaded: it never served
                 return False

@@ -295,7 +295,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 request,
                 adapter.tensor_spec,
                 entry.name,
-                self.settings.max_instances,
+                self.settings.limits.max_instances,
                 output_names(card),
             )
             if adapter.slow_rows or decoded.values.nbytes > LARGE_BODY_BYTES:

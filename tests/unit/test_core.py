@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app.context import RequestContext
-from app.core import VALUE_COUNT_SLACK, PredictionEvent
+from app.core import VALUE_COUNT_SLACK
 from app.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -21,6 +21,7 @@ from app.errors import (
     PayloadTooLarge,
     Unavailable,
 )
+from app.events import PredictionEvent
 from tests.unit.fake_version import NAME, POISON, context, expected, serve
 
 pytestmark = pytest.mark.anyio

@@ -3,14 +3,17 @@ the writer's bounds and the payload log's events."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from app.monitoring.database import database_url
 from app.monitoring.payload_log import PayloadLogger
 from app.monitoring.profile import (
     CategoricalReference,
@@ -18,10 +21,11 @@ from app.monitoring.profile import (
     image_statistics,
 )
 from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilson_interval
-from app.monitoring.store import Store, database_url
+from app.monitoring.store import Store
 from app.monitoring.writer import Record, Writer
 from app.repository import ModelEntry
 from app.schemas.card import ModelCard
+from app.tasks import CLASSIFICATION, REGRESSION
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,6 +163,22 @@ def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
     assert store.counts("m", 1) == (3, 2, 1)
     assert store.recent_feedback("m", 1, 10) == first
     assert store.confusion("m", 1) == {("a", "a"): 1, ("a", "b"): 1}
+
+
+def test_a_regressor_s_true_values_do_not_grow_the_tallies(store: Store) -> None:
+    # A regressor's rows carry no predicted label; each truth is a distinct value (JSON).
+    store.insert_rows([_row("r", i, predicted="", created_at=1.0) for i in range(5)])
+    rows = store.prediction("m", "r", "")
+    store.set_feedback({row[0]: json.dumps([float(i) + 0.5]) for i, row in enumerate(rows[:4])})
+    store.set_feedback({rows[0][0]: "[9.0]"})  # a corrected value moves no tally
+    assert store.counts("m", 1) == (5, 4, 0)
+    assert store.confusion("m", 1) == {("*", ""): 4}
+    assert [json.loads(t) for _, t in store.recent_truths("m", 1, 10)][-1] == [9.0]
+    with store.engine.connect() as connection:
+        tallies = connection.exec_driver_sql("SELECT COUNT(*) FROM prediction_tallies").scalar()
+    assert tallies == 2  # ("", "") and ("*", ""), not one per true value
+    assert store.prune(max_age_s=None, max_rows=1) == 4
+    assert store.counts("m", 1) == (1, 0, 0)
 
 
 def test_store_newest_prediction_wins_for_a_reused_request_id(store: Store) -> None:
@@ -378,6 +398,11 @@ def test_a_version_whose_statistics_fail_loses_only_its_rows(
 
 
 # ---------------------------------------------------------------------- payload log
+def _classes(*labels: str) -> Any:
+    """The classification encoder of a card with these labels (what the monitor passes)."""
+    return functools.partial(CLASSIFICATION.encode_v1, SimpleNamespace(labels=list(labels)))
+
+
 def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
     path = tmp_path / "events" / "payloads.jsonl"
     logger = PayloadLogger(str(path), max_events=10, on_drop=print)
@@ -387,7 +412,7 @@ def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
         "iris-knn",
         1,
         [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)],
-        ["setosa", "versicolor"],
+        _classes("setosa", "versicolor"),
         np.array([[0.75, 0.25]]),
     )
     logger.stop()
@@ -407,11 +432,26 @@ def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
     ]
 
 
+def test_payload_log_writes_a_regressor_s_values_not_labels(tmp_path: Path) -> None:
+    path = tmp_path / "payloads.jsonl"
+    logger = PayloadLogger(str(path), max_events=10, on_drop=print)
+    logger.start()
+    card = SimpleNamespace(labels=["price"])
+    encode = functools.partial(REGRESSION.encode_v1, card)
+    logger.submit("req-1", "houses", 1, [np.ones(3)], encode, np.array([[251.5], [7.0]]))
+    logger.stop()
+    response = [json.loads(line) for line in path.read_text().splitlines()][1]
+    assert response["data"]["predictions"] == [
+        {"value": 251.5, "warnings": []},
+        {"value": 7.0, "warnings": []},
+    ]
+
+
 def test_payload_log_drops_when_full() -> None:
     dropped: list[int] = []
     logger = PayloadLogger("stdout", max_events=1, on_drop=dropped.append)  # not started
-    logger.submit("a", "m", 1, [[1]], ["x"], np.ones((1, 1)))
-    logger.submit("b", "m", 1, [[1], [2]], ["x"], np.ones((2, 1)))
+    logger.submit("a", "m", 1, [[1]], _classes("x"), np.ones((1, 1)))
+    logger.submit("b", "m", 1, [[1], [2]], _classes("x"), np.ones((2, 1)))
     assert dropped == [2]
 
 
@@ -422,7 +462,7 @@ def test_payload_log_queue_is_bounded_in_bytes_and_drops_are_counted() -> None:
     )  # not started: nothing drains the queue
     image = np.zeros((28, 28), dtype=np.float32)  # 3 KB a row
     for index in range(1000):
-        logger.submit(f"r{index}", "m", 1, [image] * 10, ["x"], np.ones((10, 1)))
+        logger.submit(f"r{index}", "m", 1, [image] * 10, _classes("x"), np.ones((10, 1)))
     assert logger.held_bytes <= 1024 * 1024
     assert sum(dropped) > 0 and len(logger._queue) < 1000
 
@@ -434,7 +474,7 @@ def test_payload_log_ids_are_unique_per_event_even_for_a_reused_request_id(
     logger = PayloadLogger(str(path), max_events=100, on_drop=print)
     logger.start()
     for _ in range(3):
-        logger.submit("same-id", "m", 1, [np.ones(2)], ["x"], np.ones((1, 1)))
+        logger.submit("same-id", "m", 1, [np.ones(2)], _classes("x"), np.ones((1, 1)))
     logger.stop()
     events = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(events) == 6 and {e["requestid"] for e in events} == {"same-id"}
@@ -454,9 +494,9 @@ def test_payload_log_caps_each_event_and_rotates_its_file(tmp_path: Path) -> Non
     logger.start()
     huge = np.zeros((300, 300), dtype=np.float32)  # ~300 KB of JSON as numbers
     small = np.ones(4, dtype=np.float32)
-    logger.submit("huge", "m", 1, [huge], ["x"], np.ones((1, 1)))
+    logger.submit("huge", "m", 1, [huge], _classes("x"), np.ones((1, 1)))
     for index in range(400):
-        logger.submit(f"s{index}", "m", 1, [small], ["x"], np.ones((1, 1)))
+        logger.submit(f"s{index}", "m", 1, [small], _classes("x"), np.ones((1, 1)))
     logger.stop(timeout_s=30)
     files = sorted(tmp_path.iterdir())
     assert [f.name for f in files] == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
@@ -471,7 +511,9 @@ def test_payload_log_event_over_the_cap_keeps_its_envelope(tmp_path: Path) -> No
     path = tmp_path / "events.jsonl"
     logger = PayloadLogger(str(path), max_events=10, on_drop=print, max_event_bytes=2048)
     logger.start()
-    logger.submit("big", "m", 1, [np.zeros((100, 100), dtype=np.float32)], ["x"], np.ones((1, 1)))
+    logger.submit(
+        "big", "m", 1, [np.zeros((100, 100), dtype=np.float32)], _classes("x"), np.ones((1, 1))
+    )
     logger.stop()
     request = json.loads(path.read_text().splitlines()[0])
     assert request["data"]["instances"] is None
@@ -495,7 +537,7 @@ def test_a_full_disk_makes_room_by_deleting_the_oldest_rows(tmp_path: Path) -> N
     from sqlalchemy import event
     from sqlalchemy.exc import OperationalError
 
-    from app.monitoring.store import is_disk_full
+    from app.monitoring.database import is_disk_full
 
     store = Store(database_url(None, tmp_path / "store"))
     store.migrate()
@@ -537,7 +579,7 @@ def test_a_deleted_sqlite_file_is_detected_and_replaced(store: Store) -> None:
 
 def test_an_oversize_input_is_stored_without_its_compact_form() -> None:
     from app.monitoring.profile import StatisticsComputer
-    from app.monitoring.writer import Group, to_rows
+    from app.monitoring.writer_process import Group, to_rows
 
     folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
     card = ModelCard.read(folder)
@@ -618,7 +660,7 @@ def test_the_migration_backfills_the_tallies_of_stored_rows(tmp_path: Path) -> N
     from alembic import command
     from alembic.config import Config
 
-    from app.monitoring.store import MIGRATIONS
+    from app.monitoring.database import MIGRATIONS
 
     store = Store(database_url(None, tmp_path / "old"))
     config = Config()
