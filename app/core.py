@@ -5,9 +5,11 @@ Every protocol (the friendly V1 API, V2, later gRPC, explanations) is a peer ove
 - `select(name, version)` -> the model version that serves a request (404 unknown, 503 not
   ready or shutting down). One function, so a version (and later a label or a traffic split)
   means the same on every protocol; every decision about a model's inputs is then made by
-  that version's adapter (`entry.adapter`).
-- `infer(entry, rows)` -> an `(N, C)` float64 array of class probabilities (columns in the
-  order of `entry.card.labels`), rows already made by the version's adapter, through the
+  that version's input kind (`version.kind`). The version is a frozen `ServedVersion`: card,
+  kind, runtime and batcher, all loaded.
+- `admit(version, rows, context)`: admission control before a large body is decoded.
+- `infer(version, rows)` -> an `(N, C)` float64 array of class probabilities (columns in the
+  order of `version.card.labels`), rows already made by the version's kind, through the
   version's batcher, within the request's deadline.
 - `subscribe(listener)`: called on the event loop after every completed inference with a
   `PredictionEvent` (request id, model, version, rows, probabilities) -- a monitoring store
@@ -51,7 +53,8 @@ from app.errors import (
 from app.events import PredictionEvent, PredictionListener, ShadowEvent, ShadowListener
 from app.explain.service import ExplanationService
 from app.metrics import Metrics
-from app.repository import ModelEntry, ModelRegistry
+from app.repository import CardedVersion, ModelRegistry, ServedVersion
+from app.runtimes.base import Model
 from app.schemas.versions import not_a_version, parse_version
 from app.settings import Settings
 from app.tasks import task_of
@@ -92,7 +95,7 @@ class InferenceCore:
         version: int | None = None,
         context: RequestContext | None = None,
         label: str | None = None,
-    ) -> ModelEntry:
+    ) -> ServedVersion:
         """The model version that serves a request.
 
         In order: the path's `version`, the path's `label`, the request's X-Model-Version or
@@ -136,35 +139,34 @@ class InferenceCore:
         return entry
 
     # ------------------------------------------------------------------ admission
-    def check_value_count(self, entry: ModelEntry, values: int) -> None:
+    def check_value_count(self, version: CardedVersion, values: int) -> None:
         """PayloadTooLarge (413) before parsing when a body holds more values than the largest
         valid request can (counted by the protocol, e.g. a JSON body's commas: a few
         milliseconds for 8 MB, where parsing would take a few hundred), so a body of a million
         zeros costs nothing to refuse."""
-        assert entry.adapter is not None
         max_instances = self.settings.limits.max_instances
-        limit = entry.adapter.max_values(max_instances)
+        limit = version.kind.max_values(max_instances)
         if limit is not None and values > limit + VALUE_COUNT_SLACK:
             raise PayloadTooLarge(
                 f"the body holds {values} values or more, more than "
-                f"{max_instances} instances of model {entry.name} can have "
+                f"{max_instances} instances of model {version.name} can have "
                 f"({limit}); send at most {max_instances} instances per request"
             )
 
-    def admit(self, entry: ModelEntry, rows: int, context: RequestContext) -> None:
-        """Refuse now (Unavailable, 503) when the version's batcher has no room for `rows`
-        within the request's deadline: before the protocol pays for parsing a large body."""
-        assert entry.batcher is not None
-        entry.batcher.admit(rows, self.remaining_s(context))
+    def admit(self, version: ServedVersion, rows: int, context: RequestContext) -> None:
+        """Admission control before decoding a request of about `rows` rows: raises
+        Unavailable (503) at once when the version's queue could not take them within the
+        request's deadline, so a large body is not decoded only to be refused."""
+        version.batcher.admit(rows, self.remaining_s(context))
 
     # ------------------------------------------------------------------ inference
     async def infer(
         self,
-        entry: ModelEntry,
+        entry: ServedVersion,
         rows: Sequence[Any],
         context: RequestContext,
     ) -> np.ndarray:
-        """Probabilities `(N, C)` for `rows` (made by `entry.adapter`), in order.
+        """Probabilities `(N, C)` for `rows` (made by `entry.kind`), in order.
 
         The deadline (SYNERGY_REQUEST_TIMEOUT_MS) runs from when the request arrived, so time
         spent reading and decoding the body counts. An error about one row (an input the
@@ -172,7 +174,6 @@ class InferenceCore:
         names the row its own way (`instances[3]`, `input features[3]`). Raises Unavailable
         (overloaded, stopping), DeadlineExceeded, ModelFailed, InvalidInput.
         """
-        assert entry.batcher is not None
         context.rows = len(rows)
         remaining_s = self.remaining_s(context)
         if remaining_s <= 0:
@@ -186,7 +187,6 @@ class InferenceCore:
         if context.shadow is not None:
             self._copy_to_shadow(context.shadow, entry, rows, probabilities, context.request_id)
         if self._listeners:
-            assert entry.card is not None
             event = PredictionEvent(
                 context.request_id,
                 entry.name,
@@ -208,21 +208,21 @@ class InferenceCore:
 
     # ------------------------------------------------------------------ explanation
     async def explain(
-        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
     ) -> list[Any]:
-        """One explanation per row of `rows` (made by `entry.adapter`), in order: the verb
+        """One explanation per row of `rows` (made by `entry.kind`), in order: the verb
         next to `infer`, on the explanation worker with its own queue, instance limit and
         deadline (`app.explain.service`). Errors as `ExplanationService.explain`."""
         return await self.explanations.explain(entry, rows, context)
 
-    def explain_refused(self, entry: ModelEntry, exc: ServingError) -> None:
+    def explain_refused(self, entry: CardedVersion, exc: ServingError) -> None:
         """Count an explanation request refused while the protocol decoded it."""
         self.explanations.refused(entry, exc)
 
     def _copy_to_shadow(
         self,
-        shadow: ModelEntry,
-        primary: ModelEntry,
+        shadow: ServedVersion,
+        primary: ServedVersion,
         rows: Sequence[Any],
         answer: np.ndarray,
         request_id: str = "",
@@ -232,7 +232,7 @@ class InferenceCore:
         the shadow's queue is full (its own admission control) or it fails, the copy is
         dropped and counted."""
         labels = (shadow.name, str(shadow.version))
-        if len(self._shadow_tasks) >= MAX_SHADOW_REQUESTS or shadow.batcher is None:
+        if len(self._shadow_tasks) >= MAX_SHADOW_REQUESTS:
             self.metrics.shadow_dropped.labels(*labels).inc(len(rows))
             return
         shadow.acquire()
@@ -244,8 +244,8 @@ class InferenceCore:
 
     async def _shadow(
         self,
-        shadow: ModelEntry,
-        primary: ModelEntry,
+        shadow: ServedVersion,
+        primary: ServedVersion,
         rows: list[Any],
         primary_best: np.ndarray,
         request_id: str = "",
@@ -255,10 +255,8 @@ class InferenceCore:
         latency_s: float | None = None
         started = time.perf_counter()
         try:
-            assert shadow.batcher is not None and shadow.card is not None
-            assert primary.card is not None and shadow.adapter is not None
             results = await shadow.batcher.predict(
-                shadow.adapter.rows_from(rows),
+                shadow.kind.rows_from(rows),
                 self.settings.serving.request_timeout_ms / 1000.0,
                 shadow=True,
             )
@@ -276,7 +274,7 @@ class InferenceCore:
             self.metrics.shadow_dropped.labels(*labels).inc(len(rows))
         finally:
             shadow.release()
-        if self._shadow_listeners and primary.card is not None:
+        if self._shadow_listeners:
             event = ShadowEvent(
                 request_id,
                 shadow.name,
@@ -302,15 +300,14 @@ class InferenceCore:
         failed); it must be quick. Runs in the shadow's task, never the primary request's."""
         self._shadow_listeners.append(listener)
 
-    def serve(self, entry: ModelEntry) -> Batcher:
-        """Start the batcher of a loaded version (its runtime and adapter are set)."""
-        assert entry.card is not None and entry.model is not None and entry.adapter is not None
+    def serve(self, entry: CardedVersion, model: Model) -> Batcher:
+        """Start the batcher of a loaded version: `model` (its runtime) behind it, the
+        version's kind (loaded) featurising, its stats fed per batch."""
         batching = self.settings.batching.for_model(entry.name)
-        model, adapter, card = entry.model, entry.adapter, entry.card
+        adapter, card, stats = entry.kind, entry.card, entry.stats
         task = task_of(card)
         version = str(entry.version)
         prediction_counter = self.metrics.predictions
-        stats = entry.stats
 
         checks = entry.card.out_of_domain
         floor = checks.probability_floor if checks is not None else DEFAULT_PROBABILITY_FLOOR
@@ -368,7 +365,6 @@ class InferenceCore:
             lambda: batcher.queued_rows
         )
         batcher.start()
-        entry.batcher = batcher
         return batcher
 
     # ------------------------------------------------------------------ deadlines, decoding
@@ -418,7 +414,7 @@ class InferenceCore:
     async def stop(self, drain_timeout_s: float) -> None:
         """Shutdown phase 2: finish queued rows (up to the timeout), then stop every worker."""
         self.begin_drain()
-        batchers = [e.batcher for e in self.registry if e.batcher is not None]
+        batchers = [e.served.batcher for e in self.registry if e.served is not None]
         await asyncio.gather(*(b.stop(drain_timeout_s) for b in batchers))
         self._decoding.shutdown()
         self.explanations.stop()  # after its current job

@@ -1,7 +1,7 @@
 """Errors that carry their status and a message meant for the client.
 
 A leaf module with no web framework: the core, the batchers and the adapters raise these; the
-HTTP layer (`app.api.errors`) and gRPC (`app.rpc.status`) render them. Every error body is
+HTTP layer (`app.http_errors`) and gRPC (`app.rpc.status`) render them. Every error body is
 `{"error": "<what is wrong and how to fix it>"}`, the convention TF Serving, the Open
 Inference Protocol, KServe and MLServer share.
 """

@@ -28,10 +28,10 @@ from app.api import (
     v2,
 )
 from app.api.docs import ASSETS_URL, install_docs
-from app.api.errors import install_error_handlers
 from app.api.fastlane import ServingApp
 from app.api.openapi import conform_error_responses, unknown_model_message
 from app.console import announce_ready
+from app.http_errors import install_error_handlers
 from app.logs import AccessLog, resolve_format
 from app.metrics import Metrics
 from app.middleware import (

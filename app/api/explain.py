@@ -21,7 +21,7 @@ from app.errors import ServingError
 from app.explain.image import captioned_png
 from app.jsonutil import json_response
 from app.protocols.v1 import V1Protocol, parse_instances
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.card import ImageInput
 from app.schemas.explain import ExplainResponse
 from app.schemas.responses import ErrorResponse
@@ -152,11 +152,10 @@ METHODS = {
 }
 
 
-def _invalid_input_message(entry: ModelEntry) -> str | None:
+def _invalid_input_message(entry: CardedVersion) -> str | None:
     """What this model's `:explain` really answers to an instance of the wrong kind."""
-    assert entry.adapter is not None
     try:
-        parse_instances(entry.adapter, b'{"instances": [null]}')
+        parse_instances(entry.kind, b'{"instances": [null]}')
     except ServingError as exc:
         return exc.message
     return None
@@ -182,8 +181,7 @@ def explain_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
     components = schema_components(ExplainResponse, ErrorResponse)
     paths: dict[str, Any] = {}
     for name, entry in documented_versions(service):
-        card, adapter = entry.card, entry.adapter
-        assert card is not None and adapter is not None
+        card, adapter = entry.card, entry.kind
         image = ImageOperation(
             summary=f"Explain {name}'s prediction for an uploaded image file",
             description="Upload one image file (PNG or JPEG) of a single digit, any size; it "

@@ -22,7 +22,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.adapters import InputAdapter
-from app.api.errors import render_error, unexpected_error_response
 from app.api.fastlane import Handler
 from app.api.openapi import predict_request_body, predict_response_example
 from app.api.operations import (
@@ -33,10 +32,11 @@ from app.api.operations import (
 )
 from app.context import request_context
 from app.errors import BadRequest, ServingError, UnsupportedMediaType
+from app.http_errors import render_error, unexpected_error_response
 from app.jsonutil import dumps, json_response, send_json_ok
 from app.preprocessing.image import MNIST_SIDE, ImageInputError, image_bytes_to_mnist
 from app.protocols.v1 import V1Protocol, parse_instances
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.predict import PredictResponse
 from app.schemas.responses import ErrorResponse
 from app.schemas.versions import requested_version
@@ -262,14 +262,14 @@ def _invalid_input_message(adapter: InputAdapter) -> str:
     raise AssertionError(f"{adapter.card.name} accepted a null instance")
 
 
-def documented_versions(service: PredictionService) -> list[tuple[str, ModelEntry]]:
+def documented_versions(service: PredictionService) -> list[tuple[str, CardedVersion]]:
     """(name, version) per model for the docs: the newest version with a valid card."""
     documented = []
     for name in service.registry.names:
         versions = service.registry.versions(name)
-        carded = [v for v, entry in versions.items() if entry.card is not None]
+        carded = [entry.carded for entry in versions.values() if entry.carded is not None]
         if carded:
-            documented.append((name, versions[max(carded)]))
+            documented.append((name, max(carded, key=lambda c: c.version)))
     return documented
 
 
@@ -278,8 +278,7 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
     components = schema_components(PredictResponse, ErrorResponse)
     paths: dict[str, Any] = {}
     for name, entry in documented_versions(service):
-        card, adapter = entry.card, entry.adapter
-        assert card is not None and adapter is not None
+        card, adapter = entry.card, entry.kind
         example = predict_response_example(card)
         image = ImageOperation(
             summary=f"Predict with {name} from an uploaded image file",

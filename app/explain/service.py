@@ -21,22 +21,21 @@ from app.adapters import InputAdapter, TextAdapter
 from app.context import RequestContext
 from app.errors import PayloadTooLarge, ServingError
 from app.explain.base import Explainer
-from app.explain.gradients import UnsupportedBackend, make_gradient
 from app.explain.image import IntegratedGradients
 from app.explain.table import TableShapley, WordShapley
 from app.explain.tabular import TabularExplainer
 from app.explain.text import TextShapley
 from app.explain.worker import Check, ExplainWorker
-from app.repository import ModelEntry, ModelRegistry
-from app.runtimes.keras import KerasModel
-from app.runtimes.sklearn import SklearnModel
+from app.repository import CardedVersion, ModelRegistry, ServedVersion
+from app.runtimes import Model, NoInputGradients
 from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
 from app.series import ExplainSeries
 from app.settings import ExplainSettings
 
 
 class NotExplainable(ServingError):
-    """This model cannot be explained on this server (a Keras backend without gradients)."""
+    """This model cannot be explained on this server (its runtime or backend has no input
+    gradients)."""
 
     status_code = 501
 
@@ -55,7 +54,8 @@ class ExplanationService:
             max_per_caller=settings.explain_max_per_caller,
             niceness=settings.explain_niceness,
             pressure=lambda: any(
-                entry.batcher is not None and entry.batcher.in_flight_rows > 0 for entry in registry
+                entry.served is not None and entry.served.batcher.in_flight_rows > 0
+                for entry in registry
             ),
             max_yield_s=settings.explain_max_yield_ms / 1000.0,
         )
@@ -70,12 +70,12 @@ class ExplanationService:
         self.worker.stop()
 
     # ------------------------------------------------------------------ requests
-    def refused(self, entry: ModelEntry, exc: ServingError) -> None:
+    def refused(self, entry: CardedVersion, exc: ServingError) -> None:
         """Count a request for `entry` that failed before or while explaining (by status)."""
         self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
 
     async def explain(
-        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
     ) -> list[Any]:
         """One explanation per row, in order, computed on the explanation worker.
 
@@ -91,7 +91,7 @@ class ExplanationService:
             raise
 
     async def _explain(
-        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
     ) -> list[Any]:
         limit = self.settings.explain_max_instances
         if len(rows) > limit:
@@ -117,11 +117,10 @@ class ExplanationService:
         return explanations
 
     # ------------------------------------------------------------------ worker side
-    def explain_rows(self, entry: ModelEntry, rows: list[Any], check: Check) -> list[Any]:
+    def explain_rows(self, entry: ServedVersion, rows: list[Any], check: Check) -> list[Any]:
         """Explain every row (on the worker thread); a row the model cannot compute is a 422
         with its index in `exc.instance` (the protocol names it), as in `:predict`."""
-        model, adapter = entry.model, entry.adapter
-        assert model is not None and adapter is not None
+        model, adapter = entry.model, entry.kind
         explainer = self.explainer_for(entry)
         features, refused = adapter.featurize_batch(rows)
         if refused:  # as `:predict` refuses it (a review with no known word)
@@ -142,13 +141,13 @@ class ExplanationService:
 
     def _forget_unloaded(self) -> None:
         """Drop the explainers of versions that were unloaded (they hold the runtime)."""
-        live = {(e.name, e.version): e.model for e in self.registry}
+        live = {(e.name, e.version): e.served.model for e in self.registry if e.served is not None}
         with self._lock:
             for key, (model, _) in list(self._explainers.items()):
                 if live.get(key) is not model:
                     del self._explainers[key]
 
-    def explainer_for(self, entry: ModelEntry) -> Explainer:
+    def explainer_for(self, entry: ServedVersion) -> Explainer:
         """The explainer of this loaded version (built once, on first use)."""
         key = (entry.name, entry.version)
         with self._lock:
@@ -161,23 +160,21 @@ class ExplanationService:
         return explainer
 
 
-def build_explainer(entry: ModelEntry, settings: ExplainSettings) -> Explainer:
+def build_explainer(entry: ServedVersion, settings: ExplainSettings) -> Explainer:
     """The explainer for a loaded version's input kind and runtime."""
-    card, model, adapter = entry.card, entry.model, entry.adapter
-    assert card is not None and model is not None and adapter is not None
-    return make_explainer(card, model, adapter, settings)
+    return make_explainer(entry.card, entry.model, entry.kind, settings)
 
 
 def make_explainer(
-    card: Any, model: Any, adapter: InputAdapter, settings: ExplainSettings
+    card: Any, model: Model, adapter: InputAdapter, settings: ExplainSettings
 ) -> Explainer:
     """The explainer for (card, loaded runtime, adapter): see app.explain's modules."""
     if isinstance(card.input, TabularInput):
         return TabularExplainer(
             card,
             model.predict,
-            estimator=model.estimator if isinstance(model, SklearnModel) else None,
-            network=model.network if isinstance(model, KerasModel) else None,
+            estimator=model.estimator,
+            input_mean=model.input_mean(),
             exact_max_features=settings.explain_exact_max_features,
             permutations=settings.explain_permutations,
         )
@@ -190,11 +187,9 @@ def make_explainer(
             return TableShapley(card, outputs, permutations=settings.explain_permutations)
         return WordShapley(card, outputs, permutations=settings.explain_text_permutations)
     if isinstance(card.input, ImageInput):
-        if not isinstance(model, KerasModel):
-            raise NotExplainable(f"model {card.name}: image explanations need a Keras model")
         try:
-            gradient = make_gradient(model.network, model.backend)
-        except UnsupportedBackend as exc:
+            gradient = model.input_gradient()
+        except NoInputGradients as exc:
             raise NotExplainable(str(exc)) from None
         return IntegratedGradients(
             card,

@@ -31,7 +31,7 @@ from app.monitoring.profile import (
 from app.monitoring.quality import LiveQuality, drift_report
 from app.monitoring.store import Store
 from app.monitoring.writer import Writer
-from app.repository import ModelEntry, ModelRegistry
+from app.repository import CardedVersion, ModelRegistry
 from app.schemas.card import ModelCard
 from app.series import MonitoringSeries
 from app.settings import DriftSettings, PayloadLogSettings, StoreSettings
@@ -149,7 +149,9 @@ class Monitor:
         process."""
         if self.writer is None and self.payload_log is None:
             return
-        entry = self.registry.versions(event.model)[event.version]
+        entry = self.registry.versions(event.model)[event.version].carded
+        if entry is None:  # a version serves only once carded
+            return
         route = event.protocol or "v1"
         if self.writer is not None:
             self.writer.submit(
@@ -173,13 +175,12 @@ class Monitor:
                 event.warnings,
             )
 
-    def computer(self, entry: ModelEntry) -> StatisticsComputer:
+    def computer(self, entry: CardedVersion) -> StatisticsComputer:
         """The statistics computer of a version (built once, on first use)."""
         key = (entry.name, entry.version)
         with self._lock:
             computer = self._computers.get(key)
             if computer is None:
-                assert entry.card is not None
                 computer = StatisticsComputer(entry.card, entry.folder)
                 self._computers[key] = computer
             return computer
@@ -225,10 +226,9 @@ class Monitor:
     def _card(self, name: str, version: int) -> ModelCard:
         versions = self.registry.versions(name)
         entry = versions.get(version)
-        if entry is None or entry.card is None:
-            entry = next(e for e in versions.values() if e.card is not None)
-        assert entry.card is not None
-        return entry.card
+        if entry is not None and entry.card is not None:
+            return entry.card
+        return next(e.card for e in versions.values() if e.card is not None)
 
     # ------------------------------------------------------------------ reports
     async def report(
@@ -237,14 +237,11 @@ class Monitor:
         """Live accuracy and drift of every version of a model (or of one), over every
         caller's rows or (`caller`, a key fingerprint) one caller's."""
         if version is None:
-            entries = [e for e in self.registry.versions(name).values() if e.card is not None]
+            entries = [
+                e.carded for e in self.registry.versions(name).values() if e.carded is not None
+            ]
         else:
-            entries = [self.registry.find(name, version)]
-            if entries[0].card is None:
-                raise Unavailable(
-                    f"model {name} version {version} has no valid card: {entries[0].reason}",
-                    retry_after_s=30,
-                )
+            entries = [self.registry.carded(name, version)]
         self._require_store()
         reports = await self._in_thread(
             lambda: [
@@ -258,12 +255,12 @@ class Monitor:
             "versions": reports,
         }
 
-    def version_report(self, entry: ModelEntry, caller: str | None = None) -> dict[str, Any]:
+    def version_report(self, entry: CardedVersion, caller: str | None = None) -> dict[str, Any]:
         """The monitoring report of one version (blocking), over every caller's rows (then it
         updates the version's Prometheus gauges) or one caller's."""
         store = self.store
         card = entry.card
-        assert store is not None and card is not None
+        assert store is not None
         name, version = entry.name, entry.version
         predicted_rows, feedback_rows, correct = store.counts(name, version, caller)
         # The task says which live figures apply: accuracy and a confusion matrix for labels,
@@ -302,14 +299,14 @@ class Monitor:
             self.series.drift_flag.labels(name, v, stat).set(int(result["flag"]))
         return report
 
-    def _drift(self, entry: ModelEntry, store: Store, caller: str | None) -> dict[str, Any]:
+    def _drift(self, entry: CardedVersion, store: Store, caller: str | None) -> dict[str, Any]:
         window_rows = self.drift_settings.drift_window_rows
         window = store.recent_rows(entry.name, entry.version, window_rows, caller)
         profile = self.profile(entry)
         names = self.computer(entry).names if profile is not None else []
         return drift_report(profile, names, window, self.drift_settings)
 
-    def profile(self, entry: ModelEntry) -> Profile | None:
+    def profile(self, entry: CardedVersion) -> Profile | None:
         """The version's reference profile (read once), None when its card names none."""
         key = (entry.name, entry.version)
         with self._lock:
@@ -318,7 +315,7 @@ class Monitor:
         card = entry.card
         profile: Profile | None = None
         profile_file = getattr(card, "profile_file", None)
-        if card is not None and profile_file:
+        if profile_file:
             try:
                 profile = Profile.model_validate_json((entry.folder / profile_file).read_bytes())
             except Exception as exc:  # noqa: BLE001 - drift off for this version, logged
@@ -366,8 +363,8 @@ class Monitor:
         if deleted:
             log.info("prediction store: %d rows past retention deleted", deleted)
         for entry in self.registry:
-            if entry.card is not None:
-                self.version_report(entry)
+            if entry.carded is not None:
+                self.version_report(entry.carded)
 
     # ------------------------------------------------------------------ helpers
     def _require_store(self) -> None:

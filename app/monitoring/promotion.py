@@ -54,8 +54,9 @@ from app.repository.promotion import (
     resolve,
     routed_version,
 )
-from app.repository.registry import ModelRegistry, ModelState, ServedModel
+from app.repository.registry import ModelRegistry, ServedModel
 from app.repository.rules import PromotionRules
+from app.repository.versions import ModelState
 from app.series import PromotionSeries
 
 if TYPE_CHECKING:
@@ -395,11 +396,12 @@ class Promoter:
 
     def _drift(self, model: ServedModel, version: int) -> dict[str, Any]:
         entry = model.versions.get(version)
+        carded = entry.carded if entry is not None else None
         store = self.monitor.store
-        if entry is None or entry.card is None or store is None:
+        if carded is None or store is None:
             return {"note": "version not served"}
         try:
-            drift: dict[str, Any] = self.monitor._drift(entry, store, None)
+            drift: dict[str, Any] = self.monitor._drift(carded, store, None)
         except Exception as exc:  # noqa: BLE001 - drift is context, not the verdict
             return {"note": f"drift unavailable ({type(exc).__name__})"}
         return {

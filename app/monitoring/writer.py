@@ -33,7 +33,7 @@ import numpy as np
 from app.monitoring.writer_process import Group, WriterProcess
 
 if TYPE_CHECKING:
-    from app.repository import ModelEntry
+    from app.repository import CardedVersion
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Record(NamedTuple):
     """One prediction request, as `Writer.submit(*record)` takes it."""
 
     request_id: str
-    entry: ModelEntry  # name, version, card (labels, input kind) and folder of the version
+    entry: CardedVersion  # name, version, card (labels, input kind) and folder of the version
     caller: str  # the API key's fingerprint ("" without keys)
     route: str
     created_at: float
@@ -81,7 +81,7 @@ class _Pending:
         "size",
     )
 
-    def __init__(self, entry: ModelEntry, capacity: int) -> None:
+    def __init__(self, entry: CardedVersion, capacity: int) -> None:
         self.entry = entry
         self.request_ids: list[str] = []
         self.callers: list[str] = []
@@ -244,7 +244,7 @@ class Writer:
     def submit(
         self,
         request_id: str,
-        entry: ModelEntry,
+        entry: CardedVersion,
         caller: str,
         route: str,
         created_at: float,
@@ -378,7 +378,6 @@ class Writer:
             entry = pending.entry
             key = (entry.name, entry.version)
             if key not in self._versions_sent:
-                assert entry.card is not None
                 messages.append(("version", *key, entry.card.model_dump_json(), str(entry.folder)))
         messages.append(("batch", groups))
         try:

@@ -19,7 +19,7 @@ import orjson
 from app.adapters import RowWarnings
 from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, ServingError
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.card import ModelCard
 from app.schemas.versions import requested_version
 from app.tasks import WARNINGS_OUTPUT, outputs_of, task_of
@@ -31,12 +31,11 @@ def parse_version(name: str, version: str | None) -> int | None:
     return None if version is None else requested_version(name, version)
 
 
-def tensor_metadata(entry: ModelEntry) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def tensor_metadata(entry: CardedVersion) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(inputs, outputs) of a carded, loaded version, as V2 metadata writes them: name,
     datatype, shape with the batch dimension first (-1: any size). The one source of the
     tensors that the metadata and Triton's model configuration describe."""
-    card, adapter = entry.card, entry.adapter
-    assert card is not None and adapter is not None
+    card, adapter = entry.card, entry.kind
     spec = adapter.tensor_spec
     accepted = ", ".join(spec.datatypes)
     inputs = [
@@ -73,7 +72,6 @@ def model_metadata(core: InferenceCore, name: str, version: str | None) -> dict[
     """
     entry = core.registry.carded(name, parse_version(name, version))
     card = entry.card
-    assert card is not None
     inputs, outputs = tensor_metadata(entry)
     return {
         "name": card.name,

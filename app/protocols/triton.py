@@ -57,10 +57,10 @@ def model_config(core: InferenceCore, name: str, version: str | None) -> dict[st
     """
     entry = core.registry.carded(name, parse_version(name, version))
     card = entry.card
-    assert card is not None
     batching = core.settings.batching.for_model(name)
     inputs, outputs = tensor_metadata(entry)
-    device = entry.model.device if entry.model is not None else "cpu"
+    served = core.registry.find(name, entry.version).served
+    device = served.model.device if served is not None else "cpu"
     return {
         "name": card.name,
         "platform": card.framework,

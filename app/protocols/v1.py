@@ -21,7 +21,7 @@ from app.context import RequestContext
 from app.core import InferenceCore
 from app.decoding import LARGE_BODY_BYTES, Receive
 from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, ServingError
-from app.repository import ModelEntry, ModelState
+from app.repository import CardedVersion, ModelState, ServedVersion
 from app.schemas import problems
 from app.tasks import task_of
 
@@ -123,7 +123,7 @@ class V1Protocol:
             raise
         return self.encode(entry, probabilities, context.warnings)
 
-    async def _infer(self, entry: ModelEntry, rows: list[Any], context: RequestContext) -> Any:
+    async def _infer(self, entry: ServedVersion, rows: list[Any], context: RequestContext) -> Any:
         try:
             return await self.core.infer(entry, rows, context)
         except ServingError as exc:
@@ -132,14 +132,13 @@ class V1Protocol:
 
     async def decode(
         self,
-        entry: ModelEntry,
+        entry: ServedVersion,
         body: bytes,
         context: RequestContext,
         receive: Receive | None = None,
     ) -> list[Any]:
         """A `{"instances": [...]}` body -> the version's rows (an explainer reuses this)."""
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         if len(body) > LARGE_BODY_BYTES:
             per_row = adapter.max_values(1)
             if per_row is not None:
@@ -163,12 +162,11 @@ class V1Protocol:
 
     def encode(
         self,
-        entry: ModelEntry,
+        entry: CardedVersion,
         probabilities: np.ndarray,
         warnings: Sequence[RowWarnings] | None = None,
     ) -> dict[str, Any]:
         """The `:predict` response for a version's probabilities (and rows' warnings)."""
-        assert entry.card is not None
         return {
             "model": entry.name,
             "version": entry.version,
@@ -177,11 +175,10 @@ class V1Protocol:
             ),
         }
 
-    def json_rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
+    def json_rows(self, entry: CardedVersion, body: bytes, budget: RequestBudget) -> list[Any]:
         """A `{"instances": [...]}` body -> rows (on a decoding thread; its values were
         counted already)."""
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         plain = adapter.plain_rows(body, self.settings.limits.max_instances)
         if plain is not None:
             return plain
@@ -199,8 +196,7 @@ class V1Protocol:
         """One uploaded image file -> one prediction."""
         context.protocol = "v1"
         entry = self.core.select(name, version, context, label)
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         if not adapter.takes_image_files:
             raise NotFound(
                 f"model {name} does not take images, so it has no :predict-image; "
@@ -246,8 +242,7 @@ class V1Protocol:
     ) -> dict[str, Any]:
         """`:explain-image`: one uploaded image file -> one explanation."""
         entry = self.core.select(name, version, context)
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         if not adapter.takes_image_files:
             raise NotFound(
                 f"model {name} does not take images, so it has no :explain-image; use "
@@ -263,7 +258,7 @@ class V1Protocol:
         return await self._explain(entry, [row], context)
 
     async def _explain(
-        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
     ) -> dict[str, Any]:
         try:
             explanations = await self.core.explain(entry, rows, context)
@@ -297,12 +292,12 @@ class V1Protocol:
 
     def model_detail(self, name: str, version: int | None) -> dict[str, Any]:
         """The card plus how this server runs the model."""
-        entry = self.registry.carded(name, version)
-        assert entry.card is not None
+        carded = self.registry.carded(name, version)
+        entry = self.registry.find(name, carded.version)
         batching = self.settings.batching.for_model(name)
         status = entry.status()
         return {
-            "card": entry.card.model_dump(mode="json"),
+            "card": carded.card.model_dump(mode="json"),
             "serving": {
                 "state": status["state"],
                 "reason": status.get("reason"),
@@ -316,7 +311,6 @@ class V1Protocol:
     def model_metrics(self, name: str, version: int | None) -> dict[str, Any]:
         """Held-out metrics from the card plus live serving stats."""
         entry = self.registry.carded(name, version)
-        assert entry.card is not None
         return {
             "model": entry.name,
             "version": entry.version,

@@ -43,7 +43,7 @@ from app.protocols.tensors import (
     parse_version,
     tensor_error,
 )
-from app.repository import ModelEntry, ModelState
+from app.repository import CardedVersion, ModelState
 from app.schemas.v2 import InferenceRequest
 from app.tasks import output_names
 
@@ -103,16 +103,15 @@ class V2Protocol:
         context.protocol = "v2"
         entry = self.core.select(name, self._version(name, version), context)
         decoded = await self.decode(entry, body, headers, context, receive)
-        assert entry.adapter is not None
         try:
             probabilities = await self.core.infer(entry, decoded.rows, context)
         except ServingError as exc:
-            raise tensor_error(exc, entry.adapter.tensor_spec.name) from None
+            raise tensor_error(exc, entry.kind.tensor_spec.name) from None
         return self.encode(entry, decoded, probabilities, context.warnings)
 
     async def decode(
         self,
-        entry: ModelEntry,
+        entry: CardedVersion,
         body: bytes,
         headers: dict[str, str | None],
         context: RequestContext,
@@ -120,8 +119,7 @@ class V2Protocol:
     ) -> DecodedRequest:
         """An infer request body -> the version's rows and the outputs asked for (on a
         decoding thread when it is large, compressed or holds images)."""
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         compressed = (headers.get("content-encoding") or "identity").strip().lower() != "identity"
         try:
             if adapter.slow_rows or compressed or len(body) > LARGE_BODY_BYTES:
@@ -134,13 +132,12 @@ class V2Protocol:
 
     def _decode(
         self,
-        entry: ModelEntry,
+        entry: CardedVersion,
         body: bytes,
         headers: dict[str, str | None],
         budget: RequestBudget | None,
     ) -> DecodedRequest:
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         header_length = headers.get(HEADER_LENGTH.lower())
         limit = adapter.max_values(self.settings.limits.max_instances)
         body = decompress_body(
@@ -156,7 +153,6 @@ class V2Protocol:
         if len(header) > LARGE_BODY_BYTES:
             self.core.check_value_count(entry, header.count(b",") + 1)
         request = parse_request(header)
-        assert entry.card is not None
         outputs = requested_outputs(request, output_names(entry.card))
         datatype, values = decode_input(
             request, binary, adapter.tensor_spec, entry.name, self.settings.limits.max_instances
@@ -165,14 +161,13 @@ class V2Protocol:
 
     def encode(
         self,
-        entry: ModelEntry,
+        entry: CardedVersion,
         decoded: DecodedRequest,
         probabilities: np.ndarray,
         warnings: Sequence[RowWarnings] = (),
     ) -> tuple[bytes, dict[str, str], str]:
         """(body, extra headers, media type) of the infer response."""
         card = entry.card
-        assert card is not None
         if not card.is_classifier:
             names = [name for name, _ in decoded.outputs]
             tensors = [

@@ -288,8 +288,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         core = self.core
         version = parse_version(request.model_name, request.model_version or None)
         entry = core.select(request.model_name, version, context)
-        adapter, card = entry.adapter, entry.card
-        assert adapter is not None and card is not None
+        adapter, card = entry.kind, entry.card
         try:
             decoded = decode_request(
                 request,

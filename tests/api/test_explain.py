@@ -81,6 +81,9 @@ def test_every_model_explains_every_input_form_as_it_predicts_it(
             assert list(explanation["attributions"]) == names
             assert list(explanation["baseline"]["features"]) == names
             assert set(explanation["baseline"]["probabilities"]) == set(card.labels)
+            # Both tabular artifacts hold their training mean (a fitted KNN, a Normalization
+            # layer): the runtime hands it over, the baseline is never zeros.
+            assert explanation["baseline"]["kind"].startswith("mean of the training data")
         elif card.input.kind == "image":
             grid = np.asarray(explanation["attribution_map"])
             assert grid.shape == (28, 28)

@@ -13,8 +13,6 @@ import pytest
 from tests.conftest import COMMITTED_MODELS, ROOT
 from tests.e2e.conftest import free_port
 
-pytestmark = pytest.mark.e2e
-
 
 def _run(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGY_")}

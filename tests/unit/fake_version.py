@@ -20,8 +20,9 @@ import numpy as np
 from app.adapters import make_adapter
 from app.context import RequestContext
 from app.core import InferenceCore
-from app.metrics import Metrics
-from app.repository import ModelEntry, ModelRegistry
+from app.metrics import Metrics, ServingStats
+from app.repository import CardedVersion, ModelEntry, ModelRegistry, ServedVersion
+from app.runtimes import Model
 from app.schemas.card import CardExample, Feature, ModelCard, TabularInput
 from tests.conftest import make_settings
 
@@ -30,15 +31,17 @@ LABELS = ["no", "yes"]
 POISON = 999.0
 
 
-class FakeRuntime:
+class FakeRuntime(Model):
     """`P(yes) = sigmoid(a + b)`; NaN for a poisoned row; records each batch and its thread."""
 
-    device = "cpu"
-
-    def __init__(self) -> None:
+    def __init__(self, model_card: ModelCard, folder: Path) -> None:
+        super().__init__(model_card, folder)
         self.batches: list[int] = []
         self.threads: set[str] = set()
         self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Nothing to read: the fake computes its answer."""
 
     def predict(self, features: Any) -> np.ndarray:
         values = np.asarray(features, dtype=np.float64)
@@ -48,9 +51,6 @@ class FakeRuntime:
         yes = 1.0 / (1.0 + np.exp(-values.sum(axis=1)))
         yes[values[:, 0] == POISON] = np.nan
         return np.stack([1.0 - yes, yes], axis=1)
-
-    def predict_embedded(self, features: Any) -> tuple[np.ndarray, None]:
-        return self.predict(features), None
 
 
 def expected(rows: list[list[float]]) -> np.ndarray:
@@ -82,23 +82,25 @@ class Served:
     """A core serving one fake version."""
 
     core: InferenceCore
-    entry: ModelEntry
+    entry: ServedVersion
     runtime: FakeRuntime
 
 
 def serve(folder: Path, **settings: Any) -> Served:
     """A core over a registry holding one ready fake version (call on the event loop; stop
     it with `await served.core.stop(1)`)."""
-    runtime = FakeRuntime()
     model_card = card()
-    adapter = make_adapter(model_card, folder, load=False)
-    entry = ModelEntry(NAME, 1, folder, model_card, model=runtime, adapter=adapter)  # type: ignore[arg-type]
-    registry = ModelRegistry([entry])
+    runtime = FakeRuntime(model_card, folder)
+    kind = make_adapter(model_card, folder, load=False)
+    carded = CardedVersion(NAME, 1, folder, model_card, kind, ServingStats())
+    record = ModelEntry(NAME, 1, folder, model_card, carded=carded)
+    registry = ModelRegistry([record])
     core = InferenceCore(make_settings(folder, **settings), registry, Metrics())
-    core.serve(entry)
-    entry.ready()
+    batcher = core.serve(carded, runtime)
+    served = ServedVersion.of(carded, runtime, batcher, record.leases)
+    record.ready(served)
     registry.refresh(NAME)
-    return Served(core, entry, runtime)
+    return Served(core, served, runtime)
 
 
 def context(**fields: Any) -> RequestContext:

@@ -41,9 +41,9 @@ async def test_select_hands_back_the_ready_version_and_records_it(tmp_path: Path
         assert served.core.select(NAME, None, request) is served.entry
         # The request leases the version until it ends (a retired version waits for it).
         assert (request.model, request.version) == (NAME, 1)
-        assert served.entry.leases == 1
+        assert served.entry.leases.count == 1
         request.release()
-        assert served.entry.leases == 0
+        assert served.entry.leases.count == 0
     finally:
         await served.core.stop(1)
 

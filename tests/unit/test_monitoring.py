@@ -22,11 +22,11 @@ from app.monitoring.profile import (
 )
 from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilson_interval
 from app.monitoring.store import Store
-from app.monitoring.writer import Record, Writer
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.card import ModelCard
 from app.tasks import CLASSIFICATION, REGRESSION
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
+from tests.monitoring_fixtures import _record, _writer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,16 +97,6 @@ def test_image_statistics() -> None:
     assert image_statistics(ring, 255)[0, 2] == pytest.approx(10.0)
 
 
-def test_text_statistics_count_tokens_and_unknown_words() -> None:
-    from app.monitoring.profile import StatisticsComputer
-
-    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
-    computer = StatisticsComputer(ModelCard.read(folder), folder)
-    stats = computer.compute(["a great film", "zzqqxx wwvvyy great"])
-    assert stats[0].tolist() == [3.0, 0.0]
-    assert stats[1, 0] == 3.0 and stats[1, 1] == pytest.approx(2 / 3)
-
-
 def test_card_must_list_its_profile(tmp_path: Path) -> None:
     folder = COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION
     card = json.loads((folder / "card.json").read_text())
@@ -140,14 +130,6 @@ def _row(
         probabilities,
         predicted,
     )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(database_url(None, tmp_path / "store"))
-    store.migrate()
-    store.migrate()  # idempotent: a restart migrates again
-    return store
 
 
 def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
@@ -210,39 +192,9 @@ def test_store_retention_by_age_and_rows(store: Store) -> None:
 
 
 # ---------------------------------------------------------------------- writer
-IRIS_FOLDER = COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION
-
-
-@pytest.fixture(scope="module")
-def iris() -> ModelEntry:
-    return ModelEntry("iris-knn", int(COMMITTED_VERSION), IRIS_FOLDER, ModelCard.read(IRIS_FOLDER))
-
-
-def _record(entry: ModelEntry, request_id: str, rows: int) -> Record:
-    return Record(
-        request_id=request_id,
-        entry=entry,
-        caller="",
-        route="v1",
-        created_at=time.time(),
-        rows=[np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)] * rows,
-        # A tie between the first two labels: the first wins, as in the response.
-        probabilities=np.array([[0.4, 0.4, 0.2]] * rows),
-    )
-
-
-def _writer(store: Store, **overrides: Any) -> Writer:
-    options: dict[str, Any] = {
-        "max_rows": 100,
-        "batch_rows": 100,
-        "flush_interval_s": 60,
-        "on_drop": print,
-    }
-    options.update(overrides)
-    return Writer(store.url, **options)
-
-
-def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: ModelEntry) -> None:
+def test_writer_drops_and_counts_when_full_and_never_blocks(
+    store: Store, iris: CardedVersion
+) -> None:
     dropped: list[int] = []
     # Never started: nothing drains the queue.
     writer = _writer(store, max_rows=5, on_drop=dropped.append)
@@ -254,7 +206,7 @@ def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: 
     assert dropped == [1] and writer.queued_rows == 5
 
 
-def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) -> None:
+def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: CardedVersion) -> None:
     from app.preprocessing.text import EncodedText
 
     dropped: list[int] = []
@@ -268,22 +220,7 @@ def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) ->
     assert sum(dropped) == 80
 
 
-def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
-    writer = _writer(store)
-    writer.start()
-    try:
-        writer.submit(*_record(iris, "now", 2))
-        started = time.perf_counter()
-        # The writer would wait 60 s for more rows; a feedback wait makes it write now.
-        assert writer.wait_written("now", timeout_s=60)
-        assert time.perf_counter() - started < 50
-        rows = store.prediction("iris-knn", "now", "")
-        assert [label for _, _, label in rows] == ["setosa", "setosa"]
-    finally:
-        writer.stop()
-
-
-def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntry) -> None:
+def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)  # not started: its batch never commits
     writer.submit(*_record(iris, "queued", 1))
     # A batch that has been in flight for a minute: the database is stuck.
@@ -293,62 +230,7 @@ def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntr
     assert time.perf_counter() - started < 5
 
 
-def test_the_writer_process_stores_what_the_store_records(store: Store, iris: ModelEntry) -> None:
-    writer = _writer(store)
-    writer.start()
-    try:
-        writer.submit(*_record(iris, "full", 1))
-        assert writer.wait_written("full", timeout_s=60)
-    finally:
-        writer.stop()
-    with store.engine.connect() as connection:
-        row = connection.exec_driver_sql(
-            "SELECT route, row_index, features, stats, probabilities, predicted "
-            "FROM prediction_rows WHERE request_id = 'full'"
-        ).one()
-    assert row[0] == "v1" and row[1] == 0 and row[5] == "setosa"
-    assert np.frombuffer(row[2], dtype=np.float32).tolist() == pytest.approx([5.1, 3.5, 1.4, 0.2])
-    # Statistics exactly as the profile measures them (float64 of the served float32 row).
-    expected = np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32).astype(np.float64)
-    assert np.frombuffer(row[3], dtype=np.float64).tolist() == expected.tolist()
-    assert np.frombuffer(row[4], dtype=np.float32).tolist() == pytest.approx([0.4, 0.4, 0.2])
-
-
-def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> None:
-    writer = _writer(store)
-    writer.start()
-    writer.submit(*_record(iris, "last", 1))
-    writer.stop(timeout_s=60)
-    assert store.prediction("iris-knn", "last", "")
-
-
-def test_a_dead_writer_process_drops_counts_and_is_replaced(
-    store: Store, iris: ModelEntry, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("app.monitoring.writer.RESTART_BACKOFF_S", 0.0)
-    dropped: list[int] = []
-    writer = _writer(store, on_drop=dropped.append)
-    writer.start()
-    try:
-        writer.submit(*_record(iris, "first", 1))
-        assert writer.wait_written("first", timeout_s=60)
-        child = writer._child
-        assert child is not None
-        child.process.kill()
-        child.process.wait()
-        writer.submit(*_record(iris, "lost", 2))
-        assert writer.wait_written("lost", timeout_s=60)
-        writer.submit(*_record(iris, "after", 1))
-        assert writer.wait_written("after", timeout_s=60)
-    finally:
-        writer.stop()
-    # The batch sent to the dead process was lost and counted, or (when the death was
-    # seen before sending) written by its replacement; the next one is written either way.
-    assert store.prediction("iris-knn", "after", "")
-    assert dropped == [] if store.prediction("iris-knn", "lost", "") else dropped == [2]
-
-
-def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -> None:
+def test_queued_rows_are_copied_exactly_whatever_their_route(iris: CardedVersion) -> None:
     from app.monitoring.writer import _Pending
     from app.preprocessing.text import EncodedText
 
@@ -374,33 +256,10 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -
     assert texts.group().rows == ["a fine film"]
 
 
-def test_a_version_whose_statistics_fail_loses_only_its_rows(
-    store: Store, iris: ModelEntry, tmp_path: Path
-) -> None:
-    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
-    # The card, but a folder without its vocabulary: text statistics cannot be computed.
-    broken = ModelEntry("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
-    dropped: list[int] = []
-    writer = _writer(store, on_drop=dropped.append)
-    writer.start()
-    try:
-        writer.submit(
-            "text", broken, "", "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]])
-        )
-        writer.submit(*_record(iris, "tabular", 1))
-        assert writer.wait_written("tabular", timeout_s=60)
-    finally:
-        writer.stop()
-    assert dropped == [1]
-    assert store.prediction("iris-knn", "tabular", "") and not store.prediction(
-        "imdb-sentiment", "text", ""
-    )
-
-
 # ---------------------------------------------------------------------- payload log
 def _classes(*labels: str) -> Any:
     """The classification encoder of a card with these labels (what the monitor passes)."""
-    return functools.partial(CLASSIFICATION.encode_v1, SimpleNamespace(labels=list(labels)))
+    return functools.partial(CLASSIFICATION.encode_v1, SimpleNamespace(labels=list(labels)))  # type: ignore[arg-type]
 
 
 def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
@@ -437,7 +296,7 @@ def test_payload_log_writes_a_regressor_s_values_not_labels(tmp_path: Path) -> N
     logger = PayloadLogger(str(path), max_events=10, on_drop=print)
     logger.start()
     card = SimpleNamespace(labels=["price"])
-    encode = functools.partial(REGRESSION.encode_v1, card)
+    encode = functools.partial(REGRESSION.encode_v1, card)  # type: ignore[arg-type]
     logger.submit("req-1", "houses", 1, [np.ones(3)], encode, np.array([[251.5], [7.0]]))
     logger.stop()
     response = [json.loads(line) for line in path.read_text().splitlines()][1]
@@ -575,30 +434,6 @@ def test_a_deleted_sqlite_file_is_detected_and_replaced(store: Store) -> None:
     store.reopen()
     assert not store.file_replaced()
     assert store.prediction("m", "before", "") == []  # gone, and the store says so
-
-
-def test_an_oversize_input_is_stored_without_its_compact_form() -> None:
-    from app.monitoring.profile import StatisticsComputer
-    from app.monitoring.writer_process import Group, to_rows
-
-    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
-    card = ModelCard.read(folder)
-    computer = StatisticsComputer(card, folder)
-    group = Group(
-        "imdb-sentiment",
-        1,
-        ["r"],
-        ["key"],
-        ["v1"],
-        [1.0],
-        [2],
-        ["a fine film", "great " * 5000],
-        np.array([[0.2, 0.8], [0.1, 0.9]]),
-    )
-    rows, lost, _, omitted = to_rows([group], {("imdb-sentiment", 1): computer}, 1024)
-    assert (lost, omitted) == (0, 1)
-    assert rows[0][7] is not None and rows[1][7] is None  # features column
-    assert rows[1][1] == "key"  # the caller column
 
 
 def _brute_force(store: Store, caller: str | None) -> tuple[tuple[int, int, int], Any]:

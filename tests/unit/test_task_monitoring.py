@@ -43,7 +43,7 @@ def test_feedback_truths_as_stored(card: Any, truth: object, stored: str) -> Non
     task = CLASSIFICATION if card is CLASSES else REGRESSION
     assert task.feedback_value(card, truth, 0, "m", 1) == stored
     if task is REGRESSION:
-        assert json.loads(stored) == [float(v) for v in np.atleast_1d(truth)]
+        assert json.loads(stored) == [float(v) for v in np.atleast_1d(truth)]  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize(
