@@ -1,6 +1,7 @@
 """The protocol-neutral core: pick a model version, run rows through it, get probabilities.
 
-Every protocol (the friendly V1 API, V2, later gRPC, explanations) is a peer over these calls:
+Every protocol (the friendly V1 API, V2 over REST and gRPC) is a peer over these calls, and
+each verb (predict, explain) goes decode -> core -> encode:
 
 - `select(name, version)` -> the model version that serves a request (404 unknown, 503 not
   ready or shutting down). One function, so a version (and later a label or a traffic split)
@@ -11,14 +12,19 @@ Every protocol (the friendly V1 API, V2, later gRPC, explanations) is a peer ove
 - `infer(version, rows)` -> an `(N, C)` float64 array of class probabilities (columns in the
   order of `version.card.labels`), rows already made by the version's kind, through the
   version's batcher, within the request's deadline.
+- `explain(version, rows)` -> one explanation per row, on the explanation worker (its own
+  queue, fair shares, instance limit and deadline: `app.explain.service`).
+- `check_value_count(version, values)`: refuse a body with more values than a valid request.
 - `subscribe(listener)`: called on the event loop after every completed inference with a
   `PredictionEvent` (request id, model, version, rows, probabilities) -- a monitoring store
   or a payload log hangs here, not inside a protocol.
 - `off_loop(job)`: decoding work (images, large bodies) on the bounded decoding pool, with the
   request's deadline and client disconnects.
 
-The core knows no HTTP and no JSON: protocols decode requests into rows and encode the
-probabilities back. Model loading belongs to the repository (`app.repository`).
+The core knows no HTTP and no JSON, and imports no web framework (import-linter's
+`core-no-web`): protocols decode requests into rows and encode the answers back. Its errors
+carry a status and a message of no protocol; an error about one row carries the row's index
+(`exc.instance`) and each protocol names the row its own way. Model loading belongs to the repository (`app.repository`).
 """
 
 from __future__ import annotations
