@@ -24,7 +24,8 @@ each verb (predict, explain) goes decode -> core -> encode:
 The core knows no HTTP and no JSON, and imports no web framework (import-linter's
 `core-no-web`): protocols decode requests into rows and encode the answers back. Its errors
 carry a status and a message of no protocol; an error about one row carries the row's index
-(`exc.instance`) and each protocol names the row its own way. Model loading belongs to the repository (`app.repository`).
+(`exc.instance`) and each protocol names the row its own way. Model loading belongs to the
+repository (`app.repository`).
 """
 
 from __future__ import annotations
