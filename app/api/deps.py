@@ -23,7 +23,6 @@ from app.protocols.v2 import V2Protocol
 from app.repository.control import RepositoryControl
 from app.schemas.versions import MAX_VERSION, MIN_VERSION, VERSION_RANGE
 from app.service import PredictionService
-from app.settings import Settings
 
 # Swagger UI pre-fills these from examples of the models that exist (see app.main).
 ModelName = Annotated[str, Path(description="Model name")]
@@ -36,11 +35,6 @@ def service_of(request: Request) -> PredictionService:
     """The server's wiring: repository, core, protocols, readiness."""
     service: PredictionService = request.app.state.service
     return service
-
-
-def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def promoter_of(request: Request) -> Promoter | None:
