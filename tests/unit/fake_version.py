@@ -20,8 +20,8 @@ import numpy as np
 from app.adapters import make_adapter
 from app.context import RequestContext
 from app.core import InferenceCore
-from app.metrics import Metrics, ServingStats
-from app.repository import CardedVersion, ModelEntry, ModelRegistry, ServedVersion
+from app.metrics import Metrics
+from app.repository import ModelEntry, ModelRegistry, ServedVersion
 from app.runtimes import Model
 from app.schemas.card import CardExample, Feature, ModelCard, TabularInput
 from tests.conftest import make_settings
@@ -92,8 +92,8 @@ def serve(folder: Path, **settings: Any) -> Served:
     model_card = card()
     runtime = FakeRuntime(model_card, folder)
     kind = make_adapter(model_card, folder, load=False)
-    carded = CardedVersion(NAME, 1, folder, model_card, kind, ServingStats())
-    record = ModelEntry(NAME, 1, folder, model_card, carded=carded)
+    record = ModelEntry(NAME, 1, folder, model_card)
+    carded = record.admit(model_card, kind)
     registry = ModelRegistry([record])
     core = InferenceCore(make_settings(folder, **settings), registry, Metrics())
     batcher = core.serve(carded, runtime)
