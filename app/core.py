@@ -1,6 +1,7 @@
 """The protocol-neutral core: pick a model version, run rows through it, get probabilities.
 
-Every protocol (the friendly V1 API, V2, later gRPC, explanations) is a peer over these calls:
+Every protocol (the friendly V1 API, V2 over REST and gRPC) is a peer over these calls, and
+each verb (predict, explain) goes decode -> core -> encode:
 
 - `select(name, version)` -> the model version that serves a request (404 unknown, 503 not
   ready or shutting down). One function, so a version (and later a label or a traffic split)
@@ -11,14 +12,20 @@ Every protocol (the friendly V1 API, V2, later gRPC, explanations) is a peer ove
 - `infer(version, rows)` -> an `(N, C)` float64 array of class probabilities (columns in the
   order of `version.card.labels`), rows already made by the version's kind, through the
   version's batcher, within the request's deadline.
+- `explain(version, rows)` -> one explanation per row, on the explanation worker (its own
+  queue, fair shares, instance limit and deadline: `app.explain.service`).
+- `check_value_count(version, values)`: refuse a body with more values than a valid request.
 - `subscribe(listener)`: called on the event loop after every completed inference with a
   `PredictionEvent` (request id, model, version, rows, probabilities) -- a monitoring store
   or a payload log hangs here, not inside a protocol.
 - `off_loop(job)`: decoding work (images, large bodies) on the bounded decoding pool, with the
   request's deadline and client disconnects.
 
-The core knows no HTTP and no JSON: protocols decode requests into rows and encode the
-probabilities back. Model loading belongs to the repository (`app.repository`).
+The core knows no HTTP and no JSON, and imports no web framework (import-linter's
+`core-no-web`): protocols decode requests into rows and encode the answers back. Its errors
+carry a status and a message of no protocol; an error about one row carries the row's index
+(`exc.instance`) and each protocol names the row its own way. Model loading belongs to the
+repository (`app.repository`).
 """
 
 from __future__ import annotations
@@ -29,17 +36,23 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from starlette.types import Receive
 
 from app.batching import Batcher
-from app.budget import ClientDisconnected, RequestBudget, release_free_memory
+from app.budget import RequestBudget
 from app.context import RequestContext
-from app.errors import BadRequest, DeadlineExceeded, ServingError, Unavailable
+from app.decoding import DecodingPool, Receive
+from app.errors import (
+    DeadlineExceeded,
+    MalformedVersion,
+    PayloadTooLarge,
+    ServingError,
+    Unavailable,
+)
+from app.events import PredictionEvent, PredictionListener, ShadowEvent, ShadowListener
+from app.explain.service import ExplanationService
 from app.kinds.base import (
     DEFAULT_PROBABILITY_FLOOR,
     NO_WARNINGS,
@@ -55,50 +68,12 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# After a request decoded this many pixels, hand the freed memory back to the OS (glibc keeps
-# it in per-thread arenas otherwise: six 25 MP decodes left the process 2 GB larger).
-TRIM_AFTER_PIXELS = 1_000_000
 # Shadow copies in flight at once, over every model: beyond it copies are dropped (counted),
 # so a slow shadow cannot pile up tasks and memory.
 MAX_SHADOW_REQUESTS = 256
-
-
-@dataclass(frozen=True, slots=True)
-class PredictionEvent:
-    """One completed inference, for listeners (monitoring, payload logging)."""
-
-    request_id: str
-    model: str
-    version: int
-    labels: Sequence[str]
-    rows: Sequence[Any]  # as the version's adapter made them (before featurisation)
-    probabilities: np.ndarray  # (N, C) float64, columns in the order of `labels`
-    endpoint: str | None
-    protocol: str | None
-    # A fingerprint of the caller's API key ("" without keys): who may give its feedback.
-    caller: str = ""
-    # Per row: its input warnings (empty when none; see InputAdapter.warnings).
-    warnings: Sequence[RowWarnings] = ()
-
-
-PredictionListener = Callable[[PredictionEvent], None]
-
-
-@dataclass(frozen=True, slots=True)
-class ShadowEvent:
-    """One request's copy answered (or dropped) by a shadow version, next to the primary's
-    answer: for the comparison of the two (`app.monitoring.promotion`)."""
-
-    request_id: str
-    model: str
-    primary_version: int
-    shadow_version: int
-    primary_labels: Sequence[str]
-    shadow_labels: Sequence[str | None]  # None: the shadow failed on the row
-    latency_s: float | None  # the shadow's time for the copy; None when it failed
-
-
-ShadowListener = Callable[[ShadowEvent], None]
+# Values beyond those of the largest valid request that a body may hold (the keys and
+# metadata of a JSON body are counted with its values).
+VALUE_COUNT_SLACK = 256
 
 
 class InferenceCore:
@@ -113,8 +88,10 @@ class InferenceCore:
         self._listeners: list[PredictionListener] = []
         self._shadow_listeners: list[ShadowListener] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
-        self._decoder = ThreadPoolExecutor(
-            settings.serving.resolved_decode_threads(), thread_name_prefix="decode"
+        # The explanation verb: its explainers and its own worker (started on first use).
+        self.explanations = ExplanationService(settings.explain, registry, metrics.registry)
+        self._decoding = DecodingPool(
+            settings.serving.resolved_decode_threads(), settings.limits.max_request_image_pixels
         )
 
     # ------------------------------------------------------------------ selection
@@ -133,7 +110,8 @@ class InferenceCore:
         above named a version) are copied to the model's shadow.
 
         Raises NotFound (unknown model, version or label), Unavailable (loading, failed, or
-        the request arrived after shutdown began), BadRequest (400: a malformed version header).
+        the request arrived after shutdown began), MalformedVersion (400: a
+        malformed version header).
         Records the version and its route label on `context`, which leases it until the
         request ends.
         """
@@ -166,38 +144,47 @@ class InferenceCore:
             context.shadow = shadow
         return entry
 
-    # ------------------------------------------------------------------ inference
+    # ------------------------------------------------------------------ admission
+    def check_value_count(self, version: CardedVersion, values: int) -> None:
+        """PayloadTooLarge (413) before parsing when a body holds more values than the largest
+        valid request can (counted by the protocol, e.g. a JSON body's commas: a few
+        milliseconds for 8 MB, where parsing would take a few hundred), so a body of a million
+        zeros costs nothing to refuse."""
+        max_instances = self.settings.limits.max_instances
+        limit = version.kind.max_values(max_instances)
+        if limit is not None and values > limit + VALUE_COUNT_SLACK:
+            raise PayloadTooLarge(
+                f"the body holds {values} values or more, more than "
+                f"{max_instances} instances of model {version.name} can have "
+                f"({limit}); send at most {max_instances} instances per request"
+            )
+
     def admit(self, version: ServedVersion, rows: int, context: RequestContext) -> None:
         """Admission control before decoding a request of about `rows` rows: raises
         Unavailable (503) at once when the version's queue could not take them within the
         request's deadline, so a large body is not decoded only to be refused."""
         version.batcher.admit(rows, self.remaining_s(context))
 
+    # ------------------------------------------------------------------ inference
     async def infer(
         self,
         entry: ServedVersion,
         rows: Sequence[Any],
         context: RequestContext,
-        where: str = "instances[{}]",
     ) -> np.ndarray:
         """Probabilities `(N, C)` for `rows` (made by `entry.kind`), in order.
 
         The deadline (SYNERGY_REQUEST_TIMEOUT_MS) runs from when the request arrived, so time
         spent reading and decoding the body counts. An error about one row (an input the
-        model cannot compute) names it with `where` (the protocol's way to point at an
-        instance). Raises Unavailable (overloaded, stopping), DeadlineExceeded, ModelFailed,
-        InvalidInput.
+        model cannot compute) carries the row's index in `exc.instance`, and the protocol
+        names the row its own way (`instances[3]`, `input features[3]`). Raises Unavailable
+        (overloaded, stopping), DeadlineExceeded, ModelFailed, InvalidInput.
         """
         context.rows = len(rows)
         remaining_s = self.remaining_s(context)
         if remaining_s <= 0:
             raise self.deadline_exceeded()
-        try:
-            results = await entry.batcher.predict(rows, remaining_s)
-        except ServingError as exc:
-            if exc.instance is not None:
-                exc.message = f"{where.format(exc.instance)}: {exc.message}"
-            raise
+        results = await entry.batcher.predict(rows, remaining_s)
         # One row (the common request): a view, not a copy.
         probabilities = (
             results[0][0][None, :] if len(results) == 1 else np.stack([r[0] for r in results])
@@ -224,6 +211,19 @@ class InferenceCore:
                 except Exception:  # a listener's failure never fails the prediction
                     log.exception("prediction listener %r failed", listener)
         return probabilities
+
+    # ------------------------------------------------------------------ explanation
+    async def explain(
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
+    ) -> list[Any]:
+        """One explanation per row of `rows` (made by `entry.kind`), in order: the verb
+        next to `infer`, on the explanation worker with its own queue, instance limit and
+        deadline (`app.explain.service`). Errors as `ExplanationService.explain`."""
+        return await self.explanations.explain(entry, rows, context)
+
+    def explain_refused(self, entry: CardedVersion, exc: ServingError) -> None:
+        """Count an explanation request refused while the protocol decoded it."""
+        self.explanations.refused(entry, exc)
 
     def _copy_to_shadow(
         self,
@@ -406,32 +406,7 @@ class InferenceCore:
         remaining_s = self.remaining_s(context)
         if remaining_s <= 0:
             raise self.deadline_exceeded()
-        budget = RequestBudget(
-            time.perf_counter() + remaining_s, self.settings.limits.max_request_image_pixels
-        )
-        work = asyncio.get_running_loop().run_in_executor(self._decoder, _run_job, job, budget)
-        work.add_done_callback(_consume)
-        watcher = asyncio.ensure_future(_disconnect(receive)) if receive is not None else None
-        try:
-            waiting: set[asyncio.Future[Any]] = {work} if watcher is None else {work, watcher}
-            done, _ = await asyncio.wait(
-                waiting, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            if work in done:
-                return work.result()
-            reason: ServingError = (
-                ClientDisconnected("the client disconnected before the answer")
-                if watcher is not None and watcher in done
-                else self.deadline_exceeded()
-            )
-            budget.stop(reason)
-            raise reason
-        except asyncio.CancelledError:
-            budget.stop(ClientDisconnected("the request was cancelled"))
-            raise
-        finally:
-            if watcher is not None:
-                watcher.cancel()
+        return await self._decoding.run(job, remaining_s, receive, self.deadline_exceeded)
 
     # ------------------------------------------------------------------ shutdown
     def begin_drain(self) -> None:
@@ -446,35 +421,13 @@ class InferenceCore:
         self.begin_drain()
         batchers = [e.served.batcher for e in self.registry if e.served is not None]
         await asyncio.gather(*(b.stop(drain_timeout_s) for b in batchers))
-        self._decoder.shutdown(wait=False, cancel_futures=True)
+        self._decoding.shutdown()
+        self.explanations.stop()  # after its current job
 
 
 def _pinned_version(text: str) -> int:
-    """The X-Model-Version header -> a version number (BadRequest otherwise)."""
+    """The X-Model-Version header -> a version number (MalformedVersion otherwise)."""
     version = parse_version(text)
     if version is None:
-        raise BadRequest(f"the X-Model-Version header: {not_a_version(text)}")
+        raise MalformedVersion(f"the X-Model-Version header: {not_a_version(text)}")
     return version
-
-
-def _run_job(job: Callable[[RequestBudget], T], budget: RequestBudget) -> T:
-    """A decoding job on its thread; afterwards, large decodes' memory goes back to the OS."""
-    try:
-        budget.check()  # it may have waited for a thread past its deadline
-        return job(budget)
-    finally:
-        if budget.pixels >= TRIM_AFTER_PIXELS:
-            release_free_memory()
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    # A job abandoned at its deadline still ends with a result or an error: nobody reads it.
-    if not future.cancelled():
-        future.exception()
-
-
-async def _disconnect(receive: Receive) -> None:
-    """Returns when the client has closed the connection (the body was read already, so
-    the server's next message is the disconnect)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass

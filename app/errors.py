@@ -1,27 +1,16 @@
-"""Errors that carry their HTTP status, and the one handler that renders them.
+"""Errors that carry their status and a message meant for the client.
 
-Every error response of the service is `{"error": "<what is wrong and how to fix it>"}`, the
-convention TF Serving, the Open Inference Protocol, KServe and MLServer share.
+A leaf module with no web framework: the core, the batchers and the adapters raise these; the
+HTTP layer (`app.http_errors`) and gRPC (`app.rpc.status`) render them. Every error body is
+`{"error": "<what is wrong and how to fix it>"}`, the convention TF Serving, the Open
+Inference Protocol, KServe and MLServer share.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Mapping
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-from starlette.responses import Response
-from starlette.routing import Match
-
-from app.context import request_context
-from app.jsonutil import dumps
-
-log = logging.getLogger(__name__)
+import orjson
 
 
 class ServingError(Exception):
@@ -41,6 +30,11 @@ class BadRequest(ServingError):
     """The request cannot be parsed (malformed JSON, wrong content type)."""
 
     status_code = 400
+
+
+class MalformedVersion(BadRequest):
+    """A requested version that is not a version number (`x`, `0`, `2**63`): the same 400 on
+    every route, protocol and header (TF Serving's INVALID_ARGUMENT)."""
 
 
 class Unauthorized(ServingError):
@@ -118,97 +112,4 @@ class DeadlineExceeded(ServingError):
 
 def error_body(message: str) -> bytes:
     """The one shape of every error body: `{"error": message}` as JSON bytes."""
-    return dumps({"error": message})
-
-
-def error_response(
-    status_code: int, message: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    """An error response: `error_body(message)` with its status and headers."""
-    return Response(
-        error_body(message), status_code, headers=headers, media_type="application/json"
-    )
-
-
-def render_error(exc: ServingError) -> Response:
-    """The response for a ServingError (every route, middleware and the fast path)."""
-    return error_response(exc.status_code, exc.message, exc.headers)
-
-
-def unexpected_error_response(
-    method: str, path: str, request_id: str, exc: BaseException
-) -> Response:
-    """A 500 for an exception nobody expected: logged with its traceback, the client gets the
-    request id to quote."""
-    log.error("unhandled error on %s %s (request %s)", method, path, request_id, exc_info=exc)
-    return error_response(
-        500, f"internal server error (request id {request_id}); the server logged the details"
-    )
-
-
-_CLASS_REPR = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
-
-
-def _validation_message(error: Mapping[str, Any]) -> str:
-    """One FastAPI/pydantic validation problem in the project's words: no class reprs."""
-    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    if "UploadFile" in message:
-        return "must be a file upload (a multipart/form-data part with a filename)"
-    return _CLASS_REPR.sub(r"\1", message)
-
-
-def _describe_validation(exc: RequestValidationError) -> str:
-    problems = []
-    for error in exc.errors()[:5]:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-        problems.append(f"{location or 'body'}: {_validation_message(error)}")
-    return "; ".join(problems)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Render ServingError, FastAPI validation errors and Starlette HTTP errors as `{"error"}`."""
-
-    async def serving_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ServingError)
-        return render_error(exc)
-
-    async def validation_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        return error_response(422, _describe_validation(exc))
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        message = str(exc.detail)
-        if exc.status_code == 404:
-            message = f"no such endpoint: {request.method} {request.url.path}; see /docs"
-        headers = exc.headers
-        if exc.status_code == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}; see /docs"
-            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
-        return error_response(exc.status_code, message, headers)
-
-    async def unexpected_error(request: Request, exc: Exception) -> Response:
-        context = request_context(request.scope)
-        return unexpected_error_response(request.method, request.url.path, context.request_id, exc)
-
-    async def client_disconnect(_: Request, exc: Exception) -> Response:
-        # Nobody reads this answer: the client hung up (or was cut off) mid-body. Not an error
-        # of the server, so no traceback in its log.
-        return error_response(400, "the client disconnected before sending the whole body")
-
-    app.add_exception_handler(ServingError, serving_error)
-    app.add_exception_handler(ClientDisconnect, client_disconnect)
-    app.add_exception_handler(Exception, unexpected_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-
-
-def _allowed_methods(request: Request) -> str:
-    """Every method some route serves on this path (Starlette's 405 names only the first
-    route's, and a path may have a route per method: GET and POST .../decisions)."""
-    allowed: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            allowed |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(allowed))
+    return orjson.dumps({"error": message})

@@ -31,8 +31,7 @@ from app.api.docs import ASSETS_URL, install_docs
 from app.api.fastlane import ServingApp
 from app.api.openapi import conform_error_responses, unknown_model_message
 from app.console import announce_ready
-from app.errors import install_error_handlers
-from app.explain.service import ExplanationService
+from app.http_errors import install_error_handlers
 from app.logs import AccessLog, resolve_format
 from app.metrics import Metrics
 from app.middleware import (
@@ -111,7 +110,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = ModelRegistry.scan(settings.repository.models_dir, policy)
     metrics_ = Metrics()
     service = PredictionService(settings, registry, metrics_)
-    explainer = ExplanationService(settings.explain, service)
     monitor = Monitor(
         settings.store, settings.drift, settings.payload_logging, registry, metrics_.registry
     )
@@ -169,7 +167,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     server_state.time_left_s(settings.serving.shutdown_grace_period_s)
                 )
             await service.stop(server_state.time_left_s(settings.serving.shutdown_grace_period_s))
-            explainer.stop()
             await promoter.stop()
             await monitor.stop()  # after the batchers: the last predictions are written
             if flusher is not None:
@@ -195,7 +192,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.service = service
-    app.state.explainer = explainer
     app.state.metrics = metrics_
     app.state.server_state = server_state
     app.state.monitor = monitor
@@ -207,7 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     predict_endpoint = predict.add_predict_routes(app, service)  # first: matched in order
-    explain.add_explain_routes(app, explainer)
+    explain.add_explain_routes(app, service.v1)
     v2.add_v2_routes(app, service)
     infer_endpoint = v2.InferEndpoint(service.v2)
     repository.add_repository_routes(app)
@@ -224,7 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         {"/metrics"} if not settings.security.protect_metrics else set()
     )
     keyed = bool(key_digests or admin_digests)
-    _install_openapi(app, service, explainer, open_paths=open_paths if keyed else None)
+    _install_openapi(app, service, open_paths=open_paths if keyed else None)
 
     # Middleware: the last added is the outermost.
     app.add_middleware(predict.PredictFastPath, endpoint=predict_endpoint)
@@ -283,7 +279,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _install_openapi(
     app: FastAPI,
     service: PredictionService,
-    explainer: ExplanationService,
     *,
     open_paths: set[str] | None,
 ) -> None:
@@ -305,7 +300,7 @@ def _install_openapi(
         schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
         schema["components"]["schemas"].update(v2.openapi_components())
         # Predict operations first, as in the routing.
-        explain_paths, explain_components = explain.explain_openapi(explainer)
+        explain_paths, explain_components = explain.explain_openapi(service)
         schema["components"]["schemas"].update(explain_components)
         schema["paths"] = {**paths, **explain_paths, **schema.get("paths", {})}
         conform_error_responses(schema, unknown_model_message(registry))

@@ -23,7 +23,8 @@ from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.context import ROUTING_HEADERS, SCOPE_KEY, RequestContext, request_context
-from app.errors import Forbidden, PayloadTooLarge, Unauthorized, Unavailable, render_error
+from app.errors import Forbidden, PayloadTooLarge, Unauthorized, Unavailable
+from app.http_errors import render_error
 from app.logs import AccessLog
 from app.metrics import Metrics
 from app.settings import ConfigError

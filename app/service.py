@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core import InferenceCore, PredictionEvent, PredictionListener
+from app.core import InferenceCore
+from app.events import PredictionEvent, PredictionListener
 from app.metrics import Metrics
 from app.monitoring import Monitor
 from app.protocols.v1 import V1Protocol
@@ -33,7 +34,7 @@ class PredictionService:
         self.core = InferenceCore(settings, registry, metrics)
         self.lifecycle = Lifecycle(settings, registry, metrics, self.core.serve)
         self.v1 = V1Protocol(self.core)
-        self.v2 = V2Protocol(self.core, self.v1, lambda: self.readiness()[0])
+        self.v2 = V2Protocol(self.core, lambda: self.readiness()[0])
         self.monitor: Monitor | None = None
 
     def attach_monitor(self, monitor: Monitor) -> None:

@@ -9,17 +9,23 @@ from fastapi import FastAPI, File, Query, Request, UploadFile
 from starlette.responses import Response
 
 from app.api.openapi import predict_request_body
-from app.api.predict import documented_versions, parse_version, require_json
+from app.api.operations import (
+    ImageOperation,
+    ModelOperations,
+    documented_errors,
+    schema_components,
+)
+from app.api.predict import documented_versions, require_json
 from app.attributions.image import captioned_png
 from app.context import request_context
 from app.errors import ServingError
-from app.explain.service import ExplanationService
 from app.jsonutil import json_response
-from app.protocols.v1 import parse_instances
+from app.protocols.v1 import V1Protocol, parse_instances
 from app.repository import CardedVersion
 from app.schemas.explain import ExplainResponse
-from app.schemas.responses import ErrorResponse, error_responses
-from app.schemas.versions import MAX_VERSION
+from app.schemas.responses import ErrorResponse
+from app.schemas.versions import requested_version
+from app.service import PredictionService
 
 ERROR_CODES = (400, 401, 404, 413, 415, 422, 500, 503, 504)
 IMAGE_ERROR_CODES = (400, 401, 404, 413, 422, 500, 503, 504)
@@ -42,13 +48,13 @@ def _context(request: Request) -> Any:
     return context
 
 
-def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
+def add_explain_routes(app: FastAPI, v1: V1Protocol) -> None:
     """The generic `:explain` routes (documented per model by `explain_openapi`)."""
 
     async def explain(request: Request) -> Response:
         require_json(request)
         return json_response(
-            await explainer.explain_json(
+            await v1.explain(
                 request.path_params["name"],
                 None,
                 await request.body(),
@@ -59,10 +65,11 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
 
     async def explain_version(request: Request, version: str) -> Response:
         require_json(request)
-        number = parse_version(version)  # the one version parser: 422 as on :predict
+        name = request.path_params["name"]
+        number = requested_version(name, version)  # the one version parser, as on :predict
         return json_response(
-            await explainer.explain_json(
-                request.path_params["name"],
+            await v1.explain(
+                name,
                 number,
                 await request.body(),
                 _context(request),
@@ -75,7 +82,7 @@ def add_explain_routes(app: FastAPI, explainer: ExplanationService) -> None:
         file: Annotated[UploadFile, File(description="An image file.")],
         output: Annotated[Literal["json", "png"], Query(alias="format")] = "json",
     ) -> Response:
-        result = await explainer.explain_image(
+        result = await v1.explain_image(
             request.path_params["name"],
             None,
             await file.read(),
@@ -122,29 +129,15 @@ def _responses(
     }
     if png:
         content["image/png"] = {"schema": {"type": "string", "format": "binary"}}
-    responses: dict[str, Any] = {
-        "200": {
-            "description": "One explanation per instance, in order"
-            + (" (with format=png: the overlay image alone)." if png else "."),
-            "content": content,
-        }
+    ok = {
+        "description": "One explanation per instance, in order"
+        + (" (with format=png: the overlay image alone)." if png else "."),
+        "content": content,
     }
-    for code, doc in error_responses(*codes).items():
-        example = doc["content"]["application/json"]["example"]
-        if code in ERROR_EXAMPLES:
-            example = {"error": ERROR_EXAMPLES[int(code)]}
-        if code == 422 and invalid_input is not None:
-            example = {"error": invalid_input}
-        responses[str(code)] = {
-            "description": doc["description"],
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/ErrorResponse"},
-                    "example": example,
-                }
-            },
-        }
-    return responses
+    examples = dict(ERROR_EXAMPLES)
+    if invalid_input is not None:
+        examples[422] = invalid_input
+    return {"200": ok, **documented_errors(codes, examples)}
 
 
 def _invalid_input_message(entry: CardedVersion) -> str | None:
@@ -156,112 +149,50 @@ def _invalid_input_message(entry: CardedVersion) -> str | None:
     return None
 
 
-def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict[str, Any]]:
+FORMAT_PARAMETER = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["json", "png"], "default": "json"},
+    "description": "json: the explanation (as `:explain`); png: only the overlay image (red "
+    "for the predicted digit, blue against), which Swagger UI displays.",
+    "examples": {
+        "png": {"summary": "the overlay image", "value": "png"},
+        "json": {"summary": "the explanation", "value": "json"},
+    },
+}
+
+
+def explain_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas): one documented `:explain` operation per model."""
-    service = explainer.service
-    settings = explainer.settings
-    components: dict[str, Any] = {}
-    for model in (ExplainResponse, ErrorResponse):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(schema.pop("$defs", {}))
-        components[model.__name__] = schema
+    settings = service.settings.explain
+    components = schema_components(ExplainResponse, ErrorResponse)
     paths: dict[str, Any] = {}
     for name, entry in documented_versions(service):
         card, adapter = entry.card, entry.kind
-        operation_name = name.replace("-", "_").replace(".", "_")
-        request_model = adapter.request_model
-        body = predict_request_body(card, request_model, components)
-        description = (
-            f"Why {name} predicts what it does. The body is the same as `:predict`'s (each "
-            f"instance: {adapter.instance_help}), at most "
+        image = ImageOperation(
+            summary=f"Explain {name}'s prediction for an uploaded image file",
+            description="Upload one image file (PNG or JPEG) of a single digit, any size; it "
+            "is converted as for `:predict-image`. " + adapter.explanation_method,
+            responses=_responses(IMAGE_ERROR_CODES, png=True),
+            parameters=[FORMAT_PARAMETER],
+        )
+        operations = ModelOperations(
+            verb="explain",
+            tag="explain",
+            name=name,
+            version=entry.version,
+            summary=f"Explain {name}'s predictions",
+            version_summary=f"Explain the predictions of one version of {name}",
+            description=f"Why {name} predicts what it does. The body is the same as "
+            f"`:predict`'s (each instance: {adapter.instance_help}), at most "
             f"{settings.explain_max_instances} instances. {adapter.explanation_method} Every "
             "attribution set adds up to f(x) - f(baseline) for the explained class (the "
             "`completeness` field reports the error). Explanations run on a worker of their "
-            f"own, within {settings.explain_timeout_ms:g} ms."
+            f"own, within {settings.explain_timeout_ms:g} ms.",
+            body=predict_request_body(card, adapter.request_model, components),
+            responses=_responses(ERROR_CODES, _invalid_input_message(entry)),
+            image=image if adapter.takes_image_files else None,
         )
-        responses = _responses(ERROR_CODES, _invalid_input_message(entry))
-        paths[f"/v1/models/{name}:explain"] = {
-            "post": {
-                "tags": ["explain"],
-                "summary": f"Explain {name}'s predictions",
-                "description": description,
-                "operationId": f"explain_{operation_name}",
-                "requestBody": body,
-                "responses": responses,
-            }
-        }
-        paths[f"/v1/models/{name}/versions/{{version}}:explain"] = {
-            "post": {
-                "tags": ["explain"],
-                "summary": f"Explain the predictions of one version of {name}",
-                "description": description,
-                "operationId": f"explain_{operation_name}_version",
-                "parameters": [
-                    {
-                        "name": "version",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
-                        "description": "Model version (an integer)",
-                        "examples": {
-                            f"v{entry.version}": {
-                                "summary": f"version {entry.version}",
-                                "value": entry.version,
-                            }
-                        },
-                    }
-                ],
-                "requestBody": body,
-                "responses": responses,
-            }
-        }
-        if adapter.takes_image_files:
-            paths[f"/v1/models/{name}:explain-image"] = {
-                "post": {
-                    "tags": ["explain"],
-                    "summary": f"Explain {name}'s prediction for an uploaded image file",
-                    "description": "Upload one image file (PNG or JPEG) of a single digit, any "
-                    "size; it is converted as for `:predict-image`. " + adapter.explanation_method,
-                    "operationId": f"explain_image_{operation_name}",
-                    "parameters": [
-                        {
-                            "name": "format",
-                            "in": "query",
-                            "required": False,
-                            "schema": {
-                                "type": "string",
-                                "enum": ["json", "png"],
-                                "default": "json",
-                            },
-                            "description": "json: the explanation (as `:explain`); png: only "
-                            "the overlay image (red for the predicted digit, blue against), "
-                            "which Swagger UI displays.",
-                            "examples": {
-                                "png": {"summary": "the overlay image", "value": "png"},
-                                "json": {"summary": "the explanation", "value": "json"},
-                            },
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["file"],
-                                    "properties": {
-                                        "file": {
-                                            "type": "string",
-                                            "format": "binary",
-                                            "contentMediaType": "application/octet-stream",
-                                            "description": "An image file with one digit.",
-                                        }
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": _responses(IMAGE_ERROR_CODES, png=True),
-                }
-            }
+        paths.update(operations.paths())
     return paths, components

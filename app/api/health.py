@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.responses import Response
 
+from app.api.deps import Service
 from app.jsonutil import json_response
 from app.schemas.responses import ModelReadinessResponse, ReadinessResponse, error_responses
 
@@ -14,19 +15,19 @@ async def live() -> Response:
     return json_response({"status": "alive"})
 
 
-async def ready(request: Request) -> Response:
+async def ready(service: Service) -> Response:
     """200 when every model has a version loaded, warmed up and serving; else 503. The body
     lists every version's state and, under `failed`, the versions that failed with their
     reasons (also when 200: a failed new version does not take the replica out of service)."""
-    is_ready, body = request.app.state.service.readiness()
+    is_ready, body = service.readiness()
     return json_response(body, status_code=200 if is_ready else 503)
 
 
-async def model_ready(request: Request, name: str) -> Response:
+async def model_ready(name: str, service: Service) -> Response:
     """200 when this model serves and none of its versions failed or is loading; else 503
     with the status (`loading`, `degraded`: serving but a version failed, `failed`) and each
     version's state and reason. 404 for an unknown model."""
-    is_ready, body = request.app.state.service.model_readiness(name)
+    is_ready, body = service.model_readiness(name)
     return json_response(body, status_code=200 if is_ready else 503)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
+
+from app.api.deps import MetricsDep
 
 
 def add_metrics_route(app: FastAPI) -> None:
@@ -24,7 +26,7 @@ def add_metrics_route(app: FastAPI) -> None:
     )
 
 
-async def prometheus_metrics(request: Request) -> Response:
+async def prometheus_metrics(metrics: MetricsDep) -> Response:
     """Requests by model/version/endpoint/status, latency histograms, batch size, queue wait,
     inference time, queue depth, in-flight requests, model readiness, process metrics."""
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

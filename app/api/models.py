@@ -1,10 +1,11 @@
 """Model listing, model cards and evaluation metrics."""
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from app.api.deps import V1, ModelName, ModelVersion
 from app.api.report import report_path
 from app.jsonutil import json_response
 from app.schemas.responses import (
@@ -13,19 +14,12 @@ from app.schemas.responses import (
     ModelMetricsResponse,
     error_responses,
 )
-from app.schemas.versions import MAX_VERSION, MIN_VERSION, VERSION_RANGE
-
-# Swagger UI pre-fills these from examples of the models that exist (see app.main).
-ModelName = Annotated[str, Path(description="Model name")]
-ModelVersion = Annotated[
-    int, Path(ge=MIN_VERSION, le=MAX_VERSION, description=f"Model version ({VERSION_RANGE})")
-]
 
 
-async def list_models(request: Request) -> Response:
+async def list_models(request: Request, v1: V1) -> Response:
     """Every model with its versions and their state (ready, loading, failed + reason), and
     the URL of its report page."""
-    listing = request.app.state.service.v1.list_models()
+    listing = v1.list_models()
     root = request.scope.get("root_path", "")
     for summary in listing["models"]:
         summary["report"] = report_path(root, summary["name"])
@@ -38,32 +32,30 @@ def _with_report(request: Request, detail: dict[str, Any]) -> dict[str, Any]:
     return {**detail, "report": report_path(root, card["name"], card["version"])}
 
 
-async def model_card(request: Request, name: ModelName) -> Response:
+async def model_card(request: Request, name: ModelName, v1: V1) -> Response:
     """The model card: inputs, labels, training data, held-out metrics, hashes, versions;
     plus where and how it is served (device, batching) and the URL of its report page."""
-    return json_response(
-        _with_report(request, request.app.state.service.v1.model_detail(name, None))
-    )
+    return json_response(_with_report(request, v1.model_detail(name, None)))
 
 
-async def model_card_version(request: Request, name: ModelName, version: ModelVersion) -> Response:
+async def model_card_version(
+    request: Request, name: ModelName, version: ModelVersion, v1: V1
+) -> Response:
     """The card of one version."""
-    detail = request.app.state.service.v1.model_detail(name, version)
+    detail = v1.model_detail(name, version)
     return json_response(_with_report(request, detail))
 
 
-async def model_metrics(request: Request, name: ModelName) -> Response:
+async def model_metrics(name: ModelName, v1: V1) -> Response:
     """Held-out metrics from training (accuracy, macro precision/recall/F1, ROC AUC for binary
     models, confusion matrix) and live stats since start (requests, errors, latency
     percentiles, predicted-label distribution)."""
-    return json_response(request.app.state.service.v1.model_metrics(name, None))
+    return json_response(v1.model_metrics(name, None))
 
 
-async def model_metrics_version(
-    request: Request, name: ModelName, version: ModelVersion
-) -> Response:
+async def model_metrics_version(name: ModelName, version: ModelVersion, v1: V1) -> Response:
     """Held-out and live metrics of one version."""
-    return json_response(request.app.state.service.v1.model_metrics(name, version))
+    return json_response(v1.model_metrics(name, version))
 
 
 def add_model_routes(app: FastAPI) -> None:
@@ -103,9 +95,9 @@ def add_model_routes(app: FastAPI) -> None:
 
 
 def _documented_errors(path: str) -> dict[int | str, dict[str, Any]]:
-    """The errors a model route can give: 422 only where a version must parse as an integer."""
+    """The errors a model route can give: 400 only where a version must parse as a number."""
     if path == "/v1/models":
         return error_responses(401)
     if "{version" in path:
-        return error_responses(401, 404, 422, 503)
+        return error_responses(400, 401, 404, 503)
     return error_responses(401, 404, 503)

@@ -46,8 +46,8 @@ def conform_error_responses(schema: dict[str, Any], unknown_model: str) -> None:
     """Rewrite FastAPI's generated error responses into the service's real ones, in place.
 
     - FastAPI's generated 422 is kept, in the `{"error"}` shape, only where FastAPI does
-      validate something (a non-string parameter such as an integer version, or a body it
-      parses); V2 operations validate their own inputs and answer 400 (documented per route).
+      validate something (a non-string parameter other than a version, or a body it parses);
+      V2 operations validate their own inputs and answer 400 (documented per route).
     - Every 404 example names a model the way the service does, listing the real models.
     """
     for path, operations in schema.get("paths", {}).items():
@@ -74,13 +74,15 @@ def conform_error_responses(schema: dict[str, Any], unknown_model: str) -> None:
 
 
 def _fastapi_validates(operation: dict[str, Any]) -> bool:
-    """Whether FastAPI itself can refuse a request to this operation (422)."""
+    """Whether FastAPI itself can refuse a request to this operation (422). A path's version
+    does not count: a malformed one is a 400 from the one version parser on every route."""
     if "requestBody" in operation:
         return True
     return any(
         set(parameter.get("schema", {})) - {"type", "title", "description"}
         or parameter.get("schema", {}).get("type") != "string"
         for parameter in operation.get("parameters", [])
+        if (parameter.get("in"), parameter.get("name")) != ("path", "version")
     )
 
 

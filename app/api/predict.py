@@ -23,24 +23,23 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.fastlane import Handler
 from app.api.openapi import predict_request_body, predict_response_example
-from app.context import request_context
-from app.errors import (
-    BadRequest,
-    InvalidInput,
-    ServingError,
-    UnsupportedMediaType,
-    render_error,
-    unexpected_error_response,
+from app.api.operations import (
+    ImageOperation,
+    ModelOperations,
+    documented_errors,
+    schema_components,
 )
+from app.context import request_context
+from app.errors import BadRequest, ServingError, UnsupportedMediaType
+from app.http_errors import render_error, unexpected_error_response
 from app.jsonutil import dumps, json_response, send_json_ok
 from app.kinds import InputAdapter
 from app.preprocessing.image import MNIST_SIDE, ImageInputError, image_bytes_to_mnist
 from app.protocols.v1 import V1Protocol, parse_instances
 from app.repository import CardedVersion
 from app.schemas.predict import PredictResponse
-from app.schemas.responses import ErrorResponse, error_responses
-from app.schemas.versions import MAX_VERSION, not_a_version
-from app.schemas.versions import parse_version as parse_version_text
+from app.schemas.responses import ErrorResponse
+from app.schemas.versions import requested_version
 from app.service import PredictionService
 
 PREDICT_ERRORS = (400, 401, 404, 413, 415, 422, 500, 503, 504)
@@ -63,14 +62,6 @@ def check_json_content_type(content_type: str | None) -> None:
             f"{media_type or 'an empty content type'}); with curl add "
             "-H 'Content-Type: application/json'"
         )
-
-
-def parse_version(text: str) -> int:
-    """A version path segment -> its number (422, like every V1 path parameter, otherwise)."""
-    version = parse_version_text(text)
-    if version is None:
-        raise InvalidInput(f"path.version: {not_a_version(text)}")
-    return version
 
 
 PREDICT_PREFIX = "/v1/models/"
@@ -119,7 +110,7 @@ class PredictEndpoint:
             else "predict_label"
         )
         try:
-            number = None if version is None else parse_version(version)
+            number = None if version is None else requested_version(name, version)
             content_type = None
             for key, value in scope["headers"]:
                 if key == b"content-type":
@@ -241,31 +232,16 @@ def _responses(
     codes: tuple[int, ...], example: dict[str, Any], invalid_input: str
 ) -> dict[str, Any]:
     """This model's responses: its own real 200 and 422 examples, the shared error ones."""
-    responses: dict[str, Any] = {
-        "200": {
-            "description": "One prediction per instance, in order.",
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/PredictResponse"},
-                    "example": example,
-                }
-            },
-        }
+    ok = {
+        "description": "One prediction per instance, in order.",
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/PredictResponse"},
+                "example": example,
+            }
+        },
     }
-    for code, doc in error_responses(*codes).items():
-        error_example = doc["content"]["application/json"]["example"]
-        if code == 422:
-            error_example = {"error": invalid_input}
-        responses[str(code)] = {
-            "description": doc["description"],
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/ErrorResponse"},
-                    "example": error_example,
-                }
-            },
-        }
-    return responses
+    return {"200": ok, **documented_errors(codes, {422: invalid_input})}
 
 
 def _undecodable_image_message() -> str:
@@ -299,93 +275,31 @@ def documented_versions(service: PredictionService) -> list[tuple[str, CardedVer
 
 def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas): one documented operation per model and kind of call."""
-    components: dict[str, Any] = {}
-    for model in (PredictResponse, ErrorResponse):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(schema.pop("$defs", {}))
-        components[model.__name__] = schema
+    components = schema_components(PredictResponse, ErrorResponse)
     paths: dict[str, Any] = {}
     for name, entry in documented_versions(service):
         card, adapter = entry.card, entry.kind
-        operation_name = name.replace("-", "_").replace(".", "_")
-        request_model = adapter.request_model
-        responses = _responses(
-            PREDICT_ERRORS, predict_response_example(card), _invalid_input_message(adapter)
+        example = predict_response_example(card)
+        image = ImageOperation(
+            summary=f"Predict with {name} from an uploaded image file",
+            description="Upload one image file (PNG or JPEG) of a single digit, any size; it "
+            "is converted the MNIST way (grey, inverted if the background is light, cropped, "
+            "scaled into 20x20, centred by mass in 28x28).",
+            responses=_responses(IMAGE_ERRORS, example, _undecodable_image_message()),
         )
-        body = predict_request_body(card, request_model, components)
-        description = (
-            f"{card.description}\n\nEach instance: {adapter.instance_help}. "
+        operations = ModelOperations(
+            verb="predict",
+            tag="predict",
+            name=name,
+            version=entry.version,
+            summary=f"Predict with {name}",
+            version_summary=f"Predict with one version of {name}",
+            description=f"{card.description}\n\nEach instance: {adapter.instance_help}. "
             "One prediction per instance comes back, in order: the label and the "
-            f"probability of every class ({', '.join(card.labels)})."
+            f"probability of every class ({', '.join(card.labels)}).",
+            body=predict_request_body(card, adapter.request_model, components),
+            responses=_responses(PREDICT_ERRORS, example, _invalid_input_message(adapter)),
+            image=image if adapter.takes_image_files else None,
         )
-        paths[f"/v1/models/{name}:predict"] = {
-            "post": {
-                "tags": ["predict"],
-                "summary": f"Predict with {name}",
-                "description": description,
-                "operationId": f"predict_{operation_name}",
-                "requestBody": body,
-                "responses": responses,
-            }
-        }
-        paths[f"/v1/models/{name}/versions/{{version}}:predict"] = {
-            "post": {
-                "tags": ["predict"],
-                "summary": f"Predict with one version of {name}",
-                "description": description,
-                "operationId": f"predict_{operation_name}_version",
-                "parameters": [
-                    {
-                        "name": "version",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
-                        "description": "Model version (an integer)",
-                        "examples": {
-                            f"v{entry.version}": {
-                                "summary": f"version {entry.version}",
-                                "value": entry.version,
-                            }
-                        },
-                    }
-                ],
-                "requestBody": body,
-                "responses": responses,
-            }
-        }
-        if adapter.takes_image_files:
-            paths[f"/v1/models/{name}:predict-image"] = {
-                "post": {
-                    "tags": ["predict"],
-                    "summary": f"Predict with {name} from an uploaded image file",
-                    "description": "Upload one image file (PNG or JPEG) of a single digit, any "
-                    "size; it is converted the MNIST way (grey, inverted if the background is "
-                    "light, cropped, scaled into 20x20, centred by mass in 28x28).",
-                    "operationId": f"predict_image_{operation_name}",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["file"],
-                                    "properties": {
-                                        "file": {
-                                            "type": "string",
-                                            "format": "binary",
-                                            "contentMediaType": "application/octet-stream",
-                                            "description": "An image file with one digit.",
-                                        }
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": _responses(
-                        IMAGE_ERRORS,
-                        predict_response_example(card),
-                        _undecodable_image_message(),
-                    ),
-                }
-            }
+        paths.update(operations.paths())
     return paths, components

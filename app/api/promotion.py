@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from app.api.deps import PromoterDep, Repository, promoter_of
 from app.errors import ServingError
 from app.jsonutil import json_response
-from app.monitoring.promotion import Promoter
 from app.report.comparison import section
 from app.schemas.responses import error_responses
 
@@ -57,14 +57,9 @@ class DecisionRequest(BaseModel):
     reason: str = Field(default="", max_length=500, description="Why, for the record.")
 
 
-def _promoter(request: Request) -> Promoter:
-    promoter: Promoter = request.app.state.promoter
-    return promoter
-
-
 async def comparison(
-    request: Request,
     name: ModelName,
+    promoter: PromoterDep,
     candidate: VersionOrLabel = None,
     baseline: VersionOrLabel = None,
 ) -> Response:
@@ -73,30 +68,30 @@ async def comparison(
     Canary (its own requests): each version's live accuracy, a z-test, input drift. Both:
     latency and errors, the rows behind every figure, the verdict of the config's promotion
     rules (defaults when it has none) and the decision in force."""
-    return json_response(await _promoter(request).compare(name, candidate, baseline))
+    return json_response(await promoter.compare(name, candidate, baseline))
 
 
-async def decisions(request: Request, name: ModelName) -> Response:
+async def decisions(name: ModelName, promoter: PromoterDep) -> Response:
     """Every promotion decision about the model (newest first) and those in force."""
-    return json_response(await _promoter(request).decisions(name))
+    return json_response(await promoter.decisions(name))
 
 
-async def decide(request: Request, name: ModelName, body: DecisionRequest) -> Response:
+async def decide(
+    name: ModelName, body: DecisionRequest, promoter: PromoterDep, control: Repository
+) -> Response:
     """Promote, roll back or reset a candidate by hand; recorded with the comparison as its
     evidence, in force on every replica within SYNERGY_PROMOTION_POLL_S. Model control: off
     (403) unless the control API is on, and an admin key's when admin keys are set."""
-    request.app.state.repository.require_enabled()
+    control.require_enabled()
     return json_response(
-        await _promoter(request).decide(
-            name, body.action, body.candidate, body.baseline, body.reason
-        )
+        await promoter.decide(name, body.action, body.candidate, body.baseline, body.reason)
     )
 
 
 async def report_section(request: Request, name: str) -> str:
     """The report page's comparison section (HTML), or "" when the model has neither a
     candidate to compare nor a decision (or this server has no prediction store)."""
-    promoter: Promoter | None = getattr(request.app.state, "promoter", None)
+    promoter = promoter_of(request)
     if promoter is None or not promoter.has_comparison(name):
         return ""
     comparison, note = None, ""

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from app.api.deps import ModelName, ModelVersion, service_of
 from app.api.promotion import report_section
 from app.errors import Unavailable
 from app.report import PageRequest, render
 from app.schemas.responses import error_responses
-from app.schemas.versions import MAX_VERSION, MIN_VERSION, VERSION_RANGE
 
 # The only paths where a browser may present the API key as `?key=` (GET/HEAD): a person
 # opening a page cannot set an Authorization header. See README, "Model report pages".
 REPORT_PATH = re.compile(r"^/v1/models/[^/:]+(?:/versions/[^/:]+)?/report$")
 
-ModelName = Annotated[str, Path(description="Model name")]
-ModelVersion = Annotated[
-    int, Path(ge=MIN_VERSION, le=MAX_VERSION, description=f"Model version ({VERSION_RANGE})")
-]
 
 _HTML_200 = {
     "description": "The report page: a self-contained HTML document (inline CSS, SVG charts "
@@ -73,7 +69,7 @@ def _endpoint(request: Request, name: str, version: int, suffix: str) -> str | N
 
 
 async def _page(request: Request, name: str, version: int | None) -> HTMLResponse:
-    entry = request.app.state.service.registry.find(name, version)
+    entry = service_of(request).registry.find(name, version)
     if entry.card is None:
         raise Unavailable(
             f"model {name} version {entry.version} has no valid card: {entry.reason}",
@@ -141,7 +137,7 @@ def add_report_routes(app: FastAPI) -> None:
             "Report page of one version (HTML)",
         ),
     ):
-        errors = _json_errors(*((401, 404, 422, 503) if "{version" in path else (401, 404, 503)))
+        errors = _json_errors(*((400, 401, 404, 503) if "{version" in path else (401, 404, 503)))
         app.add_api_route(
             path,
             endpoint,

@@ -12,9 +12,10 @@ from fastapi import FastAPI, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.responses import Response
 
+from app.api.deps import Repository
 from app.errors import BadRequest
 from app.jsonutil import json_response
-from app.repository.control import RepositoryControl
+from app.schemas import problems
 from app.schemas.responses import error_responses
 
 ERROR_SCHEMA = "#/components/schemas/ErrorResponse"
@@ -78,11 +79,8 @@ async def _control_parameters(request: Request, verb: str) -> dict[str, Any]:
     try:
         return _CONTROL_REQUEST.validate_json(body).parameters
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadRequest(
-            f'{where}: {first["msg"]}; send no body or {{"parameters": {{...}}}} ({verb})'
-        ) from None
+        first = problems.describe(exc.errors()[:1], limit=1)
+        raise BadRequest(f'{first}; send no body or {{"parameters": {{...}}}} ({verb})') from None
 
 
 def _refuse_load_parameters(name: str, parameters: dict[str, Any]) -> None:
@@ -106,37 +104,31 @@ def _refuse_unload_parameters(parameters: dict[str, Any]) -> None:
             raise BadRequest("parameters.unload_dependents: must be true or false")
 
 
-def _control(request: Request) -> RepositoryControl:
-    control: RepositoryControl = request.app.state.repository
-    return control
-
-
-async def repository_index(request: Request) -> Response:
+async def repository_index(request: Request, control: Repository) -> Response:
     """Every model and version with its state and, when unavailable, the reason."""
     body = await request.body()
     try:
         query = _INDEX_REQUEST.validate_json(body) if body.strip() else None
     except ValidationError as exc:
         # V2 answers bad input with 400, like the rest of the protocol.
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadRequest(f'{where}: {first["msg"]}; send {{"ready": true}} or no body') from None
-    return json_response(_control(request).index(ready_only=bool(query and query.ready)))
+        first = problems.describe(exc.errors()[:1], limit=1)
+        raise BadRequest(f'{first}; send {{"ready": true}} or no body') from None
+    return json_response(control.index(ready_only=bool(query and query.ready)))
 
 
-async def repository_load(request: Request, name: ModelName) -> Response:
+async def repository_load(request: Request, name: ModelName, control: Repository) -> Response:
     """Load or reload a model from the models dir now (its config.json and versions);
     returns when its versions are loaded. Also lifts an unload."""
     _refuse_load_parameters(name, await _control_parameters(request, "load"))
-    await _control(request).load(name)
+    await control.load(name)
     return json_response({})
 
 
-async def repository_unload(request: Request, name: ModelName) -> Response:
+async def repository_unload(request: Request, name: ModelName, control: Repository) -> Response:
     """Unload every version of a model (requests in flight finish first); polling leaves it
     unloaded until it is loaded again."""
     _refuse_unload_parameters(await _control_parameters(request, "unload"))
-    await _control(request).unload(name)
+    await control.unload(name)
     return json_response({})
 
 

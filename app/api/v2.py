@@ -11,11 +11,13 @@ from fastapi import FastAPI, Path, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app.api.deps import V2, Service, service_of
 from app.api.fastlane import Handler
 from app.api.predict import read_body
 from app.codecs.v2 import HEADER_LENGTH
 from app.context import request_context
-from app.errors import ServingError, render_error, unexpected_error_response
+from app.errors import ServingError
+from app.http_errors import render_error, unexpected_error_response
 from app.jsonutil import json_response
 from app.protocols import triton
 from app.protocols.v2 import V2Protocol
@@ -39,14 +41,9 @@ Endpoint = Callable[..., Coroutine[Any, Any, Response]]
 Version = Annotated[str, Path(description="Model version (an integer, as a string in V2)")]
 
 
-def _protocol(request: Request) -> V2Protocol:
-    protocol: V2Protocol = request.app.state.v2
-    return protocol
-
-
-async def server_metadata(request: Request) -> Response:
+async def server_metadata(v2: V2) -> Response:
     """Server name, version and the protocol extensions it supports."""
-    return json_response(_protocol(request).server_metadata())
+    return json_response(v2.server_metadata())
 
 
 async def server_live() -> Response:
@@ -54,64 +51,59 @@ async def server_live() -> Response:
     return json_response({"live": True})
 
 
-async def server_ready(request: Request) -> Response:
+async def server_ready(v2: V2) -> Response:
     """200 when every model is loaded and warm; 503 otherwise (see /health/ready for why)."""
-    ready = _protocol(request).server_ready()
+    ready = v2.server_ready()
     return json_response({"ready": ready}, status_code=200 if ready else 503)
 
 
-async def model_metadata(request: Request, name: ModelName) -> Response:
+async def model_metadata(name: ModelName, v2: V2) -> Response:
     """Inputs, outputs (name, datatype, shape; -1 = any size) and class labels."""
-    return json_response(_protocol(request).model_metadata(name, None))
+    return json_response(v2.model_metadata(name, None))
 
 
-async def model_metadata_version(request: Request, name: ModelName, version: Version) -> Response:
+async def model_metadata_version(name: ModelName, version: Version, v2: V2) -> Response:
     """Metadata of one version."""
-    return json_response(_protocol(request).model_metadata(name, version))
+    return json_response(v2.model_metadata(name, version))
 
 
-async def model_ready(request: Request, name: ModelName) -> Response:
+async def model_ready(name: ModelName, v2: V2) -> Response:
     """200 when the model can serve; 503 while loading, failed or shutting down."""
-    ready, body = _protocol(request).model_ready(name, None)
+    ready, body = v2.model_ready(name, None)
     return json_response(body, status_code=200 if ready else 503)
 
 
-async def model_ready_version(request: Request, name: ModelName, version: Version) -> Response:
+async def model_ready_version(name: ModelName, version: Version, v2: V2) -> Response:
     """Readiness of one version."""
-    ready, body = _protocol(request).model_ready(name, version)
+    ready, body = v2.model_ready(name, version)
     return json_response(body, status_code=200 if ready else 503)
 
 
-def _service(request: Request) -> PredictionService:
-    service: PredictionService = request.app.state.service
-    return service
-
-
-async def model_config(request: Request, name: ModelName) -> Response:
+async def model_config(name: ModelName, service: Service) -> Response:
     """Triton's model configuration: inputs and outputs (dims without the batch dimension),
     max_batch_size, dynamic batching, version policy."""
-    return json_response(triton.model_config(_service(request), name, None))
+    return json_response(triton.model_config(service.core, name, None))
 
 
-async def model_config_version(request: Request, name: ModelName, version: Version) -> Response:
+async def model_config_version(name: ModelName, version: Version, service: Service) -> Response:
     """Triton's model configuration of one version."""
-    return json_response(triton.model_config(_service(request), name, version))
+    return json_response(triton.model_config(service.core, name, version))
 
 
-async def all_statistics(request: Request) -> Response:
+async def all_statistics(service: Service) -> Response:
     """Triton's statistics of every served version of every model: requests (success, fail,
     queue and compute time, ns) and model calls by batch size, since the server started."""
-    return json_response(triton.model_statistics(_service(request), None, None))
+    return json_response(triton.model_statistics(service.core, None, None))
 
 
-async def model_statistics(request: Request, name: ModelName) -> Response:
+async def model_statistics(name: ModelName, service: Service) -> Response:
     """Triton's statistics of every served version of one model."""
-    return json_response(triton.model_statistics(_service(request), name, None))
+    return json_response(triton.model_statistics(service.core, name, None))
 
 
-async def model_statistics_version(request: Request, name: ModelName, version: Version) -> Response:
+async def model_statistics_version(name: ModelName, version: Version, service: Service) -> Response:
     """Triton's statistics of one version."""
-    return json_response(triton.model_statistics(_service(request), name, version))
+    return json_response(triton.model_statistics(service.core, name, version))
 
 
 INFER_PREFIX = "/v2/models/"
@@ -193,7 +185,11 @@ def _segment(text: str) -> bool:
 
 async def _infer(request: Request, version: str | None) -> Response:
     return await infer_response(
-        _protocol(request), request.scope, request.receive, request.path_params["name"], version
+        service_of(request).v2,
+        request.scope,
+        request.receive,
+        request.path_params["name"],
+        version,
     )
 
 

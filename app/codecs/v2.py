@@ -26,6 +26,7 @@ import orjson
 from pydantic import ValidationError
 
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from app.schemas import problems
 from app.schemas.v2 import InferenceRequest, RequestOutput
 
 SERVER_NAME = "synergy-serve"
@@ -153,20 +154,12 @@ def parse_request(header: bytes) -> InferenceRequest:
                 f"the body is not valid JSON ({errors[0]['msg']}); send an inference request "
                 '{"inputs": [{"name": ..., "shape": [...], "datatype": ..., "data": [...]}]}'
             ) from None
-        problems = [
-            f"{_location(e['loc'])}: {e['msg']}"
-            + (f" (got {_short(e['input'])})" if e["type"] != "missing" else "")
-            for e in errors[:3]
-        ]
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise BadRequest("; ".join(problems) + more) from None
-
-
-def _location(location: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in location:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "body"
+        raise BadRequest(
+            problems.describe(
+                errors,
+                detail=lambda e: f" (got {_short(e['input'])})" if e["type"] != "missing" else "",
+            )
+        ) from None
 
 
 def _short(value: Any) -> str:

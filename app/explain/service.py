@@ -1,8 +1,11 @@
-"""ExplanationService: `:explain` bodies -> rows (as `:predict` parses them) -> explanations.
+"""ExplanationService: a version's rows -> explanations, on the explanation worker.
 
-Protocol-neutral: the routes in app.api.explain only read bodies and write JSON. Rows come
-from the same adapters and parsing as predictions (named features, arrays, base64 images,
-uploads, raw text), so an input `:predict` accepts is explained as it is predicted.
+The `explain` verb behind `InferenceCore.explain`, protocol-neutral: a protocol decodes a
+request into rows with the same adapters and parsing as predictions (named features, arrays,
+base64 images, uploads, raw text), so an input `:predict` accepts is explained as it is
+predicted; the protocol encodes the explanations. This module owns what is particular to the
+verb: the explainers (built once per loaded version), the worker with its own queue and fair
+shares, the instance limit and the deadline.
 """
 
 from __future__ import annotations
@@ -12,28 +15,28 @@ import threading
 import time
 from typing import Any
 
-from starlette.types import Receive
+from prometheus_client import CollectorRegistry
 
 from app.attributions.base import Explainer
 from app.context import RequestContext
-from app.errors import NotFound, PayloadTooLarge, ServingError
+from app.errors import PayloadTooLarge, ServingError
 from app.explain.worker import Check, ExplainWorker
 from app.kinds import InputAdapter
-from app.repository import ServedVersion
+from app.repository import CardedVersion, ModelRegistry, ServedVersion
 from app.runtimes import Model
 from app.series import ExplainSeries
-from app.service import PredictionService
 from app.settings import ExplainSettings
 
 
 class ExplanationService:
-    """Everything between an `:explain` route and the explainers."""
+    """Everything between a decoded `:explain` request and the explainers."""
 
-    def __init__(self, settings: ExplainSettings, service: PredictionService) -> None:
+    def __init__(
+        self, settings: ExplainSettings, registry: ModelRegistry, metrics: CollectorRegistry
+    ) -> None:
         self.settings = settings
-        self.service = service
-        self.metrics = ExplainSeries(service.metrics.registry)
-        registry = service.registry
+        self.registry = registry
+        self.metrics = ExplainSeries(metrics)
         self.worker = ExplainWorker(
             max_queue=settings.explain_max_queue,
             max_per_caller=settings.explain_max_per_caller,
@@ -55,55 +58,29 @@ class ExplanationService:
         self.worker.stop()
 
     # ------------------------------------------------------------------ requests
-    async def explain_json(
-        self,
-        name: str,
-        version: int | None,
-        body: bytes,
-        context: RequestContext,
-        receive: Receive | None = None,
-    ) -> dict[str, Any]:
-        """The whole `:explain` path for one `{"instances": [...]}` body."""
-        entry = self.service.core.select(name, version, context)
+    def refused(self, entry: CardedVersion, exc: ServingError) -> None:
+        """Count a request for `entry` that failed before or while explaining (by status)."""
+        self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
+
+    async def explain(
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
+    ) -> list[Any]:
+        """One explanation per row, in order, computed on the explanation worker.
+
+        Raises PayloadTooLarge (over SYNERGY_EXPLAIN_MAX_INSTANCES rows), Unavailable (the
+        worker's queue or the caller's share is full), DeadlineExceeded
+        (SYNERGY_EXPLAIN_TIMEOUT_MS from the request's arrival), InvalidInput with
+        `exc.instance` (a row the model cannot compute), NotExplainable (501).
+        """
         try:
-            # Always parsed on a decoding thread: explanations are never on the hot path, and
-            # the same call handles every input form (and images to decode) within a budget.
-            rows = await self.service.core.off_loop(
-                lambda budget: self.service.v1.json_rows(entry, body, budget), context, receive
-            )
             return await self._explain(entry, rows, context)
         except ServingError as exc:
-            self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
-            raise
-
-    async def explain_image(
-        self,
-        name: str,
-        version: int | None,
-        data: bytes,
-        context: RequestContext,
-        receive: Receive | None = None,
-    ) -> dict[str, Any]:
-        """One uploaded image file -> one explanation."""
-        entry = self.service.core.select(name, version, context)
-        adapter = entry.kind
-        if not adapter.takes_image_files:
-            raise NotFound(
-                f"model {name} does not take images, so it has no :explain-image; use "
-                f":explain with {adapter.instance_help}"
-            )
-        try:
-            row = await self.service.core.off_loop(
-                lambda budget: adapter.image_to_row(data, budget), context, receive
-            )
-            return await self._explain(entry, [row], context)
-        except ServingError as exc:
-            self.metrics.requests.labels(entry.name, str(entry.version), exc.status_code).inc()
+            self.refused(entry, exc)
             raise
 
     async def _explain(
         self, entry: ServedVersion, rows: list[Any], context: RequestContext
-    ) -> dict[str, Any]:
+    ) -> list[Any]:
         limit = self.settings.explain_max_instances
         if len(rows) > limit:
             raise PayloadTooLarge(
@@ -114,37 +91,37 @@ class ExplanationService:
         deadline = context.arrived + self.settings.explain_timeout_ms / 1000.0
         started: list[float] = []
 
-        def work(check: Check) -> list[dict[str, Any]]:
+        def work(check: Check) -> list[Any]:
             started.append(time.perf_counter())
             try:
                 return self.explain_rows(entry, rows, check)
             finally:
                 self.metrics.duration.labels(entry.name).observe(time.perf_counter() - started[0])
 
-        explanations = await self.worker.run(
+        explanations: list[Any] = await self.worker.run(
             work, deadline, f"{self.settings.explain_timeout_ms:g} ms", _share(context)
         )
         self.metrics.requests.labels(entry.name, str(entry.version), "ok").inc()
-        return {"model": entry.name, "version": entry.version, "explanations": explanations}
+        return explanations
 
     # ------------------------------------------------------------------ worker side
     def explain_rows(self, entry: ServedVersion, rows: list[Any], check: Check) -> list[Any]:
         """Explain every row (on the worker thread); a row the model cannot compute is a 422
-        naming it, as in `:predict`."""
+        with its index in `exc.instance` (the protocol names it), as in `:predict`."""
         model, adapter = entry.model, entry.kind
         explainer = self.explainer_for(entry)
         features, refused = adapter.featurize_batch(rows)
         if refused:  # as `:predict` refuses it (a review with no known word)
             index = min(refused)
             error = refused[index]
-            error.message = f"instances[{index}]: {error.message}"
+            error.instance = index
             raise error
         probabilities = model.predict(features)
         results = []
         for index, (row, row_probabilities) in enumerate(zip(rows, probabilities, strict=True)):
             if not all(math.isfinite(p) for p in row_probabilities):
                 error = adapter.uncomputable(row)
-                error.message = f"instances[{index}]: {error.message}"
+                error.instance = index
                 raise error
             check()
             results.append(explainer.explain(row, check))
@@ -152,11 +129,7 @@ class ExplanationService:
 
     def _forget_unloaded(self) -> None:
         """Drop the explainers of versions that were unloaded (they hold the runtime)."""
-        live = {
-            (e.name, e.version): e.served.model
-            for e in self.service.registry
-            if e.served is not None
-        }
+        live = {(e.name, e.version): e.served.model for e in self.registry if e.served is not None}
         with self._lock:
             for key, (model, _) in list(self._explainers.items()):
                 if live.get(key) is not model:

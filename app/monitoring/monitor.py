@@ -38,7 +38,7 @@ from app.settings import DriftSettings, PayloadLogSettings, StoreSettings
 from app.tasks import task_of
 
 if TYPE_CHECKING:
-    from app.core import PredictionEvent
+    from app.events import PredictionEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -36,9 +36,9 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from app.codecs.predictions import with_warnings
 from app.kinds.base import RowWarnings
 from app.preprocessing.text import EncodedText
-from app.protocols.v1 import with_warnings
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,7 @@ from app.repository.versions import ModelState
 from app.series import PromotionSeries
 
 if TYPE_CHECKING:
-    from app.core import ShadowEvent
+    from app.events import ShadowEvent
     from app.monitoring.monitor import Monitor
     from app.settings import PromotionSettings
 

@@ -14,7 +14,7 @@ from app.monitoring.evidence import Evidence, ShadowRow
 from app.series import PromotionSeries
 
 if TYPE_CHECKING:
-    from app.core import ShadowEvent
+    from app.events import ShadowEvent
 
 log = logging.getLogger(__name__)
 

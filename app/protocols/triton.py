@@ -3,7 +3,7 @@ statistics (`perf_analyzer`, `tritonclient`'s `get_model_config` and
 `get_inference_statistics`).
 
 - `model_config`: Triton's model configuration (its `model_config.proto` as JSON) of a
-  version, made from the same tensors as the V2 metadata (`app.protocols.v2.tensor_metadata`)
+  version, made from the same tensors as the V2 metadata (`app.protocols.tensors.tensor_metadata`)
   and the batching settings the version's batcher runs with.
 - `model_statistics`: Triton's statistics of every version asked for, from the version's live
   stats (`entry.stats`: requests counted as they complete, batches as the batcher runs them).
@@ -14,13 +14,11 @@ Neither knows HTTP: the routes are in `app.api.v2`.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from app.protocols.v2 import parse_version, tensor_metadata
+from app.core import InferenceCore
+from app.protocols.tensors import parse_version, tensor_metadata
 from app.repository import ModelEntry
-
-if TYPE_CHECKING:
-    from app.service import PredictionService
 
 # V2 datatypes in Triton's model configuration: TYPE_ + the datatype, except BYTES, which the
 # configuration calls TYPE_STRING (tritonclient and perf_analyzer map it back to BYTES).
@@ -28,10 +26,10 @@ CONFIG_DATATYPES = {"BYTES": "TYPE_STRING"}
 NS_PER_S = 1_000_000_000
 
 
-def version_policy_config(service: PredictionService, name: str) -> dict[str, Any]:
+def version_policy_config(core: InferenceCore, name: str) -> dict[str, Any]:
     """The model's version policy as Triton's configuration writes it, e.g.
     `{"latest": {"num_versions": 1}}`, `{"all": {}}`, `{"specific": {"versions": [1, 3]}}`."""
-    policy = service.registry.model(name).policy
+    policy = core.registry.model(name).policy
     if policy.kind == "all":
         return {"all": {}}
     if policy.kind == "specific":
@@ -50,24 +48,24 @@ def _config_tensor(tensor: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def model_config(service: PredictionService, name: str, version: str | None) -> dict[str, Any]:
+def model_config(core: InferenceCore, name: str, version: str | None) -> dict[str, Any]:
     """`GET /v2/models/{name}[/versions/{version}]/config`: the version's configuration.
 
     Without a version, the version that serves unversioned requests (as the metadata).
-    Raises NotFound (unknown model or version), Unavailable (no valid card).
+    Raises NotFound (unknown model or version), MalformedVersion (400: not a version
+    number), Unavailable (no valid card).
     """
-    registry = service.registry
-    entry = registry.carded(name, parse_version(registry, name, version))
+    entry = core.registry.carded(name, parse_version(name, version))
     card = entry.card
-    batching = service.settings.batching.for_model(name)
+    batching = core.settings.batching.for_model(name)
     inputs, outputs = tensor_metadata(entry)
-    served = registry.find(name, entry.version).served
+    served = core.registry.find(name, entry.version).served
     device = served.model.device if served is not None else "cpu"
     return {
         "name": card.name,
         "platform": card.framework,
         "backend": "synergy",
-        "version_policy": version_policy_config(service, name),
+        "version_policy": version_policy_config(core, name),
         "max_batch_size": batching.max_batch_size,
         "input": [{**_config_tensor(t), "format": "FORMAT_NONE"} for t in inputs],
         "output": [_config_tensor(t) for t in outputs],
@@ -144,20 +142,18 @@ def version_statistics(entry: ModelEntry) -> dict[str, Any]:
     }
 
 
-def model_statistics(
-    service: PredictionService, name: str | None, version: str | None
-) -> dict[str, Any]:
+def model_statistics(core: InferenceCore, name: str | None, version: str | None) -> dict[str, Any]:
     """`GET /v2/models[/{name}[/versions/{version}]]/stats`: `{"model_stats": [...]}` for
     every served version, of every model or of `name`, or for one version.
 
-    Raises NotFound (unknown model or version).
+    Raises NotFound (unknown model or version), MalformedVersion (400).
     """
-    registry = service.registry
+    registry = core.registry
     if name is None:
         entries = [e for e in registry if e.card is not None]
     elif version is None:
         entries = [e for e in registry.versions(name).values() if e.card is not None]
     else:
-        entries = [registry.find(name, parse_version(registry, name, version))]
+        entries = [registry.find(name, parse_version(name, version))]
     entries.sort(key=lambda e: (e.name, e.version))
     return {"model_stats": [version_statistics(e) for e in entries]}

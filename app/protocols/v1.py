@@ -8,39 +8,30 @@ rows, so a model whose versions take different inputs is decoded right for each 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
-from starlette.types import Receive
 
 from app.budget import RequestBudget
+from app.codecs.predictions import with_warnings
 from app.context import RequestContext
 from app.core import InferenceCore
+from app.decoding import LARGE_BODY_BYTES, Receive
 from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, ServingError
-from app.kinds import NO_WARNINGS, InputAdapter, RowWarnings, named_rows
+from app.kinds import InputAdapter, RowWarnings, named_rows
 from app.repository import CardedVersion, ModelState, ServedVersion
+from app.schemas import problems
 from app.tasks import task_of
 
-# Bodies over this are parsed on a decoding thread: parsing ~1,000 28x28 images as JSON takes
-# milliseconds, too long for the event loop that answers every other request meanwhile.
-LARGE_BODY_BYTES = 64 * 1024
-# Commas beyond the values of the largest valid request (keys and metadata of the JSON).
-VALUE_COUNT_SLACK = 256
 
-
-def _format_location(location: Sequence[int | str]) -> str:
-    # ("instances", 0, "array", 3, 5) -> "instances[0][3][5]": the union tag is noise.
-    text = ""
-    for position, part in enumerate(location):
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif position == 2 and part in ("array", "object") and location[0] == "instances":
-            continue
-        else:
-            text += f".{part}" if text else part
-    return text or "body"
+def _instance_location(error: Mapping[str, Any]) -> str:
+    # ("instances", 0, "array", 3, 5) -> "instances[0][3][5]": the union's tag is noise.
+    parts = list(error["loc"])
+    if len(parts) > 2 and parts[0] == "instances" and parts[2] in ("array", "object"):
+        del parts[2]
+    return problems.location(parts)
 
 
 def describe_validation_error(exc: ValidationError, instance_help: str) -> ServingError:
@@ -64,9 +55,16 @@ def describe_validation_error(exc: ValidationError, instance_help: str) -> Servi
             )
         if not error["loc"] and error["type"] == "model_type":
             return InvalidInput('the body must be a JSON object {"instances": [...]}')
-    problems = [f"{_format_location(e['loc'])}: {e['msg']}" for e in errors[:3]]
-    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-    return InvalidInput("; ".join(problems) + more + f". Each instance: {instance_help}")
+    described = problems.describe(errors, where=_instance_location)
+    return InvalidInput(f"{described}. Each instance: {instance_help}")
+
+
+def name_instance(exc: ServingError) -> ServingError:
+    """An error about one row (`exc.instance`) worded the V1 way: `instances[3]: ...`."""
+    if exc.instance is not None:
+        exc.message = f"instances[{exc.instance}]: {exc.message}"
+        exc.instance = None
+    return exc
 
 
 def parse_instances(adapter: InputAdapter, body: bytes) -> list[Any]:
@@ -77,42 +75,6 @@ def parse_instances(adapter: InputAdapter, body: bytes) -> list[Any]:
         raise describe_validation_error(exc, adapter.instance_help) from None
     instances: list[Any] = parsed.instances  # type: ignore[attr-defined]
     return instances
-
-
-def encode_predictions(
-    labels: Sequence[str],
-    probabilities: np.ndarray,
-    warnings: Sequence[RowWarnings] | None = None,
-) -> list[dict[str, Any]]:
-    """`(N, C)` probabilities -> one `{"label", "probabilities", "warnings"}` per row (the
-    first most probable class on a tie, as NumPy's argmax); `warnings` per row, as the
-    adapter found them (None or missing rows: none)."""
-    # Plain Python over a few classes: on the event loop, 4x cheaper than NumPy's calls.
-    rows = probabilities.tolist()
-    if not warnings or len(warnings) != len(rows):
-        warnings = [NO_WARNINGS] * len(rows)
-    return [
-        {
-            "label": labels[max(range(len(row)), key=row.__getitem__)],
-            "probabilities": dict(zip(labels, row, strict=True)),
-            "warnings": [{"code": w.code, "message": w.message} for w in row_warnings],
-        }
-        for row, row_warnings in zip(rows, warnings, strict=True)
-    ]
-
-
-def with_warnings(
-    predictions: list[dict[str, Any]], warnings: Sequence[RowWarnings] | None
-) -> list[dict[str, Any]]:
-    """Each prediction object with its row's `warnings` (a list of `{code, message}`; empty
-    when the input looks like the training data), whatever the task."""
-    if not warnings or len(warnings) != len(predictions):
-        for prediction in predictions:
-            prediction["warnings"] = []
-        return predictions
-    for prediction, found in zip(predictions, warnings, strict=True):
-        prediction["warnings"] = [{"code": w.code, "message": w.message} for w in found]
-    return predictions
 
 
 def _rows(
@@ -154,8 +116,19 @@ class V1Protocol:
         context.protocol = "v1"
         entry = self.core.select(name, version, context, label)
         rows = await self.decode(entry, body, context, receive)
-        probabilities = await self.core.infer(entry, rows, context)
+        try:  # inline, not `_infer`: one coroutine less per request on the hot path
+            probabilities = await self.core.infer(entry, rows, context)
+        except ServingError as exc:
+            name_instance(exc)
+            raise
         return self.encode(entry, probabilities, context.warnings)
+
+    async def _infer(self, entry: ServedVersion, rows: list[Any], context: RequestContext) -> Any:
+        try:
+            return await self.core.infer(entry, rows, context)
+        except ServingError as exc:
+            name_instance(exc)
+            raise
 
     async def decode(
         self,
@@ -172,7 +145,7 @@ class V1Protocol:
                 # Refuse what cannot be served before paying for the parse: too many values,
                 # or at least values // per_row rows that the model has no room for now.
                 values = await self.core.off_loop(lambda _: body.count(b",") + 1, context, receive)
-                self.check_value_count(entry, values)
+                self.core.check_value_count(entry, values)
                 self.core.admit(entry, max(1, values // per_row), context)
             return await self.core.off_loop(
                 lambda budget: self.json_rows(entry, body, budget), context, receive
@@ -211,19 +184,6 @@ class V1Protocol:
             return plain
         return _rows(adapter, parse_instances(adapter, body), budget)
 
-    def check_value_count(self, entry: CardedVersion, values: int) -> None:
-        """413 before parsing when a JSON body holds more values than the largest valid
-        request can (counted by its commas: a few milliseconds for 8 MB, where parsing would
-        take a few hundred), so a body of a million zeros costs nothing to refuse."""
-        limit = entry.kind.max_values(self.settings.limits.max_instances)
-        if limit is not None and values > limit + VALUE_COUNT_SLACK:
-            raise PayloadTooLarge(
-                f"the body holds {values} values or more, more than "
-                f"{self.settings.limits.max_instances} instances of model {entry.name} can have "
-                f"({limit}); send at most {self.settings.limits.max_instances} instances per "
-                "request"
-            )
-
     async def predict_image(
         self,
         name: str,
@@ -246,8 +206,66 @@ class V1Protocol:
         row = await self.core.off_loop(
             lambda budget: adapter.image_to_row(data, budget), context, receive
         )
-        probabilities = await self.core.infer(entry, [row], context)
+        probabilities = await self._infer(entry, [row], context)
         return self.encode(entry, probabilities, context.warnings)
+
+    # ------------------------------------------------------------------ explanations
+    async def explain(
+        self,
+        name: str,
+        version: int | None,
+        body: bytes,
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> dict[str, Any]:
+        """`:explain`: the `:predict` body decoded the same way -> `core.explain` -> one
+        explanation per instance."""
+        entry = self.core.select(name, version, context)
+        try:
+            # Always parsed on a decoding thread: explanations are never on the hot path, and
+            # the same call handles every input form (and images to decode) within a budget.
+            rows = await self.core.off_loop(
+                lambda budget: self.json_rows(entry, body, budget), context, receive
+            )
+        except ServingError as exc:
+            self.core.explain_refused(entry, exc)
+            raise
+        return await self._explain(entry, rows, context)
+
+    async def explain_image(
+        self,
+        name: str,
+        version: int | None,
+        data: bytes,
+        context: RequestContext,
+        receive: Receive | None = None,
+    ) -> dict[str, Any]:
+        """`:explain-image`: one uploaded image file -> one explanation."""
+        entry = self.core.select(name, version, context)
+        adapter = entry.kind
+        if not adapter.takes_image_files:
+            raise NotFound(
+                f"model {name} does not take images, so it has no :explain-image; use "
+                f":explain with {adapter.instance_help}"
+            )
+        try:
+            row = await self.core.off_loop(
+                lambda budget: adapter.image_to_row(data, budget), context, receive
+            )
+        except ServingError as exc:
+            self.core.explain_refused(entry, exc)
+            raise
+        return await self._explain(entry, [row], context)
+
+    async def _explain(
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
+    ) -> dict[str, Any]:
+        try:
+            explanations = await self.core.explain(entry, rows, context)
+        except ServingError as exc:
+            name_instance(exc)
+            raise
+        return {"model": entry.name, "version": entry.version, "explanations": explanations}
 
     # ------------------------------------------------------------------ read side
     def list_models(self) -> dict[str, Any]:

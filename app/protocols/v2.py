@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
-from starlette.types import Receive
 
 from app import __version__
 from app.budget import RequestBudget
@@ -36,52 +34,18 @@ from app.codecs.v2 import (
 )
 from app.context import RequestContext
 from app.core import InferenceCore
-from app.errors import BadRequest, InvalidInput, NotFound
+from app.decoding import LARGE_BODY_BYTES, Receive
+from app.errors import BadRequest, InvalidInput, ServingError
 from app.kinds import RowWarnings
-from app.protocols.v1 import LARGE_BODY_BYTES, V1Protocol
-from app.repository import CardedVersion, ModelRegistry, ModelState
-from app.schemas.card import ModelCard
+from app.protocols.tensors import (
+    model_metadata,
+    output_tensors,
+    parse_version,
+    tensor_error,
+)
+from app.repository import CardedVersion, ModelState
 from app.schemas.v2 import InferenceRequest
-from app.schemas.versions import not_a_version
-from app.schemas.versions import parse_version as version_number
-from app.tasks import WARNINGS_OUTPUT, output_names, outputs_of, task_of
-
-
-def parse_version(registry: ModelRegistry, name: str, version: str | None) -> int | None:
-    """A V2 path's version (a string) as a number; None when the path has none. Raises
-    NotFound (naming the versions there are) for anything but digits."""
-    if version is None:
-        return None
-    number = version_number(version)
-    if number is None:
-        versions = ", ".join(str(v) for v in sorted(registry.versions(name)))
-        raise NotFound(f"model {name!r}: {not_a_version(version)}; available: {versions}")
-    return number
-
-
-def tensor_metadata(
-    entry: CardedVersion,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(inputs, outputs) of a carded, loaded version, as V2 metadata writes them: name,
-    datatype, shape with the batch dimension first (-1: any size). The one source of the
-    tensors that the metadata and Triton's model configuration describe."""
-    card, adapter = entry.card, entry.kind
-    spec = adapter.tensor_spec
-    accepted = ", ".join(spec.datatypes)
-    inputs = [
-        {
-            "name": spec.name,
-            "datatype": spec.metadata_datatype,
-            "shape": [-1, *spec.row_shape],
-            "parameters": {"accepted_datatypes": accepted, "description": spec.help},
-        }
-    ]
-    outputs: list[dict[str, Any]] = [
-        {"name": output.name, "datatype": output.datatype, "shape": [-1, *output.row_shape]}
-        | ({"parameters": {"description": output.description}} if output is WARNINGS_OUTPUT else {})
-        for output in outputs_of(card)
-    ]
-    return inputs, outputs
+from app.tasks import output_names
 
 
 @dataclass
@@ -94,45 +58,13 @@ class DecodedRequest:
     outputs: list[tuple[str, bool]]
 
 
-def warning_texts(warnings: Sequence[RowWarnings], count: int) -> np.ndarray:
-    """The `warnings` output: per row, the JSON text of its list of `{code, message}`."""
-    texts = np.empty(count, dtype=object)
-    for index in range(count):
-        found = warnings[index] if index < len(warnings) else ()
-        listed = [{"code": w.code, "message": w.message} for w in found]
-        texts[index] = orjson.dumps(listed).decode()
-    return texts
-
-
-def output_tensors(
-    card: ModelCard,
-    names: Sequence[str],
-    outputs: np.ndarray,
-    warnings: Sequence[RowWarnings],
-) -> list[tuple[str, np.ndarray]]:
-    """(name, values) of each V2 output asked for, from the model's `(N, C)` outputs and the
-    rows' warnings: the task's tensors (`app.tasks`) and `warnings`, whatever the protocol."""
-    task = task_of(card)
-    return [
-        (
-            name,
-            warning_texts(warnings, len(outputs))
-            if name == WARNINGS_OUTPUT.name
-            else task.tensor(card, name, outputs),
-        )
-        for name in names
-    ]
-
-
 class V2Protocol:
     """The V2 endpoints' logic, over the core."""
 
-    def __init__(self, core: InferenceCore, v1: V1Protocol, ready: Any) -> None:
+    def __init__(self, core: InferenceCore, ready: Any) -> None:
         self.core = core
         self.registry = core.registry
         self.settings = core.settings
-        # Value counting before parsing is shared with the friendly API.
-        self._v1 = v1
         self._server_ready = ready
 
     # ------------------------------------------------------------------ metadata and health
@@ -145,21 +77,11 @@ class V2Protocol:
         return bool(self._server_ready())
 
     def _version(self, name: str, version: str | None) -> int | None:
-        return parse_version(self.registry, name, version)
+        return parse_version(name, version)
 
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         """`GET /v2/models/{name}[/versions/{version}]`."""
-        entry = self.registry.carded(name, self._version(name, version))
-        card = entry.card
-        inputs, outputs = tensor_metadata(entry)
-        return {
-            "name": card.name,
-            "versions": [str(v) for v in sorted(self.registry.versions(name))],
-            "platform": card.framework,
-            "inputs": inputs,
-            "outputs": outputs,
-            "labels": card.labels,
-        }
+        return model_metadata(self.core, name, version)
 
     def model_ready(self, name: str, version: str | None) -> tuple[bool, dict[str, Any]]:
         """(ready?, body) for `GET /v2/models/{name}[/versions/{version}]/ready`."""
@@ -182,11 +104,9 @@ class V2Protocol:
         entry = self.core.select(name, self._version(name, version), context)
         decoded = await self.decode(entry, body, headers, context, receive)
         try:
-            probabilities = await self.core.infer(
-                entry, decoded.rows, context, f"input {entry.kind.tensor_spec.name}[{{}}]"
-            )
-        except InvalidInput as exc:
-            raise BadRequest(exc.message) from None
+            probabilities = await self.core.infer(entry, decoded.rows, context)
+        except ServingError as exc:
+            raise tensor_error(exc, entry.kind.tensor_spec.name) from None
         return self.encode(entry, decoded, probabilities, context.warnings)
 
     async def decode(
@@ -227,11 +147,11 @@ class V2Protocol:
             # Only an all-JSON body's commas are values; binary tensor data has any bytes.
             None
             if header_length is not None or limit is None
-            else lambda values: self._v1.check_value_count(entry, values),
+            else lambda values: self.core.check_value_count(entry, values),
         )
         header, binary = split_body(body, header_length)
         if len(header) > LARGE_BODY_BYTES:
-            self._v1.check_value_count(entry, header.count(b",") + 1)
+            self.core.check_value_count(entry, header.count(b",") + 1)
         request = parse_request(header)
         outputs = requested_outputs(request, output_names(entry.card))
         datatype, values = decode_input(

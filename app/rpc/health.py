@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from app.core import InferenceCore
 from app.repository import ModelState
-from app.service import PredictionService
 
 OVERALL = ""
 SERVER = "inference.GRPCInferenceService"
@@ -41,8 +41,9 @@ SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 class HealthServicer(health_pb2_grpc.HealthServicer):
     """Check, Watch and List over the service's readiness."""
 
-    def __init__(self, service: PredictionService) -> None:
-        self.service = service
+    def __init__(self, core: InferenceCore, server_ready: Callable[[], bool]) -> None:
+        self.core = core
+        self.server_ready = server_ready
         # Set at shutdown: watchers wake at once to send NOT_SERVING and end, instead of at
         # their next look (which could come after the server stopped and cut them off).
         self._stopping = asyncio.Event()
@@ -59,13 +60,13 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
     def status(self, name: str) -> Any:
         """The status of a service name (SERVICE_UNKNOWN for a name not served)."""
-        draining = self.service.draining
+        draining = self.core.draining
         if name == OVERALL:
             return NOT_SERVING if draining else SERVING
         if name == SERVER:
-            return SERVING if self.service.readiness()[0] else NOT_SERVING
+            return SERVING if self.server_ready() else NOT_SERVING
         if name.startswith(MODEL_PREFIX):
-            model = self.service.registry.models.get(name.removeprefix(MODEL_PREFIX))
+            model = self.core.registry.models.get(name.removeprefix(MODEL_PREFIX))
             if model is None:
                 return SERVICE_UNKNOWN
             ready = any(e.state is ModelState.READY for e in model.versions.values())
@@ -74,7 +75,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
     def names(self) -> list[str]:
         """Every service name with a status now."""
-        return [OVERALL, SERVER, *(MODEL_PREFIX + name for name in self.service.registry.names)]
+        return [OVERALL, SERVER, *(MODEL_PREFIX + name for name in self.core.registry.names)]
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -102,7 +103,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
                 if status != last:
                     yield health_pb2.HealthCheckResponse(status=status)
                     last = status
-                if self.service.draining:
+                if self.core.draining:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), WATCH_INTERVAL_S)

@@ -82,8 +82,15 @@ class GrpcServer:
         )  # IPv6
         self.address = f"{host}:{settings.grpc.grpc_port}"
         keyed = bool(key_digests or admin_digests)
-        self._servicer = InferenceServicer(service, repository, state, recorder, keyed=keyed)
-        self._health = HealthServicer(service)
+        self._servicer = InferenceServicer(
+            service.core,
+            lambda: service.readiness()[0],
+            repository,
+            state,
+            recorder,
+            keyed=keyed,
+        )
+        self._health = HealthServicer(service.core, lambda: service.readiness()[0])
         self._key_digests = key_digests
         self._admin_digests = admin_digests or []
         self._recorder = recorder

@@ -32,11 +32,12 @@ from google.protobuf import json_format
 from app import __version__
 from app.codecs.v2 import EXTENSIONS, SERVER_NAME
 from app.context import ROUTING_HEADERS, RequestContext
-from app.errors import BadRequest, InvalidInput, ServingError
+from app.core import InferenceCore
+from app.decoding import LARGE_BODY_BYTES
+from app.errors import BadRequest, ServingError
 from app.middleware import RequestRecorder, ServerState, token_fingerprint
 from app.protocols import triton
-from app.protocols.v1 import LARGE_BODY_BYTES
-from app.protocols.v2 import output_tensors, parse_version
+from app.protocols.tensors import model_metadata, output_tensors, parse_version, tensor_error
 from app.repository import ModelState
 from app.repository.control import RepositoryControl
 from app.rpc import status
@@ -44,7 +45,6 @@ from app.rpc.generated import grpc_service_pb2 as pb
 from app.rpc.generated import grpc_service_pb2_grpc as pb_grpc
 from app.rpc.generated import model_config_pb2
 from app.rpc.tensors import decode_request, encode_response
-from app.service import PredictionService
 from app.tasks import output_names
 
 log = logging.getLogger(__name__)
@@ -62,19 +62,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def __init__(
         self,
-        service: PredictionService,
+        core: InferenceCore,
+        server_ready: Callable[[], bool],
         repository: RepositoryControl,
         state: ServerState,
         recorder: RequestRecorder,
         *,
         keyed: bool = False,
     ) -> None:
-        self.service = service
         # With keys set, a call's key names its caller (feedback ownership, as on REST).
         self.keyed = keyed
-        self.core = service.core
-        self.registry = service.registry
-        self.settings = service.settings
+        self.core = core
+        self.server_ready = server_ready
+        self.registry = core.registry
+        self.settings = core.settings
         self.repository = repository
         self.state = state
         self.recorder = recorder
@@ -171,7 +172,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ServerReadyResponse:
         async def handle(_: RequestContext) -> pb.ServerReadyResponse:
-            return pb.ServerReadyResponse(ready=self.service.readiness()[0])
+            return pb.ServerReadyResponse(ready=self.server_ready())
 
         return await self._observed("ServerReady", context, handle)
 
@@ -183,7 +184,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             try:
                 entry = self.registry.find(
                     request.name,
-                    parse_version(self.registry, request.name, request.version or None),
+                    parse_version(request.name, request.version or None),
                 )
             except ServingError:
                 return pb.ModelReadyResponse(ready=False)
@@ -206,7 +207,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelMetadataResponse:
         async def handle(_: RequestContext) -> pb.ModelMetadataResponse:
-            metadata = self.service.v2.model_metadata(request.name, request.version or None)
+            metadata = model_metadata(self.core, request.name, request.version or None)
             return pb.ModelMetadataResponse(
                 name=metadata["name"],
                 versions=metadata["versions"],
@@ -221,7 +222,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelConfigResponse:
         async def handle(_: RequestContext) -> pb.ModelConfigResponse:
-            config = triton.model_config(self.service, request.name, request.version or None)
+            config = triton.model_config(self.core, request.name, request.version or None)
             parsed = json_format.ParseDict(config, model_config_pb2.ModelConfig())
             return pb.ModelConfigResponse(config=parsed)
 
@@ -232,7 +233,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelStatisticsResponse:
         async def handle(_: RequestContext) -> pb.ModelStatisticsResponse:
             statistics = triton.model_statistics(
-                self.service, request.name or None, request.version or None
+                self.core, request.name or None, request.version or None
             )
             response = pb.ModelStatisticsResponse()
             # Triton's message has no `shadow_stats` (a version's shadow copies, counted apart
@@ -285,7 +286,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelInferResponse:
         """One infer request through the core (the protocol-neutral part of both RPCs)."""
         core = self.core
-        version = parse_version(self.registry, request.model_name, request.model_version or None)
+        version = parse_version(request.model_name, request.model_version or None)
         entry = core.select(request.model_name, version, context)
         adapter, card = entry.kind, entry.card
         try:
@@ -303,11 +304,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 )
             else:
                 rows = adapter.tensor_rows(decoded.datatype, decoded.values, None)
-            probabilities = await core.infer(
-                entry, rows, context, f"input {adapter.tensor_spec.name}[{{}}]"
-            )
-        except InvalidInput as exc:
-            raise BadRequest(exc.message) from None
+            probabilities = await core.infer(entry, rows, context)
+        except ServingError as exc:
+            raise tensor_error(exc, adapter.tensor_spec.name) from None
         return encode_response(
             entry.name,
             entry.version,

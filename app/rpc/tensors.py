@@ -195,7 +195,7 @@ def encode_response(
     raw: bool,
 ) -> pb.ModelInferResponse:
     """The `ModelInferResponse` holding `tensors` ((name, values): strings as BYTES, numbers
-    as FP32, shapes as the values'), raw or typed (from `app.protocols.v2.output_tensors`)."""
+    as FP32, shapes as the values'), raw or typed (from `app.protocols.tensors.output_tensors`)."""
     response = pb.ModelInferResponse(model_name=model, model_version=str(version), id=request_id)
     for name, values in tensors:
         tensor = response.outputs.add(name=name)

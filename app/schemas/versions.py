@@ -14,6 +14,8 @@ from typing import Annotated, Final
 
 from pydantic import Field
 
+from app.errors import MalformedVersion
+
 MIN_VERSION: Final = 1
 MAX_VERSION: Final = 2**63 - 1
 VERSION_RANGE: Final = f"integers from {MIN_VERSION} to {MAX_VERSION}"
@@ -53,3 +55,16 @@ def not_a_version(text: str) -> str:
     """The one message for a text that is not a version (for every route's error)."""
     shown = text if len(text) <= 40 else text[:40] + "..."
     return f"{shown!r} is not a model version; versions are {VERSION_RANGE}"
+
+
+def requested_version(name: str, text: str) -> int:
+    """A version written in a request's path (REST or gRPC) -> its number.
+
+    The one parser of a requested version, for every route and protocol: raises
+    MalformedVersion (400, TF Serving's INVALID_ARGUMENT) for anything that is not a version
+    number, the same for "x", "0" and 2**63.
+    """
+    version = parse_version(text)
+    if version is None:
+        raise MalformedVersion(f"model {name!r}: {not_a_version(text)}")
+    return version

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core import PredictionEvent
+from app.events import PredictionEvent
 from tests.conftest import predict
 
 IRIS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]

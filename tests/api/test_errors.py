@@ -153,7 +153,7 @@ def test_unknown_model_and_version_are_404_with_what_exists(client: Any) -> None
     response = client.post("/v1/models/iris-knn/versions/7:predict", json={"instances": [IRIS]})
     assert_error(response, 404, "no version 7", "served versions: 1")
     response = client.post("/v1/models/iris-knn/versions/x:predict", json={"instances": [IRIS]})
-    assert_error(response, 422, "version")
+    assert_error(response, 400, "'x' is not a model version")
     assert_error(client.get("/v1/models/resnet"), 404, "unknown model")
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from app.attributions.image import CAPTION_HEIGHT, captioned_png
 from PIL import Image
 
+from app.attributions.image import CAPTION_HEIGHT, captioned_png
 from app.preprocessing.text import tokenize
 from app.schemas.card import ModelCard
 from app.schemas.explain import ExplainResponse

@@ -252,22 +252,24 @@ def test_a_version_above_int32_works_on_every_route_and_in_config(models_copy: P
 
 
 @pytest.mark.parametrize("text", [BEYOND_INT64, "0", "1" * 30, "-1", "1.5", "x"])
-def test_a_version_that_is_not_in_the_range_gets_each_routes_one_status_and_message(
+def test_a_version_that_is_not_in_the_range_gets_one_status_and_message_on_every_route(
     client: Any, text: str
 ) -> None:
     body = {"instances": [IRIS]}
     v2_body = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": IRIS}]}
     message = "is not a model version; versions are integers from 1 to"
+    # One parser, one status (400: TF Serving's INVALID_ARGUMENT), one message everywhere.
     assert_error(
-        client.post(f"/v1/models/iris-knn/versions/{text}:predict", json=body), 422, message
+        client.post(f"/v1/models/iris-knn/versions/{text}:predict", json=body), 400, message
     )
     assert_error(
-        client.post(f"/v1/models/iris-knn/versions/{text}:explain", json=body), 422, message
+        client.post(f"/v1/models/iris-knn/versions/{text}:explain", json=body), 400, message
     )
     assert_error(
-        client.post(f"/v2/models/iris-knn/versions/{text}/infer", json=v2_body), 404, message
+        client.post(f"/v2/models/iris-knn/versions/{text}/infer", json=v2_body), 400, message
     )
-    assert_error(client.get(f"/v1/models/iris-knn/versions/{text}"), 422, "version")
+    for path in ("", "/metrics", "/monitoring", "/report"):
+        assert_error(client.get(f"/v1/models/iris-knn/versions/{text}{path}"), 400, message)
     assert_error(
         client.post("/v1/models/iris-knn:predict", json=body, headers={"X-Model-Version": text}),
         400,

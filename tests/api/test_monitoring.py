@@ -167,7 +167,9 @@ def test_monitoring_report_accuracy_and_confusion(app_client: Any) -> None:
 def test_monitoring_errors(app_client: Any) -> None:
     assert_error(app_client.get("/v1/models/iris/monitoring"), 404, "iris-knn")
     assert_error(app_client.get("/v1/models/iris-knn/versions/9/monitoring"), 404)
-    assert_error(app_client.get("/v1/models/iris-knn/versions/x/monitoring"), 422)
+    assert_error(
+        app_client.get("/v1/models/iris-knn/versions/x/monitoring"), 400, "not a model version"
+    )
 
 
 def test_drift_is_flagged_for_shifted_petal_length(tiny_models_dir: Path) -> None:

@@ -98,7 +98,7 @@ def test_listing_cards_and_docs_link_to_the_reports(client: Any) -> None:
 def test_unknown_models_and_versions_are_json_errors(client: Any) -> None:
     assert_error(client.get("/v1/models/nope/report"), 404, "unknown model 'nope'")
     assert_error(client.get("/v1/models/iris-knn/versions/7/report"), 404, "no version 7")
-    assert_error(client.get("/v1/models/iris-knn/versions/x/report"), 422)
+    assert_error(client.get("/v1/models/iris-knn/versions/x/report"), 400, "not a model version")
 
 
 def test_api_keys_protect_reports_and_a_browser_can_pass_the_key(tiny_models_dir: Path) -> None:

@@ -79,14 +79,19 @@ def test_config_follows_the_batching_settings(tiny_models_dir: Any) -> None:
     [
         ("/v2/models/no-such-model/config", "unknown model 'no-such-model'"),
         ("/v2/models/iris-knn/versions/7/config", "has no version 7"),
-        ("/v2/models/iris-knn/versions/one/config", "versions are integers"),
         ("/v2/models/no-such-model/stats", "unknown model 'no-such-model'"),
         ("/v2/models/iris-knn/versions/7/stats", "has no version 7"),
-        ("/v2/models/iris-knn/versions/one/stats", "versions are integers"),
     ],
 )
 def test_unknown_models_and_versions_are_404(client: Any, path: str, fragment: str) -> None:
     assert_error(client.get(path), 404, fragment)
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/models/iris-knn/versions/one/config", "/v2/models/iris-knn/versions/one/stats"]
+)
+def test_a_malformed_version_is_400_as_on_every_route(client: Any, path: str) -> None:
+    assert_error(client.get(path), 400, "'one' is not a model version", "versions are integers")
 
 
 def test_stats_of_every_model_is_not_taken_for_a_model_called_stats(client: Any) -> None:

@@ -111,12 +111,18 @@ def test_model_metadata(
         "/v2/models/nope",
         "/v2/models/nope/ready",
         "/v2/models/iris-knn/versions/7",
-        "/v2/models/iris-knn/versions/abc",
         "/v2/models/iris-knn/versions/7/ready",
     ],
 )
 def test_unknown_model_or_version_is_404(client: Any, path: str) -> None:
     assert_error(client.get(path), 404, "iris-knn" if "iris" in path else "nope")
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/models/iris-knn/versions/abc", "/v2/models/iris-knn/versions/0/ready"]
+)
+def test_a_malformed_version_is_400_as_on_every_route(client: Any, path: str) -> None:
+    assert_error(client.get(path), 400, "model 'iris-knn': ", "is not a model version")
 
 
 def test_unknown_model_or_version_infer_is_404(client: Any) -> None:

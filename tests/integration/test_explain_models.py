@@ -69,7 +69,6 @@ def test_both_backends_draw_the_same_pixel_maps(reports: dict[str, dict[str, Any
 def test_a_calibrated_knn_artifact_is_explained_with_its_neighbours() -> None:
     # Version 2 of iris-knn may wrap the KNN in a calibrator: the explainer still finds it.
     from app.attributions.tabular import TabularExplainer
-
     from app.schemas.card import ModelCard
 
     card = ModelCard.read(max((COMMITTED_MODELS / "iris-knn").iterdir()))

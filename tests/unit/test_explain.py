@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from app.attributions.image import overlay_png
 from app.attributions.shapley import exact_shapley, permutation_shapley
 from app.attributions.tabular import KnnView
-from PIL import Image
-
 from app.errors import DeadlineExceeded, Unavailable
 from app.explain.worker import ExplainWorker
 from tests.estimators import iris as _iris
@@ -273,7 +273,6 @@ def test_between_chunks_the_worker_gives_way_while_predictions_are_queued() -> N
 
 def test_word_pairs_fold_into_the_words_they_cover_and_keep_the_sum() -> None:
     from app.attributions.text import fold_into_words
-
     from app.preprocessing.text import UNKNOWN
 
     words = ["the", "star", "of", "the", "star", "zorblax"]
