@@ -90,7 +90,21 @@ def plain_numeric_rows(
     max_value: float | None,
     names: Sequence[str] | None = None,
 ) -> list[np.ndarray] | None:
-    """Rows straight from a body of the plainest kind, or None for "validate it properly".
+    """Rows straight from a body of the plainest kind, or None for "validate it properly"
+    (`plain_numeric_array`'s rows)."""
+    array = plain_numeric_array(body, max_instances, row_shape, max_value, names)
+    return None if array is None else list(array)
+
+
+def plain_numeric_array(
+    body: bytes,
+    max_instances: int,
+    row_shape: tuple[int, ...],
+    max_value: float | None,
+    names: Sequence[str] | None = None,
+) -> np.ndarray | None:
+    """The float32 array `(N, *row_shape)` of a body of the plainest kind, or None for
+    "validate it properly".
 
     The plainest kind: exactly `{"instances": [...]}` holding 1 to max_instances numeric
     arrays of `row_shape`, every value a finite float32 within 0..max_value (when given), no
@@ -127,15 +141,17 @@ def plain_numeric_rows(
         array = np.array(instances)
     except (ValueError, TypeError, OverflowError):  # ragged, or ints beyond int64
         return None
-    if array.dtype.kind not in "iuf" or array.shape[1:] != row_shape:  # no str/None/objects
+    kind = array.dtype.kind
+    if kind not in "iuf" or array.shape[1:] != row_shape:  # no str/None/objects
         return None
     # Checked in float64: a value just past float32's largest would round to it, not to inf.
-    if not np.isfinite(array).all() or np.abs(array).max() > FLOAT32_MAX:
+    # (Integers, the usual grey levels, are finite and within float32's range: no pass.)
+    if kind == "f" and (not np.isfinite(array).all() or np.abs(array).max() > FLOAT32_MAX):
         return None
     array = array.astype(np.float32)
     if max_value is not None and (array.min() < 0 or array.max() > max_value):
         return None
-    return list(array)
+    return array
 
 
 def decode_b64(text: str, name: str = "b64") -> bytes:

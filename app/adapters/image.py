@@ -15,7 +15,7 @@ from app.adapters.base import (
     RowWarnings,
     decode_b64,
     named_rows,
-    plain_numeric_rows,
+    plain_numeric_array,
 )
 from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
@@ -25,6 +25,7 @@ from app.preprocessing.image import (
     ImageTooLargeError,
     images_to_model_input,
     read_grid,
+    read_grids,
     read_image_bytes,
 )
 from app.schemas.card import ImageInput, ModelCard, OutOfDomainChecks
@@ -79,11 +80,11 @@ class ImageAdapter(InputAdapter):
         return named_rows(lambda e: self.image_to_row(_image_bytes(e), budget), elements, where)
 
     def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
-        rows = plain_numeric_rows(body, max_instances, self.shape, self.max_value)
-        if rows is None:
+        grids = plain_numeric_array(body, max_instances, self.shape, self.max_value)
+        if grids is None:
             return None
         try:
-            return [read_grid(grid) for grid in rows]
+            return read_grids(grids)
         except ImageInputError:
             return None  # the validating path names the blank instance
 
