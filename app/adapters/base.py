@@ -117,8 +117,18 @@ def plain_numeric_array(
     keys, in any order: its values are taken in the order of `names`, as the schema's named
     form gives them.
     """
-    if b"true" in body or b"false" in body:  # booleans are not numbers, but NumPy casts them
-        return None
+    # Integers only (grey levels): no "." or exponent, and the one "e" and the only quotes
+    # are the key's. NumPy then converts without discovering the type first (16 instead of
+    # 20 us for an image), and no "true"/"false" can hide in the body (each has an "e").
+    integers = (
+        body.count(b"e") == 1
+        and body.count(b'"') == 2
+        and b'"instances"' in body
+        and b"." not in body
+        and b"E" not in body
+    )
+    if not integers and (b"true" in body or b"false" in body):
+        return None  # booleans are not numbers, but NumPy casts them
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:  # also NaN/Infinity tokens
@@ -138,7 +148,7 @@ def plain_numeric_array(
         except (KeyError, TypeError):  # a missing key; a list among the objects
             return None
     try:
-        array = np.array(instances)
+        array = np.array(instances, dtype=np.int64) if integers else np.array(instances)
     except (ValueError, TypeError, OverflowError):  # ragged, or ints beyond int64
         return None
     kind = array.dtype.kind
