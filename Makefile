@@ -16,7 +16,8 @@ HOST ?= $(or $(SYNERGY_HOST),127.0.0.1)
 PORT ?= $(or $(SYNERGY_PORT),8000)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-train install-dev run test test-fast lint format typecheck train \
+.PHONY: help install install-train install-dev run test test-fast test-unit test-api \
+        test-integration test-e2e lint format typecheck train \
         docs docs-serve bench bench-soak bench-overload container-check image image-gpu \
         validate-k8s lock clean
 
@@ -56,17 +57,33 @@ run: install  ## serve the committed models on http://$(HOST):$(PORT) (docs at /
 	@echo "==> starting the server on http://$(HOST):$(PORT): it says 'ready: ...' once every model is loaded"
 	SYNERGY_HOST=$(HOST) SYNERGY_PORT=$(PORT) $(PY) -m app
 
-test: install-dev  ## the whole test suite (unit, api, e2e, browser)
+# One target per test tier: the folder is the tier (docs/testing.md gives what each covers and
+# how long it takes).
+test: install-dev  ## the whole test suite: unit, api, integration, e2e (with the browser)
 	scripts/ensure-test-tools.sh chromium postgresql
 	$(PY) -m pytest
 
 test-fast: install-dev  ## unit and api tiers only
 	$(PY) -m pytest tests/unit tests/api
 
-lint: install-dev  ## ruff + mypy + the docs site's strict build (no broken links)
+test-unit: install-dev  ## unit tier: pure code, no model loaded, no process started
+	$(PY) -m pytest tests/unit
+
+test-api: install-dev  ## api tier: the app in-process on tiny models trained for the run
+	$(PY) -m pytest tests/api
+
+test-integration: install-dev  ## integration tier: trains models, starts processes, runs make
+	$(PY) -m pytest tests/integration
+
+test-e2e: install-dev  ## e2e tier: real servers, browser, database, official clients
+	scripts/ensure-test-tools.sh chromium postgresql
+	$(PY) -m pytest tests/e2e
+
+lint: install-dev  ## ruff + mypy + import contracts + the docs site's strict build (no broken links)
 	$(VENV)/bin/ruff check app training bench tests scripts deploy clients
 	$(VENV)/bin/ruff format --check app training bench tests scripts deploy clients
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet \
 		--site-dir $$site; status=$$?; rm -rf $$site; exit $$status
 

@@ -25,7 +25,7 @@ from app.main import create_app
 from app.middleware import ServerState
 from app.server import ConnectionLimits, bounded_protocol
 from app.service import PredictionService
-from app.settings import ConfigError, Settings
+from app.settings import ConfigError, Settings, flat_fields, variable_of
 
 log = logging.getLogger("synergy.server")
 
@@ -98,7 +98,7 @@ def settings_help() -> str:
         "Every setting is an environment variable (see README.md, Settings):",
         "",
     ]
-    for name, field in Settings.model_fields.items():
+    for name, field in flat_fields():
         default = field.get_default(call_default_factory=True)
         shown = "(none)" if default in (None, [], {}) else str(default)
         text = f"  SYNERGY_{name.upper()}  [default: {shown}]"
@@ -114,8 +114,8 @@ def _load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            where = ".".join(str(part) for part in error["loc"])
-            variable = f"SYNERGY_{where.upper()}: " if where else ""
+            where = variable_of(error["loc"])
+            variable = f"{where}: " if where else ""
             message = str(error["msg"]).removeprefix("Value error, ")
             print(f"error: invalid setting {variable}{message}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     settings = _load_settings()
-    configure_logging(settings.log_level, resolve_format(settings.log_format))
+    configure_logging(settings.logging.log_level, resolve_format(settings.logging.log_format))
     limit_malloc_arenas()
     try:
         app = create_app(settings)
@@ -148,29 +148,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=settings.serving.host,
+        port=settings.serving.port,
         log_config=None,
         access_log=False,  # our middleware logs one JSON line per request
         loop="auto",  # uvloop when installed
         http=bounded_protocol(
             ConnectionLimits(
-                max_connections=settings.max_connections,
-                max_header_bytes=settings.max_header_bytes,
-                max_header_count=settings.max_header_count,
-                header_timeout_s=settings.header_timeout_s,
-                body_timeout_s=settings.body_timeout_s,
+                max_connections=settings.connections.max_connections,
+                max_header_bytes=settings.connections.max_header_bytes,
+                max_header_count=settings.connections.max_header_count,
+                header_timeout_s=settings.connections.header_timeout_s,
+                body_timeout_s=settings.connections.body_timeout_s,
             )
         ),
         lifespan="on",
         # Our drain (above) spends the grace period; what uvicorn waits for after it is the
         # connections closing, which the cut-off has already answered.
         timeout_graceful_shutdown=CLOSE_WAIT_S,
-        timeout_keep_alive=settings.keep_alive_timeout_s,
+        timeout_keep_alive=settings.connections.keep_alive_timeout_s,
         proxy_headers=False,
     )
     server = DrainingServer(
-        config, app.state.service, app.state.server_state, settings.shutdown_grace_period_s
+        config, app.state.service, app.state.server_state, settings.serving.shutdown_grace_period_s
     )
     server.run()
     return 0 if server.started else 1

@@ -19,10 +19,10 @@ _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}
 
 def base_url(settings: Settings) -> str:
     """The address to open in a browser for these settings."""
-    host = _ANY_ADDRESS.get(settings.host, settings.host)
+    host = _ANY_ADDRESS.get(settings.serving.host, settings.serving.host)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    return f"http://{host}:{settings.serving.port}"
 
 
 def ready_line(service: PredictionService, settings: Settings, elapsed_s: float) -> str:

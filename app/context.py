@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from app.adapters.base import RowWarnings
     from app.metrics import ServingStats
-    from app.repository import ModelEntry
+    from app.repository import ServedVersion
 
 SCOPE_KEY = "synergy.context"
 # Request headers that choose a model version on every protocol and route (see
@@ -59,9 +59,9 @@ class RequestContext:
     routing_key: str | None = None
     # The version serving the request holds a lease until the request ends (so a retired
     # version is unloaded only when nothing uses it).
-    entry: ModelEntry | None = None
+    entry: ServedVersion | None = None
     # The version that gets a copy of this request (the model's shadow), or None.
-    shadow: ModelEntry | None = None
+    shadow: ServedVersion | None = None
     # Who called (docs/security.md): a fingerprint of the API key ("" without keys), never
     # the key; whether that key is an admin key.
     caller: str = ""
@@ -71,7 +71,7 @@ class RequestContext:
     # Per row of the last inference: its input warnings (see InputAdapter.warnings).
     warnings: Sequence[RowWarnings] = ()
 
-    def serve(self, entry: ModelEntry, label: str = "") -> None:
+    def serve(self, entry: ServedVersion, label: str = "") -> None:
         """Record which model version serves this request (and lease it until `release`)."""
         if self.entry is not None:
             self.entry.release()

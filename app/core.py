@@ -5,9 +5,11 @@ Every protocol (the friendly V1 API, V2, later gRPC, explanations) is a peer ove
 - `select(name, version)` -> the model version that serves a request (404 unknown, 503 not
   ready or shutting down). One function, so a version (and later a label or a traffic split)
   means the same on every protocol; every decision about a model's inputs is then made by
-  that version's adapter (`entry.adapter`).
-- `infer(entry, rows)` -> an `(N, C)` float64 array of class probabilities (columns in the
-  order of `entry.card.labels`), rows already made by the version's adapter, through the
+  that version's input kind (`version.kind`). The version is a frozen `ServedVersion`: card,
+  kind, runtime and batcher, all loaded.
+- `admit(version, rows, context)`: admission control before a large body is decoded.
+- `infer(version, rows)` -> an `(N, C)` float64 array of class probabilities (columns in the
+  order of `version.card.labels`), rows already made by the version's kind, through the
   version's batcher, within the request's deadline.
 - `subscribe(listener)`: called on the event loop after every completed inference with a
   `PredictionEvent` (request id, model, version, rows, probabilities) -- a monitoring store
@@ -45,9 +47,11 @@ from app.budget import ClientDisconnected, RequestBudget, release_free_memory
 from app.context import RequestContext
 from app.errors import BadRequest, DeadlineExceeded, ServingError, Unavailable
 from app.metrics import Metrics
-from app.repository import ModelEntry, ModelRegistry
+from app.repository import CardedVersion, ModelRegistry, ServedVersion
+from app.runtimes.base import Model
 from app.schemas.versions import not_a_version, parse_version
 from app.settings import Settings
+from app.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +115,7 @@ class InferenceCore:
         self._shadow_listeners: list[ShadowListener] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._decoder = ThreadPoolExecutor(
-            settings.resolved_decode_threads(), thread_name_prefix="decode"
+            settings.serving.resolved_decode_threads(), thread_name_prefix="decode"
         )
 
     # ------------------------------------------------------------------ selection
@@ -121,7 +125,7 @@ class InferenceCore:
         version: int | None = None,
         context: RequestContext | None = None,
         label: str | None = None,
-    ) -> ModelEntry:
+    ) -> ServedVersion:
         """The model version that serves a request.
 
         In order: the path's `version`, the path's `label`, the request's X-Model-Version or
@@ -164,14 +168,20 @@ class InferenceCore:
         return entry
 
     # ------------------------------------------------------------------ inference
+    def admit(self, version: ServedVersion, rows: int, context: RequestContext) -> None:
+        """Admission control before decoding a request of about `rows` rows: raises
+        Unavailable (503) at once when the version's queue could not take them within the
+        request's deadline, so a large body is not decoded only to be refused."""
+        version.batcher.admit(rows, self.remaining_s(context))
+
     async def infer(
         self,
-        entry: ModelEntry,
+        entry: ServedVersion,
         rows: Sequence[Any],
         context: RequestContext,
         where: str = "instances[{}]",
     ) -> np.ndarray:
-        """Probabilities `(N, C)` for `rows` (made by `entry.adapter`), in order.
+        """Probabilities `(N, C)` for `rows` (made by `entry.kind`), in order.
 
         The deadline (SYNERGY_REQUEST_TIMEOUT_MS) runs from when the request arrived, so time
         spent reading and decoding the body counts. An error about one row (an input the
@@ -179,7 +189,6 @@ class InferenceCore:
         instance). Raises Unavailable (overloaded, stopping), DeadlineExceeded, ModelFailed,
         InvalidInput.
         """
-        assert entry.batcher is not None
         context.rows = len(rows)
         remaining_s = self.remaining_s(context)
         if remaining_s <= 0:
@@ -198,7 +207,6 @@ class InferenceCore:
         if context.shadow is not None:
             self._copy_to_shadow(context.shadow, entry, rows, probabilities, context.request_id)
         if self._listeners:
-            assert entry.card is not None
             event = PredictionEvent(
                 context.request_id,
                 entry.name,
@@ -220,8 +228,8 @@ class InferenceCore:
 
     def _copy_to_shadow(
         self,
-        shadow: ModelEntry,
-        primary: ModelEntry,
+        shadow: ServedVersion,
+        primary: ServedVersion,
         rows: Sequence[Any],
         answer: np.ndarray,
         request_id: str = "",
@@ -231,7 +239,7 @@ class InferenceCore:
         the shadow's queue is full (its own admission control) or it fails, the copy is
         dropped and counted."""
         labels = (shadow.name, str(shadow.version))
-        if len(self._shadow_tasks) >= MAX_SHADOW_REQUESTS or shadow.batcher is None:
+        if len(self._shadow_tasks) >= MAX_SHADOW_REQUESTS:
             self.metrics.shadow_dropped.labels(*labels).inc(len(rows))
             return
         shadow.acquire()
@@ -243,8 +251,8 @@ class InferenceCore:
 
     async def _shadow(
         self,
-        shadow: ModelEntry,
-        primary: ModelEntry,
+        shadow: ServedVersion,
+        primary: ServedVersion,
         rows: list[Any],
         primary_best: np.ndarray,
         request_id: str = "",
@@ -254,11 +262,9 @@ class InferenceCore:
         latency_s: float | None = None
         started = time.perf_counter()
         try:
-            assert shadow.batcher is not None and shadow.card is not None
-            assert primary.card is not None and shadow.adapter is not None
             results = await shadow.batcher.predict(
-                shadow.adapter.rows_from(rows),
-                self.settings.request_timeout_ms / 1000.0,
+                shadow.kind.rows_from(rows),
+                self.settings.serving.request_timeout_ms / 1000.0,
                 shadow=True,
             )
             shadow_labels = [
@@ -275,7 +281,7 @@ class InferenceCore:
             self.metrics.shadow_dropped.labels(*labels).inc(len(rows))
         finally:
             shadow.release()
-        if self._shadow_listeners and primary.card is not None:
+        if self._shadow_listeners:
             event = ShadowEvent(
                 request_id,
                 shadow.name,
@@ -301,14 +307,14 @@ class InferenceCore:
         failed); it must be quick. Runs in the shadow's task, never the primary request's."""
         self._shadow_listeners.append(listener)
 
-    def serve(self, entry: ModelEntry) -> Batcher:
-        """Start the batcher of a loaded version (its runtime and adapter are set)."""
-        assert entry.card is not None and entry.model is not None and entry.adapter is not None
-        batching = self.settings.batching_for(entry.name)
-        model, adapter, labels = entry.model, entry.adapter, entry.card.labels
+    def serve(self, entry: CardedVersion, model: Model) -> Batcher:
+        """Start the batcher of a loaded version: `model` (its runtime) behind it, the
+        version's kind (loaded) featurising, its stats fed per batch."""
+        batching = self.settings.batching.for_model(entry.name)
+        adapter, card, stats = entry.kind, entry.card, entry.stats
+        task = task_of(card)
         version = str(entry.version)
         prediction_counter = self.metrics.predictions
-        stats = entry.stats
 
         checks = entry.card.out_of_domain
         floor = checks.probability_floor if checks is not None else DEFAULT_PROBABILITY_FLOOR
@@ -338,7 +344,6 @@ class InferenceCore:
                 for index, error in refused.items():
                     results[index] = error
                 finite[list(refused)] = False  # neither an answer nor a counted prediction
-            best = np.argmax(probabilities, axis=1)
             if not finite.all():
                 # NaN/infinity out of a model that is fine on other rows: this input is
                 # outside what its float32 arithmetic can compute. A client error for this
@@ -348,7 +353,7 @@ class InferenceCore:
                         results[index] = adapter.uncomputable(rows[index])
             own = batcher.own_rows  # shadow copies are not this version's predictions
             counted = finite if own is None else finite & np.asarray(own, dtype=bool)
-            tally = Counter(labels[i] for i in best[counted].tolist())
+            tally = Counter(task.predicted_labels(card, probabilities[counted]))
             for label, count in tally.items():
                 prediction_counter.labels(entry.name, version, label).inc(count)
             stats.record_labels(tally)
@@ -367,7 +372,6 @@ class InferenceCore:
             lambda: batcher.queued_rows
         )
         batcher.start()
-        entry.batcher = batcher
         return batcher
 
     # ------------------------------------------------------------------ deadlines, decoding
@@ -375,14 +379,15 @@ class InferenceCore:
         """Seconds left of this request's deadline (counted from its arrival), or of the
         client's own deadline when that comes first (a gRPC call's)."""
         now = time.perf_counter()
-        remaining = self.settings.request_timeout_ms / 1000.0 - (now - context.arrived)
+        remaining = self.settings.serving.request_timeout_ms / 1000.0 - (now - context.arrived)
         if context.client_deadline is not None:
             return min(remaining, context.client_deadline - now)
         return remaining
 
     def deadline_exceeded(self) -> DeadlineExceeded:
         return DeadlineExceeded(
-            f"the request took longer than its deadline ({self.settings.request_timeout_ms:g} ms);"
+            "the request took longer than its deadline "
+            f"({self.settings.serving.request_timeout_ms:g} ms);"
             " send fewer or smaller instances, or retry later"
         )
 
@@ -404,7 +409,7 @@ class InferenceCore:
         if remaining_s <= 0:
             raise self.deadline_exceeded()
         budget = RequestBudget(
-            time.perf_counter() + remaining_s, self.settings.max_request_image_pixels
+            time.perf_counter() + remaining_s, self.settings.limits.max_request_image_pixels
         )
         work = asyncio.get_running_loop().run_in_executor(self._decoder, _run_job, job, budget)
         work.add_done_callback(_consume)
@@ -441,7 +446,7 @@ class InferenceCore:
     async def stop(self, drain_timeout_s: float) -> None:
         """Shutdown phase 2: finish queued rows (up to the timeout), then stop every worker."""
         self.begin_drain()
-        batchers = [e.batcher for e in self.registry if e.batcher is not None]
+        batchers = [e.served.batcher for e in self.registry if e.served is not None]
         await asyncio.gather(*(b.stop(drain_timeout_s) for b in batchers))
         self._decoder.shutdown(wait=False, cancel_futures=True)
 

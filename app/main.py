@@ -89,11 +89,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The whole service for these settings; models are discovered now, loaded at start-up."""
     settings = settings or Settings()
     # First: a keys setting that cannot work refuses the start before anything else happens.
-    key_digests = load_key_digests(settings.api_keys, settings.api_keys_file)
+    key_digests = load_key_digests(settings.security.api_keys, settings.security.api_keys_file)
     admin_digests = load_key_digests(
-        settings.admin_api_keys, settings.admin_api_keys_file, "SYNERGY_ADMIN_API_KEYS_FILE"
+        settings.security.admin_api_keys,
+        settings.security.admin_api_keys_file,
+        "SYNERGY_ADMIN_API_KEYS_FILE",
     )
-    control_on = settings.control_api_on()
+    control_on = settings.security.control_api_on()
     if control_on and key_digests and not admin_digests:
         raise ConfigError(
             "SYNERGY_CONTROL_API=true with API keys set needs an admin key "
@@ -105,27 +107,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "the model-control API is on and open to every caller (SYNERGY_CONTROL_API=true "
             "without keys): anyone who reaches this port can unload the models"
         )
-    policy = VersionPolicy(num_versions=settings.max_versions_per_model)
-    registry = ModelRegistry.scan(settings.models_dir, policy)
+    policy = VersionPolicy(num_versions=settings.repository.max_versions_per_model)
+    registry = ModelRegistry.scan(settings.repository.models_dir, policy)
     metrics_ = Metrics()
     service = PredictionService(settings, registry, metrics_)
-    explainer = ExplanationService(settings, service)
-    monitor = Monitor(settings, registry, metrics_.registry)
+    explainer = ExplanationService(settings.explain, service)
+    monitor = Monitor(
+        settings.store, settings.drift, settings.payload_logging, registry, metrics_.registry
+    )
     service.attach_monitor(monitor)
-    promoter = Promoter(settings, registry, monitor, metrics_.registry)
+    promoter = Promoter(settings.promotion, registry, monitor, metrics_.registry)
     service.core.subscribe_shadow(promoter.record_shadow)
     server_state = ServerState()
-    log_format = resolve_format(settings.log_format)
+    log_format = resolve_format(settings.logging.log_format)
     access_log = (
-        AccessLog(log_format=log_format, health=settings.log_health_requests)
-        if settings.log_requests
+        AccessLog(log_format=log_format, health=settings.logging.log_health_requests)
+        if settings.logging.log_requests
         else None
     )
     repository_control = RepositoryControl(
-        registry, service.lifecycle, enabled=control_on, polled=settings.model_poll_s > 0
+        registry, service.lifecycle, enabled=control_on, polled=settings.repository.model_poll_s > 0
     )
     grpc_server = None
-    if settings.grpc_port:
+    if settings.grpc.grpc_port:
         from app.rpc.server import GrpcServer  # grpcio only where gRPC is on
 
         grpc_server = GrpcServer(
@@ -138,12 +142,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             admin_digests,
         )
 
-    probes = ProbeListener(service.readiness) if settings.probe_port is not None else None
+    probes = ProbeListener(service.readiness) if settings.serving.probe_port is not None else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if probes is not None:  # first: liveness answers while the rest starts
-            await probes.start(settings.host, settings.probe_port or 0)
+            await probes.start(settings.serving.host, settings.serving.probe_port or 0)
         flusher = asyncio.create_task(access_log.run()) if access_log else None
         await monitor.start()
         await promoter.start()  # the decisions in force route from the first request
@@ -161,8 +165,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # what is left of the one shutdown deadline (the drain already waited for
                 # them when a signal stopped the server).
                 service.begin_drain()
-                await grpc_server.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
-            await service.stop(server_state.time_left_s(settings.shutdown_grace_period_s))
+                await grpc_server.stop(
+                    server_state.time_left_s(settings.serving.shutdown_grace_period_s)
+                )
+            await service.stop(server_state.time_left_s(settings.serving.shutdown_grace_period_s))
             explainer.stop()
             await promoter.stop()
             await monitor.stop()  # after the batchers: the last predictions are written
@@ -182,9 +188,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI's OpenTelemetry bridge checks the providers on every request; Prometheus is
         # our default export, so it is opt-in.
         telemetry={
-            "tracing": settings.opentelemetry,
-            "metrics": settings.opentelemetry,
-            "logs": settings.opentelemetry,
+            "tracing": settings.serving.opentelemetry,
+            "metrics": settings.serving.opentelemetry,
+            "logs": settings.serving.opentelemetry,
         },
     )
     app.state.settings = settings
@@ -214,13 +220,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     # The document lists the models and their examples: rebuilt after the repository changes.
     registry.listeners.append(lambda: setattr(app, "openapi_schema", None))
-    open_paths = set(OPEN_PATHS) | ({"/metrics"} if not settings.protect_metrics else set())
+    open_paths = set(OPEN_PATHS) | (
+        {"/metrics"} if not settings.security.protect_metrics else set()
+    )
     keyed = bool(key_digests or admin_digests)
     _install_openapi(app, service, explainer, open_paths=open_paths if keyed else None)
 
     # Middleware: the last added is the outermost.
     app.add_middleware(predict.PredictFastPath, endpoint=predict_endpoint)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
     # One key policy for the full stack and the lane (roles and tenancy included).
     key_options: dict[str, Any] = {
         "key_digests": key_digests,
@@ -232,10 +240,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
     if keyed:
         app.add_middleware(ApiKeyMiddleware, **key_options)
-    if settings.cors_origins:
+    if settings.security.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.cors_origins,
+            allow_origins=settings.security.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=[
                 "Authorization",
@@ -251,11 +259,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ObservabilityMiddleware, metrics=metrics_, state=server_state, access_log=access_log
     )
 
-    if not settings.opentelemetry:  # OpenTelemetry must see every request: no lane then
+    if not settings.serving.opentelemetry:  # OpenTelemetry must see every request: no lane then
 
         def lane_middleware(endpoint: ASGIApp) -> ASGIApp:
             # The middleware above that acts on these routes, in the same order.
-            inner: ASGIApp = BodyLimitMiddleware(endpoint, max_body_bytes=settings.max_body_bytes)
+            inner: ASGIApp = BodyLimitMiddleware(
+                endpoint, max_body_bytes=settings.limits.max_body_bytes
+            )
             if keyed:
                 inner = ApiKeyMiddleware(inner, **key_options)
             return ObservabilityMiddleware(
@@ -265,7 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.install_lane(
             (predict.predict_lane_matcher(predict_endpoint), infer_endpoint.lane_matcher()),
             lane_middleware,
-            skip_with_origin=bool(settings.cors_origins),
+            skip_with_origin=bool(settings.security.cors_origins),
         )
     return app
 

@@ -10,170 +10,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-# Fine enough to read a p99 anywhere between 1 ms and 5 s.
-LATENCY_BUCKETS_S = (
-    0.0005,
-    0.001,
-    0.0015,
-    0.002,
-    0.003,
-    0.004,
-    0.005,
-    0.0075,
-    0.01,
-    0.015,
-    0.02,
-    0.03,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+from app.series import ServingSeries
 
 
-class Metrics:
-    """Every Prometheus series the service exports, on a registry of its own."""
+class Metrics(ServingSeries):
+    """The app's Prometheus registry (process, platform and GC collectors included) with the
+    serving series (`app.series.ServingSeries`); monitoring, promotion and explanations add
+    theirs (also declared in `app.series`) to the same registry."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        r = self.registry
-        self.requests = Counter(
-            "synergy_requests_total",
-            "Requests by model, version, route label (the config label or traffic key "
-            "that chose the version; empty when none did), endpoint, protocol (http, grpc) and "
-            "status (HTTP; a gRPC call's code as the HTTP status it stands for).",
-            ["model", "version", "label", "endpoint", "protocol", "status"],
-            registry=r,
-        )
-        self.request_latency = Histogram(
-            "synergy_request_duration_seconds",
-            "Request latency, receive to response, by model, version, route label, endpoint "
-            "and protocol (http, grpc).",
-            ["model", "version", "label", "endpoint", "protocol"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "synergy_requests_in_flight", "Requests (HTTP and gRPC) being handled now.", registry=r
-        )
-        self.batch_size = Histogram(
-            "synergy_batch_size_rows",
-            "Rows per model call.",
-            ["model", "version"],
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
-        )
-        self.queue_wait = Histogram(
-            "synergy_queue_wait_seconds",
-            "Time a request waited in the batch queue.",
-            ["model", "version"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=r,
-        )
-        self.inference = Histogram(
-            "synergy_inference_duration_seconds",
-            "Time of one batch: featurisation and forward pass.",
-            ["model", "version"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=r,
-        )
-        self.batch_failures = Counter(
-            "synergy_batch_failures_total",
-            "Batches whose model call raised.",
-            ["model", "version"],
-            registry=r,
-        )
-        self.queue_rows = Gauge(
-            "synergy_queue_rows",
-            "Rows waiting in the batch queue.",
-            ["model", "version"],
-            registry=r,
-        )
-        self.model_ready = Gauge(
-            "synergy_model_ready",
-            "1 when the model version is loaded and warmed up.",
-            ["model", "version"],
-            registry=r,
-        )
-        self.model_load_failures = Counter(
-            "synergy_model_load_failures_total",
-            "Model versions that failed verification, loading, warm-up or the card replay "
-            "(the reason is in the model listing and the log).",
-            ["model", "version"],
-            registry=r,
-        )
-        self.config_valid = Gauge(
-            "synergy_model_config_valid",
-            "0 while the model's config.json is invalid (the previous config stays in force).",
-            ["model"],
-            registry=r,
-        )
-        self.config_errors = Counter(
-            "synergy_model_config_errors_total",
-            "Times a changed config.json of the model was refused.",
-            ["model"],
-            registry=r,
-        )
-        self.repository_scan = Histogram(
-            "synergy_repository_scan_seconds",
-            "Time of one scan of the models dir.",
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
-            registry=r,
-        )
-        self.shadow_rows = Counter(
-            "synergy_shadow_rows_total",
-            "Rows a shadow version predicted from copies of its model's traffic.",
-            ["model", "version"],
-            registry=r,
-        )
-        self.shadow_disagreements = Counter(
-            "synergy_shadow_disagreements_total",
-            "Shadow rows whose label differs from the primary's answer (the disagreement "
-            "rate is this over synergy_shadow_rows_total).",
-            ["model", "version"],
-            registry=r,
-        )
-        self.shadow_dropped = Counter(
-            "synergy_shadow_dropped_total",
-            "Copies of requests the shadow version did not predict (busy, failed, too late).",
-            ["model", "version"],
-            registry=r,
-        )
-        self.predictions = Counter(
-            "synergy_predictions_total",
-            "Predicted labels.",
-            ["model", "version", "label"],
-            registry=r,
-        )
-        self.input_warnings = Counter(
-            "synergy_input_warnings_total",
-            "Predictions warned that their input is unlike the training data, by warning code "
-            "(see docs/warnings.md); a rising rate against synergy_predictions_total is drift.",
-            ["model", "version", "code"],
-            registry=r,
-        )
+        super().__init__(self.registry)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything above."""

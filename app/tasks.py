@@ -9,13 +9,15 @@ one class here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from app.codecs.v2 import OUTPUT_NAMES
+from app.errors import InvalidInput
 from app.schemas.card import ModelCard
 
 
@@ -27,6 +29,14 @@ class OutputTensor:
     datatype: str
     row_shape: tuple[int, ...]
     description: str
+
+
+class LiveFigures(Protocol):
+    """The live figures monitoring can compute for a version (app.monitoring.quality)."""
+
+    def labelled(self, card: ModelCard, feedback_rows: int) -> dict[str, Any]: ...
+
+    def valued(self, card: ModelCard) -> dict[str, Any]: ...
 
 
 class Task:
@@ -46,6 +56,26 @@ class Task:
 
     def tensor(self, card: ModelCard, name: str, values: np.ndarray) -> np.ndarray:
         """The V2 output `name` (one of `outputs(card)`) for `(N, C)` model outputs."""
+        raise NotImplementedError
+
+    # What monitoring needs (app.monitoring): the label a row is counted and stored under,
+    # and how a feedback truth is checked and stored.
+    def predicted_labels(self, card: ModelCard, values: np.ndarray) -> list[str]:
+        """`(N, C)` model outputs -> the label each row is counted under in
+        `synergy_predictions_total` and stored with ("" where the task has no label)."""
+        raise NotImplementedError
+
+    def live_quality(
+        self, card: ModelCard, feedback_rows: int, live: LiveFigures
+    ) -> dict[str, Any]:
+        """The task's part of a version's live monitoring report, from `live`."""
+        raise NotImplementedError
+
+    def feedback_value(
+        self, card: ModelCard, truth: object, index: int, model: str, version: int
+    ) -> str:
+        """Feedback `labels[index]` (from JSON) for a row of `model` `version` (whose card is
+        `card`), as the store keeps it; InvalidInput when it is not a truth of this task."""
         raise NotImplementedError
 
 
@@ -84,6 +114,27 @@ class ClassificationTask(Task):
             return np.array([card.labels[i] for i in np.argmax(values, axis=1).tolist()])
         return values.astype(np.float32)
 
+    def live_quality(
+        self, card: ModelCard, feedback_rows: int, live: LiveFigures
+    ) -> dict[str, Any]:
+        return live.labelled(card, feedback_rows)
+
+    def predicted_labels(self, card: ModelCard, values: np.ndarray) -> list[str]:
+        # The first most probable label on a tie, as the response (NumPy's argmax).
+        labels = card.labels
+        return [labels[i] for i in np.asarray(values).argmax(axis=1).tolist()]
+
+    def feedback_value(
+        self, card: ModelCard, truth: object, index: int, model: str, version: int
+    ) -> str:
+        known = list(card.labels)
+        if not isinstance(truth, str) or truth not in known:
+            raise InvalidInput(
+                f"labels[{index}]: {truth!r} is not a label of model {model} version "
+                f"{version}; use one of {known} or null"
+            )
+        return truth
+
 
 class RegressionTask(Task):
     """Predicted target values: V1 `value` (one target) or `values` by target name; V2
@@ -118,6 +169,32 @@ class RegressionTask(Task):
         if name == self.PREDICT:
             return as_fp32[:, 0] if len(card.labels) == 1 else as_fp32
         return as_fp32[:, card.labels.index(name)]
+
+    def live_quality(
+        self, card: ModelCard, feedback_rows: int, live: LiveFigures
+    ) -> dict[str, Any]:
+        return live.valued(card)
+
+    def predicted_labels(self, card: ModelCard, values: np.ndarray) -> list[str]:
+        # A value has no label: counting the argmax of the targets would name a target.
+        return [""] * len(values)
+
+    def feedback_value(
+        self, card: ModelCard, truth: object, index: int, model: str, version: int
+    ) -> str:
+        targets = len(card.labels)
+        values: list[Any] = truth if isinstance(truth, list) else [truth]
+        try:
+            if isinstance(truth, str) or len(values) != targets:
+                raise ValueError
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"labels[{index}]: model {model} is a regressor: send its true value, "
+                + ("a number" if targets == 1 else f"a list of {targets} numbers")
+                + " (or null)"
+            ) from None
+        return json.dumps(numbers)
 
 
 CLASSIFICATION = ClassificationTask()

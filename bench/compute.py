@@ -14,8 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.adapters import make_adapter
-from app.runtimes.keras import KerasModel, configure_backend
-from app.runtimes.sklearn import SklearnModel
+from app.runtimes import load_model
+from app.runtimes.keras import configure_backend
 from app.schemas.card import ModelCard
 from app.schemas.predict import predict_request_model
 
@@ -30,12 +30,7 @@ def main(models_dir: Path) -> None:
             (p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
         )
         card = ModelCard.read(folder)
-        model = (
-            KerasModel(card, folder, buckets=BATCHES)
-            if card.framework == "keras"
-            else SklearnModel(card, folder)
-        )
-        model.load()
+        model = load_model(card, folder, buckets=BATCHES)
         adapter = make_adapter(card, folder, max_image_pixels=10**8)
         request = predict_request_model(card, max_instances=1000, max_text_chars=10**6, examples=[])
         instances = request.model_validate({"instances": [card.examples[0].instance]}).instances  # type: ignore[attr-defined]

@@ -82,7 +82,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from training.profile import load_split
+    from training.profile import serving_rows
+    from training.splits import load_split
 
     rng = np.random.default_rng(0)
     result: dict[str, Any] = {"window_rows": WINDOW, "false_flags": {}, "delay_rows": []}
@@ -98,7 +99,7 @@ def main() -> int:
         print("| model | held-out rows | windows | false flags | flagged statistics |")
         print("|---|---:|---:|---:|---|")
         for model in args.models.split(","):
-            held_out = load_split(model, args.data_dir).held_out
+            held_out = serving_rows(load_split(model, args.data_dir).x_test)
             replace = len(held_out) < WINDOW
             order, position = rng.permutation(len(held_out)), 0
             flags, stats_flagged = 0, set()
@@ -127,7 +128,7 @@ def main() -> int:
                 f"| {model} | {len(held_out)} | {args.windows} | {flags} | "
                 f"{', '.join(sorted(stats_flagged)) or '-'} |"
             )
-        iris = load_split("iris-knn", args.data_dir).held_out
+        iris = serving_rows(load_split("iris-knn", args.data_dir).x_test)
         for _ in range(args.trials):
             clean = [iris[i] for i in rng.integers(0, len(iris), WINDOW)]
             send(port, "iris-knn", clean)

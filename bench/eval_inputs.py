@@ -31,12 +31,12 @@ from PIL import Image
 
 from app.adapters import InputAdapter, make_adapter
 from app.errors import ServingError
-from app.runtimes.keras import KerasModel, configure_backend
-from app.runtimes.sklearn import SklearnModel
+from app.runtimes import load_model
+from app.runtimes.keras import configure_backend
 from app.schemas.card import ModelCard
 from training.calibration import reliability
-from training.data import held_out_sets
 from training.photo_like import photo_like
+from training.splits import held_out_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,12 +47,7 @@ def load(models_dir: Path, name: str) -> tuple[ModelCard, Any, InputAdapter]:
         (p for p in (models_dir / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
     )
     card = ModelCard.read(folder)
-    model = (
-        KerasModel(card, folder, buckets=(1, 64, 256))
-        if card.framework == "keras"
-        else SklearnModel(card, folder)
-    )
-    model.load()
+    model = load_model(card, folder, buckets=(1, 64, 256))
     return card, model, make_adapter(card, folder, max_image_pixels=10**8)
 
 

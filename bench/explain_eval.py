@@ -47,12 +47,12 @@ async def http_figures(models_dir: Path, latency_n: int, load_requests: int) -> 
     import httpx
 
     from app.main import create_app
-    from app.repository import discover
+    from app.repository import ModelRegistry, VersionPolicy
     from app.settings import Settings
 
     settings = Settings(_env_file=None, models_dir=models_dir, log_requests=False)  # type: ignore[call-arg]
     app = create_app(settings)
-    cards = {e.name: e.card for e in sorted(discover(models_dir), key=lambda e: e.version)}
+    cards = {e.name: e.card for e in ModelRegistry.scan(models_dir, VersionPolicy()).entries}
     figures: dict[str, Any] = {"latency": {}, "versions": {}}
     async with app.router.lifespan_context(app):
         await app.state.service.wait_loaded()
@@ -124,26 +124,25 @@ async def http_figures(models_dir: Path, latency_n: int, load_requests: int) -> 
 def load_models(models_dir: Path) -> dict[str, Any]:
     from app.adapters import make_adapter
     from app.explain.service import make_explainer
-    from app.repository import discover
-    from app.runtimes.keras import KerasModel, configure_backend
-    from app.runtimes.sklearn import SklearnModel
+    from app.repository import ModelRegistry, VersionPolicy
+    from app.runtimes import load_model
+    from app.runtimes.keras import configure_backend
     from app.settings import Settings
 
     configure_backend(2)
     settings = Settings(_env_file=None, models_dir=models_dir)  # type: ignore[call-arg]
     loaded = {}
-    for entry in sorted(discover(models_dir), key=lambda e: e.version):
+    for entry in ModelRegistry.scan(models_dir, VersionPolicy()).entries:
         card = entry.card
         if card is None or entry.name not in ("mnist-cnn", "imdb-sentiment"):
             continue
-        model: Any = (
-            KerasModel(card, entry.folder, buckets=[1, 8, 64])
-            if card.framework == "keras"
-            else SklearnModel(card, entry.folder)
-        )
-        model.load()
+        model: Any = load_model(card, entry.folder, buckets=[1, 8, 64])
         adapter = make_adapter(card, entry.folder, max_image_pixels=4_000_000)
-        loaded[entry.name] = (model, adapter, make_explainer(card, model, adapter, settings))
+        loaded[entry.name] = (
+            model,
+            adapter,
+            make_explainer(card, model, adapter, settings.explain),
+        )
     return loaded
 
 

@@ -208,19 +208,14 @@ def compute_limit(model: str, batch: int) -> float:
     server's max_batch_size), in this process, through the server's own adapter and runtime:
     the most a server could do with this many rows per model call."""
     from app.adapters import make_adapter
-    from app.runtimes.keras import KerasModel, configure_backend
-    from app.runtimes.sklearn import SklearnModel
+    from app.runtimes import load_model
+    from app.runtimes.keras import configure_backend
     from app.schemas.card import ModelCard
 
     configure_backend(len(os.sched_getaffinity(0)))
     folder = ROOT / "models" / model / "2"
     card = ModelCard.read(folder)
-    runtime = (
-        KerasModel(card, folder, buckets=(batch,))
-        if card.framework == "keras"
-        else SklearnModel(card, folder)
-    )
-    runtime.load()
+    runtime = load_model(card, folder, buckets=(batch,))
     adapter = make_adapter(card, folder, max_image_pixels=10**8)
     _, datatype, array = _rows(model, batch)
     prepared = adapter.tensor_rows(datatype, array, None)

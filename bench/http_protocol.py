@@ -37,26 +37,26 @@ def serve(protocol: str) -> None:
     from app.settings import Settings
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.logging.log_level)
     http: object = "httptools"
     if protocol == "bounded":
         http = bounded_protocol(
             ConnectionLimits(
-                max_connections=settings.max_connections,
-                max_header_bytes=settings.max_header_bytes,
-                max_header_count=settings.max_header_count,
-                header_timeout_s=settings.header_timeout_s,
-                body_timeout_s=settings.body_timeout_s,
+                max_connections=settings.connections.max_connections,
+                max_header_bytes=settings.connections.max_header_bytes,
+                max_header_count=settings.connections.max_header_count,
+                header_timeout_s=settings.connections.header_timeout_s,
+                body_timeout_s=settings.connections.body_timeout_s,
             )
         )
     config = uvicorn.Config(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        host=settings.serving.host,
+        port=settings.serving.port,
         log_config=None,
         access_log=False,
         http=http,  # type: ignore[arg-type]
-        timeout_keep_alive=settings.keep_alive_timeout_s,
+        timeout_keep_alive=settings.connections.keep_alive_timeout_s,
     )
     uvicorn.Server(config).run()
 

@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.monitoring.store import Store, database_url
+from app.monitoring.database import database_url
+from app.monitoring.store import Store
 
 LABELS = [str(i) for i in range(10)]
 

@@ -92,7 +92,17 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "infer_response",
         ),
     ),
-    ("routing", ("InferenceCore.select", "RequestContext.serve", "registry.py", "route_headers")),
+    (
+        "routing",
+        (
+            "InferenceCore.select",
+            "RequestContext.serve",
+            "registry.py",
+            "routing.py",
+            "versions.py",
+            "route_headers",
+        ),
+    ),
     ("batch hand-off", ("batching.py", "InferenceCore.infer")),
     ("HTTP write", ("RequestResponseCycle.send", "_CorkedCycle.send", "_FirstBodyWrite")),
     (

@@ -13,16 +13,86 @@ from typing import Any
 
 import pytest
 
+from tests.tiers import GUARD, TIERS, TRAINING_FIXTURES, tier_of
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # In-process tests train tiny models, and training runs on TensorFlow; Keras picks its backend
 # once per process, so the in-process app serves on TensorFlow too. The e2e tests start real
 # servers on the default backend (JAX), and a test compares the two.
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
+# Fixtures shared by tests of two tiers, each module by theme.
+pytest_plugins = ["tests.monitoring_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_MODELS = ROOT / "models"
 COMMITTED_VERSION = "2"  # the one version of each model committed in models/
 MODEL_NAMES = ("iris-knn", "binary-mlp", "mnist-cnn", "imdb-sentiment")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    GUARD.install()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's tier; a test outside the tier folders is an error.
+
+    The run goes tier by tier, quickest first: a broken unit test shows in seconds, not after
+    the e2e tier, and session fixtures end in the last tier's teardown, not a unit test's."""
+    stray = set()
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            stray.add(str(item.path))
+        else:
+            item.add_marker(tier)
+    if stray:
+        raise pytest.UsageError(
+            f"tests outside tests/{{{','.join(TIERS)}}}/ have no tier: {sorted(stray)}"
+        )
+    items.sort(key=lambda item: TIERS.index(tier_of(item.path) or TIERS[0]))
+
+
+def _guarded(item: pytest.Item) -> Iterator[None]:
+    """Run one phase of a unit test with the guard armed; fail it on any violation."""
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    GUARD.take()
+    try:
+        with GUARD.armed():
+            yield
+    finally:
+        # Also when the phase raised: the violation is the reason to report, not its effect.
+        violations = GUARD.take()
+        if violations:
+            pytest.fail("\n".join(violations), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    trains = sorted(
+        name
+        for name, definitions in item._fixtureinfo.name2fixturedefs.items()  # type: ignore[attr-defined]
+        # the conftest's own fixture, not a module's fixture of the same name (a fake `client`)
+        if name in TRAINING_FIXTURES and definitions[-1].func.__module__ == __name__
+    )
+    if trains and item.get_closest_marker("unit") is not None:
+        pytest.fail(
+            f"a unit test trains models (fixtures {trains}); move it to tests/integration/",
+            pytrace=False,
+        )
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    return (yield from _guarded(item))
 
 
 def _data_dir() -> Path:
@@ -50,8 +120,8 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) ->
 
     API tests use these so they exercise the pipeline, not the committed artifacts.
     """
-    from training.__main__ import TRAINERS
     from training.common import TrainOptions, train_and_save
+    from training.train import TRAINERS
 
     out = tmp_path_factory.mktemp("models")
     options = TrainOptions(data_dir=data_dir, epochs=1, max_rows=400, quiet=True)

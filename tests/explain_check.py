@@ -1,7 +1,8 @@
 """Explain real held-out examples with the committed models on one Keras backend; print JSON.
 
-Run by tests/unit/test_explain.py in a subprocess per backend (Keras picks its backend once
-per process): `KERAS_BACKEND=jax python -m tests.explain_check <models_dir> <data_dir>`.
+Run by tests/integration/test_explain_models.py in a subprocess per backend (Keras picks
+its backend once per process):
+`KERAS_BACKEND=jax python -m tests.explain_check <models_dir> <data_dir>`.
 Held-out examples: every card's examples, plus the first MNIST test images.
 """
 
@@ -20,16 +21,16 @@ MNIST_TEST_IMAGES = 12
 def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
     from app.adapters import make_adapter
     from app.explain.service import make_explainer
-    from app.repository import discover
-    from app.runtimes.keras import KerasModel, configure_backend
-    from app.runtimes.sklearn import SklearnModel
+    from app.repository import ModelRegistry, VersionPolicy
+    from app.runtimes import load_model
+    from app.runtimes.keras import configure_backend
     from app.schemas.predict import predict_request_model
     from app.settings import Settings
 
     backend = configure_backend(2)
-    settings = Settings(_env_file=None, models_dir=models_dir)
+    settings = Settings(_env_file=None, models_dir=models_dir)  # type: ignore[call-arg]
     newest: dict[str, Any] = {}
-    for entry in discover(models_dir):
+    for entry in ModelRegistry.scan(models_dir, VersionPolicy()):
         if entry.card is not None and entry.version >= getattr(
             newest.get(entry.name), "version", 0
         ):
@@ -37,12 +38,7 @@ def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"backend": backend, "models": {}}
     for name, entry in sorted(newest.items()):
         card = entry.card
-        model: Any = (
-            KerasModel(card, entry.folder, buckets=[1, 8, 64])
-            if card.framework == "keras"
-            else SklearnModel(card, entry.folder)
-        )
-        model.load()
+        model: Any = load_model(card, entry.folder, buckets=[1, 8, 64])
         adapter = make_adapter(card, entry.folder, max_image_pixels=4_000_000)
         request = predict_request_model(card, max_instances=64, max_text_chars=10**9, examples=[])
         instances = request.model_validate(
@@ -52,7 +48,7 @@ def main(models_dir: Path, data_dir: Path) -> dict[str, Any]:
         if card.input.kind == "image":
             with np.load(data_dir / "mnist.npz") as data:
                 rows += list(data["x_test"][:MNIST_TEST_IMAGES].astype(np.float32))
-        explainer = make_explainer(card, model, adapter, settings)
+        explainer = make_explainer(card, model, adapter, settings.explain)
         predicted = model.predict(adapter.featurize(rows))
         records = []
         for row, probabilities in zip(rows, predicted, strict=True):

@@ -1,4 +1,4 @@
-"""python -m training.backfill errors models/<name>/<version> [--data-dir DIR]
+"""python -m training backfill errors models/<name>/<version> [--data-dir DIR]
 
 Adds what newer trainers write to an artifact trained before them, without retraining:
 
@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
+from app.adapters import InputAdapter, make_adapter
+from app.runtimes import Model, load_model
 from app.schemas.card import HeldOutMetrics, ModelCard, sha256_file, verify_artifacts
+from training import binary_mlp, iris_knn, mnist_cnn
 from training.backend import MissingTrainingDependency, import_training_backend
 from training.common import (
     ERRORS_FILE,
@@ -32,6 +33,8 @@ from training.common import (
     write_errors_artifact,
 )
 from training.data import DataError
+from training.profile import serving_rows
+from training.splits import SPLITS
 
 PREDICT_BATCH = 256
 MAX_FLIPPED_ROWS = 2
@@ -41,87 +44,18 @@ class BackfillError(Exception):
     """The artifact cannot be backfilled; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class HeldOut:
-    """A trainer's held-out split: rows for the adapter's `to_row`, the same rows as a client
-    sends them (for errors.json), class indices, the split's name and the data's sha256."""
-
-    rows: Sequence[Any]
-    instances: Sequence[Any]
-    labels: np.ndarray
-    evaluated_on: str
-    sha256: str
-
-
-def _iris(data_dir: Path | None) -> HeldOut:
-    from sklearn.datasets import load_iris
-    from sklearn.model_selection import train_test_split
-
-    from training.data import sha256_arrays
-    from training.iris_knn import client_instances
-
-    iris = load_iris()
-    x, y = iris.data.astype(np.float64), iris.target.astype(np.int64)
-    _, x_test, _, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=42)
-    return HeldOut(list(x_test), client_instances(x_test), y_test, "test", sha256_arrays(x, y))
-
-
-def _binary_mlp(data_dir: Path | None) -> HeldOut:
-    from sklearn.datasets import make_classification
-    from sklearn.model_selection import train_test_split
-
-    from training.binary_mlp import N_FEATURES, client_instances
-    from training.data import sha256_arrays
-
-    x, y = make_classification(n_samples=1000, n_features=N_FEATURES, n_classes=2, random_state=42)
-    x = x.astype(np.float32)
-    _, x_test, _, y_test = train_test_split(x, y, test_size=0.3, stratify=y, random_state=42)
-    return HeldOut(list(x_test), client_instances(x_test), y_test, "test", sha256_arrays(x, y))
-
-
-def _mnist(data_dir: Path | None) -> HeldOut:
-    from training.data import load_mnist
-    from training.mnist_cnn import client_instances
-
-    data = load_mnist(data_dir)
-    rows = [image.astype(np.float32) for image in data.x_test]
-    return HeldOut(rows, client_instances(data.x_test), data.y_test, "test", data.source.sha256)
-
-
-def _imdb(data_dir: Path | None) -> HeldOut:
-    from sklearn.model_selection import train_test_split
-
-    from training.data import load_imdb
-
-    reviews = load_imdb(data_dir)
-    indices = np.arange(len(reviews.texts))
-    _, held_out = train_test_split(indices, test_size=0.2, stratify=reviews.labels, random_state=42)
-    texts = [reviews.texts[i] for i in held_out]
-    return HeldOut(texts, texts, reviews.labels[held_out], "validation", reviews.source.sha256)
-
-
-# The split logic of each trainer's full run (no --max-rows), as in training/<model>.py.
-HELD_OUT: dict[str, Callable[[Path | None], HeldOut]] = {
-    "iris-knn": _iris,
-    "binary-mlp": _binary_mlp,
-    "mnist-cnn": _mnist,
-    "imdb-sentiment": _imdb,
+# How a client sends each project model's rows (errors.json lists them so).
+CLIENT_INSTANCES: dict[str, Callable[[Any], Sequence[Any]]] = {
+    "iris-knn": iris_knn.client_instances,
+    "binary-mlp": binary_mlp.client_instances,
+    "mnist-cnn": mnist_cnn.client_instances,
+    "imdb-sentiment": list,
 }
 
 
-def _load(card: ModelCard, folder: Path) -> tuple[Any, Any]:
+def _load(card: ModelCard, folder: Path) -> tuple[Model, InputAdapter]:
     """The model and input adapter exactly as the server loads them."""
-    from app.adapters import make_adapter
-
-    if card.framework == "keras":
-        from app.runtimes.keras import KerasModel
-
-        model: Any = KerasModel(card, folder, buckets=(1, 64, PREDICT_BATCH))
-    else:
-        from app.runtimes.sklearn import SklearnModel
-
-        model = SklearnModel(card, folder)
-    model.load()
+    model = load_model(card, folder, buckets=(1, 64, PREDICT_BATCH))
     return model, make_adapter(card, folder, max_image_pixels=10**8)
 
 
@@ -140,43 +74,47 @@ def backfill_errors(folder: Path, data_dir: Path | None) -> ModelCard:
     problems = verify_artifacts(card, folder)
     if problems:
         raise BackfillError(f"{folder}: the artifact is not intact: {'; '.join(problems)}")
-    if card.name not in HELD_OUT:
-        raise BackfillError(f"no held-out split known for {card.name!r}: {sorted(HELD_OUT)}")
-    held = HELD_OUT[card.name](data_dir)
+    if card.name not in SPLITS:
+        raise BackfillError(f"no held-out split known for {card.name!r}: {sorted(SPLITS)}")
+    held = SPLITS[card.name](data_dir, None)
     recorded = card.training_data.sha256
-    if recorded is not None and recorded != held.sha256:
+    if recorded is not None and recorded != held.source.sha256:
         raise BackfillError(
-            f"the held-out data (sha256 {held.sha256[:12]}...) is not the data {card.name} "
+            f"the held-out data (sha256 {held.source.sha256[:12]}...) is not the data {card.name} "
             f"v{card.version} was trained on ({recorded[:12]}...); point --data-dir at that data"
         )
-    if len(held.labels) != card.metrics.test_size:
+    if len(held.y_test) != card.metrics.test_size:
         raise BackfillError(
-            f"the held-out split has {len(held.labels)} rows but the card's metrics used "
+            f"the held-out split has {len(held.y_test)} rows but the card's metrics used "
             f"{card.metrics.test_size} (trained on a slice, --max-rows?); retrain instead"
         )
     model, adapter = _load(card, folder)
-    rows = [adapter.to_row(row) for row in held.rows]
+    rows = [adapter.to_row(row) for row in serving_rows(held.x_test)]
     probabilities = np.concatenate(
         [
             np.asarray(model.predict(adapter.featurize(rows[i : i + PREDICT_BATCH])))
             for i in range(0, len(rows), PREDICT_BATCH)
         ]
     )
-    accuracy = float((probabilities.argmax(axis=1) == held.labels).mean())
+    accuracy = float((probabilities.argmax(axis=1) == held.y_test).mean())
     # Float noise across library builds may flip a borderline row; more means another split.
-    if abs(accuracy - card.metrics.accuracy) > MAX_FLIPPED_ROWS / len(held.labels) + 1e-9:
+    if abs(accuracy - card.metrics.accuracy) > MAX_FLIPPED_ROWS / len(held.y_test) + 1e-9:
         raise BackfillError(
             f"the model scores {accuracy:.4f} on the reproduced held-out split, not the card's "
             f"{card.metrics.accuracy:.4f}: not the split it was evaluated on; retrain instead"
         )
     errors = misclassified_examples(
-        held.instances, held.labels, probabilities, card.labels, held.evaluated_on
+        CLIENT_INSTANCES[card.name](held.x_test),
+        held.y_test,
+        probabilities,
+        card.labels,
+        held.evaluated_on,
     )
     name = write_errors_artifact(folder, errors)
     metrics = card.metrics.model_dump()
     if len(card.labels) == 2 and metrics.get("roc_curve") is None:
         # Cards from before training recorded the curve's points: the same held-out scores.
-        metrics["roc_curve"] = roc_points(held.labels, probabilities[:, 1])
+        metrics["roc_curve"] = roc_points(held.y_test, probabilities[:, 1])
     updated = ModelCard.model_validate(
         {
             **card.model_dump(),
@@ -201,12 +139,9 @@ def _errors(args: argparse.Namespace) -> str:
 SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], str]] = {"errors": _errors}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.backfill",
-        description="Add newer evaluation artifacts to an existing model version.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `backfill` command's arguments: one subcommand per artifact."""
+    commands = parser.add_subparsers(dest="artifact", required=True)
     errors = commands.add_parser(
         "errors", help="write errors.json (misclassified held-out rows) and list it in the card"
     )
@@ -217,13 +152,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="folder with mnist.npz and aclImdb_train.tar.gz (as for training)",
     )
-    return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; print one line; exit 0, or 2 with a one-line error."""
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+def run(args: argparse.Namespace) -> int:
+    """Run one backfill; print one line; exit 0, or 2 with a one-line error."""
     if not (args.folder / "card.json").is_file():
         print(f"error: {args.folder} holds no card.json; pass a version folder", file=sys.stderr)
         return 2
@@ -233,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        print(SUBCOMMANDS[args.command](args), flush=True)
+        print(SUBCOMMANDS[args.artifact](args), flush=True)
     except (BackfillError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -242,7 +174,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the card does not validate: {first['msg']}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
 from app.schemas.card import Feature, TabularInput, TrainingData
@@ -23,10 +22,10 @@ from training.common import (
     set_seeds,
     write_errors_artifact,
 )
-from training.data import sha256_arrays
+from training.splits import BINARY_MLP_FEATURES, binary_mlp_split
 
 NAME = "binary-mlp"
-N_FEATURES = 20
+N_FEATURES = BINARY_MLP_FEATURES
 LABELS = ["0", "1"]
 MODEL_FILE = "model.keras"
 DEFAULT_EPOCHS = 200
@@ -63,13 +62,8 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
 
     progress = Progress(NAME, options.quiet)
     set_seeds(options.seed)
-    x, y = make_classification(n_samples=1000, n_features=N_FEATURES, n_classes=2, random_state=42)
-    x = x.astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.3, stratify=y, random_state=42
-    )
-    if options.max_rows:
-        x_train, y_train = x_train[: options.max_rows], y_train[: options.max_rows]
+    split = binary_mlp_split(options.data_dir, options.max_rows)
+    x_train, x_test, y_train, y_test = split.x_train, split.x_test, split.y_train, split.y_test
     x_fit, x_val, y_fit, y_val = train_test_split(
         x_train, y_train, test_size=0.2, stratify=y_train, random_state=options.seed
     )
@@ -119,7 +113,7 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
         training_data=TrainingData(
             source="sklearn.datasets.make_classification(n_samples=1000, n_features=20, "
             "n_classes=2, random_state=42), 70/30 stratified split (random_state=42)",
-            sha256=sha256_arrays(x, y),
+            sha256=split.source.sha256,
             train_size=len(x_fit),
             validation_size=len(x_val),
             test_size=len(x_test),

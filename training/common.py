@@ -38,6 +38,7 @@ from app.schemas.card import (
     sha256_file,
 )
 from training.calibration import ECE_BINS, fit_temperature, reliability
+from training.profile import add_profile
 
 HISTORY_FILE = "history.json"
 
@@ -318,8 +319,6 @@ def train_and_save(
         )
         card.write(work)
         # The drift reference profile (profile.json), listed and hashed in the card.
-        from training.profile import add_profile
-
         card = add_profile(work, options.data_dir, options.max_rows)
         if target.exists():
             shutil.rmtree(target)

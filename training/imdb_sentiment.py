@@ -29,7 +29,8 @@ from training.common import (
     set_seeds,
     write_errors_artifact,
 )
-from training.data import IMDB_LABELS, load_imdb
+from training.data import IMDB_LABELS
+from training.splits import imdb_split
 
 NAME = "imdb-sentiment"
 LABELS = list(IMDB_LABELS)
@@ -68,20 +69,14 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
 
     progress = Progress(NAME, options.quiet)
     set_seeds(options.seed)
-    reviews = load_imdb(options.data_dir)
-    indices = np.arange(len(reviews.texts))
-    if options.max_rows:
-        indices = np.random.RandomState(options.seed).permutation(indices)[: options.max_rows]
-    labels = reviews.labels[indices]
-    train_idx, held_out_idx = train_test_split(
-        indices, test_size=0.2, stratify=labels, random_state=42
-    )
+    reviews = imdb_split(options.data_dir, options.max_rows, seed=options.seed)
+    # Positions in the training split (the same slice as splitting the reviews' indices).
     fit_idx, stop_idx = train_test_split(
-        train_idx, test_size=0.1, stratify=reviews.labels[train_idx], random_state=42
+        np.arange(len(reviews.y_train)), test_size=0.1, stratify=reviews.y_train, random_state=42
     )
 
     def texts(ids: np.ndarray) -> list[str]:
-        return [reviews.texts[i] for i in ids]
+        return [reviews.x_train[i] for i in ids]
 
     progress(f"building the vocabulary from {len(fit_idx)} reviews")
     vectorizer = TextVectorizer.fit(
@@ -89,10 +84,9 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
     )
     vectorizer.save(work / VOCABULARY_FILE)
     progress(f"{len(vectorizer.vocabulary)} n-grams; encoding reviews")
-    x_fit, x_stop, x_held = (
-        vectorizer.transform(texts(ids)) for ids in (fit_idx, stop_idx, held_out_idx)
-    )
-    y_fit, y_stop, y_held = (reviews.labels[ids] for ids in (fit_idx, stop_idx, held_out_idx))
+    x_fit, x_stop = (vectorizer.transform(texts(ids)) for ids in (fit_idx, stop_idx))
+    y_fit, y_stop = (reviews.y_train[ids] for ids in (fit_idx, stop_idx))
+    x_held, y_held = vectorizer.transform(reviews.x_test), reviews.y_test
 
     def hide_tokens(ids: Any, label: Any) -> tuple[Any, Any]:
         keep = tf.random.uniform(tf.shape(ids), seed=options.seed) >= TOKEN_DROPOUT
@@ -137,20 +131,20 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
     metrics = evaluate(y_held, probabilities, LABELS, "validation")
     write_errors_artifact(
         work,
-        misclassified_examples(texts(held_out_idx), y_held, probabilities, LABELS, "validation"),
+        misclassified_examples(reviews.x_test, y_held, probabilities, LABELS, "validation"),
     )
     # Short, real held-out reviews make readable examples in the API docs.
     firsts = [
         next(
             i
-            for i in held_out_idx
-            if reviews.labels[i] == label and 300 <= len(reviews.texts[i]) <= 700
+            for i, text in enumerate(reviews.x_test)
+            if y_held[i] == label and 300 <= len(text) <= 700
         )
         for label in (1, 0)
     ]
     examples = predicted_examples(
-        [reviews.texts[i] for i in firsts],
-        [LABELS[reviews.labels[i]] for i in firsts],
+        [reviews.x_test[i] for i in firsts],
+        [LABELS[y_held[i]] for i in firsts],
         lambda texts: model(vectorizer.transform(texts), training=False),
     )
     return TrainResult(
@@ -174,7 +168,7 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
             sha256=reviews.source.sha256,
             train_size=len(fit_idx),
             validation_size=len(stop_idx),
-            test_size=len(held_out_idx),
+            test_size=len(reviews.x_test),
             notes="80/20 stratified split (random_state=42) of the official train reviews; the "
             "20% is the held-out set of the metrics; early stopping used a 10% slice of the 80%",
         ),

@@ -7,8 +7,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.datasets import load_iris
-from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold, train_test_split
+from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -24,7 +23,7 @@ from training.common import (
     predicted_examples,
     write_errors_artifact,
 )
-from training.data import sha256_arrays
+from training.splits import iris_split
 
 NAME = "iris-knn"
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -45,13 +44,8 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
     (petal sizes, the telling features, also vary most); CV decides, not the test split.
     """
     progress = Progress(NAME, options.quiet)
-    iris = load_iris()
-    x, y = iris.data.astype(np.float64), iris.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.2, stratify=y, random_state=42
-    )
-    if options.max_rows:
-        x_train, y_train = x_train[: options.max_rows], y_train[: options.max_rows]
+    split = iris_split(options.data_dir, options.max_rows)
+    x_train, x_test, y_train, y_test = split.x_train, split.x_test, split.y_train, split.y_test
     folds = min(5, int(np.bincount(y_train).min()))
     search = GridSearchCV(
         Pipeline([("scale", StandardScaler()), ("knn", KNeighborsClassifier())]),
@@ -118,7 +112,7 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
         training_data=TrainingData(
             source="Iris (Fisher 1936) as bundled with scikit-learn, 80/20 stratified split "
             "(random_state=42)",
-            sha256=sha256_arrays(x, y),
+            sha256=split.source.sha256,
             train_size=len(x_train),
             validation_size=0,
             test_size=len(x_test),

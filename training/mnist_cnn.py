@@ -29,7 +29,7 @@ from training.common import (
     set_seeds,
     write_errors_artifact,
 )
-from training.data import load_mnist
+from training.splits import mnist_split
 
 NAME = "mnist-cnn"
 LABELS = [str(digit) for digit in range(10)]
@@ -135,10 +135,8 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
 
     progress = Progress(NAME, options.quiet)
     set_seeds(options.seed)
-    data = load_mnist(options.data_dir)
+    data = mnist_split(options.data_dir, options.max_rows)
     x_all, y_all = data.x_train, data.y_train
-    if options.max_rows:
-        x_all, y_all = x_all[: options.max_rows], y_all[: options.max_rows]
     order = np.random.RandomState(options.seed).permutation(len(x_all))
     n_val = max(1, int(VALIDATION_FRACTION * len(x_all)))
     val_idx, fit_idx = order[:n_val], order[n_val:]

@@ -1,6 +1,6 @@
 """Calibrate the out-of-domain warnings of a model version and record them in its card.
 
-    python -m training.ood [--models-dir models] [--data-dir ../shared/data] [NAME ...]
+    python -m training ood [--models-dir models] [--data-dir ../shared/data] [NAME ...]
 
 For each tabular and text model (the latest version in `--models-dir`), the thresholds are
 chosen on data: the loosest setting that warns at most 1% of the model's in-domain held-out
@@ -23,139 +23,15 @@ from typing import Any
 import numpy as np
 
 from app.adapters import InputAdapter, make_adapter
+from app.runtimes import load_model, prepare_runtimes
 from app.schemas.card import ModelCard, OutOfDomainChecks, sha256_file
-from training.data import held_out_sets
+from training.ood_words import GERMAN, SPANISH
+from training.splits import held_out_sets, load_split
 
 IN_DOMAIN_GOAL = 0.01
 MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 SHARES = tuple(round(x, 2) for x in np.arange(0.05, 0.96, 0.05))
 FLOOR = 1e-4
-
-GERMAN = [
-    "der",
-    "die",
-    "das",
-    "und",
-    "ist",
-    "nicht",
-    "ein",
-    "eine",
-    "ich",
-    "es",
-    "war",
-    "sehr",
-    "gut",
-    "schlecht",
-    "film",
-    "schauspieler",
-    "geschichte",
-    "langweilig",
-    "spannend",
-    "wirklich",
-    "leider",
-    "aber",
-    "auch",
-    "mit",
-    "für",
-    "auf",
-    "zu",
-    "hat",
-    "haben",
-    "wir",
-    "sie",
-    "er",
-    "kein",
-    "keine",
-    "ganz",
-    "schön",
-    "großartig",
-    "furchtbar",
-    "ende",
-    "anfang",
-    "musik",
-    "kamera",
-    "regie",
-    "handlung",
-    "figuren",
-    "zuschauer",
-    "kino",
-    "abend",
-    "zeit",
-    "geld",
-    "verschwendet",
-    "empfehlen",
-    "nie",
-    "wieder",
-    "besser",
-    "schlechter",
-    "meisterwerk",
-    "enttäuschend",
-    "überraschend",
-    "witzig",
-    "traurig",
-]
-SPANISH = [
-    "el",
-    "la",
-    "los",
-    "las",
-    "y",
-    "es",
-    "no",
-    "un",
-    "una",
-    "yo",
-    "fue",
-    "muy",
-    "bueno",
-    "malo",
-    "película",
-    "actores",
-    "historia",
-    "aburrida",
-    "emocionante",
-    "realmente",
-    "pero",
-    "también",
-    "con",
-    "para",
-    "en",
-    "que",
-    "tiene",
-    "han",
-    "nosotros",
-    "ella",
-    "él",
-    "ningún",
-    "bastante",
-    "hermosa",
-    "genial",
-    "terrible",
-    "final",
-    "principio",
-    "música",
-    "cámara",
-    "dirección",
-    "trama",
-    "personajes",
-    "espectadores",
-    "cine",
-    "noche",
-    "tiempo",
-    "dinero",
-    "perdido",
-    "recomendar",
-    "nunca",
-    "más",
-    "mejor",
-    "peor",
-    "obra",
-    "maestra",
-    "decepcionante",
-    "sorprendente",
-    "divertida",
-    "triste",
-]
 
 
 def _latest(models_dir: Path, name: str) -> Path:
@@ -368,10 +244,9 @@ def calibrate_image(
     from app.adapters.image import embedding_distances
     from app.errors import ServingError
     from app.preprocessing.image import images_to_model_input
-    from app.runtimes.keras import KerasModel, configure_backend
     from training.data import load_mnist
 
-    configure_backend(2)
+    prepare_runtimes([card.framework], 2)
     rng = np.random.default_rng(seed)
     probe = OutOfDomainChecks(
         method="probe",
@@ -380,8 +255,7 @@ def calibrate_image(
         held_out_warned=0.0,
         out_of_domain_warned={},
     )
-    model = KerasModel(_with(card, probe), folder, buckets=(1, 64, 256))
-    model.load()
+    model = load_model(_with(card, probe), folder, buckets=(1, 64, 256))
 
     def embed(images: np.ndarray) -> np.ndarray:
         chunks = [
@@ -416,8 +290,7 @@ def calibrate_image(
     )
     scored = _with(card, checks)
     adapter = make_adapter(scored, folder, max_image_pixels=10**8)
-    model = KerasModel(scored, folder, buckets=(1, 64, 256))
-    model.load()
+    model = load_model(scored, folder, buckets=(1, 64, 256))
     shares: dict[str, float] = {}
     for family, files in image_families(mnist.x_test, rng, count).items():
         rows, refused = [], 0
@@ -438,24 +311,9 @@ def calibrate_image(
     return checks, shares, {"means": means, "precision": precision}
 
 
-def _train_split(name: str) -> np.ndarray:
-    from sklearn.datasets import load_iris, make_classification
-    from sklearn.model_selection import train_test_split
-
-    if name == "iris-knn":
-        x, y = load_iris(return_X_y=True)
-        train, _, _, _ = train_test_split(x, y, test_size=0.2, stratify=y, random_state=42)
-    else:
-        x, y = make_classification(n_samples=1000, n_features=20, n_classes=2, random_state=42)
-        train, _, _, _ = train_test_split(
-            x.astype(np.float32), y, test_size=0.3, stratify=y, random_state=42
-        )
-    return np.asarray(train, dtype=np.float64)
-
-
-def main() -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `ood` command's arguments."""
     root = Path(__file__).resolve().parents[1]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "names", nargs="*", default=["iris-knn", "binary-mlp", "imdb-sentiment", "mnist-cnn"]
     )
@@ -463,7 +321,10 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=root.parent / "shared" / "data")
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--dry-run", action="store_true", help="print, do not write cards")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Calibrate each named model's latest version; print a table each; exit 0."""
     held = held_out_sets(args.data_dir)
     for name in args.names:
         folder = _latest(args.models_dir, name)
@@ -471,7 +332,11 @@ def main() -> None:
         instances = held[name][0]
         if card.input.kind == "tabular":
             checks, shares = calibrate_tabular(
-                card, folder, instances, _train_split(name), args.seed
+                card,
+                folder,
+                instances,
+                np.asarray(load_split(name, None).x_train, dtype=np.float64),
+                args.seed,
             )
         elif card.input.kind == "image":
             checks, shares, _ = calibrate_image(card, folder, args.data_dir, args.seed)
@@ -495,7 +360,4 @@ def main() -> None:
             print(f"| {family} | {share:.4f} |")
         if not args.dry_run:
             _with(card, checks).write(folder)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,4 +1,4 @@
-"""Reference profiles for drift detection, and the data splits they are computed on.
+"""Reference profiles for drift detection, computed on the trainers' own training split.
 
     python -m training profile models/<name>/<version> [--data-dir DIR]
 
@@ -8,9 +8,8 @@ the version folder and adds it to the card (`profile_file`, `artifacts` with its
 Re-runnable: it replaces an existing profile. The trainers call `add_profile` on every new
 version, so only artifacts trained before profiles existed need this command.
 
-The splits repeat the trainers' (same functions, seeds and fractions): iris 80/20 stratified,
-binary-mlp 70/30 stratified, MNIST's official train/test, IMDb's official train reviews 80/20
-stratified. At most `PROFILE_MAX_ROWS` training rows (a seeded sample) are profiled.
+The rows are the training split of `training.splits` (the trainers' own). At most
+`PROFILE_MAX_ROWS` training rows (a seeded sample) are profiled.
 """
 
 from __future__ import annotations
@@ -18,104 +17,35 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.adapters import TextAdapter, make_adapter
 from app.monitoring.profile import PROFILE_FILE, StatisticsComputer, build_profile
+from app.preprocessing.text import EncodedText
+from app.runtimes import load_model
 from app.schemas.card import ModelCard, sha256_file
 from training.backend import MissingTrainingDependency, import_training_backend
+from training.splits import Split, load_split
 
 PROFILE_MAX_ROWS = 10_000
 PREDICT_CHUNK_ROWS = 256
 SEED = 42
 
 
-@dataclass
-class Split:
-    """Serving-form rows (as the adapters make them) of a model's training and held-out data."""
-
-    train: list[Any]
-    held_out: list[Any]
-    held_out_labels: list[str]
-
-
-def load_split(name: str, data_dir: Path | None, max_rows: int | None = None) -> Split:
-    """The training and held-out rows of one of the four models, as its trainer split them."""
-    from sklearn.model_selection import train_test_split
-
-    if name == "iris-knn":
-        from sklearn.datasets import load_iris
-
-        iris = load_iris()
-        x, y = iris.data.astype(np.float64), iris.target.astype(np.int64)
-        x_train, x_test, _, y_test = train_test_split(
-            x, y, test_size=0.2, stratify=y, random_state=42
-        )
-        names = [str(n) for n in iris.target_names]
-        return Split(
-            [r.astype(np.float32) for r in x_train[:max_rows]],
-            [r.astype(np.float32) for r in x_test],
-            [names[i] for i in y_test],
-        )
-    if name == "binary-mlp":
-        from sklearn.datasets import make_classification
-
-        from training.binary_mlp import N_FEATURES
-
-        x, y = make_classification(
-            n_samples=1000, n_features=N_FEATURES, n_classes=2, random_state=42
-        )
-        x = x.astype(np.float32)
-        x_train, x_test, _, y_test = train_test_split(
-            x, y, test_size=0.3, stratify=y, random_state=42
-        )
-        return Split(list(x_train[:max_rows]), list(x_test), [str(int(v)) for v in y_test])
-    if name == "mnist-cnn":
-        from training.data import load_mnist
-
-        data = load_mnist(data_dir)
-        x_train = data.x_train[:max_rows].astype(np.float32)
-        return Split(
-            list(x_train),
-            list(data.x_test.astype(np.float32)),
-            [str(int(v)) for v in data.y_test],
-        )
-    if name == "imdb-sentiment":
-        from training.data import IMDB_LABELS, load_imdb
-
-        reviews = load_imdb(data_dir)
-        indices = np.arange(len(reviews.texts))
-        if max_rows:
-            indices = np.random.RandomState(SEED).permutation(indices)[:max_rows]
-        labels = reviews.labels[indices]
-        train_idx, held_idx = train_test_split(
-            indices, test_size=0.2, stratify=labels, random_state=42
-        )
-        return Split(
-            [reviews.texts[i] for i in train_idx],
-            [reviews.texts[i] for i in held_idx],
-            [IMDB_LABELS[int(reviews.labels[i])] for i in held_idx],
-        )
-    raise ValueError(f"no known training data for model {name!r}")
+def serving_rows(rows: Any) -> list[Any]:
+    """A split's rows in the form the input adapters make them: float32 arrays for tabular
+    rows and images, the texts as they are."""
+    if isinstance(rows, list):
+        return rows
+    return [np.asarray(row, dtype=np.float32) for row in rows]
 
 
 def predict_labels(card: ModelCard, folder: Path, rows: Sequence[Any]) -> list[str]:
     """The labels the version in `folder` predicts for serving-form rows."""
-    from app.adapters import TextAdapter, make_adapter
-    from app.preprocessing.text import EncodedText
-    from app.runtimes.base import Model
-    from app.runtimes.keras import KerasModel
-    from app.runtimes.sklearn import SklearnModel
-
-    model: Model = (
-        KerasModel(card, folder, buckets=[PREDICT_CHUNK_ROWS])
-        if card.framework == "keras"
-        else SklearnModel(card, folder)
-    )
-    model.load()
+    model = load_model(card, folder, buckets=[PREDICT_CHUNK_ROWS])
     adapter = make_adapter(card, folder, max_image_pixels=4_000_000)
     labels: list[str] = []
     for start in range(0, len(rows), PREDICT_CHUNK_ROWS):
@@ -135,7 +65,7 @@ def add_profile(
     """Compute the profile of the version in `folder`, write it and list it in the card."""
     card = ModelCard.read(folder)
     split = split or load_split(card.name, data_dir, max_rows)
-    rows = split.train
+    rows = serving_rows(split.x_train)
     if len(rows) > PROFILE_MAX_ROWS:
         chosen = np.random.RandomState(SEED).choice(len(rows), PROFILE_MAX_ROWS, replace=False)
         rows = [rows[i] for i in sorted(chosen)]
@@ -149,12 +79,8 @@ def add_profile(
     return card
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m training profile FOLDER...`: exit 0 when every profile was written."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training profile",
-        description="Add a drift reference profile (profile.json) to existing model versions.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `profile` command's arguments."""
     parser.add_argument("folders", nargs="+", type=Path, help="models/<name>/<version> folders")
     parser.add_argument(
         "--data-dir",
@@ -162,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="folder with mnist.npz and aclImdb_train.tar.gz (omit to download)",
     )
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`python -m training profile FOLDER...`: exit 0 when every profile was written."""
     try:
         import_training_backend()  # quietly: one line per folder, whatever the CPU
     except MissingTrainingDependency as exc:
@@ -180,7 +109,3 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

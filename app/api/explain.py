@@ -16,7 +16,7 @@ from app.explain.image import captioned_png
 from app.explain.service import ExplanationService
 from app.jsonutil import json_response
 from app.protocols.v1 import parse_instances
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.card import ImageInput
 from app.schemas.explain import ExplainResponse
 from app.schemas.responses import ErrorResponse, error_responses
@@ -159,11 +159,10 @@ METHODS = {
 }
 
 
-def _invalid_input_message(entry: ModelEntry) -> str | None:
+def _invalid_input_message(entry: CardedVersion) -> str | None:
     """What this model's `:explain` really answers to an instance of the wrong kind."""
-    assert entry.adapter is not None
     try:
-        parse_instances(entry.adapter, b'{"instances": [null]}')
+        parse_instances(entry.kind, b'{"instances": [null]}')
     except ServingError as exc:
         return exc.message
     return None
@@ -180,8 +179,7 @@ def explain_openapi(explainer: ExplanationService) -> tuple[dict[str, Any], dict
         components[model.__name__] = schema
     paths: dict[str, Any] = {}
     for name, entry in documented_versions(service):
-        card, adapter = entry.card, entry.adapter
-        assert card is not None and adapter is not None
+        card, adapter = entry.card, entry.kind
         operation_name = name.replace("-", "_").replace(".", "_")
         request_model = adapter.request_model
         body = predict_request_body(card, request_model, components)

@@ -36,7 +36,7 @@ from app.errors import (
 from app.jsonutil import dumps, json_response, send_json_ok
 from app.preprocessing.image import MNIST_SIDE, ImageInputError, image_bytes_to_mnist
 from app.protocols.v1 import V1Protocol, parse_instances
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.predict import PredictResponse
 from app.schemas.responses import ErrorResponse, error_responses
 from app.schemas.versions import MAX_VERSION, not_a_version
@@ -286,14 +286,14 @@ def _invalid_input_message(adapter: InputAdapter) -> str:
     raise AssertionError(f"{adapter.card.name} accepted a null instance")
 
 
-def documented_versions(service: PredictionService) -> list[tuple[str, ModelEntry]]:
+def documented_versions(service: PredictionService) -> list[tuple[str, CardedVersion]]:
     """(name, version) per model for the docs: the newest version with a valid card."""
     documented = []
     for name in service.registry.names:
         versions = service.registry.versions(name)
-        carded = [v for v, entry in versions.items() if entry.card is not None]
+        carded = [entry.carded for entry in versions.values() if entry.carded is not None]
         if carded:
-            documented.append((name, versions[max(carded)]))
+            documented.append((name, max(carded, key=lambda c: c.version)))
     return documented
 
 
@@ -306,8 +306,7 @@ def predict_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[st
         components[model.__name__] = schema
     paths: dict[str, Any] = {}
     for name, entry in documented_versions(service):
-        card, adapter = entry.card, entry.adapter
-        assert card is not None and adapter is not None
+        card, adapter = entry.card, entry.kind
         operation_name = name.replace("-", "_").replace(".", "_")
         request_model = adapter.request_model
         responses = _responses(

@@ -19,7 +19,7 @@ from app.errors import ServingError, render_error, unexpected_error_response
 from app.jsonutil import json_response
 from app.protocols import triton
 from app.protocols.v2 import V2Protocol
-from app.repository import ModelEntry
+from app.repository import CardedVersion
 from app.schemas.responses import error_responses
 from app.schemas.v2 import (
     InferenceRequest,
@@ -208,10 +208,9 @@ async def infer_version(request: Request, name: ModelName, version: Version) -> 
     return await _infer(request, version)
 
 
-def example_request(entry: ModelEntry) -> dict[str, Any]:
+def example_request(entry: CardedVersion) -> dict[str, Any]:
     """A V2 infer request for the version's first card example (a real held-out instance)."""
-    card, adapter = entry.card, entry.adapter
-    assert card is not None and adapter is not None
+    card, adapter = entry.card, entry.kind
     tensor = adapter.tensor_example(card.examples[0].instance)
     return {"id": "example-1", "inputs": [{"name": adapter.tensor_spec.name, **tensor}]}
 
@@ -219,12 +218,11 @@ def example_request(entry: ModelEntry) -> dict[str, Any]:
 def _infer_docs(service: PredictionService) -> dict[str, Any]:
     examples = {}
     for name in service.registry.names:  # sorted, like the name parameter's examples
-        entry = service.registry.find(name)
-        card = entry.card
-        if card is not None and card.examples:
+        entry = service.registry.find(name).carded
+        if entry is not None and entry.card.examples:
             examples[name] = {
                 "summary": f"{name}: a real held-out example (true label: "
-                f"{card.examples[0].label})",
+                f"{entry.card.examples[0].label})",
                 "value": example_request(entry),
             }
     return {

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from app.explain.base import Check, Explainer, Predict, completeness, prediction, tolerance
-from app.explain.gradients import Gradient
+from app.runtimes.base import Gradient
 from app.schemas.card import ModelCard
 
 CHUNK_ROWS = 16  # gradient rows per call: one compiled shape, small enough to yield often

@@ -12,68 +12,47 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import Receive
 
 from app.adapters import InputAdapter, TextAdapter
 from app.context import RequestContext
 from app.errors import NotFound, PayloadTooLarge, ServingError
 from app.explain.base import Explainer
-from app.explain.gradients import UnsupportedBackend, make_gradient
 from app.explain.image import IntegratedGradients
 from app.explain.table import TableShapley, WordShapley
 from app.explain.tabular import TabularExplainer
 from app.explain.text import TextShapley
 from app.explain.worker import Check, ExplainWorker
-from app.repository import ModelEntry
-from app.runtimes.keras import KerasModel
-from app.runtimes.sklearn import SklearnModel
+from app.repository import ServedVersion
+from app.runtimes import Model, NoInputGradients
 from app.schemas.card import ImageInput, RawTextInput, TableInput, TabularInput
+from app.series import ExplainSeries
 from app.service import PredictionService
-from app.settings import Settings
-
-EXPLAIN_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from app.settings import ExplainSettings
 
 
 class NotExplainable(ServingError):
-    """This model cannot be explained on this server (a Keras backend without gradients)."""
+    """This model cannot be explained on this server (its runtime or backend has no input
+    gradients)."""
 
     status_code = 501
-
-
-class ExplainMetrics:
-    """Prometheus series of explanations, on the app's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "synergy_explanations_total",
-            "Explanation requests by model, version and status (ok or the HTTP status).",
-            ["model", "version", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "synergy_explanation_duration_seconds",
-            "Time to explain one request on the explanation worker (queueing excluded).",
-            ["model"],
-            buckets=EXPLAIN_LATENCY_BUCKETS_S,
-            registry=registry,
-        )
 
 
 class ExplanationService:
     """Everything between an `:explain` route and the explainers."""
 
-    def __init__(self, settings: Settings, service: PredictionService) -> None:
+    def __init__(self, settings: ExplainSettings, service: PredictionService) -> None:
         self.settings = settings
         self.service = service
-        self.metrics = ExplainMetrics(service.metrics.registry)
+        self.metrics = ExplainSeries(service.metrics.registry)
         registry = service.registry
         self.worker = ExplainWorker(
             max_queue=settings.explain_max_queue,
             max_per_caller=settings.explain_max_per_caller,
             niceness=settings.explain_niceness,
             pressure=lambda: any(
-                entry.batcher is not None and entry.batcher.in_flight_rows > 0 for entry in registry
+                entry.served is not None and entry.served.batcher.in_flight_rows > 0
+                for entry in registry
             ),
             max_yield_s=settings.explain_max_yield_ms / 1000.0,
         )
@@ -119,8 +98,7 @@ class ExplanationService:
     ) -> dict[str, Any]:
         """One uploaded image file -> one explanation."""
         entry = self.service.core.select(name, version, context)
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         if not adapter.takes_image_files:
             raise NotFound(
                 f"model {name} does not take images, so it has no :explain-image; use "
@@ -136,7 +114,7 @@ class ExplanationService:
             raise
 
     async def _explain(
-        self, entry: ModelEntry, rows: list[Any], context: RequestContext
+        self, entry: ServedVersion, rows: list[Any], context: RequestContext
     ) -> dict[str, Any]:
         limit = self.settings.explain_max_instances
         if len(rows) > limit:
@@ -162,11 +140,10 @@ class ExplanationService:
         return {"model": entry.name, "version": entry.version, "explanations": explanations}
 
     # ------------------------------------------------------------------ worker side
-    def explain_rows(self, entry: ModelEntry, rows: list[Any], check: Check) -> list[Any]:
+    def explain_rows(self, entry: ServedVersion, rows: list[Any], check: Check) -> list[Any]:
         """Explain every row (on the worker thread); a row the model cannot compute is a 422
         naming it, as in `:predict`."""
-        model, adapter = entry.model, entry.adapter
-        assert model is not None and adapter is not None
+        model, adapter = entry.model, entry.kind
         explainer = self.explainer_for(entry)
         features, refused = adapter.featurize_batch(rows)
         if refused:  # as `:predict` refuses it (a review with no known word)
@@ -187,13 +164,17 @@ class ExplanationService:
 
     def _forget_unloaded(self) -> None:
         """Drop the explainers of versions that were unloaded (they hold the runtime)."""
-        live = {(e.name, e.version): e.model for e in self.service.registry}
+        live = {
+            (e.name, e.version): e.served.model
+            for e in self.service.registry
+            if e.served is not None
+        }
         with self._lock:
             for key, (model, _) in list(self._explainers.items()):
                 if live.get(key) is not model:
                     del self._explainers[key]
 
-    def explainer_for(self, entry: ModelEntry) -> Explainer:
+    def explainer_for(self, entry: ServedVersion) -> Explainer:
         """The explainer of this loaded version (built once, on first use)."""
         key = (entry.name, entry.version)
         with self._lock:
@@ -206,21 +187,21 @@ class ExplanationService:
         return explainer
 
 
-def build_explainer(entry: ModelEntry, settings: Settings) -> Explainer:
+def build_explainer(entry: ServedVersion, settings: ExplainSettings) -> Explainer:
     """The explainer for a loaded version's input kind and runtime."""
-    card, model, adapter = entry.card, entry.model, entry.adapter
-    assert card is not None and model is not None and adapter is not None
-    return make_explainer(card, model, adapter, settings)
+    return make_explainer(entry.card, entry.model, entry.kind, settings)
 
 
-def make_explainer(card: Any, model: Any, adapter: InputAdapter, settings: Settings) -> Explainer:
+def make_explainer(
+    card: Any, model: Model, adapter: InputAdapter, settings: ExplainSettings
+) -> Explainer:
     """The explainer for (card, loaded runtime, adapter): see app.explain's modules."""
     if isinstance(card.input, TabularInput):
         return TabularExplainer(
             card,
             model.predict,
-            estimator=model.estimator if isinstance(model, SklearnModel) else None,
-            network=model.network if isinstance(model, KerasModel) else None,
+            estimator=model.estimator,
+            input_mean=model.input_mean(),
             exact_max_features=settings.explain_exact_max_features,
             permutations=settings.explain_permutations,
         )
@@ -233,11 +214,9 @@ def make_explainer(card: Any, model: Any, adapter: InputAdapter, settings: Setti
             return TableShapley(card, outputs, permutations=settings.explain_permutations)
         return WordShapley(card, outputs, permutations=settings.explain_text_permutations)
     if isinstance(card.input, ImageInput):
-        if not isinstance(model, KerasModel):
-            raise NotExplainable(f"model {card.name}: image explanations need a Keras model")
         try:
-            gradient = make_gradient(model.network, model.backend)
-        except UnsupportedBackend as exc:
+            gradient = model.input_gradient()
+        except NoInputGradients as exc:
             raise NotExplainable(str(exc)) from None
         return IntegratedGradients(
             card,

@@ -80,16 +80,6 @@ class KnnView:
         return np.asarray(self.knn._fit_X, dtype=np.float64)
 
 
-def _keras_feature_mean(network: Any, n_features: int) -> np.ndarray | None:
-    """The training mean from the first Normalization layer of a Keras model, if any."""
-    for layer in getattr(network, "layers", []):
-        if layer.__class__.__name__ == "Normalization" and getattr(layer, "mean", None) is not None:
-            mean = np.asarray(layer.mean, dtype=np.float64).reshape(-1)
-            if mean.size == n_features:
-                return mean
-    return None
-
-
 class TabularExplainer(Explainer):
     """Shapley values over a tabular model's named features (see the module docstring)."""
 
@@ -99,7 +89,7 @@ class TabularExplainer(Explainer):
         predict: Predict,
         *,
         estimator: Any = None,
-        network: Any = None,
+        input_mean: np.ndarray | None = None,
         exact_max_features: int = 10,
         permutations: int = 32,
     ) -> None:
@@ -110,19 +100,17 @@ class TabularExplainer(Explainer):
         self.exact = len(self.names) <= exact_max_features
         self.permutations = permutations
         self.knn = KnnView.find(estimator) if estimator is not None else None
-        self.baseline, self.baseline_kind = self._baseline(network)
+        self.baseline, self.baseline_kind = self._baseline(input_mean)
 
-    def _baseline(self, network: Any) -> tuple[np.ndarray, str]:
+    def _baseline(self, input_mean: np.ndarray | None) -> tuple[np.ndarray, str]:
         n = len(self.names)
         if self.knn is not None:
             mean = self.knn.training_rows().mean(axis=0, keepdims=True)
             original = self.knn.inverse(mean)
             if original is not None and original.shape == (1, n):
                 return original[0], "mean of the training data (from the fitted KNN)"
-        if network is not None:
-            keras_mean = _keras_feature_mean(network, n)
-            if keras_mean is not None:
-                return keras_mean, "mean of the training data (from the model's Normalization)"
+        if input_mean is not None and input_mean.shape == (n,):
+            return input_mean, "mean of the training data (from the model's Normalization)"
         return np.zeros(n), "zeros (the artifact holds no training statistics)"
 
     def method(self) -> dict[str, Any]:

@@ -39,7 +39,8 @@ from sqlalchemy import (
 )
 
 from app.monitoring.comparison import ShadowCounts, VersionCounts
-from app.monitoring.store import Store, prediction_rows
+from app.monitoring.database import prediction_rows
+from app.monitoring.store import Store
 from app.repository.promotion import Decision
 
 # Serialises decisions across replicas that share a PostgreSQL database (per model).

@@ -38,7 +38,7 @@ import orjson
 
 from app.adapters.base import RowWarnings
 from app.preprocessing.text import EncodedText
-from app.protocols.v1 import encode_predictions
+from app.protocols.v1 import with_warnings
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class PayloadLogger:
                 str,
                 int,
                 Sequence[Any],
-                Sequence[str],
+                Callable[[np.ndarray], list[dict[str, Any]]],
                 np.ndarray,
                 float,
                 int,
@@ -182,13 +182,14 @@ class PayloadLogger:
         model: str,
         version: int,
         rows: Sequence[Any],
-        labels: Sequence[str],
+        encode: Callable[[np.ndarray], list[dict[str, Any]]],
         probabilities: np.ndarray,
         warnings: Sequence[RowWarnings] = (),
     ) -> None:
         """Queue one prediction's events (dropped and counted when the queue is full, in
-        events or in bytes): its rows as the adapter made them, its `(N, C)` probabilities
-        over `labels` and its rows' input warnings."""
+        events or in bytes): its rows as the adapter made them, its `(N, C)` model outputs,
+        the task's encoder of those outputs into the response's prediction objects
+        (`Task.encode_v1` of its card) and its rows' input warnings."""
         size = ITEM_OVERHEAD_BYTES + int(probabilities.nbytes) + sum(_row_bytes(r) for r in rows)
         with self._condition:
             full = (
@@ -204,7 +205,7 @@ class PayloadLogger:
                         model,
                         version,
                         rows,
-                        labels,
+                        encode,
                         probabilities,
                         time.time(),
                         size,
@@ -260,7 +261,7 @@ class PayloadLogger:
                         model,
                         version,
                         rows,
-                        labels,
+                        encode,
                         probabilities,
                         at,
                         _,
@@ -271,7 +272,7 @@ class PayloadLogger:
                         model,
                         version,
                         list(rows),
-                        encode_predictions(labels, probabilities, warned),
+                        with_warnings(encode(probabilities), warned),
                         at,
                         f"{self._prefix}-{next(self._counter)}",
                     )

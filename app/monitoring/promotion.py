@@ -25,31 +25,24 @@ import asyncio
 import collections
 import logging
 import socket
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from app.errors import BadRequest, NotFound, Unavailable
 from app.monitoring.comparison import (
     ShadowCounts,
     Verdict,
     VersionCounts,
-    interval,
     judge_canary,
     judge_shadow,
-    mcnemar,
-    newcombe_difference,
-    paired_difference,
-    two_proportion_test,
     verdict_json,
-    wilson,
 )
-from app.monitoring.evidence import Evidence, ShadowRow
+from app.monitoring.comparison_json import canary_json, shadow_json
+from app.monitoring.evidence import Evidence
+from app.monitoring.shadow import ShadowRows
 from app.repository.promotion import (
     ACTIONS,
     Decision,
@@ -61,21 +54,18 @@ from app.repository.promotion import (
     resolve,
     routed_version,
 )
-from app.repository.registry import ModelRegistry, ModelState, ServedModel
+from app.repository.registry import ModelRegistry, ServedModel
 from app.repository.rules import PromotionRules
+from app.repository.versions import ModelState
+from app.series import PromotionSeries
 
 if TYPE_CHECKING:
     from app.core import ShadowEvent
     from app.monitoring.monitor import Monitor
-    from app.settings import Settings
+    from app.settings import PromotionSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Shadow rows waiting for the next flush; more are dropped (a slow database never grows
-# memory). The shadow's answers are evidence, not records: a dropped row is a smaller sample.
-MAX_PENDING_SHADOW_ROWS = 50_000
-SHADOW_LATENCY_WINDOW = 10_000
 
 
 class Promoter:
@@ -83,7 +73,7 @@ class Promoter:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: PromotionSettings,
         registry: ModelRegistry,
         monitor: Monitor,
         metrics: CollectorRegistry,
@@ -97,23 +87,10 @@ class Promoter:
         self._decisions: dict[str, list[Decision]] = collections.defaultdict(list)
         self._last_id = 0
         self._judged: dict[tuple[str, int, int], int] = {}
-        self._pending: collections.deque[ShadowRow] = collections.deque()
-        self._pending_lock = threading.Lock()
-        self._shadow_latency: dict[tuple[str, int], collections.deque[float]] = {}
-        self._shadow_dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="promotion")
-        self.decisions_total = Counter(
-            "synergy_promotion_decisions_total",
-            "Promotion decisions this replica recorded (promote, rollback, reset).",
-            ["model", "action", "decided_by"],
-            registry=metrics,
-        )
-        self.shadow_rows_dropped = Counter(
-            "synergy_promotion_shadow_rows_dropped_total",
-            "Shadow answers not stored for comparisons (queue full or database error).",
-            registry=metrics,
-        )
+        self.series = PromotionSeries(metrics)
+        self.shadow = ShadowRows(self.series)
         registry.overlay = self._overlay
 
     # ------------------------------------------------------------------ lifecycle
@@ -171,46 +148,11 @@ class Promoter:
     # ------------------------------------------------------------------ shadow rows
     def record_shadow(self, event: ShadowEvent) -> None:
         """Queue a shadow copy's rows (on the loop, in the shadow's task): a deque append."""
-        if event.latency_s is not None:
-            window = self._shadow_latency.get((event.model, event.shadow_version))
-            if window is None:
-                window = collections.deque(maxlen=SHADOW_LATENCY_WINDOW)
-                self._shadow_latency[(event.model, event.shadow_version)] = window
-            window.append(event.latency_s * 1000.0)
-        if self.evidence is None:
-            return
-        now = time.time()
-        with self._pending_lock:
-            if len(self._pending) + len(event.shadow_labels) > MAX_PENDING_SHADOW_ROWS:
-                self.shadow_rows_dropped.inc(len(event.shadow_labels))
-                return
-            for index, (primary, shadow) in enumerate(
-                zip(event.primary_labels, event.shadow_labels, strict=True)
-            ):
-                self._pending.append(
-                    (
-                        event.model,
-                        event.request_id[:128],
-                        index,
-                        event.primary_version,
-                        event.shadow_version,
-                        primary,
-                        shadow,
-                        now,
-                    )
-                )
+        self.shadow.record(event, stored=self.evidence is not None)
 
     def _flush(self) -> None:
-        with self._pending_lock:
-            rows = list(self._pending)
-            self._pending.clear()
-        if not rows or self.evidence is None:
-            return
-        try:
-            self.evidence.insert_shadow_rows(rows)
-        except Exception as exc:  # noqa: BLE001 - counted: a smaller sample, not an outage
-            log.error("storing %d shadow rows failed: %s", len(rows), type(exc).__name__)
-            self.shadow_rows_dropped.inc(len(rows))
+        if self.evidence is not None:
+            self.shadow.flush(self.evidence)
 
     # ------------------------------------------------------------------ decisions
     def _overlay(self, model: ServedModel) -> Any:
@@ -262,7 +204,7 @@ class Promoter:
         if decision is None:  # another replica decided first: follow its decision
             await self._sync()
             return None
-        self.decisions_total.labels(name, action, decided_by).inc()
+        self.series.decisions_total.labels(name, action, decided_by).inc()
         (log.warning if action == "rollback" else log.info)(
             "model %s: version %d %s against version %d by %s: %s",
             name,
@@ -428,63 +370,11 @@ class Promoter:
         counts.latency_samples = int(latency["window"])
 
     def _shadow_json(self, model: ServedModel, pair: Pair, counts: ShadowCounts) -> dict[str, Any]:
-        labels = self._labels(model, pair)
-        n = counts.feedback_rows
-        b, c = counts.baseline_only, counts.candidate_only
-        base_correct = counts.both_right + b
-        cand_correct = counts.both_right + c
-        test = mcnemar(b, c)
-        diff, low, high = paired_difference(counts.both_right, b, c, counts.neither)
-        matrix = [[counts.matrix.get((t, p), 0) for p in labels] for t in labels]
-        entry = model.versions.get(pair.baseline)
         base_serving = VersionCounts()
-        if entry is not None:
+        if model.versions.get(pair.baseline) is not None:
             self._serving(model, pair.baseline, base_serving)
-        latencies = self._shadow_latency.get((model.name, pair.candidate))
-        shadow_p99 = (
-            round(float(np.percentile(np.fromiter(latencies, float), 99)), 3) if latencies else None
-        )
-        answered = counts.rows + counts.candidate_failed
-        return {
-            "agreement": {
-                "rows": counts.rows,
-                "agreed": counts.agreed,
-                "rate": round(counts.agreed / counts.rows, 6) if counts.rows else None,
-                "interval_95": interval(*wilson(counts.agreed, counts.rows)),
-            },
-            "disagreement": {
-                "labels": labels,
-                "matrix": matrix,
-                "rows": counts.rows,
-                "note": "rows: the baseline's label; columns: the candidate's",
-            },
-            "accuracy": {
-                "feedback_rows": n,
-                "baseline": _accuracy(base_correct, n),
-                "candidate": _accuracy(cand_correct, n),
-                "difference": {"value": round(diff, 6), "interval_95": interval(low, high)},
-                "mcnemar": {
-                    "baseline_only_right": b,
-                    "candidate_only_right": c,
-                    "p_value": _p(test.p_value),
-                    "p_candidate_worse": _p(test.p_worse),
-                },
-            },
-            "serving": {
-                "baseline": _serving_json(base_serving),
-                "candidate": {
-                    "copies": answered,
-                    "failed": counts.candidate_failed,
-                    "error_rate": round(counts.candidate_failed / answered, 6)
-                    if answered
-                    else None,
-                    "p99_ms": shadow_p99,
-                    "latency_samples": len(latencies) if latencies else 0,
-                    "note": "the shadow's own inference time on this replica (its copies "
-                    "are not requests): not comparable with a request's latency",
-                },
-            },
-        }
+        latencies = self.shadow.latencies_ms.get((model.name, pair.candidate))
+        return shadow_json(self._labels(model, pair), counts, base_serving, latencies)
 
     def _canary_json(
         self,
@@ -494,48 +384,24 @@ class Promoter:
         baseline: VersionCounts,
         details: bool = True,
     ) -> dict[str, Any]:
-        test = two_proportion_test(
-            candidate.correct, candidate.feedback_rows, baseline.correct, baseline.feedback_rows
-        )
-        diff, low, high = newcombe_difference(
-            candidate.correct, candidate.feedback_rows, baseline.correct, baseline.feedback_rows
-        )
-        return {
-            "accuracy": {
-                "baseline": {
-                    **_accuracy(baseline.correct, baseline.feedback_rows),
-                    "rows_predicted": baseline.rows,
-                },
-                "candidate": {
-                    **_accuracy(candidate.correct, candidate.feedback_rows),
-                    "rows_predicted": candidate.rows,
-                },
-                "difference": {"value": round(diff, 6), "interval_95": interval(low, high)},
-                "z_test": {
-                    "z": round(test.z, 6),
-                    "p_value": _p(test.p_value),
-                    "p_candidate_worse": _p(test.p_worse),
-                },
-            },
-            "drift": {
+        drift = (
+            {
                 "baseline": self._drift(model, pair.baseline),
                 "candidate": self._drift(model, pair.candidate),
             }
             if details
-            else {},
-            "serving": {
-                "baseline": _serving_json(baseline),
-                "candidate": _serving_json(candidate),
-            },
-        }
+            else {}
+        )
+        return canary_json(candidate, baseline, drift)
 
     def _drift(self, model: ServedModel, version: int) -> dict[str, Any]:
         entry = model.versions.get(version)
+        carded = entry.carded if entry is not None else None
         store = self.monitor.store
-        if entry is None or entry.card is None or store is None:
+        if carded is None or store is None:
             return {"note": "version not served"}
         try:
-            drift: dict[str, Any] = self.monitor._drift(entry, store, None)
+            drift: dict[str, Any] = self.monitor._drift(carded, store, None)
         except Exception as exc:  # noqa: BLE001 - drift is context, not the verdict
             return {"note": f"drift unavailable ({type(exc).__name__})"}
         return {
@@ -564,27 +430,3 @@ class Promoter:
 
 def _label(model: ServedModel, version: int) -> str:
     return next((k for k, v in model.config.labels.items() if v == version), "")
-
-
-def _accuracy(correct: int, rows: int) -> dict[str, Any]:
-    return {
-        "rows": rows,
-        "correct": correct,
-        "accuracy": round(correct / rows, 6) if rows else None,
-        "interval_95": interval(*wilson(correct, rows)),
-    }
-
-
-def _serving_json(counts: VersionCounts) -> dict[str, Any]:
-    return {
-        "requests": counts.requests,
-        "errors": counts.errors,
-        "error_rate": round(counts.errors / counts.requests, 6) if counts.requests else None,
-        "p99_ms": counts.p99_ms,
-        "latency_samples": counts.latency_samples,
-        "note": "this replica's requests since it started",
-    }
-
-
-def _p(value: float) -> float:
-    return float(f"{value:.6g}")

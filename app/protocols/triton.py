@@ -59,10 +59,10 @@ def model_config(service: PredictionService, name: str, version: str | None) -> 
     registry = service.registry
     entry = registry.carded(name, parse_version(registry, name, version))
     card = entry.card
-    assert card is not None
-    batching = service.settings.batching_for(name)
+    batching = service.settings.batching.for_model(name)
     inputs, outputs = tensor_metadata(entry)
-    device = entry.model.device if entry.model is not None else "cpu"
+    served = registry.find(name, entry.version).served
+    device = served.model.device if served is not None else "cpu"
     return {
         "name": card.name,
         "platform": card.framework,

@@ -20,7 +20,7 @@ from app.budget import RequestBudget
 from app.context import RequestContext
 from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, ServingError
-from app.repository import ModelEntry, ModelState
+from app.repository import CardedVersion, ModelState, ServedVersion
 from app.tasks import task_of
 
 # Bodies over this are parsed on a decoding thread: parsing ~1,000 28x28 images as JSON takes
@@ -159,14 +159,13 @@ class V1Protocol:
 
     async def decode(
         self,
-        entry: ModelEntry,
+        entry: ServedVersion,
         body: bytes,
         context: RequestContext,
         receive: Receive | None = None,
     ) -> list[Any]:
         """A `{"instances": [...]}` body -> the version's rows (an explainer reuses this)."""
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         if len(body) > LARGE_BODY_BYTES:
             per_row = adapter.max_values(1)
             if per_row is not None:
@@ -174,12 +173,11 @@ class V1Protocol:
                 # or at least values // per_row rows that the model has no room for now.
                 values = await self.core.off_loop(lambda _: body.count(b",") + 1, context, receive)
                 self.check_value_count(entry, values)
-                assert entry.batcher is not None
-                entry.batcher.admit(max(1, values // per_row), self.core.remaining_s(context))
+                self.core.admit(entry, max(1, values // per_row), context)
             return await self.core.off_loop(
                 lambda budget: self.json_rows(entry, body, budget), context, receive
             )
-        rows = adapter.plain_rows(body, self.settings.max_instances)
+        rows = adapter.plain_rows(body, self.settings.limits.max_instances)
         if rows is not None:
             return rows
         instances = parse_instances(adapter, body)
@@ -191,12 +189,11 @@ class V1Protocol:
 
     def encode(
         self,
-        entry: ModelEntry,
+        entry: CardedVersion,
         probabilities: np.ndarray,
         warnings: Sequence[RowWarnings] | None = None,
     ) -> dict[str, Any]:
         """The `:predict` response for a version's probabilities (and rows' warnings)."""
-        assert entry.card is not None
         return {
             "model": entry.name,
             "version": entry.version,
@@ -205,27 +202,26 @@ class V1Protocol:
             ),
         }
 
-    def json_rows(self, entry: ModelEntry, body: bytes, budget: RequestBudget) -> list[Any]:
+    def json_rows(self, entry: CardedVersion, body: bytes, budget: RequestBudget) -> list[Any]:
         """A `{"instances": [...]}` body -> rows (on a decoding thread; its values were
         counted already)."""
-        adapter = entry.adapter
-        assert adapter is not None
-        plain = adapter.plain_rows(body, self.settings.max_instances)
+        adapter = entry.kind
+        plain = adapter.plain_rows(body, self.settings.limits.max_instances)
         if plain is not None:
             return plain
         return _rows(adapter, parse_instances(adapter, body), budget)
 
-    def check_value_count(self, entry: ModelEntry, values: int) -> None:
+    def check_value_count(self, entry: CardedVersion, values: int) -> None:
         """413 before parsing when a JSON body holds more values than the largest valid
         request can (counted by its commas: a few milliseconds for 8 MB, where parsing would
         take a few hundred), so a body of a million zeros costs nothing to refuse."""
-        assert entry.adapter is not None
-        limit = entry.adapter.max_values(self.settings.max_instances)
+        limit = entry.kind.max_values(self.settings.limits.max_instances)
         if limit is not None and values > limit + VALUE_COUNT_SLACK:
             raise PayloadTooLarge(
                 f"the body holds {values} values or more, more than "
-                f"{self.settings.max_instances} instances of model {entry.name} can have "
-                f"({limit}); send at most {self.settings.max_instances} instances per request"
+                f"{self.settings.limits.max_instances} instances of model {entry.name} can have "
+                f"({limit}); send at most {self.settings.limits.max_instances} instances per "
+                "request"
             )
 
     async def predict_image(
@@ -240,8 +236,7 @@ class V1Protocol:
         """One uploaded image file -> one prediction."""
         context.protocol = "v1"
         entry = self.core.select(name, version, context, label)
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         if not adapter.takes_image_files:
             raise NotFound(
                 f"model {name} does not take images, so it has no :predict-image; "
@@ -279,12 +274,12 @@ class V1Protocol:
 
     def model_detail(self, name: str, version: int | None) -> dict[str, Any]:
         """The card plus how this server runs the model."""
-        entry = self.registry.carded(name, version)
-        assert entry.card is not None
-        batching = self.settings.batching_for(name)
+        carded = self.registry.carded(name, version)
+        entry = self.registry.find(name, carded.version)
+        batching = self.settings.batching.for_model(name)
         status = entry.status()
         return {
-            "card": entry.card.model_dump(mode="json"),
+            "card": carded.card.model_dump(mode="json"),
             "serving": {
                 "state": status["state"],
                 "reason": status.get("reason"),
@@ -298,7 +293,6 @@ class V1Protocol:
     def model_metrics(self, name: str, version: int | None) -> dict[str, Any]:
         """Held-out metrics from the card plus live serving stats."""
         entry = self.registry.carded(name, version)
-        assert entry.card is not None
         return {
             "model": entry.name,
             "version": entry.version,

@@ -39,7 +39,7 @@ from app.context import RequestContext
 from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, NotFound
 from app.protocols.v1 import LARGE_BODY_BYTES, V1Protocol
-from app.repository import ModelEntry, ModelRegistry, ModelState
+from app.repository import CardedVersion, ModelRegistry, ModelState
 from app.schemas.card import ModelCard
 from app.schemas.v2 import InferenceRequest
 from app.schemas.versions import not_a_version
@@ -59,12 +59,13 @@ def parse_version(registry: ModelRegistry, name: str, version: str | None) -> in
     return number
 
 
-def tensor_metadata(entry: ModelEntry) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def tensor_metadata(
+    entry: CardedVersion,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(inputs, outputs) of a carded, loaded version, as V2 metadata writes them: name,
     datatype, shape with the batch dimension first (-1: any size). The one source of the
     tensors that the metadata and Triton's model configuration describe."""
-    card, adapter = entry.card, entry.adapter
-    assert card is not None and adapter is not None
+    card, adapter = entry.card, entry.kind
     spec = adapter.tensor_spec
     accepted = ", ".join(spec.datatypes)
     inputs = [
@@ -150,7 +151,6 @@ class V2Protocol:
         """`GET /v2/models/{name}[/versions/{version}]`."""
         entry = self.registry.carded(name, self._version(name, version))
         card = entry.card
-        assert card is not None
         inputs, outputs = tensor_metadata(entry)
         return {
             "name": card.name,
@@ -181,10 +181,9 @@ class V2Protocol:
         context.protocol = "v2"
         entry = self.core.select(name, self._version(name, version), context)
         decoded = await self.decode(entry, body, headers, context, receive)
-        assert entry.adapter is not None
         try:
             probabilities = await self.core.infer(
-                entry, decoded.rows, context, f"input {entry.adapter.tensor_spec.name}[{{}}]"
+                entry, decoded.rows, context, f"input {entry.kind.tensor_spec.name}[{{}}]"
             )
         except InvalidInput as exc:
             raise BadRequest(exc.message) from None
@@ -192,7 +191,7 @@ class V2Protocol:
 
     async def decode(
         self,
-        entry: ModelEntry,
+        entry: CardedVersion,
         body: bytes,
         headers: dict[str, str | None],
         context: RequestContext,
@@ -200,8 +199,7 @@ class V2Protocol:
     ) -> DecodedRequest:
         """An infer request body -> the version's rows and the outputs asked for (on a
         decoding thread when it is large, compressed or holds images)."""
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         compressed = (headers.get("content-encoding") or "identity").strip().lower() != "identity"
         try:
             if adapter.slow_rows or compressed or len(body) > LARGE_BODY_BYTES:
@@ -214,19 +212,18 @@ class V2Protocol:
 
     def _decode(
         self,
-        entry: ModelEntry,
+        entry: CardedVersion,
         body: bytes,
         headers: dict[str, str | None],
         budget: RequestBudget | None,
     ) -> DecodedRequest:
-        adapter = entry.adapter
-        assert adapter is not None
+        adapter = entry.kind
         header_length = headers.get(HEADER_LENGTH.lower())
-        limit = adapter.max_values(self.settings.max_instances)
+        limit = adapter.max_values(self.settings.limits.max_instances)
         body = decompress_body(
             body,
             headers.get("content-encoding"),
-            self.settings.max_body_bytes,
+            self.settings.limits.max_body_bytes,
             # Only an all-JSON body's commas are values; binary tensor data has any bytes.
             None
             if header_length is not None or limit is None
@@ -236,23 +233,21 @@ class V2Protocol:
         if len(header) > LARGE_BODY_BYTES:
             self._v1.check_value_count(entry, header.count(b",") + 1)
         request = parse_request(header)
-        assert entry.card is not None
         outputs = requested_outputs(request, output_names(entry.card))
         datatype, values = decode_input(
-            request, binary, adapter.tensor_spec, entry.name, self.settings.max_instances
+            request, binary, adapter.tensor_spec, entry.name, self.settings.limits.max_instances
         )
         return DecodedRequest(request, adapter.tensor_rows(datatype, values, budget), outputs)
 
     def encode(
         self,
-        entry: ModelEntry,
+        entry: CardedVersion,
         decoded: DecodedRequest,
         probabilities: np.ndarray,
         warnings: Sequence[RowWarnings] = (),
     ) -> tuple[bytes, dict[str, str], str]:
         """(body, extra headers, media type) of the infer response."""
         card = entry.card
-        assert card is not None
         if not card.is_classifier:
             names = [name for name, _ in decoded.outputs]
             tensors = [

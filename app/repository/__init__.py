@@ -1,25 +1,26 @@
-"""The model repository: what versions exist (`registry`), each model's serving config
-(`config`) and how one comes to serve and stops (`lifecycle`: scan, verify, load, warm up,
-replay the card's examples, retire)."""
+"""The model repository: which versions exist and in what state (`registry`, `versions`),
+each model's serving config (`config`), how the models dir is read (`files`, `scan`), how a
+request picks its version (`routing`), and how one comes to serve and stops (`lifecycle`,
+`changes`, `loading`: scan, verify, load, warm up, replay the card's examples, retire)."""
 
 from app.repository.config import ConfigError, ModelConfig, VersionPolicy
-from app.repository.registry import (
-    ArtifactMismatch,
+from app.repository.files import RepositoryFileError, read_repository_file
+from app.repository.loading import ArtifactMismatch, load_failure_reason, verify
+from app.repository.registry import ModelRegistry, ServedModel
+from app.repository.routing import Router
+from app.repository.versions import (
+    CardedVersion,
+    Leases,
     ModelEntry,
-    ModelRegistry,
     ModelState,
-    RepositoryFileError,
-    Router,
-    ServedModel,
-    discover,
-    load_failure_reason,
-    read_repository_file,
-    verify,
+    ServedVersion,
 )
 
 __all__ = [
     "ArtifactMismatch",
+    "CardedVersion",
     "ConfigError",
+    "Leases",
     "ModelConfig",
     "ModelEntry",
     "ModelRegistry",
@@ -27,8 +28,8 @@ __all__ = [
     "RepositoryFileError",
     "Router",
     "ServedModel",
+    "ServedVersion",
     "VersionPolicy",
-    "discover",
     "load_failure_reason",
     "read_repository_file",
     "verify",

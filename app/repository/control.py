@@ -18,7 +18,8 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.repository.lifecycle import Lifecycle
-from app.repository.registry import ModelRegistry, ModelState
+from app.repository.registry import ModelRegistry
+from app.repository.versions import ModelState
 
 TRITON_STATES = {
     ModelState.LOADING: "LOADING",

@@ -48,13 +48,13 @@ SEND_MARGIN_BYTES = 1024 * 1024
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     """The channel arguments of the server (see the module docstring)."""
-    min_ping_ms = round(settings.grpc_min_ping_interval_s * 1000)
+    min_ping_ms = round(settings.grpc.grpc_min_ping_interval_s * 1000)
     return [
-        ("grpc.max_receive_message_length", settings.max_body_bytes),
-        ("grpc.max_send_message_length", settings.max_body_bytes + SEND_MARGIN_BYTES),
-        ("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams),
-        ("grpc.keepalive_time_ms", round(settings.grpc_keepalive_time_s * 1000)),
-        ("grpc.keepalive_timeout_ms", round(settings.grpc_keepalive_timeout_s * 1000)),
+        ("grpc.max_receive_message_length", settings.limits.max_body_bytes),
+        ("grpc.max_send_message_length", settings.limits.max_body_bytes + SEND_MARGIN_BYTES),
+        ("grpc.max_concurrent_streams", settings.grpc.grpc_max_concurrent_streams),
+        ("grpc.keepalive_time_ms", round(settings.grpc.grpc_keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", round(settings.grpc.grpc_keepalive_timeout_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", min_ping_ms),
         ("grpc.http2.min_ping_interval_without_data_ms", min_ping_ms),
@@ -77,8 +77,10 @@ class GrpcServer:
         admin_digests: list[bytes] | None = None,
     ) -> None:
         self.settings = settings
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
-        self.address = f"{host}:{settings.grpc_port}"
+        host = (
+            f"[{settings.serving.host}]" if ":" in settings.serving.host else settings.serving.host
+        )  # IPv6
+        self.address = f"{host}:{settings.grpc.grpc_port}"
         keyed = bool(key_digests or admin_digests)
         self._servicer = InferenceServicer(service, repository, state, recorder, keyed=keyed)
         self._health = HealthServicer(service)

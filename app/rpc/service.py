@@ -287,14 +287,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         core = self.core
         version = parse_version(self.registry, request.model_name, request.model_version or None)
         entry = core.select(request.model_name, version, context)
-        adapter, card = entry.adapter, entry.card
-        assert adapter is not None and card is not None
+        adapter, card = entry.kind, entry.card
         try:
             decoded = decode_request(
                 request,
                 adapter.tensor_spec,
                 entry.name,
-                self.settings.max_instances,
+                self.settings.limits.max_instances,
                 output_names(card),
             )
             if adapter.slow_rows or decoded.values.nbytes > LARGE_BODY_BYTES:

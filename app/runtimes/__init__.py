@@ -1,0 +1,101 @@
+"""The runtimes: one plug-in per model framework, registered in one table.
+
+`RUNTIMES` maps a card's `framework` ("sklearn", "keras") to its `Runtime`; everything else
+(the lifecycle, training's profiles and backfills, the importer, explanations) goes through the
+functions below and the `Model` base class, so no other module compares a framework. A new
+framework is one module here (a `Model` and a `Runtime` subclass) and one line in the table.
+
+    prepare_runtimes(frameworks, threads)   once per process, before any model of them loads
+    load_model(card, folder, ...)          -> a loaded Model
+    library_version_problem(card)          -> why this server should not load the artifact
+    runtime_of(model).clear_caches()       after an unload: must the others warm up again?
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from app.runtimes import trust
+from app.runtimes.base import Model, NoInputGradients, Runtime, UntrustedArtifact
+from app.runtimes.keras import KerasRuntime
+from app.runtimes.sklearn import SklearnRuntime
+from app.schemas.card import ModelCard
+
+__all__ = [
+    "RUNTIMES",
+    "Model",
+    "NoInputGradients",
+    "Runtime",
+    "UnknownFramework",
+    "UntrustedArtifact",
+    "library_version_problem",
+    "load_model",
+    "prepare_runtimes",
+    "runtime_for",
+    "runtime_of",
+]
+
+# One instance per framework for the process: a runtime's set-up (the Keras backend) is
+# process-wide, so its "done once" flag is too.
+RUNTIMES: dict[str, Runtime] = {
+    runtime.framework: runtime for runtime in (SklearnRuntime(), KerasRuntime())
+}
+
+
+class UnknownFramework(ValueError):
+    """No runtime is registered for a card's framework (message safe to show)."""
+
+
+def runtime_for(framework: str) -> Runtime:
+    """The runtime registered for `framework`; raises UnknownFramework naming the known ones."""
+    runtime = RUNTIMES.get(framework)
+    if runtime is None:
+        raise UnknownFramework(
+            f"no runtime serves framework {framework!r}; this server has: "
+            + ", ".join(sorted(RUNTIMES))
+        )
+    return runtime
+
+
+def runtime_of(model: Model) -> Runtime:
+    """The runtime that built `model`; raises UnknownFramework for a model none built."""
+    runtime = runtime_for(model.card.framework)
+    if not runtime.owns(model):
+        raise UnknownFramework(
+            f"model {model.card.name} was not built by the {runtime.framework} runtime"
+        )
+    return runtime
+
+
+def prepare_runtimes(frameworks: Iterable[str], inference_threads: int) -> None:
+    """Set the process up for each framework (once per process; later calls cost nothing).
+    Call before any model of them loads: a backend may have to be chosen before its library
+    is imported. Raises UnknownFramework."""
+    for framework in sorted(set(frameworks)):
+        runtime_for(framework).prepare(inference_threads)
+
+
+def load_model(
+    card: ModelCard,
+    folder: Path,
+    *,
+    max_batch_size: int = 1,
+    buckets: Sequence[int] | None = None,
+) -> Model:
+    """Build and load the model of `card` from `folder` (its files' hashes checked before) with
+    the runtime of `card.framework`, for batches of at most `max_batch_size` rows; `buckets`
+    overrides the batch sizes a runtime that compiles per shape pads to. Does not prepare the
+    runtime (see `prepare_runtimes`). Raises UnknownFramework, or what the runtime's loading
+    raises (a missing file, an untrusted or inconsistent artifact)."""
+    runtime = runtime_for(card.framework)
+    model = runtime.create(card, folder, max_batch_size=max_batch_size, buckets=buckets)
+    model.load()
+    return model
+
+
+def library_version_problem(card: ModelCard) -> str | None:
+    """Why the artifact of `card` should not be loaded by this server's library versions (the
+    card's `library_versions` against its runtime's library), or None. Raises UnknownFramework."""
+    library = runtime_for(card.framework).library
+    return trust.library_version_problem(library, card.library_versions)

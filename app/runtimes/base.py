@@ -2,16 +2,37 @@
 
 A runtime turns a batch of model inputs (already featurised: numbers, pixels or token ids) into
 an `(N, C)` array of class probabilities. It knows nothing of HTTP, batching or JSON.
+
+What explanations need from a model (the fitted estimator, the training mean, input gradients) is
+asked of this class too, so no caller checks which runtime it holds: a runtime without the
+capability answers None or raises `NoInputGradients`.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from app.schemas.card import ModelCard
+
+# (inputs (N, ...), class weights (C,)) -> (outputs (N, C), d sum(outputs * weights) / d input,
+# shaped like the inputs); both float64.
+Gradient = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class NoInputGradients(RuntimeError):
+    """The model's runtime (or its backend) cannot differentiate its output with respect to
+    its input; the message says which and is safe to show to a client."""
+
+
+class UntrustedArtifact(ValueError):
+    """An artifact holds objects outside the server's trust list, e.g. a skops file's types
+    (message safe to show)."""
 
 
 class Model(ABC):
@@ -20,6 +41,26 @@ class Model(ABC):
     def __init__(self, card: ModelCard, folder: Path) -> None:
         self.card = card
         self.folder = folder
+
+    @property
+    def estimator(self) -> Any:
+        """The fitted estimator object (scikit-learn's), for explanations that look inside
+        it; None for runtimes without one, or before load()."""
+        return None
+
+    def input_mean(self) -> np.ndarray | None:
+        """The training data's mean input row `(F,)` float64, where the artifact holds it
+        (a normalisation layer fitted on the training data), for explanation baselines; None
+        where it does not (the default)."""
+        return None
+
+    def input_gradient(self) -> Gradient:
+        """A compiled function giving the outputs and their weighted gradient with respect to
+        the input (see `Gradient`), for integrated gradients. Raises NoInputGradients where
+        the runtime cannot differentiate (the default)."""
+        raise NoInputGradients(
+            f"model {self.card.name}: its {self.card.framework} runtime has no input gradients"
+        )
 
     @property
     def device(self) -> str:
@@ -46,6 +87,59 @@ class Model(ABC):
         `batch` holds one valid row per input; runtimes with shape buckets widen it.
         """
         self.predict(batch)
+
+
+class Runtime(ABC):
+    """One framework's plug-in, registered in `app.runtimes.RUNTIMES` under `framework`: how
+    the process is set up for it (once), how its models are built, and what an unload leaves
+    behind. Callers go through `app.runtimes` (`prepare_runtimes`, `load_model`, ...)."""
+
+    # The card's `framework` value this runtime serves.
+    framework: ClassVar[str]
+    # The distribution whose major.minor version an artifact's behaviour depends on (checked
+    # against the card's `library_versions`), or None.
+    library: ClassVar[str | None] = None
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._prepared = False
+
+    @property
+    def prepared(self) -> bool:
+        """Whether `prepare` has run (successfully) in this process."""
+        return self._prepared
+
+    def prepare(self, inference_threads: int) -> None:
+        """Set the process up for this framework once; later calls return at once. A set-up
+        that raised is tried again on the next call."""
+        with self._lock:
+            if not self._prepared:
+                self.setup(inference_threads)
+                self._prepared = True
+
+    def setup(self, inference_threads: int) -> None:
+        """The one-time process set-up behind `prepare` (e.g. a backend that must be chosen
+        before the framework is imported), `inference_threads` CPU threads per forward pass;
+        nothing by default."""
+        return None
+
+    @abstractmethod
+    def create(
+        self, card: ModelCard, folder: Path, *, max_batch_size: int, buckets: Sequence[int] | None
+    ) -> Model:
+        """The (not yet loaded) model of `card` in `folder`, for batches of at most
+        `max_batch_size` rows; `buckets`, if given, are the batch sizes a runtime that
+        compiles per shape pads to (else it chooses them from `max_batch_size`)."""
+
+    @abstractmethod
+    def owns(self, model: Model) -> bool:
+        """Whether `model` was built by this runtime."""
+
+    def clear_caches(self) -> bool:
+        """After one of this runtime's models was unloaded (off the event loop): drop the
+        process-wide state it left behind (compiled functions); True when the runtime's models
+        still serving must be warmed up again. Nothing to drop by default: False."""
+        return False
 
 
 def binary_to_two_columns(probabilities: np.ndarray) -> np.ndarray:

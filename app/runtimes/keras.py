@@ -11,11 +11,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.runtimes.base import Model, binary_to_two_columns
+from app.runtimes.base import Gradient, Model, Runtime, binary_to_two_columns
+from app.runtimes.keras_gradients import make_gradient
+from app.schemas.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,22 @@ class KerasModel(Model):
         )
         self.network = model
 
+    def input_mean(self) -> np.ndarray | None:
+        """The mean of the first Normalization layer (adapted on the training data), flat."""
+        for layer in getattr(self.network, "layers", []):
+            if (
+                layer.__class__.__name__ == "Normalization"
+                and getattr(layer, "mean", None) is not None
+            ):
+                return np.asarray(layer.mean, dtype=np.float64).reshape(-1)
+        return None
+
+    def input_gradient(self) -> Gradient:
+        """Compiled on the backend the model was loaded on (jax or tensorflow); raises
+        NoInputGradients on another backend."""
+        assert self.network is not None, "load() first"
+        return make_gradient(self.network, self._backend)
+
     def _bucket_for(self, rows: int) -> int:
         for size in self.buckets:
             if size >= rows:
@@ -222,3 +241,36 @@ class KerasModel(Model):
         row = np.asarray(batch[:1], dtype=self._input_dtype)
         for size in self.buckets:
             self.predict(np.repeat(row, size, axis=0))
+
+
+class KerasRuntime(Runtime):
+    """`.keras` files (card framework "keras"), on the backend chosen at `prepare`."""
+
+    framework = "keras"
+    library = "keras"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backend = ""  # the Keras backend `prepare` chose ("" before)
+
+    def setup(self, inference_threads: int) -> None:
+        self.backend = configure_backend(inference_threads)
+
+    def create(
+        self, card: ModelCard, folder: Path, *, max_batch_size: int, buckets: Sequence[int] | None
+    ) -> Model:
+        return KerasModel(card, folder, buckets=buckets or batch_buckets(max_batch_size))
+
+    def owns(self, model: Model) -> bool:
+        return isinstance(model, KerasModel)
+
+    def clear_caches(self) -> bool:
+        """JAX keeps every function it compiled in process-wide caches that outlive the model
+        (each unload and load of a text model left ~15 MB behind, bench/reload_memory.py):
+        cleared, and the models still serving must compile again."""
+        if self.backend != "jax":
+            return False
+        import jax
+
+        jax.clear_caches()  # type: ignore[no-untyped-call]
+        return True

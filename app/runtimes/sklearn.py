@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sklearn
 
-from app.runtimes.base import Model
+from app.runtimes.base import Model, Runtime, UntrustedArtifact
 from app.runtimes.trust import TRUSTED_SKLEARN_TYPES
+from app.schemas.card import ModelCard
 
 SKOPS_SUFFIX = ".skops"
 # A numeric model fitted on a DataFrame is served float32 rows in the card's feature order
 # (checked at import); scikit-learn would warn about the missing column names on every batch.
 warnings.filterwarnings("ignore", message="X does not have valid feature names")
-
-
-class UntrustedArtifact(ValueError):
-    """A skops file holds types outside the server's trust list (message safe to show)."""
 
 
 def load_skops(data: bytes) -> Any:
@@ -78,3 +77,18 @@ class SklearnModel(Model):
                 return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)
             values = np.asarray(self._estimator.predict(batch), dtype=np.float64)
         return values.reshape(len(values), -1)  # (N,) single target -> (N, 1)
+
+
+class SklearnRuntime(Runtime):
+    """scikit-learn estimators (card framework "sklearn"): nothing to set up or compile."""
+
+    framework = "sklearn"
+    library = "scikit-learn"
+
+    def create(
+        self, card: ModelCard, folder: Path, *, max_batch_size: int, buckets: Sequence[int] | None
+    ) -> Model:
+        return SklearnModel(card, folder)
+
+    def owns(self, model: Model) -> bool:
+        return isinstance(model, SklearnModel)

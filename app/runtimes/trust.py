@@ -33,9 +33,6 @@ TRUSTED_SKLEARN_TYPES: Final[tuple[str, ...]] = (
     "sklearn._loss.link.Interval",
 )
 
-# The libraries whose version an artifact's behaviour depends on, by card framework.
-VERSIONED_LIBRARIES: Final[dict[str, str]] = {"sklearn": "scikit-learn", "keras": "keras"}
-
 
 def major_minor(version: str) -> tuple[int, ...]:
     """ "1.9.1" -> (1, 9); a version that does not start with two numbers -> ()."""
@@ -43,12 +40,12 @@ def major_minor(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
 
 
-def library_version_problem(framework: str, recorded: dict[str, str]) -> str | None:
+def library_version_problem(library: str | None, recorded: dict[str, str]) -> str | None:
     """Why an artifact saved with `recorded` library versions should not be loaded here, or
-    None. scikit-learn does not support loading an estimator saved by another release (a
+    None; `library` is the distribution its runtime depends on (`Runtime.library`; None: no
+    check). scikit-learn does not support loading an estimator saved by another release (a
     changed attribute can crash or, worse, silently change predictions), nor does Keras
     promise it across minor releases: so a major.minor difference is refused."""
-    library = VERSIONED_LIBRARIES.get(framework)
     if library is None or library not in recorded:
         return None
     try:

@@ -163,7 +163,7 @@ def test_a_key_file_without_keys_is_refused_at_start(
 def test_a_json_list_key_with_spaces_matches_the_stripped_key(tiny_models_dir: Path) -> None:
     from app.settings import Settings
 
-    settings_keys = Settings.model_validate({"api_keys": '[" k1 "]'}).api_keys
+    settings_keys = Settings.model_validate({"api_keys": '[" k1 "]'}).security.api_keys
     with running_app(tiny_models_dir, api_keys=settings_keys) as client:
         assert client.get("/v1/models", headers={"Authorization": "Bearer k1"}).status_code == 200
         assert client.get("/v1/models").status_code == 401

@@ -87,7 +87,7 @@ def test_health_answers_while_the_model_is_busy(tiny_models_dir: Path) -> None:
     from tests.conftest import predict, running_app
 
     with running_app(tiny_models_dir) as client:
-        entry = client.app.state.service.registry.find("iris-knn")
+        entry = client.app.state.service.registry.get_ready("iris-knn")
         real_predict = entry.model.predict
         started = threading.Event()
 

@@ -73,7 +73,7 @@ def test_a_corrupt_gzip_v2_body_is_described_not_quoted(client: Any) -> None:
 def test_a_model_that_fails_on_a_batch_does_not_show_its_exception(
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = client.app.state.service.registry.find("iris-knn").model
+    model = client.app.state.service.registry.get_ready("iris-knn").model
 
     def fail(_: Any) -> Any:
         raise ValueError("could not read /tmp/secret/weights.bin: <class 'str'>")

@@ -81,6 +81,9 @@ def test_every_model_explains_every_input_form_as_it_predicts_it(
             assert list(explanation["attributions"]) == names
             assert list(explanation["baseline"]["features"]) == names
             assert set(explanation["baseline"]["probabilities"]) == set(card.labels)
+            # Both tabular artifacts hold their training mean (a fitted KNN, a Normalization
+            # layer): the runtime hands it over, the baseline is never zeros.
+            assert explanation["baseline"]["kind"].startswith("mean of the training data")
         elif card.input.kind == "image":
             grid = np.asarray(explanation["attribution_map"])
             assert grid.shape == (28, 28)
@@ -178,8 +181,10 @@ def test_explain_errors_are_the_services_errors(client: Any) -> None:
 
 def test_explain_has_its_own_instance_limit(client: Any) -> None:
     settings = client.app.state.settings
-    over = [[5.1, 3.5, 1.4, 0.2]] * (settings.explain_max_instances + 1)
-    assert settings.explain_max_instances + 1 <= settings.max_instances  # predict takes it
+    over = [[5.1, 3.5, 1.4, 0.2]] * (settings.explain.explain_max_instances + 1)
+    assert (
+        settings.explain.explain_max_instances + 1 <= settings.limits.max_instances
+    )  # predict takes it
     assert_error(explain(client, "iris-knn", over), 413, "at most")
     assert predict(client, "iris-knn", over).status_code == 200
 

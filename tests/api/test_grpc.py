@@ -55,7 +55,7 @@ def app(iris_only: Path) -> Iterator[tuple[Any, str]]:
 @pytest.fixture
 def gated(app: tuple[Any, str]) -> Iterator[GatedModel]:
     client, _ = app
-    entry = client.app.state.service.registry.find("iris-knn")
+    entry = client.app.state.service.registry.get_ready("iris-knn")
     runtime = entry.model
     gated = GatedModel(runtime.predict)
     runtime.predict = gated
@@ -100,7 +100,7 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
 
 
 def _batcher(client: Any) -> Any:
-    return client.app.state.service.registry.find("iris-knn").batcher
+    return client.app.state.service.registry.get_ready("iris-knn").batcher
 
 
 def test_an_expired_call_is_dropped_before_inference(

@@ -355,7 +355,7 @@ def test_the_repository_api_needs_a_key(models_copy: Path) -> None:
 def test_an_unloaded_version_leaves_nothing_behind(models_copy: Path) -> None:
     import gc
 
-    from app.repository import ModelEntry
+    from app.repository import ModelEntry, ServedVersion
 
     models = _iris_only(models_copy)
     with running_app(models, model_poll_s=0, control_api=True) as client:
@@ -365,8 +365,9 @@ def test_an_unloaded_version_leaves_nothing_behind(models_copy: Path) -> None:
             assert client.post("/v2/repository/models/iris-knn/unload").status_code == 200
             assert client.post("/v2/repository/models/iris-knn/load").status_code == 200
         gc.collect()
-        alive = [o for o in gc.get_objects() if isinstance(o, ModelEntry) and o.name == "iris-knn"]
-        assert len(alive) == 1, "an unloaded version is still referenced"
+        for kind in (ModelEntry, ServedVersion):
+            alive = [o for o in gc.get_objects() if isinstance(o, kind) and o.name == "iris-knn"]
+            assert len(alive) == 1, f"an unloaded version's {kind.__name__} is still referenced"
 
 
 def test_a_replica_started_on_an_empty_volume_becomes_ready_when_models_arrive(

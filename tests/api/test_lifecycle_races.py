@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from app.repository.lifecycle import Lifecycle
+from app.repository import ModelEntry, loading
+from app.runtimes.base import Model
 from app.schemas.versions import MAX_VERSION
 from tests.api.test_lifecycle import (
     IRIS,
@@ -45,15 +46,15 @@ class _Gate:
 @contextmanager
 def _gated_loads(monkeypatch: pytest.MonkeyPatch, model: str) -> Iterator[_Gate]:
     gate = _Gate(model)
-    real_load = Lifecycle.load
+    real_load = loading.load_version
 
-    def load(self: Lifecycle, entry: Any) -> bool:
+    def load(entry: ModelEntry, *args: Any) -> Model | None:
         if entry.name == gate.model:
             gate.waiting.set()
             assert gate.opened.wait(120), "the gate was never opened"
-        return real_load(self, entry)
+        return real_load(entry, *args)
 
-    monkeypatch.setattr(Lifecycle, "load", load)
+    monkeypatch.setattr("app.repository.lifecycle.load_version", load)
     try:
         yield gate
     finally:
@@ -79,11 +80,11 @@ def test_a_load_during_an_unload_waits_for_it_and_the_model_is_loaded_at_the_end
     models = _iris_only(models_copy)
     with running_app(models, model_poll_s=0, control_api=True) as client:
         entry = client.app.state.service.registry.find("iris-knn", 1)
-        client.portal.call(entry.acquire)  # a request in flight holds version 1
+        client.portal.call(entry.leases.acquire)  # a request in flight holds version 1
         unload, unloaded = _in_thread(lambda: client.post("/v2/repository/models/iris-knn/unload"))
         _until(lambda: ("iris-knn", "1", "UNLOADING") in _index(client), "the unload waits")
         load, loaded = _in_thread(lambda: client.post("/v2/repository/models/iris-knn/load"))
-        client.portal.call(entry.release)  # the request finishes
+        client.portal.call(entry.leases.release)  # the request finishes
         unload.join(60)
         load.join(60)
         assert unloaded[0].status_code == 200, unloaded[0].text

@@ -171,11 +171,12 @@ def test_monitoring_errors(app_client: Any) -> None:
 
 
 def test_drift_is_flagged_for_shifted_petal_length(tiny_models_dir: Path) -> None:
-    from training.profile import load_split
+    from training.profile import serving_rows
+    from training.splits import load_split
 
     # Rows like the training data (the profile's own distribution): this tests the mechanism;
     # bench/drift_eval.py measures false flags on held-out traffic.
-    training = load_split("iris-knn", None).train
+    training = serving_rows(load_split("iris-knn", None).x_train)
     with running_app(tiny_models_dir, store_flush_interval_ms=50) as client:
         rng = np.random.default_rng(0)
         rows = [training[i].tolist() for i in rng.permutation(len(training))] * 2

@@ -13,12 +13,17 @@ from typing import Any
 
 import pytest
 
-from app.repository import VersionPolicy, discover
+from app.repository import ModelEntry, ModelRegistry, VersionPolicy
 from app.schemas.card import sha256_file
 from tests.conftest import running_app
 
 # What must never reach a client: absolute paths, exception reprs, library internals.
 LEAKS = ("/tmp", "/work", "/home", str(Path.home()), "Errno", "b'", "<class", "Traceback")
+
+
+def _scan(models_dir: Path) -> tuple[ModelEntry, ...]:
+    """The versions a first scan finds (no loading)."""
+    return ModelRegistry.scan(models_dir, VersionPolicy()).entries
 
 
 def _iris_only(models_copy: Path) -> Path:
@@ -54,7 +59,7 @@ def test_an_unreadable_entry_fails_alone_and_the_rest_serve(
         return original(self)
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
-    entries = {(e.name, e.state.value, e.reason) for e in discover(models_copy)}
+    entries = {(e.name, e.state.value, e.reason) for e in _scan(models_copy)}
     assert (
         "secret-model",
         "failed",
@@ -87,7 +92,7 @@ def test_card_json_must_be_a_regular_file_inside_the_models_dir(
     else:
         card.mkdir()
     found: list[Any] = []
-    reader = threading.Thread(target=lambda: found.extend(discover(models_copy)), daemon=True)
+    reader = threading.Thread(target=lambda: found.extend(_scan(models_copy)), daemon=True)
     reader.start()
     reader.join(timeout=60)
     assert not reader.is_alive(), "discovery hangs on the card"
@@ -202,7 +207,7 @@ def test_oversize_cards_and_configs_are_refused_from_their_size(
     models_copy: Path, tmp_path: Path
 ) -> None:
     from app.repository import read_repository_file
-    from app.repository.registry import MAX_CONFIG_BYTES, RepositoryFileError
+    from app.repository.files import MAX_CONFIG_BYTES, RepositoryFileError
 
     # Sparse files: 300 MB by their size, no disk used, and never read.
     card = models_copy / "iris-knn" / "1" / "card.json"
@@ -211,7 +216,7 @@ def test_oversize_cards_and_configs_are_refused_from_their_size(
     config = models_copy / "binary-mlp" / "config.json"
     with config.open("wb") as file:
         file.truncate(300 * 1024 * 1024)
-    entries = {(e.name, e.version): e for e in discover(models_copy)}
+    entries = {(e.name, e.version): e for e in _scan(models_copy)}
     assert "card.json is over the limit" in str(entries[("iris-knn", 1)].reason)
     with pytest.raises(RepositoryFileError, match="over the limit"):
         read_repository_file(config, models_copy.resolve(), MAX_CONFIG_BYTES)

@@ -51,7 +51,7 @@ def test_config_describes_the_tensors_of_the_metadata(client: Any, name: str) ->
     assert config["platform"] == metadata["platform"]
     assert config["max_batch_size"] == 64  # the default SYNERGY_MAX_BATCH_SIZE
     assert config["dynamic_batching"] == {"max_queue_delay_microseconds": 2000}
-    latest = client.app.state.settings.max_versions_per_model
+    latest = client.app.state.settings.repository.max_versions_per_model
     assert config["version_policy"] == {"latest": {"num_versions": latest}}
     assert config["instance_group"][0]["kind"] == "KIND_CPU"
     types = {"FP32": "TYPE_FP32", "BYTES": "TYPE_STRING"}

@@ -1,6 +1,6 @@
 """Input warnings end to end (issue 23): the same warning on V1 and V2, counted per version
 in the model's metrics and in Prometheus. The tiny iris model's card gets an out_of_domain
-section as `python -m training.ood` writes one."""
+section as `python -m training ood` writes one."""
 
 from __future__ import annotations
 

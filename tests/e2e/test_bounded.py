@@ -16,8 +16,6 @@ from PIL import Image
 
 from tests.e2e.conftest import Server
 
-pytestmark = pytest.mark.e2e
-
 # Finite float32, but the committed MLP's arithmetic overflows on it (NaN out).
 OVERFLOWING = [3e38] * 20
 

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.e2e.conftest import Server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
     "--no-sandbox",

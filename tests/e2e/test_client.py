@@ -33,8 +33,6 @@ from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES, ROO
 from tests.e2e.conftest import Server, start_server
 from tests.e2e.loading_gate import gated_artifact
 
-pytestmark = pytest.mark.e2e
-
 IRIS_SETOSA = [5.1, 3.5, 1.4, 0.2]
 API_KEY = "e2e-client-key"
 

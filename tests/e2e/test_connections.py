@@ -17,8 +17,6 @@ import pytest
 from tests.conftest import COMMITTED_MODELS
 from tests.e2e.conftest import Server, start_server
 
-pytestmark = pytest.mark.e2e
-
 HEADER_TIMEOUT_S = 2.0
 BODY_TIMEOUT_S = 3.0
 MAX_CONNECTIONS = 8

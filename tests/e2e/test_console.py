@@ -15,12 +15,9 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import COMMITTED_MODELS, ROOT
 from tests.e2e.conftest import free_port
-
-pytestmark = pytest.mark.e2e
 
 
 def _read_until(fd: int, pattern: str, timeout_s: float) -> str:

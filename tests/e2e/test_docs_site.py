@@ -9,12 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.conftest import ROOT
-
-pytestmark = pytest.mark.e2e
 
 
 def _nav_files(nav: list[object]) -> list[str]:

@@ -17,7 +17,7 @@ from tests.e2e.conftest import Server
 
 # The schemathesis run itself is bounded by its subprocess timeout (900 s); with the `:explain`
 # operations it takes 4-5 minutes on the 2-core machine, past pytest's default 300 s.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(960)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(960)]
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # every check, two exceptions explained
 
 

@@ -14,8 +14,6 @@ import pytest
 from tests.conftest import ROOT
 from tests.e2e.conftest import Server, start_server
 
-pytestmark = pytest.mark.e2e
-
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 GRPC_ADDRESS = "localhost:8081"
 HTTP_ADDRESS = "localhost:8000"

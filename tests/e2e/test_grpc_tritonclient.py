@@ -41,7 +41,6 @@ health_pb2_grpc = pytest.importorskip("grpc_health.v1.health_pb2_grpc")
 reflection_pb2 = pytest.importorskip("grpc_reflection.v1alpha.reflection_pb2")
 reflection_pb2_grpc = pytest.importorskip("grpc_reflection.v1alpha.reflection_pb2_grpc")
 
-pytestmark = pytest.mark.e2e
 
 NUMERIC_TYPES = {
     "UINT8": np.uint8,

@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, ROOT
 from tests.e2e.conftest import start_server
-
-pytestmark = pytest.mark.e2e
 
 MODELS = ("iris-knn", "binary-mlp", "mnist-cnn", "imdb-sentiment")
 CONCURRENCY = 16

@@ -27,8 +27,6 @@ import pytest
 from tests.conftest import COMMITTED_VERSION
 from tests.e2e.conftest import Server, free_port, start_server
 
-pytestmark = pytest.mark.e2e
-
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 
 

@@ -33,7 +33,7 @@ from tests.conftest import ROOT
 from tests.e2e.conftest import Server, start_server
 from training.importing import save_model
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 IMDB = ROOT.parent / "shared" / "data" / "aclImdb_train.tar.gz"
 TOLERANCE = 1e-4  # float32 on the wire

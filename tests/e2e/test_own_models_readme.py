@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.e2e.conftest import start_server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def _block() -> str:

@@ -14,8 +14,6 @@ import pytest
 from tests.conftest import COMMITTED_MODELS
 from tests.e2e.conftest import Server, free_port, start_server
 
-pytestmark = pytest.mark.e2e
-
 MAX_CONNECTIONS = 8
 PROBES = 100
 

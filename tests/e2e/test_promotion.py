@@ -10,14 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.candidates import IRIS, add_version
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 from tests.e2e.conftest import Server, start_server
 from tests.e2e.test_monitoring import Postgres, postgres  # noqa: F401 - the fixture
-
-pytestmark = pytest.mark.e2e
 
 LABELS = ["setosa", "versicolor", "virginica"]
 POLL_S = 0.2

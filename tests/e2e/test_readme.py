@@ -37,8 +37,6 @@ import pytest
 from tests.conftest import COMMITTED_MODELS, ROOT
 from tests.e2e.conftest import Server, start_server
 
-pytestmark = pytest.mark.e2e
-
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 ADDRESSES = ("localhost:8000", "127.0.0.1:8000")
 FENCE = re.compile(

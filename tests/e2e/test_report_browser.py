@@ -21,7 +21,7 @@ from tests.conftest import COMMITTED_MODELS, MODEL_NAMES, ROOT
 from tests.e2e.conftest import Server, start_server
 from tests.e2e.test_browser import CHROMIUM_FLAGS, _chromium
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 SHOTS = ROOT / "test-artifacts" / "report"
 KEY = "browser-report-key-42"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -20,8 +20,6 @@ from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
 from tests.e2e.conftest import Server, start_server
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_each_model_predicts_its_held_out_examples(server: Server, name: str) -> None:

@@ -20,8 +20,6 @@ from app.schemas.card import ModelCard
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 from tests.e2e.conftest import Server, start_server
 
-pytestmark = pytest.mark.e2e
-
 
 def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> None:
     """16 requests are held mid-upload (half the body sent) until SIGTERM has been handled,

@@ -20,8 +20,6 @@ from tests.e2e.conftest import Server, start_server
 httpclient = pytest.importorskip("tritonclient.http")
 InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def triton(server: Server) -> Any:

@@ -1,5 +1,6 @@
 """The Python client (clients/python) against httpx.MockTransport: requests, errors, retries,
-input helpers. The real-server tests are in tests/e2e/test_client.py."""
+input helpers. The real-server tests are in tests/e2e/test_client.py, the ones in a fresh
+interpreter in tests/integration/test_client_imports.py."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import asyncio
 import base64
 import io
 import json
-import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -556,63 +555,6 @@ def test_the_client_needs_only_httpx() -> None:
     assert project["name"] == "synergy-serve-client"
     assert (CLIENT_DIR / "synergy_client" / "py.typed").is_file()
     assert synergy_client.__version__ == project["version"]
-
-
-def test_it_works_without_numpy_pillow_or_the_server(tmp_path: Path) -> None:
-    """In a process where numpy, PIL and the server cannot be imported, everything that does
-    not need them works, and an array-free image call imports neither."""
-    script = """
-import sys
-for blocked in ("numpy", "PIL", "app", "fastapi", "pydantic"):
-    sys.modules[blocked] = None  # import raises ImportError
-import httpx, json
-from synergy_client import SynergyClient
-seen = []
-def handler(request):
-    seen.append(json.loads(request.content))
-    return httpx.Response(200, json={"model": "m", "version": 1, "predictions": [
-        {"label": "a", "probabilities": {"a": 1.0}}]})
-with SynergyClient(transport=httpx.MockTransport(handler)) as client:
-    client.predict("iris-knn", [[1, 2, 3, 4]])
-    client.predict_text("imdb-sentiment", "fine")
-    client.predict_image("mnist-cnn", sys.argv[1])
-    client.predict_image("mnist-cnn", b"raw png bytes")
-print(len(seen), seen[2]["instances"][0]["b64"])
-"""
-    image = tmp_path / "digit.png"
-    image.write_bytes(b"not really a png")
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(image)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,  # not the repository root: `app` must not be importable by accident
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["4", base64.b64encode(b"not really a png").decode()]
-
-
-def test_an_array_without_pillow_goes_as_a_grid_or_says_what_to_install() -> None:
-    script = """
-import sys
-sys.modules["PIL"] = None
-import numpy as np
-from synergy_client.inputs import image_instance
-assert image_instance(np.zeros((28, 28), dtype=np.uint8)) == [[0] * 28] * 28
-try:
-    image_instance(np.zeros((30, 40), dtype=np.uint8))
-except ImportError as error:
-    print(error)
-"""
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (
-        f"encoding a (30, 40) array to PNG needs Pillow: {sys.executable} -m pip install "
-        "'pillow>=10.4'"
-    )
 
 
 # ---------------------------------------------------------------------- monitoring

@@ -32,7 +32,7 @@ def test_the_ready_line_names_the_models_and_where_to_go() -> None:
     service = _Service(
         [_Entry("iris-knn", 2, ModelState.READY), _Entry("mnist-cnn", 2, ModelState.READY)], True
     )
-    line = ready_line(service, Settings(host="127.0.0.1", port=8123), 12.34)  # type: ignore[arg-type]
+    line = ready_line(service, Settings(host="127.0.0.1", port=8123), 12.34)  # type: ignore[arg-type, call-arg]
     assert line == (
         "ready: 2 models (iris-knn v2, mnist-cnn v2) in 12.3s; "
         "API docs http://127.0.0.1:8123/docs; "
@@ -49,7 +49,7 @@ def test_the_ready_line_says_what_failed_and_why() -> None:
         ],
         True,
     )
-    line = ready_line(service, Settings(host="0.0.0.0", port=8000), 1.0)  # type: ignore[arg-type]
+    line = ready_line(service, Settings(host="0.0.0.0", port=8000), 1.0)  # type: ignore[arg-type, call-arg]
     assert line.startswith(
         "ready: 1 model (iris-knn v2) in 1.0s; API docs http://127.0.0.1:8000/docs"
     )
@@ -60,6 +60,6 @@ def test_the_ready_line_says_what_failed_and_why() -> None:
 
 
 def test_an_address_for_every_interface_is_opened_on_this_machine() -> None:
-    assert base_url(Settings(host="0.0.0.0", port=80)) == "http://127.0.0.1:80"
-    assert base_url(Settings(host="::", port=80)) == "http://[::1]:80"
-    assert base_url(Settings(host="10.0.0.5", port=81)) == "http://10.0.0.5:81"
+    assert base_url(Settings(host="0.0.0.0", port=80)) == "http://127.0.0.1:80"  # type: ignore[call-arg]
+    assert base_url(Settings(host="::", port=80)) == "http://[::1]:80"  # type: ignore[call-arg]
+    assert base_url(Settings(host="10.0.0.5", port=81)) == "http://10.0.0.5:81"  # type: ignore[call-arg]

@@ -1,31 +1,23 @@
 """Input warnings per kind (issue 23): tabular ranges and text vocabulary, with the thresholds
-of the committed cards' `out_of_domain` sections; bounded probabilities; the V2 output."""
+of the committed cards' `out_of_domain` sections; bounded probabilities; the V2 output.
+Warnings that need a model's vocabulary or embedding:
+tests/integration/test_input_warnings_models.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
 from app.adapters import bound_probabilities, make_adapter
-from app.adapters.base import InputAdapter, InputWarning, RowWarnings
+from app.adapters.base import InputWarning
 from app.codecs.v2 import encode_response
 from app.schemas.card import ModelCard
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
-
-
-def _adapter(name: str) -> InputAdapter:
-    folder = MODELS / name / "2"
-    return make_adapter(ModelCard.read(folder), folder)
-
-
-def _warned(adapter: InputAdapter, instances: list[Any]) -> list[RowWarnings]:
-    rows = [adapter.to_row(instance) for instance in instances]
-    return adapter.warnings(rows, adapter.featurize(rows)) or [()] * len(rows)
+from tests.input_warnings import MODELS
+from tests.input_warnings import adapter as _adapter
+from tests.input_warnings import warned as _warned
 
 
 def test_an_iris_ten_times_too_large_is_warned_and_a_real_one_is_not() -> None:
@@ -35,21 +27,6 @@ def test_an_iris_ten_times_too_large_is_warned_and_a_real_one_is_not() -> None:
     assert plain == ()
     assert [w.code for w in large] == ["feature_out_of_range"]
     assert "sepal_length = 51" in large[0].message
-
-
-def test_foreign_and_tiny_reviews_are_warned_and_an_english_one_is_not() -> None:
-    adapter = _adapter("imdb-sentiment")
-    english = (
-        "This movie was a complete waste of time. The acting was terrible and the plot made "
-        "no sense at all, I would not recommend it to anyone."
-    )
-    german = "Der Film war wirklich sehr schlecht und langweilig."  # 5 of 7 words unknown
-    spanish = "La película fue muy aburrida, los actores no tienen talento."
-    found = _warned(adapter, [english, german, spanish, "great movie"])
-    assert found[0] == ()
-    assert "unknown_words" in {w.code for w in found[1]}
-    assert "unknown_words" in {w.code for w in found[2]}
-    assert "too_few_words" in {w.code for w in found[3]}
 
 
 def test_a_card_without_an_out_of_domain_section_gives_no_warnings(tmp_path: Path) -> None:
@@ -88,23 +65,3 @@ def test_v2_warnings_output_holds_each_rows_list_as_json_text() -> None:
         [],
         [{"code": "unknown_words", "message": "6 of 7 words are unknown"}],
     ]
-
-
-def test_an_image_of_two_digits_is_warned_on_its_row() -> None:
-    import io
-
-    from PIL import Image
-
-    adapter = _adapter("mnist-cnn")
-    with np.load(Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist.npz") as data:
-        first, second = data["x_test"][:2]
-    pair = np.concatenate([np.pad(first, 4), np.pad(second, 4)], axis=1)
-    files = []
-    for grey in (255 - pair, 255 - np.pad(first, 4)):
-        buffer = io.BytesIO()
-        Image.fromarray(grey.astype(np.uint8)).save(buffer, format="PNG")
-        files.append(buffer.getvalue())
-    rows = [adapter.image_to_row(data) for data in files]
-    warned = adapter.warnings(rows, adapter.featurize(rows)) or [(), ()]
-    assert "several_digits" in {w.code for w in warned[0]}
-    assert "several_digits" not in {w.code for w in warned[1]}

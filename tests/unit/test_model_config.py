@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from app.repository import ConfigError, ModelConfig, ModelEntry, ModelState, Router, VersionPolicy
+from app.repository import ConfigError, ModelConfig, Router, ServedVersion, VersionPolicy
 from app.repository.config import check_against_policy, parse_config
+from tests.unit.fake_runtime import served_version
 
 
-def _entry(version: int) -> ModelEntry:
-    return ModelEntry("m", version, Path("."), None, ModelState.READY)
+def _entry(version: int) -> ServedVersion:
+    return served_version(version, "m")
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_weighted_round_robin_matches_the_weights_in_every_window() -> None:
 
 def test_a_rebuilt_router_with_the_same_split_continues_the_round() -> None:
     stable, canary = _entry(1), _entry(2)
-    split: list[tuple[ModelEntry, float, str]] = [(stable, 90, "stable"), (canary, 10, "canary")]
+    split: list[tuple[ServedVersion, float, str]] = [(stable, 90, "stable"), (canary, 10, "canary")]
     router = Router(None, split, {}, None)
     picks = []
     for _ in range(100):  # a rescan (a new router) after every request

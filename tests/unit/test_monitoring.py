@@ -3,14 +3,17 @@ the writer's bounds and the payload log's events."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from app.monitoring.database import database_url
 from app.monitoring.payload_log import PayloadLogger
 from app.monitoring.profile import (
     CategoricalReference,
@@ -18,11 +21,12 @@ from app.monitoring.profile import (
     image_statistics,
 )
 from app.monitoring.stats import categorical_drift, continuous_drift, psi, wilson_interval
-from app.monitoring.store import Store, database_url
-from app.monitoring.writer import Record, Writer
-from app.repository import ModelEntry
+from app.monitoring.store import Store
+from app.repository import CardedVersion
 from app.schemas.card import ModelCard
+from app.tasks import CLASSIFICATION, REGRESSION
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
+from tests.monitoring_fixtures import _record, _writer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,16 +97,6 @@ def test_image_statistics() -> None:
     assert image_statistics(ring, 255)[0, 2] == pytest.approx(10.0)
 
 
-def test_text_statistics_count_tokens_and_unknown_words() -> None:
-    from app.monitoring.profile import StatisticsComputer
-
-    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
-    computer = StatisticsComputer(ModelCard.read(folder), folder)
-    stats = computer.compute(["a great film", "zzqqxx wwvvyy great"])
-    assert stats[0].tolist() == [3.0, 0.0]
-    assert stats[1, 0] == 3.0 and stats[1, 1] == pytest.approx(2 / 3)
-
-
 def test_card_must_list_its_profile(tmp_path: Path) -> None:
     folder = COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION
     card = json.loads((folder / "card.json").read_text())
@@ -138,14 +132,6 @@ def _row(
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(database_url(None, tmp_path / "store"))
-    store.migrate()
-    store.migrate()  # idempotent: a restart migrates again
-    return store
-
-
 def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
     store.insert_rows([_row("r1", 0, "a"), _row("r1", 1, "b"), _row("r2", 0, "a")])
     rows = store.prediction("m", "r1", "")
@@ -159,6 +145,22 @@ def test_store_feedback_round_trip_and_idempotence(store: Store) -> None:
     assert store.counts("m", 1) == (3, 2, 1)
     assert store.recent_feedback("m", 1, 10) == first
     assert store.confusion("m", 1) == {("a", "a"): 1, ("a", "b"): 1}
+
+
+def test_a_regressor_s_true_values_do_not_grow_the_tallies(store: Store) -> None:
+    # A regressor's rows carry no predicted label; each truth is a distinct value (JSON).
+    store.insert_rows([_row("r", i, predicted="", created_at=1.0) for i in range(5)])
+    rows = store.prediction("m", "r", "")
+    store.set_feedback({row[0]: json.dumps([float(i) + 0.5]) for i, row in enumerate(rows[:4])})
+    store.set_feedback({rows[0][0]: "[9.0]"})  # a corrected value moves no tally
+    assert store.counts("m", 1) == (5, 4, 0)
+    assert store.confusion("m", 1) == {("*", ""): 4}
+    assert [json.loads(t) for _, t in store.recent_truths("m", 1, 10)][-1] == [9.0]
+    with store.engine.connect() as connection:
+        tallies = connection.exec_driver_sql("SELECT COUNT(*) FROM prediction_tallies").scalar()
+    assert tallies == 2  # ("", "") and ("*", ""), not one per true value
+    assert store.prune(max_age_s=None, max_rows=1) == 4
+    assert store.counts("m", 1) == (1, 0, 0)
 
 
 def test_store_newest_prediction_wins_for_a_reused_request_id(store: Store) -> None:
@@ -190,39 +192,9 @@ def test_store_retention_by_age_and_rows(store: Store) -> None:
 
 
 # ---------------------------------------------------------------------- writer
-IRIS_FOLDER = COMMITTED_MODELS / "iris-knn" / COMMITTED_VERSION
-
-
-@pytest.fixture(scope="module")
-def iris() -> ModelEntry:
-    return ModelEntry("iris-knn", int(COMMITTED_VERSION), IRIS_FOLDER, ModelCard.read(IRIS_FOLDER))
-
-
-def _record(entry: ModelEntry, request_id: str, rows: int) -> Record:
-    return Record(
-        request_id=request_id,
-        entry=entry,
-        caller="",
-        route="v1",
-        created_at=time.time(),
-        rows=[np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)] * rows,
-        # A tie between the first two labels: the first wins, as in the response.
-        probabilities=np.array([[0.4, 0.4, 0.2]] * rows),
-    )
-
-
-def _writer(store: Store, **overrides: Any) -> Writer:
-    options: dict[str, Any] = {
-        "max_rows": 100,
-        "batch_rows": 100,
-        "flush_interval_s": 60,
-        "on_drop": print,
-    }
-    options.update(overrides)
-    return Writer(store.url, **options)
-
-
-def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: ModelEntry) -> None:
+def test_writer_drops_and_counts_when_full_and_never_blocks(
+    store: Store, iris: CardedVersion
+) -> None:
     dropped: list[int] = []
     # Never started: nothing drains the queue.
     writer = _writer(store, max_rows=5, on_drop=dropped.append)
@@ -234,7 +206,7 @@ def test_writer_drops_and_counts_when_full_and_never_blocks(store: Store, iris: 
     assert dropped == [1] and writer.queued_rows == 5
 
 
-def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) -> None:
+def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: CardedVersion) -> None:
     from app.preprocessing.text import EncodedText
 
     dropped: list[int] = []
@@ -248,22 +220,7 @@ def test_writer_queue_is_bounded_in_bytes_too(store: Store, iris: ModelEntry) ->
     assert sum(dropped) == 80
 
 
-def test_feedback_wait_flushes_at_once(store: Store, iris: ModelEntry) -> None:
-    writer = _writer(store)
-    writer.start()
-    try:
-        writer.submit(*_record(iris, "now", 2))
-        started = time.perf_counter()
-        # The writer would wait 60 s for more rows; a feedback wait makes it write now.
-        assert writer.wait_written("now", timeout_s=60)
-        assert time.perf_counter() - started < 50
-        rows = store.prediction("iris-knn", "now", "")
-        assert [label for _, _, label in rows] == ["setosa", "setosa"]
-    finally:
-        writer.stop()
-
-
-def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntry) -> None:
+def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: CardedVersion) -> None:
     writer = _writer(store)  # not started: its batch never commits
     writer.submit(*_record(iris, "queued", 1))
     # A batch that has been in flight for a minute: the database is stuck.
@@ -273,62 +230,7 @@ def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: ModelEntr
     assert time.perf_counter() - started < 5
 
 
-def test_the_writer_process_stores_what_the_store_records(store: Store, iris: ModelEntry) -> None:
-    writer = _writer(store)
-    writer.start()
-    try:
-        writer.submit(*_record(iris, "full", 1))
-        assert writer.wait_written("full", timeout_s=60)
-    finally:
-        writer.stop()
-    with store.engine.connect() as connection:
-        row = connection.exec_driver_sql(
-            "SELECT route, row_index, features, stats, probabilities, predicted "
-            "FROM prediction_rows WHERE request_id = 'full'"
-        ).one()
-    assert row[0] == "v1" and row[1] == 0 and row[5] == "setosa"
-    assert np.frombuffer(row[2], dtype=np.float32).tolist() == pytest.approx([5.1, 3.5, 1.4, 0.2])
-    # Statistics exactly as the profile measures them (float64 of the served float32 row).
-    expected = np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32).astype(np.float64)
-    assert np.frombuffer(row[3], dtype=np.float64).tolist() == expected.tolist()
-    assert np.frombuffer(row[4], dtype=np.float32).tolist() == pytest.approx([0.4, 0.4, 0.2])
-
-
-def test_writer_stop_writes_what_is_queued(store: Store, iris: ModelEntry) -> None:
-    writer = _writer(store)
-    writer.start()
-    writer.submit(*_record(iris, "last", 1))
-    writer.stop(timeout_s=60)
-    assert store.prediction("iris-knn", "last", "")
-
-
-def test_a_dead_writer_process_drops_counts_and_is_replaced(
-    store: Store, iris: ModelEntry, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("app.monitoring.writer.RESTART_BACKOFF_S", 0.0)
-    dropped: list[int] = []
-    writer = _writer(store, on_drop=dropped.append)
-    writer.start()
-    try:
-        writer.submit(*_record(iris, "first", 1))
-        assert writer.wait_written("first", timeout_s=60)
-        child = writer._child
-        assert child is not None
-        child.process.kill()
-        child.process.wait()
-        writer.submit(*_record(iris, "lost", 2))
-        assert writer.wait_written("lost", timeout_s=60)
-        writer.submit(*_record(iris, "after", 1))
-        assert writer.wait_written("after", timeout_s=60)
-    finally:
-        writer.stop()
-    # The batch sent to the dead process was lost and counted, or (when the death was
-    # seen before sending) written by its replacement; the next one is written either way.
-    assert store.prediction("iris-knn", "after", "")
-    assert dropped == [] if store.prediction("iris-knn", "lost", "") else dropped == [2]
-
-
-def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -> None:
+def test_queued_rows_are_copied_exactly_whatever_their_route(iris: CardedVersion) -> None:
     from app.monitoring.writer import _Pending
     from app.preprocessing.text import EncodedText
 
@@ -354,30 +256,12 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: ModelEntry) -
     assert texts.group().rows == ["a fine film"]
 
 
-def test_a_version_whose_statistics_fail_loses_only_its_rows(
-    store: Store, iris: ModelEntry, tmp_path: Path
-) -> None:
-    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
-    # The card, but a folder without its vocabulary: text statistics cannot be computed.
-    broken = ModelEntry("imdb-sentiment", 2, tmp_path, ModelCard.read(folder))
-    dropped: list[int] = []
-    writer = _writer(store, on_drop=dropped.append)
-    writer.start()
-    try:
-        writer.submit(
-            "text", broken, "", "v1", time.time(), ["a fine film"], np.array([[0.2, 0.8]])
-        )
-        writer.submit(*_record(iris, "tabular", 1))
-        assert writer.wait_written("tabular", timeout_s=60)
-    finally:
-        writer.stop()
-    assert dropped == [1]
-    assert store.prediction("iris-knn", "tabular", "") and not store.prediction(
-        "imdb-sentiment", "text", ""
-    )
-
-
 # ---------------------------------------------------------------------- payload log
+def _classes(*labels: str) -> Any:
+    """The classification encoder of a card with these labels (what the monitor passes)."""
+    return functools.partial(CLASSIFICATION.encode_v1, SimpleNamespace(labels=list(labels)))  # type: ignore[arg-type]
+
+
 def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
     path = tmp_path / "events" / "payloads.jsonl"
     logger = PayloadLogger(str(path), max_events=10, on_drop=print)
@@ -387,7 +271,7 @@ def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
         "iris-knn",
         1,
         [np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)],
-        ["setosa", "versicolor"],
+        _classes("setosa", "versicolor"),
         np.array([[0.75, 0.25]]),
     )
     logger.stop()
@@ -407,11 +291,26 @@ def test_payload_log_file_holds_cloud_events(tmp_path: Path) -> None:
     ]
 
 
+def test_payload_log_writes_a_regressor_s_values_not_labels(tmp_path: Path) -> None:
+    path = tmp_path / "payloads.jsonl"
+    logger = PayloadLogger(str(path), max_events=10, on_drop=print)
+    logger.start()
+    card = SimpleNamespace(labels=["price"])
+    encode = functools.partial(REGRESSION.encode_v1, card)  # type: ignore[arg-type]
+    logger.submit("req-1", "houses", 1, [np.ones(3)], encode, np.array([[251.5], [7.0]]))
+    logger.stop()
+    response = [json.loads(line) for line in path.read_text().splitlines()][1]
+    assert response["data"]["predictions"] == [
+        {"value": 251.5, "warnings": []},
+        {"value": 7.0, "warnings": []},
+    ]
+
+
 def test_payload_log_drops_when_full() -> None:
     dropped: list[int] = []
     logger = PayloadLogger("stdout", max_events=1, on_drop=dropped.append)  # not started
-    logger.submit("a", "m", 1, [[1]], ["x"], np.ones((1, 1)))
-    logger.submit("b", "m", 1, [[1], [2]], ["x"], np.ones((2, 1)))
+    logger.submit("a", "m", 1, [[1]], _classes("x"), np.ones((1, 1)))
+    logger.submit("b", "m", 1, [[1], [2]], _classes("x"), np.ones((2, 1)))
     assert dropped == [2]
 
 
@@ -422,7 +321,7 @@ def test_payload_log_queue_is_bounded_in_bytes_and_drops_are_counted() -> None:
     )  # not started: nothing drains the queue
     image = np.zeros((28, 28), dtype=np.float32)  # 3 KB a row
     for index in range(1000):
-        logger.submit(f"r{index}", "m", 1, [image] * 10, ["x"], np.ones((10, 1)))
+        logger.submit(f"r{index}", "m", 1, [image] * 10, _classes("x"), np.ones((10, 1)))
     assert logger.held_bytes <= 1024 * 1024
     assert sum(dropped) > 0 and len(logger._queue) < 1000
 
@@ -434,7 +333,7 @@ def test_payload_log_ids_are_unique_per_event_even_for_a_reused_request_id(
     logger = PayloadLogger(str(path), max_events=100, on_drop=print)
     logger.start()
     for _ in range(3):
-        logger.submit("same-id", "m", 1, [np.ones(2)], ["x"], np.ones((1, 1)))
+        logger.submit("same-id", "m", 1, [np.ones(2)], _classes("x"), np.ones((1, 1)))
     logger.stop()
     events = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(events) == 6 and {e["requestid"] for e in events} == {"same-id"}
@@ -454,9 +353,9 @@ def test_payload_log_caps_each_event_and_rotates_its_file(tmp_path: Path) -> Non
     logger.start()
     huge = np.zeros((300, 300), dtype=np.float32)  # ~300 KB of JSON as numbers
     small = np.ones(4, dtype=np.float32)
-    logger.submit("huge", "m", 1, [huge], ["x"], np.ones((1, 1)))
+    logger.submit("huge", "m", 1, [huge], _classes("x"), np.ones((1, 1)))
     for index in range(400):
-        logger.submit(f"s{index}", "m", 1, [small], ["x"], np.ones((1, 1)))
+        logger.submit(f"s{index}", "m", 1, [small], _classes("x"), np.ones((1, 1)))
     logger.stop(timeout_s=30)
     files = sorted(tmp_path.iterdir())
     assert [f.name for f in files] == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
@@ -471,7 +370,9 @@ def test_payload_log_event_over_the_cap_keeps_its_envelope(tmp_path: Path) -> No
     path = tmp_path / "events.jsonl"
     logger = PayloadLogger(str(path), max_events=10, on_drop=print, max_event_bytes=2048)
     logger.start()
-    logger.submit("big", "m", 1, [np.zeros((100, 100), dtype=np.float32)], ["x"], np.ones((1, 1)))
+    logger.submit(
+        "big", "m", 1, [np.zeros((100, 100), dtype=np.float32)], _classes("x"), np.ones((1, 1))
+    )
     logger.stop()
     request = json.loads(path.read_text().splitlines()[0])
     assert request["data"]["instances"] is None
@@ -495,7 +396,7 @@ def test_a_full_disk_makes_room_by_deleting_the_oldest_rows(tmp_path: Path) -> N
     from sqlalchemy import event
     from sqlalchemy.exc import OperationalError
 
-    from app.monitoring.store import is_disk_full
+    from app.monitoring.database import is_disk_full
 
     store = Store(database_url(None, tmp_path / "store"))
     store.migrate()
@@ -533,30 +434,6 @@ def test_a_deleted_sqlite_file_is_detected_and_replaced(store: Store) -> None:
     store.reopen()
     assert not store.file_replaced()
     assert store.prediction("m", "before", "") == []  # gone, and the store says so
-
-
-def test_an_oversize_input_is_stored_without_its_compact_form() -> None:
-    from app.monitoring.profile import StatisticsComputer
-    from app.monitoring.writer import Group, to_rows
-
-    folder = COMMITTED_MODELS / "imdb-sentiment" / COMMITTED_VERSION
-    card = ModelCard.read(folder)
-    computer = StatisticsComputer(card, folder)
-    group = Group(
-        "imdb-sentiment",
-        1,
-        ["r"],
-        ["key"],
-        ["v1"],
-        [1.0],
-        [2],
-        ["a fine film", "great " * 5000],
-        np.array([[0.2, 0.8], [0.1, 0.9]]),
-    )
-    rows, lost, _, omitted = to_rows([group], {("imdb-sentiment", 1): computer}, 1024)
-    assert (lost, omitted) == (0, 1)
-    assert rows[0][7] is not None and rows[1][7] is None  # features column
-    assert rows[1][1] == "key"  # the caller column
 
 
 def _brute_force(store: Store, caller: str | None) -> tuple[tuple[int, int, int], Any]:
@@ -618,7 +495,7 @@ def test_the_migration_backfills_the_tallies_of_stored_rows(tmp_path: Path) -> N
     from alembic import command
     from alembic.config import Config
 
-    from app.monitoring.store import MIGRATIONS
+    from app.monitoring.database import MIGRATIONS
 
     store = Store(database_url(None, tmp_path / "old"))
     config = Config()

@@ -14,7 +14,7 @@ from app.budget import ClientDisconnected, RequestBudget
 from app.context import RequestContext
 from app.errors import DeadlineExceeded
 from app.metrics import Metrics
-from app.repository import ModelRegistry, discover
+from app.repository import ModelRegistry, VersionPolicy
 from app.service import PredictionService
 from tests.conftest import make_settings
 
@@ -27,7 +27,7 @@ def anyio_backend() -> str:
 
 
 def _service(tmp_path: Path, **settings: Any) -> PredictionService:
-    registry = ModelRegistry(discover(tmp_path))
+    registry = ModelRegistry.scan(tmp_path, VersionPolicy())
     return PredictionService(make_settings(tmp_path, **settings), registry, Metrics())
 
 

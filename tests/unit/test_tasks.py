@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.monitoring.monitor import regression_figures
 from app.monitoring.profile import MISSING_CATEGORY, OTHER_CATEGORY, table_statistics
+from app.monitoring.quality import regression_figures
 from app.schemas.card import CardExample, Feature, ModelCard, TableInput, TabularInput
 from app.tasks import output_names, task_of
 from training.importing.cli import main

@@ -8,18 +8,17 @@ from pathlib import Path
 
 from training.importing.data import read_table
 from training.importing.errors import ImportRefused
+from training.importing.save import import_file
+
+HELP = "import a fitted model as the next served version"
+DESCRIPTION = (
+    "Import a fitted scikit-learn model (.skops; .pkl/.joblib with --trust-pickle) as the next "
+    "version of NAME in the models folder; a running server picks it up without a restart."
+)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synergy", description="Synergy Serve tools.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    bring = commands.add_parser(
-        "import",
-        help="import a fitted model as the next served version",
-        description="Import a fitted scikit-learn model (.skops; .pkl/.joblib with "
-        "--trust-pickle) as the next version of NAME in the models folder; a running server "
-        "picks it up without a restart.",
-    )
+def add_arguments(bring: argparse.ArgumentParser) -> None:
+    """The `import` command's arguments (`synergy import`, `python -m training import`)."""
     bring.add_argument("model_file", type=Path)
     bring.add_argument("--name", required=True, help="the model's name (URL-safe)")
     bring.add_argument("--example", type=Path, help="CSV (header row) or .npz (x) of sample rows")
@@ -34,14 +33,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     bring.add_argument("--models-dir", type=Path, default=Path("models"))
     bring.add_argument("--version", type=int, help="the version number (default: the next)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synergy", description="Synergy Serve tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_arguments(commands.add_parser("import", help=HELP, description=DESCRIPTION))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; 0 on success, 2 with a clear message when the import is refused."""
-    args = _parser().parse_args(argv)
-    from training.importing.save import import_file
+    """`synergy import ...`: 0 on success, 2 with a clear message when the import is refused."""
+    return run(_parser().parse_args(argv))
 
+
+def run(args: argparse.Namespace) -> int:
+    """Import one model file; 0 on success, 2 with a clear message when it is refused."""
     try:
         example = read_table(args.example, None)[0] if args.example else None
         evaluation = read_table(args.eval, args.target) if args.eval else None

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes.keras import KerasModel
 from app.schemas.card import Feature, TabularInput
 from training.importing.errors import ImportRefused
 from training.importing.safety import check_keras_config
@@ -92,13 +91,6 @@ def save_keras_copy(model: Any, folder: Path) -> str:
     with zipfile.ZipFile(path) as archive:
         check_keras_config(json.loads(archive.read("config.json")))
     return MODEL_FILE
-
-
-def keras_runtime(card: Any, folder: Path) -> KerasModel:
-    """The server's Keras runtime over the copy just written."""
-    runtime = KerasModel(card, folder, buckets=(1, 8, 64))
-    runtime.load()
-    return runtime
 
 
 def keras_direct(model: Any, card: Any, x: Any) -> np.ndarray:

@@ -21,7 +21,8 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-from app.runtimes.sklearn import UntrustedArtifact, load_skops
+from app.runtimes import UntrustedArtifact
+from app.runtimes.sklearn import load_skops
 from training.importing.errors import ImportRefused
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")

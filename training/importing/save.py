@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from app.adapters import InputLimits, make_adapter
-from app.repository.lifecycle import WARMUP_TOLERANCE
-from app.runtimes.sklearn import SklearnModel
+from app.repository.loading import WARMUP_TOLERANCE
+from app.runtimes import Model, load_model
 from app.schemas.card import (
     CardExample,
     ImportRecord,
@@ -40,7 +40,6 @@ from training.importing.evaluation import evaluate_into
 from training.importing.keras_model import (
     is_keras_model,
     keras_direct,
-    keras_runtime,
     keras_schema,
     save_keras_copy,
 )
@@ -372,12 +371,7 @@ def _params(estimator: Any) -> dict[str, Any]:
 def _serving_path(card: ModelCard, folder: Path) -> tuple[Any, Any]:
     """The server's runtime (reading the file just written: skops with the server's trust
     list, or .keras in safe mode) and adapter for `card`."""
-    runtime: Any
-    if card.framework == "keras":
-        runtime = keras_runtime(card, folder)
-    else:
-        runtime = SklearnModel(card, folder)
-        runtime.load()
+    runtime: Model = load_model(card, folder, buckets=(1, 8, 64))
     adapter = make_adapter(card, folder, InputLimits(max_text_chars=2**31))
     return runtime, adapter
 

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection `app.monitoring.store.migrate` hands in."""
+"""Alembic environment: runs on the connection `app.monitoring.database.migrate` hands in."""
 
 from alembic import context
 

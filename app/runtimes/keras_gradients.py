@@ -9,21 +9,16 @@ chunk shape, so a request never retraces.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-# (inputs (N, ...), one-hot class weights (C,)) -> (outputs (N, C), d output·weights / d input)
-Gradient = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-class UnsupportedBackend(RuntimeError):
-    """Gradients are not implemented for this Keras backend."""
+from app.runtimes.base import Gradient, NoInputGradients
 
 
 def make_gradient(network: Any, backend: str) -> Gradient:
-    """The gradient function of `network` on `backend` ("jax" or "tensorflow")."""
+    """The gradient function of `network` on `backend` ("jax" or "tensorflow"); raises
+    NoInputGradients on another backend."""
     if backend == "jax":
         import jax
         import jax.numpy as jnp
@@ -61,7 +56,7 @@ def make_gradient(network: Any, backend: str) -> Gradient:
             return outputs.numpy().astype(np.float64), grads.numpy().astype(np.float64)
 
         return tf_gradient
-    raise UnsupportedBackend(
+    raise NoInputGradients(
         f"explanations of Keras models need gradients, implemented for the jax and tensorflow "
         f"backends; this server runs on {backend}"
     )

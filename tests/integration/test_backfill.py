@@ -9,7 +9,7 @@ import pytest
 
 from app.schemas.card import ModelCard, TrainingData, verify_artifacts
 from tests.conftest import MODEL_NAMES
-from training.backfill import main
+from training.cli import main
 from training.common import ERRORS_FILE
 
 
@@ -57,7 +57,7 @@ def test_backfill_reproduces_the_trainers_errors_and_lists_them(
     trained = (folder / ERRORS_FILE).read_bytes()
     old = _strip_errors(folder)
 
-    assert main(["errors", str(folder), "--data-dir", str(data_dir)]) == 0
+    assert main(["backfill", "errors", str(folder), "--data-dir", str(data_dir)]) == 0
 
     card = ModelCard.read(folder)  # validates
     assert card.errors_file == ERRORS_FILE
@@ -83,7 +83,7 @@ def test_backfill_refuses_data_other_than_the_training_data(
     other.write(folder)
     before = (folder / "card.json").read_bytes()
 
-    assert main(["errors", str(folder), "--data-dir", str(data_dir)]) == 2
+    assert main(["backfill", "errors", str(folder), "--data-dir", str(data_dir)]) == 2
 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not the data iris-knn v1 was trained on" in err
@@ -98,7 +98,7 @@ def test_backfill_refuses_a_model_evaluated_on_another_split(
     folder = models_copy / "imdb-sentiment" / "1"
     _strip_errors(folder)
 
-    assert main(["errors", str(folder), "--data-dir", str(data_dir)]) == 2
+    assert main(["backfill", "errors", str(folder), "--data-dir", str(data_dir)]) == 2
 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "retrain instead" in err
@@ -117,7 +117,7 @@ def test_backfill_records_the_roc_curve_of_a_binary_model_trained_before_it(
         update={"metrics": stripped.classification_metrics().model_copy(update={"roc_curve": None})}
     ).write(folder)
 
-    assert main(["errors", str(folder), "--data-dir", str(data_dir)]) == 0
+    assert main(["backfill", "errors", str(folder), "--data-dir", str(data_dir)]) == 0
 
     card = ModelCard.read(folder)
     assert verify_artifacts(card, folder) == []

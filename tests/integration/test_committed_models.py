@@ -15,8 +15,7 @@ from sklearn.datasets import load_iris, make_classification
 from sklearn.model_selection import train_test_split
 
 from app.adapters import make_adapter
-from app.runtimes.keras import KerasModel
-from app.runtimes.sklearn import SklearnModel
+from app.runtimes import load_model
 from app.schemas.card import ModelCard, verify_artifacts
 from app.schemas.predict import predict_request_model
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION, MODEL_NAMES
@@ -38,12 +37,7 @@ def test_only_the_current_versions_are_committed() -> None:
 def _load(name: str) -> tuple[ModelCard, Any, Any]:
     folder = COMMITTED_MODELS / name / VERSION
     card = ModelCard.read(folder)
-    model = (
-        KerasModel(card, folder, buckets=(1, 64, 256))
-        if card.framework == "keras"
-        else SklearnModel(card, folder)
-    )
-    model.load()
+    model = load_model(card, folder, buckets=(1, 64, 256))
     return card, model, make_adapter(card, folder, max_image_pixels=10**8)
 
 

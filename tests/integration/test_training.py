@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from app.adapters import make_adapter
-from app.runtimes.keras import KerasModel
-from app.runtimes.sklearn import SklearnModel
+from app.runtimes import load_model
 from app.schemas.card import ModelCard, verify_artifacts
 from app.schemas.predict import predict_request_model
 from tests.conftest import MODEL_NAMES, ROOT
@@ -39,12 +38,7 @@ def test_reloaded_model_predicts_what_the_trained_one_did(tiny_models_dir: Path,
     the in-memory model right after training must come back."""
     folder = tiny_models_dir / name / "1"
     card = ModelCard.read(folder)
-    model = (
-        KerasModel(card, folder, buckets=(1, 4))
-        if card.framework == "keras"
-        else SklearnModel(card, folder)
-    )
-    model.load()
+    model = load_model(card, folder, buckets=(1, 4))
     adapter = make_adapter(card, folder, max_image_pixels=10_000_000)
     request = predict_request_model(card, max_instances=10, max_text_chars=50_000, examples=[])
     instances = request.model_validate({"instances": [e.instance for e in card.examples]}).instances  # type: ignore[attr-defined]

@@ -1,0 +1,187 @@
+"""Loading one model version: verify its files against the card, load the runtime and the
+input kind's files, warm up every batch bucket, replay the card's examples; and freeing an
+unloaded version's memory. Runs on worker threads; the lifecycle (`app.repository.lifecycle`)
+decides what loads when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from app.adapters import InputAdapter, InputLimits
+from app.budget import release_free_memory
+from app.repository.versions import CardedVersion, ModelEntry
+from app.runtimes import Model, Runtime, UntrustedArtifact, library_version_problem, load_model
+from app.schemas.card import ModelCard, verify_artifacts
+from app.schemas.predict import predict_request_model
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Float noise between backends and devices (TF32 on GPUs) stays far below this; a skewed
+# preprocessing or a wrong artifact is far above it.
+WARMUP_TOLERANCE = 2e-3
+
+
+class ArtifactMismatch(RuntimeError):
+    """The artifact loads but does not behave as the card says (message safe to show)."""
+
+
+def input_limits(settings: Settings) -> InputLimits:
+    """The settings' limits on a request's inputs, for the adapters."""
+    return InputLimits(
+        max_instances=settings.limits.max_instances,
+        max_text_chars=settings.limits.max_text_chars,
+        max_image_pixels=settings.limits.max_image_pixels,
+    )
+
+
+def verify(entry: ModelEntry, card: ModelCard) -> bool:
+    """Check the artifact hashes against the card; mark the entry failed on any mismatch."""
+    started = time.perf_counter()
+    problems = verify_artifacts(card, entry.folder)
+    if problems:
+        entry.fail("artifact check failed: " + "; ".join(problems))
+        return False
+    log.debug("verified %s/%s in %.3fs", entry.name, entry.version, time.perf_counter() - started)
+    return True
+
+
+def load_version(
+    entry: ModelEntry, carded: CardedVersion, settings: Settings, stopping: Callable[[], bool]
+) -> Model | None:
+    """Verify, load, warm up and replay one version (on a worker thread): its runtime, or
+    None if it failed (the entry then says why) or `stopping()` became true meanwhile."""
+    card, adapter = carded.card, carded.kind
+    started = time.perf_counter()
+    try:
+        if not verify(entry, card):
+            return None
+        mismatch = library_version_problem(card)
+        if mismatch is not None and not settings.repository.allow_library_version_mismatch:
+            entry.fail(f"loading failed: {mismatch}")
+            return None
+        batching = settings.batching.for_model(entry.name)
+        model = load_model(card, entry.folder, max_batch_size=batching.max_batch_size)
+        adapter.load()
+        if settings.repository.warmup:
+            warm_up(model, adapter)
+        if stopping():  # stopped while it loaded: it never served
+            return None
+    except Exception as exc:
+        log.exception("loading %s/%s failed", entry.name, entry.version)
+        entry.fail(load_failure_reason(card, exc))
+        return None
+    entry.load_seconds = round(time.perf_counter() - started, 3)
+    log.info(
+        "model %s version %s ready on %s in %.2fs",
+        entry.name,
+        entry.version,
+        model.device,
+        entry.load_seconds,
+    )
+    return model
+
+
+def load_failure_reason(card: ModelCard, exc: BaseException) -> str:
+    """Why a model version failed to load, in the project's words: the server's own checks
+    say what they found; a framework's exception (its text can hold paths and internals)
+    becomes the files it was loading, with the details in the server log."""
+    if isinstance(exc, ArtifactMismatch | UntrustedArtifact):
+        return f"loading failed: {exc}"
+    files = ", ".join(sorted(card.artifacts)) or "its files"
+    return (
+        f"loading failed: {card.framework} could not load the model from {files}; the "
+        "server log has the details"
+    )
+
+
+def collect(runtime: Runtime | None, live: list[tuple[Model, InputAdapter]]) -> None:
+    """Free an unloaded version's memory: the runtime's objects, and glibc's freed arenas.
+
+    The unloaded model's `runtime` drops what it keeps process-wide for it (JAX's compiled
+    functions, `Runtime.clear_caches`); if that costs its versions still serving (`live`)
+    their compiled shapes, they are warmed up again here, off the event loop, rather than
+    compiling on their next request.
+    """
+    gc.collect()
+    if runtime is not None and runtime.clear_caches():
+        gc.collect()
+        for model, adapter in live:
+            try:
+                warm_up(model, adapter)
+            except Exception:  # it serves anyway; its next request compiles
+                log.exception("warming %s up again after an unload failed", adapter.card.name)
+    release_free_memory()
+
+
+def warm_up(model: Model, adapter: InputAdapter) -> None:
+    """Compile every batch bucket, then replay the card's examples end to end.
+
+    The examples' recorded probabilities must come back (within float noise): a model that
+    loads but predicts differently from training (preprocessing skew, a broken backend) is
+    failed here rather than served. Raises ArtifactMismatch.
+    """
+    examples = adapter.card.examples
+    # Validated like a request, but not held to the clients' size limits.
+    unlimited = predict_request_model(
+        adapter.card, max_instances=len(examples), max_text_chars=2**31, examples=[]
+    )
+    body = {"instances": [example.instance for example in examples]}
+    instances = unlimited.model_validate(body).instances  # type: ignore[attr-defined]
+    rows = [adapter.to_row(instance) for instance in instances]
+    model.warmup(adapter.featurize(rows[:1]))
+    predicted = model.predict(adapter.featurize(rows))
+    card = adapter.card
+    for example, output in zip(examples, predicted, strict=True):
+        recorded = card.recorded_output(example)
+        if recorded is None:
+            continue
+        # Probabilities are 0-1; a regressor's values are in the target's unit: relative.
+        drift = max(
+            abs(a - b) / (1.0 if card.is_classifier else max(1.0, abs(b)))
+            for a, b in zip(output, recorded, strict=True)
+        )
+        if drift > WARMUP_TOLERANCE:
+            what = "probabilities" if card.is_classifier else "predictions"
+            raise ArtifactMismatch(
+                f"the loaded model does not reproduce the {what} recorded when it was saved "
+                f"for a card example (off by {drift:.2g}); the artifact or the preprocessing "
+                "differs from what was saved"
+            )
+
+
+async def in_daemon_thread(function: Callable[..., T], *args: Any) -> T:
+    """`asyncio.to_thread`, on a daemon thread: loading a model cannot be interrupted, and a
+    stop while it runs (Ctrl-C during start-up) must not wait for it; the default executor
+    is joined at exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result, error = function(*args), None
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting task
+            result, error = None, exc
+        # RuntimeError: the loop is closed, nobody waits any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="load-models", daemon=True).start()
+    return await future
