@@ -132,9 +132,14 @@ def measure(root: Path, model: str, body: Path) -> dict[str, object]:
         capture_output=True,
         text=True,
         timeout=600,
-        check=True,
+        check=False,  # a side may abort at exit (threads still in native code): its figures stand
     )
-    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    lines = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
+    if not lines:
+        raise RuntimeError(
+            f"{root} {model}: no result (exit {result.returncode}): {result.stderr[-2000:]}"
+        )
+    line = lines[0]
     parsed: dict[str, object] = json.loads(line.removeprefix("RESULT "))
     return parsed
 
