@@ -51,7 +51,6 @@ from app.repository import CardedVersion, ModelRegistry, ServedVersion
 from app.runtimes.base import Model
 from app.schemas.versions import not_a_version, parse_version
 from app.settings import Settings
-from app.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +310,7 @@ class InferenceCore:
         """Start the batcher of a loaded version: `model` (its runtime) behind it, the
         version's kind (loaded) featurising, its stats fed per batch."""
         batching = self.settings.batching.for_model(entry.name)
-        adapter, card, stats = entry.kind, entry.card, entry.stats
-        task = task_of(card)
+        adapter, card, stats, task = entry.kind, entry.card, entry.stats, entry.task
         version = str(entry.version)
         prediction_counter = self.metrics.predictions
 

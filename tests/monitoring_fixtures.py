@@ -18,6 +18,7 @@ from app.monitoring.store import Store
 from app.monitoring.writer import Record, Writer
 from app.repository import CardedVersion
 from app.schemas.card import ModelCard
+from app.tasks import task_of
 from tests.conftest import COMMITTED_MODELS, COMMITTED_VERSION
 
 
@@ -40,7 +41,7 @@ def iris() -> CardedVersion:
 def _carded(name: str, version: int, folder: Path, card: ModelCard) -> CardedVersion:
     """A version as the writer gets it (its input kind made from the card, not loaded)."""
     kind = make_adapter(card, folder, load=False)
-    return CardedVersion(name, version, folder, card, kind, ServingStats())
+    return CardedVersion(name, version, folder, card, kind, task_of(card), ServingStats())
 
 
 def _record(entry: CardedVersion, request_id: str, rows: int) -> Record:

@@ -164,7 +164,6 @@ class Monitor:
                 event.probabilities,
             )
         if self.payload_log is not None and random.random() < self.payload_log_sample:  # noqa: S311
-            assert entry.card is not None
             self.payload_log.submit(
                 event.request_id,
                 entry.name,

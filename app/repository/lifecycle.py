@@ -93,12 +93,10 @@ class Lifecycle:
             metrics.config_valid.labels(name).set(0 if model.config_error else 1)
 
     def _admit(self, entry: ModelEntry) -> None:
-        if entry.card is not None and entry.carded is None:
+        card = entry.card
+        if card is not None and entry.carded is None:
             # Per version, from its card alone: its schema and V2 spec exist at once.
-            kind = make_adapter(entry.card, entry.folder, self._limits, load=False)
-            entry.carded = CardedVersion(
-                entry.name, entry.version, entry.folder, entry.card, kind, entry.stats
-            )
+            entry.admit(card, make_adapter(card, entry.folder, self._limits, load=False))
         self.metrics.model_ready.labels(entry.name, str(entry.version)).set(0)
 
     async def start(self) -> None:

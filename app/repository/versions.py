@@ -2,8 +2,8 @@
 
 - `ModelEntry`: the lifecycle's bookkeeping for one version folder (state, reason, leases,
   fingerprint); changed only by the lifecycle, on the event loop.
-- `CardedVersion`: a version whose card is valid (name, version, folder, card, kind), whatever
-  its state: what listings, metadata and the API docs need.
+- `CardedVersion`: a version whose card is valid (name, version, folder, card, kind, task),
+  whatever its state: what listings, metadata and the API docs need.
 - `ServedVersion`: a version that is fully loaded and serving (the above, plus its runtime,
   batcher and live stats). `select` hands these out; no field is ever missing, and none can
   be reassigned (the lifecycle replaces the whole object instead).
@@ -23,6 +23,7 @@ from app.batching import Batcher
 from app.metrics import ServingStats
 from app.runtimes.base import Model
 from app.schemas.card import ModelCard
+from app.tasks import Task, task_of
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,16 @@ class Leases:
 
 @dataclass(frozen=True, eq=False, slots=True)
 class CardedVersion:
-    """A version whose card is valid: its input kind exists (schema, V2 tensor spec) even
-    while the version loads, so listings and docs can describe it; its live stats too."""
+    """A version whose card is valid: its input kind (schema, V2 tensor spec) and task
+    (outputs, their encoding) exist even while the version loads, so listings and docs can
+    describe it; its live stats too."""
 
     name: str
     version: int
     folder: Path
     card: ModelCard
     kind: InputAdapter
+    task: Task
     stats: ServingStats
 
 
@@ -103,6 +106,7 @@ class ServedVersion(CardedVersion):
             carded.folder,
             carded.card,
             carded.kind,
+            carded.task,
             carded.stats,
             model,
             batcher,
@@ -141,6 +145,13 @@ class ModelEntry:
     # tried again only when its files change.
     fingerprint: str = ""
     leases: Leases = field(default_factory=Leases)
+
+    def admit(self, card: ModelCard, kind: InputAdapter) -> CardedVersion:
+        """Hold the version as carded (`card`, its valid card; `kind`, made from it)."""
+        self.carded = CardedVersion(
+            self.name, self.version, self.folder, card, kind, task_of(card), self.stats
+        )
+        return self.carded
 
     def ready(self, served: ServedVersion) -> None:
         """Mark the version serving (loaded, warm, its batcher running)."""

@@ -20,6 +20,7 @@ from app.repository import CardedVersion, Leases, ServedVersion
 from app.runtimes import RUNTIMES
 from app.runtimes.base import Model, Runtime
 from app.schemas.card import CARD_FILENAME, ModelCard, sha256_file
+from app.tasks import task_of
 
 ARTIFACT = "model.bin"
 
@@ -118,6 +119,6 @@ def served_version(version: int, name: str = "toy") -> ServedVersion:
     card = card_of(name, version)
     folder = Path(".")
     kind = make_adapter(card, folder, load=False)
-    carded = CardedVersion(name, version, folder, card, kind, ServingStats())
+    carded = CardedVersion(name, version, folder, card, kind, task_of(card), ServingStats())
     batcher = Batcher(f"{name}/{version}", lambda rows: [])
     return ServedVersion.of(carded, FakeRuntime(card, folder), batcher, Leases())
