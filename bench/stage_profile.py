@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ab import _extract, cpu_s
+from bench.ab import _children, _extract, cpu_s
 from bench.common import MODELS, ROOT, request_bodies, run_wrk, start_ours
 
 # (stage, substrings of a frame's "function (file:line)"), innermost frame first wins.
@@ -157,6 +158,26 @@ def stage_of(frames: list[str]) -> str:
     return "other"
 
 
+def _thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the server's event-loop thread (the main thread: uvicorn runs
+    the loop there), of its other threads (the models' workers, XLA's and BLAS's pools, the
+    decoding and store threads) and of its child processes (the prediction store's writer)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    loop = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if task.name == str(pid):
+            loop += used
+        else:
+            other += used
+    children = sum(cpu_s(child, tree=True) for child in _children(pid))
+    return {"event-loop thread": loop, "other threads": other, "child processes": children}
+
+
 def profile(
     port: int,
     pid: int,
@@ -176,6 +197,7 @@ def profile(
     loader.start()
     time.sleep(1.0)
     cpu_before, started = cpu_s(pid), time.perf_counter()
+    threads_before = _thread_cpu_s(pid)
     subprocess.run(
         [
             str(Path(sys.executable).parent / "py-spy"),
@@ -197,6 +219,7 @@ def profile(
         check=True,
     )
     cpu, elapsed = cpu_s(pid) - cpu_before, time.perf_counter() - started
+    threads_after = _thread_cpu_s(pid)
     loader.join()
     requests = load["rps"] * elapsed
     samples: collections.Counter[str] = collections.Counter()
@@ -213,6 +236,11 @@ def profile(
         "p99_ms": load["p99_ms"],
         "us_per_request": per_request,
         "cpu_us_per_request": cpu_us,
+        # Steadier than the samples' split: the kernel's count per thread group.
+        "threads_us_per_request": {
+            name: 1e6 * (threads_after[name] - threads_before[name]) / requests
+            for name in threads_after
+        },
     }
 
 
@@ -238,6 +266,7 @@ def main() -> int:
     stages = [stage for stage, _ in STAGES] + ["other"]
     print("| model | req/s | " + " | ".join(stages) + " | CPU us/req (/proc) |")
     print("|---|---:|" + "---:|" * (len(stages) + 1))
+    split: list[tuple[str, dict[str, float]]] = []
     for model in models:
         with ExitStack() as stack:
             process, port = start_ours(
@@ -264,6 +293,13 @@ def main() -> int:
             + " | ".join(f"{costs.get(stage, 0.0):.0f}" for stage in stages)
             + f" | {result['cpu_us_per_request']:.0f} |"
         )
+        split.append((model, result["threads_us_per_request"]))
+    print("\nCPU us per request by thread (/proc):\n")
+    names = list(split[0][1]) if split else []
+    print("| model | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for model, threads in split:
+        print(f"| {model} | " + " | ".join(f"{threads[n]:.0f}" for n in names) + " |")
     return 0
 
 

@@ -24,7 +24,7 @@ from app.kinds.base import (
     RowWarnings,
     decode_b64,
     named_rows,
-    plain_numeric_rows,
+    plain_numeric_array,
 )
 from app.kinds.statistics import InputStatistics
 from app.preprocessing.image import (
@@ -32,6 +32,7 @@ from app.preprocessing.image import (
     ImageTooLargeError,
     images_to_model_input,
     read_grid,
+    read_grids,
     read_image_bytes,
 )
 from app.runtimes.base import Model, NoInputGradients
@@ -172,11 +173,11 @@ class ImageAdapter(InputAdapter):
         return named_rows(lambda e: self.image_to_row(_image_bytes(e), budget), elements, where)
 
     def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
-        rows = plain_numeric_rows(body, max_instances, self.shape, self.max_value)
-        if rows is None:
+        grids = plain_numeric_array(body, max_instances, self.shape, self.max_value)
+        if grids is None:
             return None
         try:
-            return [read_grid(grid) for grid in rows]
+            return read_grids(grids)
         except ImageInputError:
             return None  # the validating path names the blank instance
 

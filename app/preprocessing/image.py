@@ -8,6 +8,7 @@ sees what it was trained on.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from typing import TYPE_CHECKING
@@ -472,6 +473,40 @@ def read_grid(grid: np.ndarray) -> np.ndarray:
     if grey.shape == (MNIST_SIDE, MNIST_SIDE) and _plain_mnist(grey):
         return grey
     return grey_to_mnist(grey)
+
+
+def read_grids(grids: np.ndarray) -> list[np.ndarray]:
+    """`[read_grid(grid) for grid in grids]` for a float32 batch `(N, H, W)` of grids within
+    0-255, at half the cost for the common case (a 0-255 grid laid out the MNIST way, used as
+    is): a single-image request decodes on the event loop, where each of read_grid's ten
+    NumPy calls costs a microsecond. Raises ImageInputError when a grid is blank."""
+    largest, smallest = np.maximum.reduce, np.minimum.reduce
+    ring = _ring_indices(grids.shape[1:]) if grids.shape[1:] == (MNIST_SIDE, MNIST_SIDE) else None
+    half = grids[0].size // 2 if len(grids) else 0
+    rows = []
+    for grid in grids:
+        low, high = float(smallest(grid, axis=None)), float(largest(grid, axis=None))
+        if high <= 1.0:  # 0-1 scaled: read_grid scales it first (rare)
+            rows.append(read_grid(grid))
+            continue
+        if high - low < INK_THRESHOLD:
+            raise ImageInputError(BLANK_MESSAGE)
+        # _plain_mnist, with the outer ring's pixels taken in one call instead of four.
+        plain = (
+            ring is not None
+            and int(np.count_nonzero(grid)) < half
+            and float(largest(grid.ravel().take(ring))) < INK_THRESHOLD
+        )
+        rows.append(grid if plain else grey_to_mnist(grid))
+    return rows
+
+
+@functools.cache
+def _ring_indices(shape: tuple[int, ...]) -> np.ndarray:
+    """Flat indices of a grid's outer MNIST_MARGIN-pixel ring."""
+    ring = np.ones(shape, dtype=bool)
+    ring[MNIST_MARGIN:-MNIST_MARGIN, MNIST_MARGIN:-MNIST_MARGIN] = False
+    return np.flatnonzero(ring)
 
 
 def _plain_mnist(grey: np.ndarray) -> bool:

@@ -288,3 +288,35 @@ def test_several_digits_side_by_side_are_counted_and_one_digit_is_not() -> None:
         assert read_grey(255.0 - pair)[1] >= 1
         single = np.pad(digits[first], 12)
         assert read_grey(255.0 - single)[1] == 0
+
+
+def test_a_batch_of_grids_is_read_as_each_grid_alone() -> None:
+    from app.preprocessing.image import ImageInputError, read_grid, read_grids
+
+    rng = np.random.default_rng(7)
+    digit = np.zeros((28, 28), np.float32)
+    digit[6:22, 12:16] = 255.0  # a plain MNIST-style "1", used as is
+    on_the_edge = digit.copy()
+    on_the_edge[0, 5] = 200.0  # ink in the outer ring: boxed and centred
+    filled = np.full((28, 28), 90.0, np.float32)
+    filled[10:18, 10:18] = 250.0  # over half the pixels inked
+    grids = [
+        digit,
+        255.0 - digit,  # black on white
+        digit / 255.0,  # 0-1 scaled
+        on_the_edge,
+        np.roll(digit, 9, axis=1),  # off-centre but clear of the ring: used as is
+        filled,
+        np.clip(digit + rng.integers(0, 20, (28, 28)), 0, 255).astype(np.float32),  # noisy
+    ]
+    rows = read_grids(np.stack(grids))
+    assert len(rows) == len(grids)
+    for grid, row in zip(grids, rows, strict=True):
+        np.testing.assert_array_equal(row, read_grid(grid))
+    small = np.zeros((2, 5, 6), np.float32)
+    small[:, 1:4, 2:4] = 200.0  # not 28x28: never "plain", always read
+    for grid, row in zip(small, read_grids(small), strict=True):
+        np.testing.assert_array_equal(row, read_grid(grid))
+    blank = np.stack([digit, np.full((28, 28), 7.0, np.float32)])
+    with pytest.raises(ImageInputError):
+        read_grids(blank)

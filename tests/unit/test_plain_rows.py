@@ -110,6 +110,14 @@ def test_the_shortcut_only_takes_bodies_full_validation_accepts(body: Any) -> No
         np.testing.assert_array_equal(a, b)
 
 
+def test_integer_bodies_give_the_rows_of_any_other() -> None:
+    ints = plain_numeric_rows(b'{"instances": [[[0, 1, 2], [3, 4, 255]]]}', 4, SHAPE, 255.0)
+    floats = plain_numeric_rows(b'{"instances": [[[0, 1, 2], [3, 4, 255.0]]]}', 4, SHAPE, 255.0)
+    assert ints is not None and floats is not None
+    assert ints[0].dtype == floats[0].dtype == np.float32
+    np.testing.assert_array_equal(ints[0], floats[0])
+
+
 def test_the_shortcut_takes_the_common_case() -> None:
     body = json.dumps({"instances": [[[0, 1, 2], [3.5, 4, 255]]]}).encode()
     rows = plain_numeric_rows(body, MAX_INSTANCES, SHAPE, 255.0)
@@ -127,6 +135,12 @@ def test_anything_unusual_takes_the_validating_path() -> None:
         b'{"instances": []}',
         b'{"instances": [[[0,1,2],[3,4,5]]], "x": 1}',
         b"not json",
+        # Integer-only bodies take NumPy's integer conversion: what it must still refuse.
+        b'{"instances": [[[0, 1, 2], [3, 4, null]]]}',
+        b'{"instances": [[[0, 1, 2], [3, 4, 100000000000000000000000000000]]]}',
+        b'{"instances": [[[0, 1, 2], [3, 4, 5], [6]]]}',
+        b'{"instanc\\u0065s": [[[0, 1, 2], [3, 4, true]]]}',
+        b'{"instances": [[[0, 1, 2], [3, 4, fals]]]}',
     ):
         assert plain_numeric_rows(body, MAX_INSTANCES, SHAPE, 255.0) is None, body
 
