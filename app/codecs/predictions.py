@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.kinds.base import RowWarnings
+from app.codecs.warnings import RowWarnings
 
 
 def with_warnings(

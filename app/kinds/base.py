@@ -44,6 +44,12 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from app.attributions.base import Explainer
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
+
+# The warnings a kind attaches to rows live with their encoders (a leaf of app.codecs);
+# re-exported here, where the kinds and their callers look for them.
+from app.codecs.warnings import NO_WARNINGS as NO_WARNINGS
+from app.codecs.warnings import InputWarning as InputWarning
+from app.codecs.warnings import RowWarnings as RowWarnings
 from app.errors import InvalidInput, ServingError
 from app.kinds.report import json_sample
 from app.kinds.statistics import InputStatistics
@@ -55,20 +61,6 @@ from app.settings import ExplainSettings
 # Served probabilities are the task's business; re-exported for the core's import.
 from app.tasks import DEFAULT_PROBABILITY_FLOOR as DEFAULT_PROBABILITY_FLOOR
 from app.tasks import bound_probabilities as bound_probabilities
-
-
-@dataclass(frozen=True, slots=True)
-class InputWarning:
-    """Something to know about one prediction's input: a stable `code` for programs, a
-    `message` for people (see docs/warnings.md for every code)."""
-
-    code: str
-    message: str
-
-
-# Per row: the warnings of its prediction (an empty tuple, shared, when there are none).
-RowWarnings = tuple[InputWarning, ...]
-NO_WARNINGS: RowWarnings = ()
 
 
 @dataclass(frozen=True)
