@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from app.schemas.card import Feature, TabularInput
+from app.tasks import CLASSIFICATION, REGRESSION, task_of
 from training.importing.errors import ImportRefused
 from training.importing.safety import check_keras_config
 from training.importing.schema import Schema
@@ -52,31 +53,36 @@ def keras_schema(
     )
     units = int(model.outputs[0].shape[-1])
     activation = str(model.layers[-1].get_config().get("activation", "linear"))
-    found = "classification" if activation in CLASSIFIER_ACTIVATIONS else "regression"
-    if task != "auto" and task != found:
+    found = CLASSIFICATION if activation in CLASSIFIER_ACTIVATIONS else REGRESSION
+    if task != "auto" and task != found.kind:
         raise ImportRefused(
-            f"--task {task} contradicts the Keras model's {activation} output ({found})"
+            f"--task {task} contradicts the Keras model's {activation} output ({found.kind})"
         )
     notes = [
-        f"task {found} from the output activation {activation!r}",
+        f"task {found.kind} from the output activation {activation!r}",
         f"{width} features from the input shape",
     ]
-    if found == "classification":
-        count = 2 if units == 1 else units
+    if found.probabilities:
+        count = 2 if units == 1 else units  # a sigmoid's one unit: two classes
         names_given = labels or [str(i) for i in range(count)]
         if len(names_given) != count:
             raise ImportRefused(
                 f"--labels names {len(names_given)} labels but the model has {count} classes"
             )
-        card_task = "binary-classification" if count == 2 else "multiclass-classification"
         return Schema(
-            card_task, names_given, TabularInput(features=[Feature(name=n) for n in names]), notes
+            found.card_task(count),
+            names_given,
+            TabularInput(features=[Feature(name=n) for n in names]),
+            notes,
         )
     targets = labels or (["target"] if units == 1 else [f"target_{i}" for i in range(units)])
     if len(targets) != units:
         raise ImportRefused(f"--labels names {len(targets)} targets but the model predicts {units}")
     return Schema(
-        "regression", targets, TabularInput(features=[Feature(name=n) for n in names]), notes
+        found.card_task(units),
+        targets,
+        TabularInput(features=[Feature(name=n) for n in names]),
+        notes,
     )
 
 
@@ -96,6 +102,4 @@ def save_keras_copy(model: Any, folder: Path) -> str:
 def keras_direct(model: Any, card: Any, x: Any) -> np.ndarray:
     """The model's own outputs in-process, as the server reports them."""
     values = np.asarray(model.predict(np.asarray(x, dtype=np.float32), verbose=0), dtype=np.float64)
-    if card.is_classifier and values.shape[1] == 1:
-        values = np.hstack([1.0 - values, values])
-    return values
+    return task_of(card).model_outputs(values)

@@ -32,6 +32,7 @@ from app.schemas.card import (
     RawTextInput,
     sha256_file,
 )
+from app.tasks import TASKS, task_of
 from training.common import next_version
 from training.importing.data import Dataset, as_dataset
 from training.importing.errors import ImportRefused
@@ -137,8 +138,8 @@ def import_file(
 def _infer_schema(
     estimator: Any, example: Dataset | None, task: str, labels: list[str] | None
 ) -> Schema:
-    task = infer_task(estimator, task)
-    notes = [f"task {task} from the estimator type"]
+    found = infer_task(estimator, task)
+    notes = [f"task {found.kind} from the estimator type"]
     if is_text_model(estimator):
         spec: Any = RawTextInput()
         notes.append("raw text input: the pipeline starts with a text vectorizer")
@@ -152,22 +153,16 @@ def _infer_schema(
             + (", typed by the example's dtypes" if example else " (all numeric: no example)")
         )
     n_targets = 1
-    if task == "regression" and example is not None:
+    # A regressor's targets are counted from its predictions (a classifier's from classes_).
+    if not found.probabilities and example is not None:
         n_targets = np.asarray(estimator.predict(example.model_input[:1])).reshape(1, -1).shape[1]
-    labels = infer_labels(estimator, task, labels, n_targets)
+    labels = infer_labels(estimator, found, labels, n_targets)
     notes.append(
-        ("labels from classes_" if task == "classification" and labels else "target names")
+        ("labels from classes_" if found.probabilities and labels else "target names")
         if labels
         else ""
     )
-    card_task = (
-        "regression"
-        if task == "regression"
-        else "binary-classification"
-        if len(labels) == 2
-        else "multiclass-classification"
-    )
-    return Schema(card_task, labels, spec, notes)
+    return Schema(found.card_task(len(labels)), labels, spec, notes)
 
 
 def _keras_backend() -> str:
@@ -324,11 +319,7 @@ def _card(
 ) -> ModelCard:
     kind = type(estimator)
     # A placeholder example until the served prediction is known (the card needs one).
-    placeholder = (
-        CardExample(instance=instances[0], label=schema.labels[0])
-        if schema.task != "regression"
-        else CardExample(instance=instances[0])
-    )
+    placeholder = TASKS[schema.task].example(instances[0], schema.labels, None)
     return ModelCard(
         name=name,
         version=number,
@@ -390,7 +381,7 @@ def _serve(runtime: Any, adapter: Any, card: ModelCard, instances: list[Any]) ->
 
 
 def _direct(estimator: Any, card: ModelCard, model_input: Any) -> np.ndarray:
-    if card.is_classifier:
+    if task_of(card).probabilities:
         return np.asarray(estimator.predict_proba(model_input), dtype=np.float64)
     values = np.asarray(estimator.predict(model_input), dtype=np.float64)
     return values.reshape(len(values), -1)
@@ -398,7 +389,7 @@ def _direct(estimator: Any, card: ModelCard, model_input: Any) -> np.ndarray:
 
 def _check_agree(served: np.ndarray, direct: np.ndarray, card: ModelCard) -> None:
     """The server's path must give what the model gives in-process (float32 noise aside)."""
-    scale = 1.0 if card.is_classifier else np.maximum(1.0, np.abs(direct))
+    scale = task_of(card).replay_scale(direct)
     off = float(np.max(np.abs(served - direct) / scale))
     if not off <= WARMUP_TOLERANCE:
         raise ImportRefused(
@@ -409,8 +400,4 @@ def _check_agree(served: np.ndarray, direct: np.ndarray, card: ModelCard) -> Non
 
 
 def _example(card: ModelCard, instance: Any, output: np.ndarray) -> CardExample:
-    values = [round(float(v), 7) for v in output]
-    if card.is_classifier:
-        label = card.labels[int(np.argmax(output))]
-        return CardExample(instance=instance, label=label, probabilities=values)
-    return CardExample(instance=instance, prediction=values)
+    return task_of(card).example(instance, card.labels, output.tolist())
