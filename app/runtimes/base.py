@@ -134,6 +134,13 @@ class Runtime(ABC):
         `max_batch_size` rows; `buckets`, if given, are the batch sizes a runtime that
         compiles per shape pads to (else it chooses them from `max_batch_size`)."""
 
+    def read_artifact(self, data: bytes) -> Any:
+        """Rebuild a user's artifact of this framework from its bytes with the server's
+        trust checks (the importer reads files this way); raises UntrustedArtifact naming
+        what it refused (nothing of it rebuilt). NotImplementedError where a runtime reads
+        no such artifact."""
+        raise NotImplementedError(f"the {self.framework} runtime reads no artifact from bytes")
+
     @abstractmethod
     def owns(self, model: Model) -> bool:
         """Whether `model` was built by this runtime."""

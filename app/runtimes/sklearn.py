@@ -85,6 +85,9 @@ class SklearnRuntime(Runtime):
     framework = "sklearn"
     library = "scikit-learn"
 
+    def read_artifact(self, data: bytes) -> Any:
+        return load_skops(data)
+
     def create(
         self, card: ModelCard, folder: Path, *, max_batch_size: int, buckets: Sequence[int] | None
     ) -> Model:
