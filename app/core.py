@@ -54,7 +54,6 @@ from app.errors import (
 from app.events import PredictionEvent, PredictionListener, ShadowEvent, ShadowListener
 from app.explain.service import ExplanationService
 from app.kinds.base import (
-    DEFAULT_PROBABILITY_FLOOR,
     NO_WARNINGS,
     RowWarnings,
     bound_probabilities,
@@ -314,10 +313,10 @@ class InferenceCore:
         version = str(entry.version)
         prediction_counter = self.metrics.predictions
 
-        checks = entry.card.out_of_domain
-        floor = checks.probability_floor if checks is not None else DEFAULT_PROBABILITY_FLOOR
-        # A regressor's outputs are target values, not probabilities: never bounded.
-        bounded = entry.card.is_classifier
+        # Decided once per version: whether (and to what floor) its outputs are bounded.
+        task_floor = task.probability_floor(card)
+        bounded = task_floor is not None
+        floor = task_floor or 0.0
         warning_counter = self.metrics.input_warnings
 
         def run_batch(rows: list[Any]) -> list[tuple[np.ndarray, RowWarnings] | ServingError]:

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import orjson
 
-from app.codecs.v2 import OUTPUT_NAMES
+from app.codecs.v2 import OUTPUT_NAMES, encode_response, encode_tensors
 from app.errors import InvalidInput
-from app.schemas.card import ModelCard
+from app.schemas.card import CardExample, ModelCard
 
 # Served probabilities stay within [floor, 1 - (C-1) floor] (see bound_probabilities): a card
 # without an out_of_domain section gets this floor; no held-out set here resolves finer.
@@ -36,6 +37,14 @@ def bound_probabilities(probabilities: np.ndarray, floor: float) -> np.ndarray:
         return probabilities
     bounded: np.ndarray = floor + (1.0 - count * floor) * probabilities
     return bounded
+
+
+def binary_to_two_columns(probabilities: np.ndarray) -> np.ndarray:
+    """A sigmoid output (N, 1) becomes (N, 2): P(label 0), P(label 1); others unchanged."""
+    if probabilities.ndim == 2 and probabilities.shape[1] == 1:
+        positive = probabilities[:, 0]
+        return np.stack([1.0 - positive, positive], axis=1)
+    return probabilities
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,43 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]]
     # What the card's `labels` name: the classes, or the predicted targets.
     outputs_heading: ClassVar[str]
+    # Whether the model's outputs are class probabilities (a scikit-learn estimator's
+    # predict_proba) rather than target values (its predict).
+    probabilities: ClassVar[bool]
+    # What the warm-up replay calls the outputs it compares ("probabilities", "predictions").
+    replayed: ClassVar[str]
+    # The report's held-out quality layout (app.report.quality): "classes" (per class and a
+    # confusion matrix) or "values" (errors of the predicted values).
+    quality_layout: ClassVar[str]
+
+    def probability_floor(self, card: ModelCard) -> float | None:
+        """The floor served outputs are bounded to (`bound_probabilities`), None where they
+        are not probabilities and pass through as they are."""
+        raise NotImplementedError
+
+    def model_outputs(self, values: np.ndarray) -> np.ndarray:
+        """A runtime's raw `(N, K)` float64 outputs -> the task's `(N, C)` outputs (a sigmoid
+        classifier's one column becomes two); unchanged by default."""
+        return values
+
+    def card_task(self, count: int) -> str:
+        """The card's `task` for a model of this task with `count` labels (classes or
+        targets)."""
+        raise NotImplementedError
+
+    def example(
+        self, instance: Any, labels: Sequence[str], output: Sequence[float] | None
+    ) -> CardExample:
+        """A card example: `instance` with the model's `output` for it recorded as the task
+        records it (the most probable label and the probabilities, or the predicted values),
+        or, where the output is not known yet (None), a placeholder the card accepts."""
+        raise NotImplementedError
+
+    def replay_scale(self, recorded: np.ndarray) -> np.ndarray:
+        """What each difference from the `recorded` outputs (any shape) is divided by when a
+        replay (warm-up, import) checks that outputs are reproduced: 1 for probabilities
+        (0-1, absolute), the value itself (at least 1) for values in a target's unit."""
+        raise NotImplementedError
 
     def charts(self, card: ModelCard) -> tuple[str, ...]:
         """The held-out quality charts of the report page that apply to this version (drawn
@@ -83,6 +129,32 @@ class Task:
     def encode_v1(self, card: ModelCard, values: np.ndarray) -> list[dict[str, Any]]:
         """`(N, C)` model outputs -> one friendly-API prediction object per row."""
         raise NotImplementedError
+
+    def encode_v2(
+        self,
+        card: ModelCard,
+        model: str,
+        version: int,
+        request_id: str | None,
+        values: np.ndarray,
+        outputs: Sequence[tuple[str, bool]],
+        warnings: Sequence[Sequence[Any]],
+    ) -> tuple[bytes, dict[str, str], str]:
+        """(body, extra headers, media type) of a V2 infer response of `model` `version`
+        holding the `outputs` asked for ((name, as binary?) each, names from
+        `outputs_of(card)`) from `(N, C)` model outputs and the rows' warnings (per row,
+        objects with `code` and `message`)."""
+        tensors = [
+            (
+                name,
+                warning_texts(warnings, len(values))
+                if name == WARNINGS_OUTPUT.name
+                else self.tensor(card, name, values),
+                binary,
+            )
+            for name, binary in outputs
+        ]
+        return encode_tensors(model, version, request_id, tensors)
 
     def tensor(self, card: ModelCard, name: str, values: np.ndarray) -> np.ndarray:
         """The V2 output `name` (one of `outputs(card)`) for `(N, C)` model outputs."""
@@ -122,6 +194,32 @@ class ClassificationTask(Task):
     kind = "classification"
     metric_names = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
     outputs_heading = "Labels"
+    probabilities = True
+    replayed = "probabilities"
+    quality_layout = "classes"
+
+    def probability_floor(self, card: ModelCard) -> float | None:
+        checks = card.out_of_domain
+        return checks.probability_floor if checks is not None else DEFAULT_PROBABILITY_FLOOR
+
+    def model_outputs(self, values: np.ndarray) -> np.ndarray:
+        return binary_to_two_columns(values)
+
+    def card_task(self, count: int) -> str:
+        return "binary-classification" if count == 2 else "multiclass-classification"
+
+    def example(
+        self, instance: Any, labels: Sequence[str], output: Sequence[float] | None
+    ) -> CardExample:
+        if output is None:
+            return CardExample(instance=instance, label=labels[0])
+        # The first most probable class on a tie (NumPy's argmax), before rounding.
+        label = labels[max(range(len(output)), key=output.__getitem__)]
+        values = [round(float(v), 7) for v in output]
+        return CardExample(instance=instance, label=label, probabilities=values)
+
+    def replay_scale(self, recorded: np.ndarray) -> np.ndarray:
+        return np.ones_like(recorded, dtype=np.float64)
 
     def charts(self, card: ModelCard) -> tuple[str, ...]:
         # A ROC curve needs one positive class.
@@ -167,14 +265,26 @@ class ClassificationTask(Task):
         # Served as `:predict` serves them: bounded away from 0 and 1 (the attributions stay
         # on the model's own scale; the bound moves them by less than the completeness
         # tolerance). The explained class is the predicted one.
-        checks = card.out_of_domain
-        floor = checks.probability_floor if checks is not None else DEFAULT_PROBABILITY_FLOOR
+        floor = self.probability_floor(card) or 0.0
         probabilities = bound_probabilities(np.array([outputs]), floor)[0].tolist()
         best = max(range(len(probabilities)), key=probabilities.__getitem__)
         return best, {
             "label": card.labels[best],
             "probabilities": dict(zip(card.labels, probabilities, strict=True)),
         }
+
+    def encode_v2(
+        self,
+        card: ModelCard,
+        model: str,
+        version: int,
+        request_id: str | None,
+        values: np.ndarray,
+        outputs: Sequence[tuple[str, bool]],
+        warnings: Sequence[Sequence[Any]],
+    ) -> tuple[bytes, dict[str, str], str]:
+        # The codec's own writer of label and probabilities (faster than tensor by tensor).
+        return encode_response(model, version, request_id, card.labels, values, outputs, warnings)
 
     def tensor(self, card: ModelCard, name: str, values: np.ndarray) -> np.ndarray:
         if name == OUTPUT_NAMES[0]:
@@ -210,6 +320,28 @@ class RegressionTask(Task):
     kind = "regression"
     metric_names = ("mae", "rmse", "r2")
     outputs_heading = "Targets"
+    probabilities = False
+    replayed = "predictions"
+    quality_layout = "values"
+
+    def probability_floor(self, card: ModelCard) -> float | None:
+        # Target values, not probabilities: never bounded.
+        return None
+
+    def card_task(self, count: int) -> str:
+        return "regression"
+
+    def example(
+        self, instance: Any, labels: Sequence[str], output: Sequence[float] | None
+    ) -> CardExample:
+        if output is None:
+            return CardExample(instance=instance)
+        return CardExample(instance=instance, prediction=[round(float(v), 7) for v in output])
+
+    def replay_scale(self, recorded: np.ndarray) -> np.ndarray:
+        # In the target's unit: relative, so a large target is not held to 1e-x absolute.
+        scale: np.ndarray = np.maximum(1.0, np.abs(recorded))
+        return scale
 
     def charts(self, card: ModelCard) -> tuple[str, ...]:
         return ("predicted_vs_true", "residuals")
@@ -292,6 +424,10 @@ TASKS: dict[str, Task] = {
 }
 
 
+# The tasks by their kind (`synergy import --task`), from the one table.
+TASK_KINDS: dict[str, Task] = {task.kind: task for task in TASKS.values()}
+
+
 def task_of(card: ModelCard) -> Task:
     """The plug-in of the card's task."""
     return TASKS[card.task]
@@ -315,3 +451,14 @@ def outputs_of(card: ModelCard) -> list[OutputTensor]:
 def output_names(card: ModelCard) -> Sequence[str]:
     """The V2 output names of a version."""
     return [output.name for output in outputs_of(card)]
+
+
+def warning_texts(warnings: Sequence[Sequence[Any]], count: int) -> np.ndarray:
+    """The `warnings` output: per row (of `count`), the JSON text of its list of
+    `{code, message}` (`warnings`: per row, objects with `code` and `message`)."""
+    texts = np.empty(count, dtype=object)
+    for index in range(count):
+        found = warnings[index] if index < len(warnings) else ()
+        listed = [{"code": w.code, "message": w.message} for w in found]
+        texts[index] = orjson.dumps(listed).decode()
+    return texts

@@ -27,7 +27,6 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from app.runtimes.base import binary_to_two_columns
 from app.schemas.card import (
     Calibration,
     CardExample,
@@ -37,6 +36,7 @@ from app.schemas.card import (
     TrainingData,
     sha256_file,
 )
+from app.tasks import binary_to_two_columns
 from training.calibration import ECE_BINS, fit_temperature, reliability
 from training.profile import add_profile
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import orjson
 
 from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, ServingError
@@ -22,7 +21,7 @@ from app.kinds import RowWarnings
 from app.repository import CardedVersion
 from app.schemas.card import ModelCard
 from app.schemas.versions import requested_version
-from app.tasks import WARNINGS_OUTPUT, outputs_of, task_of
+from app.tasks import WARNINGS_OUTPUT, outputs_of, task_of, warning_texts
 
 
 def parse_version(name: str, version: str | None) -> int | None:
@@ -81,16 +80,6 @@ def model_metadata(core: InferenceCore, name: str, version: str | None) -> dict[
         "outputs": outputs,
         "labels": card.labels,
     }
-
-
-def warning_texts(warnings: Sequence[RowWarnings], count: int) -> np.ndarray:
-    """The `warnings` output: per row, the JSON text of its list of `{code, message}`."""
-    texts = np.empty(count, dtype=object)
-    for index in range(count):
-        found = warnings[index] if index < len(warnings) else ()
-        listed = [{"code": w.code, "message": w.message} for w in found]
-        texts[index] = orjson.dumps(listed).decode()
-    return texts
 
 
 def output_tensors(

@@ -26,8 +26,6 @@ from app.codecs.v2 import (
     SERVER_NAME,
     decode_input,
     decompress_body,
-    encode_response,
-    encode_tensors,
     parse_request,
     requested_outputs,
     split_body,
@@ -39,7 +37,6 @@ from app.errors import BadRequest, InvalidInput, ServingError
 from app.kinds import RowWarnings
 from app.protocols.tensors import (
     model_metadata,
-    output_tensors,
     parse_version,
     tensor_error,
 )
@@ -167,23 +164,11 @@ class V2Protocol:
         warnings: Sequence[RowWarnings] = (),
     ) -> tuple[bytes, dict[str, str], str]:
         """(body, extra headers, media type) of the infer response."""
-        card = entry.card
-        if not card.is_classifier:
-            names = [name for name, _ in decoded.outputs]
-            tensors = [
-                (name, values, binary)
-                for (name, values), (_, binary) in zip(
-                    output_tensors(card, names, probabilities, warnings),
-                    decoded.outputs,
-                    strict=True,
-                )
-            ]
-            return encode_tensors(entry.name, entry.version, decoded.request.id, tensors)
-        return encode_response(
+        return entry.task.encode_v2(
+            entry.card,
             entry.name,
             entry.version,
             decoded.request.id,
-            card.labels,
             probabilities,
             decoded.outputs,
             warnings,

@@ -3,6 +3,7 @@ card's task's, `app.tasks`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from app.tasks import task_of
 
 def quality(card: ModelCard, folder: Path) -> str:
     """The held-out quality section: the metrics and the charts of the card's task."""
-    m = card.metrics
-    if m is None:
+    if card.metrics is None:
         return _no_metrics()
-    if isinstance(m, RegressionMetrics):
-        return _regression_quality(card, m, folder)
+    return _LAYOUTS[task_of(card).quality_layout](card, folder)
+
+
+def _classification_quality(card: ModelCard, folder: Path) -> str:
+    m = card.classification_metrics()
     tiles = [
         tile("Accuracy", f"{m.accuracy:.4f}"),
         tile("Macro precision", f"{m.precision_macro:.4f}"),
@@ -78,7 +81,11 @@ def _no_metrics() -> str:
 </section>"""
 
 
-def _regression_quality(card: ModelCard, m: RegressionMetrics, folder: Path) -> str:
+def _regression_quality(card: ModelCard, folder: Path) -> str:
+    m = card.metrics
+    # The card's validation ties a regressor to regression metrics.
+    if not isinstance(m, RegressionMetrics):
+        raise ValueError(f"model {card.name} has no held-out regression metrics")
     tiles = "".join(
         (
             tile("MAE", f"{m.mae:.4g}"),
@@ -170,3 +177,10 @@ split.</p>
 <h2 id="calibration-h">Calibration</h2>
 {body}
 </section>"""
+
+
+# The task's held-out quality layout (`Task.quality_layout`) -> the section that draws it.
+_LAYOUTS: dict[str, Callable[[ModelCard, Path], str]] = {
+    "classes": _classification_quality,
+    "values": _regression_quality,
+}

@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
+
 from app.budget import release_free_memory
 from app.kinds import InputAdapter, InputLimits, predict_request_model
 from app.repository.versions import CardedVersion, ModelEntry
 from app.runtimes import Model, Runtime, UntrustedArtifact, library_version_problem, load_model
 from app.schemas.card import ModelCard, verify_artifacts
 from app.settings import Settings
+from app.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +143,17 @@ def warm_up(model: Model, adapter: InputAdapter) -> None:
     model.warmup(adapter.featurize(rows[:1]))
     predicted = model.predict(adapter.featurize(rows))
     card = adapter.card
+    task = task_of(card)
     for example, output in zip(examples, predicted, strict=True):
         recorded = card.recorded_output(example)
         if recorded is None:
             continue
-        # Probabilities are 0-1; a regressor's values are in the target's unit: relative.
+        scales = task.replay_scale(np.asarray(recorded, dtype=np.float64)).tolist()
         drift = max(
-            abs(a - b) / (1.0 if card.is_classifier else max(1.0, abs(b)))
-            for a, b in zip(output, recorded, strict=True)
+            abs(a - b) / scale for a, b, scale in zip(output, recorded, scales, strict=True)
         )
         if drift > WARMUP_TOLERANCE:
-            what = "probabilities" if card.is_classifier else "predictions"
+            what = task.replayed
             raise ArtifactMismatch(
                 f"the loaded model does not reproduce the {what} recorded when it was saved "
                 f"for a card example (off by {drift:.2g}); the artifact or the preprocessing "

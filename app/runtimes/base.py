@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from app.schemas.card import ModelCard
+from app.tasks import Task, task_of
 
 # (inputs (N, ...), class weights (C,)) -> (outputs (N, C), d sum(outputs * weights) / d input,
 # shaped like the inputs); both float64.
@@ -41,6 +42,8 @@ class Model(ABC):
     def __init__(self, card: ModelCard, folder: Path) -> None:
         self.card = card
         self.folder = folder
+        # What the card's task makes of the outputs, looked up once rather than per batch.
+        self.task: Task = task_of(card)
 
     @property
     def estimator(self) -> Any:
@@ -131,6 +134,13 @@ class Runtime(ABC):
         `max_batch_size` rows; `buckets`, if given, are the batch sizes a runtime that
         compiles per shape pads to (else it chooses them from `max_batch_size`)."""
 
+    def read_artifact(self, data: bytes) -> Any:
+        """Rebuild a user's artifact of this framework from its bytes with the server's
+        trust checks (the importer reads files this way); raises UntrustedArtifact naming
+        what it refused (nothing of it rebuilt). NotImplementedError where a runtime reads
+        no such artifact."""
+        raise NotImplementedError(f"the {self.framework} runtime reads no artifact from bytes")
+
     @abstractmethod
     def owns(self, model: Model) -> bool:
         """Whether `model` was built by this runtime."""
@@ -140,11 +150,3 @@ class Runtime(ABC):
         process-wide state it left behind (compiled functions); True when the runtime's models
         still serving must be warmed up again. Nothing to drop by default: False."""
         return False
-
-
-def binary_to_two_columns(probabilities: np.ndarray) -> np.ndarray:
-    """A sigmoid output (N, 1) becomes (N, 2): P(label 0), P(label 1)."""
-    if probabilities.ndim == 2 and probabilities.shape[1] == 1:
-        positive = probabilities[:, 0]
-        return np.stack([1.0 - positive, positive], axis=1)
-    return probabilities

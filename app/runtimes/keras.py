@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes.base import Gradient, Model, Runtime, binary_to_two_columns
+from app.runtimes.base import Gradient, Model, Runtime
 from app.runtimes.keras_gradients import make_gradient
 from app.schemas.card import ModelCard
 
@@ -230,8 +230,8 @@ class KerasModel(Model):
             else:
                 values_parts.append(np.asarray(output)[:rows])
         values = np.concatenate(values_parts).astype(np.float64)
-        # A sigmoid classifier's (N, 1) becomes (N, 2); a regressor's values stay as they are.
-        values = binary_to_two_columns(values) if self.card.is_classifier else values
+        # The task's outputs: a sigmoid classifier's (N, 1) becomes (N, 2).
+        values = self.task.model_outputs(values)
         if not self._embeds:
             return values, None
         return values, np.concatenate(embedded_parts).astype(np.float64)

@@ -52,7 +52,7 @@ class SklearnModel(Model):
             import joblib
 
             estimator = joblib.load(path)
-        if self.card.is_classifier:
+        if self.task.probabilities:
             if not hasattr(estimator, "predict_proba"):
                 raise TypeError(f"{self.card.model_file} has no predict_proba: not a classifier")
             classes = getattr(estimator, "classes_", None)
@@ -73,7 +73,7 @@ class SklearnModel(Model):
         # and the estimator's parameters were validated when it was fitted: skipping both
         # checks saves about a tenth of a small batch's CPU (the calibrated k-NN).
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            if self.card.is_classifier:
+            if self.task.probabilities:
                 return np.asarray(self._estimator.predict_proba(batch), dtype=np.float64)
             values = np.asarray(self._estimator.predict(batch), dtype=np.float64)
         return values.reshape(len(values), -1)  # (N,) single target -> (N, 1)
@@ -84,6 +84,9 @@ class SklearnRuntime(Runtime):
 
     framework = "sklearn"
     library = "scikit-learn"
+
+    def read_artifact(self, data: bytes) -> Any:
+        return load_skops(data)
 
     def create(
         self, card: ModelCard, folder: Path, *, max_batch_size: int, buckets: Sequence[int] | None

@@ -10,7 +10,7 @@ A "switch" is what the scanner below finds in the syntax tree of every file of `
 - on a task: `card.is_classifier`, a comparison of a task name with something named `task`,
   a dict literal keyed by two or more task names.
 
-Files still switching on tasks in other engineers' slices are listed in `TASK_ALLOWED`; an
+Files that may still switch on the task would be listed in `TASK_ALLOWED` (none are left); an
 entry that no longer switches fails the test, so the list can only shrink.
 
 Run as a script to count, per input kind, the files that switch on it:
@@ -48,19 +48,8 @@ KIND_HOME = ("app/kinds/",)
 TASK_HOME = ("app/tasks.py", "app/tasks/")
 # The card schema declares the tasks and checks each task's fields (a leaf every layer reads).
 TASK_SCHEMA = ("app/schemas/card.py",)
-# Outside this slice (issue 21's other engineers; the integrator shrinks these): files that
-# still switch on the task, and why.
-TASK_ALLOWED = {
-    "app/core.py": "probability bounding for classifiers (core owner)",
-    "app/protocols/v2.py": "V2 output metadata (protocols owner)",
-    "app/repository/loading.py": "load-time replay tolerance (repository owner)",
-    "app/runtimes/keras.py": "one sigmoid column to two (runtimes owner)",
-    "app/runtimes/sklearn.py": "predict_proba or predict (runtimes owner)",
-    "training/importing/evaluation.py": "held-out metrics per task at import (training owner)",
-    "training/importing/keras_model.py": "the task inferred from the output layer (training)",
-    "training/importing/save.py": "the task inferred and replayed at import (training owner)",
-    "training/importing/schema.py": "the task inferred from the estimator (training owner)",
-}
+# Files that may still switch on the task, and why (none: every decision is the plug-in's).
+TASK_ALLOWED: dict[str, str] = {}
 # Training-time out-of-domain calibration per kind (thresholds from held-out data, a one-off
 # script beside the trainers, not serving code).
 KIND_ALLOWED = {

@@ -158,3 +158,14 @@ def test_a_skops_file_with_a_type_outside_the_trust_list_is_refused(
     sio.dump(make_pipeline(FunctionTransformer(_double), LogisticRegression()).fit(x, y), path)
     with pytest.raises(ImportRefused, match=r"trust list: .*_double"):
         import_file(path, "func", models_dir=tmp_path / "models")
+
+
+def test_one_importer_per_framework_each_file_suffix_read_by_one() -> None:
+    from app.runtimes import RUNTIMES
+    from training.importing.frameworks import IMPORTERS, importer_for
+
+    assert {importer.framework for importer in IMPORTERS} == set(RUNTIMES)
+    suffixes = [suffix for importer in IMPORTERS for suffix in importer.suffixes]
+    assert len(suffixes) == len(set(suffixes))
+    # Not a Keras model: the scikit-learn importer, whose prepare() refuses what is not fitted.
+    assert importer_for(object()).framework == "sklearn"

@@ -178,10 +178,10 @@ def test_library_versions_are_checked_against_the_runtime_library(fake: FakeRunt
 FRAMEWORK_MODULES = ("app.runtimes.keras", "app.runtimes.sklearn", "app.runtimes.keras_gradients")
 # Deep-learning libraries: the server reaches them through its runtimes only.
 FRAMEWORK_LIBRARIES = ("keras", "tensorflow", "jax", "torch")
-# The importer turns a user's fitted object into an artifact of its framework (what to save,
-# which trust list to check it against): per-framework by nature; it loads the result through
-# `load_model` like everyone else. The trainers name their framework in the card they write.
-ALLOWED = ("app/runtimes/", "training/importing/")
+# The importer's per-framework parts are plug-ins in one table
+# (`training.importing.frameworks.IMPORTERS`), chosen by the object or the file's suffix; it
+# loads the result through `load_model` like everyone else.
+ALLOWED = ("app/runtimes/",)
 
 
 def framework_switches(source: str) -> list[tuple[int, str]]:

@@ -3,6 +3,7 @@ statistics."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from app.monitoring.profile import MISSING_CATEGORY, OTHER_CATEGORY, table_statistics
 from app.monitoring.quality import regression_figures
 from app.schemas.card import CardExample, Feature, ModelCard, TableInput, TabularInput
-from app.tasks import output_names, task_of
+from app.tasks import DEFAULT_PROBABILITY_FLOOR, TASK_KINDS, output_names, task_of
 from training.importing.cli import main
 
 
@@ -61,6 +62,47 @@ def test_a_classifier_keeps_label_and_probabilities() -> None:
     assert task_of(card).encode_v1(card, np.array([[0.2, 0.8]])) == [
         {"label": "yes", "probabilities": {"no": 0.2, "yes": 0.8}}
     ]
+
+
+def test_the_task_decides_bounding_replay_scale_and_sigmoid_columns() -> None:
+    classifier = _card("binary-classification", ["no", "yes"], label="yes")
+    regressor = _card("regression", ["price"], prediction=[3.0])
+    classes, values = task_of(classifier), task_of(regressor)
+    assert classes.probability_floor(classifier) == DEFAULT_PROBABILITY_FLOOR
+    assert values.probability_floor(regressor) is None
+    recorded = np.array([[0.5, 250.0]])
+    assert classes.replay_scale(recorded).tolist() == [[1.0, 1.0]]
+    assert values.replay_scale(recorded).tolist() == [[1.0, 250.0]]
+    sigmoid = np.array([[0.25]])
+    assert classes.model_outputs(sigmoid).tolist() == [[0.75, 0.25]]
+    assert values.model_outputs(sigmoid).tolist() == [[0.25]]
+    assert (classes.replayed, values.replayed) == ("probabilities", "predictions")
+
+
+def test_the_task_names_the_card_task_and_records_examples() -> None:
+    assert TASK_KINDS["classification"].card_task(2) == "binary-classification"
+    assert TASK_KINDS["classification"].card_task(3) == "multiclass-classification"
+    assert TASK_KINDS["regression"].card_task(2) == "regression"
+    classes, values = TASK_KINDS["classification"], TASK_KINDS["regression"]
+    # The first most probable label on a tie, chosen before rounding.
+    recorded = classes.example([1.0], ["a", "b"], [0.499999999, 0.500000001])
+    assert (recorded.label, recorded.probabilities) == ("b", [0.5, 0.5])
+    assert classes.example([1.0], ["a", "b"], None).label == "a"
+    assert values.example([1.0], ["t"], [1.123456789]).prediction == [1.1234568]
+    assert values.example([1.0], ["t"], None).prediction is None
+
+
+def test_each_task_writes_its_v2_answer() -> None:
+    regressor = _card("regression", ["price"], prediction=[3.0])
+    body, _, _ = task_of(regressor).encode_v2(
+        regressor, "m", 1, None, np.array([[1.5]]), [("predict", False)], []
+    )
+    assert json.loads(body)["outputs"][0]["data"] == [1.5]
+    classifier = _card("binary-classification", ["no", "yes"], label="yes")
+    body, _, _ = task_of(classifier).encode_v2(
+        classifier, "m", 1, None, np.array([[0.2, 0.8]]), [("label", False)], []
+    )
+    assert json.loads(body)["outputs"][0]["data"] == ["yes"]
 
 
 def test_a_regressor_card_refuses_probabilities_and_classification_metrics() -> None:

@@ -24,6 +24,7 @@ from app.schemas.card import (
     RegressionMetrics,
     sha256_file,
 )
+from app.tasks import task_of
 from training.calibration import ECE_BINS, reliability
 from training.common import evaluate, misclassified_examples, write_errors_artifact
 from training.importing.data import Dataset
@@ -109,43 +110,10 @@ def evaluate_into(
     )
     artifacts = dict(card.artifacts)
     update: dict[str, Any] = {}
-    metrics: HeldOutMetrics | RegressionMetrics
-    if card.is_classifier:
-        index = {label: i for i, label in enumerate(card.labels)}
-        as_text = {str(v) for v in y_true}
-        if not as_text <= set(index) and as_text <= {str(i) for i in range(len(card.labels))}:
-            # Class indices (a Keras model's sparse targets) for labels given by name.
-            y_true = np.array([card.labels[int(v)] for v in y_true])
-        unknown = sorted({str(v) for v in y_true} - set(index))
-        if unknown:
-            raise ImportRefused(
-                f"the evaluation targets hold labels the model does not know: {unknown[:5]}"
-            )
-        y_index = np.array([index[str(v)] for v in y_true])
-        metrics = evaluate(y_index, outputs, card.labels, "test")
-        ece, table = reliability(y_index, outputs, ECE_BINS)
-        update["calibration"] = Calibration(
-            method="none: the probabilities as imported",
-            fitted_on="not recalibrated",
-            evaluated_on="test",
-            bins=ECE_BINS,
-            ece_before=ece,
-            ece_after=ece,
-            accuracy_before=metrics.accuracy,
-            reliability=table,
-        )
-        errors = misclassified_examples(instances, y_index, outputs, card.labels, "test")
-        name = write_errors_artifact(folder, errors)
-        artifacts[name] = sha256_file(folder / name)
-        update["errors_file"] = name
-        predicted = [card.labels[i] for i in outputs.argmax(axis=1)]
-    else:
-        truth = y_true.astype(np.float64).reshape(len(y_true), -1)
-        metrics = regression_metrics(truth, outputs, card.labels)
-        predicted = [card.labels[0]] * len(outputs)
-        name = write_errors_artifact(folder, largest_errors(instances, truth, outputs))
-        artifacts[name] = sha256_file(folder / name)
-        update["errors_file"] = name
+    # The task's held-out measures (the report's layout of them: app.report.quality).
+    metrics, predicted = _HELD_OUT[task_of(card).quality_layout](
+        card, folder, instances, y_true, outputs, artifacts, update
+    )
     update["metrics"] = metrics
     rows = kind_of(card).record_rows(card, list(instances))
     if rows is not None:
@@ -155,3 +123,72 @@ def evaluate_into(
         update["profile_file"] = path.name
     update["artifacts"] = artifacts
     return card.model_copy(update=update)
+
+
+def _classes_held_out(
+    card: ModelCard,
+    folder: Path,
+    instances: list[Any],
+    y_true: np.ndarray,
+    outputs: np.ndarray,
+    artifacts: dict[str, str],
+    update: dict[str, Any],
+) -> tuple[HeldOutMetrics, list[str]]:
+    """A classifier's metrics, calibration and errors (added to `artifacts` and `update`),
+    and the label predicted for each row."""
+    index = {label: i for i, label in enumerate(card.labels)}
+    as_text = {str(v) for v in y_true}
+    if not as_text <= set(index) and as_text <= {str(i) for i in range(len(card.labels))}:
+        # Class indices (a Keras model's sparse targets) for labels given by name.
+        y_true = np.array([card.labels[int(v)] for v in y_true])
+    unknown = sorted({str(v) for v in y_true} - set(index))
+    if unknown:
+        raise ImportRefused(
+            f"the evaluation targets hold labels the model does not know: {unknown[:5]}"
+        )
+    y_index = np.array([index[str(v)] for v in y_true])
+    metrics = evaluate(y_index, outputs, card.labels, "test")
+    ece, table = reliability(y_index, outputs, ECE_BINS)
+    update["calibration"] = Calibration(
+        method="none: the probabilities as imported",
+        fitted_on="not recalibrated",
+        evaluated_on="test",
+        bins=ECE_BINS,
+        ece_before=ece,
+        ece_after=ece,
+        accuracy_before=metrics.accuracy,
+        reliability=table,
+    )
+    errors = misclassified_examples(instances, y_index, outputs, card.labels, "test")
+    name = write_errors_artifact(folder, errors)
+    artifacts[name] = sha256_file(folder / name)
+    update["errors_file"] = name
+    predicted = [card.labels[i] for i in outputs.argmax(axis=1)]
+    return metrics, predicted
+
+
+def _values_held_out(
+    card: ModelCard,
+    folder: Path,
+    instances: list[Any],
+    y_true: np.ndarray,
+    outputs: np.ndarray,
+    artifacts: dict[str, str],
+    update: dict[str, Any],
+) -> tuple[RegressionMetrics, list[str]]:
+    """A regressor's metrics and largest errors (added to `artifacts` and `update`), and the
+    label each row is profiled under (the first target's name)."""
+    truth = y_true.astype(np.float64).reshape(len(y_true), -1)
+    metrics = regression_metrics(truth, outputs, card.labels)
+    predicted = [card.labels[0]] * len(outputs)
+    name = write_errors_artifact(folder, largest_errors(instances, truth, outputs))
+    artifacts[name] = sha256_file(folder / name)
+    update["errors_file"] = name
+    return metrics, predicted
+
+
+# The task's held-out quality layout (`Task.quality_layout`) -> how it is measured.
+_HELD_OUT: dict[str, Callable[..., tuple[HeldOutMetrics | RegressionMetrics, list[str]]]] = {
+    "classes": _classes_held_out,
+    "values": _values_held_out,
+}

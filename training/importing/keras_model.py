@@ -10,15 +10,19 @@ refused with a clear message (not imported yet).
 from __future__ import annotations
 
 import json
+import platform
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.schemas.card import Feature, TabularInput
+from app.schemas.card import Feature, ModelCard, TabularInput
+from app.tasks import CLASSIFICATION, REGRESSION, task_of
+from training.importing.data import Dataset
 from training.importing.errors import ImportRefused
-from training.importing.safety import check_keras_config
+from training.importing.importer import Importer, Prepared, installed
+from training.importing.safety import LoadedModel, check_keras_config, read_h5, read_keras
 from training.importing.schema import Schema
 
 MODEL_FILE = "model.keras"
@@ -52,31 +56,36 @@ def keras_schema(
     )
     units = int(model.outputs[0].shape[-1])
     activation = str(model.layers[-1].get_config().get("activation", "linear"))
-    found = "classification" if activation in CLASSIFIER_ACTIVATIONS else "regression"
-    if task != "auto" and task != found:
+    found = CLASSIFICATION if activation in CLASSIFIER_ACTIVATIONS else REGRESSION
+    if task != "auto" and task != found.kind:
         raise ImportRefused(
-            f"--task {task} contradicts the Keras model's {activation} output ({found})"
+            f"--task {task} contradicts the Keras model's {activation} output ({found.kind})"
         )
     notes = [
-        f"task {found} from the output activation {activation!r}",
+        f"task {found.kind} from the output activation {activation!r}",
         f"{width} features from the input shape",
     ]
-    if found == "classification":
-        count = 2 if units == 1 else units
+    if found.probabilities:
+        count = 2 if units == 1 else units  # a sigmoid's one unit: two classes
         names_given = labels or [str(i) for i in range(count)]
         if len(names_given) != count:
             raise ImportRefused(
                 f"--labels names {len(names_given)} labels but the model has {count} classes"
             )
-        card_task = "binary-classification" if count == 2 else "multiclass-classification"
         return Schema(
-            card_task, names_given, TabularInput(features=[Feature(name=n) for n in names]), notes
+            found.card_task(count),
+            names_given,
+            TabularInput(features=[Feature(name=n) for n in names]),
+            notes,
         )
     targets = labels or (["target"] if units == 1 else [f"target_{i}" for i in range(units)])
     if len(targets) != units:
         raise ImportRefused(f"--labels names {len(targets)} targets but the model predicts {units}")
     return Schema(
-        "regression", targets, TabularInput(features=[Feature(name=n) for n in names]), notes
+        found.card_task(units),
+        targets,
+        TabularInput(features=[Feature(name=n) for n in names]),
+        notes,
     )
 
 
@@ -96,6 +105,69 @@ def save_keras_copy(model: Any, folder: Path) -> str:
 def keras_direct(model: Any, card: Any, x: Any) -> np.ndarray:
     """The model's own outputs in-process, as the server reports them."""
     values = np.asarray(model.predict(np.asarray(x, dtype=np.float32), verbose=0), dtype=np.float64)
-    if card.is_classifier and values.shape[1] == 1:
-        values = np.hstack([1.0 - values, values])
-    return values
+    return task_of(card).model_outputs(values)
+
+
+def _keras_dataset(data: Any, names: list[str]) -> Dataset:
+    array = np.asarray(data, dtype=np.float64)
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2 or array.shape[1] != len(names):
+        raise ImportRefused(f"the data must have {len(names)} columns, got shape {array.shape}")
+    instances = [dict(zip(names, map(float, row), strict=True)) for row in array.tolist()]
+    return Dataset(array.astype(np.float32), instances, None)
+
+
+class KerasImporter(Importer):
+    """Keras models (see the module docstring): a `.keras` copy, loaded in safe mode."""
+
+    framework = "keras"
+    serialization = "keras"
+    suffixes = (".keras", ".h5")
+    libraries = ("keras", "numpy")
+
+    def claims(self, model: Any) -> bool:
+        return is_keras_model(model)
+
+    def read(self, path: Path, trust: bool) -> LoadedModel:
+        if path.suffix.lower() == ".h5":
+            return read_h5(path, trust)
+        return read_keras(path, trust)
+
+    def prepare(
+        self,
+        model: Any,
+        example: Any,
+        evaluation: tuple[Any, Any] | None,
+        task: str,
+        labels: list[str] | None,
+    ) -> Prepared:
+        columns = [str(c) for c in example.columns] if hasattr(example, "columns") else None
+        schema = keras_schema(model, task, labels, columns)
+        names = [f.name for f in getattr(schema.input, "features", [])]
+        sample = _keras_dataset(example, names) if example is not None else None
+        held_out = _keras_dataset(evaluation[0], names) if evaluation is not None else None
+        if sample is None:
+            width = len(getattr(schema.input, "features", []))
+            sample = _keras_dataset(np.zeros((1, width)), names)
+            schema.notes.append("no example given: the replay example is a row of zeros")
+        return Prepared(schema, sample, held_out)
+
+    def save(self, model: Any, folder: Path) -> str:
+        return save_keras_copy(model, folder)
+
+    def direct(self, model: Any, card: ModelCard, model_input: Any) -> np.ndarray:
+        return keras_direct(model, card, model_input)
+
+    def backend(self) -> str | None:
+        import keras
+
+        return str(keras.backend.backend())
+
+    def versions(self) -> dict[str, str]:
+        # The backend first, as the trainers record it.
+        return {
+            "python": platform.python_version(),
+            "keras_backend": str(self.backend()),
+            **installed(self.libraries),
+        }

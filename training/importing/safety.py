@@ -21,8 +21,6 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-from app.runtimes import UntrustedArtifact
-from app.runtimes.sklearn import load_skops
 from training.importing.errors import ImportRefused
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
@@ -40,43 +38,22 @@ class LoadedModel:
 
     model: Any
     source_format: str  # skops, pickle, joblib, keras, in-memory
-    framework: str  # sklearn or keras
     scan: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
 
-def read_model_file(path: Path, *, trust_pickle: bool = False) -> LoadedModel:
-    """Read `path` by its suffix, safely (see the module docstring); raises ImportRefused."""
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise ImportRefused(f"{path.name}: no such file")
-    if suffix == ".skops":
-        try:
-            model = load_skops(path.read_bytes())
-        except UntrustedArtifact as exc:
-            raise ImportRefused(f"{path.name}: {exc}; nothing in it was run") from None
-        except Exception as exc:  # noqa: BLE001 - any failure to parse: not a skops model
-            raise ImportRefused(f"{path.name} is not a skops file ({type(exc).__name__})") from None
-        return LoadedModel(model, "skops", "sklearn")
-    if suffix in PICKLE_SUFFIXES:
-        return _read_pickle(path, trust_pickle)
-    if suffix == ".keras":
-        return _read_keras(path, trust=trust_pickle)
-    if suffix == ".h5":
-        if not trust_pickle:
-            raise ImportRefused(
-                f"{path.name}: .h5 files are read without Keras's safe mode (CVE-2025-9905); "
-                "save the model as .keras (model.save('model.keras')), or pass --trust-pickle "
-                "if you trust its author"
-            )
-        import keras
+def read_h5(path: Path, trust: bool) -> LoadedModel:
+    """A Keras `.h5` file: no safe mode (CVE-2025-9905), so only when the user vouches for
+    it (`trust`); raises ImportRefused."""
+    if not trust:
+        raise ImportRefused(
+            f"{path.name}: .h5 files are read without Keras's safe mode (CVE-2025-9905); "
+            "save the model as .keras (model.save('model.keras')), or pass --trust-pickle "
+            "if you trust its author"
+        )
+    import keras
 
-        return LoadedModel(keras.saving.load_model(path, compile=False), "keras", "keras")
-    raise ImportRefused(
-        f"{path.name}: not a model file this server reads; save a scikit-learn model with "
-        "skops.io.dump(model, 'model.skops') (or joblib/pickle with --trust-pickle), a Keras "
-        "model with model.save('model.keras')"
-    )
+    return LoadedModel(keras.saving.load_model(path, compile=False), "keras")
 
 
 def scan_pickle(path: Path) -> dict[str, Any]:
@@ -105,7 +82,8 @@ def scan_pickle(path: Path) -> dict[str, Any]:
     }
 
 
-def _read_pickle(path: Path, trust: bool) -> LoadedModel:
+def read_pickle(path: Path, trust: bool) -> LoadedModel:
+    """A pickle/joblib file: refused unless `trust`, then scanned before it is read."""
     if not trust:
         raise ImportRefused(
             f"{path.name} is a pickle: reading it runs whatever code it holds. Save the model "
@@ -129,7 +107,7 @@ def _read_pickle(path: Path, trust: bool) -> LoadedModel:
             f"{path.name} could not be read as a pickle ({type(exc).__name__})"
         ) from None
     source = "joblib" if path.suffix.lower() == ".joblib" else "pickle"
-    return LoadedModel(model, source, "sklearn", scan=scan)
+    return LoadedModel(model, source, scan=scan)
 
 
 def _layers(config: Any) -> Iterator[dict[str, Any]]:
@@ -162,7 +140,8 @@ def check_keras_config(config: dict[str, Any], trust: bool = False) -> None:
             )
 
 
-def _read_keras(path: Path, trust: bool) -> LoadedModel:
+def read_keras(path: Path, trust: bool) -> LoadedModel:
+    """A `.keras` file: its config checked (`check_keras_config`), then loaded in safe mode."""
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
@@ -177,4 +156,4 @@ def _read_keras(path: Path, trust: bool) -> LoadedModel:
         raise ImportRefused(
             f"Keras could not load {path.name} safely ({type(exc).__name__})"
         ) from None
-    return LoadedModel(model, "keras", "keras")
+    return LoadedModel(model, "keras")

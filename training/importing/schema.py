@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from app.schemas.card import Feature, RawTextInput, TableInput, TabularInput
+from app.tasks import CLASSIFICATION, REGRESSION, TASK_KINDS, Task
 from training.importing.errors import ImportRefused
 
 TEXT_VECTORIZERS = ("CountVectorizer", "TfidfVectorizer", "HashingVectorizer")
@@ -52,29 +53,30 @@ def check_fitted(estimator: Any) -> None:
         ) from None
 
 
-def infer_task(estimator: Any, requested: str) -> str:
-    """classification (binary/multiclass decided by the labels) or regression."""
+def infer_task(estimator: Any, requested: str) -> Task:
+    """The task plug-in: classification (binary/multiclass decided by the labels) or
+    regression, from the estimator's type, else `requested` (a `TASK_KINDS` key or "auto")."""
     from sklearn.base import is_classifier, is_regressor
 
     found = (
-        "classification"
+        CLASSIFICATION
         if is_classifier(estimator)
-        else "regression"
+        else REGRESSION
         if is_regressor(estimator)
         else None
     )
-    if requested != "auto" and found is not None and requested != found:
+    if requested != "auto" and found is not None and requested != found.kind:
         raise ImportRefused(
-            f"--task {requested} contradicts the estimator, a {found} model "
+            f"--task {requested} contradicts the estimator, a {found.kind} model "
             f"({type(estimator).__name__})"
         )
-    task = found or (requested if requested != "auto" else None)
+    task = found or TASK_KINDS.get(requested)
     if task is None:
         raise ImportRefused(
             f"cannot tell whether the {type(estimator).__name__} is a classifier or a "
             "regressor; pass --task classification or --task regression"
         )
-    if task == "classification" and not hasattr(estimator, "predict_proba"):
+    if task.probabilities and not hasattr(estimator, "predict_proba"):
         raise ImportRefused(
             f"the {type(estimator).__name__} classifier has no predict_proba; the server "
             "serves class probabilities (use e.g. CalibratedClassifierCV around it)"
@@ -82,9 +84,9 @@ def infer_task(estimator: Any, requested: str) -> str:
     return task
 
 
-def infer_labels(estimator: Any, task: str, given: list[str] | None, n_targets: int) -> list[str]:
-    """The class labels (classifiers) or target names (regressors)."""
-    if task == "classification":
+def infer_labels(estimator: Any, task: Task, given: list[str] | None, n_targets: int) -> list[str]:
+    """The class labels (a task of probabilities: classifiers) or target names (regressors)."""
+    if task.probabilities:
         classes = [str(c) for c in getattr(estimator, "classes_", [])]
         if given:
             if classes and len(given) != len(classes):
