@@ -103,7 +103,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "route_headers",
         ),
     ),
-    ("batch hand-off", ("batching.py", "InferenceCore.infer")),
+    ("batch hand-off", ("batching/", "InferenceCore.infer")),
     ("HTTP write", ("RequestResponseCycle.send", "_CorkedCycle.send", "_FirstBodyWrite")),
     (
         "HTTP parse",

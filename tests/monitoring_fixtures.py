@@ -15,7 +15,8 @@ from app.kinds import make_adapter
 from app.metrics import ServingStats
 from app.monitoring.database import database_url
 from app.monitoring.store import Store
-from app.monitoring.writer import Record, Writer
+from app.monitoring.writer import Writer
+from app.monitoring.writer_queue import Record
 from app.repository import CardedVersion
 from app.schemas.card import ModelCard
 from app.tasks import task_of

@@ -55,7 +55,8 @@ def extra_images(
     and converted exactly as a served upload (`image_bytes_to_mnist`), so the network learns
     what the server's conversion makes of a photo, not an idealised version of it.
     """
-    from app.preprocessing.image import ImageInputError, image_bytes_to_mnist
+    from app.preprocessing.image import image_bytes_to_mnist
+    from app.preprocessing.image_decode import ImageInputError
     from training.photo_like import photo_like, printed_digit
 
     rng = np.random.default_rng(seed)

@@ -34,7 +34,8 @@ from app.errors import BadRequest, ServingError, UnsupportedMediaType
 from app.http_errors import render_error, unexpected_error_response
 from app.jsonutil import dumps, json_response, send_json_ok
 from app.kinds import InputAdapter
-from app.preprocessing.image import MNIST_SIDE, ImageInputError, image_bytes_to_mnist
+from app.preprocessing.image import MNIST_SIDE, image_bytes_to_mnist
+from app.preprocessing.image_decode import ImageInputError
 from app.protocols.v1 import V1Protocol, parse_instances
 from app.repository import CardedVersion
 from app.schemas.predict import PredictResponse

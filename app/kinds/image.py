@@ -27,14 +27,9 @@ from app.kinds.base import (
     plain_numeric_array,
 )
 from app.kinds.statistics import InputStatistics
-from app.preprocessing.image import (
-    ImageInputError,
-    ImageTooLargeError,
-    images_to_model_input,
-    read_grid,
-    read_grids,
-    read_image_bytes,
-)
+from app.preprocessing.image import images_to_model_input, read_image_bytes
+from app.preprocessing.image_decode import ImageInputError, ImageTooLargeError
+from app.preprocessing.image_grids import read_grid, read_grids
 from app.runtimes.base import Model, NoInputGradients
 from app.schemas.card import CardExample, ImageInput, ModelCard, OutOfDomainChecks
 from app.schemas.predict import B64Image, Number, json_kind

@@ -3,20 +3,20 @@
 MNIST digits are white ink on black, 28x28, the digit scaled into a 20x20 box (aspect kept)
 and placed so its centre of mass sits at the centre of the frame. A photo or a drawing from a
 client rarely looks like that, so `to_mnist` performs the same normalisation, and the model
-sees what it was trained on.
+sees what it was trained on. Decoding files is `image_decode`, reading clients' grids
+`image_grids`.
 """
 
 from __future__ import annotations
 
-import functools
-import io
-import warnings
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from app.preprocessing.image_decode import ImageInputError, _to_grey, decode_image
 
 if TYPE_CHECKING:
     from app.budget import RequestBudget
@@ -65,140 +65,6 @@ BLANK_MESSAGE = (
     "the image looks blank: no digit stands out from the background; send a picture "
     "of one dark digit on light paper, or a light digit on black"
 )
-
-
-class ImageInputError(ValueError):
-    """The bytes are not a usable image; the message says what to fix."""
-
-
-class ImageTooLargeError(ImageInputError):
-    """The image has more pixels than allowed (protects against decompression bombs)."""
-
-
-# The formats the README documents. Every other decoder Pillow has (BMP, TIFF, TGA, PCX, SGI,
-# ICO, JPEG 2000, EPS through Ghostscript, ...) is attack surface a digit does not need.
-FORMATS = ("PNG", "JPEG")
-# JPEGs are decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, nearly free) as long as
-# the shorter side keeps at least this many pixels: to_mnist shrinks the digit to 20x20 anyway.
-JPEG_DRAFT_SIDE = 512
-# First bytes of formats people send by mistake, to name them in the refusal.
-_OTHER_FORMATS = (
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"GIF8", "GIF"),
-    (b"\x00\x00\x01\x00", "ICO"),
-    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
-    (b"\xff\x4f\xff\x51", "JPEG 2000"),
-    (b"%!PS", "EPS"),
-    (b"\xc5\xd0\xd3\xc6", "EPS"),
-    (b"\x01\xda", "SGI"),
-)
-
-
-def _format_name(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    return next((name for magic, name in _OTHER_FORMATS if data.startswith(magic)), None)
-
-
-def decode_image(data: bytes, max_pixels: int, budget: RequestBudget | None = None) -> Image.Image:
-    """Decode PNG or JPEG bytes into a PIL image of at most `max_pixels` decoded pixels.
-
-    The size is read from the header before any pixel is decoded, so a small file that claims
-    20000x20000 pixels costs nothing. A JPEG larger than needed is decoded at reduced size
-    (1/2 to 1/8 a side, into grey when it is in colour), so a 5000x5000 JPEG costs what a
-    625x625 one does; `max_pixels` applies to what is decoded. The decoded pixels are charged
-    to the request's `budget` (PayloadTooLarge past its allowance; DeadlineExceeded or
-    ClientDisconnected when its work should stop) before decoding. Other formats raise
-    ImageInputError naming them.
-    """
-    if not data:
-        raise ImageInputError("the image is empty (0 bytes); send a PNG or JPEG file")
-    try:
-        with warnings.catch_warnings():
-            # PIL warns on large images; our own limit below is the one that decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
-            width, height = image.size
-            if image.format == "JPEG" and min(width, height) >= 2 * JPEG_DRAFT_SIDE:
-                image.draft("L" if image.mode == "RGB" else image.mode, (JPEG_DRAFT_SIDE,) * 2)
-            decoded_width, decoded_height = image.size
-            if decoded_width * decoded_height > max_pixels:
-                raise ImageTooLargeError(
-                    f"the image is {width}x{height} = {width * height} pixels, over the limit of "
-                    f"{max_pixels}; scale it down (a digit needs no more than a few hundred "
-                    "pixels a side)"
-                )
-            if budget is not None:
-                budget.charge_pixels(decoded_width * decoded_height)
-            image.load()
-    except ImageInputError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(
-            f"the image is too large to decode safely (over {max_pixels} pixels); scale it down"
-        ) from exc
-    except UnidentifiedImageError as exc:
-        name = _format_name(data)
-        what = f"{name} images are not accepted" if name else "the bytes are not a PNG or JPEG"
-        raise ImageInputError(f"{what}; send a PNG or JPEG file") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageInputError(
-            "the image could not be decoded (corrupt, truncated or with oversized metadata); "
-            "send a complete PNG or JPEG file"
-        ) from exc
-    return image
-
-
-def _to_grey(image: Image.Image) -> np.ndarray:
-    """Grey levels 0-255 (float32) by what the pixels mean, whatever the mode.
-
-    Pillow's `convert("L")` clips 16- and 32-bit values instead of scaling them (a 16-bit
-    photo of paper becomes all white) and drops alpha without looking at it. So: 16-bit grey
-    is scaled by 65535/255; 32-bit integer grey likewise when it exceeds 8 bits; float grey
-    is read as 0-1 when it stays within [0, 1]; palettes, CMYK, YCbCr and the rest go through
-    RGB (ITU-R 601 luma); transparency is flattened onto a canvas that contrasts with the
-    opaque strokes (white for dark ink, black for light ink), so a digit drawn in white on a
-    transparent canvas stays visible.
-    """
-    image = ImageOps.exif_transpose(image) or image
-    mode = image.mode
-    if mode.startswith("I;16"):
-        return np.asarray(image, dtype=np.float32) / np.float32(257.0)
-    if mode == "I":
-        values = np.asarray(image, dtype=np.float64)
-        high = float(values.max(initial=0.0))
-        if high > 65535.0:
-            values = values * (255.0 / high)
-        elif high > 255.0:
-            values = values / 257.0
-        return np.clip(values, 0.0, 255.0).astype(np.float32)
-    if mode == "F":
-        values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0)
-        low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
-        if low >= 0.0 and high <= 1.0:
-            values = values * np.float32(255.0)
-        elif high > 255.0 or low < 0.0:
-            values = (values - low) * np.float32(255.0 / max(high - low, 1e-12))
-        return np.clip(values, 0.0, 255.0).astype(np.float32)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / np.float32(255.0)
-        grey = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32)
-        if float(alpha.min()) >= 1.0:
-            return grey
-        weight = float(alpha.sum())
-        strokes = float((grey * alpha).sum() / weight) if weight else 0.0
-        canvas = 0.0 if strokes > 127.5 else 255.0
-        flattened: np.ndarray = grey * alpha + np.float32(canvas) * (1.0 - alpha)
-        return flattened
-    if mode not in ("L", "RGB", "1"):
-        image = image.convert("RGB")
-    return np.asarray(image.convert("L"), dtype=np.float32)
 
 
 def to_mnist(image: Image.Image) -> np.ndarray:
@@ -440,87 +306,6 @@ def read_image_bytes(
     """`image_bytes_to_mnist`, with how many other digit-like shapes stood beside the one
     read (0 for one digit; see `read_grey`)."""
     return read_grey(_to_grey(decode_image(data, max_pixels, budget)))
-
-
-def grid_to_mnist_scale(grid: np.ndarray) -> np.ndarray:
-    """A client's grid of grey levels (white ink on black) on the 0-255 scale the model takes.
-
-    A grid whose values all lie within [0, 1] is read as 0-1 scaled (`x / 255.0`, as the Keras
-    tutorials do) and multiplied by 255: on the 0-255 scale such a grid would be blank (at most
-    one grey level of ink), so this reading is never ambiguous for a real digit. Raises
-    ImageInputError (the same blank message as an image file) when no ink stands out: every
-    value equal, or less than INK_THRESHOLD grey levels between the darkest and the brightest.
-    Values must already be within 0-255 (the adapters check that first).
-    """
-    low, high = float(grid.min()), float(grid.max())
-    if high <= 1.0:
-        grid = grid * np.float32(255.0)
-        low, high = low * 255.0, high * 255.0
-    if high - low < INK_THRESHOLD:
-        raise ImageInputError(BLANK_MESSAGE)
-    return grid
-
-
-def read_grid(grid: np.ndarray) -> np.ndarray:
-    """A client's grid of grey levels (any polarity, 0-1 or 0-255) -> the model's 28x28 input.
-
-    The same reading as an image file (`grey_to_mnist`): a grid already laid out the MNIST way
-    (white digit on black, clear of the edge) is used as is; a black digit on white is turned
-    over; a digit that fills the grid or sits off-centre is boxed and centred. So a grid and
-    the same pixels sent as a PNG give the same answer. Raises ImageInputError when blank.
-    """
-    grey = grid_to_mnist_scale(grid)
-    if grey.shape == (MNIST_SIDE, MNIST_SIDE) and _plain_mnist(grey):
-        return grey
-    return grey_to_mnist(grey)
-
-
-def read_grids(grids: np.ndarray) -> list[np.ndarray]:
-    """`[read_grid(grid) for grid in grids]` for a float32 batch `(N, H, W)` of grids within
-    0-255, at half the cost for the common case (a 0-255 grid laid out the MNIST way, used as
-    is): a single-image request decodes on the event loop, where each of read_grid's ten
-    NumPy calls costs a microsecond. Raises ImageInputError when a grid is blank."""
-    largest, smallest = np.maximum.reduce, np.minimum.reduce
-    ring = _ring_indices(grids.shape[1:]) if grids.shape[1:] == (MNIST_SIDE, MNIST_SIDE) else None
-    half = grids[0].size // 2 if len(grids) else 0
-    rows = []
-    for grid in grids:
-        low, high = float(smallest(grid, axis=None)), float(largest(grid, axis=None))
-        if high <= 1.0:  # 0-1 scaled: read_grid scales it first (rare)
-            rows.append(read_grid(grid))
-            continue
-        if high - low < INK_THRESHOLD:
-            raise ImageInputError(BLANK_MESSAGE)
-        # _plain_mnist, with the outer ring's pixels taken in one call instead of four.
-        plain = (
-            ring is not None
-            and int(np.count_nonzero(grid)) < half
-            and float(largest(grid.ravel().take(ring))) < INK_THRESHOLD
-        )
-        rows.append(grid if plain else grey_to_mnist(grid))
-    return rows
-
-
-@functools.cache
-def _ring_indices(shape: tuple[int, ...]) -> np.ndarray:
-    """Flat indices of a grid's outer MNIST_MARGIN-pixel ring."""
-    ring = np.ones(shape, dtype=bool)
-    ring[MNIST_MARGIN:-MNIST_MARGIN, MNIST_MARGIN:-MNIST_MARGIN] = False
-    return np.flatnonzero(ring)
-
-
-def _plain_mnist(grey: np.ndarray) -> bool:
-    # The common case, at a few microseconds: black background (over half the pixels are
-    # exactly 0, so the median is 0) and no ink in the outer ring. Such a grid is used as is,
-    # as it always was (`_already_mnist` would only stretch its peak to 255).
-    ring = MNIST_MARGIN
-    return (
-        int(np.count_nonzero(grey)) < grey.size // 2
-        and float(grey[:ring].max()) < INK_THRESHOLD
-        and float(grey[-ring:].max()) < INK_THRESHOLD
-        and float(grey[:, :ring].max()) < INK_THRESHOLD
-        and float(grey[:, -ring:].max()) < INK_THRESHOLD
-    )
 
 
 def images_to_model_input(images: npt.ArrayLike) -> np.ndarray:

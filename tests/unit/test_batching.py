@@ -267,7 +267,7 @@ async def test_an_error_for_one_row_fails_only_that_request() -> None:
 
 
 def test_fair_shares_give_small_requests_all_they_want_and_split_the_rest() -> None:
-    from app.batching import fair_shares
+    from app.batching.admission import fair_shares
 
     assert fair_shares([1000, 1, 1000, 3], 64) == [30, 1, 30, 3]
     assert fair_shares([5, 5], 64) == [5, 5]

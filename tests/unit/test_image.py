@@ -9,15 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from app.preprocessing.image import (
-    ImageInputError,
-    ImageTooLargeError,
-    decode_image,
-    grid_to_mnist_scale,
-    image_bytes_to_mnist,
-    images_to_model_input,
-    to_mnist,
-)
+from app.preprocessing.image import image_bytes_to_mnist, images_to_model_input, to_mnist
+from app.preprocessing.image_decode import ImageInputError, ImageTooLargeError, decode_image
+from app.preprocessing.image_grids import grid_to_mnist_scale
 
 
 def _png(image: Image.Image) -> bytes:
@@ -234,7 +228,7 @@ def _mnist_digits(count: int = 40) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_a_black_on_white_grid_is_read_like_the_same_pixels_as_a_png() -> None:
-    from app.preprocessing.image import read_grid
+    from app.preprocessing.image_grids import read_grid
 
     digits, _ = _mnist_digits(20)
     for digit in digits:
@@ -291,7 +285,7 @@ def test_several_digits_side_by_side_are_counted_and_one_digit_is_not() -> None:
 
 
 def test_a_batch_of_grids_is_read_as_each_grid_alone() -> None:
-    from app.preprocessing.image import ImageInputError, read_grid, read_grids
+    from app.preprocessing.image_grids import read_grid, read_grids
 
     rng = np.random.default_rng(7)
     digit = np.zeros((28, 28), np.float32)

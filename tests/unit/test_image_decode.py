@@ -10,7 +10,7 @@ from PIL import Image
 
 from app.budget import ClientDisconnected, RequestBudget
 from app.errors import DeadlineExceeded, PayloadTooLarge
-from app.preprocessing.image import ImageInputError, ImageTooLargeError, decode_image
+from app.preprocessing.image_decode import ImageInputError, ImageTooLargeError, decode_image
 
 
 def _saved(image: Image.Image, format: str, **options: object) -> bytes:

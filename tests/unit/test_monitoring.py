@@ -231,7 +231,7 @@ def test_feedback_does_not_wait_for_a_stuck_writer(store: Store, iris: CardedVer
 
 
 def test_queued_rows_are_copied_exactly_whatever_their_route(iris: CardedVersion) -> None:
-    from app.monitoring.writer import _Pending
+    from app.monitoring.writer_queue import _Pending
     from app.preprocessing.text import EncodedText
 
     pending = _Pending(iris, capacity=1)  # grows as rows arrive

@@ -1,210 +1,32 @@
-"""The model card: one schema, written by `training/` and validated by `app/`.
-
-A card travels with every artifact folder (`models/<name>/<version>/card.json`). It says what
-the model is, what it expects as input, how it was trained and how well it did on held-out
-data, and pins the sha256 of every file in the folder so the server refuses tampered or
-truncated artifacts.
-"""
+"""The card itself (`ModelCard`), its held-out examples, how an imported model came to be,
+and the check of the artifacts it pins against their sha256."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from app.schemas.card.common import (
+    CARD_FILENAME,
+    MODEL_NAME_PATTERN,
+    SCHEMA_VERSION,
+    ArtifactName,
+    Sha256,
+    _Strict,
+)
+from app.schemas.card.evaluation import (
+    Calibration,
+    HeldOutMetrics,
+    OutOfDomainChecks,
+    RegressionMetrics,
+    TrainingData,
+)
+from app.schemas.card.inputs import InputSpec
 from app.schemas.versions import VersionNumber
-
-CARD_FILENAME = "card.json"
-SCHEMA_VERSION: Final = 1
-
-# Model names end up in URLs and folder names: keep them to a safe, boring alphabet.
-MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-# Artifact file names are plain names inside the version folder: no separators, no "..".
-ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-SHA256_PATTERN = r"^[0-9a-f]{64}$"
-
-ArtifactName = Annotated[str, Field(pattern=ARTIFACT_NAME_PATTERN)]
-Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-FeatureType = Literal["number", "string", "boolean"]
-
-
-class _InputSpec(_Strict):
-    """What every input section of a card answers for the card's own checks (the rest of
-    what an input kind means lives in `app.kinds`)."""
-
-    def artifact_files(self) -> dict[str, str]:
-        """The files beside the card this input needs, by field name (each must be listed
-        in the card's artifacts)."""
-        return {}
-
-    def check_out_of_domain(self, checks: OutOfDomainChecks) -> None:
-        """Raise ValueError where the card's out_of_domain section does not fit this input."""
-
-
-class Feature(_Strict):
-    """One named input feature of a tabular model.
-
-    `dtype` says what a client sends for it: a number, a category (a string; `categories`
-    lists those seen in the example data, for docs and drift) or a boolean. `missing`: the
-    model accepts a missing value (JSON null) for it (an imputer in its pipeline).
-    """
-
-    name: str
-    unit: str | None = None
-    description: str | None = None
-    dtype: FeatureType = "number"
-    categories: list[str] | None = Field(
-        default=None, description="String features: the categories seen in the example data."
-    )
-    missing: bool = Field(
-        default=False, description="Whether the model accepts a missing value (null)."
-    )
-
-
-class TabularInput(_InputSpec):
-    """Rows of numbers; the service accepts named features or a plain list in this order."""
-
-    kind: Literal["tabular"] = "tabular"
-    features: list[Feature] = Field(min_length=1)
-
-    @property
-    def n_features(self) -> int:
-        """Number of features one instance must have."""
-        return len(self.features)
-
-    def check_out_of_domain(self, checks: OutOfDomainChecks) -> None:
-        count = self.n_features
-        if len(checks.feature_low or ()) != count or len(checks.feature_high or ()) != count:
-            raise ValueError(f"out_of_domain feature ranges must have {count} entries")
-
-    @property
-    def mixed(self) -> bool:
-        """Whether any feature is not a plain number (a string, a boolean, or may be missing):
-        such rows go to the model as a table of Python objects, not a float32 matrix."""
-        return any(f.dtype != "number" or f.missing for f in self.features)
-
-
-class TableInput(_InputSpec):
-    """A named table: each instance an object of named features of mixed types (numbers,
-    category strings, booleans, missing values where the model takes them), given to the
-    model as a one-row-per-instance DataFrame with the card's column names and types (a
-    scikit-learn ColumnTransformer pipeline fitted on a DataFrame)."""
-
-    kind: Literal["table"] = "table"
-    features: list[Feature] = Field(min_length=1)
-
-    @property
-    def n_features(self) -> int:
-        """Number of features one instance must have."""
-        return len(self.features)
-
-
-class ImageInput(_InputSpec):
-    """Grey-level images, white ink on black, values 0-255 (the MNIST convention)."""
-
-    kind: Literal["image"] = "image"
-    height: int = Field(ge=1)
-    width: int = Field(ge=1)
-    channels: Literal[1] = 1
-    max_value: float = 255.0
-    description: str | None = None
-
-
-class TextInput(_InputSpec):
-    """Raw text, tokenised outside the model graph with the saved vocabulary."""
-
-    kind: Literal["text"] = "text"
-    vocabulary_file: ArtifactName
-    sequence_length: int = Field(ge=1)
-    ngram_max: int = Field(ge=1, le=2)
-    lowercase: bool = True
-    language: str | None = Field(
-        default=None, description="The language of the training texts, e.g. English."
-    )
-    vocabulary_size: int | None = Field(
-        default=None,
-        ge=1,
-        description="Entries in the vocabulary file (words and word pairs); a text with none "
-        "of its words in it is refused.",
-    )
-    description: str | None = None
-
-    def artifact_files(self) -> dict[str, str]:
-        return {"vocabulary_file": self.vocabulary_file}
-
-
-class RawTextInput(_InputSpec):
-    """Raw text handed to the model as strings: the model tokenises it itself (a scikit-learn
-    pipeline starting with a TfidfVectorizer, a Keras model with a TextVectorization layer)."""
-
-    kind: Literal["raw-text"] = "raw-text"
-    language: str | None = None
-    description: str | None = None
-
-
-InputSpec = Annotated[
-    TabularInput | TableInput | ImageInput | TextInput | RawTextInput,
-    Field(discriminator="kind"),
-]
-
-
-class TrainingData(_Strict):
-    """Where the training data came from and how it was split."""
-
-    source: str
-    sha256: Sha256 = Field(
-        description="sha256 of the data actually used (file or generated arrays)"
-    )
-    train_size: int = Field(ge=1)
-    validation_size: int = Field(ge=0)
-    test_size: int = Field(ge=1)
-    notes: str | None = None
-
-
-class HeldOutMetrics(_Strict):
-    """Held-out evaluation metrics, computed once at training time."""
-
-    evaluated_on: Literal["test", "validation"] = Field(
-        description="Which held-out split these numbers come from; it was never used for fitting "
-        "or early stopping."
-    )
-    test_size: int = Field(ge=1)
-    accuracy: float = Field(ge=0, le=1)
-    precision_macro: float = Field(ge=0, le=1)
-    recall_macro: float = Field(ge=0, le=1)
-    f1_macro: float = Field(ge=0, le=1)
-    roc_auc: float | None = Field(default=None, ge=0, le=1, description="Binary models only.")
-    confusion_matrix: list[list[int]] = Field(
-        description="Rows are true labels, columns predicted labels, in the order of `labels`."
-    )
-    roc_curve: list[Annotated[list[float], Field(min_length=2, max_length=2)]] | None = Field(
-        default=None,
-        description="Binary models: [false positive rate, true positive rate] points of the ROC "
-        "curve, from (0, 0) to (1, 1), thinned to about 100.",
-    )
-
-
-class RegressionMetrics(_Strict):
-    """Held-out metrics of a regressor, averaged over its targets (uniform average)."""
-
-    kind: Literal["regression"] = "regression"
-    evaluated_on: Literal["test", "validation"] = "test"
-    test_size: int = Field(ge=1)
-    mae: float = Field(ge=0, description="Mean absolute error, in the target's unit.")
-    rmse: float = Field(ge=0, description="Root mean squared error, in the target's unit.")
-    r2: float = Field(description="Coefficient of determination (1 is perfect; may be < 0).")
-    per_target: dict[str, dict[str, float]] | None = Field(
-        default=None, description="Multi-output: mae, rmse and r2 per target."
-    )
 
 
 class ScanFinding(_Strict):
@@ -236,92 +58,6 @@ class ImportRecord(_Strict):
     backend: str | None = Field(default=None, description="Keras backend at import.")
     inferred: list[str] = Field(
         default_factory=list, description="What was inferred from the model and the example."
-    )
-
-
-class ReliabilityBin(_Strict):
-    """One bin of a reliability table: predictions whose top probability is in (low, high]."""
-
-    low: float = Field(ge=0, le=1)
-    high: float = Field(ge=0, le=1)
-    count: int = Field(ge=0)
-    mean_confidence: float = Field(ge=0, le=1)
-    accuracy: float = Field(ge=0, le=1)
-
-
-class Calibration(_Strict):
-    """How the served probabilities were calibrated, and how well they match reality."""
-
-    method: str = Field(
-        description="e.g. temperature scaling (Keras; the logits are divided by T inside the "
-        "saved model) or sigmoid/isotonic calibration (scikit-learn's CalibratedClassifierCV)"
-    )
-    fitted_on: str = Field(description="the data the calibration was fitted on")
-    temperature: float | None = Field(default=None, gt=0, description="Temperature scaling only.")
-    evaluated_on: Literal["test", "validation"] = Field(
-        description="The held-out split of `metrics`, where the ECE figures come from."
-    )
-    bins: int = Field(ge=1, description="Equal-width bins over the top probability.")
-    ece_before: float = Field(ge=0, le=1, description="Expected calibration error, uncalibrated.")
-    ece_after: float = Field(ge=0, le=1, description="Expected calibration error, as served.")
-    accuracy_before: float = Field(ge=0, le=1)
-    reliability: list[ReliabilityBin] = Field(
-        description="The served model's reliability table on the held-out split."
-    )
-
-
-class OutOfDomainChecks(_Strict):
-    """When a prediction's input is unlike the training data: the thresholds behind the
-    `warnings` of every prediction (see docs/warnings.md), chosen on data at calibration time
-    (`python -m training.ood`), with how often they fired there."""
-
-    method: str = Field(description="What is measured and how the thresholds were chosen.")
-    fitted_on: str = Field(description="The data the thresholds were chosen on.")
-    feature_low: list[float] | None = Field(
-        default=None,
-        description="Tabular: per feature, in the card's order, the lowest value taken as "
-        "in the training range (the training minimum less a margin).",
-    )
-    feature_high: list[float] | None = Field(
-        default=None, description="Tabular: per feature, the highest value (maximum + margin)."
-    )
-    max_unknown_share: float | None = Field(
-        default=None,
-        ge=0,
-        le=1,
-        description="Text: the largest share of a text's words outside the vocabulary "
-        "(another language, another topic) before it is flagged.",
-    )
-    min_known_words: int | None = Field(
-        default=None,
-        ge=0,
-        description="Text: fewer known words than this and the text is too short to read "
-        "with confidence.",
-    )
-    embedding_statistics_file: ArtifactName | None = Field(
-        default=None,
-        description="Keras image models: an .npz (no pickles) of the penultimate-layer "
-        "statistics of the training images: `means` (C, D) per class and `precision` (D, D), "
-        "the inverse of the shared covariance (Mahalanobis score; listed in artifacts).",
-    )
-    max_embedding_distance: float | None = Field(
-        default=None,
-        gt=0,
-        description="Images: the largest Mahalanobis distance (to the nearest class mean, "
-        "square root) before the image is flagged as unlike the training digits.",
-    )
-    held_out_warned: float = Field(
-        ge=0, le=1, description="Share of the in-domain held-out inputs that got a warning."
-    )
-    out_of_domain_warned: dict[str, float] = Field(
-        description="Per generated out-of-domain family: the share of its inputs warned."
-    )
-    probability_floor: float = Field(
-        default=1e-4,
-        ge=0,
-        lt=0.5,
-        description="Every served probability is at least this (and at most 1 - this times "
-        "the number of other classes): no held-out set of this size supports more certainty.",
     )
 
 

@@ -1,30 +1,6 @@
-"""Adaptive micro-batching: many concurrent requests, one model call per batch.
-
-One `Batcher` per loaded model version. Requests put their rows in a bounded queue and await a
-future; one worker thread per model takes rows off the queue, calls the model once per batch,
-and hands every request exactly its own results back, in order, on the event loop.
-
-When a batch goes:
-- as soon as `max_batch_size` rows are waiting;
-- or `max_batch_wait_ms` after the first of the waiting rows was queued;
-- or at once, when the worker was idle and a request arrives: batching must not add latency
-  to a quiet server. Under load the worker is busy while rows pile up, so batches form by
-  themselves without waiting.
-
-Requests larger than `max_batch_size` rows are split across batches and reassembled; small
-requests are merged. When more rows wait than fit in a batch, each waiting request gets a fair
-share of the batch (water-filling: small requests whole, the rest split evenly among the large
-ones) and requests that still have rows go to the back of the line, so a single row is never
-stuck behind a 1,000-row request.
-
-Admission follows what a client would actually wait: the rows ahead of it (with that fair
-interleaving) over the model's measured throughput. A request whose expected wait is too long
-(see `Batcher.predict`) is refused at once with 503 and a Retry-After from that wait, never
-blocks; `max_queue_rows` only caps the memory queued rows take. A model error fails the
-requests of that batch only; the worker carries on. The batch function may also return a
-ServingError in place of one row's result: then only that row's request fails (and the error
-says which row).
-"""
+"""The batcher loop: a bounded queue, one worker thread per model version, one model call per
+batch, and each request's own results handed back in order on the event loop (see
+`app.batching` for when a batch goes and how requests are admitted)."""
 
 from __future__ import annotations
 
@@ -35,111 +11,25 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
+from app.batching.admission import Admission, fair_shares
+from app.batching.requests import (
+    BatchFunction,
+    BatchObserver,
+    _NullObserver,
+    _Request,
+    _Segment,
+)
 from app.errors import DeadlineExceeded, ModelFailed, ServingError, Unavailable
 
 log = logging.getLogger(__name__)
 
-BatchFunction = Callable[[list[Any]], Sequence[Any]]
-# A request may wait for others' rows up to this many times its own compute time (when that
-# is longer than max_queue_wait_ms): two or three bulk clients share the model, a fourth waits.
-BULK_SHARE = 2.0
-# Weight of the newest batch in the throughput estimate: about the last 20 batches count.
 EWMA_WEIGHT = 0.1
 
 
-class BatchObserver(Protocol):
-    """Receives the batcher's measurements (Prometheus in the service, nothing in tests)."""
-
-    def batch_done(self, rows: int, inference_s: float, failed: bool) -> None: ...
-
-    def rows_started(
-        self,
-        queue_wait_s: Sequence[float],
-        shadow_wait_s: Sequence[float] = (),
-        shadow_rows: int = 0,
-    ) -> None:
-        """A batch starts: its own request segments waited `queue_wait_s` seconds each, its
-        shadow copies' segments (`shadow_rows` rows in all) `shadow_wait_s`."""
-
-
-class _NullObserver:
-    def batch_done(self, rows: int, inference_s: float, failed: bool) -> None:
-        pass
-
-    def rows_started(
-        self,
-        queue_wait_s: Sequence[float],
-        shadow_wait_s: Sequence[float] = (),
-        shadow_rows: int = 0,
-    ) -> None:
-        pass
-
-
-@dataclass(eq=False)
-class _Request:
-    rows: Sequence[Any]
-    future: asyncio.Future[list[Any]]
-    enqueued_at: float
-    deadline: float = math.inf
-    arrived_idle: bool = False  # the worker was not computing when this request came
-    results: list[Any] = field(default_factory=list)
-    remaining: int = 0  # rows whose results have not come back (event loop only)
-    taken: int = 0  # rows handed to batches so far (under the lock)
-    cancelled: bool = False  # the caller gave up, or the request failed (under the lock)
-    shadow: bool = False  # a shadow copy: counted apart from the version's own requests
-
-    def __post_init__(self) -> None:
-        self.results = [None] * len(self.rows)
-        self.remaining = len(self.rows)
-
-    @property
-    def untaken(self) -> int:
-        return len(self.rows) - self.taken
-
-
-@dataclass(eq=False)
-class _Segment:
-    """A contiguous run of one request's rows: requests are split and merged by segments."""
-
-    request: _Request
-    start: int
-    stop: int
-
-    @property
-    def size(self) -> int:
-        return self.stop - self.start
-
-
-def fair_shares(wanted: Sequence[int], room: int) -> list[int]:
-    """Split `room` rows among requests wanting `wanted` rows, max-min fairly (water-filling):
-    each gets an equal share, and what the small ones leave goes to the larger ones. With more
-    requests than room, the first `room` get one row each.
-
-    >>> fair_shares([1000, 1, 1000, 3], 64)
-    [30, 1, 30, 3]
-    """
-    shares = [0] * len(wanted)
-    active = [index for index, want in enumerate(wanted) if want > 0]
-    while room and active:
-        share = max(1, room // len(active))
-        still = []
-        for index in active:
-            give = min(wanted[index] - shares[index], share, room)
-            shares[index] += give
-            room -= give
-            if shares[index] < wanted[index]:
-                still.append(index)
-            if not room:
-                break
-        active = still
-    return shares
-
-
-class Batcher:
+class Batcher(Admission):
     """Queue + worker thread for one model. Use `start()`, `await predict(rows)`, `stop()`.
 
     `predict` is called from one event loop (the server's). The queue, the running batch and
@@ -209,15 +99,6 @@ class Batcher:
         """Rows queued or being computed."""
         with self._condition:
             return self._queued_rows + self._arrival_rows + self._running_rows
-
-    @property
-    def throughput_rows_per_s(self) -> float | None:
-        """The measured model throughput in full batches (None before the first one)."""
-        with self._condition:
-            return self._throughput()
-
-    def _throughput(self) -> float | None:
-        return self._ewma_rows / self._ewma_s if self._ewma_s > 0 else None
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -314,55 +195,6 @@ class Batcher:
         except asyncio.CancelledError:
             self._cancel(request)  # client went away: do not compute its rows
             raise
-
-    def expected_wait_s(self, size: int) -> float | None:
-        """Seconds a request of `size` rows should expect to wait for other requests' rows
-        (not its own) with fair interleaving: the batch in progress, plus from every queued
-        request as many rows as this one has (a smaller one finishes first, a larger one
-        shares equally), over the measured throughput. None before any full batch was measured."""
-        ahead, rate, _ = self._ahead(size)
-        return None if rate is None else ahead / rate
-
-    def _ahead(self, size: int) -> tuple[int, float | None, int]:
-        """(rows ahead of a request of `size` rows, throughput, rows queued), in one go."""
-        if size == 1:  # the common case, without a walk over the queue
-            ahead = len(self._arrivals)
-        else:
-            ahead = sum(min(len(r.rows), size) for r in self._arrivals)
-        with self._condition:
-            rate = self._throughput()
-            queued = self._queued_rows + self._arrival_rows
-            if rate is not None:
-                ahead += self._running_rows
-                if size == 1:
-                    ahead += len(self._queue)
-                else:
-                    ahead += sum(min(r.untaken, size) for r in self._queue)
-        return ahead, rate, queued
-
-    def admit(self, size: int, timeout_s: float | None) -> None:
-        """Raise Unavailable now if a request of `size` rows would not be admitted (see
-        `predict`): lets a caller refuse a large request before paying for its parsing."""
-        self._admit(size, timeout_s)
-
-    def _admit(self, size: int, timeout_s: float | None) -> None:
-        ahead, rate, queued = self._ahead(size)
-        if rate is not None:
-            wait_s, own_s = ahead / rate, size / rate
-            fits_deadline = timeout_s is None or wait_s + own_s <= timeout_s
-            if not fits_deadline or wait_s > max(self.max_queue_wait_s, BULK_SHARE * own_s):
-                raise Unavailable(
-                    f"model {self.name} is overloaded (a request of {size} rows would wait about "
-                    f"{wait_s * 1000:.0f} ms for the rows ahead of it); retry after "
-                    f"{math.ceil(wait_s)} s",
-                    retry_after_s=max(1, math.ceil(wait_s)),
-                )
-        if queued and queued + size > self.max_queue_rows:
-            raise Unavailable(
-                f"model {self.name} is overloaded ({queued} rows queued, limit "
-                f"{self.max_queue_rows}); retry after 1 s",
-                retry_after_s=1,
-            )
 
     def _cancel(self, request: _Request) -> None:
         """Take a request's rows that are not yet in a batch off the queue (event loop)."""
