@@ -34,6 +34,7 @@ from app.schemas.v2 import (
     ServerMetadata,
     ServerReady,
 )
+from app.schemas.versions import not_a_version
 from app.service import PredictionService
 
 ModelName = Annotated[str, Path(description="Model name")]
@@ -327,6 +328,17 @@ def add_v2_routes(app: FastAPI, service: PredictionService) -> None:
     ]
     for path, endpoint, model, errors in get_routes:
         responses: dict[int | str, dict[str, Any]] = {**error_responses(*errors)}
+        if "{version" in path:
+            # The one version parser: a malformed version is a 400 on every route.
+            responses[400] = {
+                "description": "Malformed version: not an integer from 1 to 2^63-1.",
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                        "example": {"error": f"model 'iris-knn': {not_a_version('0')}"},
+                    }
+                },
+            }
         if endpoint in (server_ready, model_ready, model_ready_version):
             responses[503] = {"model": model, "description": "Not ready."}
         app.add_api_route(

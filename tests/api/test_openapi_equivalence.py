@@ -20,7 +20,8 @@ from tests.conftest import COMMITTED_MODELS, running_app
 
 SNAPSHOT = Path(__file__).parent / "fixtures" / "openapi-before-21.json"
 # Issue 21's one deliberate change to the document: a malformed version in a path is a 400
-# from the one version parser on every route (it was a 422 from FastAPI on these routes).
+# from the one version parser on every route (it was a 422 from FastAPI on the V1 routes, a
+# 404 on the V2 ones).
 DELIBERATE = sorted(
     [
         *(
@@ -29,6 +30,10 @@ DELIBERATE = sorted(
             for change in ("400: added", "422: removed")
         ),
         "/paths//v1/models/{name}/versions/{version}/monitoring/get/responses/400: added",
+        *(
+            f"/paths//v2/models/{{name}}/versions/{{version}}{suffix}/get/responses/400: added"
+            for suffix in ("", "/config", "/ready", "/stats")
+        ),
     ]
 )
 
