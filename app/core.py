@@ -34,12 +34,12 @@ import asyncio
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
+from app.batch_function import batch_function
 from app.batching import Batcher
 from app.budget import RequestBudget
 from app.context import RequestContext
@@ -53,11 +53,6 @@ from app.errors import (
 )
 from app.events import PredictionEvent, PredictionListener, ShadowEvent, ShadowListener
 from app.explain.service import ExplanationService
-from app.kinds.base import (
-    NO_WARNINGS,
-    RowWarnings,
-    bound_probabilities,
-)
 from app.metrics import Metrics
 from app.repository import CardedVersion, ModelRegistry, ServedVersion
 from app.runtimes.base import Model
@@ -309,53 +304,13 @@ class InferenceCore:
         """Start the batcher of a loaded version: `model` (its runtime) behind it, the
         version's kind (loaded) featurising, its stats fed per batch."""
         batching = self.settings.batching.for_model(entry.name)
-        adapter, card, stats, task = entry.kind, entry.card, entry.stats, entry.task
         version = str(entry.version)
-        prediction_counter = self.metrics.predictions
-
-        # Decided once per version: whether (and to what floor) its outputs are bounded.
-        task_floor = task.probability_floor(card)
-        bounded = task_floor is not None
-        floor = task_floor or 0.0
-        warning_counter = self.metrics.input_warnings
-
-        def run_batch(rows: list[Any]) -> list[tuple[np.ndarray, RowWarnings] | ServingError]:
-            # Rows the adapter refuses here (it checks per batch what would cost a pass over
-            # each request on the event loop) fail their own request only.
-            features, refused = adapter.featurize_batch(rows)
-            raw, embedded = model.predict_embedded(features)
-            probabilities = bound_probabilities(raw, floor) if bounded else raw
-            warned = adapter.warnings(rows, features, embedded)
-            results: list[tuple[np.ndarray, RowWarnings] | ServingError] = (
-                [(row, NO_WARNINGS) for row in probabilities]
-                if warned is None
-                else list(zip(probabilities, warned, strict=True))
-            )
-            if warned is not None:
-                codes = Counter(w.code for row_warnings in warned for w in row_warnings)
-                for code, count in codes.items():
-                    warning_counter.labels(entry.name, version, code).inc(count)
-                stats.record_warnings(codes, sum(1 for row_warnings in warned if row_warnings))
-            finite = np.isfinite(probabilities).all(axis=1)
-            if refused:
-                for index, error in refused.items():
-                    results[index] = error
-                finite[list(refused)] = False  # neither an answer nor a counted prediction
-            if not finite.all():
-                # NaN/infinity out of a model that is fine on other rows: this input is
-                # outside what its float32 arithmetic can compute. A client error for this
-                # row's request only; the batch's other requests get their answers.
-                for index in np.flatnonzero(~finite).tolist():
-                    if index not in refused:
-                        results[index] = adapter.uncomputable(rows[index])
-            own = batcher.own_rows  # shadow copies are not this version's predictions
-            counted = finite if own is None else finite & np.asarray(own, dtype=bool)
-            tally = Counter(task.predicted_labels(card, probabilities[counted]))
-            for label, count in tally.items():
-                prediction_counter.labels(entry.name, version, label).inc(count)
-            stats.record_labels(tally)
-            return results
-
+        run_batch = batch_function(
+            entry,
+            model,
+            self.metrics,
+            lambda: batcher.own_rows,  # shadow copies aside
+        )
         batcher = Batcher(
             f"{entry.name}/{entry.version}",
             run_batch,
@@ -363,7 +318,7 @@ class InferenceCore:
             max_batch_wait_ms=batching.max_batch_wait_ms,
             max_queue_rows=batching.max_queue_rows,
             max_queue_wait_ms=batching.max_queue_wait_ms,
-            observer=self.metrics.batch_observer(entry.name, entry.version, stats),
+            observer=self.metrics.batch_observer(entry.name, entry.version, entry.stats),
         )
         self.metrics.queue_rows.labels(entry.name, version).set_function(
             lambda: batcher.queued_rows
