@@ -55,19 +55,9 @@ class StoreReads:
     ) -> list[tuple[str, str]]:
         """(true label, predicted) of the newest `limit` predicted rows that have feedback."""
         t = prediction_rows
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(t.c.true_label, t.c.predicted)
-                .where(
-                    t.c.model == model,
-                    t.c.version == version,
-                    t.c.true_label.is_not(None),
-                    *_of(caller),
-                )
-                .order_by(t.c.id.desc())
-                .limit(limit)
-            ).all()
-        return [(row[0], row[1]) for row in rows]
+        return self._newest_with_feedback(
+            (t.c.true_label, t.c.predicted), model, version, limit, caller
+        )
 
     def recent_truths(
         self, model: str, version: int, limit: int, caller: str | None = None
@@ -75,9 +65,18 @@ class StoreReads:
         """(outputs as float32 bytes, true label) of the newest `limit` rows with feedback
         (a regressor's predicted values and its true values, as JSON)."""
         t = prediction_rows
+        return self._newest_with_feedback(
+            (t.c.probabilities, t.c.true_label), model, version, limit, caller
+        )
+
+    def _newest_with_feedback(
+        self, columns: tuple[Any, Any], model: str, version: int, limit: int, caller: str | None
+    ) -> list[tuple[Any, Any]]:
+        """`columns` of the newest `limit` rows of the version that have feedback."""
+        t = prediction_rows
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(t.c.probabilities, t.c.true_label)
+                select(*columns)
                 .where(
                     t.c.model == model,
                     t.c.version == version,
