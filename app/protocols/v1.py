@@ -23,7 +23,6 @@ from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, Serv
 from app.kinds import InputAdapter, RowWarnings, named_rows
 from app.repository import CardedVersion, ModelState, ServedVersion
 from app.schemas import problems
-from app.tasks import task_of
 
 
 def _instance_location(error: Mapping[str, Any]) -> str:
@@ -170,9 +169,7 @@ class V1Protocol:
         return {
             "model": entry.name,
             "version": entry.version,
-            "predictions": with_warnings(
-                task_of(entry.card).encode_v1(entry.card, probabilities), warnings
-            ),
+            "predictions": with_warnings(entry.task.encode_v1(entry.card, probabilities), warnings),
         }
 
     def json_rows(self, entry: CardedVersion, body: bytes, budget: RequestBudget) -> list[Any]:
