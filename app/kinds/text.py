@@ -76,6 +76,7 @@ class TextAdapter(InputAdapter):
             TextVectorizer.load(folder / card.input.vocabulary_file, card.input.sequence_length)
         )
 
+    out_of_domain_check = "unknown-words"  # card.out_of_domain: see _warn
     explanation_method = (
         "Shapley values (antithetic permutation sampling) of the words and word pairs the "
         "model looked up; unknown words share the [UNK] token."
