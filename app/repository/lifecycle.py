@@ -77,11 +77,8 @@ class Lifecycle:
     ) -> None:
         self.repository = repository
         self.batching = batching
-        # Unloading waits out the longest request a version may hold (a prediction or an
-        # explanation), then drains its batcher within the shutdown grace period.
-        self._longest_request_s = (
-            max(serving.request_timeout_ms, explain.explain_timeout_ms) / 1000.0
-        )
+        # An unload waits out the longest request (prediction or explanation), then drains.
+        self._longest_request_s = max(serving.request_timeout_ms, explain.explain_timeout_ms) / 1e3
         self._grace_period_s = serving.shutdown_grace_period_s
         self.registry = registry
         self.metrics = metrics
@@ -188,12 +185,7 @@ class Lifecycle:
         model = None
         if carded is not None:
             model = await in_daemon_thread(
-                load_version,
-                entry,
-                carded,
-                self.repository,
-                self.batching,
-                lambda: self.stopping,
+                load_version, entry, carded, self.repository, self.batching, lambda: self.stopping
             )
         if entry.state is ModelState.UNLOADING:  # retired (unloaded) while it loaded
             return
