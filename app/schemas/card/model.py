@@ -83,6 +83,7 @@ class CardExample(_Strict):
         "the serving preprocessing, gives the same (no train/serve skew).",
     )
 
+
 # A lower-case identifier (a runtime's key), not a list: the runtimes table decides which exist.
 FRAMEWORK_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 
