@@ -220,7 +220,7 @@ def framework_switches(source: str) -> list[tuple[int, str]]:
         return len(named & FRAMEWORK_NAMES) >= 2
 
     for node in ast.walk(tree):
-        if lists_frameworks(node):
+        if isinstance(node, ast.Dict | ast.Tuple | ast.List | ast.Set) and lists_frameworks(node):
             found.append((node.lineno, "lists the frameworks"))
         elif isinstance(node, ast.Compare) and names_framework(node):
             found.append((node.lineno, "compares a framework"))
