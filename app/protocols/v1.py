@@ -95,7 +95,7 @@ class V1Protocol:
     def __init__(self, core: InferenceCore) -> None:
         self.core = core
         self.registry = core.registry
-        self.settings = core.settings
+        self.limits = core.limits
 
     # ------------------------------------------------------------------ predictions
     async def predict(
@@ -149,7 +149,7 @@ class V1Protocol:
             return await self.core.off_loop(
                 lambda budget: self.json_rows(entry, body, budget), context, receive
             )
-        rows = adapter.plain_rows(body, self.settings.limits.max_instances)
+        rows = adapter.plain_rows(body, self.limits.max_instances)
         if rows is not None:
             return rows
         instances = parse_instances(adapter, body)
@@ -176,7 +176,7 @@ class V1Protocol:
         """A `{"instances": [...]}` body -> rows (on a decoding thread; its values were
         counted already)."""
         adapter = entry.kind
-        plain = adapter.plain_rows(body, self.settings.limits.max_instances)
+        plain = adapter.plain_rows(body, self.limits.max_instances)
         if plain is not None:
             return plain
         return _rows(adapter, parse_instances(adapter, body), budget)
@@ -291,7 +291,7 @@ class V1Protocol:
         """The card plus how this server runs the model."""
         carded = self.registry.carded(name, version)
         entry = self.registry.find(name, carded.version)
-        batching = self.settings.batching.for_model(name)
+        batching = self.core.batching.for_model(name)
         status = entry.status()
         return {
             "card": carded.card.model_dump(mode="json"),
