@@ -210,6 +210,7 @@ class InferenceCore:
                 context.protocol,
                 context.caller,
                 context.warnings,
+                entry,
             )
             for listener in self._listeners:
                 try:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.kinds.base import RowWarnings
+
+if TYPE_CHECKING:
+    from app.repository import CardedVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,8 @@ class PredictionEvent:
     caller: str = ""
     # Per row: its input warnings (empty when none; see InputAdapter.warnings).
     warnings: Sequence[RowWarnings] = ()
+    # The version that answered (its card and folder), so a listener need not look it up.
+    entry: CardedVersion | None = None
 
 
 PredictionListener = Callable[[PredictionEvent], None]

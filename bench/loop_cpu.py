@@ -13,6 +13,12 @@ writes) is the same code on both sides, and the models' forward passes run on th
 threads, outside this count; so on a shared machine this is a much steadier figure than
 requests per second. `SYNERGY_MAX_QUEUE_WAIT_MS` is raised so that admission control does not
 refuse the in-process flood (a refusal is cheaper and would flatter a side).
+
+`--calls` counts the Python calls per request on the event loop instead (cProfile's call
+counts over 2 rounds of 640 requests: the same on a busy machine as on a quiet one, a proxy
+for the interpreter's work per request that no other load moves):
+
+    python bench/loop_cpu.py --calls --baseline bae7060 --models binary-mlp --pairs 1
 """
 
 from __future__ import annotations
@@ -90,12 +96,22 @@ async def main():
         await asyncio.sleep(0.1)
     await asyncio.gather(*(client(50) for _ in range(CLIENTS)))  # warm-up
     figures = []
+    profile = None
+    if os.environ.get("LOOP_CPU_CALLS"):  # count Python calls instead (see --calls)
+        import cProfile
+        profile = cProfile.Profile()
+        profile.enable()
     for _ in range(ROUNDS):
         statuses.clear()
         cpu = time.thread_time()
         await asyncio.gather(*(client(PER_CLIENT) for _ in range(CLIENTS)))
         figures.append(1e6 * (time.thread_time() - cpu) / (CLIENTS * PER_CLIENT))
-    print("RESULT " + json.dumps({"us": figures, "statuses": statuses}))
+    calls = None
+    if profile is not None:
+        profile.disable()
+        profile.create_stats()
+        calls = sum(v[1] for v in profile.stats.values()) / (CLIENTS * PER_CLIENT * ROUNDS)
+    print("RESULT " + json.dumps({"us": figures, "statuses": statuses, "calls": calls}))
     await inbox.put({"type": "lifespan.shutdown"})
     await outbox.get()
     lifespan.cancel()
@@ -106,9 +122,15 @@ uvloop.run(main())
 
 
 def measure(
-    root: Path, model: str, body: Path, rounds: int = ROUNDS, per_client: int = PER_CLIENT
+    root: Path,
+    model: str,
+    body: Path,
+    rounds: int = ROUNDS,
+    per_client: int = PER_CLIENT,
+    calls: bool = False,
 ) -> dict[str, object]:
-    """One side, in a fresh process: event-loop CPU us per request, per round."""
+    """One side, in a fresh process: event-loop CPU us per request, per round (with `calls`,
+    also the Python calls per request, under cProfile)."""
     models = root / "models" if (root / "models").is_dir() else ROOT / "models"
     env = {
         **os.environ,
@@ -116,7 +138,12 @@ def measure(
         "SYNERGY_STORE_DIR": tempfile.mkdtemp(prefix="loop-cpu-store-"),
         "SYNERGY_MAX_QUEUE_WAIT_MS": "5000",
         "SYNERGY_LOG_LEVEL": "warning",
+        # No gRPC listener: the ASGI app is called directly, and another server on the
+        # machine must not make a side fail to start.
+        "SYNERGY_GRPC_PORT": "0",
     }
+    if calls:
+        env["LOOP_CPU_CALLS"] = "1"
     result = subprocess.run(
         [
             sys.executable,
@@ -161,12 +188,24 @@ def main() -> int:
     parser.add_argument(
         "--per-client", type=int, default=PER_CLIENT, help="requests per client per round"
     )
+    parser.add_argument(
+        "--calls", action="store_true", help="Python calls per request instead of CPU time"
+    )
     args = parser.parse_args()
     bodies = request_bodies(ROOT / "models", Path(tempfile.mkdtemp()))
     models = MODELS if args.models == "all" else tuple(args.models.split(","))
     sides = [("this checkout", ROOT)]
     if args.baseline:
         sides.insert(0, (args.baseline, _extract(args.baseline)))
+    if args.calls:
+        print("| model | code | Python calls per request on the event loop |")
+        print("|---|---|---:|")
+        for model in models:
+            for name, root in sides:
+                figure = measure(root, model, bodies[model], 2, 10, calls=True)["calls"]
+                assert isinstance(figure, float)
+                print(f"| {model} | {name} | {figure:.1f} |")
+        return 0
     print("| model | code | event-loop CPU us/req, best | median | per run (best of each) |")
     print("|---|---|---:|---:|---|")
     for model in models:

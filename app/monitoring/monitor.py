@@ -149,7 +149,7 @@ class Monitor:
         process."""
         if self.writer is None and self.payload_log is None:
             return
-        entry = self.registry.versions(event.model)[event.version].carded
+        entry = event.entry or self.registry.versions(event.model)[event.version].carded
         if entry is None:  # a version serves only once carded
             return
         route = event.protocol or "v1"

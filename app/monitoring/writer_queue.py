@@ -74,7 +74,16 @@ class _Pending:
         if end > len(self.probabilities):
             self._grow(max(end, 2 * len(self.probabilities)))
         self.probabilities[start:end] = probabilities
-        if self.objects is None and not self._copy(rows, start):
+        buffer = self.rows
+        if (  # one array row like the others (the common request): copied in one step
+            n == 1
+            and buffer is not None
+            and isinstance(row := rows[0], np.ndarray)
+            and row.dtype == buffer.dtype
+            and row.shape == buffer.shape[1:]
+        ):
+            buffer[start] = row
+        elif self.objects is None and not self._copy(rows, start):
             # Texts (and rows unlike the others): kept as objects from now on.
             self.objects = [] if self.rows is None else list(self.rows[:start])
             self.rows = None
