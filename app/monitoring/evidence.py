@@ -105,10 +105,10 @@ class Evidence:
 
     def shadow_pairs_after(
         self, model: str, candidate: int, baseline: int, after_id: int, limit: int
-    ) -> list[tuple[int, str, str | None, str | None, float | None]]:
+    ) -> list[tuple[int, float, str, str | None, str | None, float | None]]:
         """The oldest `limit` pairs of the shadow `candidate` next to `baseline` with id >
-        `after_id`: (id, baseline's answer, candidate's or None, the baseline row's truth or
-        None, its feedback time or None), by id."""
+        `after_id`: (id, stored at, baseline's answer, candidate's or None, the baseline
+        row's truth or None, its feedback time or None), by id."""
         s, p = shadow_pairs, prediction_rows
 
         def newest(column: Any) -> Any:
@@ -128,6 +128,7 @@ class Evidence:
         query = (
             select(
                 s.c.id,
+                s.c.created_at,
                 s.c.primary_predicted,
                 s.c.shadow_predicted,
                 newest(p.c.true_label),
@@ -147,13 +148,18 @@ class Evidence:
 
     def shadow_feedback_after(
         self, model: str, candidate: int, baseline: int, after: float
-    ) -> list[tuple[int, str, str | None, str | None, float | None]]:
+    ) -> list[tuple[int, float, str, str | None, str | None, float | None]]:
         """The pairs whose baseline row got feedback at a time > `after` (as
         `shadow_pairs_after`), through the feedback-time index."""
         s, p = shadow_pairs, prediction_rows
         query = (
             select(
-                s.c.id, s.c.primary_predicted, s.c.shadow_predicted, p.c.true_label, p.c.feedback_at
+                s.c.id,
+                s.c.created_at,
+                s.c.primary_predicted,
+                s.c.shadow_predicted,
+                p.c.true_label,
+                p.c.feedback_at,
             )
             .select_from(
                 p.join(
@@ -178,12 +184,20 @@ class Evidence:
     # ------------------------------------------------------------------ canary
     def rows_after(
         self, model: str, version: int, after_id: int, limit: int
-    ) -> list[tuple[int, str, bytes, str | None, float | None]]:
-        """The oldest `limit` rows of a version with id > `after_id`: (id, predicted label,
-        outputs as float32 bytes, truth or None, feedback time or None), by id."""
+    ) -> list[tuple[int, float, str, bytes, str | None, float | None]]:
+        """The oldest `limit` rows of a version with id > `after_id`: (id, created at,
+        predicted label, outputs as float32 bytes, truth or None, feedback time or None), by
+        id."""
         p = prediction_rows
         query = (
-            select(p.c.id, p.c.predicted, p.c.probabilities, p.c.true_label, p.c.feedback_at)
+            select(
+                p.c.id,
+                p.c.created_at,
+                p.c.predicted,
+                p.c.probabilities,
+                p.c.true_label,
+                p.c.feedback_at,
+            )
             .where(p.c.model == model, p.c.version == version, p.c.id > after_id)
             .order_by(p.c.id)
             .limit(limit)
@@ -193,12 +207,17 @@ class Evidence:
 
     def feedback_after(
         self, model: str, version: int, since_id: int, after: float
-    ) -> list[tuple[int, str, bytes, str | None, float | None]]:
+    ) -> list[tuple[int, float, str, bytes, str | None, float | None]]:
         """The rows of a version with id >= `since_id` that got feedback at a time > `after`
         (as `rows_after`), through the feedback-time index."""
         p = prediction_rows
         query = select(
-            p.c.id, p.c.predicted, p.c.probabilities, p.c.true_label, p.c.feedback_at
+            p.c.id,
+            p.c.created_at,
+            p.c.predicted,
+            p.c.probabilities,
+            p.c.true_label,
+            p.c.feedback_at,
         ).where(
             p.c.model == model,
             p.c.version == version,

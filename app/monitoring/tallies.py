@@ -5,6 +5,9 @@ rows (so replicas sharing PostgreSQL each keep their own, from the same rows):
 - rows: read by id after a watermark. PostgreSQL may commit ids out of order (two replicas'
   writers), so each poll reads again from the watermark of the poll before (`SeenIds`) and
   skips the ids it counted: a row committed up to one poll late is still counted, once.
+  Rows stored more than `SETTLED_S` before a poll are final at once (an id is taken when its
+  row is inserted, and an insert commits within seconds), so the first poll, which reads
+  the history, does not keep the history's ids.
 - feedback: read by feedback time after a watermark less `FEEDBACK_OVERLAP_S` (clock skew
   between replicas, commits out of order). Each row's contribution (a vector of sums) is
   kept by row id (`Contributions`), so reading a row again, or a corrected truth, replaces
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -28,6 +32,7 @@ from app.monitoring.comparison import ShadowCounts, VersionCounts
 from app.monitoring.evidence import Evidence
 
 FEEDBACK_OVERLAP_S = 60.0
+SETTLED_S = 60.0
 REMEMBERED_FEEDBACK = 100_000
 MAX_TALLIES = 16
 
@@ -51,9 +56,10 @@ class SeenIds:
         self._seen.add(row_id)
         return True
 
-    def end_poll(self, newest: int) -> None:
-        """The ids up to the previous poll's newest had a poll's time to commit: final."""
-        self.low = max(self.low, self._newest_before)
+    def end_poll(self, newest: int, settled: int) -> None:
+        """The ids up to the previous poll's newest had a poll's time to commit, and those up
+        to `settled` (stored long before): final."""
+        self.low = max(self.low, self._newest_before, settled)
         self._newest_before = max(self._newest_before, newest)
         self._seen = {i for i in self._seen if i > self.low}
 
@@ -110,7 +116,7 @@ class _Tally(Generic[C]):
         self.feedback_after = float("-inf")  # newest feedback time read
 
 
-Row = tuple[Any, ...]  # (id, ..., truth, feedback time)
+Row = tuple[Any, ...]  # (id, stored at, ..., truth, feedback time)
 
 
 def _advance(
@@ -123,6 +129,7 @@ def _advance(
 ) -> None:
     """One poll of a tally: the new rows (in batches of `batch`), then the new feedback."""
     cursor, newest = tally.ids.low, tally.ids.low
+    settled, settled_before = tally.ids.low, time.time() - SETTLED_S
     keep_after = tally.feedback_after - FEEDBACK_OVERLAP_S
 
     def feedback(rows: Iterable[Row]) -> None:
@@ -138,12 +145,14 @@ def _advance(
         for row in rows:
             if tally.ids.fresh(int(row[0])):
                 count_row(row)
+            if row[1] < settled_before:
+                settled = max(settled, int(row[0]))
         feedback(rows)
         if rows:
             cursor = newest = max(newest, int(rows[-1][0]))
         if len(rows) < batch:
             break
-    tally.ids.end_poll(newest)
+    tally.ids.end_poll(newest, settled)
     feedback(read_feedback(keep_after))
 
 
@@ -182,8 +191,8 @@ class Tallies:
             tally,
             lambda after: ev.shadow_pairs_after(model, candidate, baseline, after, batch),
             lambda after: ev.shadow_feedback_after(model, candidate, baseline, after),
-            lambda row: comparer.shadow_row(tally.counts, row[1], row[2]),
-            lambda row: comparer.shadow_feedback(row[1], row[2], row[3]),
+            lambda row: comparer.shadow_row(tally.counts, row[2], row[3]),
+            lambda row: comparer.shadow_feedback(row[2], row[3], row[4]),
             batch,
         )
         counts = copy.deepcopy(tally.counts)
@@ -226,7 +235,7 @@ class Tallies:
             lambda after: ev.rows_after(model, version, after, batch),
             lambda after: ev.feedback_after(model, version, since, after),
             count,
-            lambda row: comparer.version_feedback(row[1], row[2], row[3]),
+            lambda row: comparer.version_feedback(row[2], row[3], row[4]),
             batch,
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ def _store(folder: Path) -> Store:
     return store
 
 
-def _predicted_row(request: str, version: int, output: float, label: str) -> tuple[Any, ...]:
+def _predicted_row(
+    request: str, version: int, output: float, label: str, created_at: float
+) -> tuple[Any, ...]:
     # INSERT_COLUMNS order.
     return (
         request,
@@ -40,7 +43,7 @@ def _predicted_row(request: str, version: int, output: float, label: str) -> tup
         version,
         f"v{version}",
         0,
-        1000.0,
+        created_at,
         b"\x00",
         np.array([1.0]).tobytes(),
         np.array([output], dtype=np.float32).tobytes(),
@@ -67,11 +70,24 @@ class World:
         request = f"r{self.requests}"
         self.requests += 1
         value, label, compared = self.answer(draw)
-        self.store.insert_rows([_predicted_row(request, version, value, label)])
+        # Rows stored long ago are final at once; recent ones are read again a poll later.
+        created_at = 1000.0 if self.requests % 3 == 0 else time.time()
+        self.store.insert_rows([_predicted_row(request, version, value, label, created_at)])
         if shadow_draw is not None:
             _, _, shadow = self.answer(shadow_draw)
             self.evidence.insert_shadow_rows(
-                [(MODEL, request, 0, 1, 2, compared, shadow if shadow_draw >= 0.05 else None, 1.0)]
+                [
+                    (
+                        MODEL,
+                        request,
+                        0,
+                        1,
+                        2,
+                        compared,
+                        shadow if shadow_draw >= 0.05 else None,
+                        created_at,
+                    )
+                ]
             )
 
     def feedback(self, pick: float, draw: float) -> None:
@@ -209,7 +225,7 @@ def test_a_poll_reads_what_is_new_not_the_history(folder: Path) -> None:
     tallies = Tallies(evidence, batch_rows=1000)
     tallies.canary(VALUES, MODEL, 2, 1)
     assert evidence.read >= 300  # the first poll builds the tally from the history
-    tallies.canary(VALUES, MODEL, 2, 1)  # the poll after reads again the previous poll's
+    tallies.canary(VALUES, MODEL, 2, 1)  # reads again the previous poll's recent rows
     evidence.read = 0
     for i in range(4):
         world.predict(1 + i % 2, 0.1, None)
