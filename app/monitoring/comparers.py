@@ -30,9 +30,8 @@ from app.monitoring.comparison_values import (
     bin_of,
     judge_value_canary,
     judge_value_shadow,
-    value_canary_json,
-    value_shadow_json,
 )
+from app.monitoring.comparison_values_json import value_canary_json, value_shadow_json
 from app.monitoring.tallies import Vector
 from app.repository.rules import PromotionRules
 
