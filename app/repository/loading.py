@@ -20,9 +20,16 @@ import numpy as np
 from app.budget import release_free_memory
 from app.kinds import InputAdapter, InputLimits, predict_request_model
 from app.repository.versions import CardedVersion, ModelEntry
-from app.runtimes import Model, Runtime, UntrustedArtifact, library_version_problem, load_model
+from app.runtimes import (
+    Model,
+    Runtime,
+    UnknownFramework,
+    UntrustedArtifact,
+    library_version_problem,
+    load_model,
+)
 from app.schemas.card import ModelCard, verify_artifacts
-from app.settings import Settings
+from app.settings import BatchingSettings, LimitsSettings, RepositorySettings
 from app.tasks import task_of
 
 log = logging.getLogger(__name__)
@@ -37,12 +44,12 @@ class ArtifactMismatch(RuntimeError):
     """The artifact loads but does not behave as the card says (message safe to show)."""
 
 
-def input_limits(settings: Settings) -> InputLimits:
+def input_limits(limits: LimitsSettings) -> InputLimits:
     """The settings' limits on a request's inputs, for the adapters."""
     return InputLimits(
-        max_instances=settings.limits.max_instances,
-        max_text_chars=settings.limits.max_text_chars,
-        max_image_pixels=settings.limits.max_image_pixels,
+        max_instances=limits.max_instances,
+        max_text_chars=limits.max_text_chars,
+        max_image_pixels=limits.max_image_pixels,
     )
 
 
@@ -58,7 +65,11 @@ def verify(entry: ModelEntry, card: ModelCard) -> bool:
 
 
 def load_version(
-    entry: ModelEntry, carded: CardedVersion, settings: Settings, stopping: Callable[[], bool]
+    entry: ModelEntry,
+    carded: CardedVersion,
+    repository: RepositorySettings,
+    batching: BatchingSettings,
+    stopping: Callable[[], bool],
 ) -> Model | None:
     """Verify, load, warm up and replay one version (on a worker thread): its runtime, or
     None if it failed (the entry then says why) or `stopping()` became true meanwhile."""
@@ -68,13 +79,13 @@ def load_version(
         if not verify(entry, card):
             return None
         mismatch = library_version_problem(card)
-        if mismatch is not None and not settings.repository.allow_library_version_mismatch:
+        if mismatch is not None and not repository.allow_library_version_mismatch:
             entry.fail(f"loading failed: {mismatch}")
             return None
-        batching = settings.batching.for_model(entry.name)
-        model = load_model(card, entry.folder, max_batch_size=batching.max_batch_size)
+        model_batching = batching.for_model(entry.name)
+        model = load_model(card, entry.folder, max_batch_size=model_batching.max_batch_size)
         adapter.load()
-        if settings.repository.warmup:
+        if repository.warmup:
             warm_up(model, adapter)
         if stopping():  # stopped while it loaded: it never served
             return None
@@ -97,7 +108,7 @@ def load_failure_reason(card: ModelCard, exc: BaseException) -> str:
     """Why a model version failed to load, in the project's words: the server's own checks
     say what they found; a framework's exception (its text can hold paths and internals)
     becomes the files it was loading, with the details in the server log."""
-    if isinstance(exc, ArtifactMismatch | UntrustedArtifact):
+    if isinstance(exc, ArtifactMismatch | UntrustedArtifact | UnknownFramework):
         return f"loading failed: {exc}"
     files = ", ".join(sorted(card.artifacts)) or "its files"
     return (
