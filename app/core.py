@@ -58,6 +58,7 @@ from app.repository import CardedVersion, ModelRegistry, ServedVersion
 from app.runtimes.base import Model
 from app.schemas.versions import not_a_version, parse_version
 from app.settings import BatchingSettings, ExplainSettings, LimitsSettings, ServingSettings
+from app.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ class InferenceCore:
             return
         shadow.acquire()
         task = asyncio.get_running_loop().create_task(
-            self._shadow(shadow, primary, list(rows), np.argmax(answer, axis=1), request_id)
+            self._shadow(shadow, primary, list(rows), answer, request_id)
         )
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
@@ -260,10 +261,13 @@ class InferenceCore:
         shadow: ServedVersion,
         primary: ServedVersion,
         rows: list[Any],
-        primary_best: np.ndarray,
+        answer: np.ndarray,
         request_id: str = "",
     ) -> None:
         labels = (shadow.name, str(shadow.version))
+        # What each row is compared by, as the task says (labels, or a regressor's values).
+        compared = task_of(primary.card).compared_values
+        primary_labels = compared(primary.card, answer)
         shadow_labels: list[str | None] = [None] * len(rows)
         latency_s: float | None = None
         started = time.perf_counter()
@@ -274,10 +278,11 @@ class InferenceCore:
                 shadow=True,
             )
             shadow_labels = [
-                shadow.card.labels[int(np.argmax(r[0]))] if isinstance(r, tuple) else None
+                compared(shadow.card, np.asarray(r[0]).reshape(1, -1))[0]
+                if isinstance(r, tuple)
+                else None
                 for r in results
             ]
-            primary_labels = [primary.card.labels[i] for i in primary_best.tolist()]
             differ = sum(a != b for a, b in zip(shadow_labels, primary_labels, strict=True))
             latency_s = time.perf_counter() - started
             self.metrics.shadow_rows.labels(*labels).inc(len(rows))
@@ -293,7 +298,7 @@ class InferenceCore:
                 shadow.name,
                 primary.version,
                 shadow.version,
-                [primary.card.labels[i] for i in primary_best.tolist()],
+                primary_labels,
                 shadow_labels,
                 latency_s,
             )

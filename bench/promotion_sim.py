@@ -9,6 +9,10 @@ Each run goes on until a decision or `--max-rows` rows with feedback per version
     python bench/promotion_sim.py                  # 20 runs per case (the issue's figure)
     python bench/promotion_sim.py --runs 2000      # a tighter estimate of the rates
 
+Regressors (`judge_value_canary`, `judge_value_shadow`): errors ~ Normal(0, sd); equal
+versions have the same sd (a shadow's two errors correlated, `--correlation`), a worse one
+`--worse-error` times the sd.
+
 Canary: each version's rows are right with its own accuracy (independent rows).
 Shadow: each paired row falls in one cell of (baseline right?, candidate right?); equal
 versions have as many rows where only the baseline is right as rows where only the candidate
@@ -31,6 +35,12 @@ from app.monitoring.comparison import (
     judge_canary,
     judge_shadow,
     look_of,
+)
+from app.monitoring.comparison_values import (
+    ValueShadowCounts,
+    ValueVersionCounts,
+    judge_value_canary,
+    judge_value_shadow,
 )
 from app.repository.rules import PromotionRules
 
@@ -93,6 +103,70 @@ def shadow_run(
     return "none", counts.feedback_rows
 
 
+def value_canary_run(
+    rng: np.random.Generator,
+    rules: PromotionRules,
+    baseline_sd: float,
+    candidate_sd: float,
+    batch: int,
+    max_rows: int,
+) -> tuple[str, int]:
+    """A regressor's canary: each version's errors ~ Normal(0, its sd), independent rows."""
+    base, cand = ValueVersionCounts(), ValueVersionCounts()
+    judged = -1
+    while base.feedback_rows < max_rows:
+        for counts, sd in ((base, baseline_sd), (cand, candidate_sd)):
+            e = rng.normal(0.0, sd, batch)
+            counts.feedback_rows += batch
+            counts.abs_sum += float(np.abs(e).sum())
+            counts.squares += float((e * e).sum())
+            counts.fourths += float((e**4).sum())
+        look = look_of(base.feedback_rows, rules)
+        if look is None or look <= judged:
+            continue
+        verdict = judge_value_canary(cand, base, rules)
+        if verdict.look is None or verdict.look <= judged:
+            continue
+        judged = verdict.look
+        if verdict.action != "wait":
+            return verdict.action, base.feedback_rows
+    return "none", base.feedback_rows
+
+
+def value_shadow_run(
+    rng: np.random.Generator,
+    rules: PromotionRules,
+    candidate_sd: float,
+    correlation: float,
+    batch: int,
+    max_rows: int,
+) -> tuple[str, int]:
+    """A regressor's shadow: the baseline's errors ~ Normal(0, 1), the candidate's with the
+    given sd and correlation with them (the same rows); no agreement rule (no tolerance)."""
+    counts = ValueShadowCounts()
+    judged = -1
+    while counts.feedback_rows < max_rows:
+        e_b = rng.normal(0.0, 1.0, batch)
+        own = rng.normal(0.0, 1.0, batch)
+        e_c = candidate_sd * (correlation * e_b + np.sqrt(1 - correlation**2) * own)
+        gap = np.abs(e_c) - np.abs(e_b)
+        counts.feedback_rows += batch
+        counts.base_abs += float(np.abs(e_b).sum())
+        counts.cand_abs += float(np.abs(e_c).sum())
+        counts.gap_sum += float(gap.sum())
+        counts.gap_squares += float((gap * gap).sum())
+        look = look_of(counts.feedback_rows, rules)
+        if look is None or look <= judged:
+            continue
+        verdict = judge_value_shadow(counts, rules)
+        if verdict.look is None or verdict.look <= judged:
+            continue
+        judged = verdict.look
+        if verdict.action != "wait":
+            return verdict.action, counts.feedback_rows
+    return "none", counts.feedback_rows
+
+
 def summarise(name: str, outcomes: list[tuple[str, int]], wrong: str) -> None:
     runs = len(outcomes)
     wrong_runs = sum(action == wrong for action, _ in outcomes)
@@ -117,10 +191,18 @@ def main() -> None:
     parser.add_argument("--accuracy", type=float, default=0.95)
     parser.add_argument("--worse-accuracy", type=float, default=0.65)
     parser.add_argument("--discordant", type=float, default=0.06)
+    parser.add_argument("--max-error-increase", type=float, default=0.05)
+    parser.add_argument(
+        "--worse-error", type=float, default=1.5, help="regressor: the worse one's error sd"
+    )
+    parser.add_argument(
+        "--correlation", type=float, default=0.8, help="regressor shadow: of the two errors"
+    )
     args = parser.parse_args()
     rules = PromotionRules(
         min_feedback_rows=args.min_feedback_rows,
         max_accuracy_drop=args.max_accuracy_drop,
+        max_error_increase=args.max_error_increase,
         significance_level=args.alpha,
         min_agreement=0.8,
     )
@@ -166,6 +248,27 @@ def main() -> None:
     summarise(
         f"canary, worse by twice the margin ({q:g} vs {p:g})",
         [canary_run(rng, rules, p, q, args.batch, args.max_rows) for _ in range(run)],
+        "promote",
+    )
+    r, k = args.worse_error, args.correlation
+    summarise(
+        "regressor canary, equal (error sd 1 vs 1)",
+        [value_canary_run(rng, rules, 1.0, 1.0, args.batch, args.max_rows) for _ in range(run)],
+        "rollback",
+    )
+    summarise(
+        f"regressor shadow, equal (error sd 1 vs 1, correlation {k:g})",
+        [value_shadow_run(rng, rules, 1.0, k, args.batch, args.max_rows) for _ in range(run)],
+        "rollback",
+    )
+    summarise(
+        f"regressor canary, worse (error sd {r:g} vs 1)",
+        [value_canary_run(rng, rules, 1.0, r, args.batch, args.max_rows) for _ in range(run)],
+        "promote",
+    )
+    summarise(
+        f"regressor shadow, worse (error sd {r:g} vs 1)",
+        [value_shadow_run(rng, rules, r, k, args.batch, args.max_rows) for _ in range(run)],
         "promote",
     )
 

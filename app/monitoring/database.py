@@ -85,6 +85,16 @@ prediction_rows = Table(
         sqlite_where=text("true_label IS NOT NULL"),
         postgresql_where=text("true_label IS NOT NULL"),
     ),
+    # Promotion's tallies read the feedback given since a time (migration 0005); partial,
+    # so an insert pays nothing for it.
+    Index(
+        "ix_prediction_rows_feedback_at",
+        "model",
+        "version",
+        "feedback_at",
+        sqlite_where=text("feedback_at IS NOT NULL"),
+        postgresql_where=text("feedback_at IS NOT NULL"),
+    ),
 )
 # Running tallies (migration 0003): rows per (model, version, caller, predicted, true label),
 # "" as the true label of rows without feedback. Kept in the transaction of every insert,

@@ -7,10 +7,10 @@
 - `promotion_decisions`: every decision with its verdict and evidence (append-only; the
   newest per candidate is in force, see `app.repository.promotion`).
 
-Cost: each query reads at most `window_rows` of the newest rows of a version (or pair), through
-the (model, version, id) indexes, and aggregates in the database: a comparison costs the
-same after a year of traffic as after a day. The canary's window starts at the candidate's
-first stored row, so both versions are compared over the same period.
+Cost: the comparisons are running tallies (`app.monitoring.tallies`); each poll reads only
+the rows stored after a watermark (by id, through the (model, version, id) indexes) and the
+feedback given after a time watermark (through the feedback-time indexes of migration 0005),
+so what a poll costs follows what is new, not the history.
 
 All methods block (database I/O): call them from a worker thread.
 """
@@ -32,13 +32,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    case,
     func,
     insert,
     select,
 )
 
-from app.monitoring.comparison import ShadowCounts, VersionCounts
 from app.monitoring.database import prediction_rows
 from app.monitoring.store import Store
 from app.repository.promotion import Decision
@@ -105,105 +103,130 @@ class Evidence:
                 insert(shadow_pairs), [dict(zip(keys, r, strict=True)) for r in rows]
             )
 
-    def shadow_counts(self, model: str, candidate: int, baseline: int, window: int) -> ShadowCounts:
-        """Agreement, disagreement matrix and the paired feedback table of the newest
-        `window` rows the shadow `candidate` answered next to `baseline`."""
+    def shadow_pairs_after(
+        self, model: str, candidate: int, baseline: int, after_id: int, limit: int
+    ) -> list[tuple[int, float, str, str | None, str | None, float | None]]:
+        """The oldest `limit` pairs of the shadow `candidate` next to `baseline` with id >
+        `after_id`: (id, stored at, baseline's answer, candidate's or None, the baseline
+        row's truth or None, its feedback time or None), by id."""
         s, p = shadow_pairs, prediction_rows
-        newest = (
+
+        def newest(column: Any) -> Any:
+            return (
+                select(column)
+                .where(
+                    p.c.request_id == s.c.request_id,
+                    p.c.model == model,
+                    p.c.version == baseline,
+                    p.c.row_index == s.c.row_index,
+                )
+                .order_by(p.c.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+
+        query = (
             select(
-                s.c.request_id,
-                s.c.row_index,
+                s.c.id,
+                s.c.created_at,
                 s.c.primary_predicted,
                 s.c.shadow_predicted,
+                newest(p.c.true_label),
+                newest(p.c.feedback_at),
             )
             .where(
                 s.c.model == model,
                 s.c.shadow_version == candidate,
                 s.c.primary_version == baseline,
+                s.c.id > after_id,
             )
-            .order_by(s.c.id.desc())
-            .limit(window)
-            .subquery()
+            .order_by(s.c.id)
+            .limit(limit)
         )
-        truth = (
-            select(p.c.true_label)
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(query)]
+
+    def shadow_feedback_after(
+        self, model: str, candidate: int, baseline: int, after: float
+    ) -> list[tuple[int, float, str, str | None, str | None, float | None]]:
+        """The pairs whose baseline row got feedback at a time > `after` (as
+        `shadow_pairs_after`), through the feedback-time index."""
+        s, p = shadow_pairs, prediction_rows
+        query = (
+            select(
+                s.c.id,
+                s.c.created_at,
+                s.c.primary_predicted,
+                s.c.shadow_predicted,
+                p.c.true_label,
+                p.c.feedback_at,
+            )
+            .select_from(
+                p.join(
+                    s,
+                    (s.c.request_id == p.c.request_id)
+                    & (s.c.row_index == p.c.row_index)
+                    & (s.c.model == model)
+                    & (s.c.shadow_version == candidate)
+                    & (s.c.primary_version == baseline),
+                )
+            )
             .where(
-                p.c.request_id == newest.c.request_id,
                 p.c.model == model,
                 p.c.version == baseline,
-                p.c.row_index == newest.c.row_index,
+                p.c.feedback_at > after,
+                p.c.true_label.is_not(None),
             )
-            .order_by(p.c.id.desc())
-            .limit(1)
-            .scalar_subquery()
         )
-        labelled = select(
-            newest.c.primary_predicted, newest.c.shadow_predicted, truth.label("truth")
-        ).subquery()
-        query = select(
-            labelled.c.primary_predicted,
-            labelled.c.shadow_predicted,
-            case(
-                (labelled.c.truth.is_(None), None),
-                else_=labelled.c.truth == labelled.c.primary_predicted,
-            ).label("base_right"),
-            case(
-                (labelled.c.truth.is_(None), None),
-                else_=labelled.c.truth == labelled.c.shadow_predicted,
-            ).label("cand_right"),
-            func.count(),
-        ).group_by(
-            labelled.c.primary_predicted,
-            labelled.c.shadow_predicted,
-            "base_right",
-            "cand_right",
-        )
-        counts = ShadowCounts()
         with self.engine.connect() as connection:
-            for primary, shadow, base_right, cand_right, rows in connection.execute(query):
-                rows = int(rows)
-                if shadow is None:
-                    counts.candidate_failed += rows
-                    continue
-                counts.rows += rows
-                if primary == shadow:
-                    counts.agreed += rows
-                key = (primary, shadow)
-                counts.matrix[key] = counts.matrix.get(key, 0) + rows
-                if base_right is None or cand_right is None:
-                    continue
-                if base_right and cand_right:
-                    counts.both_right += rows
-                elif base_right:
-                    counts.baseline_only += rows
-                elif cand_right:
-                    counts.candidate_only += rows
-                else:
-                    counts.neither += rows
-        return counts
+            return [tuple(row) for row in connection.execute(query)]
 
     # ------------------------------------------------------------------ canary
-    def version_counts(self, model: str, version: int, since_id: int, window: int) -> VersionCounts:
-        """Predicted rows, rows with feedback and correct ones among the newest `window` rows
-        of a version with id >= `since_id`."""
+    def rows_after(
+        self, model: str, version: int, after_id: int, limit: int
+    ) -> list[tuple[int, float, str, bytes, str | None, float | None]]:
+        """The oldest `limit` rows of a version with id > `after_id`: (id, created at,
+        predicted label, outputs as float32 bytes, truth or None, feedback time or None), by
+        id."""
         p = prediction_rows
-        newest = (
-            select(p.c.predicted, p.c.true_label)
-            .where(p.c.model == model, p.c.version == version, p.c.id >= since_id)
-            .order_by(p.c.id.desc())
-            .limit(window)
-            .subquery()
-        )
-        query = select(
-            func.count(),
-            func.count(newest.c.true_label),
-            func.coalesce(
-                func.sum(case((newest.c.true_label == newest.c.predicted, 1), else_=0)), 0
-            ),
+        query = (
+            select(
+                p.c.id,
+                p.c.created_at,
+                p.c.predicted,
+                p.c.probabilities,
+                p.c.true_label,
+                p.c.feedback_at,
+            )
+            .where(p.c.model == model, p.c.version == version, p.c.id > after_id)
+            .order_by(p.c.id)
+            .limit(limit)
         )
         with self.engine.connect() as connection:
-            rows, feedback, correct = connection.execute(query).one()
-        return VersionCounts(rows=int(rows), feedback_rows=int(feedback), correct=int(correct))
+            return [tuple(row) for row in connection.execute(query)]
+
+    def feedback_after(
+        self, model: str, version: int, since_id: int, after: float
+    ) -> list[tuple[int, float, str, bytes, str | None, float | None]]:
+        """The rows of a version with id >= `since_id` that got feedback at a time > `after`
+        (as `rows_after`), through the feedback-time index."""
+        p = prediction_rows
+        query = select(
+            p.c.id,
+            p.c.created_at,
+            p.c.predicted,
+            p.c.probabilities,
+            p.c.true_label,
+            p.c.feedback_at,
+        ).where(
+            p.c.model == model,
+            p.c.version == version,
+            p.c.feedback_at > after,
+            p.c.true_label.is_not(None),
+            p.c.id >= since_id,
+        )
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(query)]
 
     def first_row_id(self, model: str, version: int) -> int | None:
         """The id of the oldest stored row of a version (where its comparison starts)."""

@@ -8,9 +8,11 @@ model's config.json (`promotion` block), the same on every replica.
                                   |
               promotion_decisions (the store)  ->  the routing overlay (every replica)
 
-- The comparison (`compare`) is computed from the store on demand by bounded queries
-  (`app.monitoring.evidence`), never on the prediction path; the statistics and the verdict
-  are `app.monitoring.comparison`'s.
+- The comparison (`compare`) is a running tally (`app.monitoring.tallies`) brought up to
+  date from what is new in the store at each poll or request, never on the prediction
+  path; the statistics and the verdict are `app.monitoring.comparison`'s (labels) and
+  `app.monitoring.comparison_values`'s (values), as the task picks
+  (`app.monitoring.comparers`).
 - Decisions are rows of the store: each replica reads the new ones every poll and lays them
   over config.json (`app.repository.promotion`), so all replicas route alike within one
   poll interval. Automatic decisions take a per-model lock in PostgreSQL and are recorded
@@ -34,6 +36,7 @@ from app.errors import BadRequest
 from app.monitoring.evidence import Evidence
 from app.monitoring.promotion_compare import Comparisons
 from app.monitoring.shadow import ShadowRows
+from app.monitoring.tallies import Tallies
 from app.repository.promotion import (
     ACTIONS,
     Decision,
@@ -69,6 +72,7 @@ class Promoter(Comparisons):
         self.monitor = monitor
         self.replica = replica or socket.gethostname()
         self.evidence: Evidence | None = None
+        self.tallies: Tallies | None = None
         self._decisions: dict[str, list[Decision]] = collections.defaultdict(list)
         self._last_id = 0
         self._judged: dict[tuple[str, int, int], int] = {}
@@ -86,6 +90,7 @@ class Promoter(Comparisons):
         if store is None:
             return
         self.evidence = Evidence(store)
+        self.tallies = Tallies(self.evidence, self.settings.promotion_window_rows)
         try:
             await self._sync()
         except Exception as exc:  # noqa: BLE001 - logged; the poll tries again

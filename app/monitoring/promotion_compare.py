@@ -10,17 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.errors import BadRequest, NotFound, Unavailable
-from app.monitoring.comparison import (
-    ShadowCounts,
-    Verdict,
-    VersionCounts,
-    judge_canary,
-    judge_shadow,
-    verdict_json,
-)
-from app.monitoring.comparison_json import canary_json, shadow_json
+from app.monitoring.comparers import LABELS, VALUES
+from app.monitoring.comparison import Verdict, VersionCounts, verdict_json
 from app.monitoring.evidence import Evidence
 from app.monitoring.shadow import ShadowRows
+from app.monitoring.tallies import Tallies
 from app.repository.promotion import (
     Decision,
     Pair,
@@ -33,6 +27,7 @@ from app.repository.promotion import (
 from app.repository.registry import ModelRegistry, ServedModel
 from app.repository.rules import PromotionRules
 from app.repository.versions import ModelState
+from app.tasks import task_of
 
 if TYPE_CHECKING:
     from app.monitoring.monitor import Monitor
@@ -48,6 +43,7 @@ class Comparisons:
     registry: ModelRegistry
     monitor: Monitor
     evidence: Evidence | None
+    tallies: Tallies | None
     shadow: ShadowRows
     _decisions: dict[str, list[Decision]]
     _executor: ThreadPoolExecutor
@@ -128,31 +124,60 @@ class Comparisons:
     ) -> tuple[Verdict, dict[str, Any]]:
         """(verdict, the comparison's JSON) from the store (blocking); without `details`,
         the canary's drift is left out (it informs people, not the verdict)."""
-        assert self.evidence is not None
-        window = self.settings.promotion_window_rows
+        assert self.tallies is not None
+        comparer = self._comparer(model, pair)
         head: dict[str, Any] = {
             "model": model.name,
             "kind": pair.kind,
             # Labels as config.json names them (a promotion moves `stable` in routing only).
             "candidate": {"version": pair.candidate, "label": _label(model, pair.candidate)},
             "baseline": {"version": pair.baseline, "label": _label(model, pair.baseline)},
-            "window_rows": window,
         }
+        body: dict[str, Any]
         if pair.kind == "shadow":
-            counts = self.evidence.shadow_counts(model.name, pair.candidate, pair.baseline, window)
-            verdict = judge_shadow(counts, rules)
-            body = self._shadow_json(model, pair, counts)
+            entry = model.versions.get(pair.baseline)
+            tolerance = comparer.tolerance(rules, entry.card if entry is not None else None)
+            counts = self.tallies.shadow(
+                comparer, model.name, pair.candidate, pair.baseline, tolerance
+            )
+            verdict = comparer.judge_shadow(counts, rules)
+            base_serving = VersionCounts()
+            if entry is not None:
+                self._serving(model, pair.baseline, base_serving)
+            latencies = self.shadow.latencies_ms.get((model.name, pair.candidate))
+            body = comparer.shadow_body(
+                self._labels(model, pair),
+                counts,
+                base_serving,
+                latencies,
+            )
         else:
-            since = self.evidence.first_row_id(model.name, pair.candidate)
-            candidate = self.evidence.version_counts(model.name, pair.candidate, since or 0, window)
-            baseline = self.evidence.version_counts(model.name, pair.baseline, since or 0, window)
-            if since is None:
-                baseline = VersionCounts()
+            candidate, baseline = self.tallies.canary(
+                comparer, model.name, pair.candidate, pair.baseline
+            )
             for version, counts_ in ((pair.candidate, candidate), (pair.baseline, baseline)):
                 self._serving(model, version, counts_)
-            verdict = judge_canary(candidate, baseline, rules)
-            body = self._canary_json(model, pair, candidate, baseline, details)
+            verdict = comparer.judge_canary(candidate, baseline, rules)
+            drift = (
+                {
+                    "baseline": self._drift(model, pair.baseline),
+                    "candidate": self._drift(model, pair.candidate),
+                }
+                if details
+                else {}
+            )
+            body = comparer.canary_body(candidate, baseline, drift)
         return verdict, {**head, **body, "verdict": verdict_json(verdict)}
+
+    @staticmethod
+    def _comparer(model: ServedModel, pair: Pair) -> Any:
+        """The task's comparison (labels or values), from either version's card."""
+        for version in (pair.baseline, pair.candidate):
+            entry = model.versions.get(version)
+            if entry is not None and entry.card is not None:
+                labels: Any = LABELS
+                return task_of(entry.card).comparer(labels, VALUES)
+        return LABELS
 
     @staticmethod
     def _serving(model: ServedModel, version: int, counts: VersionCounts) -> None:
@@ -165,31 +190,6 @@ class Comparisons:
         counts.errors = int(snapshot["errors"])  # type: ignore[call-overload]
         counts.p99_ms = latency["p99"]
         counts.latency_samples = int(latency["window"])
-
-    def _shadow_json(self, model: ServedModel, pair: Pair, counts: ShadowCounts) -> dict[str, Any]:
-        base_serving = VersionCounts()
-        if model.versions.get(pair.baseline) is not None:
-            self._serving(model, pair.baseline, base_serving)
-        latencies = self.shadow.latencies_ms.get((model.name, pair.candidate))
-        return shadow_json(self._labels(model, pair), counts, base_serving, latencies)
-
-    def _canary_json(
-        self,
-        model: ServedModel,
-        pair: Pair,
-        candidate: VersionCounts,
-        baseline: VersionCounts,
-        details: bool = True,
-    ) -> dict[str, Any]:
-        drift = (
-            {
-                "baseline": self._drift(model, pair.baseline),
-                "candidate": self._drift(model, pair.candidate),
-            }
-            if details
-            else {}
-        )
-        return canary_json(candidate, baseline, drift)
 
     def _drift(self, model: ServedModel, version: int) -> dict[str, Any]:
         entry = model.versions.get(version)

@@ -16,6 +16,9 @@ from typing import Any
 import matplotlib
 
 from app.report import charts
+from app.report.comparison_values import fmt as _fmt
+from app.report.comparison_values import table as _table
+from app.report.comparison_values import values_part
 
 SECTION_ID = "comparison"
 
@@ -61,26 +64,9 @@ def label_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
     )
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return escape(str(value))
-
-
 def _version(part: dict[str, Any]) -> str:
     label = f" ({part['label']})" if part.get("label") else ""
     return f"version {part['version']}{label}"
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return (
-        f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table></div>"
-    )
 
 
 def section(
@@ -132,6 +118,45 @@ def _body(c: dict[str, Any]) -> str:
         )
         + "</p>"
     ]
+    if "errors" in c:  # a comparison of values (a regressor's)
+        out.append(values_part(c))
+    else:
+        out.append(_labels_part(c))
+    if c["kind"] != "shadow":
+        drift = c.get("drift", {})
+        cells = [
+            [
+                escape(role),
+                _fmt(drift.get(role, {}).get("rows")),
+                "yes" if drift.get(role, {}).get("flagged") else "no",
+                escape(", ".join(drift.get(role, {}).get("flagged_statistics", [])) or "-"),
+            ]
+            for role in ("baseline", "candidate")
+        ]
+        out.append("<h3>Input drift of each version's traffic</h3>")
+        out.append(_table(["", "Rows", "Drift flagged", "Statistics"], cells))
+    serving = c["serving"]
+    out.append("<h3>Latency and errors (this replica)</h3>")
+    out.append(
+        _table(
+            ["", "Requests or copies", "Error rate", "p99 ms"],
+            [
+                [
+                    escape(role),
+                    _fmt(serving[role].get("requests", serving[role].get("copies"))),
+                    _fmt(serving[role].get("error_rate"), 4),
+                    _fmt(serving[role].get("p99_ms"), 1),
+                ]
+                for role in ("baseline", "candidate")
+            ],
+        )
+    )
+    return "\n".join(out)
+
+
+def _labels_part(c: dict[str, Any]) -> str:
+    """Accuracy, its test and, for a shadow, agreement and the label matrix."""
+    out: list[str] = []
     accuracy = c["accuracy"]
     base, cand = accuracy["baseline"], accuracy["candidate"]
     rows = [
@@ -187,33 +212,4 @@ def _body(c: dict[str, Any]) -> str:
                 f"<figure>{label_matrix(matrix['matrix'], matrix['labels'])}<figcaption>"
                 "Labels of both versions on the same requests.</figcaption></figure>"
             )
-    else:
-        drift = c.get("drift", {})
-        cells = [
-            [
-                escape(role),
-                _fmt(drift.get(role, {}).get("rows")),
-                "yes" if drift.get(role, {}).get("flagged") else "no",
-                escape(", ".join(drift.get(role, {}).get("flagged_statistics", [])) or "-"),
-            ]
-            for role in ("baseline", "candidate")
-        ]
-        out.append("<h3>Input drift of each version's traffic</h3>")
-        out.append(_table(["", "Rows", "Drift flagged", "Statistics"], cells))
-    serving = c["serving"]
-    out.append("<h3>Latency and errors (this replica)</h3>")
-    out.append(
-        _table(
-            ["", "Requests or copies", "Error rate", "p99 ms"],
-            [
-                [
-                    escape(role),
-                    _fmt(serving[role].get("requests", serving[role].get("copies"))),
-                    _fmt(serving[role].get("error_rate"), 4),
-                    _fmt(serving[role].get("p99_ms"), 1),
-                ]
-                for role in ("baseline", "candidate")
-            ],
-        )
-    )
     return "\n".join(out)

@@ -7,6 +7,8 @@ the canary) replaces the version it is compared with, or is rolled back.
       "min_agreement": 0.8,          # shadow only: share of requests both label alike
       "significance_level": 0.05,    # the chance of a false decision, over all looks
       "max_p99_increase": 0.5,       # canary only: p99 latency may grow by this fraction
+      "max_error_increase": 0.05,    # regressors: MAE may grow by this fraction
+      "value_tolerance": null,       # regressors' shadow: predictions this close agree
       "auto": true                   # false: compare and decide by hand only
     }
 
@@ -58,6 +60,23 @@ class PromotionRules(BaseModel):
         le=100,
         allow_inf_nan=False,
         description="Canary: its p99 latency may exceed the baseline's by this fraction.",
+    )
+    max_error_increase: float = Field(
+        default=0.05,
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Regressors: the candidate's MAE may exceed the baseline's by this "
+        "fraction of the baseline's MAE and still be promoted (the accuracy drop's "
+        "counterpart).",
+    )
+    value_tolerance: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Regressors' shadow: two predictions within this (in the target's unit) "
+        "agree, for min_agreement; default: the baseline's held-out MAE from its card (no "
+        "agreement rule when the card has none).",
     )
     auto: bool = Field(
         default=True, description="false: the comparison is shown, decisions are made by hand."

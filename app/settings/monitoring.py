@@ -106,8 +106,8 @@ class PromotionSettings(_Group):
         default=20_000,
         ge=100,
         le=10_000_000,
-        description="Newest rows per version (or shadow pair) a comparison reads: its cost "
-        "does not grow with history.",
+        description="Rows a comparison's running tally reads from the store per query (it "
+        "reads only rows new since its last poll, in batches of this many).",
     )
 
 

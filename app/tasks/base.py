@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -55,6 +55,9 @@ class LiveFigures(Protocol):
     def labelled(self, card: ModelCard, feedback_rows: int) -> dict[str, Any]: ...
 
     def valued(self, card: ModelCard) -> dict[str, Any]: ...
+
+
+T = TypeVar("T")
 
 
 class Task:
@@ -170,6 +173,18 @@ class Task:
         self, card: ModelCard, feedback_rows: int, live: LiveFigures
     ) -> dict[str, Any]:
         """The task's part of a version's live monitoring report, from `live`."""
+        raise NotImplementedError
+
+    # What promotion needs (app.monitoring.promotion): what a shadow's answer is compared
+    # by, and which of the two comparisons (of labels, of values) applies.
+    def compared_values(self, card: ModelCard, values: np.ndarray) -> list[str]:
+        """`(N, C)` model outputs -> per row, the text a shadow comparison stores and
+        compares: the predicted label, or the first target's value (`repr` of a float)."""
+        raise NotImplementedError
+
+    def comparer(self, labels: T, values: T) -> T:
+        """The comparison of two versions that applies to this task: `labels` (agreement,
+        accuracy) or `values` (differences, errors)."""
         raise NotImplementedError
 
     def feedback_value(

@@ -15,6 +15,7 @@ from app.tasks.base import (
     DEFAULT_PROBABILITY_FLOOR,
     LiveFigures,
     OutputTensor,
+    T,
     Task,
     binary_to_two_columns,
     bound_probabilities,
@@ -133,6 +134,12 @@ class ClassificationTask(Task):
         # The first most probable label on a tie, as the response (NumPy's argmax).
         labels = card.labels
         return [labels[i] for i in np.asarray(values).argmax(axis=1).tolist()]
+
+    def compared_values(self, card: ModelCard, values: np.ndarray) -> list[str]:
+        return self.predicted_labels(card, values)
+
+    def comparer(self, labels: T, values: T) -> T:
+        return labels
 
     def feedback_value(
         self, card: ModelCard, truth: object, index: int, model: str, version: int

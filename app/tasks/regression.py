@@ -11,7 +11,7 @@ import numpy as np
 
 from app.errors import InvalidInput
 from app.schemas.card import CardExample, ModelCard
-from app.tasks.base import LiveFigures, OutputTensor, Task
+from app.tasks.base import LiveFigures, OutputTensor, T, Task
 
 
 class RegressionTask(Task):
@@ -95,6 +95,13 @@ class RegressionTask(Task):
     def predicted_labels(self, card: ModelCard, values: np.ndarray) -> list[str]:
         # A value has no label: counting the argmax of the targets would name a target.
         return [""] * len(values)
+
+    def compared_values(self, card: ModelCard, values: np.ndarray) -> list[str]:
+        # The first target (as explanations explain it); repr keeps every digit of a float.
+        return [repr(float(v)) for v in np.asarray(values)[:, 0].tolist()]
+
+    def comparer(self, labels: T, values: T) -> T:
+        return values
 
     def feedback_value(
         self, card: ModelCard, truth: object, index: int, model: str, version: int

@@ -77,6 +77,13 @@ def _routed(server: Server, n: int = 10) -> set[int]:
     }
 
 
+def _rules(server: Server) -> dict[str, Any]:
+    response = httpx.get(f"{server.url}/v1/models/iris-knn/comparison", timeout=30)
+    assert response.status_code == 200, response.text
+    rules: dict[str, Any] = response.json()["rules"]
+    return rules
+
+
 def _decided_here(server: Server) -> float:
     text = httpx.get(f"{server.url}/metrics", timeout=30).text
     return sum(
@@ -130,7 +137,11 @@ def test_two_replicas_on_postgresql_reach_the_same_decision(
                 }
             )
         )
-        time.sleep(2)  # both replicas rescan every 0.5 s
+        # Both replicas rescan config.json every 0.5 s: wait until each shows the new rules.
+        deadline = time.monotonic() + 30
+        while not all(_rules(r)["auto"] is False for r in replicas):
+            assert time.monotonic() < deadline, "the new config.json was not applied"
+            time.sleep(POLL_S)
         reset = httpx.post(
             f"{replicas[1].url}/v1/models/iris-knn/decisions",
             json={"action": "reset", "reason": "retrying the canary"},
