@@ -2,9 +2,10 @@
 checked like any file the user brings, the same end-to-end check as scikit-learn models.
 
 Taken: one input of shape (None, F) (tabular: features named by the example's columns, else
-x0..), a classifier (softmax or sigmoid output; labels from --labels, else "0".."C-1") or a
-regressor (any other output activation; one target per unit). Image and text inputs are
-refused with a clear message (not imported yet).
+x0..) or (None, H, W, C) / (None, H, W) (an image, `raw-image`: size and channels from the
+shape, the value scale 0-1, 0-255 or -1-1 from the example's values), a classifier (softmax
+or sigmoid output; labels from --labels, else "0".."C-1") or a regressor (any other output
+activation; one target per unit).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from app.schemas.card import Feature, ModelCard, TabularInput
+from app.schemas.card import Feature, ModelCard, RawImageInput, TabularInput
 from app.tasks import CLASSIFICATION, REGRESSION, task_of
 from training.importing.data import Dataset
 from training.importing.errors import ImportRefused
@@ -27,6 +28,9 @@ from training.importing.schema import Schema
 
 MODEL_FILE = "model.keras"
 CLASSIFIER_ACTIVATIONS = ("softmax", "sigmoid")
+# The value scales an image model is taken to expect, tried in order against its example.
+IMAGE_SCALES = ((0.0, 1.0), (0.0, 255.0), (-1.0, 1.0))
+IMAGE_DTYPES = ("float32", "float64", "float16", "uint8", "int32")
 
 
 def is_keras_model(model: Any) -> bool:
@@ -36,17 +40,56 @@ def is_keras_model(model: Any) -> bool:
     )
 
 
-def keras_schema(
-    model: Any, task: str, labels: list[str] | None, columns: list[str] | None
-) -> Schema:
-    """Task, labels and input of a Keras model (see the module docstring)."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ImportRefused("only Keras models with one input and one output are imported")
+def value_range(example: np.ndarray | None) -> tuple[float | None, float | None, str]:
+    """The scale an image model takes, from its example's values: 0-1, 0-255 or -1-1 (the
+    first that holds them all), else unknown; with a note for the card."""
+    if example is None or example.size == 0:
+        return None, None, "value range unknown (no example given)"
+    low, high = float(np.min(example)), float(np.max(example))
+    for lower, upper in IMAGE_SCALES:
+        if low >= lower and high <= upper:
+            return (
+                lower,
+                upper,
+                f"value range {lower:g} to {upper:g} from the example (min {low:g}, max {high:g})",
+            )
+    return None, None, f"value range unknown (the example spans {low:g} to {high:g})"
+
+
+def _input_spec(
+    model: Any, columns: list[str] | None, example: Any
+) -> tuple[TabularInput | RawImageInput, list[str]]:
+    """The input section of a Keras model's card, from its input shape (and the example's
+    columns or values), with notes for the card."""
     shape = tuple(model.inputs[0].shape)
+    if len(shape) in (3, 4) and all(d is not None for d in shape[1:]):
+        height, width = int(shape[1]), int(shape[2])
+        channels = int(shape[3]) if len(shape) == 4 else 1
+        if not 1 <= channels <= 4:
+            raise ImportRefused(
+                f"the Keras model takes inputs of shape {shape}; image models take 1 to 4 "
+                "channels last (None, H, W, C)"
+            )
+        dtype = str(model.inputs[0].dtype)
+        if dtype not in IMAGE_DTYPES:
+            raise ImportRefused(f"the Keras image model takes {dtype} inputs; not served")
+        values = None if example is None else np.asarray(example, dtype=np.float64)
+        low, high, note = value_range(values)
+        spec = RawImageInput(
+            height=height,
+            width=width,
+            channels=channels,
+            channel_axis=len(shape) == 4,
+            dtype=dtype,
+            value_low=low,
+            value_high=high,
+        )
+        return spec, [f"image {height}x{width}x{channels} from the input shape {shape}", note]
     if len(shape) != 2 or shape[1] is None:
         raise ImportRefused(
-            f"the Keras model takes inputs of shape {shape}; only tabular inputs (None, F) are "
-            "imported so far (image and text Keras models: not yet)"
+            f"the Keras model takes inputs of shape {shape}; imported are tabular inputs "
+            "(None, F), images (None, H, W, C) or (None, H, W), and raw strings (None,) or "
+            "(None, 1) into a TextVectorization layer"
         )
     width = int(shape[1])
     names = (
@@ -54,6 +97,21 @@ def keras_schema(
         if columns is not None and len(columns) == width
         else [f"x{i}" for i in range(width)]
     )
+    spec_t = TabularInput(features=[Feature(name=n) for n in names])
+    return spec_t, [f"{width} features from the input shape"]
+
+
+def keras_schema(
+    model: Any,
+    task: str,
+    labels: list[str] | None,
+    columns: list[str] | None,
+    example: Any = None,
+) -> Schema:
+    """Task, labels and input of a Keras model (see the module docstring)."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ImportRefused("only Keras models with one input and one output are imported")
+    spec, input_notes = _input_spec(model, columns, example)
     units = int(model.outputs[0].shape[-1])
     activation = str(model.layers[-1].get_config().get("activation", "linear"))
     found = CLASSIFICATION if activation in CLASSIFIER_ACTIVATIONS else REGRESSION
@@ -61,10 +119,7 @@ def keras_schema(
         raise ImportRefused(
             f"--task {task} contradicts the Keras model's {activation} output ({found.kind})"
         )
-    notes = [
-        f"task {found.kind} from the output activation {activation!r}",
-        f"{width} features from the input shape",
-    ]
+    notes = [f"task {found.kind} from the output activation {activation!r}", *input_notes]
     if found.probabilities:
         count = 2 if units == 1 else units  # a sigmoid's one unit: two classes
         names_given = labels or [str(i) for i in range(count)]
@@ -72,21 +127,11 @@ def keras_schema(
             raise ImportRefused(
                 f"--labels names {len(names_given)} labels but the model has {count} classes"
             )
-        return Schema(
-            found.card_task(count),
-            names_given,
-            TabularInput(features=[Feature(name=n) for n in names]),
-            notes,
-        )
+        return Schema(found.card_task(count), names_given, spec, notes)
     targets = labels or (["target"] if units == 1 else [f"target_{i}" for i in range(units)])
     if len(targets) != units:
         raise ImportRefused(f"--labels names {len(targets)} targets but the model predicts {units}")
-    return Schema(
-        found.card_task(units),
-        targets,
-        TabularInput(features=[Feature(name=n) for n in names]),
-        notes,
-    )
+    return Schema(found.card_task(units), targets, spec, notes)
 
 
 def save_keras_copy(model: Any, folder: Path) -> str:
@@ -108,6 +153,19 @@ def keras_direct(model: Any, card: Any, x: Any) -> np.ndarray:
     return task_of(card).model_outputs(values)
 
 
+def _image_dataset(data: Any, spec: RawImageInput) -> Dataset:
+    array = np.asarray(data)
+    shape = spec.row_shape
+    if spec.channels == 1 and spec.channel_axis and array.shape[1:] == shape[:2]:
+        array = array[..., np.newaxis]  # grey images given as (N, H, W)
+    if array.shape[1:] != shape:
+        want = ", ".join(map(str, shape))
+        raise ImportRefused(f"the image data must have shape (N, {want}), got {array.shape}")
+    if array.dtype.kind not in "iuf":
+        raise ImportRefused(f"the image data must be numbers, got {array.dtype}")
+    return Dataset(array.astype(np.float32), array.tolist(), None)
+
+
 def _keras_dataset(data: Any, names: list[str]) -> Dataset:
     array = np.asarray(data, dtype=np.float64)
     if array.ndim == 1:
@@ -116,6 +174,17 @@ def _keras_dataset(data: Any, names: list[str]) -> Dataset:
         raise ImportRefused(f"the data must have {len(names)} columns, got shape {array.shape}")
     instances = [dict(zip(names, map(float, row), strict=True)) for row in array.tolist()]
     return Dataset(array.astype(np.float32), instances, None)
+
+
+def _prepare_images(
+    schema: Schema, spec: RawImageInput, example: Any, evaluation: tuple[Any, Any] | None
+) -> Prepared:
+    if example is None:
+        example = np.full((1, *spec.row_shape), spec.value_low or 0.0)
+        schema.notes.append("no example given: the replay example is a black image")
+    sample = _image_dataset(example, spec)
+    held_out = _image_dataset(evaluation[0], spec) if evaluation is not None else None
+    return Prepared(schema, sample, held_out)
 
 
 class KerasImporter(Importer):
@@ -143,7 +212,9 @@ class KerasImporter(Importer):
         labels: list[str] | None,
     ) -> Prepared:
         columns = [str(c) for c in example.columns] if hasattr(example, "columns") else None
-        schema = keras_schema(model, task, labels, columns)
+        schema = keras_schema(model, task, labels, columns, example)
+        if isinstance(schema.input, RawImageInput):
+            return _prepare_images(schema, schema.input, example, evaluation)
         names = [f.name for f in getattr(schema.input, "features", [])]
         sample = _keras_dataset(example, names) if example is not None else None
         held_out = _keras_dataset(evaluation[0], names) if evaluation is not None else None
