@@ -20,7 +20,14 @@ import numpy as np
 from app.budget import release_free_memory
 from app.kinds import InputAdapter, InputLimits, predict_request_model
 from app.repository.versions import CardedVersion, ModelEntry
-from app.runtimes import Model, Runtime, UntrustedArtifact, library_version_problem, load_model
+from app.runtimes import (
+    Model,
+    Runtime,
+    UnservableArtifact,
+    UntrustedArtifact,
+    library_version_problem,
+    load_model,
+)
 from app.schemas.card import ModelCard, verify_artifacts
 from app.settings import Settings
 from app.tasks import task_of
@@ -97,7 +104,7 @@ def load_failure_reason(card: ModelCard, exc: BaseException) -> str:
     """Why a model version failed to load, in the project's words: the server's own checks
     say what they found; a framework's exception (its text can hold paths and internals)
     becomes the files it was loading, with the details in the server log."""
-    if isinstance(exc, ArtifactMismatch | UntrustedArtifact):
+    if isinstance(exc, ArtifactMismatch | UntrustedArtifact | UnservableArtifact):
         return f"loading failed: {exc}"
     files = ", ".join(sorted(card.artifacts)) or "its files"
     return (

@@ -17,7 +17,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from app.runtimes import trust
-from app.runtimes.base import Model, NoInputGradients, Runtime, UntrustedArtifact
+from app.runtimes.base import (
+    Model,
+    NoInputGradients,
+    Runtime,
+    UnservableArtifact,
+    UntrustedArtifact,
+)
 from app.runtimes.keras import KerasRuntime
 from app.runtimes.sklearn import SklearnRuntime
 from app.schemas.card import ModelCard
@@ -28,6 +34,7 @@ __all__ = [
     "NoInputGradients",
     "Runtime",
     "UnknownFramework",
+    "UnservableArtifact",
     "UntrustedArtifact",
     "library_version_problem",
     "load_model",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes.base import Gradient, Model, Runtime
+from app.runtimes.base import Gradient, Model, Runtime, UnservableArtifact
 from app.runtimes.keras_gradients import make_gradient
 from app.schemas.card import ModelCard
 
@@ -95,6 +95,15 @@ def describe_device(backend: str) -> str:
     return f"cpu ({backend})"
 
 
+def string_backend_problem(backend: str) -> str:
+    """Why a Keras model taking raw strings cannot run on `backend` (and what to change)."""
+    return (
+        "the model takes raw strings (a TextVectorization layer inside it), which Keras runs "
+        f"only on the tensorflow backend; this process runs Keras on {backend}: set "
+        "KERAS_BACKEND=tensorflow for it (the server's default is jax)"
+    )
+
+
 def _with_embedding(model: Any) -> Any:
     """The same network with two outputs: the input of its last layer (the penultimate
     features) and its output. One forward pass computes both."""
@@ -153,6 +162,8 @@ class KerasModel(Model):
         self._backend = ""
         self._forward: Forward | None = None
         self._input_dtype: Any = np.float32
+        # A model taking raw strings (a TextVectorization layer): its one-instance shape.
+        self._string_shape: tuple[int, ...] | None = None
         self._embeds = False
         # The loaded Keras model, for explanations (gradients, layers); None until load().
         self.network: Any = None
@@ -173,7 +184,14 @@ class KerasModel(Model):
         model = keras.saving.load_model(
             self.folder / self.card.model_file, compile=False, safe_mode=True
         )
-        self._input_dtype = np.dtype(str(model.inputs[0].dtype))
+        dtype = str(model.inputs[0].dtype)
+        if dtype == "string":
+            if self._backend != "tensorflow":
+                raise UnservableArtifact(string_backend_problem(self._backend))
+            self._input_dtype = object
+            self._string_shape = tuple(int(d or 1) for d in model.inputs[0].shape[1:])
+        else:
+            self._input_dtype = np.dtype(dtype)
         checks = self.card.out_of_domain
         # Only a card with an embedding-based out-of-domain score pays for the second output.
         self._embeds = checks is not None and checks.embedding_statistics_file is not None
@@ -210,6 +228,8 @@ class KerasModel(Model):
     def predict_embedded(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         assert self._forward is not None, "load() first"
         batch = np.asarray(batch, dtype=self._input_dtype)
+        if self._string_shape is not None:  # texts (N,) as the model's (N, 1)
+            batch = batch.reshape(len(batch), *self._string_shape)
         largest = self.buckets[-1]
         values_parts: list[np.ndarray] = []
         embedded_parts: list[np.ndarray] = []

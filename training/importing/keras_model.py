@@ -5,7 +5,9 @@ Taken: one input of shape (None, F) (tabular: features named by the example's co
 x0..) or (None, H, W, C) / (None, H, W) (an image, `raw-image`: size and channels from the
 shape, the value scale 0-1, 0-255 or -1-1 from the example's values), a classifier (softmax
 or sigmoid output; labels from --labels, else "0".."C-1") or a regressor (any other output
-activation; one target per unit).
+activation; one target per unit). A model whose input is a string tensor (None,) or
+(None, 1) (a TextVectorization layer inside it) takes raw text (`raw-text`), on the
+tensorflow backend only (the others have no string tensors: refused, naming the backend).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from app.schemas.card import Feature, ModelCard, RawImageInput, TabularInput
+from app.runtimes.keras import string_backend_problem
+from app.schemas.card import Feature, ModelCard, RawImageInput, RawTextInput, TabularInput
 from app.tasks import CLASSIFICATION, REGRESSION, task_of
-from training.importing.data import Dataset
+from training.importing.data import TEXT_COLUMN, Dataset
 from training.importing.errors import ImportRefused
 from training.importing.importer import Importer, Prepared, installed
 from training.importing.safety import LoadedModel, check_keras_config, read_h5, read_keras
@@ -58,10 +61,20 @@ def value_range(example: np.ndarray | None) -> tuple[float | None, float | None,
 
 def _input_spec(
     model: Any, columns: list[str] | None, example: Any
-) -> tuple[TabularInput | RawImageInput, list[str]]:
+) -> tuple[TabularInput | RawImageInput | RawTextInput, list[str]]:
     """The input section of a Keras model's card, from its input shape (and the example's
     columns or values), with notes for the card."""
     shape = tuple(model.inputs[0].shape)
+    if str(model.inputs[0].dtype) == "string":
+        backend = str(keras_backend())
+        if backend != "tensorflow":
+            raise ImportRefused(string_backend_problem(backend))
+        if shape not in ((None,), (None, 1)):
+            raise ImportRefused(
+                f"the Keras model takes strings of shape {shape}; one text per instance, "
+                "(None,) or (None, 1), is imported"
+            )
+        return RawTextInput(), ["raw text in: the model's input is a string tensor"]
     if len(shape) in (3, 4) and all(d is not None for d in shape[1:]):
         height, width = int(shape[1]), int(shape[2])
         channels = int(shape[3]) if len(shape) == 4 else 1
@@ -134,6 +147,13 @@ def keras_schema(
     return Schema(found.card_task(units), targets, spec, notes)
 
 
+def keras_backend() -> str:
+    """The Keras backend of this process."""
+    import keras
+
+    return str(keras.backend.backend())
+
+
 def save_keras_copy(model: Any, folder: Path) -> str:
     """Save an inference copy as `.keras` into `folder` and check its config like a file the
     user brought; returns the file name."""
@@ -149,8 +169,26 @@ def save_keras_copy(model: Any, folder: Path) -> str:
 
 def keras_direct(model: Any, card: Any, x: Any) -> np.ndarray:
     """The model's own outputs in-process, as the server reports them."""
+    if str(model.inputs[0].dtype) == "string":
+        # Keras's predict() takes no NumPy strings; a TensorFlow tensor it does (the
+        # tensorflow backend, checked at import).
+        import tensorflow as tf
+
+        shape = [len(x), *(int(d or 1) for d in model.inputs[0].shape[1:])]
+        texts = tf.constant(np.asarray(x, dtype=object).reshape(shape))
+        outputs = model(texts, training=False)
+        return task_of(card).model_outputs(np.asarray(outputs, dtype=np.float64))
     values = np.asarray(model.predict(np.asarray(x, dtype=np.float32), verbose=0), dtype=np.float64)
     return task_of(card).model_outputs(values)
+
+
+def _text_dataset(data: Any) -> Dataset:
+    if hasattr(data, "columns"):
+        if TEXT_COLUMN not in data.columns:
+            raise ImportRefused(f"a text model's data needs a column named {TEXT_COLUMN!r}")
+        data = data[TEXT_COLUMN]
+    texts = [str(t) for t in np.asarray(data, dtype=object).reshape(-1).tolist()]
+    return Dataset(np.array(texts, dtype=object), texts, None)
 
 
 def _image_dataset(data: Any, spec: RawImageInput) -> Dataset:
@@ -215,6 +253,11 @@ class KerasImporter(Importer):
         schema = keras_schema(model, task, labels, columns, example)
         if isinstance(schema.input, RawImageInput):
             return _prepare_images(schema, schema.input, example, evaluation)
+        if isinstance(schema.input, RawTextInput):
+            if example is None:
+                raise ImportRefused("a text model needs --example (a CSV with a text column)")
+            held = _text_dataset(evaluation[0]) if evaluation is not None else None
+            return Prepared(schema, _text_dataset(example), held)
         names = [f.name for f in getattr(schema.input, "features", [])]
         sample = _keras_dataset(example, names) if example is not None else None
         held_out = _keras_dataset(evaluation[0], names) if evaluation is not None else None
@@ -231,9 +274,7 @@ class KerasImporter(Importer):
         return keras_direct(model, card, model_input)
 
     def backend(self) -> str | None:
-        import keras
-
-        return str(keras.backend.backend())
+        return keras_backend()
 
     def versions(self) -> dict[str, str]:
         # The backend first, as the trainers record it.
