@@ -24,7 +24,7 @@ from app.runtimes.base import (
     UnservableArtifact,
     UntrustedArtifact,
 )
-from app.runtimes.keras import KerasRuntime
+from app.runtimes.keras import KerasRuntime, string_backend_problem
 from app.runtimes.sklearn import SklearnRuntime
 from app.schemas.card import ModelCard
 
@@ -41,6 +41,7 @@ __all__ = [
     "prepare_runtimes",
     "runtime_for",
     "runtime_of",
+    "string_backend_problem",
 ]
 
 # One instance per framework for the process: a runtime's set-up (the Keras backend) is

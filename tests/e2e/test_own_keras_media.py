@@ -190,9 +190,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Media]:
     tensorflow = start_server(root / "tf.log", text_only, KERAS_BACKEND="tensorflow")
     try:
         _wait_state(jax, "colours", 1)
-        yield Media(
-            jax, tensorflow, image_model, text_model, x[180:], texts[150:], seconds, root
-        )
+        yield Media(jax, tensorflow, image_model, text_model, x[180:], texts[150:], seconds, root)
     finally:
         jax.stop()
         tensorflow.stop()
@@ -257,9 +255,7 @@ def test_the_image_model_answers_v1_and_v2_as_in_process(media: Media) -> None:
         "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
     }
     body, headers = _binary_request(header, blob)
-    answer = httpx.post(
-        f"{url}/v2/models/colours/infer", content=body, headers=headers, timeout=30
-    )
+    answer = httpx.post(f"{url}/v2/models/colours/infer", content=body, headers=headers, timeout=30)
     np.testing.assert_allclose(
         _binary_probabilities(answer, expected.shape), expected, atol=TOLERANCE
     )
@@ -404,9 +400,7 @@ def test_the_text_model_answers_v1_and_v2_as_in_process(media: Media) -> None:
         "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
     }
     body, headers = _binary_request(header, blob)
-    answer = httpx.post(
-        f"{url}/v2/models/reviews/infer", content=body, headers=headers, timeout=30
-    )
+    answer = httpx.post(f"{url}/v2/models/reviews/infer", content=body, headers=headers, timeout=30)
     np.testing.assert_allclose(
         _binary_probabilities(answer, expected.shape), expected, atol=TOLERANCE
     )

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import platform
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.runtimes.keras import string_backend_problem
+from app.runtimes import string_backend_problem
 from app.schemas.card import Feature, ModelCard, RawImageInput, RawTextInput, TabularInput
 from app.tasks import CLASSIFICATION, REGRESSION, task_of
 from training.importing.data import TEXT_COLUMN, Dataset
@@ -59,11 +61,25 @@ def value_range(example: np.ndarray | None) -> tuple[float | None, float | None,
     return None, None, f"value range unknown (the example spans {low:g} to {high:g})"
 
 
-def _input_spec(
-    model: Any, columns: list[str] | None, example: Any
-) -> tuple[TabularInput | RawImageInput | RawTextInput, list[str]]:
-    """The input section of a Keras model's card, from its input shape (and the example's
-    columns or values), with notes for the card."""
+def _one_input_one_output(model: Any) -> None:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ImportRefused("only Keras models with one input and one output are imported")
+
+
+@dataclass
+class KerasInput:
+    """What a Keras model's input shape says: the card's input section, notes for the card,
+    how the user's data becomes rows, and the replay example without one (None: required)."""
+
+    spec: TabularInput | RawImageInput | RawTextInput
+    notes: list[str]
+    rows: Callable[[Any], Dataset]
+    default: tuple[Any, str] | None
+
+
+def _input_spec(model: Any, columns: list[str] | None, example: Any) -> KerasInput:
+    """The input of a Keras model, from its input shape (and the example's columns or
+    values)."""
     shape = tuple(model.inputs[0].shape)
     if str(model.inputs[0].dtype) == "string":
         backend = str(keras_backend())
@@ -74,7 +90,12 @@ def _input_spec(
                 f"the Keras model takes strings of shape {shape}; one text per instance, "
                 "(None,) or (None, 1), is imported"
             )
-        return RawTextInput(), ["raw text in: the model's input is a string tensor"]
+        return KerasInput(
+            RawTextInput(),
+            ["raw text in: the model's input is a string tensor"],
+            _text_dataset,
+            None,
+        )
     if len(shape) in (3, 4) and all(d is not None for d in shape[1:]):
         height, width = int(shape[1]), int(shape[2])
         channels = int(shape[3]) if len(shape) == 4 else 1
@@ -97,7 +118,13 @@ def _input_spec(
             value_low=low,
             value_high=high,
         )
-        return spec, [f"image {height}x{width}x{channels} from the input shape {shape}", note]
+        black = np.full((1, *spec.row_shape), low or 0.0)
+        return KerasInput(
+            spec,
+            [f"image {height}x{width}x{channels} from the input shape {shape}", note],
+            lambda data: _image_dataset(data, spec),
+            (black, "no example given: the replay example is a black image"),
+        )
     if len(shape) != 2 or shape[1] is None:
         raise ImportRefused(
             f"the Keras model takes inputs of shape {shape}; imported are tabular inputs "
@@ -110,8 +137,12 @@ def _input_spec(
         if columns is not None and len(columns) == width
         else [f"x{i}" for i in range(width)]
     )
-    spec_t = TabularInput(features=[Feature(name=n) for n in names])
-    return spec_t, [f"{width} features from the input shape"]
+    return KerasInput(
+        TabularInput(features=[Feature(name=n) for n in names]),
+        [f"{width} features from the input shape"],
+        lambda data: _keras_dataset(data, names),
+        (np.zeros((1, width)), "no example given: the replay example is a row of zeros"),
+    )
 
 
 def keras_schema(
@@ -122,9 +153,12 @@ def keras_schema(
     example: Any = None,
 ) -> Schema:
     """Task, labels and input of a Keras model (see the module docstring)."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ImportRefused("only Keras models with one input and one output are imported")
-    spec, input_notes = _input_spec(model, columns, example)
+    _one_input_one_output(model)
+    return _task_schema(model, task, labels, _input_spec(model, columns, example))
+
+
+def _task_schema(model: Any, task: str, labels: list[str] | None, given: KerasInput) -> Schema:
+    spec, input_notes = given.spec, given.notes
     units = int(model.outputs[0].shape[-1])
     activation = str(model.layers[-1].get_config().get("activation", "linear"))
     found = CLASSIFICATION if activation in CLASSIFIER_ACTIVATIONS else REGRESSION
@@ -214,17 +248,6 @@ def _keras_dataset(data: Any, names: list[str]) -> Dataset:
     return Dataset(array.astype(np.float32), instances, None)
 
 
-def _prepare_images(
-    schema: Schema, spec: RawImageInput, example: Any, evaluation: tuple[Any, Any] | None
-) -> Prepared:
-    if example is None:
-        example = np.full((1, *spec.row_shape), spec.value_low or 0.0)
-        schema.notes.append("no example given: the replay example is a black image")
-    sample = _image_dataset(example, spec)
-    held_out = _image_dataset(evaluation[0], spec) if evaluation is not None else None
-    return Prepared(schema, sample, held_out)
-
-
 class KerasImporter(Importer):
     """Keras models (see the module docstring): a `.keras` copy, loaded in safe mode."""
 
@@ -250,22 +273,16 @@ class KerasImporter(Importer):
         labels: list[str] | None,
     ) -> Prepared:
         columns = [str(c) for c in example.columns] if hasattr(example, "columns") else None
-        schema = keras_schema(model, task, labels, columns, example)
-        if isinstance(schema.input, RawImageInput):
-            return _prepare_images(schema, schema.input, example, evaluation)
-        if isinstance(schema.input, RawTextInput):
-            if example is None:
-                raise ImportRefused("a text model needs --example (a CSV with a text column)")
-            held = _text_dataset(evaluation[0]) if evaluation is not None else None
-            return Prepared(schema, _text_dataset(example), held)
-        names = [f.name for f in getattr(schema.input, "features", [])]
-        sample = _keras_dataset(example, names) if example is not None else None
-        held_out = _keras_dataset(evaluation[0], names) if evaluation is not None else None
-        if sample is None:
-            width = len(getattr(schema.input, "features", []))
-            sample = _keras_dataset(np.zeros((1, width)), names)
-            schema.notes.append("no example given: the replay example is a row of zeros")
-        return Prepared(schema, sample, held_out)
+        _one_input_one_output(model)
+        given = _input_spec(model, columns, example)
+        schema = _task_schema(model, task, labels, given)
+        if example is None:
+            if given.default is None:
+                raise ImportRefused("this model needs an example (--example): a text column")
+            example, note = given.default
+            schema.notes.append(note)
+        held_out = given.rows(evaluation[0]) if evaluation is not None else None
+        return Prepared(schema, given.rows(example), held_out)
 
     def save(self, model: Any, folder: Path) -> str:
         return save_keras_copy(model, folder)
