@@ -64,11 +64,7 @@ class RawImageAdapter(InputAdapter):
         spec = _spec(card)
         # Lengths are checked by `to_row`, whose error names the whole expected shape
         # (pydantic's would name one list's length at a time).
-        pixel = Number
-        if spec.channels == 1:
-            row: Any = list[pixel | list[pixel]]
-        else:
-            row = list[list[pixel]]
+        row: Any = list[Number | list[Number]] if spec.channels == 1 else list[list[Number]]
         grid = Annotated[
             list[row],
             Field(description=f"{shape_words(spec)} values {spec.scale_text} (the model's scale)"),

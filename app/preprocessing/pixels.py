@@ -62,8 +62,14 @@ def read_pixels(
             if budget is not None:
                 budget.charge_pixels(got_width * got_height)
             image.load()
-            image = ImageOps.exif_transpose(image) or image
-            values = np.asarray(image.convert(mode), dtype=np.float32)
+            upright = ImageOps.exif_transpose(image) or image
+            if upright.size != (width, height):  # an EXIF rotation turned it on its side
+                raise ImageInputError(
+                    f"the image, turned upright by its EXIF orientation, is "
+                    f"{upright.width}x{upright.height} pixels; the model takes exactly "
+                    f"{width}x{height}"
+                )
+            values = np.asarray(upright.convert(mode), dtype=np.float32)
     except ImageInputError:
         raise
     except Image.DecompressionBombError as exc:
