@@ -29,6 +29,10 @@ from app.schemas.card import CardExample, ModelCard, RawImageInput
 from app.schemas.predict import FLOAT32_MAX, B64Image, Number, json_kind
 from app.settings import ExplainSettings
 
+# Integrated gradients hold every point of a refinement's path at once (float64): the finest
+# grid is capped so that steps x values stays within this many (128 MB), whatever the size.
+IG_MAX_PATH_VALUES = 2**24
+
 CHANNEL_NAMES = {1: ["level"], 3: ["red", "green", "blue"], 4: ["red", "green", "blue", "alpha"]}
 
 
@@ -81,7 +85,8 @@ class RawImageAdapter(InputAdapter):
     explanation_method = (
         "Integrated gradients of the predicted class's probability from a black image (the "
         "lowest value of the model's scale), summed over channels: an H x W attribution map "
-        "and a PNG overlay (red for the class, blue against)."
+        "and a PNG overlay (red for the class, blue against); the finest grid is capped by "
+        "the image's size (steps x values within 2^24)."
     )
 
     def explainer(self, model: Model, settings: ExplainSettings) -> Explainer:
@@ -90,13 +95,15 @@ class RawImageAdapter(InputAdapter):
         except NoInputGradients as exc:
             raise NotExplainable(str(exc)) from None
         black = self.low if self.low is not None else 0.0
+        initial = settings.explain_ig_steps
+        affordable = IG_MAX_PATH_VALUES // int(np.prod(self.shape))
         return IntegratedGradients(
             self.card,
             model.predict,
             gradient,
             featurize=self.featurize,
-            initial_steps=settings.explain_ig_steps,
-            max_steps=settings.explain_ig_max_steps,
+            initial_steps=initial,
+            max_steps=max(initial, min(settings.explain_ig_max_steps, affordable)),
             baseline_value=black,
             baseline_kind=f"black image (all {black:g})",
         )

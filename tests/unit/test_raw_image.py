@@ -194,3 +194,23 @@ def test_a_string_input_needs_the_tensorflow_backend(monkeypatch: pytest.MonkeyP
     assert schema.input.kind == "raw-text" and schema.labels == ["neg", "pos"]
     with pytest.raises(ImportRefused, match="one text per instance"):
         keras_schema(_keras_like((None, 3), "string"), "auto", None, None, None)
+
+
+def test_the_explanation_cost_is_bounded_by_the_image_size() -> None:
+    from app.attributions.image import IntegratedGradients
+    from app.settings import ExplainSettings
+
+    class Gradients:
+        def input_gradient(self) -> Any:
+            return lambda x, w: (np.zeros((len(x), 3)), np.zeros_like(x))
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return np.full((len(x), 3), 1 / 3)
+
+    settings = ExplainSettings()
+    small = _adapter(value_low=-1.0, value_high=1.0).explainer(Gradients(), settings)  # type: ignore[arg-type]
+    assert isinstance(small, IntegratedGradients)
+    assert small.max_steps == settings.explain_ig_max_steps and small.baseline_value == -1.0
+    large = _adapter(height=224, width=224).explainer(Gradients(), settings)  # type: ignore[arg-type]
+    assert isinstance(large, IntegratedGradients)
+    assert large.max_steps * 224 * 224 * 3 <= 2**24 and large.max_steps >= settings.explain_ig_steps
