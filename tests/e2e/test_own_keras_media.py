@@ -284,6 +284,21 @@ def test_image_files_are_read_at_their_size_on_the_models_scale(media: Media) ->
     np.testing.assert_allclose(np.reshape(probabilities, expected.shape), expected, atol=TOLERANCE)
 
 
+def test_uploads_and_the_api_document_cover_the_image_model(media: Media) -> None:
+    url = media.jax.url
+    levels = np.rint(media.images[:1] * 255).astype(np.uint8)
+    expected = _outputs(media.image_model, levels.astype(np.float32) / 255.0)
+    answer = httpx.post(
+        f"{url}/v1/models/colours:predict-image",
+        files={"file": ("x.png", _png(levels[0]), "image/png")},
+        timeout=30,
+    )
+    np.testing.assert_allclose(_probabilities(answer), expected, atol=TOLERANCE)
+    document = httpx.get(f"{url}/openapi.json", timeout=30)
+    assert document.status_code == 200, document.text[:300]
+    assert "/v1/models/colours:predict" in document.json()["paths"]
+
+
 def test_a_wrong_image_is_a_422_naming_the_expected_shape(media: Media) -> None:
     url = media.jax.url
     wrong = [
