@@ -24,7 +24,8 @@ from app.runtimes.base import (
     UnservableArtifact,
     UntrustedArtifact,
 )
-from app.runtimes.keras import KerasRuntime, string_backend_problem
+from app.runtimes.keras import KerasRuntime
+from app.runtimes.keras_text import split_text_model
 from app.runtimes.sklearn import SklearnRuntime
 from app.schemas.card import ModelCard
 
@@ -41,7 +42,7 @@ __all__ = [
     "prepare_runtimes",
     "runtime_for",
     "runtime_of",
-    "string_backend_problem",
+    "split_text_model",
 ]
 
 # One instance per framework for the process: a runtime's set-up (the Keras backend) is

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes.base import Gradient, Model, Runtime, UnservableArtifact
+from app.runtimes.base import Gradient, Model, Runtime
 from app.runtimes.keras_gradients import make_gradient
+from app.runtimes.keras_text import Tokenize, split_text_model
 from app.schemas.card import ModelCard
 
 log = logging.getLogger(__name__)
@@ -95,15 +96,6 @@ def describe_device(backend: str) -> str:
     return f"cpu ({backend})"
 
 
-def string_backend_problem(backend: str) -> str:
-    """Why a Keras model taking raw strings cannot run on `backend` (and what to change)."""
-    return (
-        "the model takes raw strings (a TextVectorization layer inside it), which Keras runs "
-        f"only on the tensorflow backend; this process runs Keras on {backend}: set "
-        "KERAS_BACKEND=tensorflow for it (the server's default is jax)"
-    )
-
-
 def _with_embedding(model: Any) -> Any:
     """The same network with two outputs: the input of its last layer (the penultimate
     features) and its output. One forward pass computes both."""
@@ -162,8 +154,10 @@ class KerasModel(Model):
         self._backend = ""
         self._forward: Forward | None = None
         self._input_dtype: Any = np.float32
-        # A model taking raw strings (a TextVectorization layer): its one-instance shape.
+        # A model taking raw strings (a TextVectorization layer): its one-instance shape, and
+        # on a backend without string tensors the tokeniser run before the network.
         self._string_shape: tuple[int, ...] | None = None
+        self._tokenize: Tokenize | None = None
         self._embeds = False
         # The loaded Keras model, for explanations (gradients, layers); None until load().
         self.network: Any = None
@@ -186,10 +180,9 @@ class KerasModel(Model):
         )
         dtype = str(model.inputs[0].dtype)
         if dtype == "string":
-            if self._backend != "tensorflow":
-                raise UnservableArtifact(string_backend_problem(self._backend))
             self._input_dtype = object
             self._string_shape = tuple(int(d or 1) for d in model.inputs[0].shape[1:])
+            self._tokenize, model = split_text_model(model, self._backend)
         else:
             self._input_dtype = np.dtype(dtype)
         checks = self.card.out_of_domain
@@ -230,6 +223,8 @@ class KerasModel(Model):
         batch = np.asarray(batch, dtype=self._input_dtype)
         if self._string_shape is not None:  # texts (N,) as the model's (N, 1)
             batch = batch.reshape(len(batch), *self._string_shape)
+            if self._tokenize is not None:
+                batch = self._tokenize(batch)
         largest = self.buckets[-1]
         values_parts: list[np.ndarray] = []
         embedded_parts: list[np.ndarray] = []

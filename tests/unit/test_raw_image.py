@@ -16,9 +16,9 @@ from PIL import Image
 from app.errors import InvalidInput
 from app.kinds import InputLimits, make_adapter, predict_request_model
 from app.kinds.raw_image import RawImageAdapter, RawImageStatistics
+from app.runtimes import UnservableArtifact, split_text_model
 from app.schemas.card import CardExample, ModelCard, RawImageInput
 from app.schemas.predict import B64Image
-from training.importing import keras_model
 from training.importing.errors import ImportRefused
 from training.importing.keras_model import keras_schema, value_range
 
@@ -184,16 +184,22 @@ def test_value_ranges_from_the_example() -> None:
     assert value_range(np.array([-3.0, 3.0]))[:2] == (None, None)
 
 
-def test_a_string_input_needs_the_tensorflow_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_string_input_is_raw_text() -> None:
     model = _keras_like((None, 1), "string", units=1)
-    monkeypatch.setattr(keras_model, "keras_backend", lambda: "jax")
-    with pytest.raises(ImportRefused, match=r"only on the tensorflow backend.*runs Keras on jax"):
-        keras_schema(model, "auto", None, None, None)
-    monkeypatch.setattr(keras_model, "keras_backend", lambda: "tensorflow")
     schema = keras_schema(model, "auto", ["neg", "pos"], None, None)
     assert schema.input.kind == "raw-text" and schema.labels == ["neg", "pos"]
     with pytest.raises(ImportRefused, match="one text per instance"):
         keras_schema(_keras_like((None, 3), "string"), "auto", None, None, None)
+
+
+def test_a_text_model_is_cut_after_its_text_vectorization_only_off_tensorflow() -> None:
+    model = _keras_like((None, 1), "string", units=1)
+    assert split_text_model(model, "tensorflow") == (None, model)
+    # No TextVectorization layer reads the input: nothing to tokenise with on jax.
+    other = SimpleNamespace(__name__="Dense", input=model.inputs[0])
+    model.layers = [other]
+    with pytest.raises(UnservableArtifact, match=r"on the jax backend .*KERAS_BACKEND=tensorflow"):
+        split_text_model(model, "jax")
 
 
 def test_the_explanation_cost_is_bounded_by_the_image_size() -> None:

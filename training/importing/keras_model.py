@@ -6,8 +6,9 @@ x0..) or (None, H, W, C) / (None, H, W) (an image, `raw-image`: size and channel
 shape, the value scale 0-1, 0-255 or -1-1 from the example's values), a classifier (softmax
 or sigmoid output; labels from --labels, else "0".."C-1") or a regressor (any other output
 activation; one target per unit). A model whose input is a string tensor (None,) or
-(None, 1) (a TextVectorization layer inside it) takes raw text (`raw-text`), on the
-tensorflow backend only (the others have no string tensors: refused, naming the backend).
+(None, 1) (a TextVectorization layer inside it) takes raw text (`raw-text`); on a backend
+without string tensors (jax, torch) its TextVectorization layer tokenises through TensorFlow
+(`app.runtimes.keras_text`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes import string_backend_problem
+from app.runtimes import UnservableArtifact, split_text_model
 from app.schemas.card import Feature, ModelCard, RawImageInput, RawTextInput, TabularInput
 from app.tasks import CLASSIFICATION, REGRESSION, task_of
 from training.importing.data import TEXT_COLUMN, Dataset
@@ -82,9 +83,6 @@ def _input_spec(model: Any, columns: list[str] | None, example: Any) -> KerasInp
     values)."""
     shape = tuple(model.inputs[0].shape)
     if str(model.inputs[0].dtype) == "string":
-        backend = str(keras_backend())
-        if backend != "tensorflow":
-            raise ImportRefused(string_backend_problem(backend))
         if shape not in ((None,), (None, 1)):
             raise ImportRefused(
                 f"the Keras model takes strings of shape {shape}; one text per instance, "
@@ -204,13 +202,18 @@ def save_keras_copy(model: Any, folder: Path) -> str:
 def keras_direct(model: Any, card: Any, x: Any) -> np.ndarray:
     """The model's own outputs in-process, as the server reports them."""
     if str(model.inputs[0].dtype) == "string":
-        # Keras's predict() takes no NumPy strings; a TensorFlow tensor it does (the
-        # tensorflow backend, checked at import).
-        import tensorflow as tf
-
         shape = [len(x), *(int(d or 1) for d in model.inputs[0].shape[1:])]
-        texts = tf.constant(np.asarray(x, dtype=object).reshape(shape))
-        outputs = model(texts, training=False)
+        texts = np.asarray(x, dtype=object).reshape(shape)
+        try:
+            tokenize, network = split_text_model(model, keras_backend())
+        except UnservableArtifact as exc:
+            raise ImportRefused(str(exc)) from None
+        if tokenize is None:  # tensorflow: Keras's predict() takes no NumPy strings
+            import tensorflow as tf
+
+            outputs = network(tf.constant(texts), training=False)
+        else:
+            outputs = network(tokenize(texts), training=False)
         return task_of(card).model_outputs(np.asarray(outputs, dtype=np.float64))
     values = np.asarray(model.predict(np.asarray(x, dtype=np.float32), verbose=0), dtype=np.float64)
     return task_of(card).model_outputs(values)
