@@ -57,7 +57,7 @@ from app.metrics import Metrics
 from app.repository import CardedVersion, ModelRegistry, ServedVersion
 from app.runtimes.base import Model
 from app.schemas.versions import not_a_version, parse_version
-from app.settings import Settings
+from app.settings import BatchingSettings, ExplainSettings, LimitsSettings, ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,20 @@ VALUE_COUNT_SLACK = 256
 class InferenceCore:
     """Model selection and inference, shared by every protocol."""
 
-    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics) -> None:
-        self.settings = settings
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        metrics: Metrics,
+        *,
+        serving: ServingSettings,
+        limits: LimitsSettings,
+        batching: BatchingSettings,
+        explain: ExplainSettings,
+    ) -> None:
+        # Only the groups it reads; the protocols read `limits` and `batching` through it.
+        self.serving = serving
+        self.limits = limits
+        self.batching = batching
         self.registry = registry
         self.metrics = metrics
         self.draining = False
@@ -83,9 +95,9 @@ class InferenceCore:
         self._shadow_listeners: list[ShadowListener] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         # The explanation verb: its explainers and its own worker (started on first use).
-        self.explanations = ExplanationService(settings.explain, registry, metrics.registry)
+        self.explanations = ExplanationService(explain, registry, metrics.registry)
         self._decoding = DecodingPool(
-            settings.serving.resolved_decode_threads(), settings.limits.max_request_image_pixels
+            serving.resolved_decode_threads(), limits.max_request_image_pixels
         )
 
     # ------------------------------------------------------------------ selection
@@ -144,7 +156,7 @@ class InferenceCore:
         valid request can (counted by the protocol, e.g. a JSON body's commas: a few
         milliseconds for 8 MB, where parsing would take a few hundred), so a body of a million
         zeros costs nothing to refuse."""
-        max_instances = self.settings.limits.max_instances
+        max_instances = self.limits.max_instances
         limit = version.kind.max_values(max_instances)
         if limit is not None and values > limit + VALUE_COUNT_SLACK:
             raise PayloadTooLarge(
@@ -257,7 +269,7 @@ class InferenceCore:
         try:
             results = await shadow.batcher.predict(
                 shadow.kind.rows_from(rows),
-                self.settings.serving.request_timeout_ms / 1000.0,
+                self.serving.request_timeout_ms / 1000.0,
                 shadow=True,
             )
             shadow_labels = [
@@ -303,7 +315,7 @@ class InferenceCore:
     def serve(self, entry: CardedVersion, model: Model) -> Batcher:
         """Start the batcher of a loaded version: `model` (its runtime) behind it, the
         version's kind (loaded) featurising, its stats fed per batch."""
-        batching = self.settings.batching.for_model(entry.name)
+        batching = self.batching.for_model(entry.name)
         version = str(entry.version)
         run_batch = batch_function(
             entry,
@@ -331,7 +343,7 @@ class InferenceCore:
         """Seconds left of this request's deadline (counted from its arrival), or of the
         client's own deadline when that comes first (a gRPC call's)."""
         now = time.perf_counter()
-        remaining = self.settings.serving.request_timeout_ms / 1000.0 - (now - context.arrived)
+        remaining = self.serving.request_timeout_ms / 1000.0 - (now - context.arrived)
         if context.client_deadline is not None:
             return min(remaining, context.client_deadline - now)
         return remaining
@@ -339,7 +351,7 @@ class InferenceCore:
     def deadline_exceeded(self) -> DeadlineExceeded:
         return DeadlineExceeded(
             "the request took longer than its deadline "
-            f"({self.settings.serving.request_timeout_ms:g} ms);"
+            f"({self.serving.request_timeout_ms:g} ms);"
             " send fewer or smaller instances, or retry later"
         )
 

@@ -131,13 +131,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from app.rpc.server import GrpcServer  # grpcio only where gRPC is on
 
         grpc_server = GrpcServer(
-            settings,
             service,
             repository_control,
             server_state,
             RequestRecorder(metrics_, access_log, "grpc"),
             key_digests,
             admin_digests,
+            serving=settings.serving,
+            grpc_settings=settings.grpc,
+            limits=settings.limits,
         )
 
     probes = ProbeListener(service.readiness) if settings.serving.probe_port is not None else None
@@ -153,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.start()
         if grpc_server is not None:
             await grpc_server.start()
-        announcer = asyncio.create_task(announce_ready(service, settings, loading_started))
+        announcer = asyncio.create_task(announce_ready(service, settings.serving, loading_started))
         try:
             yield
         finally:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.request_series import EventLoopCounter, EventLoopHistogram, EventLoopSeries
+
 # Fine enough to read a p99 anywhere between 1 ms and 5 s.
 LATENCY_BUCKETS_S = (
     0.0005,
@@ -45,22 +47,22 @@ class ServingSeries:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
-        self.requests = Counter(
+        # Updated per request on the event loop: see app.request_series.
+        self.requests = EventLoopCounter(
             "synergy_requests_total",
             "Requests by model, version, route label (the config label or traffic key "
             "that chose the version; empty when none did), endpoint, protocol (http, grpc) and "
             "status (HTTP; a gRPC call's code as the HTTP status it stands for).",
             ["model", "version", "label", "endpoint", "protocol", "status"],
-            registry=r,
         )
-        self.request_latency = Histogram(
+        self.request_latency = EventLoopHistogram(
             "synergy_request_duration_seconds",
             "Request latency, receive to response, by model, version, route label, endpoint "
             "and protocol (http, grpc).",
             ["model", "version", "label", "endpoint", "protocol"],
             buckets=LATENCY_BUCKETS_S,
-            registry=r,
         )
+        EventLoopSeries(r, self.requests, self.request_latency)
         self.in_flight = Gauge(
             "synergy_requests_in_flight", "Requests (HTTP and gRPC) being handled now.", registry=r
         )

@@ -28,11 +28,27 @@ class PredictionService:
     """One server: its repository, core and protocols (`.core`, `.v1`, `.v2`)."""
 
     def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics) -> None:
-        self.settings = settings
+        # A composition root: it hands each part only the settings groups that part reads.
         self.registry = registry
         self.metrics = metrics
-        self.core = InferenceCore(settings, registry, metrics)
-        self.lifecycle = Lifecycle(settings, registry, metrics, self.core.serve)
+        self.core = InferenceCore(
+            registry,
+            metrics,
+            serving=settings.serving,
+            limits=settings.limits,
+            batching=settings.batching,
+            explain=settings.explain,
+        )
+        self.lifecycle = Lifecycle(
+            registry,
+            metrics,
+            self.core.serve,
+            repository=settings.repository,
+            limits=settings.limits,
+            batching=settings.batching,
+            serving=settings.serving,
+            explain=settings.explain,
+        )
         self.v1 = V1Protocol(self.core)
         self.v2 = V2Protocol(self.core, lambda: self.readiness()[0])
         self.monitor: Monitor | None = None

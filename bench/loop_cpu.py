@@ -105,7 +105,9 @@ uvloop.run(main())
 """
 
 
-def measure(root: Path, model: str, body: Path) -> dict[str, object]:
+def measure(
+    root: Path, model: str, body: Path, rounds: int = ROUNDS, per_client: int = PER_CLIENT
+) -> dict[str, object]:
     """One side, in a fresh process: event-loop CPU us per request, per round."""
     models = root / "models" if (root / "models").is_dir() else ROOT / "models"
     env = {
@@ -124,8 +126,8 @@ def measure(root: Path, model: str, body: Path) -> dict[str, object]:
             f"/v1/models/{model}:predict",
             str(body),
             str(CLIENTS),
-            str(PER_CLIENT),
-            str(ROUNDS),
+            str(per_client),
+            str(rounds),
         ],
         env=env,
         cwd=root,
@@ -149,6 +151,16 @@ def main() -> int:
     parser.add_argument("--baseline", default=None, help="a commit to compare, alternating")
     parser.add_argument("--models", default="all")
     parser.add_argument("--pairs", type=int, default=2, help="alternations per model")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help="measured rounds per process; the best is kept, so on a busy machine more, "
+        "shorter rounds (e.g. --rounds 20 --per-client 10) find its quiet moments",
+    )
+    parser.add_argument(
+        "--per-client", type=int, default=PER_CLIENT, help="requests per client per round"
+    )
     args = parser.parse_args()
     bodies = request_bodies(ROOT / "models", Path(tempfile.mkdtemp()))
     models = MODELS if args.models == "all" else tuple(args.models.split(","))
@@ -161,7 +173,7 @@ def main() -> int:
         runs: dict[str, list[float]] = {name: [] for name, _ in sides}
         for _ in range(args.pairs):
             for name, root in sides:
-                figures = measure(root, model, bodies[model])["us"]
+                figures = measure(root, model, bodies[model], args.rounds, args.per_client)["us"]
                 assert isinstance(figures, list)
                 runs[name].append(min(figures))
         for name, _ in sides:

@@ -2,7 +2,8 @@
 
     python -m training ood [--models-dir models] [--data-dir ../shared/data] [NAME ...]
 
-For each tabular and text model (the latest version in `--models-dir`), the thresholds are
+For each model (the latest version in `--models-dir`), the check its input kind runs
+(`InputAdapter.out_of_domain_check`) is calibrated by `CALIBRATIONS[check]`: the thresholds are
 chosen on data: the loosest setting that warns at most 1% of the model's in-domain held-out
 split (the split its card's metrics come from), then measured on out-of-domain families
 generated here. The result goes into the card's `out_of_domain` section (the card is not
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.kinds import InputAdapter, make_adapter
+from app.kinds import InputAdapter, kind_of, make_adapter
 from app.runtimes import load_model, prepare_runtimes
 from app.schemas.card import ModelCard, OutOfDomainChecks, sha256_file
 from training.ood_words import GERMAN, SPANISH
@@ -323,34 +325,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print, do not write cards")
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """One version to calibrate: what every calibration may read."""
+
+    name: str
+    card: ModelCard
+    folder: Path
+    held_out: list[Any]  # the held-out split's instances, as the trainers hold them
+    data_dir: Path
+    seed: int
+    dry_run: bool
+
+
+# (the checks, the share warned per out-of-domain family, the card to write them into)
+Calibrated = tuple[OutOfDomainChecks, dict[str, float], ModelCard]
+
+
+def _feature_range(job: Calibration) -> Calibrated:
+    train = np.asarray(load_split(job.name, None).x_train, dtype=np.float64)
+    checks, shares = calibrate_tabular(job.card, job.folder, job.held_out, train, job.seed)
+    return checks, shares, job.card
+
+
+def _unknown_words(job: Calibration) -> Calibrated:
+    texts = [str(text) for text in job.held_out]
+    checks, shares = calibrate_text(job.card, job.folder, texts, job.seed)
+    return checks, shares, job.card
+
+
+def _embedding_distance(job: Calibration) -> Calibrated:
+    checks, shares, _ = calibrate_image(job.card, job.folder, job.data_dir, job.seed)
+    card = job.card
+    if not job.dry_run:  # the statistics file is now one of the version's artifacts
+        artifacts = {**card.artifacts, EMBEDDING_FILE: sha256_file(job.folder / EMBEDDING_FILE)}
+        card = card.model_copy(update={"artifacts": artifacts})
+    return checks, shares, card
+
+
+# Keyed by the check a kind runs (`InputAdapter.out_of_domain_check`), so the kinds stay the
+# one place that knows which kind warns how.
+CALIBRATIONS: dict[str, Callable[[Calibration], Calibrated]] = {
+    "feature-range": _feature_range,
+    "unknown-words": _unknown_words,
+    "embedding-distance": _embedding_distance,
+}
+
+
 def run(args: argparse.Namespace) -> int:
-    """Calibrate each named model's latest version; print a table each; exit 0."""
+    """Calibrate each named model's latest version; print a table each (a model whose kind
+    runs no out-of-domain check is skipped, saying so); exit 0."""
     held = held_out_sets(args.data_dir)
     for name in args.names:
         folder = _latest(args.models_dir, name)
         card = ModelCard.read(folder)
-        instances = held[name][0]
-        if card.input.kind == "tabular":
-            checks, shares = calibrate_tabular(
-                card,
-                folder,
-                instances,
-                np.asarray(load_split(name, None).x_train, dtype=np.float64),
-                args.seed,
-            )
-        elif card.input.kind == "image":
-            checks, shares, _ = calibrate_image(card, folder, args.data_dir, args.seed)
-            if not args.dry_run:
-                card = card.model_copy(
-                    update={
-                        "artifacts": {
-                            **card.artifacts,
-                            EMBEDDING_FILE: sha256_file(folder / EMBEDDING_FILE),
-                        }
-                    }
-                )
-        else:
-            checks, shares = calibrate_text(card, folder, [str(t) for t in instances], args.seed)
+        check = kind_of(card).out_of_domain_check
+        if check is None:
+            print(f"\n{name}: skipped, its input kind runs no out-of-domain check")
+            continue
+        job = Calibration(name, card, folder, held[name][0], args.data_dir, args.seed, args.dry_run)
+        checks, shares, card = CALIBRATIONS[check](job)
         print(f"\n{name} v{card.version}: {checks.method}")
         print(
             "| family | warned |\n|---|---:|\n"

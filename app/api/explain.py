@@ -165,7 +165,7 @@ FORMAT_PARAMETER = {
 
 def explain_openapi(service: PredictionService) -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas): one documented `:explain` operation per model."""
-    settings = service.settings.explain
+    settings = service.core.explanations.settings
     components = schema_components(ExplainResponse, ErrorResponse)
     paths: dict[str, Any] = {}
     for name, entry in documented_versions(service):

@@ -31,6 +31,9 @@ Handler = tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]
 # Path -> its handler, or None when the path is not this matcher's.
 Matcher = Callable[[str], Handler | None]
 HANDLER_KEY = "synergy.handler"
+# Paths whose match is remembered (a match is a pure function of the path): clients repeat
+# the same few, and a bounded table cannot be grown without end by made-up ones.
+MATCH_CACHE_PATHS = 1024
 
 
 class _Dispatch:
@@ -48,6 +51,7 @@ class ServingApp(FastAPI):
     _lane: ASGIApp | None = None
     _matchers: tuple[Matcher, ...] = ()
     _skip_with_origin = False
+    _matched: dict[str, Handler | None]
 
     def install_lane(
         self,
@@ -62,14 +66,29 @@ class ServingApp(FastAPI):
         self._matchers = matchers
         self._lane = wrap(_Dispatch())
         self._skip_with_origin = skip_with_origin
+        self._matched = {}
 
     def _match(self, scope: Scope) -> Handler | None:
         path: str = scope["path"]
+        try:
+            handler = self._matched[path]
+        except KeyError:
+            handler = self._match_path(path)
+            if len(self._matched) >= MATCH_CACHE_PATHS:
+                self._matched.clear()
+            self._matched[path] = handler
+        if (
+            handler is not None
+            and self._skip_with_origin
+            and any(k == b"origin" for k, _ in scope["headers"])
+        ):
+            return None
+        return handler
+
+    def _match_path(self, path: str) -> Handler | None:
         for matcher in self._matchers:
             handler = matcher(path)
             if handler is not None:
-                if self._skip_with_origin and any(k == b"origin" for k, _ in scope["headers"]):
-                    return None
                 return handler
         return None
 

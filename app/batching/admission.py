@@ -77,20 +77,28 @@ class Admission:
         return None if rate is None else ahead / rate
 
     def _ahead(self, size: int) -> tuple[int, float | None, int]:
-        """(rows ahead of a request of `size` rows, throughput, rows queued), in one go."""
-        if size == 1:  # the common case, without a walk over the queue
+        """(rows ahead of a request of `size` rows, throughput, rows queued), in one go.
+
+        A single row (the common request) reads the counters without the batcher's lock:
+        each read is atomic, and a snapshot that mixes the moments before and after a batch
+        is taken is off by at most one batch, which an estimate can afford. Taking the lock
+        on the event loop per request made it wait while the worker held it, and then for
+        the GIL (py-spy, concurrency 64). A larger request takes the lock, to walk the
+        queue."""
+        if size == 1:
+            ewma_s = self._ewma_s
+            rate = self._ewma_rows / ewma_s if ewma_s > 0 else None
             ahead = len(self._arrivals)
-        else:
-            ahead = sum(min(len(r.rows), size) for r in self._arrivals)
+            if rate is not None:
+                ahead += self._running_rows + len(self._queue)
+            return ahead, rate, self._queued_rows + self._arrival_rows
+        ahead = sum(min(len(r.rows), size) for r in self._arrivals)
         with self._condition:
             rate = self._throughput()
             queued = self._queued_rows + self._arrival_rows
             if rate is not None:
                 ahead += self._running_rows
-                if size == 1:
-                    ahead += len(self._queue)
-                else:
-                    ahead += sum(min(r.untaken, size) for r in self._queue)
+                ahead += sum(min(r.untaken, size) for r in self._queue)
         return ahead, rate, queued
 
     def admit(self, size: int, timeout_s: float | None) -> None:

@@ -188,6 +188,9 @@ class InputAdapter(ABC):
     # Whether a row of zeros can stand in for an example instance (an imported model given
     # none: its card's replay example).
     zeros_example = False
+    # Which out-of-domain check `_warn` runs, by the name training calibrates it under
+    # (`training.ood.CALIBRATIONS`); None: the kind warns about nothing, so nothing to fit.
+    out_of_domain_check: ClassVar[str | None] = None
 
     def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
         self.card = card

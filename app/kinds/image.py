@@ -42,6 +42,7 @@ class ImageAdapter(InputAdapter):
 
     slow_rows = True
     takes_image_files = True
+    out_of_domain_check = "embedding-distance"  # card.out_of_domain: see _warn
 
     def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
         super().__init__(card, folder, limits)

@@ -14,16 +14,16 @@ from app.attributions.base import Explainer
 from app.attributions.table import WordShapley
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
-from app.errors import BadRequest
-from app.kinds.base import InputAdapter, InputLimits, named_rows
+from app.kinds.base import InputLimits, named_rows
 from app.kinds.report import text_examples, text_sample
 from app.kinds.statistics import InputStatistics
+from app.kinds.utf8 import Utf8TextAdapter
 from app.runtimes.base import Model
 from app.schemas.card import CardExample, ModelCard, RawTextInput
 from app.settings import ExplainSettings
 
 
-class RawTextAdapter(InputAdapter):
+class RawTextAdapter(Utf8TextAdapter):
     """A string per instance, passed to the model as is; V2: `text`, BYTES [N] of UTF-8."""
 
     def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
@@ -76,33 +76,6 @@ class RawTextAdapter(InputAdapter):
     @property
     def tensor_spec(self) -> TensorSpec:
         return TensorSpec("text", ("BYTES",), (), "BYTES [N] of UTF-8 text")
-
-    def tensor_example(self, instance: Any) -> dict[str, Any]:
-        return {"datatype": "BYTES", "shape": [1], "data": [instance]}
-
-    def bytes_rows(
-        self, elements: np.ndarray, where: str, budget: RequestBudget | None
-    ) -> list[Any]:
-        return [self._text(element, where.format(i)) for i, element in enumerate(elements)]
-
-    def _text(self, element: Any, where: str) -> str:
-        if isinstance(element, bytes):
-            try:
-                element = element.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise BadRequest(
-                    f"{where} is not valid UTF-8 ({exc.reason} at byte {exc.start}); send the "
-                    "text encoded as UTF-8"
-                ) from None
-        text = str(element)
-        if not text:
-            raise BadRequest(f"{where} is empty; send at least 1 character")
-        if len(text) > self.limits.max_text_chars:
-            raise BadRequest(
-                f"{where} has {len(text)} characters, over the limit of "
-                f"{self.limits.max_text_chars}; shorten the text"
-            )
-        return text
 
     def to_row(self, instance: Any, budget: RequestBudget | None = None) -> str:
         return str(instance)

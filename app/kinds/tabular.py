@@ -114,6 +114,7 @@ class TabularAdapter(InputAdapter):
         return feature_examples([f.name for f in card.input.features], examples)
 
     zeros_example = True
+    out_of_domain_check = "feature-range"  # card.out_of_domain: see _warn
 
     @classmethod
     def record_rows(cls, card: ModelCard, records: list[Any]) -> list[Any] | None:

@@ -14,24 +14,23 @@ from app.attributions.base import Explainer
 from app.attributions.text import TextShapley
 from app.budget import RequestBudget
 from app.codecs.v2 import TensorSpec
-from app.errors import BadRequest, InvalidInput, ServingError
+from app.errors import InvalidInput, ServingError
 from app.kinds.base import (
     NO_WARNINGS,
-    InputAdapter,
     InputLimits,
     InputWarning,
     RowWarnings,
-    named_rows,
 )
 from app.kinds.report import text_examples, text_sample
 from app.kinds.statistics import InputStatistics
+from app.kinds.utf8 import Utf8TextAdapter
 from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer, tokenize_bytes
 from app.runtimes.base import Model
 from app.schemas.card import CardExample, ModelCard, OutOfDomainChecks, TextInput
 from app.settings import ExplainSettings
 
 
-class TextAdapter(InputAdapter):
+class TextAdapter(Utf8TextAdapter):
     """Raw review text, encoded with the version's saved vocabulary; V2: `text`, BYTES [N]
     (or [N, 1]) of UTF-8.
 
@@ -76,6 +75,7 @@ class TextAdapter(InputAdapter):
             TextVectorizer.load(folder / card.input.vocabulary_file, card.input.sequence_length)
         )
 
+    out_of_domain_check = "unknown-words"  # card.out_of_domain: see _warn
     explanation_method = (
         "Shapley values (antithetic permutation sampling) of the words and word pairs the "
         "model looked up; unknown words share the [UNK] token."
@@ -119,34 +119,6 @@ class TextAdapter(InputAdapter):
     @property
     def tensor_spec(self) -> TensorSpec:
         return TensorSpec("text", ("BYTES",), (), "BYTES [N] of UTF-8 review text")
-
-    def tensor_example(self, instance: Any) -> dict[str, Any]:
-        return {"datatype": "BYTES", "shape": [1], "data": [instance]}
-
-    def bytes_rows(
-        self, elements: np.ndarray, where: str, budget: RequestBudget | None
-    ) -> list[Any]:
-        texts = [self._text(element, where.format(i)) for i, element in enumerate(elements)]
-        return named_rows(self.to_row, texts, where)
-
-    def _text(self, element: Any, where: str) -> str:
-        if isinstance(element, bytes):
-            try:
-                element = element.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise BadRequest(
-                    f"{where} is not valid UTF-8 ({exc.reason} at byte {exc.start}); send the "
-                    "text encoded as UTF-8"
-                ) from None
-        limit = self.limits.max_text_chars
-        if not element:
-            raise BadRequest(f"{where} is empty; send at least 1 character")
-        if len(element) > limit:
-            raise BadRequest(
-                f"{where} has {len(element)} characters, over the limit of {limit}; "
-                "shorten the text"
-            )
-        return str(element)
 
     def to_row(self, instance: Any, budget: RequestBudget | None = None) -> EncodedText:
         # Not encoded here: tokenising is per batch, on the worker (see the class).

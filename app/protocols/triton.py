@@ -57,7 +57,7 @@ def model_config(core: InferenceCore, name: str, version: str | None) -> dict[st
     """
     entry = core.registry.carded(name, parse_version(name, version))
     card = entry.card
-    batching = core.settings.batching.for_model(name)
+    batching = core.batching.for_model(name)
     inputs, outputs = tensor_metadata(entry)
     served = core.registry.find(name, entry.version).served
     device = served.model.device if served is not None else "cpu"

@@ -23,7 +23,6 @@ from app.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, Serv
 from app.kinds import InputAdapter, RowWarnings, named_rows
 from app.repository import CardedVersion, ModelState, ServedVersion
 from app.schemas import problems
-from app.tasks import task_of
 
 
 def _instance_location(error: Mapping[str, Any]) -> str:
@@ -96,7 +95,7 @@ class V1Protocol:
     def __init__(self, core: InferenceCore) -> None:
         self.core = core
         self.registry = core.registry
-        self.settings = core.settings
+        self.limits = core.limits
 
     # ------------------------------------------------------------------ predictions
     async def predict(
@@ -150,7 +149,7 @@ class V1Protocol:
             return await self.core.off_loop(
                 lambda budget: self.json_rows(entry, body, budget), context, receive
             )
-        rows = adapter.plain_rows(body, self.settings.limits.max_instances)
+        rows = adapter.plain_rows(body, self.limits.max_instances)
         if rows is not None:
             return rows
         instances = parse_instances(adapter, body)
@@ -170,16 +169,14 @@ class V1Protocol:
         return {
             "model": entry.name,
             "version": entry.version,
-            "predictions": with_warnings(
-                task_of(entry.card).encode_v1(entry.card, probabilities), warnings
-            ),
+            "predictions": with_warnings(entry.task.encode_v1(entry.card, probabilities), warnings),
         }
 
     def json_rows(self, entry: CardedVersion, body: bytes, budget: RequestBudget) -> list[Any]:
         """A `{"instances": [...]}` body -> rows (on a decoding thread; its values were
         counted already)."""
         adapter = entry.kind
-        plain = adapter.plain_rows(body, self.settings.limits.max_instances)
+        plain = adapter.plain_rows(body, self.limits.max_instances)
         if plain is not None:
             return plain
         return _rows(adapter, parse_instances(adapter, body), budget)
@@ -294,7 +291,7 @@ class V1Protocol:
         """The card plus how this server runs the model."""
         carded = self.registry.carded(name, version)
         entry = self.registry.find(name, carded.version)
-        batching = self.settings.batching.for_model(name)
+        batching = self.core.batching.for_model(name)
         status = entry.status()
         return {
             "card": carded.card.model_dump(mode="json"),

@@ -61,7 +61,7 @@ class V2Protocol:
     def __init__(self, core: InferenceCore, ready: Any) -> None:
         self.core = core
         self.registry = core.registry
-        self.settings = core.settings
+        self.limits = core.limits
         self._server_ready = ready
 
     # ------------------------------------------------------------------ metadata and health
@@ -136,11 +136,11 @@ class V2Protocol:
     ) -> DecodedRequest:
         adapter = entry.kind
         header_length = headers.get(HEADER_LENGTH.lower())
-        limit = adapter.max_values(self.settings.limits.max_instances)
+        limit = adapter.max_values(self.limits.max_instances)
         body = decompress_body(
             body,
             headers.get("content-encoding"),
-            self.settings.limits.max_body_bytes,
+            self.limits.max_body_bytes,
             # Only an all-JSON body's commas are values; binary tensor data has any bytes.
             None
             if header_length is not None or limit is None
@@ -152,7 +152,7 @@ class V2Protocol:
         request = parse_request(header)
         outputs = requested_outputs(request, output_names(entry.card))
         datatype, values = decode_input(
-            request, binary, adapter.tensor_spec, entry.name, self.settings.limits.max_instances
+            request, binary, adapter.tensor_spec, entry.name, self.limits.max_instances
         )
         return DecodedRequest(request, adapter.tensor_rows(datatype, values, budget), outputs)
 

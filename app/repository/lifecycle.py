@@ -41,7 +41,13 @@ from app.repository.registry import ModelRegistry, ServedModel
 from app.repository.scan import scan_repository
 from app.repository.versions import CardedVersion, ModelEntry, ModelState, ServedVersion
 from app.runtimes import Model, prepare_runtimes, runtime_of
-from app.settings import Settings
+from app.settings import (
+    BatchingSettings,
+    ExplainSettings,
+    LimitsSettings,
+    RepositorySettings,
+    ServingSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +65,21 @@ class Lifecycle:
 
     def __init__(
         self,
-        settings: Settings,
         registry: ModelRegistry,
         metrics: Metrics,
         serve: Serve,
+        *,
+        repository: RepositorySettings,
+        limits: LimitsSettings,
+        batching: BatchingSettings,
+        serving: ServingSettings,
+        explain: ExplainSettings,
     ) -> None:
-        self.settings = settings
+        self.repository = repository
+        self.batching = batching
+        # An unload waits out the longest request (prediction or explanation), then drains.
+        self._longest_request_s = max(serving.request_timeout_ms, explain.explain_timeout_ms) / 1e3
+        self._grace_period_s = serving.shutdown_grace_period_s
         self.registry = registry
         self.metrics = metrics
         self._serve = serve
@@ -84,7 +99,7 @@ class Lifecycle:
         # Per model, how many unloads the repository API was asked for: a load that sees it
         # change while it waits was overtaken by a later unload.
         self._unloads: dict[str, int] = {}
-        self._limits = input_limits(settings)
+        self._limits = input_limits(limits)
         for entry in registry:
             self._admit(entry)
             if entry.state is ModelState.FAILED:
@@ -103,7 +118,7 @@ class Lifecycle:
         """Begin loading every version in the background, and poll the repository (when
         SYNERGY_MODEL_POLL_S > 0) meanwhile; returns at once."""
         self._loader = asyncio.create_task(self._load_all(), name="load-models")
-        if self.settings.repository.model_poll_s > 0:
+        if self.repository.model_poll_s > 0:
             self._poller = asyncio.create_task(self._poll(), name="poll-models")
 
     async def wait_loaded(self) -> None:
@@ -132,7 +147,7 @@ class Lifecycle:
         await in_daemon_thread(
             prepare_runtimes,
             {e.card.framework for e in self.registry if e.card is not None},
-            self.settings.repository.resolved_inference_threads(),
+            self.repository.resolved_inference_threads(),
         )
         for entry in self.registry:  # the versions of the first scan (a snapshot)
             async with self._load_lock:
@@ -164,13 +179,13 @@ class Lifecycle:
             await in_daemon_thread(
                 prepare_runtimes,
                 [entry.card.framework],
-                self.settings.repository.resolved_inference_threads(),
+                self.repository.resolved_inference_threads(),
             )
         carded = entry.carded
         model = None
         if carded is not None:
             model = await in_daemon_thread(
-                load_version, entry, carded, self.settings, lambda: self.stopping
+                load_version, entry, carded, self.repository, self.batching, lambda: self.stopping
             )
         if entry.state is ModelState.UNLOADING:  # retired (unloaded) while it loaded
             return
@@ -188,7 +203,7 @@ class Lifecycle:
         """Rescan every SYNERGY_MODEL_POLL_S seconds, from start-up on (a scan never waits
         for a load: configs, labels and traffic apply at the next poll)."""
         while not self.stopping:
-            await asyncio.sleep(self.settings.repository.model_poll_s)
+            await asyncio.sleep(self.repository.model_poll_s)
             try:
                 await self.rescan()
             except Exception:  # a scan's failure must not end polling
@@ -216,7 +231,7 @@ class Lifecycle:
             }
             scans = await asyncio.to_thread(
                 scan_repository,
-                self.settings.repository.models_dir,
+                self.repository.models_dir,
                 self.registry.policy,
                 configs,
                 self.registry.known(),
@@ -355,11 +370,7 @@ class Lifecycle:
         return task
 
     async def _unload(self, entry: ModelEntry) -> None:
-        settings = self.settings
-        longest_s = (
-            max(settings.serving.request_timeout_ms, settings.explain.explain_timeout_ms) / 1000.0
-        )
-        if not await entry.leases.wait_idle(longest_s + 1.0):
+        if not await entry.leases.wait_idle(self._longest_request_s + 1.0):
             log.warning(
                 "model %s version %s: %d request(s) still hold it after their deadline; "
                 "unloading it anyway",
@@ -369,7 +380,7 @@ class Lifecycle:
             )
         served = entry.served
         if served is not None:
-            await served.batcher.stop(settings.serving.shutdown_grace_period_s)
+            await served.batcher.stop(self._grace_period_s)
         labels = (entry.name, str(entry.version))
         for gauge in (self.metrics.model_ready, self.metrics.queue_rows):
             with contextlib.suppress(KeyError):

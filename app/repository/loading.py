@@ -23,13 +23,14 @@ from app.repository.versions import CardedVersion, ModelEntry
 from app.runtimes import (
     Model,
     Runtime,
+    UnknownFramework,
     UnservableArtifact,
     UntrustedArtifact,
     library_version_problem,
     load_model,
 )
 from app.schemas.card import ModelCard, verify_artifacts
-from app.settings import Settings
+from app.settings import BatchingSettings, LimitsSettings, RepositorySettings
 from app.tasks import task_of
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,12 @@ class ArtifactMismatch(RuntimeError):
     """The artifact loads but does not behave as the card says (message safe to show)."""
 
 
-def input_limits(settings: Settings) -> InputLimits:
+def input_limits(limits: LimitsSettings) -> InputLimits:
     """The settings' limits on a request's inputs, for the adapters."""
     return InputLimits(
-        max_instances=settings.limits.max_instances,
-        max_text_chars=settings.limits.max_text_chars,
-        max_image_pixels=settings.limits.max_image_pixels,
+        max_instances=limits.max_instances,
+        max_text_chars=limits.max_text_chars,
+        max_image_pixels=limits.max_image_pixels,
     )
 
 
@@ -65,7 +66,11 @@ def verify(entry: ModelEntry, card: ModelCard) -> bool:
 
 
 def load_version(
-    entry: ModelEntry, carded: CardedVersion, settings: Settings, stopping: Callable[[], bool]
+    entry: ModelEntry,
+    carded: CardedVersion,
+    repository: RepositorySettings,
+    batching: BatchingSettings,
+    stopping: Callable[[], bool],
 ) -> Model | None:
     """Verify, load, warm up and replay one version (on a worker thread): its runtime, or
     None if it failed (the entry then says why) or `stopping()` became true meanwhile."""
@@ -75,13 +80,13 @@ def load_version(
         if not verify(entry, card):
             return None
         mismatch = library_version_problem(card)
-        if mismatch is not None and not settings.repository.allow_library_version_mismatch:
+        if mismatch is not None and not repository.allow_library_version_mismatch:
             entry.fail(f"loading failed: {mismatch}")
             return None
-        batching = settings.batching.for_model(entry.name)
-        model = load_model(card, entry.folder, max_batch_size=batching.max_batch_size)
+        model_batching = batching.for_model(entry.name)
+        model = load_model(card, entry.folder, max_batch_size=model_batching.max_batch_size)
         adapter.load()
-        if settings.repository.warmup:
+        if repository.warmup:
             warm_up(model, adapter)
         if stopping():  # stopped while it loaded: it never served
             return None
@@ -104,7 +109,9 @@ def load_failure_reason(card: ModelCard, exc: BaseException) -> str:
     """Why a model version failed to load, in the project's words: the server's own checks
     say what they found; a framework's exception (its text can hold paths and internals)
     becomes the files it was loading, with the details in the server log."""
-    if isinstance(exc, ArtifactMismatch | UntrustedArtifact | UnservableArtifact):
+    if isinstance(
+        exc, ArtifactMismatch | UntrustedArtifact | UnknownFramework | UnservableArtifact
+    ):
         return f"loading failed: {exc}"
     files = ", ".join(sorted(card.artifacts)) or "its files"
     return (

@@ -35,7 +35,7 @@ from app.rpc.generated import grpc_service_pb2, grpc_service_pb2_grpc
 from app.rpc.health import HealthServicer
 from app.rpc.service import SERVICE_NAME, InferenceServicer
 from app.service import PredictionService
-from app.settings import Settings
+from app.settings import GrpcSettings, LimitsSettings, ServingSettings
 
 log = logging.getLogger("synergy.server")
 # At shutdown, how long health watchers get to send NOT_SERVING before the server stops.
@@ -46,15 +46,15 @@ WATCHERS_WAIT_S = 1.0
 SEND_MARGIN_BYTES = 1024 * 1024
 
 
-def server_options(settings: Settings) -> list[tuple[str, int]]:
+def server_options(grpc_settings: GrpcSettings, limits: LimitsSettings) -> list[tuple[str, int]]:
     """The channel arguments of the server (see the module docstring)."""
-    min_ping_ms = round(settings.grpc.grpc_min_ping_interval_s * 1000)
+    min_ping_ms = round(grpc_settings.grpc_min_ping_interval_s * 1000)
     return [
-        ("grpc.max_receive_message_length", settings.limits.max_body_bytes),
-        ("grpc.max_send_message_length", settings.limits.max_body_bytes + SEND_MARGIN_BYTES),
-        ("grpc.max_concurrent_streams", settings.grpc.grpc_max_concurrent_streams),
-        ("grpc.keepalive_time_ms", round(settings.grpc.grpc_keepalive_time_s * 1000)),
-        ("grpc.keepalive_timeout_ms", round(settings.grpc.grpc_keepalive_timeout_s * 1000)),
+        ("grpc.max_receive_message_length", limits.max_body_bytes),
+        ("grpc.max_send_message_length", limits.max_body_bytes + SEND_MARGIN_BYTES),
+        ("grpc.max_concurrent_streams", grpc_settings.grpc_max_concurrent_streams),
+        ("grpc.keepalive_time_ms", round(grpc_settings.grpc_keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", round(grpc_settings.grpc_keepalive_timeout_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", min_ping_ms),
         ("grpc.http2.min_ping_interval_without_data_ms", min_ping_ms),
@@ -68,19 +68,20 @@ class GrpcServer:
 
     def __init__(
         self,
-        settings: Settings,
         service: PredictionService,
         repository: RepositoryControl,
         state: ServerState,
         recorder: RequestRecorder,
         key_digests: list[bytes],
         admin_digests: list[bytes] | None = None,
+        *,
+        serving: ServingSettings,
+        grpc_settings: GrpcSettings,
+        limits: LimitsSettings,
     ) -> None:
-        self.settings = settings
-        host = (
-            f"[{settings.serving.host}]" if ":" in settings.serving.host else settings.serving.host
-        )  # IPv6
-        self.address = f"{host}:{settings.grpc.grpc_port}"
+        self._options = server_options(grpc_settings, limits)
+        host = f"[{serving.host}]" if ":" in serving.host else serving.host  # IPv6
+        self.address = f"{host}:{grpc_settings.grpc_port}"
         keyed = bool(key_digests or admin_digests)
         self._servicer = InferenceServicer(
             service.core,
@@ -103,7 +104,7 @@ class GrpcServer:
             if self._key_digests or self._admin_digests
             else []
         )
-        server = grpc.aio.server(options=server_options(self.settings), interceptors=interceptors)
+        server = grpc.aio.server(options=self._options, interceptors=interceptors)
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self._servicer, server
         )

@@ -75,7 +75,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.core = core
         self.server_ready = server_ready
         self.registry = core.registry
-        self.settings = core.settings
+        self.limits = core.limits
         self.repository = repository
         self.state = state
         self.recorder = recorder
@@ -294,7 +294,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 request,
                 adapter.tensor_spec,
                 entry.name,
-                self.settings.limits.max_instances,
+                self.limits.max_instances,
                 output_names(card),
             )
             if adapter.slow_rows or decoded.values.nbytes > LARGE_BODY_BYTES:

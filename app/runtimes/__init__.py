@@ -80,9 +80,12 @@ def runtime_of(model: Model) -> Runtime:
 def prepare_runtimes(frameworks: Iterable[str], inference_threads: int) -> None:
     """Set the process up for each framework (once per process; later calls cost nothing).
     Call before any model of them loads: a backend may have to be chosen before its library
-    is imported. Raises UnknownFramework."""
+    is imported. A framework no runtime serves is passed over: its versions fail to load
+    (`load_model` raises UnknownFramework), the others still serve."""
     for framework in sorted(set(frameworks)):
-        runtime_for(framework).prepare(inference_threads)
+        runtime = RUNTIMES.get(framework)
+        if runtime is not None:
+            runtime.prepare(inference_threads)
 
 
 def load_model(

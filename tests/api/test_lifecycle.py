@@ -164,6 +164,32 @@ def test_a_broken_new_version_never_serves_and_the_previous_keeps_answering(
         assert _version(_predict(client)) == 3
 
 
+def _unknown_framework(folder: Path) -> None:
+    card = json.loads((folder / "card.json").read_text())
+    card["framework"] = "onnx"  # a valid card: the runtimes table decides what serves
+    (folder / "card.json").write_text(json.dumps(card))
+
+
+def test_a_version_whose_framework_no_runtime_serves_fails_to_load_saying_so(
+    models_copy: Path,
+) -> None:
+    models = _iris_only(models_copy)
+    _publish(models, 2, _unknown_framework)
+    with running_app(models, max_versions_per_model=2) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200  # version 1 serves
+        assert ready.json()["failed"] == [
+            {
+                "name": "iris-knn",
+                "version": 2,
+                "reason": "loading failed: no runtime serves framework 'onnx'; this server "
+                "has: keras, sklearn",
+            }
+        ]
+        assert _states(client) == {1: "ready", 2: "failed"}
+        assert _version(_predict(client)) == 1
+
+
 def test_labels_route_and_pin_requests_on_every_protocol(models_copy: Path) -> None:
     models = _iris_only(models_copy)
     _publish(models, 2)

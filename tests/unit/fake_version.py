@@ -22,6 +22,7 @@ from app.core import InferenceCore
 from app.kinds import make_adapter
 from app.metrics import Metrics
 from app.repository import ModelEntry, ModelRegistry, ServedVersion
+from app.repository.lifecycle import Lifecycle, Serve
 from app.runtimes import Model
 from app.schemas.card import CardExample, Feature, ModelCard, TabularInput
 from tests.conftest import make_settings
@@ -86,6 +87,34 @@ class Served:
     runtime: FakeRuntime
 
 
+def core_of(settings: Any, registry: ModelRegistry, metrics: Metrics) -> InferenceCore:
+    """A core given the settings groups it reads, as `PredictionService` wires it."""
+    return InferenceCore(
+        registry,
+        metrics,
+        serving=settings.serving,
+        limits=settings.limits,
+        batching=settings.batching,
+        explain=settings.explain,
+    )
+
+
+def lifecycle_of(
+    settings: Any, registry: ModelRegistry, metrics: Metrics, serve: Serve
+) -> Lifecycle:
+    """A lifecycle given the settings groups it reads, as `PredictionService` wires it."""
+    return Lifecycle(
+        registry,
+        metrics,
+        serve,
+        repository=settings.repository,
+        limits=settings.limits,
+        batching=settings.batching,
+        serving=settings.serving,
+        explain=settings.explain,
+    )
+
+
 def serve(folder: Path, **settings: Any) -> Served:
     """A core over a registry holding one ready fake version (call on the event loop; stop
     it with `await served.core.stop(1)`)."""
@@ -95,7 +124,7 @@ def serve(folder: Path, **settings: Any) -> Served:
     record = ModelEntry(NAME, 1, folder, model_card)
     carded = record.admit(model_card, kind)
     registry = ModelRegistry([record])
-    core = InferenceCore(make_settings(folder, **settings), registry, Metrics())
+    core = core_of(make_settings(folder, **settings), registry, Metrics())
     batcher = core.serve(carded, runtime)
     served = ServedVersion.of(carded, runtime, batcher, record.leases)
     record.ready(served)

@@ -82,13 +82,19 @@ def test_a_valid_card_parses() -> None:
             {"kind": "text", "vocabulary_file": "vocab.txt", "sequence_length": 8, "ngram_max": 2},
             "vocabulary_file",
         ),
-        ("framework", "pytorch", "Input should be"),
+        ("framework", "Py Torch", "should match pattern"),
         ("surprise", 1, "Extra inputs"),
     ],
 )
 def test_invalid_cards_are_refused_with_a_reason(path: str, value: Any, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ModelCard.model_validate(_with(path, value))
+
+
+def test_the_schema_does_not_list_the_frameworks() -> None:
+    """The runtimes table is the one list (`app.runtimes.RUNTIMES`): a card naming another
+    framework is a valid card, refused where it would load (`load_model`)."""
+    assert ModelCard.model_validate(_with("framework", "pytorch")).framework == "pytorch"
 
 
 def test_verify_artifacts_reports_missing_changed_and_escaping_files(tmp_path: Path) -> None:

@@ -169,3 +169,23 @@ def test_one_importer_per_framework_each_file_suffix_read_by_one() -> None:
     assert len(suffixes) == len(set(suffixes))
     # Not a Keras model: the scikit-learn importer, whose prepare() refuses what is not fitted.
     assert importer_for(object()).framework == "sklearn"
+
+
+def test_a_model_no_runtime_serves_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An importer plug-in without a runtime (its card would never load) is refused up front,
+    in the runtimes table's words."""
+    from training.importing import frameworks
+    from training.importing.sklearn_model import SklearnImporter
+
+    class OrphanImporter(SklearnImporter):
+        framework = "onnx"
+
+        def claims(self, model: object) -> bool:
+            return True
+
+    monkeypatch.setattr(frameworks, "IMPORTERS", (OrphanImporter(), *frameworks.IMPORTERS))
+    with pytest.raises(ImportRefused, match=r"no runtime serves framework 'onnx'.*keras, sklearn"):
+        save_model(object(), "orphan", example=[[1.0]], models_dir=tmp_path / "models")
+    assert not (tmp_path / "models").exists()

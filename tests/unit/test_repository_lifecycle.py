@@ -22,6 +22,7 @@ from app.repository import ModelRegistry, ModelState, ServedVersion, VersionPoli
 from app.repository.lifecycle import Lifecycle
 from tests.conftest import make_settings
 from tests.unit.fake_runtime import FakeRuntime, register_fake_runtime, write_version
+from tests.unit.fake_version import core_of, lifecycle_of
 
 pytestmark = pytest.mark.anyio
 
@@ -47,8 +48,8 @@ async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     settings = make_settings(models, model_poll_s=0)
     registry = ModelRegistry.scan(models, VersionPolicy())
     metrics = Metrics()
-    core = InferenceCore(settings, registry, metrics)
-    lifecycle = Lifecycle(settings, registry, metrics, core.serve)
+    core = core_of(settings, registry, metrics)
+    lifecycle = lifecycle_of(settings, registry, metrics, core.serve)
     await lifecycle.start()
     await lifecycle.wait_loaded()
     try:
@@ -172,8 +173,8 @@ async def test_a_changed_artifact_fails_the_sha256_check(
     settings = make_settings(models, model_poll_s=0)
     registry = ModelRegistry.scan(models, VersionPolicy())
     metrics = Metrics()
-    lifecycle = Lifecycle(
-        settings, registry, metrics, InferenceCore(settings, registry, metrics).serve
+    lifecycle = lifecycle_of(
+        settings, registry, metrics, core_of(settings, registry, metrics).serve
     )
     await lifecycle.start()
     await lifecycle.wait_loaded()

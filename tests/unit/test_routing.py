@@ -16,6 +16,7 @@ from app.metrics import Metrics
 from app.repository import ModelConfig, ModelEntry, ModelRegistry, ModelState
 from tests.conftest import make_settings
 from tests.unit.fake_runtime import served_version
+from tests.unit.fake_version import core_of
 
 
 def _entry(version: int, state: ModelState = ModelState.READY, name: str = "toy") -> ModelEntry:
@@ -44,7 +45,7 @@ def _routed(core: InferenceCore, name: str = "toy") -> tuple[int, str, int | Non
 
 
 def _core(registry: ModelRegistry, tmp_path: Path) -> InferenceCore:
-    return InferenceCore(make_settings(tmp_path), registry, Metrics())
+    return core_of(make_settings(tmp_path), registry, Metrics())
 
 
 CANARY = {"labels": {"stable": 1, "canary": 2}, "traffic": {"stable": 3, "canary": 1}}

@@ -21,7 +21,7 @@ import numpy as np
 
 from app.kinds import InputLimits, make_adapter, predict_request_model
 from app.repository.loading import WARMUP_TOLERANCE
-from app.runtimes import Model, load_model
+from app.runtimes import Model, UnknownFramework, load_model, runtime_for
 from app.schemas.card import CardExample, ImportRecord, ModelCard, sha256_file
 from app.tasks import TASKS, task_of
 from training.common import next_version
@@ -127,6 +127,10 @@ def _import(
     started = time.perf_counter()
     estimator = loaded.model
     importer = importer_for(estimator)
+    try:  # before any file is written: a model no runtime of this server could serve
+        runtime_for(importer.framework)
+    except UnknownFramework as exc:
+        raise ImportRefused(str(exc)) from None
     prepared = importer.prepare(estimator, example, evaluation, task, labels)
     schema, sample, held_out = prepared.schema, prepared.sample, prepared.held_out
     model_dir = models_dir / name

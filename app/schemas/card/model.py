@@ -84,6 +84,10 @@ class CardExample(_Strict):
     )
 
 
+# A lower-case identifier (a runtime's key), not a list: the runtimes table decides which exist.
+FRAMEWORK_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
 class ModelCard(_Strict):
     """Everything a client or operator needs to know about one model version."""
 
@@ -91,7 +95,13 @@ class ModelCard(_Strict):
     name: str = Field(pattern=MODEL_NAME_PATTERN)
     version: VersionNumber
     description: str
-    framework: Literal["sklearn", "keras"]
+    framework: str = Field(
+        pattern=FRAMEWORK_PATTERN,
+        description="The runtime that serves the artifact: a key of `app.runtimes.RUNTIMES` "
+        "(this server: sklearn, keras). The schema does not list the frameworks, so a new "
+        "runtime is one entry in that table; a version whose framework no runtime serves is "
+        "admitted and fails to load, naming the frameworks the server has.",
+    )
     task: Literal["binary-classification", "multiclass-classification", "regression"]
     input: InputSpec
     labels: list[str] = Field(
