@@ -22,7 +22,7 @@ from app.runtimes.base import Gradient
 from app.schemas.card import ModelCard
 
 CHUNK_ROWS = 16  # gradient rows per call: one compiled shape, small enough to yield often
-OVERLAY_SCALE = 8  # a 28x28 map becomes a 224x224 PNG
+OVERLAY_SIDE = 224  # pixels on the overlay's longer side (a 28x28 map: 8x8 blocks)
 
 
 class IntegratedGradients(Explainer):
@@ -37,8 +37,13 @@ class IntegratedGradients(Explainer):
         featurize: Any,
         initial_steps: int = 32,
         max_steps: int = 1024,
+        baseline_value: float = 0.0,
+        baseline_kind: str = "black image (all zeros)",
     ) -> None:
         super().__init__(card)
+        # The featurised value of "no signal" (black in the model's own scale).
+        self.baseline_value = baseline_value
+        self.baseline_kind = baseline_kind
         self.predict = predict
         self.gradient = gradient
         self.featurize = featurize
@@ -65,7 +70,7 @@ class IntegratedGradients(Explainer):
         self, x: np.ndarray, target: int, check: Check
     ) -> tuple[np.ndarray, float, float, int]:
         """(attributions shaped like x, f(x), f(baseline), steps) for one featurised input x."""
-        baseline = np.zeros_like(x, dtype=np.float64)
+        baseline = np.full_like(x, self.baseline_value, dtype=np.float64)
         weights = np.zeros(len(self.card.labels), dtype=np.float32)
         weights[target] = 1.0
         delta = x.astype(np.float64) - baseline
@@ -103,14 +108,14 @@ class IntegratedGradients(Explainer):
                 "explained_label": self.card.labels[target],
                 "method": {
                     "name": "integrated gradients",
-                    "baseline": "black image (all zeros)",
+                    "baseline": self.baseline_kind,
                     "output": "probability of the explained class",
                     "steps": steps,
                     "rule": "trapezoid, grid halved until complete within tolerance",
                     "max_steps": self.max_steps,
                 },
                 "baseline": {
-                    "kind": "black image (all zeros)",
+                    "kind": self.baseline_kind,
                     "probability": f_baseline,
                 },
                 "attribution_map": grid.tolist(),
@@ -122,8 +127,9 @@ class IntegratedGradients(Explainer):
 
 
 def overlay_png(pixels: np.ndarray, attributions: np.ndarray) -> str:
-    """Base64 PNG: the digit in grey, positive attribution in red, negative in blue (opacity
-    by magnitude), each pixel an 8x8 block."""
+    """Base64 PNG: the image in grey, positive attribution in red, negative in blue (opacity
+    by magnitude), each pixel a square block (8x8 for 28x28: about OVERLAY_SIDE a side)."""
+    block = max(1, OVERLAY_SIDE // max(attributions.shape[0], attributions.shape[1]))
     grey = pixels.astype(np.float64)
     span = grey.max() - grey.min()
     grey = (grey - grey.min()) / span if span > 0 else np.zeros_like(grey)
@@ -142,7 +148,7 @@ def overlay_png(pixels: np.ndarray, attributions: np.ndarray) -> str:
     alpha = np.clip(strength, 0.0, 1.0)[..., np.newaxis]
     blended = (background * (1 - alpha) + colour * alpha).clip(0, 255).astype(np.uint8)
     image = Image.fromarray(blended, mode="RGB").resize(
-        (blended.shape[1] * OVERLAY_SCALE, blended.shape[0] * OVERLAY_SCALE),
+        (blended.shape[1] * block, blended.shape[0] * block),
         Image.Resampling.NEAREST,
     )
     buffer = io.BytesIO()

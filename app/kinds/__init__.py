@@ -26,6 +26,7 @@ from app.kinds.base import (
     plain_numeric_rows,
 )
 from app.kinds.image import ImageAdapter
+from app.kinds.raw_image import RawImageAdapter
 from app.kinds.raw_text import RawTextAdapter
 from app.kinds.table import TableAdapter
 from app.kinds.tabular import TabularAdapter
@@ -38,6 +39,7 @@ KINDS: dict[str, type[InputAdapter]] = {
     "tabular": TabularAdapter,
     "table": TableAdapter,
     "image": ImageAdapter,
+    "raw-image": RawImageAdapter,
     "text": TextAdapter,
     "raw-text": RawTextAdapter,
 }
@@ -50,6 +52,7 @@ __all__ = [
     "InputAdapter",
     "InputLimits",
     "InputWarning",
+    "RawImageAdapter",
     "RawTextAdapter",
     "RowWarnings",
     "TableAdapter",

@@ -49,6 +49,10 @@ def _describe(feature: Feature) -> str:
     return f"{feature.name} ({kind}{', or null' if feature.missing else ''})"
 
 
+# What a feature's values are, as V2 datatypes (for the metadata).
+FEATURE_DATATYPES = {"number": "FP32", "string": "BYTES", "boolean": "BOOL"}
+
+
 class TableAdapter(InputAdapter):
     """Named features of mixed types, an object per instance (or a list in the card's
     order); V2: `rows`, BYTES [N], each element one instance as a JSON object."""
@@ -139,6 +143,7 @@ class TableAdapter(InputAdapter):
             (),
             "BYTES [N], each element one instance as a JSON object of its features: "
             + ", ".join(map(_describe, self.features)),
+            tuple((f.name, FEATURE_DATATYPES[f.dtype]) for f in self.features),
         )
 
     def tensor_example(self, instance: Any) -> dict[str, Any]:

@@ -139,6 +139,7 @@ class TabularAdapter(InputAdapter):
             NUMERIC_TYPES,
             (count,),
             f"FP32 [N, {count}], features in the order " + ", ".join(self.feature_names),
+            tuple((name, "FP32") for name in self.feature_names),
         )
 
     def tensor_example(self, instance: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ this module, not over each other.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,12 +38,17 @@ def tensor_metadata(entry: CardedVersion) -> tuple[list[dict[str, Any]], list[di
     card, adapter = entry.card, entry.kind
     spec = adapter.tensor_spec
     accepted = ", ".join(spec.datatypes)
+    parameters = {"accepted_datatypes": accepted, "description": spec.help}
+    if spec.features:
+        # V2 parameters are scalars: the lists travel as JSON arrays in strings.
+        parameters["feature_names"] = json.dumps([name for name, _ in spec.features])
+        parameters["feature_datatypes"] = json.dumps([datatype for _, datatype in spec.features])
     inputs = [
         {
             "name": spec.name,
             "datatype": spec.metadata_datatype,
             "shape": [-1, *spec.row_shape],
-            "parameters": {"accepted_datatypes": accepted, "description": spec.help},
+            "parameters": parameters,
         }
     ]
     outputs: list[dict[str, Any]] = [

@@ -24,6 +24,7 @@ from app.runtimes import (
     Model,
     Runtime,
     UnknownFramework,
+    UnservableArtifact,
     UntrustedArtifact,
     library_version_problem,
     load_model,
@@ -108,7 +109,9 @@ def load_failure_reason(card: ModelCard, exc: BaseException) -> str:
     """Why a model version failed to load, in the project's words: the server's own checks
     say what they found; a framework's exception (its text can hold paths and internals)
     becomes the files it was loading, with the details in the server log."""
-    if isinstance(exc, ArtifactMismatch | UntrustedArtifact | UnknownFramework):
+    if isinstance(
+        exc, ArtifactMismatch | UntrustedArtifact | UnknownFramework | UnservableArtifact
+    ):
         return f"loading failed: {exc}"
     files = ", ".join(sorted(card.artifacts)) or "its files"
     return (

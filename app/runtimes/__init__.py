@@ -17,8 +17,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from app.runtimes import trust
-from app.runtimes.base import Model, NoInputGradients, Runtime, UntrustedArtifact
+from app.runtimes.base import (
+    Model,
+    NoInputGradients,
+    Runtime,
+    UnservableArtifact,
+    UntrustedArtifact,
+)
 from app.runtimes.keras import KerasRuntime
+from app.runtimes.keras_text import split_text_model
 from app.runtimes.sklearn import SklearnRuntime
 from app.schemas.card import ModelCard
 
@@ -28,12 +35,14 @@ __all__ = [
     "NoInputGradients",
     "Runtime",
     "UnknownFramework",
+    "UnservableArtifact",
     "UntrustedArtifact",
     "library_version_problem",
     "load_model",
     "prepare_runtimes",
     "runtime_for",
     "runtime_of",
+    "split_text_model",
 ]
 
 # One instance per framework for the process: a runtime's set-up (the Keras backend) is

@@ -36,6 +36,12 @@ class UntrustedArtifact(ValueError):
     (message safe to show)."""
 
 
+class UnservableArtifact(ValueError):
+    """The artifact is sound but this server, as configured, cannot run it (e.g. a Keras model
+    taking raw strings on a backend without string tensors); the message says what to change
+    and is safe to show."""
+
+
 class Model(ABC):
     """A loaded model: `load()` once, then `predict(batch)` from one worker thread."""
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from app.runtimes.base import Gradient, Model, Runtime
 from app.runtimes.keras_gradients import make_gradient
+from app.runtimes.keras_text import Tokenize, split_text_model
 from app.schemas.card import ModelCard
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,10 @@ class KerasModel(Model):
         self._backend = ""
         self._forward: Forward | None = None
         self._input_dtype: Any = np.float32
+        # A model taking raw strings (a TextVectorization layer): its one-instance shape, and
+        # on a backend without string tensors the tokeniser run before the network.
+        self._string_shape: tuple[int, ...] | None = None
+        self._tokenize: Tokenize | None = None
         self._embeds = False
         # The loaded Keras model, for explanations (gradients, layers); None until load().
         self.network: Any = None
@@ -173,7 +178,13 @@ class KerasModel(Model):
         model = keras.saving.load_model(
             self.folder / self.card.model_file, compile=False, safe_mode=True
         )
-        self._input_dtype = np.dtype(str(model.inputs[0].dtype))
+        dtype = str(model.inputs[0].dtype)
+        if dtype == "string":
+            self._input_dtype = object
+            self._string_shape = tuple(int(d or 1) for d in model.inputs[0].shape[1:])
+            self._tokenize, model = split_text_model(model, self._backend)
+        else:
+            self._input_dtype = np.dtype(dtype)
         checks = self.card.out_of_domain
         # Only a card with an embedding-based out-of-domain score pays for the second output.
         self._embeds = checks is not None and checks.embedding_statistics_file is not None
@@ -210,6 +221,10 @@ class KerasModel(Model):
     def predict_embedded(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         assert self._forward is not None, "load() first"
         batch = np.asarray(batch, dtype=self._input_dtype)
+        if self._string_shape is not None:  # texts (N,) as the model's (N, 1)
+            batch = batch.reshape(len(batch), *self._string_shape)
+            if self._tokenize is not None:
+                batch = self._tokenize(batch)
         largest = self.buckets[-1]
         values_parts: list[np.ndarray] = []
         embedded_parts: list[np.ndarray] = []

@@ -325,6 +325,9 @@ def test_v2_metadata_has_the_real_inputs_and_task_outputs(served: Any) -> None:
     ]
     mixed = httpx.get(f"{server.url}/v2/models/mixed-ct", timeout=10).json()
     assert "city (a string, or null)" in mixed["inputs"][0]["parameters"]["description"]
+    parameters = mixed["inputs"][0]["parameters"]
+    assert json.loads(parameters["feature_names"]) == ["age", "city", "member"]
+    assert json.loads(parameters["feature_datatypes"]) == ["FP32", "BYTES", "BOOL"]
 
 
 def test_cards_record_the_inferred_schema_and_evaluation(served: Any) -> None:

@@ -28,18 +28,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("app", "training")
 
-KIND_NAMES = {"tabular", "table", "image", "text", "raw-text"}
+KIND_NAMES = {"tabular", "table", "image", "raw-image", "text", "raw-text"}
 KIND_CLASSES = {
     "TabularInput": "tabular",
     "TableInput": "table",
     "ImageInput": "image",
     "TextInput": "text",
     "RawTextInput": "raw-text",
+    "RawImageInput": "raw-image",
     "TabularAdapter": "tabular",
     "TableAdapter": "table",
     "ImageAdapter": "image",
     "TextAdapter": "text",
     "RawTextAdapter": "raw-text",
+    "RawImageAdapter": "raw-image",
 }
 TASK_NAMES = {"classification", "binary-classification", "multiclass-classification", "regression"}
 

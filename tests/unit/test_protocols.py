@@ -135,6 +135,10 @@ async def test_v2_metadata_describes_the_versions_tensors(served: Served) -> Non
     assert metadata["versions"] == ["1"] and metadata["labels"] == LABELS
     assert [(t["name"], t["shape"]) for t in metadata["inputs"]] == [("features", [-1, 2])]
     assert {t["name"] for t in metadata["outputs"]} >= {"label", "probabilities"}
+    # The features' real names and datatypes (JSON arrays: V2 parameters are scalars).
+    parameters = metadata["inputs"][0]["parameters"]
+    assert json.loads(parameters["feature_names"]) == ["a", "b"]
+    assert json.loads(parameters["feature_datatypes"]) == ["FP32", "FP32"]
 
 
 # ---------------------------------------------------------------- Triton extensions

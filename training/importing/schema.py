@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from app.schemas.card import Feature, RawTextInput, TableInput, TabularInput
+from app.schemas.card import Feature, RawImageInput, RawTextInput, TableInput, TabularInput
 from app.tasks import CLASSIFICATION, REGRESSION, TASK_KINDS, Task
 from training.importing.errors import ImportRefused
 
@@ -32,7 +32,7 @@ class Schema:
 
     task: str
     labels: list[str]
-    input: TabularInput | TableInput | RawTextInput
+    input: TabularInput | TableInput | RawTextInput | RawImageInput
     notes: list[str] = field(default_factory=list)
 
 

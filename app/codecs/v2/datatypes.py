@@ -42,6 +42,9 @@ class TensorSpec:
     # Shape of one instance for numeric datatypes; BYTES tensors hold one element per instance.
     row_shape: tuple[int, ...]
     help: str
+    # The named features one instance holds, each with the V2 datatype of its values (a
+    # tabular or table model's columns; empty for images and texts), for the metadata.
+    features: tuple[tuple[str, str], ...] = ()
 
     @property
     def metadata_datatype(self) -> str:

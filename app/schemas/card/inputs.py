@@ -95,6 +95,45 @@ class ImageInput(_InputSpec):
     description: str | None = None
 
 
+class RawImageInput(_InputSpec):
+    """Images handed to the model as they are, pixel values in the model's own scale (a user's
+    Keras image model: grey or colour, any size). Nothing digit-specific is done to them: no
+    inversion, cropping, rescaling or centring (the built-in `image` kind's MNIST reading).
+
+    One instance is `height` x `width` x `channels` values (`height` x `width` for one channel
+    when `channel_axis` is false: the model's input is (None, H, W)). `value_low`/`value_high`:
+    the range the model takes, inferred from the import example (0-1, 0-255 or -1-1; None when
+    the example fitted none of them); values outside it are refused, and an uploaded PNG/JPEG
+    (0-255 per channel) is mapped linearly onto it.
+    """
+
+    kind: Literal["raw-image"] = "raw-image"
+    height: int = Field(ge=1, le=4096)
+    width: int = Field(ge=1, le=4096)
+    channels: int = Field(ge=1, le=4, description="1 grey, 3 RGB, 4 RGBA (last axis)")
+    channel_axis: bool = Field(
+        default=True, description="Whether the model's input has a channel axis (H, W, C)."
+    )
+    dtype: Literal["float32", "float64", "float16", "uint8", "int32"] = "float32"
+    value_low: float | None = None
+    value_high: float | None = None
+    description: str | None = None
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """The shape of one instance as the model takes it (no batch axis)."""
+        if self.channel_axis:
+            return (self.height, self.width, self.channels)
+        return (self.height, self.width)
+
+    @property
+    def scale_text(self) -> str:
+        """The value range in words, e.g. "0-1"."""
+        if self.value_low is None or self.value_high is None:
+            return "any finite float32"
+        return f"{self.value_low:g} to {self.value_high:g}"
+
+
 class TextInput(_InputSpec):
     """Raw text, tokenised outside the model graph with the saved vocabulary."""
 
@@ -128,6 +167,6 @@ class RawTextInput(_InputSpec):
 
 
 InputSpec = Annotated[
-    TabularInput | TableInput | ImageInput | TextInput | RawTextInput,
+    TabularInput | TableInput | ImageInput | RawImageInput | TextInput | RawTextInput,
     Field(discriminator="kind"),
 ]
