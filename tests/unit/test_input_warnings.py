@@ -13,7 +13,7 @@ import pytest
 
 from app.codecs.v2 import encode_response
 from app.kinds import bound_probabilities, make_adapter
-from app.kinds.base import InputWarning
+from app.kinds.base import InputAdapter, InputWarning
 from app.schemas.card import ModelCard
 from tests.input_warnings import MODELS
 from tests.input_warnings import adapter as _adapter
@@ -65,3 +65,58 @@ def test_v2_warnings_output_holds_each_rows_list_as_json_text() -> None:
         [],
         [{"code": "unknown_words", "message": "6 of 7 words are unknown"}],
     ]
+
+
+def _energy_adapter(tmp_path: Path, max_energy: float) -> InputAdapter:
+    """mnist-cnn's card with an energy check on a made-up last layer: logits = features (the
+    kernel is the identity), bias 0."""
+    from app.schemas.card import OutOfDomainChecks
+
+    folder = MODELS / "mnist-cnn" / "2"
+    card = ModelCard.read(folder)
+    classes = len(card.labels)
+    np.savez(
+        tmp_path / "embedding.npz",
+        means=np.zeros((classes, classes), dtype=np.float32),
+        precision=np.eye(classes),
+        kernel=np.eye(classes),
+        bias=np.zeros(classes),
+    )
+    checks = OutOfDomainChecks(
+        method="energy",
+        fitted_on="made up",
+        embedding_statistics_file="embedding.npz",
+        max_energy=max_energy,
+        held_out_warned=0.0,
+        out_of_domain_warned={},
+    )
+    artifacts = {**card.artifacts, "embedding.npz": "0" * 64}
+    card = card.model_copy(update={"out_of_domain": checks, "artifacts": artifacts})
+    return make_adapter(card, tmp_path)
+
+
+def test_energy_score_is_minus_logsumexp_of_the_logits() -> None:
+    from app.kinds.image import energy_scores
+
+    features = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [1000.0, 999.0, -5.0]])
+    scores = energy_scores(features, np.eye(3), np.zeros(3))
+    expected = -np.log(np.exp(features - features.max(axis=1, keepdims=True)).sum(axis=1))
+    expected -= features.max(axis=1)
+    np.testing.assert_allclose(scores, expected)
+    assert scores[0] == pytest.approx(-np.log(3.0))  # flat logits: the highest energy here
+    assert scores[1] < scores[0]
+
+
+def test_an_image_whose_logits_are_flat_is_warned_and_a_confident_one_is_not(
+    tmp_path: Path,
+) -> None:
+    adapter = _energy_adapter(tmp_path, max_energy=-5.0)
+    rows = [np.zeros((28, 28), dtype=np.float32)] * 2
+    confident = np.zeros(10)
+    confident[3] = 12.0  # energy about -12
+    flat = np.full(10, 1.0)  # energy -1 - log(10), about -3.3: above -5
+    warned = adapter.warnings(rows, adapter.featurize(rows), np.stack([confident, flat]))
+    assert warned is not None
+    assert warned[0] == ()
+    assert [w.code for w in warned[1]] == ["unlike_training_images"]
+    assert "energy score -3.30" in warned[1][0].message

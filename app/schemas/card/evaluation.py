@@ -131,8 +131,20 @@ class OutOfDomainChecks(_Strict):
         description="Images: the largest Mahalanobis distance (to the nearest class mean, "
         "square root) before the image is flagged as unlike the training digits.",
     )
+    max_energy: float | None = Field(
+        default=None,
+        description="Images: the largest energy score, -logsumexp of the network's logits "
+        "(Liu et al., 2020), before the image is flagged; the logits come from the "
+        "penultimate features and the last layer's `kernel` (D, C) and `bias` (C,) stored in "
+        "the embedding statistics file. Meant for a network trained with outlier exposure.",
+    )
     held_out_warned: float = Field(
         ge=0, le=1, description="Share of the in-domain held-out inputs that got a warning."
+    )
+    in_domain_warned: dict[str, float] | None = Field(
+        default=None,
+        description="Per generated in-domain family (digits the model must read, such as "
+        "low-resolution or blurred ones): the share of its inputs warned at calibration.",
     )
     out_of_domain_warned: dict[str, float] = Field(
         description="Per generated out-of-domain family: the share of its inputs warned."
