@@ -310,6 +310,11 @@ class InputAdapter(ABC):
     def tensor_example(self, instance: Any) -> dict[str, Any]:
         """A V2 input tensor (datatype, shape, data) holding one card example instance."""
 
+    def example_inputs(self, instance: Any) -> list[dict[str, Any]]:
+        """The V2 `inputs` of a request for one card example instance, in the form the
+        metadata lists (one tensor per feature where the kind has that form)."""
+        return [{"name": self.tensor_spec.name, **self.tensor_example(instance)}]
+
     def tensor_rows(
         self, datatype: str, values: np.ndarray, budget: RequestBudget | None
     ) -> list[Any]:

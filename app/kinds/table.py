@@ -157,6 +157,15 @@ class TableAdapter(InputAdapter):
         columns = [column_values(f, tensors[f.name][1]) for f in self.features]
         return list(zip(*columns, strict=True))
 
+    def example_inputs(self, instance: Any) -> list[dict[str, Any]]:
+        values = (
+            instance if isinstance(instance, list) else [instance[n] for n in self.feature_names]
+        )
+        return [
+            {"name": spec.name, "datatype": spec.datatypes[0], "shape": [1], "data": [value]}
+            for spec, value in zip(self.feature_specs, values, strict=True)
+        ]
+
     def tensor_example(self, instance: Any) -> dict[str, Any]:
         return {"datatype": "BYTES", "shape": [1], "data": [orjson.dumps(instance).decode()]}
 

@@ -250,3 +250,12 @@ def test_a_missing_value_where_the_model_takes_none_is_refused_on_both_protocols
         headers={"Inference-Header-Content-Length": str(len(header))},
     )
     assert answer.status_code == 200, answer.text  # NaN: a missing age, which it takes
+
+
+def test_the_swagger_example_is_one_tensor_per_feature_and_works(client: Any) -> None:
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]
+    example = body["content"]["application/json"]["examples"][MODEL]["value"]
+    assert [i["name"] for i in example["inputs"]] == ["age", "city", "member"]
+    answer = client.post(f"/v2/models/{MODEL}/infer", json=example)
+    assert answer.status_code == 200, answer.text
