@@ -139,11 +139,16 @@ class TextAdapter(Utf8TextAdapter):
     def no_known_word(self) -> InvalidInput:
         """The client error for a text with no word of the vocabulary."""
         language = f"{self.language} " if self.language else ""
+        known = (
+            f"the {self.vectorizer.word_count:,} {language}words of its vocabulary"
+            if self.spec.ordered  # an imported model's saved vocabulary
+            else f"the {self.vectorizer.word_count:,} most frequent {language}words of its "
+            "training reviews (and pairs of them)"
+        )
         return InvalidInput(
-            "no known word was found in the text, so the model cannot read it: it knows "
-            f"the {self.vectorizer.word_count:,} most frequent {language}words of its "
-            "training reviews (and pairs of them); markup, punctuation and other words carry "
-            "nothing. Send the review's words"
+            f"no known word was found in the text, so the model cannot read it: it knows "
+            f"{known}; markup, punctuation and other words carry nothing. Send the "
+            f"{'text' if self.spec.ordered else 'review'}'s words"
         )
 
     def encode(self, row: Any) -> np.ndarray:

@@ -62,7 +62,12 @@ def test_the_cli_imports_a_token_id_model_with_its_vocabulary(tmp_path: Path) ->
         got = np.array([list(p["probabilities"].values()) for p in answer.json()["predictions"]])
         np.testing.assert_allclose(got, expected, atol=1e-5)
         # No known word: refused like the built-in text model's, not answered from the bias.
-        assert predict(client, "words-ids", ["the and of"]).status_code == 422
+        refused = predict(client, "words-ids", ["the and of"])
+        assert refused.status_code == 422 and "6 words of its vocabulary" in refused.text
+        explained = client.post(
+            "/v1/models/words-ids:explain", json={"instances": ["a great film, bad plot"]}
+        )
+        assert explained.status_code == 200, explained.text
 
 
 def test_a_vocabulary_needs_a_token_id_model(tmp_path: Path) -> None:
