@@ -19,6 +19,7 @@ generated base class).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -30,13 +31,11 @@ import grpc
 from google.protobuf import json_format
 
 from app import __version__
-from app.budget import RequestBudget
 from app.codecs.v2 import EXTENSIONS, SERVER_NAME, takes_named_inputs
 from app.context import ROUTING_HEADERS, RequestContext
 from app.core import InferenceCore
 from app.decoding import LARGE_BODY_BYTES
 from app.errors import BadRequest, ServingError
-from app.kinds import InputAdapter
 from app.middleware import RequestRecorder, ServerState, token_fingerprint
 from app.protocols import triton
 from app.protocols.tensors import model_metadata, output_tensors, parse_version, tensor_error
@@ -313,7 +312,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 decoded = decode_request(
                     request, spec, entry.name, self.limits.max_instances, output_names(card)
                 )
-            rows = await _rows(core, adapter, decoded, context)
+            make_rows = functools.partial(decoded.rows, adapter)
+            if adapter.slow_rows or decoded.nbytes > LARGE_BODY_BYTES:
+                rows = await core.off_loop(make_rows, context)
+            else:
+                rows = make_rows(None)
             probabilities = await core.infer(entry, rows, context)
         except ServingError as exc:
             raise tensor_error(exc, adapter.tensor_spec.name) from None
@@ -383,25 +386,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 ),
             )
         return pb.ModelStreamInferResponse(infer_response=response)
-
-
-async def _rows(
-    core: InferenceCore,
-    adapter: InputAdapter,
-    decoded: DecodedTensor | DecodedFeatures,
-    context: RequestContext,
-) -> list[Any]:
-    """The decoded inputs' rows, made by the version's adapter (on a decoding thread when
-    slow or large)."""
-
-    def make(budget: RequestBudget | None) -> list[Any]:
-        if isinstance(decoded, DecodedFeatures):
-            return adapter.feature_rows(decoded.tensors, budget)
-        return adapter.tensor_rows(decoded.datatype, decoded.values, budget)
-
-    if adapter.slow_rows or decoded.nbytes > LARGE_BODY_BYTES:
-        return await core.off_loop(make, context)
-    return make(None)
 
 
 def _tensor_metadata(tensor: dict[str, Any]) -> pb.ModelMetadataResponse.TensorMetadata:

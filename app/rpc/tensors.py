@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from app.budget import RequestBudget
 from app.codecs.v2 import (
     FLOAT_TYPES,
     NUMPY_TYPES,
@@ -30,11 +31,12 @@ from app.codecs.v2 import (
     bytes_tensor,
     check_input,
     check_named_inputs,
+    finite,
     requested_outputs,
     tensor_from_binary,
 )
-from app.codecs.v2.binary import finite
 from app.errors import BadRequest
+from app.kinds import InputAdapter
 from app.rpc.generated import grpc_service_pb2 as pb
 from app.schemas.v2 import InferenceRequest, RequestOutput
 
@@ -69,6 +71,10 @@ class DecodedTensor:
     def nbytes(self) -> int:
         return int(self.values.nbytes)
 
+    def rows(self, adapter: InputAdapter, budget: RequestBudget | None) -> list[Any]:
+        """The version's rows of this input (`adapter.tensor_rows`)."""
+        return adapter.tensor_rows(self.datatype, self.values, budget)
+
 
 @dataclass(frozen=True, slots=True)
 class DecodedFeatures:
@@ -81,6 +87,10 @@ class DecodedFeatures:
     @property
     def nbytes(self) -> int:
         return sum(values.nbytes for _, values in self.tensors.values())
+
+    def rows(self, adapter: InputAdapter, budget: RequestBudget | None) -> list[Any]:
+        """The version's rows of these inputs (`adapter.feature_rows`)."""
+        return adapter.feature_rows(self.tensors, budget)
 
 
 def parameter_value(parameter: pb.InferParameter) -> Any:

@@ -16,7 +16,13 @@ BYTES), body.py (Content-Encoding), documents.py (the request and response docum
 (one input tensor per feature); every name is imported from here.
 """
 
-from app.codecs.v2.binary import HEADER_LENGTH, bytes_tensor, split_body, tensor_from_binary
+from app.codecs.v2.binary import (
+    HEADER_LENGTH,
+    bytes_tensor,
+    finite,
+    split_body,
+    tensor_from_binary,
+)
 from app.codecs.v2.body import INFLATE_CHUNK_BYTES, decompress_body
 from app.codecs.v2.datatypes import (
     DATATYPES,
@@ -69,6 +75,7 @@ __all__ = [
     "decompress_body",
     "encode_response",
     "encode_tensors",
+    "finite",
     "parse_request",
     "requested_outputs",
     "split_body",
