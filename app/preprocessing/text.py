@@ -86,7 +86,12 @@ class EncodedText:
 def no_known_word(ids: np.ndarray) -> bool:
     """Whether a text's ids (`TextVectorizer.encode`) hold no known word: [UNK] alone (a
     bag), or only [UNK]s (words in order)."""
-    return bool(ids[0] == UNKNOWN_ID and (ids.size == 1 or (ids == UNKNOWN_ID).all()))
+    # Ends first: a bag is sorted, so only [UNK] alone has [UNK] at both ends (no array pass).
+    return bool(
+        ids[0] == UNKNOWN_ID
+        and ids[-1] == UNKNOWN_ID
+        and (ids.size == 1 or (ids == UNKNOWN_ID).all())
+    )
 
 
 class NoKnownWordError(ValueError):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.preprocessing.text import TextVectorizer
+from app.preprocessing.text import TextVectorizer, no_known_word
 from training.importing.errors import ImportRefused
 from training.importing.vocabulary import read_vocabulary
 
@@ -61,3 +61,13 @@ def test_a_vocabulary_the_server_cannot_use_is_refused(entries: list[str], messa
 def test_an_unreadable_vocabulary_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImportRefused, match="cannot read the vocabulary"):
         read_vocabulary(tmp_path / "missing.txt")
+
+
+def test_a_text_with_no_known_word_is_told_apart_in_both_forms() -> None:
+    ordered = TextVectorizer(KERAS[1:], 4, ordered=True)
+    bag = TextVectorizer(KERAS[1:], 4)
+    for vectorizer in (ordered, bag):
+        assert no_known_word(vectorizer.encode("the and of"))
+        assert no_known_word(vectorizer.encode("!!!"))
+        assert not no_known_word(vectorizer.encode("the film"))
+        assert not no_known_word(vectorizer.encode("film the"))
