@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 BatchFunction = Callable[[list[Any]], Sequence[Any]]
@@ -40,22 +40,37 @@ class _NullObserver:
         pass
 
 
-@dataclass(eq=False)
 class _Request:
-    rows: Sequence[Any]
-    future: asyncio.Future[list[Any]]
-    enqueued_at: float
-    deadline: float = math.inf
-    arrived_idle: bool = False  # the worker was not computing when this request came
-    results: list[Any] = field(default_factory=list)
-    remaining: int = 0  # rows whose results have not come back (event loop only)
-    taken: int = 0  # rows handed to batches so far (under the lock)
-    cancelled: bool = False  # the caller gave up, or the request failed (under the lock)
-    shadow: bool = False  # a shadow copy: counted apart from the version's own requests
+    """One caller's rows waiting for their batches (a plain class with slots: one is made per
+    request on the event loop)."""
 
-    def __post_init__(self) -> None:
-        self.results = [None] * len(self.rows)
-        self.remaining = len(self.rows)
+    __slots__ = (
+        "arrived_idle",
+        "cancelled",
+        "deadline",
+        "enqueued_at",
+        "future",
+        "remaining",
+        "results",
+        "rows",
+        "shadow",
+        "taken",
+    )
+
+    def __init__(
+        self, rows: Sequence[Any], future: asyncio.Future[list[Any]], enqueued_at: float
+    ) -> None:
+        self.rows = rows
+        self.future = future
+        self.enqueued_at = enqueued_at
+        self.deadline = math.inf
+        self.arrived_idle = False  # the worker was not computing when this request came
+        count = len(rows)
+        self.results: list[Any] = [None] * count
+        self.remaining = count  # rows whose results have not come back (event loop only)
+        self.taken = 0  # rows handed to batches so far (under the lock)
+        self.cancelled = False  # the caller gave up, or the request failed (under the lock)
+        self.shadow = False  # a shadow copy: counted apart from the version's own requests
 
     @property
     def untaken(self) -> int:

@@ -93,6 +93,7 @@ class Writer:
         self._handled = 0
         self._condition = threading.Condition(threading.Lock())
         self._flush_now = False
+        self._batch_due = False  # the shipper was woken for a full batch it has not taken
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._child: WriterProcess | None = None
@@ -158,7 +159,10 @@ class Writer:
                 self._queued_bytes += size
                 self._queued_records += 1
                 self._accepted += 1
-                if self._queued_rows >= self.batch_rows:
+                if self._queued_rows >= self.batch_rows and not self._batch_due:
+                    # Once per batch: while the shipper is busy writing the last one, the
+                    # queue stays full and every request would wake it again.
+                    self._batch_due = True
                     self._condition.notify_all()
         if dropped:
             self.on_drop(n)
@@ -199,7 +203,7 @@ class Writer:
                 if left <= 0:
                     break
                 self._condition.wait(left)
-            self._flush_now = False
+            self._flush_now = self._batch_due = False
             taken = list(self._pending.values())
             rows, records = self._queued_rows, self._queued_records
             self._pending = {}
