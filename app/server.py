@@ -273,13 +273,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self._deadline is None:  # the first request's deadline runs from the accept
             self._arm(self.limits.header_timeout_s, self._header_timeout)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_header_count:
-            raise _TooManyHeaders
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        # Counted once the headers are in, not in a callback per header (a Python call per
+        # header on every request): the byte limit already bounds how many can arrive.
+        if len(self.headers) > self.limits.max_header_count:
+            self._header_count = len(self.headers)
+            raise _TooManyHeaders
         self._reading_headers = False
         self._header_bytes = 0
         self._headers_done += 1

@@ -11,8 +11,11 @@ thread CPU time (`time.thread_time`) over 2,560 requests is divided by their cou
 times: the best and the median are printed. What it leaves out (uvicorn's parsing and socket
 writes) is the same code on both sides, and the models' forward passes run on their worker
 threads, outside this count; so on a shared machine this is a much steadier figure than
-requests per second. `SYNERGY_MAX_QUEUE_WAIT_MS` is raised so that admission control does not
-refuse the in-process flood (a refusal is cheaper and would flatter a side).
+requests per second. The last columns are the whole process's CPU per request (every thread:
+the models' workers, XLA's and BLAS's pools, the store's shipper; not the store's writer
+process), where per-batch costs show. `SYNERGY_MAX_QUEUE_WAIT_MS` is raised so that
+admission control does not refuse the in-process flood (a refusal is cheaper and would
+flatter a side).
 
 `--calls` counts the Python calls per request on the event loop instead (cProfile's call
 counts over 2 rounds of 640 requests: the same on a busy machine as on a quiet one, a proxy
@@ -95,7 +98,7 @@ async def main():
             break
         await asyncio.sleep(0.1)
     await asyncio.gather(*(client(50) for _ in range(CLIENTS)))  # warm-up
-    figures = []
+    figures, process = [], []
     profile = None
     if os.environ.get("LOOP_CPU_CALLS"):  # count Python calls instead (see --calls)
         import cProfile
@@ -103,15 +106,17 @@ async def main():
         profile.enable()
     for _ in range(ROUNDS):
         statuses.clear()
-        cpu = time.thread_time()
+        cpu, every = time.thread_time(), time.process_time()
         await asyncio.gather(*(client(PER_CLIENT) for _ in range(CLIENTS)))
         figures.append(1e6 * (time.thread_time() - cpu) / (CLIENTS * PER_CLIENT))
+        process.append(1e6 * (time.process_time() - every) / (CLIENTS * PER_CLIENT))
     calls = None
     if profile is not None:
         profile.disable()
         profile.create_stats()
         calls = sum(v[1] for v in profile.stats.values()) / (CLIENTS * PER_CLIENT * ROUNDS)
-    print("RESULT " + json.dumps({"us": figures, "statuses": statuses, "calls": calls}))
+    result = {"us": figures, "process_us": process, "statuses": statuses, "calls": calls}
+    print("RESULT " + json.dumps(result))
     await inbox.put({"type": "lifespan.shutdown"})
     await outbox.get()
     lifespan.cancel()
@@ -206,21 +211,27 @@ def main() -> int:
                 assert isinstance(figure, float)
                 print(f"| {model} | {name} | {figure:.1f} |")
         return 0
-    print("| model | code | event-loop CPU us/req, best | median | per run (best of each) |")
-    print("|---|---|---:|---:|---|")
+    print(
+        "| model | code | event-loop CPU us/req, best | median | per run (best of each) "
+        "| whole process CPU us/req, best | median |"
+    )
+    print("|---|---|---:|---:|---|---:|---:|")
     for model in models:
         runs: dict[str, list[float]] = {name: [] for name, _ in sides}
+        whole: dict[str, list[float]] = {name: [] for name, _ in sides}
         for _ in range(args.pairs):
             for name, root in sides:
-                figures = measure(root, model, bodies[model], args.rounds, args.per_client)["us"]
-                assert isinstance(figures, list)
+                result = measure(root, model, bodies[model], args.rounds, args.per_client)
+                figures, process = result["us"], result["process_us"]
+                assert isinstance(figures, list) and isinstance(process, list)
                 runs[name].append(min(figures))
+                whole[name].append(min(process))
         for name, _ in sides:
             best = runs[name]
             print(
                 f"| {model} | {name} | {min(best):.0f} | {statistics.median(best):.0f} | "
                 + ", ".join(f"{x:.0f}" for x in best)
-                + " |"
+                + f" | {min(whole[name]):.0f} | {statistics.median(whole[name]):.0f} |"
             )
     return 0
 

@@ -207,9 +207,7 @@ async def infer_version(request: Request, name: ModelName, version: Version) -> 
 
 def example_request(entry: CardedVersion) -> dict[str, Any]:
     """A V2 infer request for the version's first card example (a real held-out instance)."""
-    card, adapter = entry.card, entry.kind
-    tensor = adapter.tensor_example(card.examples[0].instance)
-    return {"id": "example-1", "inputs": [{"name": adapter.tensor_spec.name, **tensor}]}
+    return {"id": "example-1", "inputs": entry.kind.example_inputs(entry.card.examples[0].instance)}
 
 
 def _infer_docs(service: PredictionService) -> dict[str, Any]:

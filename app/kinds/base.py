@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.attributions.base import Explainer
 from app.budget import RequestBudget
-from app.codecs.v2 import TensorSpec
+from app.codecs.v2 import NamedTensors, TensorSpec
 
 # The warnings a kind attaches to rows live with their encoders (a leaf of app.codecs);
 # re-exported here, where the kinds and their callers look for them.
@@ -310,6 +310,11 @@ class InputAdapter(ABC):
     def tensor_example(self, instance: Any) -> dict[str, Any]:
         """A V2 input tensor (datatype, shape, data) holding one card example instance."""
 
+    def example_inputs(self, instance: Any) -> list[dict[str, Any]]:
+        """The V2 `inputs` of a request for one card example instance, in the form the
+        metadata lists (one tensor per feature where the kind has that form)."""
+        return [{"name": self.tensor_spec.name, **self.tensor_example(instance)}]
+
     def tensor_rows(
         self, datatype: str, values: np.ndarray, budget: RequestBudget | None
     ) -> list[Any]:
@@ -325,6 +330,18 @@ class InputAdapter(ABC):
     ) -> list[Any]:
         """BYTES tensor elements (bytes, or str from JSON) -> rows."""
         raise AssertionError(f"{type(self).__name__} takes no BYTES tensors")
+
+    @property
+    def feature_specs(self) -> tuple[TensorSpec, ...]:
+        """The V2 inputs of the one-tensor-per-feature form (a table's columns, each of shape
+        [N]), which a request may send instead of `tensor_spec`, and which the metadata lists;
+        empty: the kind takes only `tensor_spec`."""
+        return ()
+
+    def feature_rows(self, tensors: NamedTensors, budget: RequestBudget | None) -> list[Any]:
+        """Decoded feature tensors (checked against `feature_specs`: name -> (datatype,
+        values [N]), in the specs' order) -> N rows (raises InvalidInput naming the input)."""
+        raise AssertionError(f"{type(self).__name__} takes no feature tensors")
 
     # ------------------------------------------------------------------ rows and features
     @abstractmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import cached_property
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,12 +26,13 @@ from pydantic import (
 from app.attributions.base import Explainer
 from app.attributions.table import TableShapley
 from app.budget import RequestBudget
-from app.codecs.v2 import TensorSpec
+from app.codecs.v2 import NamedTensors, TensorSpec
 from app.errors import BadRequest, InvalidInput
 from app.html import table
 from app.kinds.base import InputAdapter, InputLimits
 from app.kinds.report import feature_examples
 from app.kinds.statistics import InputStatistics
+from app.kinds.table_columns import MAX_STRING_CHARS, column_values, feature_spec
 from app.runtimes.base import Model
 from app.schemas.card import Feature, ModelCard, TableInput
 from app.schemas.predict import FLOAT32_MAX, model_title
@@ -39,7 +41,7 @@ from app.settings import ExplainSettings
 
 _FEATURE_TYPES: dict[str, Any] = {
     "number": FeatureNumber,
-    "string": Annotated[str, Strict(), StringConstraints(max_length=10_000)],
+    "string": Annotated[str, Strict(), StringConstraints(max_length=MAX_STRING_CHARS)],
     "boolean": Annotated[bool, Strict()],
 }
 
@@ -55,7 +57,8 @@ FEATURE_DATATYPES = {"number": "FP32", "string": "BYTES", "boolean": "BOOL"}
 
 class TableAdapter(InputAdapter):
     """Named features of mixed types, an object per instance (or a list in the card's
-    order); V2: `rows`, BYTES [N], each element one instance as a JSON object."""
+    order); V2: one input tensor per feature, shape [N] (`table_columns`), or `rows`, BYTES
+    [N], each element one instance as a JSON object."""
 
     def __init__(self, card: ModelCard, folder: Path, limits: InputLimits) -> None:
         super().__init__(card, folder, limits)
@@ -145,6 +148,23 @@ class TableAdapter(InputAdapter):
             + ", ".join(map(_describe, self.features)),
             tuple((f.name, FEATURE_DATATYPES[f.dtype]) for f in self.features),
         )
+
+    @cached_property
+    def feature_specs(self) -> tuple[TensorSpec, ...]:
+        return tuple(feature_spec(feature) for feature in self.features)
+
+    def feature_rows(self, tensors: NamedTensors, budget: RequestBudget | None) -> list[Any]:
+        columns = [column_values(f, tensors[f.name][1]) for f in self.features]
+        return list(zip(*columns, strict=True))
+
+    def example_inputs(self, instance: Any) -> list[dict[str, Any]]:
+        values = (
+            instance if isinstance(instance, list) else [instance[n] for n in self.feature_names]
+        )
+        return [
+            {"name": spec.name, "datatype": spec.datatypes[0], "shape": [1], "data": [value]}
+            for spec, value in zip(self.feature_specs, values, strict=True)
+        ]
 
     def tensor_example(self, instance: Any) -> dict[str, Any]:
         return {"datatype": "BYTES", "shape": [1], "data": [orjson.dumps(instance).decode()]}

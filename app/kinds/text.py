@@ -24,7 +24,13 @@ from app.kinds.base import (
 from app.kinds.report import text_examples, text_sample
 from app.kinds.statistics import InputStatistics
 from app.kinds.utf8 import Utf8TextAdapter
-from app.preprocessing.text import UNKNOWN_ID, EncodedText, TextVectorizer, tokenize_bytes
+from app.preprocessing.text import (
+    UNKNOWN_ID,
+    EncodedText,
+    TextVectorizer,
+    no_known_word,
+    tokenize_bytes,
+)
 from app.runtimes.base import Model
 from app.schemas.card import CardExample, ModelCard, OutOfDomainChecks, TextInput
 from app.settings import ExplainSettings
@@ -49,7 +55,9 @@ class TextAdapter(Utf8TextAdapter):
 
     def load(self) -> None:
         self._vectorizer = TextVectorizer.load(
-            self.folder / self.spec.vocabulary_file, self.spec.sequence_length
+            self.folder / self.spec.vocabulary_file,
+            self.spec.sequence_length,
+            ordered=self.spec.ordered,
         )
 
     @property
@@ -72,7 +80,11 @@ class TextAdapter(Utf8TextAdapter):
         if folder is None:
             raise ValueError("text statistics need the model folder (its vocabulary)")
         return TextStatistics(
-            TextVectorizer.load(folder / card.input.vocabulary_file, card.input.sequence_length)
+            TextVectorizer.load(
+                folder / card.input.vocabulary_file,
+                card.input.sequence_length,
+                ordered=card.input.ordered,
+            )
         )
 
     out_of_domain_check = "unknown-words"  # card.out_of_domain: see _warn
@@ -127,11 +139,16 @@ class TextAdapter(Utf8TextAdapter):
     def no_known_word(self) -> InvalidInput:
         """The client error for a text with no word of the vocabulary."""
         language = f"{self.language} " if self.language else ""
+        known = (
+            f"the {self.vectorizer.word_count:,} {language}words of its vocabulary"
+            if self.spec.ordered  # an imported model's saved vocabulary
+            else f"the {self.vectorizer.word_count:,} most frequent {language}words of its "
+            "training reviews (and pairs of them)"
+        )
         return InvalidInput(
-            "no known word was found in the text, so the model cannot read it: it knows "
-            f"the {self.vectorizer.word_count:,} most frequent {language}words of its "
-            "training reviews (and pairs of them); markup, punctuation and other words carry "
-            "nothing. Send the review's words"
+            f"no known word was found in the text, so the model cannot read it: it knows "
+            f"{known}; markup, punctuation and other words carry nothing. Send the "
+            f"{'text' if self.spec.ordered else 'review'}'s words"
         )
 
     def encode(self, row: Any) -> np.ndarray:
@@ -191,7 +208,7 @@ class TextAdapter(Utf8TextAdapter):
         refused: dict[int, ServingError] = {
             index: self.no_known_word()
             for index, (row, ids) in enumerate(zip(rows, encoded, strict=True))
-            if isinstance(row, EncodedText) and ids.size == 1 and ids[0] == UNKNOWN_ID
+            if isinstance(row, EncodedText) and no_known_word(ids)
         }
         return self.vectorizer.pad(encoded), refused
 

@@ -11,7 +11,9 @@ unknown word, so a text of unknown words still has an input. A bigram counts onl
 its words are in the vocabulary; that lets serving look bigrams up as pairs of word ids with
 NumPy instead of building a string per word pair (this runs on the hot path of every review).
 A text becomes the sorted ids of its distinct n-grams (a bag: order carries nothing for an
-averaging model), cut to `sequence_length` (so the most frequent n-grams stay), 0-padded.
+averaging model), cut to `sequence_length` (so the most frequent n-grams stay), 0-padded. An
+imported model that takes token sequences with a saved vocabulary of words (`ordered`) gets
+its words' ids in the text's order instead, cut to `sequence_length`, 0-padded.
 """
 
 from __future__ import annotations
@@ -81,6 +83,17 @@ class EncodedText:
     ids: np.ndarray | None = None
 
 
+def no_known_word(ids: np.ndarray) -> bool:
+    """Whether a text's ids (`TextVectorizer.encode`) hold no known word: [UNK] alone (a
+    bag), or only [UNK]s (words in order)."""
+    # Ends first: a bag is sorted, so only [UNK] alone has [UNK] at both ends (no array pass).
+    return bool(
+        ids[0] == UNKNOWN_ID
+        and ids[-1] == UNKNOWN_ID
+        and (ids.size == 1 or (ids == UNKNOWN_ID).all())
+    )
+
+
 class NoKnownWordError(ValueError):
     """The text has no word in the vocabulary: the model would see an empty bag."""
 
@@ -88,13 +101,20 @@ class NoKnownWordError(ValueError):
 class TextVectorizer:
     """Maps texts to fixed-length rows of vocabulary ids (0-padded), ready for an Embedding."""
 
-    def __init__(self, vocabulary: Sequence[str], sequence_length: int) -> None:
+    def __init__(
+        self, vocabulary: Sequence[str], sequence_length: int, *, ordered: bool = False
+    ) -> None:
         if not vocabulary or vocabulary[0] != UNKNOWN:
             raise ValueError(f"the vocabulary must start with {UNKNOWN}")
         if len(set(vocabulary)) != len(vocabulary):
             raise ValueError("the vocabulary has duplicate entries")
+        if ordered and any(" " in gram for gram in vocabulary):
+            raise ValueError("a vocabulary of token sequences holds single words, no pairs")
         self.vocabulary = list(vocabulary)
         self.sequence_length = sequence_length
+        # A sequence model's input (an imported model taking token ids): each word's id in
+        # the text's order, the first sequence_length of them, instead of the sorted bag.
+        self.ordered = ordered
         self._word_ids: dict[bytes, int] = {}
         pairs: list[tuple[int, int]] = []
         bigram_ids: list[int] = []
@@ -170,9 +190,13 @@ class TextVectorizer:
         return cls(vocabulary, sequence_length)
 
     def encode(self, text: str) -> np.ndarray:
-        """Sorted ids of the distinct n-grams of one text (int32)."""
+        """Sorted ids of the distinct n-grams of one text (int32); `ordered`: the ids of its
+        words in order (unknown ones `UNKNOWN_ID`), the first `sequence_length`."""
         tokens = tokenize_bytes(text)
         get = self._word_ids.get
+        if self.ordered:
+            in_order = [get(token, UNKNOWN_ID) for token in tokens[: self.sequence_length]]
+            return np.array(in_order or [UNKNOWN_ID], dtype=np.int32)
         words = np.array([get(token, UNKNOWN_ID) for token in tokens], dtype=np.int64)
         if words.size > 1 and self._bigram_keys.size:
             known = (words[:-1] != UNKNOWN_ID) & (words[1:] != UNKNOWN_ID)
@@ -200,7 +224,7 @@ class TextVectorizer:
         unknown id alone; a model given that answers from its bias, not from the text.
         """
         ids = self.encode(text)
-        if ids.size == 1 and ids[0] == UNKNOWN_ID:
+        if no_known_word(ids):
             raise NoKnownWordError("no word of the text is in the vocabulary")
         return ids
 
@@ -220,6 +244,7 @@ class TextVectorizer:
         path.write_text("".join(gram + "\n" for gram in self.vocabulary), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path, sequence_length: int) -> TextVectorizer:
+    def load(cls, path: Path, sequence_length: int, *, ordered: bool = False) -> TextVectorizer:
         """Read a vocabulary written by `save`."""
-        return cls(path.read_text(encoding="utf-8").split("\n")[:-1], sequence_length)
+        entries = path.read_text(encoding="utf-8").split("\n")[:-1]
+        return cls(entries, sequence_length, ordered=ordered)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from app.codecs.v2 import TensorSpec
 from app.core import InferenceCore
 from app.errors import BadRequest, InvalidInput, ServingError
 from app.kinds import RowWarnings
@@ -36,27 +37,35 @@ def tensor_metadata(entry: CardedVersion) -> tuple[list[dict[str, Any]], list[di
     datatype, shape with the batch dimension first (-1: any size). The one source of the
     tensors that the metadata and Triton's model configuration describe."""
     card, adapter = entry.card, entry.kind
-    spec = adapter.tensor_spec
-    accepted = ", ".join(spec.datatypes)
-    parameters = {"accepted_datatypes": accepted, "description": spec.help}
-    if spec.features:
-        # V2 parameters are scalars: the lists travel as JSON arrays in strings.
-        parameters["feature_names"] = json.dumps([name for name, _ in spec.features])
-        parameters["feature_datatypes"] = json.dumps([datatype for _, datatype in spec.features])
-    inputs = [
-        {
-            "name": spec.name,
-            "datatype": spec.metadata_datatype,
-            "shape": [-1, *spec.row_shape],
-            "parameters": parameters,
-        }
-    ]
+    # A kind with one tensor per feature lists those: what a V2 client builds its request
+    # from, every listed input being one it must send. (The one-input form it also takes is
+    # in the docs, docs/v2.md, and in each input's description.)
+    inputs = [_input_metadata(spec) for spec in adapter.feature_specs or (adapter.tensor_spec,)]
     outputs: list[dict[str, Any]] = [
         {"name": output.name, "datatype": output.datatype, "shape": [-1, *output.row_shape]}
         | ({"parameters": {"description": output.description}} if output is WARNINGS_OUTPUT else {})
         for output in outputs_of(card)
     ]
     return inputs, outputs
+
+
+def _input_metadata(spec: TensorSpec) -> dict[str, Any]:
+    parameters: dict[str, Any] = {
+        "accepted_datatypes": ", ".join(spec.datatypes),
+        "description": spec.help,
+    }
+    if spec.nullable:
+        parameters["nullable"] = True
+    if spec.features:
+        # V2 parameters are scalars: the lists travel as JSON arrays in strings.
+        parameters["feature_names"] = json.dumps([name for name, _ in spec.features])
+        parameters["feature_datatypes"] = json.dumps([datatype for _, datatype in spec.features])
+    return {
+        "name": spec.name,
+        "datatype": spec.metadata_datatype,
+        "shape": [-1, *spec.row_shape],
+        "parameters": parameters,
+    }
 
 
 def tensor_error(exc: ServingError, tensor: str) -> ServingError:

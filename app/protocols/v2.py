@@ -2,7 +2,8 @@
 
 Decoding: the pure codec (`app.codecs.v2`) reads the body (gzip/deflate, Triton's binary
 extension, the JSON document, the tensor), against the V2 input the selected version's adapter
-declares (`adapter.tensor_spec`); the adapter makes the rows, with the same checks as on every
+declares (`adapter.tensor_spec`, or one tensor per feature, `adapter.feature_specs`, where the
+kind has such a form); the adapter makes the rows, with the same checks as on every
 other route. The core computes the probabilities; the codec encodes `label` (BYTES [N]) and
 `probabilities` (FP32 [N, C]) as asked for.
 
@@ -25,10 +26,12 @@ from app.codecs.v2 import (
     HEADER_LENGTH,
     SERVER_NAME,
     decode_input,
+    decode_named_inputs,
     decompress_body,
     parse_request,
     requested_outputs,
     split_body,
+    takes_named_inputs,
 )
 from app.context import RequestContext
 from app.core import InferenceCore
@@ -151,8 +154,14 @@ class V2Protocol:
             self.core.check_value_count(entry, header.count(b",") + 1)
         request = parse_request(header)
         outputs = requested_outputs(request, output_names(entry.card))
+        spec, features = adapter.tensor_spec, adapter.feature_specs
+        if takes_named_inputs([t.name for t in request.inputs], spec, features):
+            tensors = decode_named_inputs(
+                request, binary, features, entry.name, self.limits.max_instances, spec
+            )
+            return DecodedRequest(request, adapter.feature_rows(tensors, budget), outputs)
         datatype, values = decode_input(
-            request, binary, adapter.tensor_spec, entry.name, self.limits.max_instances
+            request, binary, spec, entry.name, self.limits.max_instances
         )
         return DecodedRequest(request, adapter.tensor_rows(datatype, values, budget), outputs)
 

@@ -27,6 +27,7 @@ from app.runtimes import (
     UnservableArtifact,
     UntrustedArtifact,
     library_version_problem,
+    limit_native_threads,
     load_model,
 )
 from app.schemas.card import ModelCard, verify_artifacts
@@ -86,6 +87,7 @@ def load_version(
         model_batching = batching.for_model(entry.name)
         model = load_model(card, entry.folder, max_batch_size=model_batching.max_batch_size)
         adapter.load()
+        limit_native_threads(repository.blas_threads, repository.openmp_threads)
         if repository.warmup:
             warm_up(model, adapter)
         if stopping():  # stopped while it loaded: it never served

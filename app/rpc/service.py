@@ -19,6 +19,7 @@ generated base class).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -30,7 +31,7 @@ import grpc
 from google.protobuf import json_format
 
 from app import __version__
-from app.codecs.v2 import EXTENSIONS, SERVER_NAME
+from app.codecs.v2 import EXTENSIONS, SERVER_NAME, takes_named_inputs
 from app.context import ROUTING_HEADERS, RequestContext
 from app.core import InferenceCore
 from app.decoding import LARGE_BODY_BYTES
@@ -44,7 +45,13 @@ from app.rpc import status
 from app.rpc.generated import grpc_service_pb2 as pb
 from app.rpc.generated import grpc_service_pb2_grpc as pb_grpc
 from app.rpc.generated import model_config_pb2
-from app.rpc.tensors import decode_request, encode_response
+from app.rpc.tensors import (
+    DecodedFeatures,
+    DecodedTensor,
+    decode_named_request,
+    decode_request,
+    encode_response,
+)
 from app.tasks import output_names
 
 log = logging.getLogger(__name__)
@@ -289,21 +296,27 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         version = parse_version(request.model_name, request.model_version or None)
         entry = core.select(request.model_name, version, context)
         adapter, card = entry.kind, entry.card
+        spec, features = adapter.tensor_spec, adapter.feature_specs
+        decoded: DecodedTensor | DecodedFeatures
         try:
-            decoded = decode_request(
-                request,
-                adapter.tensor_spec,
-                entry.name,
-                self.limits.max_instances,
-                output_names(card),
-            )
-            if adapter.slow_rows or decoded.values.nbytes > LARGE_BODY_BYTES:
-                rows = await core.off_loop(
-                    lambda budget: adapter.tensor_rows(decoded.datatype, decoded.values, budget),
-                    context,
+            if takes_named_inputs([t.name for t in request.inputs], spec, features):
+                decoded = decode_named_request(
+                    request,
+                    features,
+                    entry.name,
+                    self.limits.max_instances,
+                    output_names(card),
+                    spec,
                 )
             else:
-                rows = adapter.tensor_rows(decoded.datatype, decoded.values, None)
+                decoded = decode_request(
+                    request, spec, entry.name, self.limits.max_instances, output_names(card)
+                )
+            make_rows = functools.partial(decoded.rows, adapter)
+            if adapter.slow_rows or decoded.nbytes > LARGE_BODY_BYTES:
+                rows = await core.off_loop(make_rows, context)
+            else:
+                rows = make_rows(None)
             probabilities = await core.infer(entry, rows, context)
         except ServingError as exc:
             raise tensor_error(exc, adapter.tensor_spec.name) from None

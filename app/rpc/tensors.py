@@ -22,16 +22,21 @@ from typing import Any
 
 import numpy as np
 
+from app.budget import RequestBudget
 from app.codecs.v2 import (
     FLOAT_TYPES,
     NUMPY_TYPES,
+    NamedTensors,
     TensorSpec,
     bytes_tensor,
     check_input,
+    check_named_inputs,
+    finite,
     requested_outputs,
     tensor_from_binary,
 )
 from app.errors import BadRequest
+from app.kinds import InputAdapter
 from app.rpc.generated import grpc_service_pb2 as pb
 from app.schemas.v2 import InferenceRequest, RequestOutput
 
@@ -61,6 +66,31 @@ class DecodedTensor:
     values: np.ndarray  # shape as sent; BYTES: an object array of bytes
     raw: bool  # sent in raw_input_contents (answer in raw_output_contents)
     outputs: list[str]  # output names asked for, in order
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes)
+
+    def rows(self, adapter: InputAdapter, budget: RequestBudget | None) -> list[Any]:
+        """The version's rows of this input (`adapter.tensor_rows`)."""
+        return adapter.tensor_rows(self.datatype, self.values, budget)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFeatures:
+    """The inputs of a gRPC infer request in the one-tensor-per-feature form, decoded."""
+
+    tensors: NamedTensors  # name -> (datatype, values [N]), in the specs' order
+    raw: bool
+    outputs: list[str]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(values.nbytes for _, values in self.tensors.values())
+
+    def rows(self, adapter: InputAdapter, budget: RequestBudget | None) -> list[Any]:
+        """The version's rows of these inputs (`adapter.feature_rows`)."""
+        return adapter.feature_rows(self.tensors, budget)
 
 
 def parameter_value(parameter: pb.InferParameter) -> Any:
@@ -92,6 +122,41 @@ def decode_request(
     check_input(names, datatype, shape, spec, model, max_instances)
     assert tensor is not None
     outputs = _requested_outputs(request, output_names)
+    values, raw = _values(request, 0, spec)
+    return DecodedTensor(datatype, values, raw, outputs)
+
+
+def decode_named_request(
+    request: pb.ModelInferRequest,
+    specs: Sequence[TensorSpec],
+    model: str,
+    max_instances: int,
+    output_names: Sequence[str],
+    alternative: TensorSpec,
+) -> DecodedFeatures:
+    """The request's inputs in the one-tensor-per-feature form (`specs`, see
+    `app.codecs.v2.named`), each as NumPy [N], checked as REST checks them (NaN in a
+    float tensor: a missing value, where its spec allows one), and the outputs asked for."""
+    inputs = [(t.name, t.datatype, tuple(t.shape)) for t in request.inputs]
+    for name, _, shape in inputs:
+        if any(dim < 0 or dim > 2**31 - 1 for dim in shape):
+            raise BadRequest(f"input {name}: shape {list(shape)} has a negative or huge dimension")
+    check_named_inputs(inputs, specs, model, max_instances, alternative)
+    outputs = _requested_outputs(request, output_names)
+    by_name = {spec.name: spec for spec in specs}
+    decoded: dict[str, tuple[str, np.ndarray]] = {}
+    raw = False
+    for index, tensor in enumerate(request.inputs):
+        values, raw = _values(request, index, by_name[tensor.name])
+        decoded[tensor.name] = (tensor.datatype, values.reshape(-1))
+    return DecodedFeatures({spec.name: decoded[spec.name] for spec in specs}, raw, outputs)
+
+
+def _values(request: pb.ModelInferRequest, index: int, spec: TensorSpec) -> tuple[np.ndarray, bool]:
+    """(values, raw?) of the request's input `index` (checked against `spec`), from its typed
+    contents or its buffer in raw_input_contents."""
+    tensor = request.inputs[index]
+    datatype, shape = tensor.datatype, tuple(tensor.shape)
     parameters = parameters_dict(tensor.parameters)
     if any(key.startswith("shared_memory") for key in parameters):
         raise BadRequest(
@@ -111,9 +176,10 @@ def decode_request(
                 f"raw_input_contents holds {len(raw_buffers)} buffers for "
                 f"{len(request.inputs)} input(s); send one buffer per input"
             )
-        values = tensor_from_binary(raw_buffers[0], datatype, shape, spec.name)
-        return DecodedTensor(datatype, values, True, outputs)
-    return DecodedTensor(datatype, _typed_values(tensor, typed, shape, spec), False, outputs)
+        return tensor_from_binary(
+            raw_buffers[index], datatype, shape, spec.name, spec.nullable
+        ), True
+    return _typed_values(tensor, typed, shape, spec), False
 
 
 def _typed_values(
@@ -164,8 +230,9 @@ def _typed_values(
             )
         return wide.astype(dtype).reshape(shape)
     array = np.asarray(data, dtype=dtype).reshape(shape)
-    if datatype in FLOAT_TYPES and not np.isfinite(array).all():
-        raise BadRequest(f"input {spec.name}: values must be finite (no NaN or Infinity)")
+    if datatype in FLOAT_TYPES and not finite(array, spec.nullable):
+        refused = "Infinity" if spec.nullable else "NaN or Infinity"
+        raise BadRequest(f"input {spec.name}: values must be finite (no {refused})")
     return array
 
 

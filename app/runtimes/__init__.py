@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from app.runtimes import trust
 from app.runtimes.base import (
     Model,
@@ -38,6 +40,7 @@ __all__ = [
     "UnservableArtifact",
     "UntrustedArtifact",
     "library_version_problem",
+    "limit_native_threads",
     "load_model",
     "prepare_runtimes",
     "runtime_for",
@@ -86,6 +89,22 @@ def prepare_runtimes(frameworks: Iterable[str], inference_threads: int) -> None:
         runtime = RUNTIMES.get(framework)
         if runtime is not None:
             runtime.prepare(inference_threads)
+
+
+def limit_native_threads(blas_threads: int, openmp_threads: int) -> None:
+    """Limit the per-call thread pools of the native libraries loaded so far (threadpoolctl):
+    every BLAS (NumPy's and SciPy's OpenBLAS) to `blas_threads`, OpenMP (scikit-learn's
+    neighbour searches) to `openmp_threads`; 0 leaves a pool as it is. Call after a model
+    loads, as its library may have brought a pool of its own.
+
+    Why: on a server the parallelism comes from concurrent requests, and a batch's products
+    are small; an idle OpenBLAS or OpenMP thread spins for milliseconds after each call, so
+    the extra threads took a core from the event loop for nothing (mnist-cnn's out-of-domain
+    score: about 300 us of CPU per request, bench/RESULTS.md, issue 25)."""
+    if blas_threads > 0:
+        threadpool_limits(limits=blas_threads, user_api="blas")
+    if openmp_threads > 0:
+        threadpool_limits(limits=openmp_threads, user_api="openmp")
 
 
 def load_model(

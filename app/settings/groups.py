@@ -249,6 +249,21 @@ class RepositorySettings(_Group):
     inference_threads: int = Field(
         default=0, ge=0, description="TensorFlow intra-op threads; 0 = one per CPU core."
     )
+    # One each: a batch's products and neighbour searches are small, and an idle OpenBLAS or
+    # OpenMP thread spins for milliseconds after each call, a core taken from the event loop
+    # (app.runtimes.limit_native_threads).
+    blas_threads: int = Field(
+        default=1,
+        ge=0,
+        description="BLAS threads per call (NumPy's and SciPy's OpenBLAS); 0 = the library's "
+        "default, one per CPU core.",
+    )
+    openmp_threads: int = Field(
+        default=1,
+        ge=0,
+        description="OpenMP threads per call (scikit-learn's neighbour searches); 0 = the "
+        "library's default, one per CPU core.",
+    )
     warmup: bool = True
 
     def resolved_inference_threads(self) -> int:

@@ -245,19 +245,33 @@ def _v1(server: Server, item: Imported) -> np.ndarray:
     )
 
 
-def _v2_input(server: Server, item: Imported) -> dict[str, Any]:
+def _v2_inputs(server: Server, item: Imported) -> list[dict[str, Any]]:
+    """The V2 inputs of the item's instances, built from the metadata as a V2 client does."""
     metadata = httpx.get(f"{server.url}/v2/models/{item.name}", timeout=10).json()
-    spec = metadata["inputs"][0]
+    specs = metadata["inputs"]
+    if len(specs) > 1:  # one tensor per feature (a table): numbers as FP64, as pandas has them
+        return [
+            {
+                "name": spec["name"],
+                "datatype": "FP64" if spec["datatype"] == "FP32" else spec["datatype"],
+                "shape": [len(item.instances)],
+                "data": [instance[spec["name"]] for instance in item.instances],
+            }
+            for spec in specs
+        ]
+    spec = specs[0]
     if spec["datatype"] == "BYTES":
         data = [json.dumps(i) if isinstance(i, dict) else i for i in item.instances]
-        return {"name": spec["name"], "datatype": "BYTES", "shape": [len(data)], "data": data}
+        return [{"name": spec["name"], "datatype": "BYTES", "shape": [len(data)], "data": data}]
     rows = [list(i.values()) if isinstance(i, dict) else i for i in item.instances]
-    return {
-        "name": spec["name"],
-        "datatype": "FP32",
-        "shape": [len(rows), len(rows[0])],
-        "data": rows,
-    }
+    return [
+        {
+            "name": spec["name"],
+            "datatype": "FP32",
+            "shape": [len(rows), len(rows[0])],
+            "data": rows,
+        }
+    ]
 
 
 def test_every_imported_model_answers_v1_and_v2_as_in_process(served: Any) -> None:
@@ -268,7 +282,7 @@ def test_every_imported_model_answers_v1_and_v2_as_in_process(served: Any) -> No
         np.testing.assert_array_less(
             np.abs(_v1(server, item) - expected) / scale, TOLERANCE, err_msg=item.name
         )
-        body = {"inputs": [_v2_input(server, item)]}
+        body = {"inputs": _v2_inputs(server, item)}
         answer = httpx.post(f"{server.url}/v2/models/{item.name}/infer", json=body, timeout=30)
         assert answer.status_code == 200, (item.name, answer.text)
         outputs = {o["name"]: o for o in answer.json()["outputs"]}
@@ -291,7 +305,7 @@ def test_binary_v2_outputs_match_json(served: Any) -> None:
         name = "probabilities" if item.classifier else "predict"
         body = json.dumps(
             {
-                "inputs": [_v2_input(server, item)],
+                "inputs": _v2_inputs(server, item),
                 "outputs": [{"name": name, "parameters": {"binary_data": True}}],
             }
         ).encode()
@@ -324,10 +338,13 @@ def test_v2_metadata_has_the_real_inputs_and_task_outputs(served: Any) -> None:
         "warnings",
     ]
     mixed = httpx.get(f"{server.url}/v2/models/mixed-ct", timeout=10).json()
-    assert "city (a string, or null)" in mixed["inputs"][0]["parameters"]["description"]
-    parameters = mixed["inputs"][0]["parameters"]
-    assert json.loads(parameters["feature_names"]) == ["age", "city", "member"]
-    assert json.loads(parameters["feature_datatypes"]) == ["FP32", "BYTES", "BOOL"]
+    # One input per feature (docs/v2.md); the JSON-object input `rows` is taken too.
+    assert [(i["name"], i["datatype"], i["shape"]) for i in mixed["inputs"]] == [
+        ("age", "FP32", [-1]),
+        ("city", "BYTES", [-1]),
+        ("member", "BOOL", [-1]),
+    ]
+    assert mixed["inputs"][1]["parameters"]["nullable"] is True
 
 
 def test_cards_record_the_inferred_schema_and_evaluation(served: Any) -> None:

@@ -31,6 +31,11 @@ def add_arguments(bring: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read a pickle/joblib file (it can run code; it is scanned first)",
     )
+    bring.add_argument(
+        "--vocabulary",
+        type=Path,
+        help="a Keras model taking token ids: its vocabulary, one token a line (line k: id k)",
+    )
     bring.add_argument("--models-dir", type=Path, default=Path("models"))
     bring.add_argument("--version", type=int, help="the version number (default: the next)")
 
@@ -64,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             trust_pickle=args.trust_pickle,
             models_dir=args.models_dir,
             version=args.version,
+            vocabulary=args.vocabulary,
         )
     except ImportRefused as exc:
         print(f"synergy import: refused: {exc}", file=sys.stderr)

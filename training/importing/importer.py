@@ -61,9 +61,11 @@ class Importer(ABC):
         evaluation: tuple[Any, Any] | None,
         task: str,
         labels: list[str] | None,
+        vocabulary: list[str] | None = None,
     ) -> Prepared:
         """The schema and rows of `model` from the user's `example` and `evaluation` inputs
-        (`task`: a task kind or "auto"); raises ImportRefused."""
+        (`task`: a task kind or "auto"; `vocabulary`: a saved vocabulary, `[UNK]` first, for
+        a model taking token ids); raises ImportRefused."""
 
     @abstractmethod
     def save(self, model: Any, folder: Path) -> str:

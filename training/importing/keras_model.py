@@ -8,7 +8,9 @@ or sigmoid output; labels from --labels, else "0".."C-1") or a regressor (any ot
 activation; one target per unit). A model whose input is a string tensor (None,) or
 (None, 1) (a TextVectorization layer inside it) takes raw text (`raw-text`); on a backend
 without string tensors (jax, torch) its TextVectorization layer tokenises through TensorFlow
-(`app.runtimes.keras_text`).
+(`app.runtimes.keras_text`). A model taking token ids (None, L), imported with a saved
+vocabulary (`--vocabulary`), takes raw text too (`text`: the server's tokeniser, its words'
+ids in order; `training.importing.vocabulary`).
 """
 
 from __future__ import annotations
@@ -23,14 +25,23 @@ from typing import Any
 
 import numpy as np
 
+from app.preprocessing.text import TextVectorizer
 from app.runtimes import UnservableArtifact, split_text_model
-from app.schemas.card import Feature, ModelCard, RawImageInput, RawTextInput, TabularInput
+from app.schemas.card import (
+    Feature,
+    ModelCard,
+    RawImageInput,
+    RawTextInput,
+    TabularInput,
+    TextInput,
+)
 from app.tasks import CLASSIFICATION, REGRESSION, task_of
 from training.importing.data import TEXT_COLUMN, Dataset
 from training.importing.errors import ImportRefused
 from training.importing.importer import Importer, Prepared, installed
 from training.importing.safety import LoadedModel, check_keras_config, read_h5, read_keras
 from training.importing.schema import Schema
+from training.importing.vocabulary import VOCABULARY_FILE
 
 MODEL_FILE = "model.keras"
 CLASSIFIER_ACTIVATIONS = ("softmax", "sigmoid")
@@ -72,7 +83,7 @@ class KerasInput:
     """What a Keras model's input shape says: the card's input section, notes for the card,
     how the user's data becomes rows, and the replay example without one (None: required)."""
 
-    spec: TabularInput | RawImageInput | RawTextInput
+    spec: TabularInput | RawImageInput | RawTextInput | TextInput
     notes: list[str]
     rows: Callable[[Any], Dataset]
     default: tuple[Any, str] | None
@@ -140,6 +151,34 @@ def _input_spec(model: Any, columns: list[str] | None, example: Any) -> KerasInp
         [f"{width} features from the input shape"],
         lambda data: _keras_dataset(data, names),
         (np.zeros((1, width)), "no example given: the replay example is a row of zeros"),
+    )
+
+
+def _token_ids_input(model: Any, vocabulary: list[str]) -> KerasInput:
+    """A model taking token ids (None, L) with a saved vocabulary: the server's `text` kind,
+    its words' ids in order (`training.importing.vocabulary`)."""
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 2 or shape[1] is None or str(model.inputs[0].dtype) == "string":
+        raise ImportRefused(
+            f"--vocabulary is for a Keras model taking token ids of a fixed length (None, L); "
+            f"this one takes {model.inputs[0].dtype!s} of shape {shape}"
+        )
+    spec = TextInput(
+        vocabulary_file=VOCABULARY_FILE,
+        sequence_length=int(shape[1]),
+        ngram_max=1,
+        vocabulary_size=len(vocabulary),
+        word_order="sequence",
+    )
+    vectorizer = TextVectorizer(vocabulary, spec.sequence_length, ordered=True)
+    return KerasInput(
+        spec,
+        [
+            f"text in: token ids of length {spec.sequence_length} from the input shape, "
+            f"{len(vocabulary)} tokens from the saved vocabulary, words in order"
+        ],
+        lambda data: _token_dataset(data, vectorizer),
+        None,
     )
 
 
@@ -228,6 +267,11 @@ def _text_dataset(data: Any) -> Dataset:
     return Dataset(np.array(texts, dtype=object), texts, None)
 
 
+def _token_dataset(data: Any, vectorizer: TextVectorizer) -> Dataset:
+    texts = _text_dataset(data).instances
+    return Dataset(vectorizer.transform(texts), texts, None)
+
+
 def _image_dataset(data: Any, spec: RawImageInput) -> Dataset:
     array = np.asarray(data)
     shape = spec.row_shape
@@ -274,11 +318,17 @@ class KerasImporter(Importer):
         evaluation: tuple[Any, Any] | None,
         task: str,
         labels: list[str] | None,
+        vocabulary: list[str] | None = None,
     ) -> Prepared:
         columns = [str(c) for c in example.columns] if hasattr(example, "columns") else None
         _one_input_one_output(model)
-        given = _input_spec(model, columns, example)
+        if vocabulary is not None:
+            given = _token_ids_input(model, vocabulary)
+        else:
+            given = _input_spec(model, columns, example)
         schema = _task_schema(model, task, labels, given)
+        if vocabulary is not None:
+            schema.files[VOCABULARY_FILE] = "".join(token + "\n" for token in vocabulary)
         if example is None:
             if given.default is None:
                 raise ImportRefused("this model needs an example (--example): a text column")

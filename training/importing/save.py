@@ -31,6 +31,7 @@ from training.importing.frameworks import importer_for, read_model_file
 from training.importing.importer import Importer
 from training.importing.safety import LoadedModel
 from training.importing.schema import Schema
+from training.importing.vocabulary import read_vocabulary
 
 CARD_EXAMPLES = 3
 
@@ -57,13 +58,16 @@ def save_model(
     models_dir: Path | str = "models",
     version: int | None = None,
     description: str | None = None,
+    vocabulary: Path | str | list[str] | None = None,
 ) -> ImportResult:
     """Save a fitted scikit-learn estimator (or Pipeline) as the next version of `name`.
 
     `example`: a few input rows as the model takes them (a DataFrame, an (N, F) array, or a
     list of strings for a text pipeline), used to type the features and as the card's replay
     example; `eval`: held-out `(X, y)` for the card's metrics, calibration (classifiers),
-    `profile.json` and `errors.json`. Returns the ImportResult; raises ImportRefused (nothing
+    `profile.json` and `errors.json`; `vocabulary`: for a Keras model taking token ids, its
+    saved vocabulary (a file, one token a line, or the list of `get_vocabulary()`: see
+    `training.importing.vocabulary`). Returns the ImportResult; raises ImportRefused (nothing
     written) when the model cannot be served as it is.
     """
     return _import(
@@ -77,6 +81,7 @@ def save_model(
         models_dir=Path(models_dir),
         version=version,
         description=description,
+        vocabulary=vocabulary,
     )
 
 
@@ -91,6 +96,7 @@ def import_file(
     trust_pickle: bool = False,
     models_dir: Path = Path("models"),
     version: int | None = None,
+    vocabulary: Path | None = None,
 ) -> ImportResult:
     """`synergy import`: read `path` safely (see `training.importing.safety`), then as
     `save_model`."""
@@ -107,6 +113,7 @@ def import_file(
         version=version,
         description=None,
         trusted_pickle=trust_pickle and loaded.scan is not None,
+        vocabulary=vocabulary,
     )
 
 
@@ -123,6 +130,7 @@ def _import(
     version: int | None,
     description: str | None,
     trusted_pickle: bool = False,
+    vocabulary: Path | str | list[str] | None = None,
 ) -> ImportResult:
     started = time.perf_counter()
     estimator = loaded.model
@@ -131,7 +139,8 @@ def _import(
         runtime_for(importer.framework)
     except UnknownFramework as exc:
         raise ImportRefused(str(exc)) from None
-    prepared = importer.prepare(estimator, example, evaluation, task, labels)
+    tokens = read_vocabulary(vocabulary) if vocabulary is not None else None
+    prepared = importer.prepare(estimator, example, evaluation, task, labels, tokens)
     schema, sample, held_out = prepared.schema, prepared.sample, prepared.held_out
     model_dir = models_dir / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +152,9 @@ def _import(
     try:
         model_file = importer.save(estimator, staging)
         artifacts = {model_file: sha256_file(staging / model_file)}
+        for file_name, text in schema.files.items():  # beside the model: a vocabulary
+            (staging / file_name).write_text(text, encoding="utf-8")
+            artifacts[file_name] = sha256_file(staging / file_name)
         instances = sample.instances[:CARD_EXAMPLES]
         card = _card(
             name,

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from app.schemas.card import Feature, RawImageInput, RawTextInput, TableInput, TabularInput
+from app.schemas.card import (
+    Feature,
+    RawImageInput,
+    RawTextInput,
+    TableInput,
+    TabularInput,
+    TextInput,
+)
 from app.tasks import CLASSIFICATION, REGRESSION, TASK_KINDS, Task
 from training.importing.errors import ImportRefused
 
@@ -32,8 +39,10 @@ class Schema:
 
     task: str
     labels: list[str]
-    input: TabularInput | TableInput | RawTextInput | RawImageInput
+    input: TabularInput | TableInput | RawTextInput | RawImageInput | TextInput
     notes: list[str] = field(default_factory=list)
+    # Files the input needs beside the model (a vocabulary): name -> UTF-8 text.
+    files: dict[str, str] = field(default_factory=dict)
 
 
 def check_fitted(estimator: Any) -> None:

@@ -65,7 +65,13 @@ class SklearnImporter(Importer):
         evaluation: tuple[Any, Any] | None,
         task: str,
         labels: list[str] | None,
+        vocabulary: list[str] | None = None,
     ) -> Prepared:
+        if vocabulary is not None:
+            raise ImportRefused(
+                "--vocabulary is for Keras models taking token ids; a scikit-learn text "
+                "pipeline brings its own (its vectorizer's)"
+            )
         check_fitted(model)
         sample = as_dataset(example, model) if example is not None else None
         held_out = as_dataset(evaluation[0], model) if evaluation is not None else None

@@ -12,11 +12,17 @@ can fix), PayloadTooLarge (413) or UnsupportedMediaType (415), with a message th
 to change.
 
 The parts: datatypes.py (datatypes, shapes, JSON data), binary.py (the binary extension,
-BYTES), body.py (Content-Encoding), documents.py (the request and response documents); every
-name is imported from here.
+BYTES), body.py (Content-Encoding), documents.py (the request and response documents), named.py
+(one input tensor per feature); every name is imported from here.
 """
 
-from app.codecs.v2.binary import HEADER_LENGTH, bytes_tensor, split_body, tensor_from_binary
+from app.codecs.v2.binary import (
+    HEADER_LENGTH,
+    bytes_tensor,
+    finite,
+    split_body,
+    tensor_from_binary,
+)
 from app.codecs.v2.body import INFLATE_CHUNK_BYTES, decompress_body
 from app.codecs.v2.datatypes import (
     DATATYPES,
@@ -40,6 +46,12 @@ from app.codecs.v2.documents import (
     requested_outputs,
     tensor_data,
 )
+from app.codecs.v2.named import (
+    NamedTensors,
+    check_named_inputs,
+    decode_named_inputs,
+    takes_named_inputs,
+)
 
 __all__ = [
     "DATATYPES",
@@ -52,17 +64,22 @@ __all__ = [
     "NUMPY_TYPES",
     "OUTPUT_NAMES",
     "SERVER_NAME",
+    "NamedTensors",
     "TensorSpec",
     "bytes_tensor",
     "check_input",
+    "check_named_inputs",
     "check_shape",
     "decode_input",
+    "decode_named_inputs",
     "decompress_body",
     "encode_response",
     "encode_tensors",
+    "finite",
     "parse_request",
     "requested_outputs",
     "split_body",
+    "takes_named_inputs",
     "tensor_data",
     "tensor_from_binary",
     "tensor_from_json",

@@ -33,9 +33,12 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
-def tensor_from_binary(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+def tensor_from_binary(
+    raw: bytes, datatype: str, shape: tuple[int, ...], name: str, allow_nan: bool = False
+) -> np.ndarray:
     """The tensor in binary data: little-endian row-major values; BYTES elements each
-    preceded by a 4-byte little-endian length."""
+    preceded by a 4-byte little-endian length. Floats must be finite (`allow_nan`: or NaN,
+    a missing value)."""
     size = math.prod(shape)
     if datatype == "BYTES":
         elements: list[bytes] = []
@@ -67,9 +70,17 @@ def tensor_from_binary(raw: bytes, datatype: str, shape: tuple[int, ...], name: 
             f"bytes of binary data, got {len(raw)}"
         )
     array = np.frombuffer(raw, dtype=dtype).reshape(shape)
-    if datatype in FLOAT_TYPES and not np.isfinite(array).all():
-        raise BadRequest(f"input {name}: values must be finite (no NaN or Infinity)")
+    if datatype in FLOAT_TYPES and not finite(array, allow_nan):
+        refused = "Infinity" if allow_nan else "NaN or Infinity"
+        raise BadRequest(f"input {name}: values must be finite (no {refused})")
     return array
+
+
+def finite(array: np.ndarray, allow_nan: bool = False) -> bool:
+    """Every value of a float array is finite (`allow_nan`: or NaN); never Infinity."""
+    if allow_nan:
+        return not np.isinf(array).any()
+    return bool(np.isfinite(array).all())
 
 
 def bytes_tensor(values: list[bytes]) -> bytes:

@@ -45,6 +45,8 @@ class TensorSpec:
     # The named features one instance holds, each with the V2 datatype of its values (a
     # tabular or table model's columns; empty for images and texts), for the metadata.
     features: tuple[tuple[str, str], ...] = ()
+    # Whether a value may be missing: a JSON null, or NaN in FP16/FP32/FP64 (binary, gRPC).
+    nullable: bool = False
 
     @property
     def metadata_datatype(self) -> str:
@@ -82,8 +84,12 @@ _JSON_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
-def tensor_from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """The tensor a JSON `data` field holds, checked against datatype and shape."""
+def tensor_from_json(
+    data: Any, datatype: str, shape: tuple[int, ...], name: str, nullable: bool = False
+) -> np.ndarray:
+    """The tensor a JSON `data` field holds, checked against datatype and shape. With
+    `nullable`, an element may be null: the tensor is then an object array of Python values,
+    None where null."""
     flat, nested = _flatten(data, name)
     size = math.prod(shape)
     if len(flat) != size:
@@ -91,6 +97,13 @@ def tensor_from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str
             f"input {name}: shape {list(shape)} needs {size} values, data has {len(flat)}"
         )
     kind, is_kind = _JSON_KINDS[datatype]
+    if nullable and None in flat:
+        present = [value for value in flat if value is not None]
+        # The present values pass the checks below (types, range), as a tensor of their own.
+        tensor_from_json(present, datatype, (len(present),), name)
+        array = np.empty(size, dtype=object)
+        array[:] = flat
+        return array.reshape(shape)
     for index, value in enumerate(flat):
         if not is_kind(value):
             raise BadRequest(

@@ -122,7 +122,7 @@ def tensor_data(
             raise BadRequest(
                 f"input {spec.name} has both data and binary_data_size; send one of them"
             )
-        return tensor_from_binary(binary, datatype, shape, spec.name)
+        return tensor_from_binary(binary, datatype, shape, spec.name, spec.nullable)
     if binary:
         raise BadRequest(
             f"{len(binary)} bytes follow the JSON header, but no input declares them "
@@ -133,7 +133,7 @@ def tensor_data(
             f"input {spec.name} has no data: send it in data, or as binary data "
             "declared by parameters.binary_data_size"
         )
-    return tensor_from_json(data, datatype, shape, spec.name)
+    return tensor_from_json(data, datatype, shape, spec.name, spec.nullable)
 
 
 def encode_response(

@@ -151,7 +151,17 @@ class TextInput(_InputSpec):
         description="Entries in the vocabulary file (words and word pairs); a text with none "
         "of its words in it is refused.",
     )
+    word_order: Literal["bag", "sequence"] = Field(
+        default="bag",
+        description="bag: the sorted ids of the text's distinct n-grams (the built-in "
+        "models); sequence: its words' ids in order (a model imported with a vocabulary).",
+    )
     description: str | None = None
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the model reads its words' ids in order (`word_order` sequence)."""
+        return self.word_order == "sequence"
 
     def artifact_files(self) -> dict[str, str]:
         return {"vocabulary_file": self.vocabulary_file}
