@@ -123,7 +123,8 @@ class OutOfDomainChecks(_Strict):
         default=None,
         description="Keras image models: an .npz (no pickles) of the penultimate-layer "
         "statistics of the training images: `means` (C, D) per class and `precision` (D, D), "
-        "the inverse of the shared covariance (Mahalanobis score; listed in artifacts).",
+        "the inverse of the shared covariance (Mahalanobis score), and for the energy score "
+        "the last layer's `kernel` (D, C) and `bias` (C,); listed in artifacts.",
     )
     max_embedding_distance: float | None = Field(
         default=None,
