@@ -3,6 +3,8 @@
 `fixtures/openapi-before-21.json` is the document the server gave at 7bf2c0c with the committed
 models; the reshape moved the code that builds it, not what it says. A deliberate change to the
 API regenerates the snapshot (`python -m tests.api.openapi_diff`) and says so in CHANGELOG.md.
+The mnist-cnn operations' response examples were taken from the current document when that
+model was retrained (issue 23): they are the committed model's own answers, not the API.
 """
 
 from __future__ import annotations
