@@ -58,7 +58,7 @@ def _feedback(client: Any, index: int) -> int:
         answer = client.post("/v1/models/diabetes:feedback", json=body)
         # 503: the store's writer has not committed the prediction yet (retry shortly).
         assert answer.status_code in (200, 503), answer.text
-        return answer.status_code == 200
+        return bool(answer.status_code == 200)
 
     _until(sent, "feedback stored")
     version: int = response.json()["version"]

@@ -235,7 +235,7 @@ def test_a_missing_value_where_the_model_takes_none_is_refused_on_both_protocols
     assert_error(predict(client, MODEL, rows), 422, "member")
     assert_error(_infer(client, _columns(rows)), 400, "input member is BOOL")
     nan = np.array([np.nan], dtype="<f8").tobytes()
-    inputs = [
+    inputs: list[dict[str, Any]] = [
         {"name": "age", "datatype": "FP64", "shape": [1], "data": [1.0]},
         {"name": "city", "datatype": "BYTES", "shape": [1], "data": ["paris"]},
         {"name": "member", "datatype": "FP64", "shape": [1], "data": [1.0]},
