@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import assert_error, running_app
+from tests.polling import until
 
 IRIS = [5.1, 3.5, 1.4, 0.2]
 POLL_S = 0.1
@@ -54,17 +55,6 @@ def _states(client: Any) -> dict[int, str]:
     return {v["version"]: v["state"] for v in _iris(client)["versions"]}
 
 
-def _until(condition: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        time.sleep(0.05)
-
-
 def _predict(client: Any, path: str = "iris-knn", **kwargs: Any) -> Any:
     return client.post(f"/v1/models/{path}:predict", json={"instances": [IRIS]}, **kwargs)
 
@@ -84,7 +74,7 @@ def test_a_new_version_is_picked_up_then_the_old_one_retired(models_copy: Path) 
     with running_app(models, model_poll_s=POLL_S, max_versions_per_model=1) as client:
         assert _version(_predict(client)) == 1
         _publish(models, 2)
-        _until(lambda: _states(client) == {2: "ready"}, "version 2 serves, version 1 is gone")
+        until(lambda: _states(client) == {2: "ready"}, "version 2 serves, version 1 is gone")
         assert _version(_predict(client)) == 2
         assert_error(
             client.post("/v1/models/iris-knn/versions/1:predict", json={"instances": [IRIS]}),
@@ -106,13 +96,13 @@ def test_a_new_model_folder_is_served_and_a_removed_one_retired(
         assert "/v1/models/binary-mlp:predict" not in client.get("/openapi.json").json()["paths"]
         shutil.copytree(tiny_models_dir / "binary-mlp", models / ".binary-mlp.tmp")
         (models / ".binary-mlp.tmp").rename(models / "binary-mlp")
-        _until(
+        until(
             lambda: client.get("/v2/models/binary-mlp/ready").status_code == 200,
             "binary-mlp ready",
         )
         assert "/v1/models/binary-mlp:predict" in client.get("/openapi.json").json()["paths"]
         shutil.rmtree(models / "binary-mlp")
-        _until(lambda: client.get("/v2/models/binary-mlp").status_code == 404, "binary-mlp retired")
+        until(lambda: client.get("/v2/models/binary-mlp").status_code == 404, "binary-mlp retired")
         assert "/v1/models/binary-mlp:predict" not in client.get("/openapi.json").json()["paths"]
         assert client.get("/health/ready").status_code == 200
 
@@ -139,7 +129,7 @@ def test_a_broken_new_version_never_serves_and_the_previous_keeps_answering(
             (3, _skew_replay, "does not reproduce the probabilities"),
         ):
             _publish(models, version, edit)
-            failed = _until(
+            failed = until(
                 lambda v=version: next(  # type: ignore[misc]
                     (
                         x
@@ -160,7 +150,7 @@ def test_a_broken_new_version_never_serves_and_the_previous_keeps_answering(
         # Fixed on disk (the same folder, its files changed): tried again, and it serves.
         shutil.rmtree(models / "iris-knn" / "3")
         _publish(models, 3)
-        _until(lambda: _states(client) == {3: "ready"}, "the fixed version 3 serves alone")
+        until(lambda: _states(client) == {3: "ready"}, "the fixed version 3 serves alone")
         assert _version(_predict(client)) == 3
 
 
@@ -261,7 +251,7 @@ def test_a_shadow_gets_a_copy_and_never_answers(models_copy: Path) -> None:
     with running_app(models, model_poll_s=0) as client:
         for _ in range(12):
             assert _version(_predict(client)) == 1
-        shadow_rows = _until(
+        shadow_rows = until(
             lambda: [
                 line
                 for line in _metric(
@@ -303,15 +293,15 @@ def test_an_invalid_config_names_the_field_and_leaves_the_previous_in_force(
             ({"lables": {"stable": 1}}, "lables"),
         ):
             _config(models, config)
-            error = _until(lambda: _iris(client).get("config_error"), f"{config} refused")
+            error = until(lambda: _iris(client).get("config_error"), f"{config} refused")
             assert field in error and "config.json is invalid" in error, error
             assert _version(_predict(client, "iris-knn/labels/stable")) == 1
             assert client.get("/health/ready").status_code == 200
             assert _metric(client, 'synergy_model_config_valid{model="iris-knn"} 0.0')
             _config(models, {"labels": {"stable": 1}})
-            _until(lambda: "config_error" not in _iris(client), "the valid config is back")
+            until(lambda: "config_error" not in _iris(client), "the valid config is back")
         (models / "iris-knn" / "config.json").write_text("{not json")
-        error = _until(lambda: _iris(client).get("config_error"), "broken JSON refused")
+        error = until(lambda: _iris(client).get("config_error"), "broken JSON refused")
         assert "config.json is invalid" in error and "/tmp" not in error
 
 
@@ -326,9 +316,9 @@ def test_a_version_policy_in_config_selects_the_versions(models_copy: Path) -> N
         triton = client.get("/v2/models/iris-knn/config").json()["version_policy"]
         assert triton == {"specific": {"versions": [1, 3]}}
         _config(models, {"version_policy": {"all": True}})
-        _until(lambda: _states(client) == {1: "ready", 2: "ready", 3: "ready"}, "all versions")
+        until(lambda: _states(client) == {1: "ready", 2: "ready", 3: "ready"}, "all versions")
         _config(models, {"version_policy": {"latest": 1}})
-        _until(lambda: _states(client) == {3: "ready"}, "the latest only")
+        until(lambda: _states(client) == {3: "ready"}, "the latest only")
 
 
 def test_the_repository_api_lists_unloads_and_loads(models_copy: Path) -> None:
@@ -405,13 +395,13 @@ def test_a_replica_started_on_an_empty_volume_becomes_ready_when_models_arrive(
         assert client.get("/health/ready").status_code == 503
         shutil.copytree(tiny_models_dir / "iris-knn", models / ".iris-knn.tmp")
         (models / ".iris-knn.tmp").rename(models / "iris-knn")
-        _until(lambda: client.get("/health/ready").status_code == 200, "ready with iris-knn")
+        until(lambda: client.get("/health/ready").status_code == 200, "ready with iris-knn")
         assert _version(_predict(client)) == 1
         # A new model that fails later does not take the replica out of service.
         (models / "broken").mkdir()
         (models / "broken" / "1").mkdir()
         (models / "broken" / "1" / "card.json").write_text("{}")
-        _until(
+        until(
             lambda: any(m["name"] == "broken" for m in client.get("/v1/models").json()["models"]),
             "the broken model is listed",
         )

@@ -4,12 +4,12 @@ survives a restart; feedback counts for the primary only."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sklearn.datasets import load_iris
 from app.repository.config import parse_config
 from tests.candidates import add_version
 from tests.conftest import assert_error, running_app
+from tests.polling import until
 
 IRIS = load_iris()
 LABELS = ["setosa", "versicolor", "virginica"]
@@ -52,15 +53,7 @@ def _config(models: Path, config: dict[str, Any]) -> None:
     (models / "iris-knn" / "config.json").write_text(json.dumps(config))
 
 
-def _until(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        time.sleep(0.05)
+_until = functools.partial(until, timeout_s=30.0)
 
 
 def _predict_with_feedback(client: Any, index: int, **headers: str) -> int:

@@ -5,8 +5,6 @@ shows the distribution of the differences and each version's errors."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LinearRegression, Ridge
 
 from tests.conftest import running_app
+from tests.polling import until
 from training.importing import save_model
 
 X, Y = load_diabetes(return_X_y=True)
@@ -37,17 +36,6 @@ def _models(folder: Path, candidate: Any, config: dict[str, Any]) -> Path:
     return models
 
 
-def _until(condition: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        time.sleep(0.05)
-
-
 def _feedback(client: Any, index: int) -> int:
     """Predict diabetes row `index` and send its true value; the version that answered."""
     response = client.post("/v1/models/diabetes:predict", json={"instances": [X[index].tolist()]})
@@ -60,7 +48,7 @@ def _feedback(client: Any, index: int) -> int:
         assert answer.status_code in (200, 503), answer.text
         return bool(answer.status_code == 200)
 
-    _until(sent, "feedback stored")
+    until(sent, "feedback stored")
     version: int = response.json()["version"]
     return version
 
@@ -149,7 +137,7 @@ def test_an_equal_regressor_as_a_canary_is_not_rolled_back(tmp_path: Path) -> No
             # The baseline's rows count from the candidate's first row on.
             return comparison if rows >= 119 else None
 
-        comparison = _until(counted, "the feedback in the comparison")
+        comparison = until(counted, "the feedback in the comparison")
         assert comparison["kind"] == "canary"
         assert comparison["verdict"]["action"] != "rollback", comparison["verdict"]
         assert all(d["action"] != "rollback" for d in _decisions(client))
