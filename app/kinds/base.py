@@ -164,6 +164,16 @@ def decode_b64(text: str, name: str = "b64") -> bytes:
         ) from exc
 
 
+def image_file_bytes(element: Any) -> bytes:
+    """A V2 BYTES element holding an image file: raw bytes from binary data, or in JSON a
+    string holding the file as base64 (InvalidInput if it is not base64)."""
+    if isinstance(element, bytes):
+        return element
+    return decode_b64(
+        element, "the string (in JSON an image file is base64; raw bytes go as binary data)"
+    )
+
+
 def named_rows(
     convert: Callable[[Any], Any], values: Any, where: str = "instances[{}]"
 ) -> list[Any]:

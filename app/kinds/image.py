@@ -23,6 +23,7 @@ from app.kinds.base import (
     InputWarning,
     RowWarnings,
     decode_b64,
+    image_file_bytes,
     named_rows,
     plain_numeric_array,
 )
@@ -168,7 +169,7 @@ class ImageAdapter(InputAdapter):
     def bytes_rows(
         self, elements: np.ndarray, where: str, budget: RequestBudget | None
     ) -> list[Any]:
-        return named_rows(lambda e: self.image_to_row(_image_bytes(e), budget), elements, where)
+        return named_rows(lambda e: self.image_to_row(image_file_bytes(e), budget), elements, where)
 
     def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
         grids = plain_numeric_array(body, max_instances, self.shape, self.max_value)
@@ -320,15 +321,6 @@ class ImageRow(np.ndarray):
 
     def __array_finalize__(self, obj: object) -> None:
         self.other_digits = getattr(obj, "other_digits", 0)
-
-
-def _image_bytes(element: Any) -> bytes:
-    # Raw bytes from binary data; in JSON a string, which holds the file as base64.
-    if isinstance(element, bytes):
-        return element
-    return decode_b64(
-        element, "the string (in JSON an image file is base64; raw bytes go as binary data)"
-    )
 
 
 class ImageStatistics(InputStatistics):

@@ -20,7 +20,14 @@ from app.budget import RequestBudget
 from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput, PayloadTooLarge
 from app.html import verdict
-from app.kinds.base import InputAdapter, InputLimits, decode_b64, named_rows, plain_numeric_array
+from app.kinds.base import (
+    InputAdapter,
+    InputLimits,
+    decode_b64,
+    image_file_bytes,
+    named_rows,
+    plain_numeric_array,
+)
 from app.kinds.statistics import InputStatistics
 from app.preprocessing.image_decode import ImageInputError, ImageTooLargeError
 from app.preprocessing.pixels import read_pixels, to_png
@@ -192,7 +199,7 @@ class RawImageAdapter(InputAdapter):
     def bytes_rows(
         self, elements: np.ndarray, where: str, budget: RequestBudget | None
     ) -> list[Any]:
-        return named_rows(lambda e: self.image_to_row(_file_bytes(e), budget), elements, where)
+        return named_rows(lambda e: self.image_to_row(image_file_bytes(e), budget), elements, where)
 
     def plain_rows(self, body: bytes, max_instances: int) -> list[Any] | None:
         array = plain_numeric_array(body, max_instances, self.shape, None)
@@ -259,15 +266,6 @@ class RawImageAdapter(InputAdapter):
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.stack(rows).astype(np.float32, copy=False)
-
-
-def _file_bytes(element: Any) -> bytes:
-    # Raw bytes from binary data; in JSON a string, which holds the file as base64.
-    if isinstance(element, bytes):
-        return element
-    return decode_b64(
-        element, "the string (in JSON an image file is base64; raw bytes go as binary data)"
-    )
 
 
 class RawImageStatistics(InputStatistics):
