@@ -25,10 +25,10 @@ from tests.api.test_lifecycle import (
     _iris_only,
     _predict,
     _publish,
-    _until,
     _version,
 )
 from tests.conftest import assert_error, running_app
+from tests.polling import until
 
 BEYOND_INT64 = str(MAX_VERSION + 1)
 ABOVE_INT32 = 2**40
@@ -82,7 +82,7 @@ def test_a_load_during_an_unload_waits_for_it_and_the_model_is_loaded_at_the_end
         entry = client.app.state.service.registry.find("iris-knn", 1)
         client.portal.call(entry.leases.acquire)  # a request in flight holds version 1
         unload, unloaded = _in_thread(lambda: client.post("/v2/repository/models/iris-knn/unload"))
-        _until(lambda: ("iris-knn", "1", "UNLOADING") in _index(client), "the unload waits")
+        until(lambda: ("iris-knn", "1", "UNLOADING") in _index(client), "the unload waits")
         load, loaded = _in_thread(lambda: client.post("/v2/repository/models/iris-knn/load"))
         client.portal.call(entry.leases.release)  # the request finishes
         unload.join(60)
@@ -153,14 +153,14 @@ def test_a_traffic_rollback_applies_at_the_next_poll_while_another_model_loads(
             (models / ".binary-mlp.tmp").rename(models / "binary-mlp")
             assert gate.waiting.wait(60), "binary-mlp never started loading"
             _config(models, {"labels": {"stable": 1, "canary": 2}, "traffic": {"stable": 1}})
-            _until(lambda: _version(_predict(client)) == 1, "the rollback applies", 30)
+            until(lambda: _version(_predict(client)) == 1, "the rollback applies", 30)
             # New labels too, and the index and readiness answer, while the load is held.
             _config(models, {"labels": {"stable": 1, "beta": 2}, "traffic": {"stable": 1}})
-            _until(lambda: "beta" in _iris(client)["version_labels"], "the new label applies", 30)
+            until(lambda: "beta" in _iris(client)["version_labels"], "the new label applies", 30)
             assert ("binary-mlp", "1", "LOADING") in _index(client)
             assert client.get("/health/ready").status_code == 200
             gate.opened.set()
-        _until(
+        until(
             lambda: client.get("/v2/models/binary-mlp/ready").status_code == 200,
             "binary-mlp ready once its load ends",
         )
@@ -182,17 +182,17 @@ def test_a_version_policy_that_selects_no_folder_is_refused_at_start_up_and_live
         assert _version(_predict(client)) == 2
         assert client.get("/health/ready").status_code == 200
         _config(models, {"version_policy": {"specific": [1]}})
-        _until(lambda: [v["version"] for v in _iris(client)["versions"]] == [1], "specific 1")
+        until(lambda: [v["version"] for v in _iris(client)["versions"]] == [1], "specific 1")
         assert "config_error" not in _iris(client)
         # Live: refused, naming the field, and the previous policy stays in force.
         for policy in ({"specific": [9]}, {"specific": [3, 4]}):
             _config(models, {"version_policy": policy})
-            error = _until(lambda: _iris(client).get("config_error"), f"{policy} refused")
+            error = until(lambda: _iris(client).get("config_error"), f"{policy} refused")
             assert "config.json is invalid: version_policy" in error, error
             assert _iris(client)["version_policy"] == {"specific": [1]}
             assert _version(_predict(client)) == 1
             _config(models, {"version_policy": {"specific": [1]}})
-            _until(lambda: "config_error" not in _iris(client), "the valid config is back")
+            until(lambda: "config_error" not in _iris(client), "the valid config is back")
 
 
 # ---------------------------------------------------------------- one version range
@@ -220,8 +220,8 @@ def test_a_folder_beyond_the_version_range_is_refused_with_a_reason_and_nothing_
         # Renamed into the range: served (and the refusal is gone).
         _publish(models, 3)
         shutil.rmtree(models / "iris-knn" / BEYOND_INT64)
-        _until(lambda: "refused_folders" not in _iris(client), "the refusal is gone")
-        _until(lambda: _version(_predict(client)) == 3, "version 3 serves")
+        until(lambda: "refused_folders" not in _iris(client), "the refusal is gone")
+        until(lambda: _version(_predict(client)) == 3, "version 3 serves")
 
 
 def test_a_version_above_int32_works_on_every_route_and_in_config(models_copy: Path) -> None:
@@ -287,11 +287,11 @@ def test_a_config_naming_a_version_beyond_the_range_is_refused(models_copy: Path
             ({"version_policy": {"specific": [MAX_VERSION + 1]}}, "version_policy.specific"),
         ):
             _config(models, config)
-            error = _until(lambda: _iris(client).get("config_error"), f"{config} refused")
+            error = until(lambda: _iris(client).get("config_error"), f"{config} refused")
             assert field in error, error
             assert _version(_predict(client)) == 1
             _config(models, {})
-            _until(lambda: "config_error" not in _iris(client), "the valid config is back")
+            until(lambda: "config_error" not in _iris(client), "the valid config is back")
 
 
 # ---------------------------------------------------------------- shadow apart from own stats
@@ -313,7 +313,7 @@ def test_shadow_copies_are_counted_apart_from_the_versions_own_statistics(
             one: dict[str, Any] = body["model_stats"][0]
             return one
 
-        canary = _until(
+        canary = until(
             lambda: (s := stats(2))["shadow_stats"]["inference_count"] == 12 and s,
             "12 shadow rows counted",
         )
@@ -336,7 +336,7 @@ def test_shadow_copies_are_counted_apart_from_the_versions_own_statistics(
         assert stable["shadow_stats"]["inference_count"] == 0
         # Its own requests count as its own, next to the shadow copies.
         assert _version(_predict(client, "iris-knn/versions/2")) == 2
-        own = _until(
+        own = until(
             lambda: (s := stats(2))["inference_stats"]["queue"]["count"] == 1 and s,
             "the canary's own request counted",
         )
