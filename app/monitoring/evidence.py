@@ -9,7 +9,8 @@
 
 Cost: the comparisons are running tallies (`app.monitoring.tallies`); each poll reads only
 the rows stored after a watermark (by id, through the (model, version, id) indexes) and the
-feedback given after a time watermark (through the feedback-time indexes of migration 0005),
+feedback given after a time watermark (through the feedback-time indexes of migrations 0005
+and 0006),
 so what a poll costs follows what is new, not the history.
 
 All methods block (database I/O): call them from a worker thread.
@@ -105,35 +106,17 @@ class Evidence:
 
     def shadow_pairs_after(
         self, model: str, candidate: int, baseline: int, after_id: int, limit: int
-    ) -> list[tuple[int, float, str, str | None, str | None, float | None]]:
+    ) -> list[tuple[int, float, str, str | None, None, None]]:
         """The oldest `limit` pairs of the shadow `candidate` next to `baseline` with id >
-        `after_id`: (id, stored at, baseline's answer, candidate's or None, the baseline
-        row's truth or None, its feedback time or None), by id."""
-        s, p = shadow_pairs, prediction_rows
+        `after_id`: (id, stored at, baseline's answer, candidate's or None, None, None), by id.
 
-        def newest(column: Any) -> Any:
-            return (
-                select(column)
-                .where(
-                    p.c.request_id == s.c.request_id,
-                    p.c.model == model,
-                    p.c.version == baseline,
-                    p.c.row_index == s.c.row_index,
-                )
-                .order_by(p.c.id.desc())
-                .limit(1)
-                .scalar_subquery()
-            )
-
+        The truths come from `shadow_feedback_after` only, also for a pair stored after its
+        feedback (the tallies read feedback again over an overlap longer than a poll): looking
+        each pair's truth up here cost a scan of the version's rows per pair on SQLite, whose
+        planner walks (model, version, id) backwards for an `ORDER BY id DESC LIMIT 1`."""
+        s = shadow_pairs
         query = (
-            select(
-                s.c.id,
-                s.c.created_at,
-                s.c.primary_predicted,
-                s.c.shadow_predicted,
-                newest(p.c.true_label),
-                newest(p.c.feedback_at),
-            )
+            select(s.c.id, s.c.created_at, s.c.primary_predicted, s.c.shadow_predicted)
             .where(
                 s.c.model == model,
                 s.c.shadow_version == candidate,
@@ -144,40 +127,14 @@ class Evidence:
             .limit(limit)
         )
         with self.engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(query)]
+            return [(*row, None, None) for row in connection.execute(query)]
 
     def shadow_feedback_after(
         self, model: str, candidate: int, baseline: int, after: float
     ) -> list[tuple[int, float, str, str | None, str | None, float | None]]:
         """The pairs whose baseline row got feedback at a time > `after` (as
-        `shadow_pairs_after`), through the feedback-time index."""
-        s, p = shadow_pairs, prediction_rows
-        query = (
-            select(
-                s.c.id,
-                s.c.created_at,
-                s.c.primary_predicted,
-                s.c.shadow_predicted,
-                p.c.true_label,
-                p.c.feedback_at,
-            )
-            .select_from(
-                p.join(
-                    s,
-                    (s.c.request_id == p.c.request_id)
-                    & (s.c.row_index == p.c.row_index)
-                    & (s.c.model == model)
-                    & (s.c.shadow_version == candidate)
-                    & (s.c.primary_version == baseline),
-                )
-            )
-            .where(
-                p.c.model == model,
-                p.c.version == baseline,
-                p.c.feedback_at > after,
-                p.c.true_label.is_not(None),
-            )
-        )
+        `shadow_pairs_after`, with the truth and its time), through the feedback-time index."""
+        query = shadow_feedback_query(model, candidate, baseline, after)
         with self.engine.connect() as connection:
             return [tuple(row) for row in connection.execute(query)]
 
@@ -293,6 +250,38 @@ class Evidence:
             }
             new_id = connection.execute(insert(d).values(**values).returning(d.c.id)).scalar_one()
         return _decision({**values, "id": new_id})
+
+
+def shadow_feedback_query(model: str, candidate: int, baseline: int, after: float) -> Any:
+    """The select of `Evidence.shadow_feedback_after`: from each feedback row given after
+    `after` to its pair by the pair's full key (migration 0006's index)."""
+    s, p = shadow_pairs, prediction_rows
+    return (
+        select(
+            s.c.id,
+            s.c.created_at,
+            s.c.primary_predicted,
+            s.c.shadow_predicted,
+            p.c.true_label,
+            p.c.feedback_at,
+        )
+        .select_from(
+            p.join(
+                s,
+                (s.c.request_id == p.c.request_id)
+                & (s.c.row_index == p.c.row_index)
+                & (s.c.model == model)
+                & (s.c.shadow_version == candidate)
+                & (s.c.primary_version == baseline),
+            )
+        )
+        .where(
+            p.c.model == model,
+            p.c.version == baseline,
+            p.c.feedback_at > after,
+            p.c.true_label.is_not(None),
+        )
+    )
 
 
 def _decision(row: Any) -> Decision:

@@ -90,7 +90,9 @@ class Promoter(Comparisons):
         if store is None:
             return
         self.evidence = Evidence(store)
-        self.tallies = Tallies(self.evidence, self.settings.promotion_window_rows)
+        self.tallies = Tallies(
+            self.evidence, self.settings.promotion_window_rows, self.settings.promotion_poll_s
+        )
         try:
             await self._sync()
         except Exception as exc:  # noqa: BLE001 - logged; the poll tries again

@@ -8,8 +8,10 @@ rows (so replicas sharing PostgreSQL each keep their own, from the same rows):
   Rows stored more than `SETTLED_S` before a poll are final at once (an id is taken when its
   row is inserted, and an insert commits within seconds), so the first poll, which reads
   the history, does not keep the history's ids.
-- feedback: read by feedback time after a watermark less `FEEDBACK_OVERLAP_S` (clock skew
-  between replicas, commits out of order). Each row's contribution (a vector of sums) is
+- feedback: read by feedback time after a watermark less an overlap: `FEEDBACK_OVERLAP_S`
+  (clock skew between replicas, commits out of order) plus two poll intervals, so that a
+  shadow pair stored after its feedback (the pairs are stored at each poll) is joined to it
+  by a later read. Each row's contribution (a vector of sums) is
   kept by row id (`Contributions`), so reading a row again, or a corrected truth, replaces
   its contribution instead of adding it: the tallies equal a recomputation from scratch.
 Memory: the contributions older than the overlap are forgotten beyond
@@ -126,11 +128,13 @@ def _advance(
     count_row: Callable[[Row], None],
     vector_of: Callable[[Row], Vector | None],
     batch: int,
+    overlap_s: float,
 ) -> None:
-    """One poll of a tally: the new rows (in batches of `batch`), then the new feedback."""
+    """One poll of a tally: the new rows (in batches of `batch`), then the feedback given
+    since the newest read less `overlap_s`."""
     cursor, newest = tally.ids.low, tally.ids.low
     settled, settled_before = tally.ids.low, time.time() - SETTLED_S
-    keep_after = tally.feedback_after - FEEDBACK_OVERLAP_S
+    keep_after = tally.feedback_after - overlap_s
 
     def feedback(rows: Iterable[Row]) -> None:
         for row in rows:
@@ -159,9 +163,10 @@ def _advance(
 class Tallies:
     """The tallies of one replica (see the module docstring)."""
 
-    def __init__(self, evidence: Evidence, batch_rows: int) -> None:
+    def __init__(self, evidence: Evidence, batch_rows: int, poll_s: float = 0.0) -> None:
         self.evidence = evidence
         self.batch_rows = batch_rows
+        self.overlap_s = FEEDBACK_OVERLAP_S + 2 * poll_s
         self._tallies: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
 
     def _get(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
@@ -194,6 +199,7 @@ class Tallies:
             lambda row: comparer.shadow_row(tally.counts, row[2], row[3]),
             lambda row: comparer.shadow_feedback(row[2], row[3], row[4]),
             batch,
+            self.overlap_s,
         )
         counts = copy.deepcopy(tally.counts)
         comparer.shadow_total(counts, tally.feedback.total)
@@ -237,6 +243,7 @@ class Tallies:
             count,
             lambda row: comparer.version_feedback(row[2], row[3], row[4]),
             batch,
+            self.overlap_s,
         )
 
 

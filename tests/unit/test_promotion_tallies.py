@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from app.monitoring.comparers import LABELS, VALUES
 from app.monitoring.database import database_url
-from app.monitoring.evidence import Evidence
+from app.monitoring.evidence import Evidence, shadow_feedback_query
 from app.monitoring.store import Store
 from app.monitoring.tallies import Tallies
 
@@ -238,3 +238,30 @@ def test_a_poll_reads_what_is_new_not_the_history(folder: Path) -> None:
     assert evidence.read <= 4 + 2  # again the previous poll's rows and the new feedback
     # Version 2's first row (50.0, truth 1.0) and its newest (10.0, truth 2.0).
     assert candidate.feedback_rows == 2 and candidate.abs_sum == pytest.approx(49.0 + 8.0)
+
+
+def test_a_shadow_pair_stored_after_its_feedback_is_counted(folder: Path) -> None:
+    # The shadow's pairs are stored at each poll, so feedback may come before its pair.
+    store = _store(folder)
+    world = World(store, values=False)
+    tallies = Tallies(world.evidence, batch_rows=100, poll_s=10.0)
+    world.predict(1, 0.1, None)  # the baseline answers "a"
+    store.set_feedback({world._ids()[0]: "a"})
+    assert _counts(tallies, LABELS)[0].feedback_rows == 0
+    world.evidence.insert_shadow_rows([(MODEL, "r0", 0, 1, 2, "a", "b", time.time())])
+    shadow = _counts(tallies, LABELS)[0]
+    assert (shadow.rows, shadow.feedback_rows, shadow.baseline_only) == (1, 1, 1)
+
+
+def test_a_feedback_row_finds_its_shadow_pair_by_the_pairs_key(folder: Path) -> None:
+    # A scan of the version's pairs per feedback row made each poll cost the history.
+    store = _store(folder)
+    query = shadow_feedback_query(MODEL, 2, 1, 0.0).compile(
+        store.engine, compile_kwargs={"literal_binds": True}
+    )
+    with store.engine.connect() as connection:
+        plan = " | ".join(
+            str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}")
+        )
+    assert "SEARCH shadow_pairs USING INDEX ix_shadow_pairs_request" in plan, plan
+    assert "ix_prediction_rows_feedback_at" in plan, plan
