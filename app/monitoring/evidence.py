@@ -141,32 +141,26 @@ class Evidence:
     # ------------------------------------------------------------------ canary
     def rows_after(
         self, model: str, version: int, after_id: int, limit: int
-    ) -> list[tuple[int, float, str, bytes, str | None, float | None]]:
-        """The oldest `limit` rows of a version with id > `after_id`: (id, created at,
-        predicted label, outputs as float32 bytes, truth or None, feedback time or None), by
-        id."""
+    ) -> list[tuple[int, float, None, None, None, None]]:
+        """The oldest `limit` rows of a version with id > `after_id`: (id, created at, None,
+        None, None, None), by id; their outputs and truths come from `feedback_after` (as a
+        shadow's, see `shadow_pairs_after`), so counting a row reads no blob."""
         p = prediction_rows
         query = (
-            select(
-                p.c.id,
-                p.c.created_at,
-                p.c.predicted,
-                p.c.probabilities,
-                p.c.true_label,
-                p.c.feedback_at,
-            )
+            select(p.c.id, p.c.created_at)
             .where(p.c.model == model, p.c.version == version, p.c.id > after_id)
             .order_by(p.c.id)
             .limit(limit)
         )
         with self.engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(query)]
+            return [(*row, None, None, None, None) for row in connection.execute(query)]
 
     def feedback_after(
         self, model: str, version: int, since_id: int, after: float
     ) -> list[tuple[int, float, str, bytes, str | None, float | None]]:
-        """The rows of a version with id >= `since_id` that got feedback at a time > `after`
-        (as `rows_after`), through the feedback-time index."""
+        """The rows of a version with id >= `since_id` that got feedback at a time > `after`:
+        (id, created at, predicted label, outputs as float32 bytes, truth, feedback time),
+        through the feedback-time index."""
         p = prediction_rows
         query = select(
             p.c.id,
