@@ -188,6 +188,11 @@ def named_rows(
     return rows
 
 
+# Decoded grid bytes (up to ~5 float32 28x28 grids, ~20 us each to read) whose rows an image
+# kind makes on the event loop: less than the hand-off to a decoding thread and back costs.
+INLINE_GRID_BYTES = 16 * 1024
+
+
 class InputAdapter(ABC):
     """One model version's input kind: schema, V2 tensor, rows, features."""
 
@@ -334,6 +339,13 @@ class InputAdapter(ABC):
             return self.bytes_rows(values.reshape(-1), where, budget)
         as_rows = values.astype(np.float32, copy=False) if datatype != "FP64" else values
         return named_rows(self.to_row, as_rows, where)
+
+    def rows_off_loop(self, datatype: str, nbytes: int) -> bool:
+        """Whether making the rows of a decoded V2 tensor (`datatype`, `nbytes` bytes of
+        values) belongs on a decoding thread rather than the event loop. The protocols move
+        any body over 64 KiB there whole; this says it for the smaller ones (by default:
+        never)."""
+        return False
 
     def bytes_rows(
         self, elements: np.ndarray, where: str, budget: RequestBudget | None

@@ -13,7 +13,8 @@ API's 422.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,17 @@ class DecodedRequest:
     rows: list[Any]
     # (output name, as binary?) in the order asked for.
     outputs: list[tuple[str, bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class _ParsedRequest:
+    """A parsed infer request whose rows are still to be made (`make_rows(budget)`), on a
+    decoding thread where `off_loop`."""
+
+    request: InferenceRequest
+    outputs: list[tuple[str, bool]]
+    make_rows: Callable[[RequestBudget | None], list[Any]]
+    off_loop: bool
 
 
 class V2Protocol:
@@ -117,16 +129,21 @@ class V2Protocol:
         context: RequestContext,
         receive: Receive | None = None,
     ) -> DecodedRequest:
-        """An infer request body -> the version's rows and the outputs asked for (on a
-        decoding thread when it is large, compressed or holds images)."""
-        adapter = entry.kind
+        """An infer request body -> the version's rows and the outputs asked for: all on a
+        decoding thread when the body is large or compressed; otherwise parsed here, and its
+        rows made on a decoding thread only where the input kind says so (image files)."""
         compressed = (headers.get("content-encoding") or "identity").strip().lower() != "identity"
         try:
-            if adapter.slow_rows or compressed or len(body) > LARGE_BODY_BYTES:
+            if compressed or len(body) > LARGE_BODY_BYTES:
                 return await self.core.off_loop(
                     lambda budget: self._decode(entry, body, headers, budget), context, receive
                 )
-            return self._decode(entry, body, headers, None)
+            parsed = self._parse(entry, body, headers)
+            if parsed.off_loop:
+                rows = await self.core.off_loop(parsed.make_rows, context, receive)
+            else:
+                rows = parsed.make_rows(None)
+            return DecodedRequest(parsed.request, rows, parsed.outputs)
         except InvalidInput as exc:
             raise BadRequest(exc.message) from None
 
@@ -137,6 +154,12 @@ class V2Protocol:
         headers: dict[str, str | None],
         budget: RequestBudget | None,
     ) -> DecodedRequest:
+        parsed = self._parse(entry, body, headers)
+        return DecodedRequest(parsed.request, parsed.make_rows(budget), parsed.outputs)
+
+    def _parse(
+        self, entry: CardedVersion, body: bytes, headers: dict[str, str | None]
+    ) -> _ParsedRequest:
         adapter = entry.kind
         header_length = headers.get(HEADER_LENGTH.lower())
         limit = adapter.max_values(self.limits.max_instances)
@@ -159,11 +182,18 @@ class V2Protocol:
             tensors = decode_named_inputs(
                 request, binary, features, entry.name, self.limits.max_instances, spec
             )
-            return DecodedRequest(request, adapter.feature_rows(tensors, budget), outputs)
+            return _ParsedRequest(
+                request, outputs, functools.partial(adapter.feature_rows, tensors), False
+            )
         datatype, values = decode_input(
             request, binary, spec, entry.name, self.limits.max_instances
         )
-        return DecodedRequest(request, adapter.tensor_rows(datatype, values, budget), outputs)
+        return _ParsedRequest(
+            request,
+            outputs,
+            functools.partial(adapter.tensor_rows, datatype, values),
+            adapter.rows_off_loop(datatype, int(values.nbytes)),
+        )
 
     def encode(
         self,

@@ -34,7 +34,6 @@ from app import __version__
 from app.codecs.v2 import EXTENSIONS, SERVER_NAME, takes_named_inputs
 from app.context import ROUTING_HEADERS, RequestContext
 from app.core import InferenceCore
-from app.decoding import LARGE_BODY_BYTES
 from app.errors import BadRequest, ServingError
 from app.middleware import RequestRecorder, ServerState, token_fingerprint
 from app.protocols import triton
@@ -313,7 +312,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     request, spec, entry.name, self.limits.max_instances, output_names(card)
                 )
             make_rows = functools.partial(decoded.rows, adapter)
-            if adapter.slow_rows or decoded.nbytes > LARGE_BODY_BYTES:
+            if decoded.rows_off_loop(adapter):
                 rows = await core.off_loop(make_rows, context)
             else:
                 rows = make_rows(None)

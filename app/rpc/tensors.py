@@ -35,6 +35,7 @@ from app.codecs.v2 import (
     requested_outputs,
     tensor_from_binary,
 )
+from app.decoding import LARGE_BODY_BYTES
 from app.errors import BadRequest
 from app.kinds import InputAdapter
 from app.rpc.generated import grpc_service_pb2 as pb
@@ -71,6 +72,10 @@ class DecodedTensor:
     def nbytes(self) -> int:
         return int(self.values.nbytes)
 
+    def rows_off_loop(self, adapter: InputAdapter) -> bool:
+        """Whether its rows are made on a decoding thread (`adapter.rows_off_loop`)."""
+        return self.nbytes > LARGE_BODY_BYTES or adapter.rows_off_loop(self.datatype, self.nbytes)
+
     def rows(self, adapter: InputAdapter, budget: RequestBudget | None) -> list[Any]:
         """The version's rows of this input (`adapter.tensor_rows`)."""
         return adapter.tensor_rows(self.datatype, self.values, budget)
@@ -87,6 +92,10 @@ class DecodedFeatures:
     @property
     def nbytes(self) -> int:
         return sum(values.nbytes for _, values in self.tensors.values())
+
+    def rows_off_loop(self, adapter: InputAdapter) -> bool:
+        """Whether its rows are made on a decoding thread (large ones only)."""
+        return self.nbytes > LARGE_BODY_BYTES
 
     def rows(self, adapter: InputAdapter, budget: RequestBudget | None) -> list[Any]:
         """The version's rows of these inputs (`adapter.feature_rows`)."""
