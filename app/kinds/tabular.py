@@ -161,12 +161,32 @@ class TabularAdapter(InputAdapter):
         row = np.asarray(instance, dtype=np.float64)
         outside = ~(np.abs(row) <= FLOAT32_MAX)  # finite in JSON, but beyond float32's ±3.4e38
         if outside.any():
-            column = int(np.flatnonzero(outside)[0])
-            raise InvalidInput(
-                f"{self.feature_names[column]} is out of range: features must be within "
-                f"±{FLOAT32_MAX:.3g} (float32)"
-            )
+            raise InvalidInput(self._out_of_range(int(np.flatnonzero(outside)[0])))
         return row.astype(np.float32)
+
+    def tensor_rows(
+        self, datatype: str, values: np.ndarray, budget: RequestBudget | None
+    ) -> list[Any]:
+        """A numeric [N, F] tensor checked in one pass (not row by row: a 256-row request
+        spent a fifth of its event-loop time in `to_row`), then split into N row views."""
+        if datatype == "BYTES":
+            return super().tensor_rows(datatype, values, budget)
+        matrix = values.reshape(len(values), -1)
+        if matrix.dtype != np.float32:
+            matrix = matrix.astype(np.float64, copy=False)
+        outside = ~(np.abs(matrix) <= FLOAT32_MAX)
+        if outside.any():
+            index, column = (int(i) for i in np.argwhere(outside)[0])
+            raise InvalidInput(
+                f"input {self.tensor_spec.name}[{index}]: {self._out_of_range(column)}"
+            )
+        return list(matrix.astype(np.float32, copy=False))
+
+    def _out_of_range(self, column: int) -> str:
+        return (
+            f"{self.feature_names[column]} is out of range: features must be within "
+            f"±{FLOAT32_MAX:.3g} (float32)"
+        )
 
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.stack(rows)
