@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import re
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.context import ROUTING_HEADERS, SCOPE_KEY, RequestContext
+from app.context import (
+    CLIENT_REQUEST_ID,
+    ROUTING_HEADERS,
+    SCOPE_KEY,
+    RequestContext,
+    new_request_id,
+)
 from app.errors import Unavailable
 from app.http_errors import render_error
 from app.logs import AccessLog
 from app.metrics import Metrics
 from app.middleware.state import SHUT_DOWN_MESSAGE, ServerState
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class ObservabilityMiddleware:
@@ -46,12 +48,11 @@ class ObservabilityMiddleware:
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 candidate = value.decode("latin-1")
-                if _REQUEST_ID.match(candidate):
+                if CLIENT_REQUEST_ID.match(candidate):
                     request_id = candidate
             elif key in ROUTING_HEADERS:
                 routing = [*(routing or ()), (key, value)]
-        # Unique enough to find a request in the logs, and no syscall (uuid4 reads urandom).
-        request_id = request_id or f"{random.getrandbits(64):016x}"
+        request_id = request_id or new_request_id()
         # Arrival time: the deadline counts from it, and requests that arrived before a
         # SIGTERM still finish.
         context = scope[SCOPE_KEY] = RequestContext(request_id=request_id, arrived=started)

@@ -17,14 +17,13 @@ key gets PERMISSION_DENIED, as REST's 403; admin keys work wherever a prediction
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from app.context import RequestContext
+from app.context import RequestContext, new_request_id
 from app.middleware import RequestRecorder, key_index
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -130,9 +129,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
         async def refuse(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
             if recorder is not None:
-                call = RequestContext(
-                    request_id=f"{random.getrandbits(64):016x}", arrived=time.perf_counter()
-                )
+                call = RequestContext(request_id=new_request_id(), arrived=time.perf_counter())
                 call.status = http_status
                 recorder.record(
                     call,

@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -32,7 +30,7 @@ from google.protobuf import json_format
 
 from app import __version__
 from app.codecs.v2 import EXTENSIONS, SERVER_NAME, takes_named_inputs
-from app.context import ROUTING_HEADERS, RequestContext
+from app.context import CLIENT_REQUEST_ID, ROUTING_HEADERS, RequestContext, new_request_id
 from app.core import InferenceCore
 from app.errors import BadRequest, ServingError
 from app.middleware import RequestRecorder, ServerState, token_fingerprint
@@ -57,7 +55,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 SERVICE_NAME = "inference.GRPCInferenceService"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ROUTING_KEYS = {key.decode() for key in ROUTING_HEADERS}
 # Requests of one ModelStreamInfer call in the core at once.
 STREAM_WINDOW = 64
@@ -94,15 +91,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         for key, value in call.invocation_metadata() or ():
             if not isinstance(value, str):
                 continue
-            if key == "x-request-id" and _REQUEST_ID.match(value):
+            if key == "x-request-id" and CLIENT_REQUEST_ID.match(value):
                 request_id = value
             elif key == "authorization" and self.keyed:
                 caller = token_fingerprint(value.partition(" ")[2].strip())
             elif key in _ROUTING_KEYS:
                 routing = [*(routing or ()), (key.encode(), value.encode("latin-1", "replace"))]
-        context = RequestContext(
-            request_id=request_id or f"{random.getrandbits(64):016x}", arrived=arrived
-        )
+        context = RequestContext(request_id=request_id or new_request_id(), arrived=arrived)
         context.endpoint = rpc
         context.protocol = "grpc"
         context.caller = caller

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -53,7 +54,7 @@ def test_prometheus_exposition_parses_and_has_every_series(client: Any) -> None:
 
 def test_request_id_is_returned_and_accepted(client: Any) -> None:
     generated = client.get("/health/live").headers["x-request-id"]
-    assert len(generated) == 16
+    assert uuid.UUID(generated).version == 7  # time-ordered: see app.context.new_request_id
     echoed = client.get("/health/live", headers={"X-Request-ID": "abc-123"})
     assert echoed.headers["x-request-id"] == "abc-123"
     unsafe = client.get("/health/live", headers={"X-Request-ID": "bad id\twith spaces"})
