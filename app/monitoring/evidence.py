@@ -75,6 +75,16 @@ promotion_decisions = Table(
 )
 
 ShadowRow = tuple[str, str, int, int, int, str, str | None, float]
+SHADOW_COLUMNS = (
+    "model",
+    "request_id",
+    "row_index",
+    "primary_version",
+    "shadow_version",
+    "primary_predicted",
+    "shadow_predicted",
+    "created_at",
+)
 
 
 class Evidence:
@@ -86,23 +96,18 @@ class Evidence:
     # ------------------------------------------------------------------ shadow pairs
     def insert_shadow_rows(self, rows: Sequence[ShadowRow]) -> None:
         """Insert (model, request id, row index, primary version, shadow version, primary's
-        label, shadow's label or None, created_at) rows in one transaction."""
+        label, shadow's label or None, created_at) rows in one transaction, straight to the
+        driver's executemany (as `Store.insert_rows`: SQLAlchemy's per-row parameter
+        processing ran on a thread sharing the GIL with the event loop)."""
         if not rows:
             return
-        keys = (
-            "model",
-            "request_id",
-            "row_index",
-            "primary_version",
-            "shadow_version",
-            "primary_predicted",
-            "shadow_predicted",
-            "created_at",
+        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO shadow_pairs ({', '.join(SHADOW_COLUMNS)}) "  # noqa: S608 - constant names; values are parameters
+            f"VALUES ({', '.join([marker] * len(SHADOW_COLUMNS))})"
         )
         with self.engine.begin() as connection:
-            connection.execute(
-                insert(shadow_pairs), [dict(zip(keys, r, strict=True)) for r in rows]
-            )
+            connection.exec_driver_sql(sql, list(rows))
 
     def shadow_pairs_after(
         self, model: str, candidate: int, baseline: int, after_id: int, limit: int
