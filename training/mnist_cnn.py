@@ -49,7 +49,7 @@ PRINTED_PER_1000 = 180
 HARD_FRACTION = 0.25
 # Outlier exposure (training/outliers.py): generated non-digits, this fraction of the digit
 # training images, trained towards the uniform distribution.
-OUTLIER_FRACTION = 0.3
+OUTLIER_FRACTION = 0.7
 
 
 def extra_images(
@@ -291,9 +291,10 @@ def train(work: Path, options: TrainOptions) -> TrainResult:
             "thumbnails upscaled, blurred, hard shadow edges, black-on-white scan grids), all "
             "through the server's image conversion",
             "outlier_exposure": f"{len(x_outliers)} generated non-digits (training/outliers.py: "
-            "letters and symbols in the DejaVu fonts and Pillow's, printed and hand-drawn-like, "
-            f"scribbles, textures, noise; {OUTLIER_FRACTION:.0%} of the digit images) trained "
-            "towards the uniform distribution (Hendrycks et al., 2019)",
+            "Latin letters and ASCII symbols, Greek and Cyrillic letters, arrows, mathematical "
+            "and other signs, all in the DejaVu fonts, printed and hand-drawn-like, geometric "
+            f"shapes, scribbles, textures, noise; {OUTLIER_FRACTION:.0%} of the digit images) "
+            "trained towards the uniform distribution (Hendrycks et al., 2019)",
             "optimizer": "adam",
             "learning_rate": f"cosine decay, peak {PEAK_LEARNING_RATE}, 5% warm-up",
             "label_smoothing": LABEL_SMOOTHING,

@@ -8,10 +8,12 @@ digits from everything else far better than a network that only ever saw digits.
 
 Two disjoint splits, so that the share warned is measured on non-digits the network never
 trained on: `split="train"` draws its letters from the DejaVu fonts (when installed; else
-Pillow's bundled font), its scribbles and textures from one seed stream and its digit pairs
-from the fit images; `split="held-out"` uses the Liberation fonts and Pillow's bundled font,
-hand-drawn-like letters (a font's letter, elastically warped, drawn with a pen of random
-width), kinds of texture training never saw (dots, grids, rings), and pairs of *test* digits.
+Pillow's bundled font), its scribbles, shapes and textures from one seed stream and its digit
+pairs from the fit images, and adds glyphs the held-out split never draws (Greek and Cyrillic
+letters, arrows, mathematical and other signs, in the DejaVu fonts) and geometric shapes;
+`split="held-out"` uses the Liberation fonts and Pillow's bundled font, hand-drawn-like
+letters (a font's letter, elastically warped, drawn with a pen of random width), kinds of
+texture training never saw (dots, grids, rings), and pairs of *test* digits.
 Every generator returns grey images (H, W), 0-255, dark ink on light paper, as a client sends.
 """
 
@@ -34,6 +36,18 @@ LOOK_ALIKE = set("OoIl|")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 SYMBOLS = "+-=%&#@?*$!<>()[]{}/\\~^"
 TRAIN_GLYPHS = "".join(c for c in LETTERS + SYMBOLS if c not in LOOK_ALIKE)
+# Training only: glyphs beyond the Latin alphabet and ASCII, in the DejaVu fonts, so that the
+# network learns "not a digit" for shapes of every kind rather than for the few the held-out
+# families draw (Latin letters and ASCII symbols). Left out, like LOOK_ALIKE: glyphs drawn like
+# a digit (Greek iota and omicron, Cyrillic o, ze, be, che, e; partial d, delta, empty set).
+UNICODE_GLYPHS = (
+    "αβγεζηθκλμνξπρστυφχψωΓΔΘΛΞΠΣΦΨΩ"  # Greek
+    "вгджийклмнпрстфхцшщъыьюяГДЖИЛПФЦШЩЮЯ"  # Cyrillic
+    "←↑→↓↔↕↖↗↘↙⇐⇑⇒⇓⇔↺↻"  # arrows
+    "∀∃∇∈∉∋∏∑±×÷√∝∠∧∨∩∪∫∮≈≠≡≤≥⊂⊃⊆⊇⊕⊗⊥⋅"  # mathematics
+    "§¶©®™†‡•…‰€£¥¢¿¡«»"  # punctuation and currency
+    "■□▲△▶▷▼▽◆◇◊★☆♠♣♥♦♪♫☺☻✓✗✚✦"  # geometric shapes and signs
+)
 
 
 def _fonts(family: str) -> list[Path]:
@@ -44,10 +58,12 @@ def _fonts(family: str) -> list[Path]:
     return found
 
 
-def _font(paths: list[Path], size: int, rng: np.random.Generator) -> ImageFont.ImageFont:
-    # Pillow's bundled font is one of the choices whatever is installed (and the only one on
-    # a machine without system fonts), so the generators work everywhere.
-    pick = int(rng.integers(len(paths) + 1))
+def _font(
+    paths: list[Path], size: int, rng: np.random.Generator, bundled: bool = True
+) -> ImageFont.ImageFont:
+    # Pillow's bundled font is one of the choices when `bundled` (and the only one on a
+    # machine without system fonts), so the generators work everywhere.
+    pick = int(rng.integers(len(paths) + (1 if bundled or not paths else 0)))
     if pick == len(paths):
         return ImageFont.load_default(size=size)  # type: ignore[return-value]
     return ImageFont.truetype(str(paths[pick]), size)  # type: ignore[return-value]
@@ -86,16 +102,19 @@ def _on_paper(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return paper_grey
 
 
-def glyph(text: str, fonts: list[Path], rng: np.random.Generator, hand: bool) -> np.ndarray:
-    """A letter or symbol in one of `fonts`, 30-120 px; `hand`: elastically warped and drawn
-    again with a round pen of random width (hand-drawn-like)."""
+def glyph(
+    text: str, fonts: list[Path], rng: np.random.Generator, hand: bool, bundled: bool = True
+) -> np.ndarray:
+    """A letter or symbol in one of `fonts` (or Pillow's bundled font when `bundled`),
+    30-120 px; `hand`: elastically warped and drawn again with a round pen of random width
+    (hand-drawn-like)."""
     size = int(rng.integers(30, 120))
     canvas = Image.new("L", (size * (len(text) + 1), size * 2), 0)
     ImageDraw.Draw(canvas).text(
         (size // 2, size // 3),
         text,
         fill=255,
-        font=_font(fonts, size, rng),
+        font=_font(fonts, size, rng, bundled),
         stroke_width=int(rng.integers(0, max(1, size // 14) + 1)),
         stroke_fill=255,
     )
@@ -125,6 +144,51 @@ def scribble(rng: np.random.Generator) -> np.ndarray:
         points = rng.uniform(0.1, 0.9, size=(int(rng.integers(3, 7)), 2)) * side
         cv2.polylines(canvas, [points.astype(np.int32)], False, 255, pen, cv2.LINE_AA)
     return _on_paper(canvas.astype(np.float32) / 255.0, rng)
+
+
+def shape(rng: np.random.Generator) -> np.ndarray:
+    """A geometric shape, 64-160 px, outlined or filled: a polygon (3-8 corners), a star, an
+    arrow or a cross; no circle or lone bar (drawn like a 0 or a 1)."""
+    side = int(rng.integers(64, 160))
+    canvas = np.zeros((side, side), np.uint8)
+    pen = int(rng.integers(2, max(3, side // 10)))
+    centre = np.array([side / 2, side / 2]) + rng.uniform(-0.1, 0.1, 2) * side
+    radius = side * rng.uniform(0.25, 0.42)
+    kind = int(rng.integers(4))
+    if kind in (0, 1):  # a polygon, or a star (inner and outer corners alternating)
+        corners = int(rng.integers(3, 9)) if kind == 0 else int(rng.integers(4, 9))
+        angles = rng.uniform(0, 2 * np.pi) + np.arange(corners * (1 + kind)) * np.pi / (
+            corners if kind else corners / 2
+        )
+        radii = np.full(len(angles), radius)
+        if kind == 1:
+            radii[1::2] *= rng.uniform(0.3, 0.6)
+        radii *= rng.uniform(0.8, 1.2, len(radii))
+        points = centre + np.stack([np.cos(angles), np.sin(angles)], axis=1) * radii[:, None]
+        if rng.random() < 0.5:
+            cv2.fillPoly(canvas, [points.astype(np.int32)], 255, cv2.LINE_AA)
+        else:
+            cv2.polylines(canvas, [points.astype(np.int32)], True, 255, pen, cv2.LINE_AA)
+    elif kind == 2:  # an arrow
+        angle = rng.uniform(0, 2 * np.pi)
+        offset = np.array([np.cos(angle), np.sin(angle)]) * radius
+        start, end = (centre - offset).astype(int), (centre + offset).astype(int)
+        cv2.arrowedLine(
+            canvas,
+            (int(start[0]), int(start[1])),
+            (int(end[0]), int(end[1])),
+            255,
+            pen,
+            cv2.LINE_AA,
+            tipLength=rng.uniform(0.2, 0.45),
+        )
+    else:  # a cross: two to four bars through the centre
+        for angle in rng.uniform(0, np.pi) + np.arange(int(rng.integers(2, 5))) * np.pi / 4:
+            offset = np.array([np.cos(angle), np.sin(angle)]) * radius
+            start, end = (centre - offset).astype(int), (centre + offset).astype(int)
+            cv2.line(canvas, (int(start[0]), int(start[1])), (int(end[0]), int(end[1])), 255, pen)
+    ink = _warp(canvas.astype(np.float32) / 255.0, rng, rng.uniform(0.0, 0.06))
+    return _on_paper(ink, rng)
 
 
 def texture(rng: np.random.Generator, kinds: tuple[str, ...]) -> np.ndarray:
@@ -194,30 +258,54 @@ def families(
         fonts, glyphs, textures = _fonts(TRAIN_FONTS), TRAIN_GLYPHS, TRAIN_TEXTURES
     else:
         fonts, glyphs, textures = _fonts(HELD_OUT_FONTS), LETTERS + SYMBOLS, HELD_OUT_TEXTURES
+    # Pillow's bundled font draws held-out letters; training uses it only on a machine without
+    # the DejaVu fonts, so that no font is shared between the splits where both are installed.
+    bundled = split != "train"
     letters = [c for c in glyphs if c.isalpha()]
     symbols = [c for c in glyphs if not c.isalpha()]
     made: dict[str, Callable[[], np.ndarray]] = {
-        "printed letters": lambda: glyph(str(rng.choice(letters)), fonts, rng, hand=False),
-        "hand-drawn-like letters": lambda: glyph(str(rng.choice(letters)), fonts, rng, hand=True),
-        "symbols": lambda: glyph(str(rng.choice(symbols)), fonts, rng, hand=rng.random() < 0.5),
+        "printed letters": lambda: glyph(
+            str(rng.choice(letters)), fonts, rng, hand=False, bundled=bundled
+        ),
+        "hand-drawn-like letters": lambda: glyph(
+            str(rng.choice(letters)), fonts, rng, hand=True, bundled=bundled
+        ),
+        "symbols": lambda: glyph(
+            str(rng.choice(symbols)),
+            fonts,
+            rng,
+            hand=rng.random() < 0.5,
+            bundled=bundled,
+        ),
         "textures": lambda: texture(rng, textures),
         "two or three digits side by side": lambda: digit_pair(digits, rng),
         "blank-ish noise": lambda: noise(rng),
     }
     if split == "train":
+        unicode = list(UNICODE_GLYPHS)
         made["scribbles"] = lambda: scribble(rng)
+        made["shapes"] = lambda: shape(rng)
+        made["other scripts and signs, printed"] = lambda: glyph(
+            str(rng.choice(unicode)), fonts, rng, hand=False, bundled=False
+        )
+        made["other scripts and signs, hand-drawn-like"] = lambda: glyph(
+            str(rng.choice(unicode)), fonts, rng, hand=True, bundled=False
+        )
     return made
 
 
 # Share of each family among the training outliers: letters and symbols weigh most (the
 # hardest to tell from digits).
 TRAIN_MIX = {
-    "printed letters": 0.25,
-    "hand-drawn-like letters": 0.25,
-    "symbols": 0.17,
-    "textures": 0.12,
-    "blank-ish noise": 0.06,
-    "scribbles": 0.15,
+    "printed letters": 0.20,
+    "hand-drawn-like letters": 0.22,
+    "symbols": 0.16,
+    "other scripts and signs, printed": 0.09,
+    "other scripts and signs, hand-drawn-like": 0.09,
+    "shapes": 0.06,
+    "textures": 0.06,
+    "blank-ish noise": 0.04,
+    "scribbles": 0.08,
 }
 # Digit pairs are not trained on: the reading keeps the most prominent digit of a pair (and
 # `several_digits` warns), so a pair's grid is usually one plain digit.
