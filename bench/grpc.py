@@ -254,11 +254,38 @@ def main() -> int:
             for protocol in ("rest-json", "rest-binary"):
                 addresses[protocol] = f"127.0.0.1:{port}"
             load_bodies = {rows: bodies(model, rows, work) for _, rows, _ in LOADS}
+            empty_port = _free_port()
+            empty = subprocess.Popen(
+                # As a module from the root: run as a file, bench/grpc.py would shadow grpc.
+                [sys.executable, "-m", "bench.grpc_empty", str(empty_port)],
+                stdout=subprocess.PIPE,
+                cwd=ROOT,
+            )
+            stack.callback(empty.kill)
+            assert empty.stdout is not None
+            empty.stdout.readline()  # "ready"
             for protocol in PROTOCOLS:  # warm-up: each path once
                 run_h2load(
                     protocol, addresses[protocol], load_bodies[1][protocol], 4, 1, work / "w"
                 )
             for round_ in range(args.rounds):
+                # grpc.aio's own ceiling at c64 with the same body (bench/grpc_empty.py).
+                ceiling = run_h2load(
+                    "grpc",
+                    f"127.0.0.1:{empty_port}",
+                    load_bodies[1]["grpc"],
+                    64,
+                    args.seconds,
+                    work / "log.tsv",
+                )
+                ceiling["errors"] = ceiling["non_200"]
+                runs.setdefault(("c64", "grpc-empty"), []).append({**ceiling, "rows": 1})
+                print(
+                    f"| {model} | c64 | {round_ + 1} | grpc.aio empty | "
+                    f"{ceiling['requests'] / ceiling['seconds']:,.0f} | | "
+                    f"{ceiling['p99_ms']:.1f} | |",
+                    flush=True,
+                )
                 for label, rows, concurrency in LOADS:
                     shift = round_ % len(PROTOCOLS)
                     for protocol in PROTOCOLS[shift:] + PROTOCOLS[:shift]:
@@ -316,6 +343,11 @@ def main() -> int:
         print(
             f"| {model} | compute limit (in-process, batches of {SERVER_BATCH_ROWS}) | | | | | "
             f"{row['compute_limit_rows_s']:,.0f} rows/s | | |"
+        )
+        empty = row["c64/grpc-empty"]
+        print(
+            f"| {model} | c64, grpc.aio empty handler (the library's own ceiling) | | | "
+            f"{empty['rps']:,.0f} | | | {empty['p99_ms']:.1f} | |"
         )
     checks = []
     if "mnist-cnn" in result:
