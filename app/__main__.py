@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _load_settings()
     configure_logging(settings.logging.log_level, resolve_format(settings.logging.log_format))
     limit_malloc_arenas()
+    sys.setswitchinterval(settings.serving.gil_switch_interval_ms / 1000)
     try:
         app = create_app(settings)
     except ConfigError as exc:
