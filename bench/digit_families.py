@@ -38,7 +38,7 @@ import numpy as np
 
 from app.errors import ServingError
 from bench.eval_inputs import load, probabilities_of
-from training.digit_families import families
+from training.digit_families import families, read_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,9 +60,7 @@ def main() -> None:
         started = time.perf_counter()
         for route, payload, _ in samples:
             try:
-                rows.append(
-                    adapter.to_row(payload) if route == "grid" else adapter.image_to_row(payload)
-                )
+                rows.append(read_sample(adapter, route, payload))
             except ServingError:
                 refused += 1
                 rows.append(None)

@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from app.errors import ServingError
 from bench.eval_inputs import load
 from training.digit_families import families as digit_families
 from training.digit_families import png
-from training.ood import image_families
+from training.ood import image_families, image_warnings
 from training.outliers import families as outlier_families
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,19 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def share_warned(model: Any, adapter: Any, samples: list[tuple[str, Any]]) -> float:
     """Share of (route, payload) samples refused or warned by the served path."""
-    rows, refused = [], 0
-    for route, payload in samples:
-        try:
-            rows.append(
-                adapter.to_row(payload) if route == "grid" else adapter.image_to_row(payload)
-            )
-        except ServingError:
-            refused += 1
-    warned = 0
-    if rows:
-        features = adapter.featurize(rows)
-        _, embedded = model.predict_embedded(features)
-        warned = sum(1 for flags in adapter.warnings(rows, features, embedded) or [] if flags)
+    warned, refused = image_warnings(model, adapter, samples)
     return (warned + refused) / len(samples)
 
 

@@ -20,6 +20,12 @@ from training.photo_like import photo_like
 Sample = tuple[str, Any, int]  # route ("grid" or "file"), payload, true label
 
 
+def read_sample(adapter: Any, route: str, payload: Any) -> Any:
+    """A sample's row as the server reads it: a "grid" by the adapter's `to_row`, a "file" by
+    its `image_to_row` (raises the server's ServingError, a 4xx, where the server refuses)."""
+    return adapter.to_row(payload) if route == "grid" else adapter.image_to_row(payload)
+
+
 def png(grey: np.ndarray) -> bytes:
     """(H, W) grey levels 0-255 -> PNG bytes."""
     buffer = io.BytesIO()

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from app.errors import ServingError
 from app.kinds import InputAdapter, kind_of, make_adapter
 from app.runtimes import load_model, prepare_runtimes
 from app.schemas.card import ModelCard, OutOfDomainChecks, sha256_file
@@ -55,6 +56,28 @@ def _share_warned(adapter: InputAdapter, instances: list[Any]) -> float:
     if warned is None:
         return 0.0
     return sum(1 for row in warned if row) / len(instances)
+
+
+def image_warnings(
+    model: Any, adapter: InputAdapter, samples: list[tuple[str, Any]]
+) -> tuple[int, int]:
+    """(warned, refused) of image samples through the served path, in one batch: each
+    (route, payload) is a grid ("grid", read by `to_row`) or an image file (any other route,
+    read by `image_to_row`); a refused sample (ServingError, a 4xx) is counted apart and
+    never warned."""
+    from training.digit_families import read_sample  # OpenCV: only where images are read
+
+    rows, refused = [], 0
+    for route, payload in samples:
+        try:
+            rows.append(read_sample(adapter, route, payload))
+        except ServingError:
+            refused += 1
+    if not rows:
+        return 0, refused
+    features = adapter.featurize(rows)
+    _, embedded = model.predict_embedded(features)
+    return sum(1 for flags in adapter.warnings(rows, features, embedded) or [] if flags), refused
 
 
 def _with(card: ModelCard, checks: OutOfDomainChecks) -> ModelCard:
@@ -260,12 +283,11 @@ def calibrate_image(
     statistics, kept for diagnosis). Returns the checks, the share warned per out-of-domain
     family (the held-out split of `training/outliers.py` and the older families here; a
     refused image counts as caught) and the arrays."""
-    from app.errors import ServingError
     from app.kinds.image import energy_scores
     from app.preprocessing.image import images_to_model_input
     from training.data import load_mnist
     from training.digit_families import families as digit_families
-    from training.digit_families import png
+    from training.digit_families import png, read_sample
     from training.outliers import families as outlier_families
 
     prepare_runtimes([card.framework], 2)
@@ -308,9 +330,7 @@ def calibrate_image(
         rows, truth = [], []
         for route, payload, label in samples:
             try:
-                rows.append(
-                    plain.to_row(payload) if route == "grid" else plain.image_to_row(payload)
-                )
+                rows.append(read_sample(plain, route, payload))
             except ServingError:
                 continue
             truth.append(label)
@@ -368,18 +388,7 @@ def calibrate_image(
     )
     shares: dict[str, float] = {}
     for family, files in generated.items():
-        rows, refused = [], 0
-        for data in files:
-            try:
-                rows.append(adapter.image_to_row(data))
-            except ServingError:
-                refused += 1
-        warned = 0
-        if rows:
-            features = adapter.featurize(rows)
-            _, embedded = model.predict_embedded(features)
-            flags = adapter.warnings(rows, features, embedded) or []
-            warned = sum(1 for flag in flags if flag)
+        warned, refused = image_warnings(model, adapter, [("file", data) for data in files])
         shares[family] = (warned + refused) / len(files)
         shares[f"{family}: refused (4xx)"] = refused / len(files)
     checks = checks.model_copy(update={"out_of_domain_warned": _rounded(shares)})
