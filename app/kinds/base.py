@@ -196,7 +196,8 @@ INLINE_GRID_BYTES = 16 * 1024
 class InputAdapter(ABC):
     """One model version's input kind: schema, V2 tensor, rows, features."""
 
-    # Whether to_row may be slow enough (image decoding) to belong on a worker thread.
+    # Whether to_row may be slow enough (image decoding) to belong on a worker thread (see
+    # `rows_off_loop`).
     slow_rows = False
     # Whether the version takes uploaded image files (`:predict-image`).
     takes_image_files = False
@@ -343,9 +344,10 @@ class InputAdapter(ABC):
     def rows_off_loop(self, datatype: str, nbytes: int) -> bool:
         """Whether making the rows of a decoded V2 tensor (`datatype`, `nbytes` bytes of
         values) belongs on a decoding thread rather than the event loop. The protocols move
-        any body over 64 KiB there whole; this says it for the smaller ones (by default:
-        never)."""
-        return False
+        any body over 64 KiB there whole; this says it for the smaller ones: only for a kind
+        with `slow_rows`, and there for image files (one may decode into millions of pixels
+        whatever its size) and for more grids than a thread hand-off costs to read."""
+        return self.slow_rows and (datatype == "BYTES" or nbytes > INLINE_GRID_BYTES)
 
     def bytes_rows(
         self, elements: np.ndarray, where: str, budget: RequestBudget | None

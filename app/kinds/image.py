@@ -17,7 +17,6 @@ from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput, PayloadTooLarge
 from app.html import digit_png, verdict
 from app.kinds.base import (
-    INLINE_GRID_BYTES,
     NO_WARNINGS,
     InputAdapter,
     InputLimits,
@@ -183,11 +182,6 @@ class ImageAdapter(InputAdapter):
 
     def max_values(self, max_instances: int) -> int | None:
         return max_instances * self.shape[0] * self.shape[1]  # grids; base64 has no commas
-
-    def rows_off_loop(self, datatype: str, nbytes: int) -> bool:
-        # An image file may decode into millions of pixels whatever its size; a few small
-        # grids are read faster than a thread hand-off.
-        return datatype == "BYTES" or nbytes > INLINE_GRID_BYTES
 
     def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
         if isinstance(instance, B64Image):

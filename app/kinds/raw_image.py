@@ -21,7 +21,6 @@ from app.codecs.v2 import NUMERIC_TYPES, TensorSpec
 from app.errors import InvalidInput, PayloadTooLarge
 from app.html import verdict
 from app.kinds.base import (
-    INLINE_GRID_BYTES,
     InputAdapter,
     InputLimits,
     decode_b64,
@@ -219,11 +218,6 @@ class RawImageAdapter(InputAdapter):
     def _in_range(self, values: np.ndarray) -> bool:
         low, high = self._bounds()
         return bool(values.min() >= low and values.max() <= high)
-
-    def rows_off_loop(self, datatype: str, nbytes: int) -> bool:
-        # An image file may decode into millions of pixels whatever its size; a few small
-        # grids are read faster than a thread hand-off.
-        return datatype == "BYTES" or nbytes > INLINE_GRID_BYTES
 
     def to_row(self, instance: Any, budget: RequestBudget | None = None) -> np.ndarray:
         if isinstance(instance, B64Image):
