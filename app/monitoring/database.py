@@ -112,6 +112,17 @@ prediction_tallies = Table(
 TALLY_KEY = ("model", "version", "caller", "predicted", "true_label")
 
 
+def driver_insert(engine: Engine, table: str, columns: tuple[str, ...]) -> str:
+    """An INSERT of `columns` into `table` in the driver's own placeholders (SQLite's `?`,
+    psycopg's `%s`), for `Connection.exec_driver_sql` with many rows: SQLAlchemy's per-row
+    parameter processing costs tens of microseconds a row, on threads that share the GIL
+    with the event loop. Names are this package's constants; values are parameters."""
+    marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))})"  # noqa: S608
+    )
+
+
 def database_url(url: str | None, data_dir: Path) -> str:
     """The SQLAlchemy URL: the setting (postgresql:// gets the psycopg 3 driver), else the
     SQLite file in `data_dir` (created if missing)."""

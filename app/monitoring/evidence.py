@@ -38,7 +38,7 @@ from sqlalchemy import (
     select,
 )
 
-from app.monitoring.database import prediction_rows
+from app.monitoring.database import driver_insert, prediction_rows
 from app.monitoring.store import Store
 from app.repository.promotion import Decision
 
@@ -101,11 +101,7 @@ class Evidence:
         processing ran on a thread sharing the GIL with the event loop)."""
         if not rows:
             return
-        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        sql = (
-            f"INSERT INTO shadow_pairs ({', '.join(SHADOW_COLUMNS)}) "  # noqa: S608 - constant names; values are parameters
-            f"VALUES ({', '.join([marker] * len(SHADOW_COLUMNS))})"
-        )
+        sql = driver_insert(self.engine, "shadow_pairs", SHADOW_COLUMNS)
         with self.engine.begin() as connection:
             connection.exec_driver_sql(sql, list(rows))
 

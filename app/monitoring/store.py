@@ -30,6 +30,7 @@ from sqlalchemy import (
 from app.monitoring.database import (
     INSERT_COLUMNS,
     TALLY_KEY,
+    driver_insert,
     make_engine,
     migrate,
     prediction_rows,
@@ -121,11 +122,7 @@ class Store(StoreReads):
         costs tens of microseconds a row, on the thread that shares the GIL with the event
         loop serving requests."""
         if rows:
-            marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-            sql = (
-                f"INSERT INTO prediction_rows ({', '.join(INSERT_COLUMNS)}) "  # noqa: S608 - constant names; values are parameters
-                f"VALUES ({', '.join([marker] * len(INSERT_COLUMNS))})"
-            )
+            sql = driver_insert(self.engine, "prediction_rows", INSERT_COLUMNS)
             tallies: Counter[tuple[Any, ...]] = Counter()
             for row in rows:
                 # INSERT_COLUMNS: request_id, caller, model, version, ..., predicted (last).
@@ -204,11 +201,9 @@ class Store(StoreReads):
         changes = Counter({key: n for key, n in changes.items() if n})
         if not changes:
             return
-        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        columns = ", ".join((*TALLY_KEY, "rows"))
         sql = (
-            f"INSERT INTO prediction_tallies ({columns}) VALUES ({', '.join([marker] * 6)}) "  # noqa: S608 - constant names
-            f"ON CONFLICT ({', '.join(TALLY_KEY)}) DO UPDATE SET "
+            driver_insert(self.engine, "prediction_tallies", (*TALLY_KEY, "rows"))
+            + f" ON CONFLICT ({', '.join(TALLY_KEY)}) DO UPDATE SET "
             "rows = prediction_tallies.rows + excluded.rows"
         )
         connection.exec_driver_sql(sql, [(*key, n) for key, n in changes.items()])
