@@ -24,12 +24,12 @@ from __future__ import annotations
 import logging
 import time
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from app.middleware import RequestRecorder, ServerState
 from app.repository.control import RepositoryControl
+from app.rpc.accept import PrefetchingServer
 from app.rpc.auth import HEALTH_SERVICE, ApiKeyInterceptor
 from app.rpc.generated import grpc_service_pb2, grpc_service_pb2_grpc
 from app.rpc.health import HealthServicer
@@ -80,6 +80,7 @@ class GrpcServer:
         limits: LimitsSettings,
     ) -> None:
         self._options = server_options(grpc_settings, limits)
+        self._accept_ahead = grpc_settings.grpc_accept_ahead
         host = f"[{serving.host}]" if ":" in serving.host else serving.host  # IPv6
         self.address = f"{host}:{grpc_settings.grpc_port}"
         keyed = bool(key_digests or admin_digests)
@@ -95,7 +96,7 @@ class GrpcServer:
         self._key_digests = key_digests
         self._admin_digests = admin_digests or []
         self._recorder = recorder
-        self._server: grpc.aio.Server | None = None
+        self._server: PrefetchingServer | None = None
 
     async def start(self) -> None:
         """Listen (on the running event loop). Raises RuntimeError when the port is taken."""
@@ -104,7 +105,12 @@ class GrpcServer:
             if self._key_digests or self._admin_digests
             else []
         )
-        server = grpc.aio.server(options=self._options, interceptors=interceptors)
+        server = PrefetchingServer(
+            self._options,
+            interceptors,
+            prefetched=(f"/{SERVICE_NAME}/ModelInfer",),
+            depth=self._accept_ahead,
+        )
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self._servicer, server
         )

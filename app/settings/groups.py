@@ -227,6 +227,16 @@ class GrpcSettings(_Group):
         description="Shortest interval between a client's keepalive pings (with or without "
         "calls in flight) before the server answers GOAWAY.",
     )
+    # grpc.aio asks its core for one call per method at a time, through a thread and several
+    # event-loop iterations per call (app.rpc.accept): 64 matches a channel's usual number of
+    # calls in flight.
+    grpc_accept_ahead: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="ModelInfer calls the server accepts ahead of the event loop taking them; "
+        "1 = grpc.aio's own behaviour (one at a time).",
+    )
 
 
 class RepositorySettings(_Group):

@@ -17,6 +17,7 @@ import queue
 import signal
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -542,6 +543,53 @@ def test_health_turns_not_serving_when_the_drain_begins(tmp_path: Path, iris_onl
         health_pb2.HealthCheckResponse.SERVING,
         health_pb2.HealthCheckResponse.NOT_SERVING,
     ]
+
+
+def test_the_drain_under_load_ends_every_call_and_does_not_wait_out_the_deadline(
+    tmp_path: Path, iris_only: Path
+) -> None:
+    """SIGTERM while clients keep 32 ModelInfer calls in flight: calls the server had accepted
+    ahead of the event loop (app.rpc.accept) are answered or released, none hangs, and the
+    process exits well before the grace period would have run out."""
+    grace_s = 20.0
+    server = start_server(
+        tmp_path / "server.log", iris_only, SYNERGY_SHUTDOWN_GRACE_PERIOD_S=str(grace_s)
+    )
+    request = _raw_request("iris-knn", "FP32", [1, 4], np.ones(4, "<f4").tobytes())
+    codes: list[grpc.StatusCode] = []
+    stop = threading.Event()
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+        def client() -> None:
+            while not stop.is_set():
+                try:
+                    stub.ModelInfer(request, timeout=2 * grace_s)
+                except grpc.RpcError as error:
+                    codes.append(error.code())
+                    return
+                codes.append(grpc.StatusCode.OK)
+
+        clients = [threading.Thread(target=client) for _ in range(32)]
+        for thread in clients:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while codes.count(grpc.StatusCode.OK) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(2 * grace_s) == 0
+        exited_after_s = time.monotonic() - signalled
+        stop.set()
+        for thread in clients:
+            thread.join(2 * grace_s)
+    assert codes.count(grpc.StatusCode.OK) >= 200
+    assert set(codes) <= {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+    }, set(codes)
+    assert exited_after_s < grace_s / 2, exited_after_s
 
 
 def _watch_with_pings(address: str, ping_ms: int, seconds: float) -> grpc.StatusCode:
