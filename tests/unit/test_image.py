@@ -273,6 +273,23 @@ def test_ink_under_a_hard_shadow_keeps_its_strength() -> None:
     assert shade == pytest.approx(light, rel=0.15)
 
 
+def test_a_hard_shadow_over_most_of_the_frame_does_not_flip_the_polarity() -> None:
+    # Issue 23: "a 4 with a hard shadow edge reads as 1". With the shade over 70% of the
+    # sheet, the global median is the shaded paper and the lit paper outreaches the ink from
+    # it: the old rule took the lit paper for light ink and read the shadow's wedge.
+    from app.preprocessing.image import _dark_ink, grey_to_mnist
+
+    image = Image.new("L", (200, 200), 225)
+    ImageDraw.Draw(image).line([(80, 40), (120, 40), (90, 160)], fill=30, width=10)
+    grey = np.asarray(image, dtype=np.float32).copy()
+    ys, xs = np.indices(grey.shape)
+    grey[xs + 0.3 * ys < 150] *= 0.45  # a straight, slanted shadow edge; the shade wins
+    assert float(np.median(grey)) < 120  # the median is the shaded paper
+    assert _dark_ink(grey, grey) and not _dark_ink(255.0 - grey, 255.0 - grey)
+    plain = np.asarray(image, dtype=np.float32)
+    assert np.abs(grey_to_mnist(grey) - grey_to_mnist(plain)).mean() < 5  # the old rule: 13
+
+
 def test_several_digits_side_by_side_are_counted_and_one_digit_is_not() -> None:
     from app.preprocessing.image import read_grey
 
