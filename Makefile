@@ -84,7 +84,7 @@ lint: install-dev  ## ruff + mypy + import contracts + the docs site's strict bu
 	$(VENV)/bin/ruff format --check app training bench tests scripts deploy clients
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
-	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet \
+	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict \
 		--site-dir $$site; status=$$?; rm -rf $$site; exit $$status
 
 format: install-dev  ## apply ruff's formatting and safe fixes

@@ -97,20 +97,24 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         last = None
         self._watchers += 1
         self._no_watchers.clear()
-        try:
-            while True:
-                status = self.status(request.service)
-                if status != last:
-                    yield health_pb2.HealthCheckResponse(status=status)
-                    last = status
-                if self.core.draining:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), WATCH_INTERVAL_S)
-        finally:
-            self._watchers -= 1
-            if not self._watchers:
-                self._no_watchers.set()
+        # Counted out when the call has ended at the transport (its last status and trailers
+        # sent and the stream closed), not when this generator returns: the server stops
+        # right after the last watcher is out, and NOT_SERVING must have reached the client.
+        context.add_done_callback(self._watch_ended)
+        while True:
+            status = self.status(request.service)
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            if self.core.draining:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), WATCH_INTERVAL_S)
+
+    def _watch_ended(self, _: object) -> None:
+        self._watchers -= 1
+        if not self._watchers:
+            self._no_watchers.set()
 
     async def List(
         self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext[Any, Any]
