@@ -132,6 +132,14 @@ class PrefetchingAioServer(cygrpc.AioServer):
         for calls in self._calls.values():
             calls.discard()
 
+    def ahead(self) -> dict[str, int]:
+        """Per prefetched method seen so far: call requests outstanding plus calls accepted
+        and not taken (`depth` while the serving loop keeps up)."""
+        return {
+            method.decode(): calls.outstanding + calls.accepted
+            for method, calls in self._calls.items()
+        }
+
 
 class PrefetchingServer(aio_server.Server):
     """`grpc.aio.server(options=..., interceptors=...)` with inference calls accepted ahead."""
@@ -157,6 +165,10 @@ class PrefetchingServer(aio_server.Server):
             depth=depth,
         )
         self._server = self._core
+
+    def calls_ahead(self) -> dict[str, int]:
+        """`PrefetchingAioServer.ahead`: what the core has been asked for ahead, per method."""
+        return self._core.ahead()
 
     async def stop(self, grace: float | None) -> None:
         stopping = asyncio.ensure_future(super().stop(grace))

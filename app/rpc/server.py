@@ -134,6 +134,11 @@ class GrpcServer:
         self._server = server
         log.info("gRPC (Open Inference Protocol) on %s", self.address)
 
+    def calls_ahead(self) -> dict[str, int]:
+        """Calls requested from gRPC's core ahead of the event loop, per method (app.rpc.accept);
+        empty before the server starts."""
+        return self._server.calls_ahead() if self._server is not None else {}
+
     async def stop(self, grace_s: float) -> None:
         """Stop listening; calls in flight get `grace_s` to finish, then are cancelled."""
         if self._server is not None:

@@ -166,3 +166,15 @@ def test_a_client_deadline_shortens_the_servers(app: tuple[Any, str]) -> None:
     assert core.remaining_s(context) == pytest.approx(10.0, abs=0.5)  # the server's 10 s
     context.client_deadline = now + 0.25
     assert core.remaining_s(context) <= 0.25
+
+
+def test_inference_calls_are_requested_ahead_of_the_event_loop(
+    app: tuple[Any, str], stub: Any
+) -> None:
+    """app.rpc.accept overrides a method of grpcio's serving loop that is not public API: after
+    a call, SYNERGY_GRPC_ACCEPT_AHEAD (64) ModelInfer calls are requested from the core ahead.
+    A grpcio release that renamed the method would leave the override unused: this fails."""
+    client, _ = app
+    stub.ModelInfer(_request("ahead"), timeout=30)
+    ahead = client.app.state.grpc_server.calls_ahead()
+    assert ahead == {"/inference.GRPCInferenceService/ModelInfer": 64}
