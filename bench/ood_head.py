@@ -37,7 +37,7 @@ from app.kinds.image import energy_scores
 from app.preprocessing.image import images_to_model_input
 from bench.eval_inputs import load
 from training.digit_families import families as digit_families
-from training.digit_families import png, read_sample
+from training.digit_families import png, read_labelled, read_sample
 from training.outliers import families as outlier_families
 from training.outliers import training_outliers
 
@@ -111,13 +111,7 @@ def main() -> None:
     test = embed(x_test)[0]
     pooled_parts = []
     for _, samples in digit_families(x_test, y_test, 200, CALIBRATION_SEED):
-        rows, truth = [], []
-        for route, payload, label in samples:
-            try:
-                rows.append(read_sample(adapter, route, payload))
-            except ServingError:
-                continue
-            truth.append(label)
+        rows, truth = read_labelled(adapter, samples)
         features, probabilities = embed(rows)
         if (probabilities.argmax(axis=1) == np.asarray(truth)).sum() / len(samples) >= 0.95:
             pooled_parts.append(features)

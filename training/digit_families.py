@@ -26,6 +26,21 @@ def read_sample(adapter: Any, route: str, payload: Any) -> Any:
     return adapter.to_row(payload) if route == "grid" else adapter.image_to_row(payload)
 
 
+def read_labelled(adapter: Any, samples: list[Sample]) -> tuple[list[Any], list[int]]:
+    """The rows the server reads of `samples`, and their true labels; a sample it refuses
+    (ServingError, a 4xx) is left out of both."""
+    from app.errors import ServingError
+
+    rows, labels = [], []
+    for route, payload, label in samples:
+        try:
+            rows.append(read_sample(adapter, route, payload))
+        except ServingError:
+            continue
+        labels.append(label)
+    return rows, labels
+
+
 def png(grey: np.ndarray) -> bytes:
     """(H, W) grey levels 0-255 -> PNG bytes."""
     buffer = io.BytesIO()

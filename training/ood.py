@@ -287,7 +287,7 @@ def calibrate_image(
     from app.preprocessing.image import images_to_model_input
     from training.data import load_mnist
     from training.digit_families import families as digit_families
-    from training.digit_families import png, read_sample
+    from training.digit_families import png, read_labelled
     from training.outliers import families as outlier_families
 
     prepare_runtimes([card.framework], 2)
@@ -327,13 +327,7 @@ def calibrate_image(
     family_scores: dict[str, np.ndarray] = {}
     accuracy: dict[str, float] = {}
     for name, samples in digit_families(mnist.x_test, mnist.y_test, 200, seed):
-        rows, truth = [], []
-        for route, payload, label in samples:
-            try:
-                rows.append(read_sample(plain, route, payload))
-            except ServingError:
-                continue
-            truth.append(label)
+        rows, truth = read_labelled(plain, samples)
         probabilities, embedded = model.predict_embedded(images_to_model_input(np.asarray(rows)))
         assert embedded is not None
         family_scores[name] = energy_scores(embedded.astype(np.float64), kernel, bias)
