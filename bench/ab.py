@@ -73,6 +73,11 @@ def main() -> int:
         "--ceiling", action="store_true", help="add the no-framework ceiling to the rotation"
     )
     parser.add_argument(
+        "--handoff",
+        action="store_true",
+        help="add the ceiling plus a worker-thread hand-off (bench/handoff_ceiling.py)",
+    )
+    parser.add_argument(
         "--granian",
         action="store_true",
         help="add this checkout served by granian (ASGI, uvloop) to the rotation",
@@ -106,6 +111,7 @@ def main() -> int:
     bulk_bodies = _bulk_bodies(bodies, Path(tempfile.mkdtemp())) if args.bulk_seconds else {}
     names = ["old", "new"]
     names += ["ceiling"] if args.ceiling else []
+    names += ["handoff"] if args.handoff else []
     names += ["granian"] if args.granian else []
     result: dict[str, dict[str, Any]] = {}
     print(
@@ -138,6 +144,10 @@ def main() -> int:
             }
             if args.ceiling:
                 started["ceiling"] = _start_ceiling(stack, args.out / "ab-ceiling.log")
+            if args.handoff:
+                started["handoff"] = _start_ceiling(
+                    stack, args.out / "ab-handoff.log", "bench.handoff_ceiling:app"
+                )
             if args.granian:
                 started["granian"] = _start_granian(
                     stack, args.out / "ab-granian.log", _env(args.new_env)
@@ -210,6 +220,8 @@ def main() -> int:
         if args.ceiling:
             row["x_ceiling"] = totals["new"] / totals["ceiling"]
             row["old_x_ceiling"] = totals["old"] / totals["ceiling"]
+        if args.ceiling and args.handoff:
+            row["handoff_x_ceiling"] = totals["handoff"] / totals["ceiling"]
         if args.c1_seconds:
             row["c1_p50_ms"] = {name: _mean(c1[name], "p50_ms") for name in c1}
         if args.bulk_seconds:
@@ -225,12 +237,14 @@ def main() -> int:
         "\n| model | old req/s | new req/s | new/old | CPU per request new/old "
         "| p99 ms old / new | refused old / new | store rows dropped old/new |"
         + (" ceiling req/s | new/ceiling | old/ceiling |" if args.ceiling else "")
+        + (" handoff/ceiling |" if args.ceiling and args.handoff else "")
         + (" c=1 p50 ms old / new |" if args.c1_seconds else "")
         + (" bulk rows/s answered old / new |" if args.bulk_seconds else "")
     )
     print(
         "|---|---:|---:|---:|---:|---:|---:|---:|"
         + ("---:|---:|---:|" if args.ceiling else "")
+        + ("---:|" if args.ceiling and args.handoff else "")
         + ("---:|" if args.c1_seconds else "")
         + ("---:|" if args.bulk_seconds else "")
     )
@@ -247,6 +261,8 @@ def main() -> int:
                 f" {row['ceiling_rps']:,.0f} | {row['x_ceiling']:.2f} | "
                 f"{row['old_x_ceiling']:.2f} |"
             )
+        if "handoff_x_ceiling" in row:
+            line += f" {row['handoff_x_ceiling']:.2f} |"
         if args.c1_seconds:
             line += f" {row['c1_p50_ms']['old']:.2f} / {row['c1_p50_ms']['new']:.2f} |"
         if args.bulk_seconds:
@@ -290,14 +306,17 @@ def _extract(commit: str) -> Path:
     return folder
 
 
-def _start_ceiling(stack: ExitStack, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """The no-framework ceiling on uvicorn (httptools, uvloop), ready."""
+def _start_ceiling(
+    stack: ExitStack, log: Path, app: str = "bench.raw_ceiling:app"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The no-framework ceiling (or `app`, a variant of it) on uvicorn (httptools, uvloop),
+    ready."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "uvicorn",
-        "bench.raw_ceiling:app",
+        app,
         "--http",
         "httptools",
         "--loop",

@@ -20,21 +20,21 @@ from typing import Any
 import numpy as np
 import orjson
 
-_ANSWER = orjson.dumps(
+ANSWER = orjson.dumps(
     {
         "model": "ceiling",
         "version": 1,
         "predictions": [{"label": "7", "probabilities": {str(d): 0.1 for d in range(10)}}],
     }
 )
-_HEADERS = [
+HEADERS = [
     (b"content-type", b"application/json"),
-    (b"content-length", str(len(_ANSWER)).encode()),
+    (b"content-length", str(len(ANSWER)).encode()),
 ]
-_READY = b'{"status":"ready"}'
+READY = b'{"status":"ready"}'
 
 
-def _rows(instances: Any) -> Any:
+def read_rows(instances: Any) -> Any:
     """The instances as the float32 array a model would take (texts stay texts)."""
     if instances and isinstance(instances[0], dict):  # named features or {"b64": ...}
         instances = [list(instance.values()) for instance in instances]
@@ -59,7 +59,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"18")],
             }
         )
-        await send({"type": "http.response.body", "body": _READY})
+        await send({"type": "http.response.body", "body": READY})
         return
     chunks = []
     while True:
@@ -67,6 +67,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
-    _rows(orjson.loads(b"".join(chunks))["instances"])
-    await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-    await send({"type": "http.response.body", "body": _ANSWER})
+    read_rows(orjson.loads(b"".join(chunks))["instances"])
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": ANSWER})

@@ -100,22 +100,27 @@ class _Pending:
     def _copy(self, rows: Sequence[Any], start: int) -> bool:
         """Copy array rows into `self.rows` at `start`; False for rows that are not arrays
         of one shape (nothing copied that counts)."""
+        if not rows:
+            return True
+        if not all(isinstance(row, np.ndarray) for row in rows):
+            return False
+        try:  # one copy of the request's rows, not one per row (a bulk request: 1,000)
+            block = np.stack(rows)
+        except ValueError:  # rows of different shapes
+            return False
         buffer = self.rows
-        for index, row in enumerate(rows):
-            if not isinstance(row, np.ndarray):
-                return False
-            if buffer is None or row.dtype != buffer.dtype:
-                # The first rows, or a route that makes another dtype (float32 and float64
-                # tabular rows): the wider dtype keeps every value exact.
-                dtype = row.dtype if buffer is None else np.result_type(buffer, row)
-                shape = row.shape if buffer is None else buffer.shape[1:]
-                widened = np.empty((len(self.probabilities), *shape), dtype)
-                if buffer is not None:
-                    widened[: start + index] = buffer[: start + index]
-                buffer = self.rows = widened
-            if row.shape != buffer.shape[1:]:
-                return False
-            buffer[start + index] = row
+        if buffer is None or block.dtype != buffer.dtype:
+            # The first rows, or a route that makes another dtype (float32 and float64
+            # tabular rows): the wider dtype keeps every value exact.
+            dtype = block.dtype if buffer is None else np.result_type(buffer, block)
+            shape = block.shape[1:] if buffer is None else buffer.shape[1:]
+            widened = np.empty((len(self.probabilities), *shape), dtype)
+            if buffer is not None:
+                widened[:start] = buffer[:start]
+            buffer = self.rows = widened
+        if block.shape[1:] != buffer.shape[1:]:
+            return False
+        buffer[start : start + len(block)] = block
         return True
 
     def _grow(self, capacity: int) -> None:

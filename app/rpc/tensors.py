@@ -34,6 +34,7 @@ from app.codecs.v2 import (
     finite,
     requested_outputs,
     tensor_from_binary,
+    utf8_elements,
 )
 from app.decoding import LARGE_BODY_BYTES
 from app.errors import BadRequest
@@ -278,7 +279,7 @@ def encode_response(
         tensor.shape.extend(values.shape)
         if values.dtype.kind in "OUS":
             tensor.datatype = "BYTES"
-            items = [str(v).encode() for v in values.ravel().tolist()]
+            items = utf8_elements(values)
             if raw:
                 response.raw_output_contents.append(bytes_tensor(items))
             else:

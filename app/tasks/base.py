@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
-import orjson
 
-from app.codecs.v2 import encode_tensors
+from app.codecs.v2 import encode_tensors, warnings_json
 from app.schemas.card import CardExample, ModelCard
 
 # Served probabilities stay within [floor, 1 - (C-1) floor] (see bound_probabilities): a card
@@ -209,8 +208,5 @@ def warning_texts(warnings: Sequence[Sequence[Any]], count: int) -> np.ndarray:
     """The `warnings` output: per row (of `count`), the JSON text of its list of
     `{code, message}` (`warnings`: per row, objects with `code` and `message`)."""
     texts = np.empty(count, dtype=object)
-    for index in range(count):
-        found = warnings[index] if index < len(warnings) else ()
-        listed = [{"code": w.code, "message": w.message} for w in found]
-        texts[index] = orjson.dumps(listed).decode()
+    texts[:] = warnings_json(warnings, count)
     return texts

@@ -122,7 +122,9 @@ class ClassificationTask(Task):
 
     def tensor(self, card: ModelCard, name: str, values: np.ndarray) -> np.ndarray:
         if name == OUTPUT_NAMES[0]:
-            return np.array([card.labels[i] for i in np.argmax(values, axis=1).tolist()])
+            labels: np.ndarray = np.asarray(card.labels, dtype=object)
+            best: np.ndarray = labels[values.argmax(axis=1)]
+            return best
         return values.astype(np.float32)
 
     def live_quality(

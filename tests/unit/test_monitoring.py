@@ -251,6 +251,12 @@ def test_queued_rows_are_copied_exactly_whatever_their_route(iris: CardedVersion
     rows = pending.group().rows
     assert isinstance(rows, list) and len(rows) == 4 and rows[3].tolist() == [1.0, 2.0]
     assert rows[2].tolist() == wide[1].tolist()
+    # A request whose rows differ in shape among themselves: kept as objects too.
+    mixed = _Pending(iris, capacity=4)
+    ragged = [np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0])]
+    mixed.add("m", "", "v1", 1.0, ragged, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    kept = mixed.group().rows
+    assert isinstance(kept, list) and [row.tolist() for row in kept] == [r.tolist() for r in ragged]
     texts = _Pending(iris, capacity=4)
     texts.add("t", "", "v1", 1.0, [EncodedText("a fine film", np.array([2]))], single)
     assert texts.group().rows == ["a fine film"]

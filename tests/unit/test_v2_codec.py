@@ -6,6 +6,7 @@ import gzip
 import json
 import struct
 import zlib
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ from app.codecs.v2 import (
     split_body,
     tensor_from_binary,
     tensor_from_json,
+    utf8_elements,
+    warnings_json,
 )
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -122,6 +125,33 @@ def test_binary_numbers_are_little_endian_row_major() -> None:
         tensor_from_binary(values.tobytes()[:20], "FP32", (2, 3), "x")
     with pytest.raises(BadRequest, match="finite"):
         tensor_from_binary(np.array([np.nan], dtype="<f4").tobytes(), "FP32", (1,), "x")
+
+
+def test_repeated_bytes_elements_are_each_framed_in_place() -> None:
+    values = [b"cat", b"dog", b"cat", b"", b"cat"]
+    raw = bytes_tensor(values)
+    assert raw == b"".join(struct.pack("<I", len(v)) + v for v in values)
+    assert tensor_from_binary(raw, "BYTES", (5,), "label").tolist() == values
+    labels = np.array(["setosa", "virginica", "setosa", "é"], dtype=object)
+    assert utf8_elements(labels.reshape(2, 2)) == [b"setosa", b"virginica", b"setosa", b"\xc3\xa9"]
+
+
+def test_warnings_output_is_one_json_list_per_row() -> None:
+    far = SimpleNamespace(code="far", message="unlike the training data")
+    odd = SimpleNamespace(code="odd", message="two digits")
+    texts = warnings_json([[], [far], [far, odd], [far]], 6)  # rows past the list: none
+    assert [json.loads(text) for text in texts] == [
+        [],
+        [{"code": "far", "message": "unlike the training data"}],
+        [
+            {"code": "far", "message": "unlike the training data"},
+            {"code": "odd", "message": "two digits"},
+        ],
+        [{"code": "far", "message": "unlike the training data"}],
+        [],
+        [],
+    ]
+    assert warnings_json([[far], [odd]], 1) == [texts[1]]  # never more rows than asked
 
 
 def test_binary_bytes_elements_are_length_prefixed_both_ways() -> None:

@@ -22,6 +22,7 @@ from app.codecs.v2.binary import (
     finite,
     split_body,
     tensor_from_binary,
+    utf8_elements,
 )
 from app.codecs.v2.body import INFLATE_CHUNK_BYTES, decompress_body
 from app.codecs.v2.datatypes import (
@@ -45,6 +46,7 @@ from app.codecs.v2.documents import (
     parse_request,
     requested_outputs,
     tensor_data,
+    warnings_json,
 )
 from app.codecs.v2.named import (
     NamedTensors,
@@ -83,4 +85,6 @@ __all__ = [
     "tensor_data",
     "tensor_from_binary",
     "tensor_from_json",
+    "utf8_elements",
+    "warnings_json",
 ]

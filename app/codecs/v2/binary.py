@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -85,4 +86,25 @@ def finite(array: np.ndarray, allow_nan: bool = False) -> bool:
 
 def bytes_tensor(values: list[bytes]) -> bytes:
     """BYTES elements in the binary layout (4-byte little-endian length, then the bytes)."""
-    return b"".join(struct.pack("<I", len(value)) + value for value in values)
+    # Outputs repeat a few values (labels, "[]" warnings): each distinct one framed once.
+    framed: dict[bytes, bytes] = {}
+    pieces = []
+    for value in values:
+        piece = framed.get(value)
+        if piece is None:
+            piece = framed[value] = struct.pack("<I", len(value)) + value
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def utf8_elements(values: np.ndarray) -> list[bytes]:
+    """A BYTES tensor's elements, row-major: each value as UTF-8 text (`str(value)`)."""
+    # Outputs repeat a few values (labels, "[]" warnings): each distinct one encoded once.
+    encoded: dict[Any, bytes] = {}
+    elements = []
+    for value in values.ravel().tolist():
+        element = encoded.get(value)
+        if element is None:
+            element = encoded[value] = str(value).encode()
+        elements.append(element)
+    return elements

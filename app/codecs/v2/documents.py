@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from app.codecs.v2.binary import HEADER_LENGTH, bytes_tensor, tensor_from_binary
+from app.codecs.v2.binary import HEADER_LENGTH, bytes_tensor, tensor_from_binary, utf8_elements
 from app.codecs.v2.datatypes import TensorSpec, _short, check_input, tensor_from_json
 from app.errors import BadRequest
 from app.schemas import problems
@@ -155,26 +155,19 @@ def encode_response(
     blobs: list[bytes] = []
     for name, binary in outputs:
         if name == "label":
-            best = [labels[i] for i in np.argmax(probabilities, axis=1).tolist()]
+            best = [labels[i] for i in probabilities.argmax(axis=1).tolist()]
             tensor: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": [count]}
             if binary:
                 blobs.append(bytes_tensor([label.encode() for label in best]))
             else:
                 tensor["data"] = best
         elif name == "warnings":
-            texts = [
-                orjson.dumps(
-                    [{"code": w.code, "message": w.message} for w in warnings[i]]
-                    if i < len(warnings)
-                    else []
-                )
-                for i in range(count)
-            ]
+            texts = warnings_json(warnings, count)
             tensor = {"name": name, "datatype": "BYTES", "shape": [count]}
             if binary:
-                blobs.append(bytes_tensor(texts))
+                blobs.append(bytes_tensor([text.encode() for text in texts]))
             else:
-                tensor["data"] = [text.decode() for text in texts]
+                tensor["data"] = texts
         else:
             as_fp32 = probabilities.astype(np.float32)
             tensor = {"name": name, "datatype": "FP32", "shape": [count, classes]}
@@ -193,6 +186,25 @@ def encode_response(
     if not blobs:
         return header, {}, "application/json"
     return header + b"".join(blobs), {HEADER_LENGTH: str(len(header))}, "application/octet-stream"
+
+
+def warnings_json(warnings: Sequence[Sequence[Any]], count: int) -> list[str]:
+    """The `warnings` output's elements: per row (of `count`), the JSON text of its list of
+    `{"code", "message"}` (`warnings`: per row, objects with `code` and `message`; a row past
+    its end has none)."""
+    texts = ["[]"] * count
+    # Most rows have nothing to say, and warned rows mostly say the same: each distinct list
+    # is written once (a 256-row request: one pass over the rows, not 256 dumps).
+    written: dict[tuple[tuple[str, str], ...], str] = {}
+    for index, found in enumerate(warnings[:count]):
+        if found:
+            key = tuple((w.code, w.message) for w in found)
+            text = written.get(key)
+            if text is None:
+                listed = [{"code": code, "message": message} for code, message in key]
+                text = written[key] = orjson.dumps(listed).decode()
+            texts[index] = text
+    return texts
 
 
 def encode_tensors(
@@ -215,9 +227,7 @@ def encode_tensors(
         }
         if binary:
             blobs.append(
-                bytes_tensor([str(v).encode() for v in values.ravel().tolist()])
-                if is_bytes
-                else values.astype("<f4").tobytes()
+                bytes_tensor(utf8_elements(values)) if is_bytes else values.astype("<f4").tobytes()
             )
             tensor["parameters"] = {"binary_data_size": len(blobs[-1])}
         else:
