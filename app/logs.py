@@ -7,10 +7,13 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, TextIO
 
 import orjson
+
+from app.log_writer import DEFAULT_MAX_QUEUED_BYTES, StreamWriter, WriterHandler, stdout_writer
 
 LogFormat = Literal["json", "text"]
 # Routes that load balancers and probes call every few seconds: counted in the metrics
@@ -69,9 +72,21 @@ def resolve_format(setting: str, stream: TextIO | None = None) -> LogFormat:
 
 
 def configure_logging(level: str, log_format: LogFormat = "json") -> None:
-    """Our loggers and uvicorn's in one format; uvicorn's own access log is replaced by ours."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(TextFormatter() if log_format == "text" else JsonFormatter())
+    """Our loggers and uvicorn's in one format on stdout, written by a thread of their own
+    (`app.log_writer`: a stalled reader never blocks a log call); uvicorn's own access log is
+    replaced by ours."""
+    formatter = TextFormatter() if log_format == "text" else JsonFormatter()
+
+    def notice(lines: int) -> bytes:
+        record = logging.LogRecord(
+            "synergy.logs", logging.WARNING, __file__, 0, _dropped_message(lines), (), None
+        )
+        return (formatter.format(record) + "\n").encode()
+
+    writer = stdout_writer()
+    writer.notice = notice
+    handler = WriterHandler(writer)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -113,9 +128,22 @@ class AccessLog:
         health: bool = False,
         flush_interval_s: float = 0.1,
         max_buffer_bytes: int = 64 * 1024,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        on_drop: Callable[[int], None] | None = None,
     ) -> None:
-        self._stream = stream if stream is not None else sys.stdout.buffer
         self._text = log_format == "text"
+        # The lines go out on a thread of their own (stdout's, shared with `logging`): a
+        # stalled stdout reader must not stop the event loop that flushes them. Beyond
+        # max_queued_bytes, lines are dropped and counted, and a line says so once the reader
+        # is back.
+        if stream is None:
+            self._writer = stdout_writer()
+        else:
+            self._writer = StreamWriter(stream, max_queued_bytes=max_queued_bytes)
+        if self._writer.notice is None:
+            self._writer.notice = self._dropped_notice
+        self._on_drop = on_drop
+        self._dropped_lines = 0
         # Paths not logged per request (probes); None: log every path.
         self.quiet_paths: tuple[str, ...] | None = None if health else HEALTH_PATHS
         self._flush_interval_s = flush_interval_s
@@ -171,24 +199,60 @@ class AccessLog:
             f"{fields['latency_ms']:.1f} ms{served}{rows}  id={fields['request_id']}\n"
         ).encode()
 
+    def _dropped_notice(self, lines: int) -> bytes:
+        message = _dropped_message(lines)
+        if self._text:
+            clock = datetime.now().strftime("%H:%M:%S.%f")[:-3]
+            return f"{clock} {'warning':<7} {message}\n".encode()
+        return orjson.dumps(
+            {
+                # Not _timestamp(): this runs on the writer thread.
+                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "level": "warning",
+                "logger": "synergy.access",
+                "msg": message,
+            },
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+
     def flush(self) -> None:
-        """Write out whatever is queued."""
+        """Hand whatever is queued to the writer thread (never waits for the stream)."""
         if not self._lines:
             return
         data = b"".join(self._lines)
         self._lines.clear()
         self._size = 0
-        try:
-            self._stream.write(data)
-            self._stream.flush()
-        except (OSError, ValueError):  # stdout closed: nothing better to do with the lines
-            pass
+        if not self._writer.write(data):
+            lines = len(data.splitlines())
+            self._dropped_lines += lines
+            if self._on_drop is not None:
+                self._on_drop(lines)
+
+    def drain(self, timeout_s: float = 1.0) -> bool:
+        """Flush, and wait up to `timeout_s` for the lines to reach the stream (blocks: tests,
+        shutdown); whether they did."""
+        self.flush()
+        return self._writer.drain(timeout_s)
+
+    @property
+    def dropped_lines(self) -> int:
+        """Lines dropped since start because the stream was not read fast enough."""
+        return self._dropped_lines
 
     async def run(self) -> None:
-        """Flush periodically until cancelled, then flush once more."""
+        """Flush periodically until cancelled, then flush once more and give the writer up to
+        a second (off the event loop) to write the last lines."""
         try:
             while True:
                 await asyncio.sleep(self._flush_interval_s)
                 self.flush()
         finally:
             self.flush()
+            await asyncio.to_thread(self._writer.drain, 1.0)
+
+
+def _dropped_message(lines: int) -> str:
+    return (
+        f"{lines} log line(s) dropped: stdout was not read fast enough (the server never "
+        "waits for its log reader)"
+    )

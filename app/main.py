@@ -119,7 +119,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     server_state = ServerState()
     log_format = resolve_format(settings.logging.log_format)
     access_log = (
-        AccessLog(log_format=log_format, health=settings.logging.log_health_requests)
+        AccessLog(
+            log_format=log_format,
+            health=settings.logging.log_health_requests,
+            on_drop=metrics_.log_lines_dropped.inc,
+        )
         if settings.logging.log_requests
         else None
     )

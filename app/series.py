@@ -155,6 +155,12 @@ class ServingSeries:
             ["model", "version", "label"],
             registry=r,
         )
+        self.log_lines_dropped = Counter(
+            "synergy_log_lines_dropped_total",
+            "Access log lines dropped because stdout was not read fast enough (the server "
+            "never waits for its log reader; a warning line in the log marks each gap).",
+            registry=r,
+        )
         self.input_warnings = Counter(
             "synergy_input_warnings_total",
             "Predictions warned that their input is unlike the training data, by warning code "
