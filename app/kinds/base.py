@@ -144,8 +144,9 @@ def plain_numeric_array(
     if kind not in "iuf" or array.shape[1:] != row_shape:  # no str/None/objects
         return None
     # Checked in float64: a value just past float32's largest would round to it, not to inf.
-    # (Integers, the usual grey levels, are finite and within float32's range: no pass.)
-    if kind == "f" and (not np.isfinite(array).all() or np.abs(array).max() > FLOAT32_MAX):
+    # (Integers, the usual grey levels, are within float32's range: no pass. Finite needs no
+    # pass either: orjson refuses NaN, Infinity and numbers that overflow a double.)
+    if kind == "f" and np.abs(array).max() > FLOAT32_MAX:
         return None
     array = array.astype(np.float32)
     if max_value is not None and (array.min() < 0 or array.max() > max_value):

@@ -130,6 +130,9 @@ def test_anything_unusual_takes_the_validating_path() -> None:
         b'{"instances": [[[0, 1, 2], [3, 4, "5"]]]}',
         b'{"instances": [[[0, 1, 2], [3, 4, 256]]]}',
         b'{"instances": [[[0, 1, 2], [3, 4, NaN]]]}',
+        b'{"instances": [[[0, 1, 2], [3, 4, -Infinity]]]}',
+        b'{"instances": [[[0, 1, 2], [3, 4, 1e400]]]}',  # beyond a double: infinite
+        b'{"instances": [[[0, 1, 2], [3, 4, 3.5e38]]]}',  # beyond float32
         b'{"instances": [[[0, 1, 2], [3, 4]]]}',
         b'{"instances": [{"b64": "aGk="}]}',
         b'{"instances": []}',
@@ -143,6 +146,11 @@ def test_anything_unusual_takes_the_validating_path() -> None:
         b'{"instances": [[[0, 1, 2], [3, 4, fals]]]}',
     ):
         assert plain_numeric_rows(body, MAX_INSTANCES, SHAPE, 255.0) is None, body
+    # Tabular rows (no upper bound of their own): still within float32, and finite.
+    for values in (b"[1e400, 1]", b"[-3.5e38, 1]", b"[1, Infinity]"):
+        body = b'{"instances": [' + values + b"]}"
+        assert plain_numeric_rows(body, MAX_INSTANCES, (2,), None) is None, body
+    assert plain_numeric_rows(b'{"instances": [[3.4e38, 1]]}', MAX_INSTANCES, (2,), None)
 
 
 # ---------------------------------------------------------------- named tabular features
