@@ -144,7 +144,7 @@ class _StalledReader(io.BytesIO):
 
 
 def test_a_stalled_log_reader_never_blocks_the_caller_and_gaps_are_counted_and_marked() -> None:
-    stream, dropped = _StalledReader(), []
+    stream, dropped = _StalledReader(), list[int]()
     log = AccessLog(stream, max_queued_bytes=1000, on_drop=dropped.append)
     started = time.perf_counter()
     log.write(_access("/v1/models/a:predict"))
