@@ -30,10 +30,11 @@ def batch_function(
     metrics: Metrics,
     own_rows: Callable[[], Sequence[bool] | None],
 ) -> Callable[[list[Any]], BatchResults]:
-    """`run_batch(rows)` for `entry` served by `model`: per row, `(outputs (C,) float64,
+    """The batch function for `entry` served by `model` (in two stages, `StagedBatch`, for a
+    model that computes asynchronously; else called whole): per row, `(outputs (C,) float64,
     warnings)` or the row's own ServingError, in the order of `rows`. `own_rows()` says, for
-    the batch being run, which rows are this version's own requests (None: all of them);
-    shadow copies are answered but not counted as this version's predictions."""
+    the batch being started, which rows are this version's own requests (None: all of
+    them); shadow copies are answered but not counted as this version's predictions."""
     adapter, card, stats, task = entry.kind, entry.card, entry.stats, entry.task
     version = str(entry.version)
     prediction_counter = metrics.predictions
@@ -44,11 +45,22 @@ def batch_function(
     floor = task_floor or 0.0
     warning_counter = metrics.input_warnings
 
-    def run_batch(rows: list[Any]) -> BatchResults:
+    def start(rows: list[Any]) -> Callable[[], BatchResults]:
         # Rows the adapter refuses here (it checks per batch what would cost a pass over
         # each request on the event loop) fail their own request only.
         features, refused = adapter.featurize_batch(rows)
-        raw, embedded = model.predict_embedded(features)
+        outputs = model.start_embedded(features)
+        own = own_rows()  # for this batch: the batcher may start the next one before finish
+        return lambda: finish(rows, features, refused, outputs, own)
+
+    def finish(
+        rows: list[Any],
+        features: Any,
+        refused: dict[int, ServingError],
+        outputs: Callable[[], tuple[np.ndarray, np.ndarray | None]],
+        own: Sequence[bool] | None,
+    ) -> BatchResults:
+        raw, embedded = outputs()
         probabilities = bound_probabilities(raw, floor) if bounded else raw
         warned = adapter.warnings(rows, features, embedded)
         results: BatchResults = (
@@ -73,7 +85,7 @@ def batch_function(
             for index in np.flatnonzero(~finite).tolist():
                 if index not in refused:
                     results[index] = adapter.uncomputable(rows[index])
-        own = own_rows()  # shadow copies are not this version's predictions
+        # Shadow copies are not this version's predictions.
         counted = finite if own is None else finite & np.asarray(own, dtype=bool)
         tally = Counter(task.predicted_labels(card, probabilities[counted]))
         for label, count in tally.items():
@@ -81,4 +93,24 @@ def batch_function(
         stats.record_labels(tally)
         return results
 
+    if model.computes_asynchronously:
+        return StagedBatch(start)
+
+    def run_batch(rows: list[Any]) -> BatchResults:
+        # A model that computes in `start`: nothing to overlap, so no early start (which
+        # would only hold this batch's answers back while the next one computes).
+        return start(rows)()
+
     return run_batch
+
+
+class StagedBatch:
+    """A batch function in the batcher's two stages (`app.batching.BatchStart`): `start(rows)`
+    featurises and starts the forward pass, the function it returns finishes the batch.
+    Called whole, it does both."""
+
+    def __init__(self, start: Callable[[list[Any]], Callable[[], BatchResults]]) -> None:
+        self.start = start
+
+    def __call__(self, rows: list[Any]) -> BatchResults:
+        return self.start(rows)()

@@ -17,6 +17,11 @@ share of the batch (water-filling: small requests whole, the rest split evenly a
 ones) and requests that still have rows go to the back of the line, so a single row is never
 stuck behind a 1,000-row request.
 
+A batch function may come in two stages (a `start` attribute: `BatchStart`): start the model
+on the rows, then finish. With a backlog (a full batch already queued), the worker starts the
+next batch before it finishes the one in flight, so a model that computes on threads of its
+own (JAX, XLA) is never idle while the worker does the last batch's Python.
+
 Admission follows what a client would actually wait: the rows ahead of it (with that fair
 interleaving) over the model's measured throughput. A request whose expected wait is too long
 (see `Batcher.predict`) is refused at once with 503 and a Retry-After from that wait, never
@@ -27,6 +32,6 @@ says which row).
 """
 
 from app.batching.batcher import Batcher
-from app.batching.requests import BatchFunction, BatchObserver
+from app.batching.requests import BatchFunction, BatchObserver, BatchStart
 
-__all__ = ["BatchFunction", "BatchObserver", "Batcher"]
+__all__ = ["BatchFunction", "BatchObserver", "BatchStart", "Batcher"]

@@ -11,13 +11,15 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.batching.admission import Admission, fair_shares
 from app.batching.requests import (
     BatchFunction,
     BatchObserver,
+    BatchStart,
     _NullObserver,
     _Request,
     _Segment,
@@ -55,6 +57,10 @@ class Batcher(Admission):
         self.max_queue_rows = max_queue_rows
         self.max_queue_wait_s = max_queue_wait_ms / 1000.0
         self._batch_function = batch_function
+        start: BatchStart | None = getattr(batch_function, "start", None)
+        self._staged = start is not None
+        self._start: BatchStart = start if start is not None else _eager(batch_function)
+        self._last_done = 0.0  # perf_counter() when the worker last finished a batch
         # For the batch function, during its call on the worker thread: which rows of the
         # batch are the version's own (True) rather than shadow copies; None when all are.
         self.own_rows: list[bool] | None = None
@@ -275,14 +281,19 @@ class Batcher(Admission):
             self._condition.notify()
 
     # ----------------------------------------------------------------- worker side
-    def _take_batch(self) -> list[_Segment] | None:
-        """Block until a batch is due (see module docstring); None when stopping."""
+    def _take_batch(self, wait: bool = True) -> list[_Segment] | None:
+        """The next batch (see module docstring); None when stopping with nothing queued.
+        `wait=False`: a full batch if one is queued now, else [] at once (the worker has a
+        batch in flight to finish first; a smaller batch is better made after it, topped up
+        with what arrives meanwhile)."""
         with self._condition:
+            if not wait and self._queued_rows < self.max_batch_size:
+                return []
             while not self._queue:
                 if self._stopping:
                     return None
                 self._condition.wait()
-            if not self._queue[0].arrived_idle:
+            if wait and not self._queue[0].arrived_idle:
                 # Rows piled up while we computed: top the batch up until it is full or the
                 # oldest row has waited max_batch_wait_ms. (Whether the worker was idle is
                 # recorded when a request arrives: checking the queue here would be a race.)
@@ -293,8 +304,8 @@ class Batcher(Admission):
                         break
                     self._condition.wait(remaining)
             batch = self._fill()
-            self._running_rows = sum(segment.size for segment in batch)
-            self._busy = bool(batch)  # empty when every queued request was abandoned
+            self._running_rows += sum(segment.size for segment in batch)
+            self._busy = self._running_rows > 0  # not when every request was abandoned
             return batch
 
     def _fill(self) -> list[_Segment]:
@@ -324,11 +335,26 @@ class Batcher(Admission):
         return batch
 
     def _work(self) -> None:
-        while (batch := self._take_batch()) is not None:
-            if batch:
-                self._run(batch)
+        # Two stages per batch: start it (the model begins computing, e.g. XLA on its own
+        # threads), then finish it (wait for the outputs, then the batch's Python work). With
+        # a staged batch function and a backlog (a full batch already queued), the next batch
+        # is started before the one in flight is finished, so the model computes it while
+        # this thread finishes the last: bulk requests no longer leave the model idle between
+        # batches. Without a backlog, batches go one at a time, as the module describes.
+        in_flight: _InFlight | None = None
+        while True:
+            if in_flight is None:
+                batch = self._take_batch()
+                if batch is None:
+                    return
+            else:
+                batch = self._take_batch(wait=False) if self._staged else []
+            started = self._begin(batch) if batch else None
+            if in_flight is not None:
+                self._complete(in_flight)
+            in_flight = started
 
-    def _run(self, batch: list[_Segment]) -> None:
+    def _begin(self, batch: list[_Segment]) -> _InFlight:
         started = time.perf_counter()
         rows: list[Any] = []
         waits: list[float] = []
@@ -344,30 +370,52 @@ class Batcher(Admission):
                 waits.append(started - request.enqueued_at)
         del request
         self._observer.rows_started(waits, shadow_waits, shadow_rows)
+        # Read by the batch function's start, for this batch.
         self.own_rows = (
             [not s.request.shadow for s in batch for _ in range(s.size)] if shadow_rows else None
         )
-        outcome: Sequence[Any] | ServingError
+        finish: Callable[[], Sequence[Any]] | ServingError
         try:
-            outcome = self._batch_function(rows)
-            if len(outcome) != len(rows):
-                raise RuntimeError(f"returned {len(outcome)} results for {len(rows)} rows")
+            finish = self._start(rows)
         except Exception:
             log.exception("model %s failed on a batch of %d rows", self.name, len(rows))
-            # The exception's text stays in the log: it can hold paths and library internals.
-            outcome = ModelFailed(
-                f"model {self.name} failed on this batch (the server logged the details); "
-                "the server is fine, the request can be retried"
-            )
-        elapsed = time.perf_counter() - started
-        self._observer.batch_done(len(rows), elapsed, isinstance(outcome, ServingError))
+            finish = self._failed()
+        return _InFlight(batch, len(rows), started, finish)
+
+    def _failed(self) -> ModelFailed:
+        # The exception's text stays in the log: it can hold paths and library internals.
+        return ModelFailed(
+            f"model {self.name} failed on this batch (the server logged the details); "
+            "the server is fine, the request can be retried"
+        )
+
+    def _complete(self, in_flight: _InFlight) -> None:
+        outcome: Sequence[Any] | ServingError
+        if in_flight.finish is None or isinstance(in_flight.finish, ServingError):
+            outcome = in_flight.finish or self._failed()
+        else:
+            try:
+                outcome = in_flight.finish()
+                if len(outcome) != in_flight.rows:
+                    raise RuntimeError(f"returned {len(outcome)} results for {in_flight.rows} rows")
+            except Exception:
+                log.exception("model %s failed on a batch of %d rows", self.name, in_flight.rows)
+                outcome = self._failed()
+        done = time.perf_counter()
+        # The model's time for this batch: from its start, or from when the batch before it
+        # was done if the two overlapped (what a backlog sees of the throughput).
+        elapsed = done - max(in_flight.started, self._last_done)
+        self._last_done = done
+        failed = isinstance(outcome, ServingError)
+        self._observer.batch_done(in_flight.rows, elapsed, failed)
+        batch = in_flight.batch
         # Idle again before the results go out: a caller that gets its answer and sends the
         # next request at once must find the worker idle, not wait for a batch window.
         with self._condition:
-            self._running_rows = 0
-            self._busy = False
-            if len(rows) == self.max_batch_size and not isinstance(outcome, ServingError):
-                self._ewma_rows += EWMA_WEIGHT * (len(rows) - self._ewma_rows)
+            self._running_rows -= in_flight.rows
+            self._busy = self._running_rows > 0
+            if in_flight.rows == self.max_batch_size and not failed:
+                self._ewma_rows += EWMA_WEIGHT * (in_flight.rows - self._ewma_rows)
                 self._ewma_s += EWMA_WEIGHT * (elapsed - self._ewma_s)
         # One hop back to the event loop per batch, not one per request.
         placed, offset = [], 0
@@ -376,7 +424,8 @@ class Batcher(Admission):
             offset += segment.size
         # From here on only the event loop holds the requests: each is freed once answered.
         batch.clear()
-        del rows, segment
+        in_flight.finish = None
+        del segment
         loop = self._loop
         assert loop is not None
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
@@ -402,3 +451,25 @@ class Batcher(Admission):
                 request.remaining -= segment.size
                 if request.remaining == 0:
                     self._finish(request, request.results)
+
+
+@dataclass(eq=False)
+class _InFlight:
+    """A batch the worker started and has not finished yet."""
+
+    batch: list[_Segment]
+    rows: int
+    started: float  # perf_counter()
+    # The batch function's second stage (or the error its first stage raised); None once
+    # the outcome is handed to the event loop.
+    finish: Callable[[], Sequence[Any]] | ServingError | None
+
+
+def _eager(batch_function: BatchFunction) -> BatchStart:
+    """The two stages of a batch function that has only one: all the work in the first."""
+
+    def start(rows: list[Any]) -> Callable[[], Sequence[Any]]:
+        results = batch_function(rows)
+        return lambda: results
+
+    return start

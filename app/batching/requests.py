@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 BatchFunction = Callable[[list[Any]], Sequence[Any]]
+# A batch function's first stage: start computing `rows` and return the second, which waits
+# for and returns the results. A batch function with a `start` attribute of this type lets the
+# worker start the next batch before it finishes the current one (see `Batcher`).
+BatchStart = Callable[[list[Any]], Callable[[], Sequence[Any]]]
 
 
 class BatchObserver(Protocol):

@@ -90,6 +90,22 @@ class Model(ABC):
         out-of-domain score, or None where the runtime has none (the default)."""
         return self.predict(batch), None
 
+    @property
+    def computes_asynchronously(self) -> bool:
+        """Whether `start_embedded` returns while the backend still computes (on threads of
+        its own): only then is starting the next batch early worth it."""
+        return False
+
+    def start_embedded(
+        self, batch: np.ndarray
+    ) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+        """`predict_embedded` in two stages: start computing `batch` and return the function
+        that waits for the result and returns it. The default computes everything here; a
+        runtime whose backend computes asynchronously (JAX) returns before the result is
+        ready, so that the batcher can prepare the next batch meanwhile."""
+        result = self.predict_embedded(batch)
+        return lambda: result
+
     def warmup(self, batch: np.ndarray) -> None:
         """Run every shape the server will use once, so no request pays for compilation.
 

@@ -133,7 +133,9 @@ def _compile_forward(model: Any, backend: str) -> Forward:
             outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
             return outputs
 
-        return lambda batch: _numpy(jitted(batch))
+        # JAX dispatches asynchronously: the outputs are JAX arrays still being computed,
+        # turned into NumPy (which waits for them) by the caller when it needs them.
+        return jitted
     if backend == "torch":
         import torch
 
@@ -218,7 +220,16 @@ class KerasModel(Model):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self.predict_embedded(batch)[0]
 
+    @property
+    def computes_asynchronously(self) -> bool:
+        return self._backend == "jax"  # JAX dispatches; TensorFlow and PyTorch compute here
+
     def predict_embedded(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.start_embedded(batch)()
+
+    def start_embedded(
+        self, batch: np.ndarray
+    ) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
         assert self._forward is not None, "load() first"
         batch = np.asarray(batch, dtype=self._input_dtype)
         if self._string_shape is not None:  # texts (N,) as the model's (N, 1)
@@ -226,8 +237,7 @@ class KerasModel(Model):
             if self._tokenize is not None:
                 batch = self._tokenize(batch)
         largest = self.buckets[-1]
-        values_parts: list[np.ndarray] = []
-        embedded_parts: list[np.ndarray] = []
+        dispatched: list[tuple[Any, int]] = []
         for start in range(0, len(batch), largest):
             chunk = batch[start : start + largest]
             rows = len(chunk)
@@ -236,14 +246,21 @@ class KerasModel(Model):
                 # Pad with copies of a real row: padding must be a valid input (an all-zero
                 # text row would average over nothing) and is dropped right after.
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - rows, axis=0)])
-            output = self._forward(chunk)
-            # Each chunk cut back to its real rows (the padding dropped) before joining.
+            dispatched.append((self._forward(chunk), rows))
+        return lambda: self._collect(dispatched)
+
+    def _collect(self, dispatched: list[tuple[Any, int]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The outputs of the dispatched chunks as NumPy (waiting for them), each chunk cut
+        back to its real rows (the padding dropped) before joining."""
+        values_parts: list[np.ndarray] = []
+        embedded_parts: list[np.ndarray] = []
+        for output, rows in dispatched:
             if self._embeds:
-                embedded_part, values_part = output
-                values_parts.append(np.asarray(values_part)[:rows])
-                embedded_parts.append(np.asarray(embedded_part)[:rows])
+                embedded_part, values_part = _numpy(output)
+                values_parts.append(values_part[:rows])
+                embedded_parts.append(embedded_part[:rows])
             else:
-                values_parts.append(np.asarray(output)[:rows])
+                values_parts.append(_numpy(output)[:rows])
         values = np.concatenate(values_parts).astype(np.float64)
         # The task's outputs: a sigmoid classifier's (N, 1) becomes (N, 2).
         values = self.task.model_outputs(values)

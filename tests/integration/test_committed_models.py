@@ -190,3 +190,25 @@ def test_keras_cards_list_the_training_history(name: str) -> None:
     epochs = card.hyperparameters["epochs_run"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert len(history[key]) == epochs, key
+
+
+@pytest.mark.parametrize("name", ["binary-mlp", "mnist-cnn"])
+def test_batches_started_together_give_what_each_gives_alone(name: str) -> None:
+    """The batcher starts the next batch before it collects the one in flight (on JAX, which
+    computes asynchronously): the outputs, padding and chunking included, must not mix."""
+    card, model, adapter = _load(name)
+    rng = np.random.default_rng(3)
+    instance = np.asarray(card.examples[0].instance, dtype=np.float64)
+    batches = [  # 300 rows: two chunks of the largest bucket (256); 5 rows: padded to 64
+        adapter.featurize([instance + rng.normal(0, 0.3, instance.shape) for _ in range(size)])
+        for size in (300, 5)
+    ]
+    alone = [model.predict_embedded(batch) for batch in batches]
+    started = [model.start_embedded(batch) for batch in batches]  # both before collecting
+    together = [finish() for finish in reversed(started)][::-1]
+    assert model.computes_asynchronously == (model.backend == "jax")
+    for (values, embedded), (values_alone, embedded_alone) in zip(together, alone, strict=True):
+        np.testing.assert_allclose(values, values_alone, rtol=1e-6)
+        assert (embedded is None) == (embedded_alone is None)
+        if embedded is not None and embedded_alone is not None:
+            np.testing.assert_allclose(embedded, embedded_alone, rtol=1e-5)

@@ -377,3 +377,95 @@ async def test_a_request_is_released_as_soon_as_it_is_answered() -> None:
         await asyncio.sleep(0.01)
     assert alive() is None, "the batcher still holds a finished request (and its rows)"
     await batcher.stop()
+
+
+class StagedModel:
+    """A batch function in two stages, as `app.batch_function.StagedBatch`: `start` records
+    the batch and hands its computing to another thread (like XLA's), the function it returns
+    waits for it. Records the order of starts and finishes."""
+
+    def __init__(self, delay_s: float = 0.02, fail_start_on: Any = None) -> None:
+        self.delay_s = delay_s
+        self.fail_start_on = fail_start_on
+        self.events: list[tuple[str, int]] = []
+        self.batches: list[list[Any]] = []
+
+    def start(self, rows: list[Any]) -> Any:
+        number = len(self.batches)
+        self.batches.append(list(rows))
+        self.events.append(("start", number))
+        if self.fail_start_on is not None and self.fail_start_on in rows:
+            raise ValueError("poison row")
+        done = threading.Event()
+        timer = threading.Timer(self.delay_s, done.set)
+        timer.start()
+
+        def finish() -> list[Any]:
+            assert done.wait(5)
+            self.events.append(("finish", number))
+            if "bad-finish" in rows:
+                raise ValueError("poison row")
+            return [("out", row) for row in rows]
+
+        return finish
+
+    def __call__(self, rows: list[Any]) -> list[Any]:
+        result: list[Any] = self.start(rows)()
+        return result
+
+
+@pytest.mark.anyio
+async def test_with_a_backlog_the_next_batch_starts_before_the_last_one_finishes() -> None:
+    model = StagedModel()
+    batcher = await _started(model, max_batch_size=4, max_queue_wait_ms=60_000)
+    rows = list(range(16))  # four full batches queued at once: a backlog
+    assert await batcher.predict(rows) == [("out", row) for row in rows]
+    await batcher.stop()
+    assert [len(batch) for batch in model.batches] == [4, 4, 4, 4]
+    # Batch n+1 is started while batch n is in flight, and they finish in order.
+    assert model.events == [
+        ("start", 0),
+        ("start", 1),
+        ("finish", 0),
+        ("start", 2),
+        ("finish", 1),
+        ("start", 3),
+        ("finish", 2),
+        ("finish", 3),
+    ]
+
+
+@pytest.mark.anyio
+async def test_without_a_backlog_staged_batches_go_one_at_a_time_and_wait_for_companions() -> None:
+    model = StagedModel(delay_s=0.03)
+    batcher = await _started(model, max_batch_size=64, max_batch_wait_ms=100)
+    first = asyncio.create_task(batcher.predict(["busy"]))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(batcher.predict(["a"]))  # queued while busy: not a backlog
+    await asyncio.sleep(0.04)
+    third = asyncio.create_task(batcher.predict(["b"]))  # within a's window
+    await asyncio.gather(first, second, third)
+    await batcher.stop()
+    assert model.batches == [["busy"], ["a", "b"]]
+    assert model.events == [("start", 0), ("finish", 0), ("start", 1), ("finish", 1)]
+
+
+@pytest.mark.anyio
+async def test_a_staged_batch_that_fails_to_start_or_finish_fails_its_requests_only() -> None:
+    model = StagedModel(fail_start_on="bad-start")
+    batcher = await _started(model, max_batch_size=2, max_queue_wait_ms=60_000)
+    # A backlog of six requests: batches are started while others are in flight; the one
+    # holding "bad-start" fails when started, the one holding "bad-finish" when finished.
+    requests = [["a"], ["bad-start"], ["b"], ["bad-finish"], ["c"], ["d"]]
+    results = await asyncio.gather(
+        *(batcher.predict(rows) for rows in requests), return_exceptions=True
+    )
+    await batcher.stop()
+    failed = [b for b in model.batches if {"bad-start", "bad-finish"} & set(b)]
+    assert len(failed) == 2  # the two poison rows went to two batches
+    for rows, result in zip(requests, results, strict=True):
+        if any(rows[0] in batch for batch in failed):
+            assert isinstance(result, ModelFailed), (rows, result)
+        else:
+            assert result == [("out", rows[0])], (rows, result)
+    assert sum(isinstance(result, list) for result in results) >= 2
