@@ -43,11 +43,13 @@ def start_server(
     models_dir: Path = COMMITTED_MODELS,
     *,
     wait_path: str | None = "/health/ready",
+    output: int | None = None,
     **env: str,
 ) -> Server:
     """Start `python -m app` and wait until `wait_path` answers 200 (readiness by default;
     /health/live for a server whose models are meant to be still loading or failed; None to
-    return at once, for tests of start-up itself)."""
+    return at once, for tests of start-up itself). Its stdout and stderr go to `log`, or to
+    `output` when given (a terminal's descriptor, `subprocess.PIPE`), with stdin closed."""
     port = free_port()
     grpc_port = env.get("SYNERGY_GRPC_PORT") or str(free_port())
     environment = {
@@ -66,14 +68,23 @@ def start_server(
             **env,
         }
     )
-    handle = log.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=ROOT,
-        env=environment,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
+    if output is None:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app"],
+            cwd=ROOT,
+            env=environment,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+    else:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app"],
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT if output == subprocess.PIPE else output,
+            stdin=subprocess.DEVNULL,
+        )
     grpc_address = f"127.0.0.1:{grpc_port}" if grpc_port != "0" else ""
     server = Server(process, f"http://127.0.0.1:{port}", log, grpc_address)
     if wait_path is None:
@@ -81,7 +92,7 @@ def start_server(
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"server exited with {process.returncode}:\n{_logged(log)}")
         try:
             if httpx.get(f"{server.url}{wait_path}", timeout=2).status_code == 200:
                 return server
@@ -89,7 +100,12 @@ def start_server(
             pass
         time.sleep(0.25)
     server.stop()
-    raise TimeoutError(f"not ready after 180 s:\n{log.read_text()[-3000:]}")
+    raise TimeoutError(f"not ready after 180 s:\n{_logged(log)[-3000:]}")
+
+
+def _logged(log: Path) -> str:
+    """A server's log (nothing when its output went elsewhere)."""
+    return log.read_text() if log.exists() else ""
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,13 @@ import re
 import select
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import COMMITTED_MODELS, ROOT
-from tests.e2e.conftest import free_port
+from tests.conftest import COMMITTED_MODELS
+from tests.e2e.conftest import start_server
 
 
 def _read_until(fd: int, pattern: str, timeout_s: float) -> str:
@@ -36,27 +34,12 @@ def _read_until(fd: int, pattern: str, timeout_s: float) -> str:
 def test_at_a_terminal_the_log_is_text_with_one_ready_line(tmp_path: Path) -> None:
     models = tmp_path / "models"
     shutil.copytree(COMMITTED_MODELS / "iris-knn", models / "iris-knn")
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGY_")}
-    environment.update(
-        SYNERGY_PORT=str(port),
-        SYNERGY_MODELS_DIR=str(models),
-        SYNERGY_STORE_DIR=str(tmp_path / "store"),
-        PYTHONPATH=str(ROOT),
-    )
     controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=ROOT,
-        env=environment,
-        stdout=terminal,
-        stderr=terminal,
-        stdin=subprocess.DEVNULL,
-    )
+    server = start_server(tmp_path / "server.log", models, wait_path=None, output=terminal)
+    process, url = server.process, server.url
     os.close(terminal)
     try:
         console = _read_until(controller, r"ready: .*\n", 120)
-        url = f"http://127.0.0.1:{port}"
         assert re.search(
             rf"\d\d:\d\d:\d\d\.\d{{3}} info +ready: 1 model \(iris-knn v2\) in [\d.]+s; "
             rf"API docs {re.escape(url)}/docs; "
@@ -80,8 +63,6 @@ def test_at_a_terminal_the_log_is_text_with_one_ready_line(tmp_path: Path) -> No
 def test_json_lines_when_not_a_terminal_or_probes_when_asked(tmp_path: Path) -> None:
     """The JSON default (no terminal) is covered by test_server; this checks the two settings
     that override the defaults."""
-    from tests.e2e.conftest import start_server
-
     models = tmp_path / "models"
     shutil.copytree(COMMITTED_MODELS / "iris-knn", models / "iris-knn")
     server = start_server(

@@ -4,18 +4,15 @@ answering, and every line reaches the pipe once it is read again."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import COMMITTED_MODELS, ROOT
-from tests.e2e.conftest import free_port
+from tests.conftest import COMMITTED_MODELS
+from tests.e2e.conftest import start_server
 
 # Access lines are ~250 bytes: 1,000 of them are four times what a Linux pipe buffers (64 KiB),
 # and far less than the server queues for a stalled reader (8 MiB) before dropping lines.
@@ -25,32 +22,15 @@ REQUESTS = 1000
 def test_a_stdout_nobody_reads_does_not_stop_the_server(tmp_path: Path) -> None:
     models = tmp_path / "models"
     shutil.copytree(COMMITTED_MODELS / "iris-knn", models / "iris-knn")
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGY_")}
-    environment.update(
-        SYNERGY_PORT=str(port),
+    server = start_server(
+        tmp_path / "server.log",
+        models,
+        output=subprocess.PIPE,  # and never read until the end
         SYNERGY_GRPC_PORT="0",
-        SYNERGY_MODELS_DIR=str(models),
-        SYNERGY_STORE_DIR=str(tmp_path / "store"),
         SYNERGY_LOG_FORMAT="json",
-        PYTHONPATH=str(ROOT),
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,  # and never read until the end
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, url = server.process, server.url
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.25)
         body = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
         with httpx.Client(base_url=url, timeout=10) as client:
             for _ in range(REQUESTS):
