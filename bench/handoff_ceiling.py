@@ -19,10 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import orjson
 
 from app.batching import Batcher
-from bench.raw_ceiling import ANSWER, HEADERS, READY, read_rows
+from bench.raw_ceiling import ANSWER, HEADERS, read_instances, send_ready
 
 _ROW = np.full(10, 0.1)
 
@@ -39,7 +38,7 @@ class HandoffApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 self.batcher = Batcher("handoff", _constant_rows)
                 self.batcher.start()
                 await send({"type": "lifespan.startup.complete"})
@@ -48,25 +47,9 @@ class HandoffApp:
             await send({"type": "lifespan.shutdown.complete"})
             return
         if scope["method"] != "POST":
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(READY)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": READY})
+            await send_ready(send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        rows = read_rows(orjson.loads(b"".join(chunks))["instances"])
+        rows = await read_instances(receive)
         assert self.batcher is not None
         await self.batcher.predict(list(rows))
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})

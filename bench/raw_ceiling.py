@@ -44,29 +44,39 @@ def read_rows(instances: Any) -> Any:
         return instances
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """POST anything: parse its JSON body, answer the constant; GET: ready."""
-    if scope["type"] == "lifespan":
-        while (message := await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    if scope["method"] != "POST":
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"18")],
-            }
-        )
-        await send({"type": "http.response.body", "body": READY})
-        return
+async def send_ready(send: Any) -> None:
+    """The answer to anything but a POST (readiness checks)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"18")],
+        }
+    )
+    await send({"type": "http.response.body", "body": READY})
+
+
+async def read_instances(receive: Any) -> Any:
+    """The request body's instances as `read_rows` gives them."""
     chunks = []
     while True:
         message = await receive()
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
-    read_rows(orjson.loads(b"".join(chunks))["instances"])
+    return read_rows(orjson.loads(b"".join(chunks))["instances"])
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """POST anything: parse its JSON body, answer the constant; GET: ready."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["method"] != "POST":
+        await send_ready(send)
+        return
+    await read_instances(receive)
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": ANSWER})
