@@ -77,14 +77,8 @@ def configure_logging(level: str, log_format: LogFormat = "json") -> None:
     replaced by ours."""
     formatter = TextFormatter() if log_format == "text" else JsonFormatter()
 
-    def notice(lines: int) -> bytes:
-        record = logging.LogRecord(
-            "synergy.logs", logging.WARNING, __file__, 0, _dropped_message(lines), (), None
-        )
-        return (formatter.format(record) + "\n").encode()
-
     writer = stdout_writer()
-    writer.notice = notice
+    writer.notice = _dropped_notice(formatter, "synergy.logs")
     handler = WriterHandler(writer)
     handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -141,7 +135,8 @@ class AccessLog:
         else:
             self._writer = StreamWriter(stream, max_queued_bytes=max_queued_bytes)
         if self._writer.notice is None:
-            self._writer.notice = self._dropped_notice
+            formatter = TextFormatter() if self._text else JsonFormatter()
+            self._writer.notice = _dropped_notice(formatter, "synergy.access")
         self._on_drop = on_drop
         self._dropped_lines = 0
         # Paths not logged per request (probes); None: log every path.
@@ -199,22 +194,6 @@ class AccessLog:
             f"{fields['latency_ms']:.1f} ms{served}{rows}  id={fields['request_id']}\n"
         ).encode()
 
-    def _dropped_notice(self, lines: int) -> bytes:
-        message = _dropped_message(lines)
-        if self._text:
-            clock = datetime.now().strftime("%H:%M:%S.%f")[:-3]
-            return f"{clock} {'warning':<7} {message}\n".encode()
-        return orjson.dumps(
-            {
-                # Not _timestamp(): this runs on the writer thread.
-                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "level": "warning",
-                "logger": "synergy.access",
-                "msg": message,
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
-
     def flush(self) -> None:
         """Hand whatever is queued to the writer thread (never waits for the stream)."""
         if not self._lines:
@@ -251,8 +230,16 @@ class AccessLog:
             await asyncio.to_thread(self._writer.drain, 1.0)
 
 
-def _dropped_message(lines: int) -> str:
-    return (
-        f"{lines} log line(s) dropped: stdout was not read fast enough (the server never "
-        "waits for its log reader)"
-    )
+def _dropped_notice(formatter: logging.Formatter, logger: str) -> Callable[[int], bytes]:
+    """The line a `StreamWriter` writes where lines were dropped: a warning of `logger` in
+    the log's format (formatted on the writer thread, from a record of its own)."""
+
+    def notice(lines: int) -> bytes:
+        message = (
+            f"{lines} log line(s) dropped: stdout was not read fast enough (the server never "
+            "waits for its log reader)"
+        )
+        record = logging.LogRecord(logger, logging.WARNING, __file__, 0, message, (), None)
+        return (formatter.format(record) + "\n").encode()
+
+    return notice
