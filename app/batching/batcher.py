@@ -391,11 +391,13 @@ class Batcher(Admission):
 
     def _complete(self, in_flight: _InFlight) -> None:
         outcome: Sequence[Any] | ServingError
-        if in_flight.finish is None or isinstance(in_flight.finish, ServingError):
-            outcome = in_flight.finish or self._failed()
+        finish = in_flight.finish
+        assert finish is not None, "each batch is completed once"
+        if isinstance(finish, ServingError):
+            outcome = finish
         else:
             try:
-                outcome = in_flight.finish()
+                outcome = finish()
                 if len(outcome) != in_flight.rows:
                     raise RuntimeError(f"returned {len(outcome)} results for {in_flight.rows} rows")
             except Exception:
@@ -424,7 +426,7 @@ class Batcher(Admission):
             offset += segment.size
         # From here on only the event loop holds the requests: each is freed once answered.
         batch.clear()
-        in_flight.finish = None
+        in_flight.finish = finish = None
         del segment
         loop = self._loop
         assert loop is not None
