@@ -43,13 +43,25 @@ def start_server(
     models_dir: Path = COMMITTED_MODELS,
     *,
     wait_path: str | None = "/health/ready",
-    output: int | None = None,
     **env: str,
 ) -> Server:
     """Start `python -m app` and wait until `wait_path` answers 200 (readiness by default;
     /health/live for a server whose models are meant to be still loading or failed; None to
-    return at once, for tests of start-up itself). Its stdout and stderr go to `log`, or to
-    `output` when given (a terminal's descriptor, `subprocess.PIPE`), with stdin closed."""
+    return at once, for tests of start-up itself)."""
+    return start_server_with_output(None, log, models_dir, wait_path=wait_path, env=env)
+
+
+def start_server_with_output(
+    output: int | None,
+    log: Path,
+    models_dir: Path = COMMITTED_MODELS,
+    *,
+    wait_path: str | None = "/health/ready",
+    env: dict[str, str] | None = None,
+) -> Server:
+    """`start_server`, with stdout and stderr to `output` when given (a terminal's
+    descriptor, `subprocess.PIPE`; stdin closed) instead of `log`; `env`: settings."""
+    env = env or {}
     port = free_port()
     grpc_port = env.get("SYNERGY_GRPC_PORT") or str(free_port())
     environment = {

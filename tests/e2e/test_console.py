@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import COMMITTED_MODELS
-from tests.e2e.conftest import start_server
+from tests.e2e.conftest import start_server, start_server_with_output
 
 
 def _read_until(fd: int, pattern: str, timeout_s: float) -> str:
@@ -35,7 +35,7 @@ def test_at_a_terminal_the_log_is_text_with_one_ready_line(tmp_path: Path) -> No
     models = tmp_path / "models"
     shutil.copytree(COMMITTED_MODELS / "iris-knn", models / "iris-knn")
     controller, terminal = pty.openpty()
-    server = start_server(tmp_path / "server.log", models, wait_path=None, output=terminal)
+    server = start_server_with_output(terminal, tmp_path / "server.log", models, wait_path=None)
     process, url = server.process, server.url
     os.close(terminal)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import COMMITTED_MODELS
-from tests.e2e.conftest import start_server
+from tests.e2e.conftest import start_server_with_output
 
 # Access lines are ~250 bytes: 1,000 of them are four times what a Linux pipe buffers (64 KiB),
 # and far less than the server queues for a stalled reader (8 MiB) before dropping lines.
@@ -22,12 +22,11 @@ REQUESTS = 1000
 def test_a_stdout_nobody_reads_does_not_stop_the_server(tmp_path: Path) -> None:
     models = tmp_path / "models"
     shutil.copytree(COMMITTED_MODELS / "iris-knn", models / "iris-knn")
-    server = start_server(
+    server = start_server_with_output(
+        subprocess.PIPE,  # and never read until the end
         tmp_path / "server.log",
         models,
-        output=subprocess.PIPE,  # and never read until the end
-        SYNERGY_GRPC_PORT="0",
-        SYNERGY_LOG_FORMAT="json",
+        env={"SYNERGY_GRPC_PORT": "0", "SYNERGY_LOG_FORMAT": "json"},
     )
     process, url = server.process, server.url
     try:
