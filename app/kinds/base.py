@@ -393,7 +393,9 @@ class InputAdapter(ABC):
         rows refused here, by index). A refused row is still featurised (the batch keeps its
         shape) but its prediction is replaced by its error: only its own request fails, with
         the message it would have had from `to_row`. Checks that need the batch's work (a
-        text's tokens) belong here rather than in `to_row`, on the event loop, per request."""
+        text's tokens) belong here rather than in `to_row`, on the event loop, per request.
+        A kind may replace rows of `rows` (the batch's own list) by what it learnt of them
+        here, for the batch's `warnings` to read (a text's word counts)."""
         return self.featurize(rows), {}
 
     def warnings(

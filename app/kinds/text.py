@@ -167,8 +167,11 @@ class TextAdapter(Utf8TextAdapter):
         max_unknown, min_known = checks.max_unknown_share, checks.min_known_words
         warned: list[RowWarnings] = []
         for row in rows:
-            text = row.text if isinstance(row, EncodedText) else str(row)
-            words, known = self.vectorizer.word_counts(text)
+            if isinstance(row, EncodedText) and row.words is not None and row.known is not None:
+                words, known = row.words, row.known  # counted by featurize_batch
+            else:
+                text = row.text if isinstance(row, EncodedText) else str(row)
+                words, known = self.vectorizer.word_counts(text)
             found: list[InputWarning] = []
             unknown = 1.0 - known / words if words else 1.0
             if max_unknown is not None and unknown > max_unknown:
@@ -204,6 +207,12 @@ class TextAdapter(Utf8TextAdapter):
         return self.vectorizer.pad([self.encode(row) for row in rows])
 
     def featurize_batch(self, rows: list[Any]) -> tuple[np.ndarray, dict[int, ServingError]]:
+        # Each text is split once: its ids and word counts go back into the batch's own list
+        # of rows, where the batch's warnings (`_warn`) read the counts.
+        encode = self.vectorizer.encode_counted
+        for index, row in enumerate(rows):
+            if isinstance(row, EncodedText) and row.ids is None:
+                rows[index] = EncodedText(row.text, *encode(row.text))
         encoded = [self.encode(row) for row in rows]
         refused: dict[int, ServingError] = {
             index: self.no_known_word()

@@ -77,10 +77,15 @@ class EncodedText:
     text they came from, for what works on words rather than ids (explanations, monitoring).
 
     `ids` is None for a review not yet encoded: the server encodes a batch of reviews on the
-    model's worker thread (`TextAdapter.featurize_batch`), not each on the event loop."""
+    model's worker thread (`TextAdapter.featurize_batch`), not each on the event loop. That
+    encoding also counts the text's words and the known ones among them (`words`, `known`;
+    None when not counted), which the out-of-domain check reads instead of tokenising the
+    text a second time."""
 
     text: str
     ids: np.ndarray | None = None
+    words: int | None = None
+    known: int | None = None
 
 
 def no_known_word(ids: np.ndarray) -> bool:
@@ -192,12 +197,22 @@ class TextVectorizer:
     def encode(self, text: str) -> np.ndarray:
         """Sorted ids of the distinct n-grams of one text (int32); `ordered`: the ids of its
         words in order (unknown ones `UNKNOWN_ID`), the first `sequence_length`."""
+        return self.encode_counted(text)[0]
+
+    def encode_counted(self, text: str) -> tuple[np.ndarray, int, int]:
+        """`(encode(text), words, known)`: the ids, and `word_counts(text)` from the same
+        split of the text (one tokenisation where a batch needs both)."""
         tokens = tokenize_bytes(text)
         get = self._word_ids.get
-        if self.ordered:
-            in_order = [get(token, UNKNOWN_ID) for token in tokens[: self.sequence_length]]
-            return np.array(in_order or [UNKNOWN_ID], dtype=np.int32)
         words = np.array([get(token, UNKNOWN_ID) for token in tokens], dtype=np.int64)
+        counts = len(tokens), int(np.count_nonzero(words != UNKNOWN_ID))
+        if self.ordered:
+            in_order = words[: self.sequence_length]
+            return (in_order if in_order.size else np.array([UNKNOWN_ID])).astype(np.int32), *counts
+        return self._bag(words), *counts
+
+    def _bag(self, words: np.ndarray) -> np.ndarray:
+        """The sorted distinct ids of a text's word ids (in order) and of its known pairs."""
         if words.size > 1 and self._bigram_keys.size:
             known = (words[:-1] != UNKNOWN_ID) & (words[1:] != UNKNOWN_ID)
             keys = (words[:-1] * self._base + words[1:])[known]

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from app.preprocessing.text import TextVectorizer
 from tests.input_warnings import adapter as _adapter
 from tests.input_warnings import warned as _warned
 
@@ -24,6 +26,30 @@ def test_foreign_and_tiny_reviews_are_warned_and_an_english_one_is_not() -> None
     assert "unknown_words" in {w.code for w in found[1]}
     assert "unknown_words" in {w.code for w in found[2]}
     assert "too_few_words" in {w.code for w in found[3]}
+
+
+def test_the_served_path_warns_reviews_from_the_counts_of_their_one_encoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The served path: rows from to_row, encoded per batch by featurize_batch, whose word
+    # counts the warnings read; the same warnings as counting each text again.
+    adapter = _adapter("imdb-sentiment")
+    texts = [
+        "A moving, beautifully acted film; the best I have seen this year.",
+        "Der Film war wirklich sehr schlecht und langweilig.",
+        "great movie",
+        "Una historia <b>aburrida</b> y los actores no tienen talento, pero la música es buena.",
+    ]
+    expected = _warned(adapter, texts)
+    rows = [adapter.to_row(text) for text in texts]
+    features, refused = adapter.featurize_batch(rows)
+    assert refused == {}
+
+    def no_second_split(text: str) -> tuple[int, int]:
+        raise AssertionError("the batch's texts were split again for the warnings")
+
+    monkeypatch.setattr(TextVectorizer, "word_counts", no_second_split)
+    assert (adapter.warnings(rows, features) or [()] * len(rows)) == expected
 
 
 def test_an_image_of_two_digits_is_warned_on_its_row() -> None:

@@ -105,3 +105,32 @@ def test_encode_known_and_pad_give_what_transform_gives() -> None:
     rows = [vectorizer.encode_known(text) for text in texts]
     np.testing.assert_array_equal(vectorizer.pad(rows), vectorizer.transform(texts))
     assert vectorizer.word_count == sum(" " not in g for g in vectorizer.vocabulary[1:])
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_encode_counted_is_encode_and_word_counts_from_one_split(ordered: bool) -> None:
+    # The family: texts with known and unknown words, markup, punctuation only, nothing,
+    # non-ASCII, and more words than the sequence length (counts cover every word).
+    vocabulary = TextVectorizer.fit(REVIEWS, max_tokens=50, sequence_length=4).vocabulary
+    if ordered:
+        vocabulary = [gram for gram in vocabulary if " " not in gram]
+    vectorizer = TextVectorizer(vocabulary, sequence_length=4, ordered=ordered)
+    texts = [
+        *REVIEWS,
+        "",
+        "!!! ...",
+        "<b>zzz</b> qqq",
+        "caf\u00e9 good \u2014 not bad",
+        " ".join(["good", "xyz"] * 40),
+    ]
+    ids_of = {word: index + 1 for index, word in enumerate(vocabulary) if index}
+    for text in texts:
+        ids, words, known = vectorizer.encode_counted(text)
+        np.testing.assert_array_equal(ids, vectorizer.encode(text))
+        assert ids.dtype == np.int32
+        tokens = tokenize(text)
+        assert (words, known) == (len(tokens), sum(t in ids_of for t in tokens)), text
+        assert (words, known) == vectorizer.word_counts(text), text
+        if ordered:  # the first words' ids, in order ([UNK] alone for a text of none)
+            expected = [ids_of.get(t, UNKNOWN_ID) for t in tokens[:4]] or [UNKNOWN_ID]
+            assert ids.tolist() == expected, text
