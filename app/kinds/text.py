@@ -210,10 +210,11 @@ class TextAdapter(Utf8TextAdapter):
         # Each text is split once: its ids and word counts go back into the batch's own list
         # of rows, where the batch's warnings (`_warn`) read the counts.
         encode = self.vectorizer.encode_counted
+        encoded = []
         for index, row in enumerate(rows):
             if isinstance(row, EncodedText) and row.ids is None:
-                rows[index] = EncodedText(row.text, *encode(row.text))
-        encoded = [self.encode(row) for row in rows]
+                row = rows[index] = EncodedText(row.text, *encode(row.text))
+            encoded.append(self.encode(row))
         refused: dict[int, ServingError] = {
             index: self.no_known_word()
             for index, (row, ids) in enumerate(zip(rows, encoded, strict=True))

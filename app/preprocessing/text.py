@@ -197,22 +197,28 @@ class TextVectorizer:
     def encode(self, text: str) -> np.ndarray:
         """Sorted ids of the distinct n-grams of one text (int32); `ordered`: the ids of its
         words in order (unknown ones `UNKNOWN_ID`), the first `sequence_length`."""
-        return self.encode_counted(text)[0]
+        tokens = tokenize_bytes(text)
+        if self.ordered:  # only the words the model reads are looked up
+            tokens = tokens[: self.sequence_length]
+        return self._ids(self._word_ids_of(tokens))
 
     def encode_counted(self, text: str) -> tuple[np.ndarray, int, int]:
         """`(encode(text), words, known)`: the ids, and `word_counts(text)` from the same
         split of the text (one tokenisation where a batch needs both)."""
         tokens = tokenize_bytes(text)
+        words = self._word_ids_of(tokens)
+        return self._ids(words), len(tokens), int(np.count_nonzero(words != UNKNOWN_ID))
+
+    def _word_ids_of(self, tokens: list[bytes]) -> np.ndarray:
+        """Each token's vocabulary id, in order (`UNKNOWN_ID` for unknown words), int64."""
         get = self._word_ids.get
-        words = np.array([get(token, UNKNOWN_ID) for token in tokens], dtype=np.int64)
-        counts = len(tokens), int(np.count_nonzero(words != UNKNOWN_ID))
+        return np.array([get(token, UNKNOWN_ID) for token in tokens], dtype=np.int64)
+
+    def _ids(self, words: np.ndarray) -> np.ndarray:
+        """What `encode` returns for a text whose word ids (in order) are `words`."""
         if self.ordered:
             in_order = words[: self.sequence_length]
-            return (in_order if in_order.size else np.array([UNKNOWN_ID])).astype(np.int32), *counts
-        return self._bag(words), *counts
-
-    def _bag(self, words: np.ndarray) -> np.ndarray:
-        """The sorted distinct ids of a text's word ids (in order) and of its known pairs."""
+            return (in_order if in_order.size else np.array([UNKNOWN_ID])).astype(np.int32)
         if words.size > 1 and self._bigram_keys.size:
             known = (words[:-1] != UNKNOWN_ID) & (words[1:] != UNKNOWN_ID)
             keys = (words[:-1] * self._base + words[1:])[known]
