@@ -80,23 +80,14 @@ def start_server_with_output(
             **env,
         }
     )
-    if output is None:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app"],
-            cwd=ROOT,
-            env=environment,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-    else:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app"],
-            cwd=ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT if output == subprocess.PIPE else output,
-            stdin=subprocess.DEVNULL,
-        )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=environment,
+        stdout=log.open("wb") if output is None else output,
+        stderr=subprocess.STDOUT if output in (None, subprocess.PIPE) else output,
+        stdin=None if output is None else subprocess.DEVNULL,
+    )
     grpc_address = f"127.0.0.1:{grpc_port}" if grpc_port != "0" else ""
     server = Server(process, f"http://127.0.0.1:{port}", log, grpc_address)
     if wait_path is None:
