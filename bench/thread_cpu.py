@@ -145,7 +145,7 @@ def main() -> int:
                     result = run_wrk(port, model, bodies[model], args.concurrency, args.seconds)
                     after = cpu_by_thread(process.pid)
                     answered[side] += result["requests"] - result["errors"]
-                    seconds[side] += args.seconds
+                    seconds[side] += result["requests"] / result["rps"] if result["rps"] else 0.0
                     for key, value in after.items():
                         used[side][key] += value - before.get(key, 0.0)
         for side in sides:
@@ -153,8 +153,9 @@ def main() -> int:
             shown = sorted(
                 ((k, v) for k, v in per_request.items() if v >= 1), key=lambda kv: -kv[1]
             )
+            rate = answered[side] / seconds[side] if seconds[side] else 0.0
             print(
-                f"| {model} | {side} | {answered[side] / seconds[side]:,.0f} | "
+                f"| {model} | {side} | {rate:,.0f} | "
                 f"{sum(per_request.values()):.0f} | "
                 + ", ".join(f"{k} {v:.0f}" for k, v in shown)
                 + " |",
