@@ -378,6 +378,12 @@ class InputAdapter(ABC):
         """An uploaded image file -> one row (only where `takes_image_files`)."""
         raise AssertionError(f"{type(self).__name__} takes no image files")
 
+    def check_rows(self, count: int, seed: int) -> list[Any] | None:
+        """About `count` rows like a client's, generated (seeded: the same each load) to check
+        that another engine computes what the model's framework computes
+        (`Model.accelerate`); None where this kind cannot generate them (the default)."""
+        return None
+
     def rows_from(self, rows: list[Any]) -> list[Any]:
         """Rows that another version of the model (its own adapter) made, as this version's
         featurize takes them: a shadow version predicts copies of the primary's rows. Numeric

@@ -191,6 +191,34 @@ class TabularAdapter(InputAdapter):
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.stack(rows)
 
+    def check_rows(self, count: int, seed: int) -> list[Any] | None:
+        """The card's examples, then rows drawn uniformly within the training range (half),
+        within three times its width around it (a quarter) and within ten times (a quarter),
+        where the range is the card's (`out_of_domain`) or else the examples' span; None
+        with neither."""
+        examples = []
+        for example in self.card.examples:
+            instance = example.instance
+            if isinstance(instance, dict):
+                instance = [instance.get(name) for name in self.feature_names]
+            try:
+                examples.append(self.to_row(instance))
+            except (TypeError, ValueError, InvalidInput):
+                continue  # an example the card holds in another form: the draws still check
+        if self._low is not None and self._high is not None:
+            low, high = self._low.astype(np.float64), self._high.astype(np.float64)
+        elif examples:
+            low, high = np.min(examples, axis=0), np.max(examples, axis=0)
+        else:
+            return None
+        middle, width = (low + high) / 2, np.maximum(high - low, 1e-3)
+        rng = np.random.default_rng(seed)
+        draws = max(count - len(examples), 0)
+        scale = np.repeat([0.5, 1.5, 5.0], [draws - 2 * (draws // 4), draws // 4, draws // 4])
+        offsets = rng.uniform(-1.0, 1.0, (draws, len(self.feature_names)))
+        drawn = middle + offsets * width * scale[:, None]
+        return examples + list(drawn.astype(np.float32))
+
     def load(self) -> None:
         checks = self.card.out_of_domain
         if checks is not None and checks.feature_low is not None and checks.feature_high:

@@ -299,6 +299,7 @@ class V1Protocol:
                 "state": status["state"],
                 "reason": status.get("reason"),
                 "device": status.get("device"),
+                "engine": status.get("engine"),
                 "load_seconds": entry.load_seconds,
                 **self.registry.model(name).status(),
                 **batching.model_dump(),

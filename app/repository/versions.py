@@ -175,4 +175,6 @@ class ModelEntry:
             status["reason"] = self.reason
         if self.served is not None and self.state is ModelState.READY:
             status["device"] = self.served.model.device
+            if self.served.model.engine:
+                status["engine"] = self.served.model.engine
         return status

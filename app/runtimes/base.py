@@ -76,6 +76,19 @@ class Model(ABC):
         """Where the forward pass runs, e.g. "cpu" or "gpu:0 (NVIDIA H100)"."""
         return "cpu"
 
+    @property
+    def engine(self) -> str | None:
+        """What computes the forward pass when it is not the framework itself (e.g. "ONNX
+        Runtime 1.32.0 (verified against scikit-learn on 512 rows)"); None when it is."""
+        return None
+
+    def accelerate(self, check_batch: Any) -> str | None:
+        """Serve through a faster engine than the framework's own if one reproduces the
+        framework's outputs on `check_batch` (a featurised batch the model's input kind
+        generated); the engine's description, or None when the framework keeps serving
+        (the default: no faster engine). Called once, after `load()`, before any request."""
+        return None
+
     @abstractmethod
     def load(self) -> None:
         """Read the artifact from `folder` (its hashes were verified before)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +12,11 @@ import numpy as np
 import sklearn
 
 from app.runtimes.base import Model, Runtime, UntrustedArtifact
+from app.runtimes.onnx_engine import OnnxEngine, compile_estimator
 from app.runtimes.trust import TRUSTED_SKLEARN_TYPES
 from app.schemas.card import ModelCard
+
+log = logging.getLogger(__name__)
 
 SKOPS_SUFFIX = ".skops"
 # A numeric model fitted on a DataFrame is served float32 rows in the card's feature order
@@ -35,7 +39,8 @@ def load_skops(data: bytes) -> Any:
 
 
 class SklearnModel(Model):
-    """Calls `predict_proba` (classifiers) or `predict` (regressors) on the whole batch.
+    """Calls `predict_proba` (classifiers) or `predict` (regressors) on the whole batch, or
+    its ONNX Runtime equivalent once `accelerate` verified one.
 
     A `.skops` file is rebuilt with the server's trust list (`app.runtimes.trust`); a
     joblib file (the built-in models') is a pickle, i.e. code: the registry only gets here
@@ -43,6 +48,7 @@ class SklearnModel(Model):
     """
 
     _estimator: Any = None
+    _engine: OnnxEngine | None = None  # set by accelerate()
 
     def load(self) -> None:
         path = self.folder / self.card.model_file
@@ -68,7 +74,35 @@ class SklearnModel(Model):
         """The fitted estimator as loaded (explanations look inside it); None before load()."""
         return self._estimator
 
+    @property
+    def engine(self) -> str | None:
+        return self._engine.description if self._engine is not None else None
+
+    def accelerate(self, check_batch: Any) -> str | None:
+        """ONNX Runtime instead of scikit-learn when the estimator converts and the graph
+        reproduces scikit-learn on `check_batch` (`app.runtimes.onnx_engine`); a model whose
+        rows are not one numeric array (a table of mixed columns) keeps scikit-learn."""
+        if not isinstance(check_batch, np.ndarray):
+            return None
+        compiled = compile_estimator(
+            self._estimator,
+            check_batch,
+            self._predict_with_sklearn,
+            classifier=self.task.probabilities,
+        )
+        name = f"{self.card.name}/{self.card.version}"
+        if isinstance(compiled, str):
+            log.info("model %s: served by scikit-learn, not ONNX Runtime: %s", name, compiled)
+            return None
+        self._engine = compiled
+        return compiled.description
+
     def predict(self, batch: Any) -> np.ndarray:
+        if self._engine is not None:
+            return self._engine(batch)
+        return self._predict_with_sklearn(batch)
+
+    def _predict_with_sklearn(self, batch: Any) -> np.ndarray:
         # The batch comes from an adapter, which refused every value the card does not allow,
         # and the estimator's parameters were validated when it was fitted: skipping both
         # checks saves about a tenth of a small batch's CPU (the calibrated k-NN).

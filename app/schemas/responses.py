@@ -79,6 +79,11 @@ class ModelVersionStatus(BaseModel):
     state: str = Field(description="loading | ready | failed | unloading | stopped")
     reason: str | None = Field(default=None, description="Why it failed, when it failed.")
     device: str | None = Field(default=None, description="Where its forward pass runs.")
+    engine: str | None = Field(
+        default=None,
+        description="What computes its forward pass when not its framework (e.g. ONNX "
+        "Runtime for a scikit-learn model, SYNERGY_ONNX_ACCELERATION).",
+    )
 
 
 class FailedVersion(BaseModel):
@@ -161,6 +166,7 @@ class ServingInfo(ServingConfig):
     state: str
     reason: str | None = None
     device: str | None = None
+    engine: str | None = None
     load_seconds: float | None = None
     max_batch_size: int
     max_batch_wait_ms: float

@@ -36,6 +36,9 @@ DELIBERATE = sorted(
             f"/paths//v2/models/{{name}}/versions/{{version}}{suffix}/get/responses/400: added"
             for suffix in ("", "/config", "/ready", "/stats")
         ),
+        # Session 9: which engine computes a version (ONNX Runtime for a scikit-learn model).
+        "/components/schemas/ModelVersionStatus/properties/engine: added",
+        "/components/schemas/ServingInfo/properties/engine: added",
     ]
 )
 

@@ -104,6 +104,32 @@ def test_iris_test_accuracy_recomputed() -> None:
     )
 
 
+def test_iris_knn_on_onnx_runtime_keeps_its_accuracy_and_answers_as_scikit_learn() -> None:
+    """The committed calibrated k-NN through the engine the server serves it with: the card's
+    test accuracy, and scikit-learn's probabilities on 2,000 flowers it was not checked on
+    (within the training ranges, around them and far beyond)."""
+    from app.repository.loading import accelerate
+
+    card, model, adapter = _load("iris-knn")
+    adapter.load()
+    rng = np.random.default_rng(3)
+    flowers = [adapter.to_row(list(row)) for row in rng.uniform(-20, 40, (1000, 4))]
+    flowers += [adapter.to_row(list(row)) for row in rng.uniform(0.1, 8.0, (1000, 4))]
+    batch = adapter.featurize(flowers)
+    scikit_learn = model.predict(batch)
+    accelerate(model, adapter)
+    assert model.engine is not None and model.engine.startswith("ONNX Runtime")
+    onnx = model.predict(batch)
+    np.testing.assert_allclose(onnx, scikit_learn, rtol=1e-9, atol=1e-12)
+    assert np.array_equal(onnx.argmax(axis=1), scikit_learn.argmax(axis=1))
+    x, y = load_iris(return_X_y=True)
+    _, x_test, _, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=42)
+    rows = [adapter.to_row(list(row)) for row in x_test]
+    assert _accuracy(model, adapter, rows, y_test) == pytest.approx(
+        card.classification_metrics().accuracy
+    )
+
+
 def test_binary_mlp_test_accuracy_recomputed() -> None:
     card, model, adapter = _load("binary-mlp")
     x, y = make_classification(n_samples=1000, n_features=20, n_classes=2, random_state=42)
