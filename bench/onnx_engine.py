@@ -6,6 +6,10 @@ check rows) is timed on each engine, alternating, the fastest of `--runs` calls 
 (wall microseconds of one call on one thread; the fastest call is the least
 disturbed by the rest of the machine). Prints a Markdown table.
 
+Then, for each, where the engines' answers differ: on a grid at the resolution of the card's
+examples over the training range (real measurements come at such a resolution, and a k-NN's
+ties at the k-th distance happen on it) and on a million uniform rows over the same range.
+
     python bench/onnx_engine.py [--models-dir models] [--rounds 3] [--runs 200]
 """
 
@@ -46,6 +50,7 @@ def main() -> None:
     limits = input_limits(Settings(_env_file=None).limits)  # type: ignore[call-arg]
     print("| model | engine | rows | scikit-learn us | ONNX Runtime us | ratio |")
     print("|---|---|---:|---:|---:|---:|")
+    compared: list[str] = []
     for folder in sorted(args.models_dir.glob("*/[0-9]*")):
         card = ModelCard.read(folder)
         if card.framework != "sklearn":
@@ -70,6 +75,45 @@ def main() -> None:
                 f"| {name} | {model.engine.split(' (')[0]} | {size} | {low_sk:,.0f} "
                 f"| {low_onnx:,.0f} | {low_sk / low_onnx:.1f}x |"
             )
+        compared += differences(model, adapter, card)
+    print()
+    print("| model | rows | count | other outputs (> 1e-6) | largest difference | other label |")
+    print("|---|---|---:|---:|---:|---:|")
+    print("\n".join(compared))
+
+
+def differences(model: Any, adapter: Any, card: Any) -> list[str]:
+    """Table rows: how many grid and uniform rows get other outputs (> 1e-6) or labels."""
+    import numpy as np
+
+    low, high = adapter._low, adapter._high  # the card's training range with its margin
+    if low is None or high is None:
+        return []
+    decimals = max(
+        len(f"{float(v):g}".partition(".")[2])
+        for example in card.examples
+        for v in (example.instance.values() if isinstance(example.instance, dict) else [])
+    )
+    step = 10.0**-decimals
+    while np.prod(np.floor((high - low) / step) + 1) > 3e6:  # at most a few million rows
+        step *= 2
+    # On the measurements' own grid (multiples of the step), where ties happen.
+    axes = [
+        np.arange(np.ceil(a / step), np.floor(b / step) + 1) * step
+        for a, b in zip(low, high, strict=True)
+    ]
+    grid = np.stack(np.meshgrid(*axes), -1).reshape(-1, len(axes)).astype(np.float32)
+    uniform = np.random.default_rng(0).uniform(low, high, (1_000_000, len(axes)))
+    rows = []
+    for name, batch in ((f"grid, step {step:g}", grid), ("uniform", uniform.astype(np.float32))):
+        onnx, sklearn = model.predict(batch), model._predict_with_sklearn(batch)
+        differ = np.abs(onnx - sklearn).max(axis=1) > 1e-6
+        flips = onnx.argmax(axis=1) != sklearn.argmax(axis=1)
+        rows.append(
+            f"| {card.name}/{card.version} | {name} | {len(batch):,} | {int(differ.sum()):,} "
+            f"| {float(np.abs(onnx - sklearn).max()):.3g} | {int(flips.sum()):,} |"
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -118,9 +118,16 @@ def accelerate(model: Model, adapter: InputAdapter) -> None:
     """Let the model's runtime swap in a faster engine, checked on rows its kind generates
     (`Model.accelerate`; before the warm-up, which then replays the card's examples through
     it too). A kind that generates no rows leaves the framework serving."""
-    rows = adapter.check_rows(CHECK_ROWS, seed=CHECK_SEED)
-    if rows:
-        model.accelerate(adapter.featurize(rows))
+    try:
+        rows = adapter.check_rows(CHECK_ROWS, seed=CHECK_SEED)
+        if rows:
+            model.accelerate(adapter.featurize(rows))
+    except Exception:  # an engine is an option: its failure never fails the version
+        log.exception(
+            "model %s/%s: no faster engine (its check failed); its framework serves it",
+            adapter.card.name,
+            adapter.card.version,
+        )
 
 
 def load_failure_reason(card: ModelCard, exc: BaseException) -> str:

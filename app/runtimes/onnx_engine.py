@@ -5,9 +5,9 @@ dataframe detection), several times over in a pipeline or a calibrated classifie
 small batches a server computes, that costs more than the arithmetic (the calibrated k-NN of
 iris-knn: about 1.6-3 ms per call of 1 to 64 rows, where ONNX Runtime computes the same
 probabilities in 0.3-0.6 ms; bench/RESULTS.md, session 9). So a scikit-learn model can be
-served through ONNX Runtime instead, on two conditions checked once, at load:
+served through ONNX Runtime instead, on three conditions checked once, at load:
 
-1. skl2onnx (the ONNX project's converter for scikit-learn) converts the estimator, in
+1. skl2onnx (the converter for scikit-learn of the ONNX project) converts the estimator, in
    double precision (float64, as scikit-learn computes) or else in single precision (tree
    ensembles, whose ONNX operators take float32, as scikit-learn's trees compare), and ONNX
    Runtime opens the graph;
@@ -21,13 +21,27 @@ difference; an error) keeps scikit-learn, and the reason is logged. Nothing is w
 model's folder: the card's hashed artifact stays what is served, and the graph is rebuilt
 from it at every load.
 
-Sources: Liu et al., skl2onnx (https://onnx.ai/sklearn-onnx/); ONNX Runtime
-(https://onnxruntime.ai/).
+The graph only computes rows inside the box the check rows spanned (per feature, their least
+and greatest value); scikit-learn computes the others. Far outside it the two part ways: the
+graph's k-NN expands squared distances (|x|^2 - 2 x.y + |y|^2), which loses every digit
+beyond about 1e10, where scikit-learn's tree search does not.
+
+What the check cannot promise: where scikit-learn's own answer hinges on a tie or on the last
+bit, the graph may take the other side. A k-NN whose k-th and (k+1)-th nearest training rows
+are at the same distance keeps either (scikit-learn documents that its answer then depends on
+the order of the training data); a row within float32 rounding of a tree's split, behind a
+scaler, may fall on the other side. Measured on iris-knn (`bench/onnx_engine.py`): 101 of the
+1.79 million rows of a 0.1 cm grid over its training range get other probabilities, 4 of them
+another label; none of a million uniform rows over the same range does.
+
+Sources: sklearn-onnx (https://onnx.ai/sklearn-onnx/, the ONNX project); ONNX Runtime
+(https://onnxruntime.ai/, Microsoft).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -36,10 +50,10 @@ from typing import Any
 
 import numpy as np
 
-# What the graph's outputs may differ from scikit-learn's by. The graph computes in float64;
-# scikit-learn in float64 too for most estimators (the order of the sums then differs by about
-# 1e-16), but in float32 for some given float32 rows (a linear model's decision function:
-# about 1e-7 relative). A converter that computes something else differs by far more.
+# What the graph's outputs may differ from scikit-learn's by. A float64 graph and scikit-learn
+# in float64 differ by the order of the sums (about 1e-16); scikit-learn computes some
+# estimators in float32 given float32 rows (a linear model's decision function), and a tree
+# ensemble's graph is float32: about 1e-7 relative. A wrong conversion differs by far more.
 RTOL = 1e-5
 ATOL = 1e-6
 # The graph serves only if it is also faster, on a lone row and on a full batch: it computes
@@ -55,16 +69,34 @@ TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
 class OnnxEngine:
     """A verified ONNX Runtime session: `engine(batch)` -> `(N, C)` float64 outputs (class
     probabilities in the estimator's class order, or a regressor's values), as scikit-learn's
-    `predict_proba`/`predict` would give for the `(N, F)` numeric batch. Thread-safe (ONNX
-    Runtime sessions are); releases the GIL while it computes."""
+    `predict_proba`/`predict` would give for the `(N, F)` numeric batch. Rows outside the
+    verified box (`low`..`high` per feature) are computed by `fallback` (scikit-learn).
+    Thread-safe (ONNX Runtime sessions are); releases the GIL while it computes."""
 
     session: Any
     input_name: str
     input_dtype: Any  # np.float64, or np.float32 for a graph converted in single precision
     output_name: str
-    description: str
+    low: np.ndarray  # (F,)
+    high: np.ndarray  # (F,)
+    fallback: Callable[[np.ndarray], np.ndarray]
+    description: str = ""
 
     def __call__(self, batch: Any) -> np.ndarray:
+        values = np.asarray(batch)
+        inside = ((values >= self.low) & (values <= self.high)).all(axis=1)
+        if inside.all():
+            return self.run(values)
+        outside = self.fallback(values[~inside])
+        if not inside.any():
+            return outside
+        computed = self.run(values[inside])
+        result = np.empty((len(values), computed.shape[1]), dtype=np.float64)
+        result[inside], result[~inside] = computed, outside
+        return result
+
+    def run(self, batch: Any) -> np.ndarray:
+        """The graph's outputs for `batch`, wherever its rows lie."""
         values = np.ascontiguousarray(batch, dtype=self.input_dtype)
         (outputs,) = self.session.run([self.output_name], {self.input_name: values})
         result = np.asarray(outputs, dtype=np.float64)
@@ -86,31 +118,58 @@ def compile_estimator(
     server would otherwise serve). `classifier`:
     the outputs are class probabilities (the graph's probability output is served, and the
     most probable class must agree on every row). `require_faster`: refuse a graph slower
-    than scikit-learn (condition 3 above). Never raises for a model it cannot compile.
+    than scikit-learn (condition 3 above). Never raises: whatever fails is the reason.
     """
+    try:
+        return _compile(estimator, check_batch, reference, classifier, require_faster)
+    except Exception as exc:  # noqa: BLE001 - whatever fails here, scikit-learn still serves
+        return f"the conversion failed ({type(exc).__name__}: {_first_line(exc)})"
+
+
+def _compile(
+    estimator: Any,
+    check_batch: np.ndarray,
+    reference: Callable[[np.ndarray], np.ndarray],
+    classifier: bool,
+    require_faster: bool,
+) -> OnnxEngine | str:
     check = np.asarray(check_batch)
     if check.ndim != 2 or not len(check) or check.dtype.kind != "f":
         return "no numeric rows to verify a conversion on"
+    if not np.isfinite(check).all():
+        return "the verification rows are not all finite"
     try:
         expected = np.asarray(reference(check), dtype=np.float64).reshape(len(check), -1)
     except Exception as exc:  # noqa: BLE001 - the model's own problem, not the engine's
         return f"scikit-learn failed on the verification rows ({type(exc).__name__})"
     stripped = _without_passthrough(estimator)
-    try:
-        session = _session(stripped, check.shape[1], "double")
-    except Exception:  # noqa: BLE001 - e.g. a tree ensemble, whose ONNX operator is float32 only
+    session = None
+    problem: Exception | None = None
+    for precision in ("double", "float"):
         try:
-            session = _session(stripped, check.shape[1], "float")
-        except Exception as exc:  # noqa: BLE001 - no converter, or a graph ONNX Runtime refuses
-            return f"skl2onnx could not convert it ({type(exc).__name__}: {_first_line(exc)})"
+            session = _session(stripped, check.shape[1], precision)
+            break
+        except Exception as exc:  # noqa: BLE001 - float32-only operators (trees), or no converter
+            problem = exc
+    if session is None:
+        assert problem is not None
+        return f"skl2onnx could not convert it ({type(problem).__name__}: {_first_line(problem)})"
     graph_input = session.get_inputs()[0]
     input_dtype = np.float64 if graph_input.type == "tensor(double)" else np.float32
     output_name = _served_output(session, classifier)
     if output_name is None:
         return "the converted graph has no tensor output of the expected shape"
-    engine = OnnxEngine(session, graph_input.name, input_dtype, output_name, "")
+    engine = OnnxEngine(
+        session,
+        graph_input.name,
+        input_dtype,
+        output_name,
+        low=check.min(axis=0),
+        high=check.max(axis=0),
+        fallback=reference,
+    )
     try:
-        got = engine(check)
+        got = engine.run(check)
     except Exception as exc:  # noqa: BLE001 - e.g. a shape the graph does not take
         return f"ONNX Runtime failed on the verification rows ({type(exc).__name__})"
     if got.shape != expected.shape:
@@ -122,7 +181,7 @@ def compile_estimator(
         return "ONNX Runtime's most probable class differs from scikit-learn's on some rows"
     for size in TIMED_BATCH_SIZES if require_faster else ():
         batch = check[:size]
-        graph_s, sklearn_s = _best_time(engine, batch), _best_time(reference, batch)
+        graph_s, sklearn_s = _best_time(engine.run, batch), _best_time(reference, batch)
         if graph_s > sklearn_s:
             return (
                 f"ONNX Runtime is slower than scikit-learn on a batch of {len(batch)} "
@@ -134,7 +193,7 @@ def compile_estimator(
         f"ONNX Runtime {onnxruntime.__version__} (verified against scikit-learn on "
         f"{len(check)} rows)"
     )
-    return OnnxEngine(session, graph_input.name, input_dtype, output_name, description)
+    return dataclasses.replace(engine, description=description)
 
 
 def _best_time(compute: Callable[[np.ndarray], Any], batch: np.ndarray) -> float:

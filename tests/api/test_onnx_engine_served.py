@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
+from app.runtimes import onnx_engine
 from tests.conftest import card_examples, predict, running_app
 
 
@@ -25,14 +27,25 @@ def _flowers(models_dir: Path) -> list[Any]:
 
 
 def test_iris_knn_through_onnx_runtime_answers_as_scikit_learn(
-    tmp_path: Path, tiny_models_dir: Path
+    tmp_path: Path, tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Which engine is faster depends on the host: the speed rule has its unit test.
+    monkeypatch.setattr(onnx_engine, "TIMED_BATCH_SIZES", ())
+    graph_calls: list[int] = []
+    run = onnx_engine.OnnxEngine.run
+
+    def counted(engine: onnx_engine.OnnxEngine, batch: Any) -> np.ndarray:
+        graph_calls.append(len(batch))
+        return run(engine, batch)
+
+    monkeypatch.setattr(onnx_engine.OnnxEngine, "run", counted)
     only_iris = tmp_path / "models"
     shutil.copytree(tiny_models_dir / "iris-knn", only_iris / "iris-knn")
     flowers = _flowers(only_iris)
     answers: dict[bool, list[dict[str, Any]]] = {}
     for accelerated in (True, False):
         with running_app(only_iris, onnx_acceleration=accelerated) as client:
+            graph_calls.clear()  # the check's and the warm-up's
             serving = client.get("/v1/models/iris-knn").json()["serving"]
             if accelerated:
                 assert serving["engine"].startswith("ONNX Runtime ")
@@ -57,6 +70,10 @@ def test_iris_knn_through_onnx_runtime_answers_as_scikit_learn(
                 },
             )
             assert v2.status_code == 200, v2.text
+            # Through the graph: at least the flowers within the ranges (and the examples);
+            # those far beyond the checked box go to scikit-learn. Without it: none.
+            assert (sum(graph_calls) >= 40) == accelerated, graph_calls
+            assert bool(graph_calls) == accelerated, graph_calls
     onnx, sklearn = answers[True], answers[False]
     assert [a["label"] for a in onnx] == [a["label"] for a in sklearn]
     assert [a["warnings"] for a in onnx] == [a["warnings"] for a in sklearn]

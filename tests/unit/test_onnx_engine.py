@@ -97,11 +97,11 @@ def test_each_classifier_compiles_and_gives_scikit_learns_probabilities_on_new_r
     )
     assert isinstance(engine, OnnxEngine), engine
     unseen = _rows(500, 2)
-    expected, got = reference(unseen), engine(unseen)
+    expected, got = reference(unseen), engine.run(unseen)  # the graph alone, on every row
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
     assert np.array_equal(got.argmax(axis=1), expected.argmax(axis=1))
-    assert engine(unseen[:1]).shape == (1, expected.shape[1])  # a lone row, as at c=1
+    assert engine.run(unseen[:1]).shape == (1, expected.shape[1])  # a lone row, as at c=1
 
 
 @pytest.mark.parametrize("name", list(_regressors()))
@@ -114,7 +114,44 @@ def test_each_regressor_compiles_and_gives_scikit_learns_values_on_new_rows(name
     )
     assert isinstance(engine, OnnxEngine), engine
     unseen = _rows(500, 2, features)
-    np.testing.assert_allclose(engine(unseen), reference(unseen), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(engine.run(unseen), reference(unseen), rtol=RTOL, atol=ATOL)
+
+
+def test_rows_outside_the_checked_box_are_computed_by_scikit_learn() -> None:
+    estimator = _iris_knn_as_trained()
+    sklearn_outputs = _reference(estimator, True)
+    given: list[np.ndarray] = []
+
+    def reference(batch: np.ndarray) -> np.ndarray:
+        given.append(batch.copy())
+        return sklearn_outputs(batch)
+
+    check = _rows(256, 1)
+    engine = compile_estimator(estimator, check, reference, classifier=True, require_faster=False)
+    assert isinstance(engine, OnnxEngine), engine
+    # Beyond about 1e10 a graph's expanded squared distances lose every digit.
+    far = np.array([[1e20, 3.0, 5.0, 1.0], [5.0, 3.0, -1e15, 1.0]], dtype=np.float32)
+    mixed = np.concatenate([check[:3], far[:1], check[3:5], far[1:]])
+    given.clear()
+    got = engine(mixed)
+    assert len(given) == 1 and np.array_equal(given[0], far)  # only those, by scikit-learn
+    expected = sklearn_outputs(mixed)
+    np.testing.assert_array_equal(got[[3, 6]], expected[[3, 6]])
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)  # each row in its place
+    given.clear()
+    engine(check[:10])
+    assert given == []  # inside the box: the graph alone
+
+
+def test_whatever_fails_while_compiling_is_a_reason_not_an_exception() -> None:
+    class Unconvertible:  # e.g. a copy that runs out of memory
+        def __deepcopy__(self, memo: Any) -> Any:
+            raise MemoryError("no room for a copy")
+
+    reason = compile_estimator(
+        Unconvertible(), _rows(8, 1), lambda batch: np.zeros((len(batch), 3)), classifier=True
+    )
+    assert reason == "the conversion failed (MemoryError: no room for a copy)"
 
 
 def test_compiling_leaves_the_served_estimator_as_it_was() -> None:
@@ -202,3 +239,24 @@ def test_scikit_learn_failing_on_the_check_rows_means_no_engine() -> None:
         estimator, _rows(8, 1, features=3), _reference(estimator, True), classifier=True
     )
     assert reason == "scikit-learn failed on the verification rows (ValueError)"
+
+
+def test_a_failing_check_never_fails_the_version_it_would_speed_up() -> None:
+    from types import SimpleNamespace
+
+    from app.repository.loading import accelerate
+
+    asked: list[Any] = []
+
+    class Adapter:
+        card = SimpleNamespace(name="toy", version=1)
+
+        def check_rows(self, count: int, seed: int) -> list[Any]:
+            raise ValueError("an example row of the wrong length")
+
+        def featurize(self, rows: list[Any]) -> Any:
+            raise AssertionError("not reached")
+
+    model = SimpleNamespace(accelerate=asked.append)
+    accelerate(model, Adapter())  # type: ignore[arg-type]
+    assert asked == []
