@@ -42,12 +42,18 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from app.kinds import kind_of
-    from app.repository.loading import CHECK_ROWS, CHECK_SEED, accelerate, input_limits
+    from app.repository.loading import (
+        CHECK_ROWS,
+        CHECK_SEED,
+        accelerate,
+        example_rows,
+        input_limits,
+    )
     from app.runtimes import load_model
     from app.schemas.card import ModelCard
     from app.settings import Settings
 
-    limits = input_limits(Settings(_env_file=None).limits)  # type: ignore[call-arg]
+    limits = input_limits(Settings(_env_file=None).limits)
     print("| model | engine | rows | scikit-learn us | ONNX Runtime us | ratio |")
     print("|---|---|---:|---:|---:|---:|")
     compared: list[str] = []
@@ -63,7 +69,8 @@ def main() -> None:
         if model.engine is None:
             print(f"| {name} | scikit-learn (not converted: see the log) | | | | |")
             continue
-        rows = adapter.featurize(adapter.check_rows(CHECK_ROWS, CHECK_SEED))
+        generated = adapter.check_rows(example_rows(adapter), CHECK_ROWS, CHECK_SEED)
+        rows = adapter.featurize(generated or [])
         for size in BATCH_SIZES:
             batch = rows[:size]
             sklearn_us, onnx_us = [], []

@@ -378,10 +378,11 @@ class InputAdapter(ABC):
         """An uploaded image file -> one row (only where `takes_image_files`)."""
         raise AssertionError(f"{type(self).__name__} takes no image files")
 
-    def check_rows(self, count: int, seed: int) -> list[Any] | None:
-        """About `count` rows like a client's, generated (seeded: the same each load) to check
-        that another engine computes what the model's framework computes
-        (`Model.accelerate`); None where this kind cannot generate them (the default)."""
+    def check_rows(self, examples: list[Any], count: int, seed: int) -> list[Any] | None:
+        """`examples` (the card's, as rows) and more rows like a client's, about `count` in
+        all, generated (seeded: the same each load) to check that another engine computes
+        what the model's framework computes (`Model.accelerate`); None where this kind cannot
+        generate them (the default)."""
         return None
 
     def rows_from(self, rows: list[Any]) -> list[Any]:

@@ -191,20 +191,11 @@ class TabularAdapter(InputAdapter):
     def featurize(self, rows: list[Any]) -> np.ndarray:
         return np.stack(rows)
 
-    def check_rows(self, count: int, seed: int) -> list[Any] | None:
-        """The card's examples, then rows drawn uniformly within the training range (half),
-        within three times its width around it (a quarter) and within ten times (a quarter),
-        where the range is the card's (`out_of_domain`) or else the examples' span; None
-        with neither."""
-        examples = []
-        for example in self.card.examples:
-            instance = example.instance
-            if isinstance(instance, dict):
-                instance = [instance.get(name) for name in self.feature_names]
-            try:
-                examples.append(self.to_row(instance))
-            except (TypeError, ValueError, InvalidInput):
-                continue  # an example the card holds in another form: the draws still check
+    def check_rows(self, examples: list[Any], count: int, seed: int) -> list[Any] | None:
+        """`examples`, then rows drawn uniformly within the training range (half), within
+        three times its width around it (a quarter) and within ten times (a quarter), where
+        the range is the card's (`out_of_domain`) or else the examples' span; None with
+        neither."""
         if self._low is not None and self._high is not None:
             low, high = self._low.astype(np.float64), self._high.astype(np.float64)
         elif examples:

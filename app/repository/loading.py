@@ -119,7 +119,7 @@ def accelerate(model: Model, adapter: InputAdapter) -> None:
     (`Model.accelerate`; before the warm-up, which then replays the card's examples through
     it too). A kind that generates no rows leaves the framework serving."""
     try:
-        rows = adapter.check_rows(CHECK_ROWS, seed=CHECK_SEED)
+        rows = adapter.check_rows(example_rows(adapter), CHECK_ROWS, seed=CHECK_SEED)
         if rows:
             model.accelerate(adapter.featurize(rows))
     except Exception:  # an engine is an option: its failure never fails the version
@@ -164,6 +164,18 @@ def collect(runtime: Runtime | None, live: list[tuple[Model, InputAdapter]]) -> 
     release_free_memory()
 
 
+def example_rows(adapter: InputAdapter) -> list[Any]:
+    """The card's examples as rows of its kind, validated like a request but not held to the
+    clients' size limits. Raises what a request's validation raises."""
+    examples = adapter.card.examples
+    unlimited = predict_request_model(
+        adapter.card, max_instances=len(examples), max_text_chars=2**31, examples=[]
+    )
+    body = {"instances": [example.instance for example in examples]}
+    instances = unlimited.model_validate(body).instances  # type: ignore[attr-defined]
+    return [adapter.to_row(instance) for instance in instances]
+
+
 def warm_up(model: Model, adapter: InputAdapter) -> None:
     """Compile every batch bucket, then replay the card's examples end to end.
 
@@ -172,13 +184,7 @@ def warm_up(model: Model, adapter: InputAdapter) -> None:
     failed here rather than served. Raises ArtifactMismatch.
     """
     examples = adapter.card.examples
-    # Validated like a request, but not held to the clients' size limits.
-    unlimited = predict_request_model(
-        adapter.card, max_instances=len(examples), max_text_chars=2**31, examples=[]
-    )
-    body = {"instances": [example.instance for example in examples]}
-    instances = unlimited.model_validate(body).instances  # type: ignore[attr-defined]
-    rows = [adapter.to_row(instance) for instance in instances]
+    rows = example_rows(adapter)
     model.warmup(adapter.featurize(rows[:1]))
     predicted = model.predict(adapter.featurize(rows))
     card = adapter.card

@@ -82,12 +82,11 @@ class Model(ABC):
         Runtime 1.32.0 (verified against scikit-learn on 512 rows)"); None when it is."""
         return None
 
-    def accelerate(self, check_batch: Any) -> str | None:
+    def accelerate(self, check_batch: Any) -> None:  # noqa: B027 - most runtimes have none
         """Serve through a faster engine than the framework's own if one reproduces the
         framework's outputs on `check_batch` (a featurised batch the model's input kind
-        generated); the engine's description, or None when the framework keeps serving
-        (the default: no faster engine). Called once, after `load()`, before any request."""
-        return None
+        generated); `engine` then names it. The default: no faster engine. Called once,
+        after `load()`, before any request."""
 
     @abstractmethod
     def load(self) -> None:

@@ -14,7 +14,8 @@ served through ONNX Runtime instead, on three conditions checked once, at load:
 2. on rows the model's input kind generates (its training ranges, beyond them, and the card's
    examples), the graph's outputs equal scikit-learn's to within `RTOL`/`ATOL`, and a
    classifier's most probable class is the same on every row;
-3. the graph is faster than scikit-learn on one row and on 64 (`TIMED_BATCH_SIZES`).
+3. the graph is at least `MIN_SPEEDUP` times as fast as scikit-learn on one row and on 64
+   (`TIMED_BATCH_SIZES`).
 
 Anything else (a converter that does not exist, such as for a custom transformer; a
 difference; an error) keeps scikit-learn, and the reason is logged. Nothing is written to the
@@ -61,6 +62,10 @@ ATOL = 1e-6
 # scikit-learn can be the faster. The fastest of a few runs each: a few milliseconds at load.
 TIMED_BATCH_SIZES = (1, 64)
 TIMED_RUNS = 5
+# A clear margin, so that timing noise at load does not decide: two loads of one model (a
+# version and its shadow, two replicas) must pick the same engine, or their answers differ in
+# the last bits. iris-knn's graph: 3-5x; a linear model's: about 1-1.7x, so scikit-learn.
+MIN_SPEEDUP = 2.0
 # ONNX operator sets the graph is written for: supported by every ONNX Runtime >= 1.14.
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
 
@@ -115,10 +120,10 @@ def compile_estimator(
 
     `check_batch`: `(N, F)` numeric rows to verify on, as the server's input kind makes them
     (float32); `reference(batch)`: scikit-learn's `(N, C)` float64 outputs for them (what the
-    server would otherwise serve). `classifier`:
-    the outputs are class probabilities (the graph's probability output is served, and the
-    most probable class must agree on every row). `require_faster`: refuse a graph slower
-    than scikit-learn (condition 3 above). Never raises: whatever fails is the reason.
+    server would otherwise serve). `classifier`: the outputs are class probabilities (the
+    graph's probability output is served, and the most probable class must agree on every
+    row). `require_faster`: refuse a graph not `MIN_SPEEDUP` times as fast as scikit-learn
+    (condition 3 above). Never raises: whatever fails is the reason.
     """
     try:
         return _compile(estimator, check_batch, reference, classifier, require_faster)
@@ -182,10 +187,10 @@ def _compile(
     for size in TIMED_BATCH_SIZES if require_faster else ():
         batch = check[:size]
         graph_s, sklearn_s = _best_time(engine.run, batch), _best_time(reference, batch)
-        if graph_s > sklearn_s:
+        if graph_s * MIN_SPEEDUP > sklearn_s:
             return (
-                f"ONNX Runtime is slower than scikit-learn on a batch of {len(batch)} "
-                f"({graph_s * 1e6:.0f} against {sklearn_s * 1e6:.0f} us)"
+                f"ONNX Runtime is not {MIN_SPEEDUP:g}x as fast as scikit-learn on a batch of "
+                f"{len(batch)} ({graph_s * 1e6:.0f} against {sklearn_s * 1e6:.0f} us)"
             )
     import onnxruntime
 

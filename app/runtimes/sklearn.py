@@ -78,12 +78,12 @@ class SklearnModel(Model):
     def engine(self) -> str | None:
         return self._engine.description if self._engine is not None else None
 
-    def accelerate(self, check_batch: Any) -> str | None:
+    def accelerate(self, check_batch: Any) -> None:
         """ONNX Runtime instead of scikit-learn when the estimator converts and the graph
         reproduces scikit-learn on `check_batch` (`app.runtimes.onnx_engine`); a model whose
         rows are not one numeric array (a table of mixed columns) keeps scikit-learn."""
         if not isinstance(check_batch, np.ndarray):
-            return None
+            return
         compiled = compile_estimator(
             self._estimator,
             check_batch,
@@ -93,9 +93,8 @@ class SklearnModel(Model):
         name = f"{self.card.name}/{self.card.version}"
         if isinstance(compiled, str):
             log.info("model %s: served by scikit-learn, not ONNX Runtime: %s", name, compiled)
-            return None
+            return
         self._engine = compiled
-        return compiled.description
 
     def predict(self, batch: Any) -> np.ndarray:
         if self._engine is not None:
